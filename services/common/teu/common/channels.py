@@ -1,0 +1,20 @@
+"""Channels from the gateway to the backing services, over their unix sockets."""
+
+from __future__ import annotations
+
+import grpc
+
+from teu.common.config import Config
+
+
+def connect(cfg: Config, service: str) -> grpc.aio.Channel:
+    """An async channel to ``service``; it reconnects by itself when the service comes back."""
+    return grpc.aio.insecure_channel(
+        f"unix:{cfg.socket(service)}",
+        options=[
+            ("grpc.max_receive_message_length", 16 << 20),
+            ("grpc.max_send_message_length", 16 << 20),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ],
+    )

@@ -1,0 +1,105 @@
+"""Bootstrap shared by the four services: socket, interceptor, health, reflection, metrics, SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from teu.common import config as configmod
+from teu.common import logging as teulogging
+from teu.common.interceptor import ErrorInterceptor
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Service:
+    """One gRPC service to serve: its generated ``add_*_to_server`` function and implementation."""
+
+    add: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    full_name: str
+
+
+@dataclass
+class Lifecycle:
+    """What a service does around serving: set-up before, clean-up after."""
+
+    services: Sequence[Service]
+    on_stop: Callable[[], Awaitable[None]] | None = None
+    background: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def parse_args(name: str) -> configmod.Config:
+    """Reads ``--root`` and ``--run-dir`` for service ``name``."""
+    parser = argparse.ArgumentParser(prog=f"teu-{name}", description=f"Teu {name} service")
+    parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
+    parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
+    args = parser.parse_args()
+    return configmod.load(args.root, args.run_dir)
+
+
+def _start_metrics(name: str, cfg: configmod.Config) -> None:
+    server, _ = start_http_server(cfg.metrics_port(name), addr="127.0.0.1")
+    port_file = cfg.run_dir / f"{name}.metrics"
+    port_file.write_text(f"http://127.0.0.1:{server.server_port}/metrics\n")
+    log.info("metrics_listening", port=server.server_port)
+
+
+async def serve(name: str, cfg: configmod.Config, build: Callable[[], Awaitable[Lifecycle]]) -> None:
+    """Runs service ``name`` until SIGTERM or SIGINT, then shuts down gracefully."""
+    teulogging.configure(name)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.state_dir(name).mkdir(parents=True, exist_ok=True)
+    lifecycle = await build()
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
+    for svc in lifecycle.services:
+        svc.add(svc.servicer, server)
+        names.append(svc.full_name)
+        await health_servicer.set(svc.full_name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(names, server)
+    sock = cfg.socket(name)
+    sock.unlink(missing_ok=True)
+    server.add_insecure_port(f"unix:{sock}")
+    await server.start()
+    os.chmod(sock, 0o600)
+    _start_metrics(name, cfg)
+    log.info("serving", socket=str(sock), pid=os.getpid())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=5)
+    for task in lifecycle.background:
+        task.cancel()
+    if lifecycle.on_stop:
+        await lifecycle.on_stop()
+    sock.unlink(missing_ok=True)
+    log.info("stopped")
+
+
+def main(name: str, build: Callable[[configmod.Config], Awaitable[Lifecycle]]) -> None:
+    """Entry point of a service's ``__main__``."""
+    cfg = parse_args(name)
+    asyncio.run(serve(name, cfg, lambda: build(cfg)))

@@ -1,0 +1,58 @@
+"""Entry point: ``python -m teu.runtime [--root R] [--run-dir D]``."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+
+from teu.common.config import Config
+from teu.common.server import Lifecycle, Service, main
+from teu.errors import Unavailable
+from teu.runtime import cgroups, oci
+from teu.runtime.manager import Manager, Settings
+from teu.runtime.service import RuntimeServicer
+from teu.runtime.spec import Host
+from teu.runtime.store import Store
+from teu.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+
+
+async def build(cfg: Config) -> Lifecycle:
+    """Probes the host, opens the database, reconciles, and returns the service to serve."""
+    state = cfg.state_dir("runtime")
+    layout = cgroups.detect()
+    choice = oci.choose(layout, os.environ.get("TEU_OCI_RUNTIME") or None)
+    conmon_path = shutil.which("conmon")
+    if not conmon_path:
+        raise Unavailable("conmon is not installed")
+    runtime_root = cfg.run_dir / choice.name
+    runtime_root.mkdir(parents=True, exist_ok=True)
+    runtime = oci.CliRuntime(choice.name, choice.path, runtime_root)
+    host = Host(
+        nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        nproc_hard=resource.getrlimit(resource.RLIMIT_NPROC)[1],
+    )
+    store = Store(state / "runtime.db")
+    manager = Manager(store, runtime, Settings(bundles=state / "containers", conmon=conmon_path, host=host))
+    await manager.reconcile()
+    info = runtime_pb2.GetRuntimeInfoResponse(
+        oci_runtime=choice.name,
+        oci_runtime_version=await oci.version_line(choice.path),
+        oci_runtime_reason=choice.reason,
+        cgroup_version=layout.version,
+        conmon_version=await oci.version_line(conmon_path),
+    )
+
+    async def stop() -> None:
+        await manager.close()
+        store.close()
+
+    servicer = RuntimeServicer(manager, info)
+    return Lifecycle(
+        services=[Service(runtime_pb2_grpc.add_RuntimeServiceServicer_to_server, servicer, "teu.runtime.v1.RuntimeService")],
+        on_stop=stop,
+    )
+
+
+if __name__ == "__main__":
+    main("runtime", build)

@@ -1,0 +1,155 @@
+"""Launching conmon, the per-container monitor, and reading what it leaves behind.
+
+See docs/architecture.md and shared notes on conmon: conmon double-forks, runs ``<runtime> create``,
+reports the container's pid (or the runtime's error) as one JSON line on the sync pipe, keeps the
+container's stdio and log file, and writes the exit code to ``<bundle>/persist/exit`` (plus
+``persist/oom`` after an OOM kill) before it exits. It never runs ``start``: Teu does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from teu.errors import Internal
+
+SYNC_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything conmon needs for one container."""
+
+    conmon: str
+    runtime: str
+    runtime_root: Path
+    cid: str
+    name: str
+    bundle: Path
+    log_path: str
+    terminal: bool
+    stdin: bool
+
+
+@dataclass(frozen=True)
+class Created:
+    """conmon's answer: the container's init pid, or the runtime's error message."""
+
+    pid: int
+    error: str
+
+
+def persist_dir(bundle: Path) -> Path:
+    """Where conmon writes ``exit`` and ``oom``."""
+    return bundle / "persist"
+
+
+def argv(launch: Launch) -> list[str]:
+    """conmon's command line (pure)."""
+    b = launch.bundle
+    args = [
+        launch.conmon,
+        "--api-version",
+        "-c", launch.cid,
+        "-u", launch.cid,
+        "-r", launch.runtime,
+        "-b", str(b),
+        "-p", str(b / "pidfile"),
+        "-n", launch.name,
+        "--exit-dir", str(b / "exits"),
+        "--persist-dir", str(persist_dir(b)),
+        "-P", str(b / "conmon.pid"),
+        "--full-attach",
+        "-l", f"k8s-file:{launch.log_path}",
+        "--log-level", "warning",
+        "--runtime-arg", f"--root={launch.runtime_root}",
+    ]  # fmt: skip
+    if launch.terminal:
+        args.append("-t")
+    elif launch.stdin:
+        args.append("-i")
+    return args
+
+
+def parse_sync(line: bytes) -> Created:
+    """Decodes conmon's sync message; EOF with nothing means conmon died early."""
+    if not line.strip():
+        return Created(-1, "conmon exited without reporting (see the runtime service log)")
+    msg = json.loads(line)
+    pid = int(msg.get("data", -1))
+    return Created(pid, "" if pid > 0 else str(msg.get("message", "")).strip())
+
+
+async def launch(spec: Launch) -> Created:
+    """Starts conmon and waits until the container is created (or failed to be)."""
+    for sub in ("exits", "persist"):
+        (spec.bundle / sub).mkdir(exist_ok=True)
+    for stale in ("exits/" + spec.cid, "persist/exit", "persist/oom", "conmon.pid", "pidfile"):
+        (spec.bundle / stale).unlink(missing_ok=True)
+    read_fd, write_fd = os.pipe()
+    env = {"_OCI_SYNCPIPE": str(write_fd), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv(spec),
+            pass_fds=(write_fd,),
+            env=env,
+            cwd=spec.bundle,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    finally:
+        os.close(write_fd)
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(_read_line, read_fd), SYNC_TIMEOUT)
+    except TimeoutError as exc:
+        raise Internal(f"conmon did not report within {SYNC_TIMEOUT:.0f}s") from exc
+    finally:
+        os.close(read_fd)
+    _, err = await proc.communicate()
+    created = parse_sync(line)
+    if created.pid <= 0 and not created.error and err:
+        return Created(-1, err.decode(errors="replace").strip())
+    return created
+
+
+def _read_line(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return b"".join(chunks)
+
+
+def monitor_pid(bundle: Path) -> int:
+    """conmon's pid, from its pidfile; 0 if absent."""
+    try:
+        return int((bundle / "conmon.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def exit_status(bundle: Path) -> tuple[int, bool] | None:
+    """(exit code, OOM-killed) once conmon has recorded the exit; None before that."""
+    try:
+        code = int((persist_dir(bundle) / "exit").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return code, (persist_dir(bundle) / "oom").exists()
+
+
+def is_monitor(pid: int, cid: str) -> bool:
+    """Whether ``pid`` is still the conmon process of container ``cid``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and cmdline[0].endswith(b"conmon") and cid.encode() in cmdline

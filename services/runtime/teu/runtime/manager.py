@@ -1,0 +1,351 @@
+"""The runtime's core: an explicit container state machine over conmon and the OCI runtime.
+
+    created ──start──▶ running ──(process exits)──▶ exited ──start──▶ running ...
+       │                  │                            │
+       └──────delete──────┴────delete(force)───────────┘
+
+A container is running from a successful ``<runtime> start`` until its conmon reports the exit.
+Exits are observed through a pidfd on conmon, so a restarted runtime service picks up where it
+left off (``reconcile``): containers never depend on this process staying alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal as signals
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from teu.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
+from teu.runtime import conmon, mounts, names, spec, users
+from teu.runtime.oci import OciRuntime
+from teu.runtime.store import Container, Store
+from teu.runtime.v1 import runtime_pb2
+from teu.types.v1 import types_pb2
+
+log = structlog.get_logger()
+CREATED, RUNNING, EXITED = (
+    types_pb2.CONTAINER_STATE_CREATED,
+    types_pb2.CONTAINER_STATE_RUNNING,
+    types_pb2.CONTAINER_STATE_EXITED,
+)
+LOST_EXIT = 255
+DEFAULT_STOP_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where and how the manager runs containers."""
+
+    bundles: Path
+    conmon: str
+    host: spec.Host
+
+
+def _now() -> int:
+    return time.time_ns()
+
+
+class Manager:
+    """Creates, starts, stops and deletes containers, and tracks their exits."""
+
+    def __init__(self, store: Store, oci: OciRuntime, settings: Settings) -> None:
+        self.store = store
+        self.oci = oci
+        self.settings = settings
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._exited: dict[str, asyncio.Event] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def bundle(self, cid: str) -> Path:
+        """The container's bundle directory."""
+        return self.settings.bundles / cid
+
+    def _lock(self, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault(cid, asyncio.Lock())
+
+    def _event(self, cid: str) -> asyncio.Event:
+        return self._exited.setdefault(cid, asyncio.Event())
+
+    # -- create ---------------------------------------------------------------------------------
+
+    async def create(self, cid: str, name: str, cspec: runtime_pb2.ContainerSpec) -> Container:
+        """Records a container and writes its bundle; nothing runs yet."""
+        names.check_id(cid)
+        name = names.check_name(name) if name else self._free_name()
+        _check_spec(cspec)
+        c = Container(id=cid, name=name, spec=cspec, state=CREATED, created_at=_now())
+        bundle = self.bundle(cid)
+        if bundle.exists():
+            raise FailedPrecondition(f"bundle for {cid} already exists")
+        bundle.mkdir(parents=True)
+        try:
+            hostname = spec.hostname_of(cid, cspec)
+            (bundle / "hostname").write_text(hostname + "\n")
+            (bundle / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{hostname}\n")
+            self.store.insert(c)
+        except BaseException:
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise
+        self._exited[cid] = asyncio.Event()
+        log.info("container_created", container=cid[:12], name=name)
+        return c
+
+    def _free_name(self) -> str:
+        taken = {c.name for c in self.store.list()}
+        while (name := names.generate()) in taken:
+            pass
+        return name
+
+    # -- start ----------------------------------------------------------------------------------
+
+    async def start(self, cid: str) -> Container:
+        """Starts a created or exited container; returns it running, or exited if it could not run."""
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            if c.state == RUNNING:
+                raise FailedPrecondition(f"container {c.name} is already running")
+            bundle = self.bundle(cid)
+            rootfs = bundle / "rootfs"
+            await self.oci.delete(cid, force=True)
+            await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, rootfs)
+            try:
+                created = await self._launch(c, bundle, rootfs)
+            except TeuError as exc:
+                mounts.unmount(rootfs)
+                c.error = exc.message
+                self.store.update(c)
+                raise
+            if created.pid <= 0:
+                return await self._fail_start(c, created.error)
+            try:
+                await self.oci.start(cid)
+            except TeuError as exc:
+                await self.oci.delete(cid, force=True)
+                return await self._fail_start(c, exc.message)
+            first = c.started_at == 0
+            c.state, c.pid, c.monitor_pid = RUNNING, created.pid, conmon.monitor_pid(bundle)
+            c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = _now(), 0, 0, False, ""
+            c.restart_count += 0 if first else 1
+            self.store.update(c)
+            self._exited[cid] = asyncio.Event()
+            self._watch(cid, c.monitor_pid)
+            log.info("container_started", container=cid[:12], pid=c.pid, monitor=c.monitor_pid)
+            return c
+
+    async def _launch(self, c: Container, bundle: Path, rootfs: Path) -> conmon.Created:
+        user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, rootfs)
+        binds = {"/etc/hostname": str(bundle / "hostname"), "/etc/hosts": str(bundle / "hosts")}
+        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"teu/{c.id}")
+        (bundle / "config.json").write_text(json.dumps(doc))
+        launch = conmon.Launch(
+            conmon=self.settings.conmon,
+            runtime=self.oci.path,
+            runtime_root=self.oci.root,
+            cid=c.id,
+            name=c.name,
+            bundle=bundle,
+            log_path=c.spec.log_path,
+            terminal=c.spec.process.terminal,
+            stdin=c.spec.process.open_stdin,
+        )
+        return await conmon.launch(launch)
+
+    async def _fail_start(self, c: Container, error: str) -> Container:
+        mounts.unmount(self.bundle(c.id) / "rootfs")
+        c.state, c.exit_code, c.error, c.finished_at, c.pid = EXITED, spec.exit_code_for_start_error(error), error, _now(), 0
+        self.store.update(c)
+        self._event(c.id).set()
+        log.info("container_start_failed", container=c.id[:12], error=error, exit_code=c.exit_code)
+        return c
+
+    # -- exits ----------------------------------------------------------------------------------
+
+    def _watch(self, cid: str, pid: int) -> None:
+        task = asyncio.create_task(self._wait_exit(cid, pid))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _wait_exit(self, cid: str, pid: int) -> None:
+        try:
+            await _pid_exit(pid)
+            await self._finish(cid)
+        except Exception:  # noqa: BLE001 - a watcher must never die silently
+            log.exception("exit_watch_failed", container=cid[:12])
+
+    async def _finish(self, cid: str) -> None:
+        """Records the exit reported by conmon and releases the runtime state and mounts."""
+        async with self._lock(cid):
+            try:
+                c = self.store.get(cid)
+            except NotFound:
+                return
+            if c.state != RUNNING:
+                return
+            bundle = self.bundle(cid)
+            status = conmon.exit_status(bundle)
+            await self.oci.delete(cid, force=True)
+            await asyncio.to_thread(mounts.unmount, bundle / "rootfs")
+            if status is None:
+                c.exit_code, c.oom_killed, c.error = LOST_EXIT, False, "exit status lost: the container's monitor was killed"
+            else:
+                c.exit_code, c.oom_killed = status
+            exit_file = conmon.persist_dir(bundle) / "exit"
+            c.finished_at = exit_file.stat().st_mtime_ns if exit_file.exists() else _now()
+            c.state, c.pid, c.monitor_pid = EXITED, 0, 0
+            self.store.update(c)
+            self._event(cid).set()
+            log.info("container_exited", container=cid[:12], exit_code=c.exit_code, oom=c.oom_killed)
+
+    async def wait(self, cid: str) -> Container:
+        """Blocks until the container is not running (created containers wait for a run)."""
+        c = self.store.get(cid)
+        if c.state == EXITED:
+            return c
+        await self._event(cid).wait()
+        return self.store.get(cid)
+
+    # -- signals --------------------------------------------------------------------------------
+
+    async def kill(self, cid: str, sig: int) -> Container:
+        """Sends ``sig`` to the container's main process."""
+        if not 1 <= sig <= 64:
+            raise InvalidArgument(f"invalid signal {sig}")
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        await self.oci.kill(cid, sig)
+        return c
+
+    async def stop(self, cid: str, timeout: int) -> Container:
+        """Sends the stop signal, waits up to ``timeout`` seconds, then SIGKILL."""
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            return c
+        if timeout < 0:
+            timeout = c.spec.stop_timeout if c.spec.stop_timeout > 0 else DEFAULT_STOP_TIMEOUT
+        sig = parse_signal(c.spec.stop_signal or "SIGTERM")
+        event = self._event(cid)
+        await _ignore_not_running(self.oci.kill(cid, sig))
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            log.info("stop_timeout_kill", container=cid[:12], timeout=timeout)
+            await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
+            await event.wait()
+        return self.store.get(cid)
+
+    # -- delete ---------------------------------------------------------------------------------
+
+    async def delete(self, cid: str, force: bool) -> Container:
+        """Forgets a container, killing it first when ``force``; removes its bundle."""
+        c = self.store.get(cid)
+        if c.state == RUNNING:
+            if not force:
+                raise FailedPrecondition(
+                    f"cannot remove container {c.name}: container is running: stop it first or force remove"
+                )
+            await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
+            await self._event(cid).wait()
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            bundle = self.bundle(cid)
+            await self.oci.delete(cid, force=True)
+            await asyncio.to_thread(mounts.unmount, bundle / "rootfs")
+            await asyncio.to_thread(shutil.rmtree, bundle, True)
+            self.store.delete(cid)
+        self._locks.pop(cid, None)
+        self._event(cid).set()
+        self._exited.pop(cid, None)
+        log.info("container_deleted", container=cid[:12])
+        return c
+
+    # -- restart of this service ----------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Brings the records in line with reality after this service (re)starts."""
+        for c in self.store.list():
+            event = self._event(c.id)
+            if c.state == EXITED:
+                event.set()
+            elif c.state == RUNNING:
+                if c.monitor_pid and conmon.is_monitor(c.monitor_pid, c.id):
+                    self._watch(c.id, c.monitor_pid)
+                elif c.pid and _alive(c.pid):
+                    log.warning("monitor_lost", container=c.id[:12])
+                    self._watch(c.id, c.pid)
+                else:
+                    await self._finish(c.id)
+        log.info("reconciled", containers=len(self._exited))
+
+    async def close(self) -> None:
+        """Stops watching exits (containers keep running)."""
+        for task in list(self._watchers):
+            task.cancel()
+
+
+def parse_signal(value: str) -> int:
+    """Signal number for "SIGTERM", "TERM", "term" or "15"."""
+    v = value.strip().upper()
+    if v.isdigit():
+        num = int(v)
+    else:
+        try:
+            num = int(signals.Signals[v if v.startswith("SIG") else "SIG" + v])
+        except KeyError:
+            raise InvalidArgument(f"invalid signal: {value}") from None
+    if not 1 <= num <= 64:
+        raise InvalidArgument(f"invalid signal: {value}")
+    return num
+
+
+def _check_spec(s: runtime_pb2.ContainerSpec) -> None:
+    if not s.process.args:
+        raise InvalidArgument("no command specified")
+    if not s.log_path.startswith("/"):
+        raise InvalidArgument("log_path must be absolute")
+    if not s.rootfs:
+        raise InvalidArgument("a root filesystem mount is required")
+    r = s.resources
+    if r.memory_bytes < 0 or r.nano_cpus < 0 or r.pids_limit < 0:
+        raise InvalidArgument("resource limits must not be negative")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def _pid_exit(pid: int) -> None:
+    """Returns once process ``pid`` (not necessarily a child) has exited."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def _ignore_not_running(call: Awaitable[None]) -> None:
+    try:
+        await call
+    except FailedPrecondition:
+        pass
+
+
