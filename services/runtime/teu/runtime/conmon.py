@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,13 +75,25 @@ def argv(launch: Launch) -> list[str]:
     return args
 
 
+_LOGRUS_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
+def clean_error(message: str) -> str:
+    """The runtime's error without its logger's decoration (``time=... level=error msg="..."``)."""
+    found = _LOGRUS_MSG.findall(message)
+    if not found:
+        return message.strip()
+    text = found[-1].encode().decode("unicode_escape", errors="replace")
+    return text.removeprefix("runc create failed: ").removeprefix("crun create failed: ").strip()
+
+
 def parse_sync(line: bytes) -> Created:
     """Decodes conmon's sync message; EOF with nothing means conmon died early."""
     if not line.strip():
         return Created(-1, "conmon exited without reporting (see the runtime service log)")
     msg = json.loads(line)
     pid = int(msg.get("data", -1))
-    return Created(pid, "" if pid > 0 else str(msg.get("message", "")).strip())
+    return Created(pid, "" if pid > 0 else clean_error(str(msg.get("message", ""))))
 
 
 async def launch(spec: Launch) -> Created:

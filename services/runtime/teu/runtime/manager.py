@@ -23,6 +23,7 @@ from pathlib import Path
 
 import structlog
 
+from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu.runtime import conmon, mounts, names, spec, users
 from teu.runtime.oci import OciRuntime
@@ -289,21 +290,6 @@ class Manager:
         """Stops watching exits (containers keep running)."""
         for task in list(self._watchers):
             task.cancel()
-
-
-def parse_signal(value: str) -> int:
-    """Signal number for "SIGTERM", "TERM", "term" or "15"."""
-    v = value.strip().upper()
-    if v.isdigit():
-        num = int(v)
-    else:
-        try:
-            num = int(signals.Signals[v if v.startswith("SIG") else "SIG" + v])
-        except KeyError:
-            raise InvalidArgument(f"invalid signal: {value}") from None
-    if not 1 <= num <= 64:
-        raise InvalidArgument(f"invalid signal: {value}")
-    return num
 
 
 def _check_spec(s: runtime_pb2.ContainerSpec) -> None:

@@ -1,0 +1,60 @@
+# Teu: `make run` sets everything up and runs a first container; `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+TEU := $(VENV)/bin/teu
+IMAGE_TAR := build/busybox.tar
+PYTEST := $(VENV)/bin/pytest --import-mode=importlib -p no:cacheprovider
+
+.PHONY: run start stop deps venv protos check-protos image lint test unit integration bench clean
+
+run: start
+	@$(TEU) run --rm busybox echo "Hello from Teu: a process manager with superpowers."
+
+start: deps venv $(IMAGE_TAR)
+	@scripts/engine.sh start
+	@$(TEU) image inspect busybox >/dev/null 2>&1 || \
+		$(TEU) import -c 'CMD ["sh"]' $(IMAGE_TAR) busybox
+
+stop:
+	@scripts/engine.sh stop
+
+deps:
+	@scripts/install-deps.sh
+
+venv:
+	@scripts/setup-venv.sh
+
+protos: venv
+	scripts/gen-protos.sh
+
+# Regenerates the stubs into a temp dir and fails if they differ from the committed ones.
+check-protos: venv
+	@tmp=$$(mktemp -d) && scripts/gen-protos.sh $$tmp >/dev/null 2>&1 && \
+	  for f in $$(cd $$tmp && find teu -type f); do \
+	    cmp -s $$tmp/$$f clients/python/$$f || { echo "generated $$f is stale: run make protos"; rm -rf $$tmp; exit 1; }; \
+	  done; rm -rf $$tmp; echo "generated stubs up to date"
+
+$(IMAGE_TAR): scripts/build-busybox-image.sh
+	@mkdir -p build && scripts/build-busybox-image.sh $@
+
+image: deps $(IMAGE_TAR)
+
+lint: venv
+	$(VENV)/bin/buf lint protos
+	$(VENV)/bin/ruff check clients services tests
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(PYTEST) services/*/tests clients/python/tests -q
+
+integration: deps venv $(IMAGE_TAR)
+	$(PYTEST) tests/integration -q
+
+test: deps venv $(IMAGE_TAR) check-protos
+	$(VENV)/bin/buf lint protos
+	$(VENV)/bin/ruff check clients services tests
+	$(PYTEST) services/*/tests clients/python/tests tests/integration -q
+
+clean:
+	rm -rf build

@@ -1,0 +1,5 @@
+"""``python -m teu.cli``."""
+
+from teu.cli.main import main
+
+main()

@@ -1,0 +1,131 @@
+"""How the CLI prints things: tables, ages, sizes, Docker-shaped inspect JSON. Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from teu.gateway.v1 import gateway_pb2 as gw
+from teu.types.v1 import types_pb2
+
+STATES = {
+    types_pb2.CONTAINER_STATE_CREATED: "created",
+    types_pb2.CONTAINER_STATE_RUNNING: "running",
+    types_pb2.CONTAINER_STATE_EXITED: "exited",
+}
+
+
+def rfc3339(ns: int) -> str:
+    """Unix ns as RFC 3339 with nanoseconds, UTC; Docker's zero time for 0."""
+    if not ns:
+        return "0001-01-01T00:00:00Z"
+    secs, frac = divmod(ns, 1_000_000_000)
+    return dt.datetime.fromtimestamp(secs, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def ago(ns: int, now: float | None = None) -> str:
+    """"5 seconds", "3 minutes", "2 hours", "4 days"."""
+    delta = max(0.0, (now or time.time()) - ns / 1e9)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if delta >= size:
+            n = int(delta // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    n = int(delta)
+    return "Less than a second" if n < 1 else f"{n} second{'s' if n != 1 else ''}"
+
+
+def status(c: gw.ContainerSummary, now: float | None = None) -> str:
+    """Docker's STATUS column."""
+    if c.state == types_pb2.CONTAINER_STATE_RUNNING:
+        return f"Up {ago(c.started_at, now)}"
+    if c.state == types_pb2.CONTAINER_STATE_EXITED:
+        return f"Exited ({c.exit_code}) {ago(c.finished_at, now)} ago"
+    return "Created"
+
+
+def size(n: int) -> str:
+    """Bytes in Docker's units (kB, MB, GB; powers of 1000)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000:
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{value:.3g}PB"
+
+
+def table(rows: list[list[str]]) -> str:
+    """Left-aligned columns separated by three spaces."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def truncate(text: str, width: int) -> str:
+    """``text`` cut to ``width`` with an ellipsis."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
+    """A container as ``docker inspect`` shapes it."""
+    s, cfg, p = d.summary, d.config, d.process
+    state = STATES.get(s.state, "unknown")
+    return {
+        "Id": s.id,
+        "Created": rfc3339(s.created_at),
+        "Path": p.args[0] if p.args else "",
+        "Args": list(p.args[1:]),
+        "State": {
+            "Status": state,
+            "Running": state == "running",
+            "Pid": d.pid,
+            "ExitCode": s.exit_code,
+            "OOMKilled": d.oom_killed,
+            "Error": d.error,
+            "StartedAt": rfc3339(s.started_at),
+            "FinishedAt": rfc3339(s.finished_at),
+        },
+        "Image": d.image_id,
+        "Name": "/" + s.name,
+        "RestartCount": d.restart_count,
+        "LogPath": d.log_path,
+        "Config": {
+            "Hostname": cfg.hostname or s.id[:12],
+            "User": p.user,
+            "Env": list(p.env),
+            "Cmd": list(cfg.cmd) or None,
+            "Entrypoint": list(cfg.entrypoint.values) if cfg.HasField("entrypoint") else None,
+            "Image": s.image,
+            "WorkingDir": p.cwd,
+            "Tty": p.terminal,
+            "OpenStdin": p.open_stdin,
+            "Labels": dict(cfg.labels),
+        },
+        "HostConfig": {
+            "Memory": cfg.resources.memory_bytes,
+            "NanoCpus": cfg.resources.nano_cpus,
+            "PidsLimit": cfg.resources.pids_limit or None,
+            "AutoRemove": cfg.auto_remove,
+        },
+        "GraphDriver": {"Name": "overlay", "Data": {o.split("=", 1)[0]: o.split("=", 1)[1] for m in d.mounts for o in m.options if "=" in o}},
+        "Monitor": {"Pid": d.monitor_pid},
+    }
+
+
+def image_json(i: gw.ImageSummary) -> dict[str, Any]:
+    """An image as ``docker image inspect`` shapes it."""
+    c = i.config
+    return {
+        "Id": i.id,
+        "RepoTags": list(i.repo_tags),
+        "Created": rfc3339(i.created_at),
+        "Size": i.size,
+        "Config": {
+            "Entrypoint": list(c.entrypoint) or None,
+            "Cmd": list(c.cmd) or None,
+            "Env": list(c.env),
+            "WorkingDir": c.working_dir,
+            "User": c.user,
+            "Labels": dict(c.labels),
+        },
+        "RootFS": {"Type": "layers", "Layers": list(i.layers)},
+    }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the host packages Teu needs, only those missing (Debian 12): the OCI runtimes, conmon,
+# and busybox-static for the default image. Idempotent.
+set -euo pipefail
+want=(runc crun conmon busybox-static)
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+if [ "$(id -u)" != 0 ]; then echo "run as root to install ${missing[*]}" >&2; exit 1; fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,32 @@
+"""Entry point: ``python -m teu.gateway [--root R] [--run-dir D]``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from teu.common.config import Config
+from teu.common.server import Lifecycle, Service, main
+from teu.gateway.backends import open_backends
+from teu.gateway.flows import Flows
+from teu.gateway.service import ContainersServicer, ImagesServicer, SystemServicer
+from teu.gateway.v1 import gateway_pb2_grpc as g
+
+
+async def build(cfg: Config) -> Lifecycle:
+    """Connects to the backends and returns the public services."""
+    backends = open_backends(cfg)
+    flows = Flows(backends)
+    resume = asyncio.create_task(flows.resume_auto_removals())
+    return Lifecycle(
+        services=[
+            Service(g.add_ContainersServiceServicer_to_server, ContainersServicer(flows), "teu.gateway.v1.ContainersService"),
+            Service(g.add_ImagesServiceServicer_to_server, ImagesServicer(flows), "teu.gateway.v1.ImagesService"),
+            Service(g.add_SystemServiceServicer_to_server, SystemServicer(flows), "teu.gateway.v1.SystemService"),
+        ],
+        on_stop=backends.close,
+        background=[resume],
+    )
+
+
+if __name__ == "__main__":
+    main("gateway", build)

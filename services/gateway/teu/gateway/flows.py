@@ -1,0 +1,193 @@
+"""The standard operations, composed from the backing services' primitives.
+
+``run`` = resolve image (storage) → snapshot (storage) → log file (logs) → create (runtime) →
+start (runtime) → stream output (logs) until the exit (runtime) → on ``--rm``, delete in reverse.
+A failure at any step undoes the earlier ones. The gateway holds no state of its own: what it must
+remember across its own restarts (auto-removal) is read back from the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+
+from teu.errors import NotFound, TeuError
+from teu.gateway import options
+from teu.gateway.backends import Backends, call, retry_unavailable, stream
+from teu.gateway.v1 import gateway_pb2 as gw
+from teu.logs.v1 import logs_pb2 as lg
+from teu.runtime.v1 import runtime_pb2 as rt
+from teu.storage.v1 import storage_pb2 as st
+from teu.types.v1 import types_pb2
+
+log = structlog.get_logger()
+RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a container's process ended."""
+
+    exit_code: int
+    oom_killed: bool
+    error: str
+
+
+class Flows:
+    """The gateway's operations over the three backends."""
+
+    def __init__(self, b: Backends) -> None:
+        self.b = b
+        self._removers: dict[str, asyncio.Task[None]] = {}
+
+    async def find(self, ref: str) -> rt.Container:
+        """The container named by id, id prefix or name."""
+        return (await call("runtime", self.b.runtime.GetContainer(rt.GetContainerRequest(ref=ref)))).container
+
+    async def create(self, config: gw.ContainerConfig) -> rt.Container:
+        """Creates a container; on failure nothing is left behind."""
+        image = (await call("storage", self.b.storage.GetImage(st.GetImageRequest(ref=config.image)))).image
+        spec = options.container_spec(config, image)
+        cid = secrets.token_hex(32)
+        snap = await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=cid, image_id=image.id)))
+        try:
+            log_path = (await call("logs", self.b.logs.PrepareLog(lg.PrepareLogRequest(container_id=cid)))).path
+            spec.rootfs.extend(snap.mounts)
+            spec.log_path = log_path
+            req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
+            return (await call("runtime", self.b.runtime.CreateContainer(req))).container
+        except BaseException:
+            await self._release(cid)
+            raise
+
+    async def _release(self, cid: str) -> None:
+        """Removes a container's snapshot and log, best effort."""
+        for service, coro in (
+            ("storage", self.b.storage.RemoveSnapshot(st.RemoveSnapshotRequest(key=cid))),
+            ("logs", self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
+        ):
+            try:
+                await call(service, coro)
+            except TeuError as exc:
+                log.warning("release_failed", container=cid[:12], service=service, error=exc.message)
+
+    async def start(self, cid: str, watch_remove: bool = True) -> rt.Container:
+        """Starts a container; the returned record says whether its process could run."""
+        c = (await call("runtime", self.b.runtime.StartContainer(rt.StartContainerRequest(id=cid)))).container
+        if c.spec.auto_remove and watch_remove:
+            self.watch_auto_remove(cid)
+        return c
+
+    async def wait(self, cid: str) -> rt.Container:
+        """The container's record once it is not running; survives a runtime service restart."""
+        resp = await retry_unavailable("runtime", lambda: self.b.runtime.WaitContainer(rt.WaitContainerRequest(id=cid)))
+        return resp.container
+
+    async def remove(self, cid: str, force: bool) -> rt.Container:
+        """Deletes a container (runtime), then its snapshot (storage) and log (logs)."""
+        c = (await call("runtime", self.b.runtime.DeleteContainer(rt.DeleteContainerRequest(id=cid, force=force)))).container
+        await self._release(cid)
+        return c
+
+    def watch_auto_remove(self, cid: str) -> None:
+        """Removes ``cid`` once it exits (for ``--rm`` containers)."""
+        if cid not in self._removers:
+            self._removers[cid] = asyncio.create_task(self._auto_remove(cid))
+
+    async def _auto_remove(self, cid: str) -> None:
+        try:
+            await self.wait(cid)
+            await self.remove(cid, force=False)
+        except NotFound:
+            pass
+        except TeuError as exc:
+            log.warning("auto_remove_failed", container=cid[:12], error=exc.message)
+        finally:
+            self._removers.pop(cid, None)
+
+    async def resume_auto_removals(self) -> None:
+        """After a gateway restart: watch every ``--rm`` container again."""
+        try:
+            listed = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=True)))
+        except TeuError as exc:
+            log.warning("resume_auto_remove_failed", error=exc.message)
+            return
+        for c in listed.containers:
+            if c.spec.auto_remove and c.started_at:
+                self.watch_auto_remove(c.id)
+
+    async def follow(self, cid: str, running: bool, tail: int = 0) -> AsyncIterator[lg.ReadLogResponse]:
+        """Log batches; when ``running``, keeps following until the container exits, then drains."""
+        if not running:
+            async for batch in stream("logs", self.b.logs.ReadLog(lg.ReadLogRequest(container_id=cid, tail=tail))):
+                yield batch
+            return
+        queue: asyncio.Queue[lg.ReadLogResponse] = asyncio.Queue(maxsize=64)
+        offset = 0
+        call_ = self.b.logs.ReadLog(lg.ReadLogRequest(container_id=cid, tail=tail, follow=True))
+
+        async def pump() -> None:
+            async for item in stream("logs", call_):
+                await queue.put(item)
+
+        pumper = asyncio.create_task(pump())
+        exited = asyncio.create_task(self.wait(cid))
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, exited, pumper}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    batch = getter.result()
+                    offset = batch.offset or offset
+                    yield batch
+                    continue
+                getter.cancel()
+                if pumper in done and pumper.exception():
+                    raise pumper.exception()  # type: ignore[misc]
+                break
+            while not queue.empty():
+                batch = queue.get_nowait()
+                offset = batch.offset or offset
+                yield batch
+        finally:
+            call_.cancel()
+            pumper.cancel()
+            if not exited.done():
+                exited.cancel()
+        if offset or tail == 0:
+            req = lg.ReadLogRequest(container_id=cid, offset=offset)
+            async for batch in stream("logs", self.b.logs.ReadLog(req)):
+                yield batch
+
+    async def run(self, config: gw.ContainerConfig, detach: bool) -> AsyncIterator[gw.RunResponse]:
+        """create → start → (attached) output until exit → (``--rm``) remove."""
+        c = await self.create(config)
+        yield gw.RunResponse(created=gw.RunCreated(id=c.id, name=c.name))
+        try:
+            c = await self.start(c.id, watch_remove=detach)
+        except BaseException:
+            if config.auto_remove:
+                await self.remove(c.id, force=True)
+            raise
+        if detach:
+            return
+        finished = False
+        try:
+            if c.state == RUNNING:
+                async for batch in self.follow(c.id, running=True):
+                    for r in batch.records:
+                        yield gw.RunResponse(output=gw.RunOutput(stream=r.stream, data=r.data))
+                c = await self.wait(c.id)
+            finished = True
+        finally:
+            if config.auto_remove and not finished:
+                self.watch_auto_remove(c.id)  # the client went away: remove it when it exits
+        yield gw.RunResponse(exit=gw.RunExit(exit_code=c.exit_code, oom_killed=c.oom_killed, error=c.error))
+        if config.auto_remove:
+            with contextlib.suppress(NotFound):
+                await self.remove(c.id, force=False)

@@ -1,0 +1,150 @@
+"""Safe extraction: a real rootfs keeps its attributes, hostile tars write nothing outside."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from teu.errors import InvalidArgument
+from teu.storage import archive
+
+
+def _extract(tmp_path: Path, data: bytes) -> Path:
+    src = tmp_path / "in.tar"
+    src.write_bytes(data)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    archive.extract(src, dest)
+    return dest
+
+
+def test_busybox_like_tree_keeps_modes_owners_links(tmp_path: Path, tars: Any) -> None:
+    """A rootfs keeps setuid, sticky, ownership, mtimes, symlinks, hard links and fifos."""
+    src = tmp_path / "in.tar"
+    src.write_bytes(tars.busybox())
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    stats = archive.extract(src, dest)
+
+    def mode(rel: str) -> int:
+        return stat.S_IMODE(os.lstat(dest / rel).st_mode)
+
+    assert mode("tmp") == 0o1777
+    assert mode("bin/su") == 0o4755
+    assert mode("bin/busybox") == 0o755
+    assert mode("home/user") == 0o750
+    assert mode("home") == 0o755 and mode(".") == 0o755
+    assert (os.lstat(dest / "home/user").st_uid, os.lstat(dest / "home/user").st_gid) == (1000, 1000)
+    assert os.readlink(dest / "bin/sh") == "/bin/busybox"
+    assert os.lstat(dest / "bin/ls").st_ino == os.lstat(dest / "bin/busybox").st_ino
+    assert stat.S_ISFIFO(os.lstat(dest / "run/fifo").st_mode) and mode("run/fifo") == 0o620
+    assert (
+        os.lstat(dest / "bin").st_mtime == tars.MTIME and os.lstat(dest / "etc/passwd").st_mtime == tars.MTIME
+    )
+    assert stats.size == 100 + 2 + 1 + len(b"root:x:0:0::/root:/bin/sh\n")
+
+
+def test_later_entry_replaces_symlink_instead_of_writing_through_it(tmp_path: Path, tars: Any) -> None:
+    """A file entry over an extracted symlink replaces the link; the link's target is untouched."""
+    victim = tmp_path / "victim"
+    victim.write_text("safe")
+    dest = _extract(tmp_path, tars.build(tars.sym("x", str(victim)), tars.file("x", b"evil")))
+    assert victim.read_text() == "safe"
+    assert (dest / "x").read_bytes() == b"evil" and not (dest / "x").is_symlink()
+
+
+def test_relative_symlinks_within_the_image_are_followed_for_writes(tmp_path: Path, tars: Any) -> None:
+    """Writing through a symlink that stays inside the image (lib -> usr/lib) lands inside it."""
+    dest = _extract(tmp_path, tars.build(tars.dir("usr/lib"), tars.sym("lib", "usr/lib"), tars.file("lib/x")))
+    assert (dest / "usr/lib/x").read_bytes() == b"data"
+
+
+def test_empty_archive_gives_empty_layer(tmp_path: Path, tars: Any) -> None:
+    """A tar with no members is a valid, empty layer."""
+    dest = _extract(tmp_path, tars.build())
+    assert list(dest.iterdir()) == []
+
+
+def _outside(tmp_path: Path) -> Path:
+    return tmp_path / "outside"
+
+
+HOSTILE: dict[str, Callable[[Any, Path], bytes]] = {
+    "absolute path": lambda T, out: T.build(T.file(str(out / "evil"))),
+    "dotdot path": lambda T, out: T.build(T.file("../outside/evil")),
+    "nested dotdot": lambda T, out: T.build(T.file("a/../../outside/evil")),
+    "write through absolute symlink": lambda T, out: T.build(T.sym("a", str(out)), T.file("a/evil")),
+    "dir through symlink": lambda T, out: T.build(T.sym("a", str(out)), T.dir("a/evil")),
+    "symlink through symlink": lambda T, out: T.build(T.sym("a", str(out)), T.sym("a/evil", "/x")),
+    "relative symlink escaping": lambda T, out: T.build(T.sym("a", "../outside")),
+    "deep relative symlink escaping": lambda T, out: T.build(T.sym("d/e/a", "../../../outside")),
+    "hard link outside": lambda T, out: T.build(T.link("evil", "../outside/secret")),
+    "absolute hard link": lambda T, out: T.build(T.link("evil", str(out / "secret"))),
+    "hard link via symlink": lambda T, out: T.build(T.sym("l", str(out)), T.link("evil", "l/secret")),
+    "hard link to symlink": lambda T, out: T.build(T.sym("l", str(out / "secret")), T.link("evil", "l")),
+    "char device": lambda T, out: T.build((T.entry("dev/null", tarfile.CHRTYPE), None)),
+    "block device": lambda T, out: T.build((T.entry("dev/sda", tarfile.BLKTYPE), None)),
+    "file over directory": lambda T, out: T.build(T.dir("a"), T.file("a")),
+    "file as parent": lambda T, out: T.build(T.file("a"), T.file("a/b")),
+    "huge pax header": lambda T, out: _huge_pax_header(T),
+    "absurd member size": lambda T, out: T.entry("big", size=archive.MAX_TOTAL_SIZE + 1).tobuf(),
+    "truncated data": lambda T, out: T.build(T.file("f", b"x" * 5000))[: 512 + 1000],
+    "truncated between members": lambda T, out: T.build(T.file("f", b"x" * 512))[:1024],
+    "garbage after member": lambda T, out: T.build(T.file("f", b"x" * 512))[:1024] + b"\x07" * 1024,
+    "not a tar": lambda T, out: b"hello, this is not a tar archive" * 100,
+    "empty stream": lambda T, out: b"",
+    "gzip": lambda T, out: gzip.compress(T.build(T.file("f"))),
+}
+
+
+def _huge_pax_header(T: Any) -> bytes:
+    info: tarfile.TarInfo = T.entry("././@PaxHeader", tarfile.XHDTYPE, size=(1 << 20) + 512)
+    return info.tobuf(tarfile.USTAR_FORMAT) + b"\0" * ((1 << 20) + 512)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_tar_is_refused_and_writes_nothing_outside(tmp_path: Path, tars: Any, case: str) -> None:
+    """Every hostile or broken tar raises InvalidArgument and leaves the outside dir untouched."""
+    out = _outside(tmp_path)
+    out.mkdir()
+    (out / "secret").write_text("secret")
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(InvalidArgument):
+        _extract(tmp_path, HOSTILE[case](tars, out))
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert (out / "secret").read_text() == "secret"
+    assert os.lstat(out / "secret").st_nlink == 1
+
+
+def test_pax_header_of_reasonable_size_is_accepted(tmp_path: Path, tars: Any) -> None:
+    """Long names via pax headers (the normal case) still work."""
+    long = "d/" + "n" * 200
+    dest = _extract(tmp_path, tars.build(tars.file(long), fmt=tarfile.PAX_FORMAT))
+    assert (dest / long).is_file()
+
+
+def test_gnu_long_names_are_accepted(tmp_path: Path, tars: Any) -> None:
+    """GNU-format long names and long link targets are understood."""
+    long = "d/" + "n" * 200
+    data = tars.build(tars.file(long), tars.sym("s", "/" + "t" * 200), fmt=tarfile.GNU_FORMAT)
+    dest = _extract(tmp_path, data)
+    assert (dest / long).is_file() and os.readlink(dest / "s") == "/" + "t" * 200
+
+
+def test_tar_from_stdlib_writer_roundtrips_bytes(tmp_path: Path) -> None:
+    """Content of files added from disk comes back byte for byte."""
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("blob")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    dest = _extract(tmp_path, buf.getvalue())
+    assert (dest / "blob").read_bytes() == payload

@@ -1,0 +1,65 @@
+"""Reference parsing follows Docker's grammar and stores the familiar form."""
+
+from __future__ import annotations
+
+import pytest
+from teu.errors import InvalidArgument
+from teu.storage import refs
+
+
+@pytest.mark.parametrize(
+    ("ref", "stored"),
+    [
+        ("busybox", "busybox:latest"),
+        ("busybox:1.36", "busybox:1.36"),
+        ("library/busybox", "busybox:latest"),
+        ("docker.io/library/busybox:musl", "busybox:musl"),
+        ("docker.io/foo/bar", "foo/bar:latest"),
+        ("index.docker.io/foo/bar:v1", "foo/bar:v1"),
+        ("localhost:5000/team/app:1.0-rc_1", "localhost:5000/team/app:1.0-rc_1"),
+        ("localhost/app", "localhost/app:latest"),
+        ("registry.example.com/a.b/c__d/e--f", "registry.example.com/a.b/c__d/e--f:latest"),
+        ("my-app:Tag_With.Mixed-CASE", "my-app:Tag_With.Mixed-CASE"),
+        ("a" * 60 + ":x", "a" * 60 + ":x"),
+    ],
+)
+def test_valid_references_normalise(ref: str, stored: str) -> None:
+    """Valid references parse to the expected stored "name:tag"."""
+    assert str(refs.parse(ref)) == stored
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "",
+        "Busybox",
+        "busybox:",
+        ":tag",
+        "busybox:-tag",
+        "busybox:" + "t" * 129,
+        "a//b",
+        "/abs",
+        "trailing/",
+        "a_-b",
+        "-lead",
+        "busybox@sha256:" + "a" * 64,
+        "bad host!/x",
+        "a:b:c",
+        "a" * 64,
+        "b..c",
+        "x" * 256,
+    ],
+)
+def test_invalid_references_are_refused(ref: str) -> None:
+    """Malformed references raise InvalidArgument."""
+    with pytest.raises(InvalidArgument):
+        refs.parse(ref)
+
+
+def test_id_prefix_recognition() -> None:
+    """Hex strings with or without "sha256:" may be ids; other strings may not."""
+    assert refs.is_id_prefix("abc123")
+    assert refs.is_id_prefix("sha256:" + "0" * 64)
+    assert not refs.is_id_prefix("sha256:")
+    assert not refs.is_id_prefix("busybox")
+    assert not refs.is_id_prefix("0" * 65)
