@@ -168,7 +168,7 @@ class Client:
         """Blocks until the container stops; returns its exit code."""
         return _unary(self.containers.Wait, gw.WaitRequest(container=container))
 
-    def list(self, all: bool = False) -> list[gw.ContainerSummary]:  # noqa: A002 - Docker's flag name
+    def list(self, all: bool = False) -> list[gw.ContainerSummary]:
         """Containers, newest first (running only unless ``all``)."""
         return list(_unary(self.containers.List, gw.ListRequest(all=all)).containers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 
 import pytest
+
 from teu.logs.k8sfile import STDERR, STDOUT, parse_records, parse_timestamp
 
 TS = b"2026-11-30T06:24:30.027115861+00:00"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from teu.logs.k8sfile import STDERR, STDOUT, Record
 from teu.logs.reader import BATCH_BYTES, Batch, read_log, tail_offset
 
@@ -123,7 +124,9 @@ def test_incomplete_only_record_reads_as_nothing(log: Path) -> None:
     assert run(collect(read_log(log, tail=3))) == []
 
 
-@pytest.mark.parametrize(("tail", "expected"), [(1, [b"c\n"]), (2, [b"b1", b"b2", b"\n", b"c\n"]), (5, [b"a\n", b"b1", b"b2", b"\n", b"c\n"])])
+@pytest.mark.parametrize(
+    ("tail", "expected"), [(1, [b"c\n"]), (2, [b"b1", b"b2", b"\n", b"c\n"]), (5, [b"a\n", b"b1", b"b2", b"\n", b"c\n"])]
+)
 def test_tail_counts_lines_not_records(log: Path, tail: int, expected: list[bytes]) -> None:
     """Tail N returns the last N lines, a line being P records up to and including an F record."""
     log.write_bytes(rec(b"a") + rec(b"b1", partial=True) + rec(b"b2", partial=True) + rec(b"") + rec(b"c"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from teu.common.interceptor import ErrorInterceptor
 from teu.logs.service import LogsServicer
 from teu.logs.store import LogStore

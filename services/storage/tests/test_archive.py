@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from teu.errors import InvalidArgument
 from teu.storage import archive
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from teu.errors import AlreadyExists, InvalidArgument, NotFound
 from teu.storage.core import Storage, import_image
 from teu.storage.oci import ImageConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from teu.errors import InvalidArgument
 from teu.storage import refs
 

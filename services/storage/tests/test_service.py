@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from teu.common.interceptor import ErrorInterceptor
 from teu.storage.core import Storage
 from teu.storage.service import StorageServicer

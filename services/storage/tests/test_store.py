@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from teu.errors import AlreadyExists, NotFound
 from teu.storage.oci import ImageConfig, build_config
 from teu.storage.store import Store

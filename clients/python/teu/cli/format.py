@@ -21,7 +21,7 @@ def rfc3339(ns: int) -> str:
     if not ns:
         return "0001-01-01T00:00:00Z"
     secs, frac = divmod(ns, 1_000_000_000)
-    return dt.datetime.fromtimestamp(secs, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+    return dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
 
 
 def ago(ns: int, now: float | None = None) -> str:
@@ -106,7 +106,7 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
             "PidsLimit": cfg.resources.pids_limit or None,
             "AutoRemove": cfg.auto_remove,
         },
-        "GraphDriver": {"Name": "overlay", "Data": {o.split("=", 1)[0]: o.split("=", 1)[1] for m in d.mounts for o in m.options if "=" in o}},
+        "GraphDriver": {"Name": "overlay", "Data": dict(o.split("=", 1) for m in d.mounts for o in m.options if "=" in o)},
         "Monitor": {"Pid": d.monitor_pid},
     }
 

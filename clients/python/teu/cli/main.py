@@ -182,7 +182,9 @@ def cmd_version(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
-def _simple(sub: Any, name: str, help_: str, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+def _simple(
+    sub: Any, name: str, help_: str, extra: Callable[[argparse.ArgumentParser], Any] | None = None
+) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
     if extra:
         extra(p)

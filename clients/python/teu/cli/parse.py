@@ -23,7 +23,7 @@ def memory(value: str) -> int:
 def nano_cpus(value: str) -> int:
     """Billionths of a CPU for "0.5", "2"."""
     try:
-        return int(round(float(value) * 1_000_000_000))
+        return round(float(value) * 1_000_000_000)
     except ValueError:
         raise InvalidArgument(f"invalid cpus value: {value!r}") from None
 

@@ -93,7 +93,7 @@ def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[...
         outcome = _Outcome(method)
         try:
             return await behavior(request, context)
-        except Exception as exc:  # noqa: BLE001 - every failure must become a status
+        except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
             await outcome.fail(context, exc)
@@ -109,7 +109,7 @@ def _stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callabl
         try:
             async for item in behavior(request, context):
                 yield item
-        except Exception as exc:  # noqa: BLE001 - every failure must become a status
+        except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
             await outcome.fail(context, exc)

@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from teu.common.signals import parse_signal
+from teu.errors import FailedPrecondition
 from teu.gateway import convert
 from teu.gateway.backends import call
 from teu.gateway.flows import RUNNING, Flows
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.gateway.v1 import gateway_pb2_grpc
-from teu.common.signals import parse_signal
-from teu.errors import FailedPrecondition
 from teu.runtime.v1 import runtime_pb2 as rt
 from teu.storage.v1 import storage_pb2 as st
 
@@ -27,57 +27,57 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         self.f = flows
         self.rt = flows.b.runtime
 
-    async def Create(self, request: gw.CreateRequest, context: Ctx) -> gw.CreateResponse:  # noqa: N802
+    async def Create(self, request: gw.CreateRequest, context: Ctx) -> gw.CreateResponse:
         c = await self.f.create(request.config)
         return gw.CreateResponse(id=c.id, name=c.name)
 
-    async def Run(self, request: gw.RunRequest, context: Ctx) -> AsyncIterator[gw.RunResponse]:  # noqa: N802
+    async def Run(self, request: gw.RunRequest, context: Ctx) -> AsyncIterator[gw.RunResponse]:
         async for frame in self.f.run(request.config, request.detach):
             yield frame
 
-    async def Start(self, request: gw.StartRequest, context: Ctx) -> gw.StartResponse:  # noqa: N802
+    async def Start(self, request: gw.StartRequest, context: Ctx) -> gw.StartResponse:
         c = await self.f.find(request.container)
         c = await self.f.start(c.id)
         if c.error:
             raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
         return gw.StartResponse(id=c.id)
 
-    async def Stop(self, request: gw.StopRequest, context: Ctx) -> gw.StopResponse:  # noqa: N802
+    async def Stop(self, request: gw.StopRequest, context: Ctx) -> gw.StopResponse:
         c = await self.f.find(request.container)
         timeout = request.timeout_seconds if request.HasField("timeout_seconds") else -1
         await call("runtime", self.rt.StopContainer(rt.StopContainerRequest(id=c.id, timeout_seconds=timeout)))
         return gw.StopResponse(id=c.id)
 
-    async def Kill(self, request: gw.KillRequest, context: Ctx) -> gw.KillResponse:  # noqa: N802
+    async def Kill(self, request: gw.KillRequest, context: Ctx) -> gw.KillResponse:
         sig = parse_signal(request.signal or "SIGKILL")
         c = await self.f.find(request.container)
         await call("runtime", self.rt.KillContainer(rt.KillContainerRequest(id=c.id, signal=sig)))
         return gw.KillResponse(id=c.id)
 
-    async def Restart(self, request: gw.RestartRequest, context: Ctx) -> gw.RestartResponse:  # noqa: N802
+    async def Restart(self, request: gw.RestartRequest, context: Ctx) -> gw.RestartResponse:
         c = await self.f.find(request.container)
         timeout = request.timeout_seconds if request.HasField("timeout_seconds") else -1
         await call("runtime", self.rt.StopContainer(rt.StopContainerRequest(id=c.id, timeout_seconds=timeout)))
         await self.f.start(c.id)
         return gw.RestartResponse(id=c.id)
 
-    async def Wait(self, request: gw.WaitRequest, context: Ctx) -> gw.WaitResponse:  # noqa: N802
+    async def Wait(self, request: gw.WaitRequest, context: Ctx) -> gw.WaitResponse:
         c = await self.f.wait((await self.f.find(request.container)).id)
         return gw.WaitResponse(exit_code=c.exit_code, oom_killed=c.oom_killed)
 
-    async def List(self, request: gw.ListRequest, context: Ctx) -> gw.ListResponse:  # noqa: N802
+    async def List(self, request: gw.ListRequest, context: Ctx) -> gw.ListResponse:
         found = await call("runtime", self.rt.ListContainers(rt.ListContainersRequest(all=request.all)))
         return gw.ListResponse(containers=[convert.summary(c) for c in found.containers])
 
-    async def Inspect(self, request: gw.InspectRequest, context: Ctx) -> gw.InspectResponse:  # noqa: N802
+    async def Inspect(self, request: gw.InspectRequest, context: Ctx) -> gw.InspectResponse:
         return gw.InspectResponse(container=convert.details(await self.f.find(request.container)))
 
-    async def Remove(self, request: gw.RemoveRequest, context: Ctx) -> gw.RemoveResponse:  # noqa: N802
+    async def Remove(self, request: gw.RemoveRequest, context: Ctx) -> gw.RemoveResponse:
         c = await self.f.find(request.container)
         await self.f.remove(c.id, request.force)
         return gw.RemoveResponse(id=c.id)
 
-    async def Logs(self, request: gw.LogsRequest, context: Ctx) -> AsyncIterator[gw.LogsResponse]:  # noqa: N802
+    async def Logs(self, request: gw.LogsRequest, context: Ctx) -> AsyncIterator[gw.LogsResponse]:
         c = await self.f.find(request.container)
         running = request.follow and c.state == RUNNING
         async for batch in self.f.follow(c.id, running=running, tail=request.tail):
@@ -92,7 +92,7 @@ class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):
     def __init__(self, flows: Flows) -> None:
         self.st = flows.b.storage
 
-    async def Import(self, request_iterator: AsyncIterator[gw.ImportRequest], context: Ctx) -> gw.ImportResponse:  # noqa: N802
+    async def Import(self, request_iterator: AsyncIterator[gw.ImportRequest], context: Ctx) -> gw.ImportResponse:
         async def forward() -> AsyncIterator[st.ImportImageRequest]:
             async for part in request_iterator:
                 if part.HasField("header"):
@@ -103,11 +103,11 @@ class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):
         resp = await call("storage", self.st.ImportImage(forward()))
         return gw.ImportResponse(image=convert.image(resp.image))
 
-    async def ListImages(self, request: gw.ListImagesRequest, context: Ctx) -> gw.ListImagesResponse:  # noqa: N802
+    async def ListImages(self, request: gw.ListImagesRequest, context: Ctx) -> gw.ListImagesResponse:
         resp = await call("storage", self.st.ListImages(st.ListImagesRequest()))
         return gw.ListImagesResponse(images=[convert.image(i) for i in resp.images])
 
-    async def InspectImage(self, request: gw.InspectImageRequest, context: Ctx) -> gw.InspectImageResponse:  # noqa: N802
+    async def InspectImage(self, request: gw.InspectImageRequest, context: Ctx) -> gw.InspectImageResponse:
         resp = await call("storage", self.st.GetImage(st.GetImageRequest(ref=request.image)))
         return gw.InspectImageResponse(image=convert.image(resp.image))
 
@@ -118,7 +118,7 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
     def __init__(self, flows: Flows) -> None:
         self.b = flows.b
 
-    async def Info(self, request: gw.InfoRequest, context: Ctx) -> gw.InfoResponse:  # noqa: N802
+    async def Info(self, request: gw.InfoRequest, context: Ctx) -> gw.InfoResponse:
         r = await call("runtime", self.b.runtime.GetRuntimeInfo(rt.GetRuntimeInfoRequest()))
         s = await call("storage", self.b.storage.GetStorageInfo(st.GetStorageInfoRequest()))
         return gw.InfoResponse(
@@ -136,6 +136,6 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
             storage_root=s.root,
         )
 
-    async def Version(self, request: gw.VersionRequest, context: Ctx) -> gw.VersionResponse:  # noqa: N802
+    async def Version(self, request: gw.VersionRequest, context: Ctx) -> gw.VersionResponse:
         r = await call("runtime", self.b.runtime.GetRuntimeInfo(rt.GetRuntimeInfoRequest()))
         return gw.VersionResponse(version=VERSION, api_version="v1", oci_runtime_version=r.oci_runtime_version)

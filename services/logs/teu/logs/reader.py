@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 import structlog
+
 from teu.logs.k8sfile import FLAG_POS, FULL, PARTIAL, Record, parse_records
 
 log = structlog.get_logger()

@@ -10,6 +10,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 import structlog
+
 from teu.errors import InvalidArgument, NotFound
 from teu.logs.reader import Batch, read_log
 

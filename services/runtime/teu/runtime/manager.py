@@ -178,7 +178,7 @@ class Manager:
         try:
             await _pid_exit(pid)
             await self._finish(cid)
-        except Exception:  # noqa: BLE001 - a watcher must never die silently
+        except Exception:
             log.exception("exit_watch_failed", container=cid[:12])
 
     async def _finish(self, cid: str) -> None:

@@ -9,14 +9,58 @@ from teu.errors import InvalidArgument
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$")
-_ADJECTIVES = (
-    "brave calm eager fancy gentle happy jolly keen lively merry nimble proud quiet "
-    "rapid sharp swift tender vivid witty zealous bold bright clever daring"
-).split()
-_NOUNS = (
-    "turing hopper lovelace knuth ritchie thompson torvalds lamport liskov dijkstra hamilton "
-    "babbage shannon curie noether euler gauss fermat newton darwin tesla bohr kepler galileo"
-).split()
+_ADJECTIVES = [
+    "brave",
+    "calm",
+    "eager",
+    "fancy",
+    "gentle",
+    "happy",
+    "jolly",
+    "keen",
+    "lively",
+    "merry",
+    "nimble",
+    "proud",
+    "quiet",
+    "rapid",
+    "sharp",
+    "swift",
+    "tender",
+    "vivid",
+    "witty",
+    "zealous",
+    "bold",
+    "bright",
+    "clever",
+    "daring",
+]
+_NOUNS = [
+    "turing",
+    "hopper",
+    "lovelace",
+    "knuth",
+    "ritchie",
+    "thompson",
+    "torvalds",
+    "lamport",
+    "liskov",
+    "dijkstra",
+    "hamilton",
+    "babbage",
+    "shannon",
+    "curie",
+    "noether",
+    "euler",
+    "gauss",
+    "fermat",
+    "newton",
+    "darwin",
+    "tesla",
+    "bohr",
+    "kepler",
+    "galileo",
+]
 
 
 def check_id(cid: str) -> str:

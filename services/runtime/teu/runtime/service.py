@@ -16,32 +16,48 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         self.m = manager
         self.info = info
 
-    async def CreateContainer(self, request: pb.CreateContainerRequest, context: grpc.aio.ServicerContext) -> pb.CreateContainerResponse:  # noqa: N802, E501
+    async def CreateContainer(
+        self, request: pb.CreateContainerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateContainerResponse:
         return pb.CreateContainerResponse(container=await self.m.create(request.id, request.name, request.spec))
 
-    async def StartContainer(self, request: pb.StartContainerRequest, context: grpc.aio.ServicerContext) -> pb.StartContainerResponse:  # noqa: N802, E501
+    async def StartContainer(
+        self, request: pb.StartContainerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartContainerResponse:
         return pb.StartContainerResponse(container=await self.m.start(request.id))
 
-    async def StopContainer(self, request: pb.StopContainerRequest, context: grpc.aio.ServicerContext) -> pb.StopContainerResponse:  # noqa: N802, E501
+    async def StopContainer(
+        self, request: pb.StopContainerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StopContainerResponse:
         return pb.StopContainerResponse(container=await self.m.stop(request.id, request.timeout_seconds))
 
-    async def KillContainer(self, request: pb.KillContainerRequest, context: grpc.aio.ServicerContext) -> pb.KillContainerResponse:  # noqa: N802, E501
+    async def KillContainer(
+        self, request: pb.KillContainerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.KillContainerResponse:
         return pb.KillContainerResponse(container=await self.m.kill(request.id, request.signal))
 
-    async def WaitContainer(self, request: pb.WaitContainerRequest, context: grpc.aio.ServicerContext) -> pb.WaitContainerResponse:  # noqa: N802, E501
+    async def WaitContainer(
+        self, request: pb.WaitContainerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.WaitContainerResponse:
         return pb.WaitContainerResponse(container=await self.m.wait(request.id))
 
-    async def DeleteContainer(self, request: pb.DeleteContainerRequest, context: grpc.aio.ServicerContext) -> pb.DeleteContainerResponse:  # noqa: N802, E501
+    async def DeleteContainer(
+        self, request: pb.DeleteContainerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteContainerResponse:
         return pb.DeleteContainerResponse(container=await self.m.delete(request.id, request.force))
 
-    async def GetContainer(self, request: pb.GetContainerRequest, context: grpc.aio.ServicerContext) -> pb.GetContainerResponse:  # noqa: N802, E501
+    async def GetContainer(self, request: pb.GetContainerRequest, context: grpc.aio.ServicerContext) -> pb.GetContainerResponse:
         return pb.GetContainerResponse(container=self.m.store.find(request.ref))
 
-    async def ListContainers(self, request: pb.ListContainersRequest, context: grpc.aio.ServicerContext) -> pb.ListContainersResponse:  # noqa: N802, E501
+    async def ListContainers(
+        self, request: pb.ListContainersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListContainersResponse:
         found = [c for c in self.m.store.list() if request.all or c.state == RUNNING]
         return pb.ListContainersResponse(containers=found)
 
-    async def GetRuntimeInfo(self, request: pb.GetRuntimeInfoRequest, context: grpc.aio.ServicerContext) -> pb.GetRuntimeInfoResponse:  # noqa: N802, E501
+    async def GetRuntimeInfo(
+        self, request: pb.GetRuntimeInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRuntimeInfoResponse:
         states = [c.state for c in self.m.store.list()]
         out = pb.GetRuntimeInfoResponse()
         out.CopyFrom(self.info)

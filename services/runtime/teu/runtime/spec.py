@@ -119,7 +119,7 @@ def build(
             "args": list(proc.args),
             "env": environment(list(proc.env), user, hostname, proc.terminal),
             "cwd": proc.cwd or "/",
-            "capabilities": {k: DEFAULT_CAPS for k in ("bounding", "effective", "permitted")},
+            "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), DEFAULT_CAPS),
             "rlimits": [
                 {"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile},
                 {"type": "RLIMIT_NPROC", "hard": nproc, "soft": nproc},

@@ -51,7 +51,6 @@ class LayerStats:
     """What an extraction produced."""
 
     size: int  # bytes of regular files (hard links counted once)
-    entries: int
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
@@ -118,7 +117,6 @@ class _Extractor:
         self.as_root = os.geteuid() == 0
         self.size = 0
         self.declared = 0
-        self.entries = 0
 
     def run(self) -> LayerStats:
         os.chmod(self.root, 0o755)  # the image root, unless the tar has a "./" entry saying otherwise
@@ -130,7 +128,6 @@ class _Extractor:
                     raise
                 # Name the member, not the host path, which is none of the client's business.
                 raise InvalidArgument(f"invalid tar: cannot extract {member.name!r}: {exc.strerror}") from exc
-            self.entries += 1
         # Deepest first, so setting a parent's mtime is not undone by touching a child.
         for path, member in sorted(self.dirs, key=lambda item: item[0], reverse=True):
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -138,7 +135,7 @@ class _Extractor:
                 self._set_attrs(fd, member)
             finally:
                 os.close(fd)
-        return LayerStats(size=self.size, entries=self.entries)
+        return LayerStats(size=self.size)
 
     def _extract(self, member: tarfile.TarInfo) -> None:
         name = _relative_name(member.name)

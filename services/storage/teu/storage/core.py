@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import structlog
+
 from teu.errors import Internal, InvalidArgument, NotFound
 from teu.storage import archive, refs, snapshots
 from teu.storage.oci import ImageConfig, build_config

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
+
 from teu.errors import InvalidArgument
 from teu.storage import core
 from teu.storage.oci import ImageConfig
