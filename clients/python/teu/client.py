@@ -143,9 +143,12 @@ class Client:
 
     def run_detached(self, options: ContainerOptions) -> str:
         """Starts a container in the background; returns its id."""
+        cid = ""
         for frame in self.run_stream(options, detach=True):
             if frame.WhichOneof("event") == "created":
-                return str(frame.created.id)
+                cid = str(frame.created.id)
+        if cid:
+            return cid
         raise from_status(grpc.StatusCode.INTERNAL, "run ended without creating a container")
 
     def start(self, container: str) -> str:

@@ -167,7 +167,9 @@ class Flows:
     async def run(self, config: gw.ContainerConfig, detach: bool) -> AsyncIterator[gw.RunResponse]:
         """create → start → (attached) output until exit → (``--rm``) remove."""
         c = await self.create(config)
-        yield gw.RunResponse(created=gw.RunCreated(id=c.id, name=c.name))
+        created = gw.RunResponse(created=gw.RunCreated(id=c.id, name=c.name))
+        if not detach:
+            yield created  # the caller learns the id before any output
         try:
             c = await self.start(c.id, watch_remove=detach)
         except BaseException:
@@ -175,6 +177,7 @@ class Flows:
                 await self.remove(c.id, force=True)
             raise
         if detach:
+            yield created  # only once it runs: a detached caller may hang up right after
             return
         finished = False
         try:

@@ -126,6 +126,7 @@ class Manager:
                 raise
             if created.pid <= 0:
                 return await self._fail_start(c, created.error)
+            started_at = _now()
             try:
                 await self.oci.start(cid)
             except TeuError as exc:
@@ -133,7 +134,7 @@ class Manager:
                 return await self._fail_start(c, exc.message)
             first = c.started_at == 0
             c.state, c.pid, c.monitor_pid = RUNNING, created.pid, conmon.monitor_pid(bundle)
-            c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = _now(), 0, 0, False, ""
+            c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = started_at, 0, 0, False, ""
             c.restart_count += 0 if first else 1
             self.store.update(c)
             self._exited[cid] = asyncio.Event()

@@ -1,0 +1,59 @@
+"""The CLI's parsing of Docker-style values and its output formats."""
+
+from __future__ import annotations
+
+import pytest
+
+from teu.cli import format as fmt
+from teu.cli import parse
+from teu.cli.main import build_parser
+from teu.errors import InvalidArgument
+
+
+@pytest.mark.parametrize(("text", "expected"), [("16m", 16 << 20), ("1g", 1 << 30), ("512k", 512 << 10), ("100", 100), ("2MB", 2 << 20)])
+def test_memory_sizes(text: str, expected: int) -> None:
+    """Sizes use Docker's 1024-based units."""
+    assert parse.memory(text) == expected
+
+
+def test_bad_memory_is_invalid() -> None:
+    """A size that is not a number is INVALID_ARGUMENT."""
+    with pytest.raises(InvalidArgument):
+        parse.memory("lots")
+
+
+def test_cpus_in_nano() -> None:
+    """--cpus 0.5 is half a billion nano-CPUs."""
+    assert parse.nano_cpus("0.5") == 500_000_000
+
+
+def test_env_bare_key_takes_callers_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """-e KEY copies the caller's value, or drops the key when unset."""
+    monkeypatch.setenv("TEU_T1", "v")
+    monkeypatch.delenv("TEU_T2", raising=False)
+    assert parse.env(["A=1", "TEU_T1", "TEU_T2"]) == ["A=1", "TEU_T1=v"]
+
+
+def test_changes_to_image_config() -> None:
+    """--change CMD/ENV/WORKDIR become image config fields; shell form wraps in sh -c."""
+    c = parse.changes(['CMD ["sh"]', "ENV A=b", "WORKDIR /srv", "ENTRYPOINT echo hi"])
+    assert (list(c.cmd), list(c.env), c.working_dir, list(c.entrypoint)) == (["sh"], ["A=b"], "/srv", ["/bin/sh", "-c", "echo hi"])
+
+
+def test_run_command_after_image_keeps_its_flags() -> None:
+    """Flags after the image belong to the command, as in Docker."""
+    a = build_parser().parse_args(["run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "exit 3", "-x"])
+    assert (a.rm, a.env, a.image, a.command) == (True, ["A=1"], "busybox", ["sh", "-c", "exit 3", "-x"])
+
+
+def test_rfc3339_and_sizes() -> None:
+    """Timestamps print with nanoseconds in UTC; sizes in powers of 1000."""
+    assert fmt.rfc3339(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
+    assert fmt.rfc3339(0) == "0001-01-01T00:00:00Z"
+    assert fmt.size(1_980_000) == "1.98MB"
+
+
+def test_ago_units() -> None:
+    """Ages read like Docker's."""
+    assert fmt.ago(0, now=90.0) == "1 minute"
+    assert fmt.ago(0, now=7200.0) == "2 hours"

@@ -1,0 +1,68 @@
+"""Merging the user's options with the image's config, and validating them."""
+
+from __future__ import annotations
+
+import pytest
+
+from teu.errors import InvalidArgument
+from teu.gateway import options
+from teu.gateway.v1 import gateway_pb2 as gw
+from teu.storage.v1 import storage_pb2 as st
+from teu.types.v1 import types_pb2
+
+IMAGE = st.Image(id="sha256:" + "a" * 64, config=types_pb2.ImageConfig(
+    entrypoint=["/entry"], cmd=["default"], env=["PATH=/bin", "A=1"], working_dir="/app", user="nobody"))  # fmt: skip
+
+
+def spec(**kw: object) -> object:
+    """The runtime spec for busybox-like options."""
+    return options.container_spec(gw.ContainerConfig(image="img", **kw), IMAGE, cpus=2)  # type: ignore[arg-type]
+
+
+def test_image_defaults_apply() -> None:
+    """Without options the image's entrypoint, cmd, env, workdir and user are used."""
+    s = spec()
+    assert list(s.process.args) == ["/entry", "default"]
+    assert (list(s.process.env), s.process.cwd, s.process.user) == (["PATH=/bin", "A=1"], "/app", "nobody")
+
+
+def test_command_replaces_cmd_keeps_entrypoint() -> None:
+    """A command replaces the image's Cmd but runs through its Entrypoint."""
+    assert list(spec(cmd=["x"]).process.args) == ["/entry", "x"]
+
+
+def test_entrypoint_override_drops_image_cmd() -> None:
+    """--entrypoint drops the image's Cmd, as Docker does."""
+    assert list(spec(entrypoint=types_pb2.StringList(values=["sh"])).process.args) == ["sh"]
+
+
+def test_env_override_and_removal() -> None:
+    """-e K=V overrides, bare -e K removes."""
+    assert list(spec(env=["A=2", "PATH"]).process.env) == ["A=2"]
+
+
+def test_relative_workdir_is_invalid() -> None:
+    """-w must be absolute."""
+    with pytest.raises(InvalidArgument):
+        spec(working_dir="rel")
+
+
+@pytest.mark.parametrize("res", [dict(memory_bytes=1000), dict(memory_bytes=1 << 60), dict(nano_cpus=3 * 10**9),
+                                 dict(nano_cpus=1000), dict(pids_limit=-2)])  # fmt: skip
+def test_out_of_range_limits(res: dict[str, int]) -> None:
+    """Limits below Docker's minimum, above the host, or negative are rejected."""
+    with pytest.raises(InvalidArgument):
+        spec(resources=types_pb2.Resources(**res))
+
+
+def test_unlimited_pids_is_zero() -> None:
+    """--pids-limit -1 means no limit."""
+    assert spec(resources=types_pb2.Resources(pids_limit=-1)).resources.pids_limit == 0
+
+
+def test_original_config_is_kept_for_inspect() -> None:
+    """The user's request travels with the container, for inspect."""
+    s = spec(name="n", cmd=["x"])
+    kept = gw.ContainerConfig()
+    kept.ParseFromString(s.extensions[options.CONFIG_KEY])
+    assert (kept.name, list(kept.cmd)) == ("n", ["x"])

@@ -1,0 +1,112 @@
+"""The OCI config built for a container, user resolution, names and conmon's messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from teu.common.signals import parse_signal
+from teu.errors import InvalidArgument
+from teu.runtime import conmon, names, spec, users
+from teu.runtime.v1 import runtime_pb2 as rt
+from teu.types.v1 import types_pb2
+
+CID = "ab" * 32
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n"
+GROUP = b"root:x:0:\nstaff:x:50:app\napp:x:1000:\n"
+
+
+def build(**res: int) -> dict[str, object]:
+    """config.json for a small container."""
+    s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"], env=["A=1"]), resources=types_pb2.Resources(**res))
+    return spec.build(CID, s, spec.User(0, 0, (), "/root"), spec.Host(20000, 4000), {"/etc/hosts": "/b/hosts"}, "teu/x")
+
+
+def test_isolation_defaults() -> None:
+    """Five namespaces, Docker's capabilities, masked paths, hostname = short id."""
+    doc = build()
+    linux = doc["linux"]
+    assert [n["type"] for n in linux["namespaces"]] == ["pid", "network", "ipc", "uts", "mount"]  # type: ignore[index]
+    assert doc["hostname"] == CID[:12]
+    assert "CAP_SYS_ADMIN" not in doc["process"]["capabilities"]["bounding"]  # type: ignore[index]
+    assert "/proc/kcore" in linux["maskedPaths"]  # type: ignore[index]
+
+
+def test_rlimits_never_above_host_hard_limit() -> None:
+    """RLIMIT_NOFILE/NPROC are capped at the host's hard limits (no CAP_SYS_RESOURCE here)."""
+    rl = {r["type"]: r for r in build()["process"]["rlimits"]}  # type: ignore[index]
+    assert rl["RLIMIT_NOFILE"]["hard"] == 20000 and rl["RLIMIT_NPROC"]["soft"] == 4000
+
+
+def test_limits_become_cgroup_resources() -> None:
+    """Memory, CPU quota and pids limits land in linux.resources."""
+    r = build(memory_bytes=64 << 20, nano_cpus=500_000_000, pids_limit=50)["linux"]["resources"]  # type: ignore[index]
+    assert (r["memory"]["limit"], r["cpu"]["quota"], r["cpu"]["period"], r["pids"]["limit"]) == (64 << 20, 50000, 100000, 50)
+
+
+def test_environment_defaults() -> None:
+    """PATH, HOSTNAME and HOME are added when missing."""
+    env = build()["process"]["env"]  # type: ignore[index]
+    assert env[0].startswith("PATH=") and f"HOSTNAME={CID[:12]}" in env and "HOME=/root" in env
+
+
+@pytest.mark.parametrize(("user", "expected"), [
+    ("", spec.User(0, 0, (), "/root")),
+    ("nobody", spec.User(65534, 65534, (), "/nonexistent")),
+    ("app", spec.User(1000, 1000, (50,), "/home/app")),
+    ("1000", spec.User(1000, 1000, (50,), "/home/app")),
+    ("4242", spec.User(4242, 0, (), "/")),
+    ("app:staff", spec.User(1000, 50, (), "/home/app")),
+])  # fmt: skip
+def test_user_resolution(user: str, expected: spec.User) -> None:
+    """Names and numbers resolve against passwd and group like Docker."""
+    assert users.resolve(user, PASSWD, GROUP) == expected
+
+
+def test_unknown_user_is_invalid() -> None:
+    """A user name missing from passwd is INVALID_ARGUMENT."""
+    with pytest.raises(InvalidArgument):
+        users.resolve("ghost", PASSWD, GROUP)
+
+
+def test_read_in_root_does_not_escape(tmp_path: object) -> None:
+    """A symlink to an absolute path is resolved inside the root, never on the host."""
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").symlink_to("/etc/hostname")
+    assert users.read_in_root(root, "/etc/passwd") is None
+    (root / "etc" / "hostname").write_text("inside")
+    assert users.read_in_root(root, "/etc/passwd") == b"inside"
+
+
+def test_names_and_ids() -> None:
+    """Ids are 64 hex; names follow Docker's rule."""
+    assert names.check_id(CID) == CID
+    with pytest.raises(InvalidArgument):
+        names.check_id("xyz")
+    with pytest.raises(InvalidArgument):
+        names.check_name("-bad")
+    assert names.check_name(names.generate())
+
+
+def test_start_error_exit_codes() -> None:
+    """Docker's codes for a process that cannot start."""
+    assert spec.exit_code_for_start_error('exec: "nope": executable file not found in $PATH') == 127
+    assert spec.exit_code_for_start_error('exec: "/etc": permission denied') == 126
+    assert spec.exit_code_for_start_error("something else") == 125
+
+
+def test_sync_message_parsing() -> None:
+    """conmon's sync line gives the pid, or the runtime's cleaned error."""
+    assert conmon.parse_sync(b'{"data": 42}\n') == conmon.Created(42, "")
+    failed = conmon.parse_sync(b'{"data": -1, "message": "time=\\"x\\" level=error msg=\\"runc create failed: boom\\"\\n"}\n')
+    assert failed == conmon.Created(-1, "boom")
+    assert conmon.parse_sync(b"").pid == -1
+
+
+def test_signals() -> None:
+    """Signal names and numbers parse; nonsense is invalid."""
+    assert (parse_signal("TERM"), parse_signal("SIGKILL"), parse_signal("usr1"), parse_signal("9")) == (15, 9, 10, 9)
+    with pytest.raises(InvalidArgument):
+        parse_signal("NOPE")
