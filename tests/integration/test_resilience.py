@@ -1,0 +1,103 @@
+"""Containers outlive Teu's services: kill any of them, containers keep running and nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import Engine, wait_ready
+from teu.client import Client, ContainerOptions
+from teu.errors import Unavailable
+from teu.types.v1 import types_pb2
+
+RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
+
+
+def restart_by_sigkill(engine: Engine, client: Client, service: str) -> None:
+    """SIGKILLs one service and waits until the supervisor has brought it back."""
+    old = engine.service_pid(service)
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if engine.service_pid(service) != old:
+                break
+        except LookupError:
+            pass
+        assert time.monotonic() < deadline, f"{service} was not restarted"
+        time.sleep(0.05)
+    wait_ready(client)
+
+
+def test_runtime_sigkill_keeps_containers_and_logs(engine: Engine, client: Client) -> None:
+    """After SIGKILL of the runtime service, containers still run and are listed, logs are whole, stop works."""
+    counter = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo n$i; sleep 0.05; done; sleep 300"]))
+    sleeper = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"]))
+    pid = client.inspect(sleeper).pid
+    restart_by_sigkill(engine, client, "runtime")
+    assert {counter, sleeper} <= {c.id for c in client.list()}
+    assert client.inspect(sleeper).pid == pid
+    os.kill(pid, 0)  # the container's process never stopped
+    time.sleep(2.5)
+    lines = [line.data for line in client.logs(counter)]
+    assert lines == [f"n{i}\n".encode() for i in range(1, 41)]
+    client.stop(sleeper, timeout=1)
+    assert client.inspect(sleeper).summary.state == EXITED
+    client.remove(counter, force=True)
+    client.remove(sleeper)
+
+
+def test_exit_while_runtime_is_down_is_recorded(engine: Engine, client: Client) -> None:
+    """A container that exits while the runtime service is dead gets its exit code on restart."""
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "sleep 1; exit 9"]))
+    restart_by_sigkill(engine, client, "runtime")
+    assert client.wait(cid).exit_code == 9
+    client.remove(cid)
+
+
+@pytest.mark.parametrize("service", ["gateway", "logs", "storage"])
+def test_other_services_sigkill(engine: Engine, client: Client, service: str) -> None:
+    """Killing the gateway, logs or storage service leaves running containers untouched."""
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "echo before; sleep 1; echo after; sleep 300"]))
+    restart_by_sigkill(engine, client, service)
+    with Client(engine.target) as fresh:
+        assert fresh.inspect(cid).summary.state == RUNNING
+        time.sleep(1.2)
+        assert [line.data for line in fresh.logs(cid)] == [b"before\n", b"after\n"]
+        fresh.remove(cid, force=True)
+
+
+def test_attached_run_survives_runtime_restart(engine: Engine, client: Client) -> None:
+    """An attached run keeps streaming and gets the exit code even if the runtime service restarts."""
+    import threading
+
+    result: dict[str, object] = {}
+
+    def attached() -> None:
+        with Client(engine.target) as c:
+            result["r"] = c.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "echo a; sleep 2; echo b; exit 5"], remove=True))
+
+    t = threading.Thread(target=attached)
+    t.start()
+    time.sleep(0.8)
+    restart_by_sigkill(engine, client, "runtime")
+    t.join(timeout=30)
+    r = result["r"]
+    assert (r.exit_code, r.stdout) == (5, b"a\nb\n")  # type: ignore[attr-defined]
+
+
+def test_backend_down_is_unavailable_then_recovers(engine: Engine, client: Client) -> None:
+    """While storage is down (supervisor paused), image calls are UNAVAILABLE; they work once it is back."""
+    os.kill(engine.proc.pid, signal.SIGSTOP)
+    try:
+        os.kill(engine.service_pid("storage"), signal.SIGKILL)
+        time.sleep(0.3)
+        with pytest.raises(Unavailable):
+            client.list_images()
+    finally:
+        os.kill(engine.proc.pid, signal.SIGCONT)
+    wait_ready(client)
+    assert client.list_images()
