@@ -91,6 +91,7 @@ def test_attached_run_survives_runtime_restart(engine: Engine, client: Client) -
 
 def test_backend_down_is_unavailable_then_recovers(engine: Engine, client: Client) -> None:
     """While storage is down (supervisor paused), image calls are UNAVAILABLE; they work once it is back."""
+    assert engine.proc is not None
     os.kill(engine.proc.pid, signal.SIGSTOP)
     try:
         os.kill(engine.service_pid("storage"), signal.SIGKILL)

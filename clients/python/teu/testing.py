@@ -1,0 +1,99 @@
+"""A private Teu engine for tests and benchmarks: the real services, state in a temp dir.
+
+    with PrivateEngine(Path(tmp)) as engine:
+        with Client(engine.target) as teu: ...
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from teu.client import Client
+from teu.errors import TeuError
+
+__all__ = ["PrivateEngine", "wait_ready"]
+
+
+def wait_ready(client: Client, timeout: float = 30.0) -> None:
+    """Blocks until the gateway and every backend answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.info()
+            return
+        except TeuError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class PrivateEngine:
+    """``teu-engine`` with its state and sockets under ``base``; stopping it removes every container."""
+
+    def __init__(self, base: Path) -> None:
+        self.root = base / "lib"
+        self.run_dir = base / "run"
+        self.log_path = base / "engine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> str:
+        """The gateway address."""
+        return f"unix:{self.run_dir}/gateway.sock"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points the ``teu`` CLI at this engine."""
+        return {**os.environ, "TEU_RUN": str(self.run_dir), "TEU_ROOT": str(self.root)}
+
+    def start(self) -> PrivateEngine:
+        """Starts the supervisor and waits until the engine answers."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "teu.engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],
+                env={**os.environ, "TEU_METRICS_PORT_BASE": "0"},
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        with Client(self.target) as c:
+            wait_ready(c)
+        return self
+
+    def service_pid(self, name: str) -> int:
+        """pid of one of the four services of this engine."""
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"teu.{name}".encode() in cmd and str(self.run_dir).encode() in cmd:
+                return int(proc.name)
+        raise LookupError(name)
+
+    def stop(self) -> None:
+        """Removes every container, then stops the services."""
+        if self.proc is None:
+            return
+        with Client(self.target) as c:
+            for s in c.list(all=True):
+                try:
+                    c.remove(s.id, force=True)
+                except TeuError:
+                    pass
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+    def __enter__(self) -> PrivateEngine:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
