@@ -42,7 +42,7 @@ image: deps $(IMAGE_TAR)
 
 lint: venv
 	$(VENV)/bin/buf lint protos
-	$(VENV)/bin/ruff check clients services tests
+	$(VENV)/bin/ruff check clients services tests bench
 	$(VENV)/bin/mypy
 
 unit: venv
@@ -53,8 +53,14 @@ integration: deps venv $(IMAGE_TAR)
 
 test: deps venv $(IMAGE_TAR) check-protos
 	$(VENV)/bin/buf lint protos
-	$(VENV)/bin/ruff check clients services tests
+	$(VENV)/bin/ruff check clients services tests bench
 	$(PYTEST) services/*/tests clients/python/tests tests/integration -q
+
+# Side by side with podman and the raw OCI runtimes (QUICK=1: about 2 minutes).
+bench: deps venv $(IMAGE_TAR)
+	@scripts/install-deps.sh podman
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt
+	$(PY) bench/run.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf build

@@ -11,10 +11,11 @@ raw gRPC errors. The transport is one gRPC channel, injectable for tests.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, cast
 
 import grpc
 
@@ -24,7 +25,6 @@ from teu.gateway.v1 import gateway_pb2_grpc
 from teu.types.v1 import types_pb2
 
 __all__ = ["Client", "ContainerOptions", "RunResult", "default_target"]
-T = TypeVar("T")
 CHUNK = 1 << 20
 
 
@@ -117,7 +117,7 @@ class Client:
 
     def create(self, options: ContainerOptions) -> gw.CreateResponse:
         """Creates a container; returns its id and name."""
-        return _unary(self.containers.Create, gw.CreateRequest(config=options.to_proto()))
+        return cast(gw.CreateResponse, _unary(self.containers.Create, gw.CreateRequest(config=options.to_proto())))
 
     def run_stream(self, options: ContainerOptions, detach: bool = False) -> Iterator[gw.RunResponse]:
         """The frames of a run: created, output..., exit (detached: created only)."""
@@ -169,7 +169,7 @@ class Client:
 
     def wait(self, container: str) -> gw.WaitResponse:
         """Blocks until the container stops; returns its exit code."""
-        return _unary(self.containers.Wait, gw.WaitRequest(container=container))
+        return cast(gw.WaitResponse, _unary(self.containers.Wait, gw.WaitRequest(container=container)))
 
     def list(self, all: bool = False) -> list[gw.ContainerSummary]:
         """Containers, newest first (running only unless ``all``)."""
@@ -177,7 +177,7 @@ class Client:
 
     def inspect(self, container: str) -> gw.ContainerDetails:
         """Everything about one container."""
-        return _unary(self.containers.Inspect, gw.InspectRequest(container=container)).container
+        return cast(gw.InspectResponse, _unary(self.containers.Inspect, gw.InspectRequest(container=container))).container
 
     def remove(self, container: str, force: bool = False) -> str:
         """Removes a container; returns its id."""
@@ -198,25 +198,25 @@ class Client:
             while chunk := source.read(CHUNK):
                 yield gw.ImportRequest(chunk=chunk)
 
-        return _unary(self.images.Import, parts()).image
+        return cast(gw.ImportResponse, _unary(self.images.Import, parts())).image
 
-    def list_images(self) -> list[gw.ImageSummary]:
+    def list_images(self) -> builtins.list[gw.ImageSummary]:
         """Images, newest first."""
         return list(_unary(self.images.ListImages, gw.ListImagesRequest()).images)
 
     def inspect_image(self, image: str) -> gw.ImageSummary:
         """Everything about one image."""
-        return _unary(self.images.InspectImage, gw.InspectImageRequest(image=image)).image
+        return cast(gw.InspectImageResponse, _unary(self.images.InspectImage, gw.InspectImageRequest(image=image))).image
 
     # -- system -----------------------------------------------------------------------------------
 
     def info(self) -> gw.InfoResponse:
         """Engine-wide information."""
-        return _unary(self.system.Info, gw.InfoRequest())
+        return cast(gw.InfoResponse, _unary(self.system.Info, gw.InfoRequest()))
 
     def version(self) -> gw.VersionResponse:
         """Versions of the engine's parts."""
-        return _unary(self.system.Version, gw.VersionRequest())
+        return cast(gw.VersionResponse, _unary(self.system.Version, gw.VersionRequest()))
 
 
 def _unary(method: Any, request: Any) -> Any:

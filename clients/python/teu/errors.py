@@ -93,7 +93,7 @@ def to_status(error: TeuError) -> grpc.StatusCode:
     """The gRPC status code that reports ``error``."""
     for cls in type(error).__mro__:
         if cls in _CODES:
-            return _CODES[cls]  # type: ignore[index]
+            return _CODES[cls]
     return grpc.StatusCode.INTERNAL
 
 

@@ -53,6 +53,7 @@ class PrivateEngine:
 
     def start(self) -> PrivateEngine:
         """Starts the supervisor and waits until the engine answers."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "teu.engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],

@@ -41,7 +41,7 @@ def env(items: list[str]) -> list[str]:
 
 def labels(items: list[str]) -> dict[str, str]:
     """``-l K=V`` values as a dict."""
-    return dict(item.split("=", 1) if "=" in item else (item, "") for item in items)
+    return {key: value for key, _, value in (item.partition("=") for item in items)}
 
 
 def _argv(text: str) -> list[str]:

@@ -47,7 +47,8 @@ class Flows:
 
     async def find(self, ref: str) -> rt.Container:
         """The container named by id, id prefix or name."""
-        return (await call("runtime", self.b.runtime.GetContainer(rt.GetContainerRequest(ref=ref)))).container
+        resp: rt.GetContainerResponse = await call("runtime", self.b.runtime.GetContainer(rt.GetContainerRequest(ref=ref)))
+        return resp.container
 
     async def create(self, config: gw.ContainerConfig) -> rt.Container:
         """Creates a container; on failure nothing is left behind."""
@@ -60,7 +61,8 @@ class Flows:
             spec.rootfs.extend(snap.mounts)
             spec.log_path = log_path
             req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
-            return (await call("runtime", self.b.runtime.CreateContainer(req))).container
+            created: rt.CreateContainerResponse = await call("runtime", self.b.runtime.CreateContainer(req))
+            return created.container
         except BaseException:
             await self._release(cid)
             raise
@@ -78,19 +80,23 @@ class Flows:
 
     async def start(self, cid: str, watch_remove: bool = True) -> rt.Container:
         """Starts a container; the returned record says whether its process could run."""
-        c = (await call("runtime", self.b.runtime.StartContainer(rt.StartContainerRequest(id=cid)))).container
+        c: rt.Container = (await call("runtime", self.b.runtime.StartContainer(rt.StartContainerRequest(id=cid)))).container
         if c.spec.auto_remove and watch_remove:
             self.watch_auto_remove(cid)
         return c
 
     async def wait(self, cid: str) -> rt.Container:
         """The container's record once it is not running; survives a runtime service restart."""
-        resp = await retry_unavailable("runtime", lambda: self.b.runtime.WaitContainer(rt.WaitContainerRequest(id=cid)))
+        resp: rt.WaitContainerResponse = await retry_unavailable(
+            "runtime", lambda: self.b.runtime.WaitContainer(rt.WaitContainerRequest(id=cid))
+        )
         return resp.container
 
     async def remove(self, cid: str, force: bool) -> rt.Container:
         """Deletes a container (runtime), then its snapshot (storage) and log (logs)."""
-        c = (await call("runtime", self.b.runtime.DeleteContainer(rt.DeleteContainerRequest(id=cid, force=force)))).container
+        c: rt.Container = (
+            await call("runtime", self.b.runtime.DeleteContainer(rt.DeleteContainerRequest(id=cid, force=force)))
+        ).container
         await self._release(cid)
         return c
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 
@@ -17,7 +18,7 @@ from teu.runtime.v1 import runtime_pb2 as rt
 from teu.storage.v1 import storage_pb2 as st
 
 VERSION = "0.1.0"
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext  # grpc is untyped, so this is Any to mypy
 
 
 class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):

@@ -80,7 +80,7 @@ _LOGRUS_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 def clean_error(message: str) -> str:
     """The runtime's error without its logger's decoration (``time=... level=error msg="..."``)."""
-    found = _LOGRUS_MSG.findall(message)
+    found: list[str] = _LOGRUS_MSG.findall(message)
     if not found:
         return message.strip()
     text = found[-1].encode().decode("unicode_escape", errors="replace")

@@ -321,7 +321,12 @@ async def _pid_exit(pid: int) -> None:
         return
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+
+    def resolve() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, resolve)
     try:
         await done
     finally:

@@ -15,6 +15,7 @@ created with, so it can grow without migrations):
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,7 +123,7 @@ class Store:
         """Every container, newest first."""
         return self._select("ORDER BY created_at DESC", ())
 
-    def _select(self, where: str, args: tuple[str, ...]) -> list[Container]:
+    def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[Container]:
         cur = self._db.execute(f"SELECT id, name, spec, created_at, {', '.join(_STATE_FIELDS)} FROM containers {where}", args)
         out = []
         for row in cur.fetchall():
