@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, cast
 
 import grpc
 
-from teu.errors import from_status
+from teu.errors import TeuError, Unavailable, from_status
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.gateway.v1 import gateway_pb2_grpc
 from teu.types.v1 import types_pb2
@@ -219,15 +219,23 @@ class Client:
         return cast(gw.VersionResponse, _unary(self.system.Version, gw.VersionRequest()))
 
 
+def _error(exc: grpc.RpcError) -> TeuError:
+    """The Teu error for a failed call; a gateway that cannot be reached gets a hint."""
+    details = exc.details() or ""
+    if exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details:
+        return Unavailable(f"cannot reach the Teu engine: is it running? (make start) [{details}]")
+    return from_status(exc.code(), details)
+
+
 def _unary(method: Any, request: Any) -> Any:
     try:
         return method(request)
     except grpc.RpcError as exc:
-        raise from_status(exc.code(), exc.details()) from None
+        raise _error(exc) from None
 
 
 def _stream(responses: Any) -> Iterator[Any]:
     try:
         yield from responses
     except grpc.RpcError as exc:
-        raise from_status(exc.code(), exc.details()) from None
+        raise _error(exc) from None

@@ -66,3 +66,14 @@ def test_original_config_is_kept_for_inspect() -> None:
     kept = gw.ContainerConfig()
     kept.ParseFromString(s.extensions[options.CONFIG_KEY])
     assert (kept.name, list(kept.cmd)) == ("n", ["x"])
+
+
+def test_output_chunks_join_records_per_stream() -> None:
+    """Attached output is sent as one frame per run of same-stream records, in order."""
+    from teu.gateway.flows import chunks
+    from teu.logs.v1 import logs_pb2 as lg
+
+    out, err = types_pb2.STREAM_STDOUT, types_pb2.STREAM_STDERR
+    recs = [lg.LogRecord(stream=out, data=b"a\n"), lg.LogRecord(stream=out, data=b"b"), lg.LogRecord(stream=err, data=b"e\n"),
+            lg.LogRecord(stream=out, data=b"c\n")]  # fmt: skip
+    assert [(c.stream, c.data) for c in chunks(recs)] == [(out, b"a\nb"), (err, b"e\n"), (out, b"c\n")]

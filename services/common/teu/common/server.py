@@ -51,7 +51,12 @@ def parse_args(name: str) -> configmod.Config:
 
 
 def _start_metrics(name: str, cfg: configmod.Config) -> None:
-    server, _ = start_http_server(cfg.metrics_port(name), addr="127.0.0.1")
+    """Serves /metrics on loopback; a taken port (another engine) falls back to a free one."""
+    try:
+        server, _ = start_http_server(cfg.metrics_port(name), addr="127.0.0.1")
+    except OSError as exc:
+        log.warning("metrics_port_taken", port=cfg.metrics_port(name), error=str(exc))
+        server, _ = start_http_server(0, addr="127.0.0.1")
     port_file = cfg.run_dir / f"{name}.metrics"
     port_file.write_text(f"http://127.0.0.1:{server.server_port}/metrics\n")
     log.info("metrics_listening", port=server.server_port)

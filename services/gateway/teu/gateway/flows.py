@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -36,6 +36,22 @@ class Exit:
     exit_code: int
     oom_killed: bool
     error: str
+
+
+def chunks(records: Iterable[lg.LogRecord]) -> list[gw.RunOutput]:
+    """Consecutive records of one stream joined into one output frame: one message per batch, not per line."""
+    out: list[gw.RunOutput] = []
+    pending: list[bytes] = []
+    stream = types_pb2.STREAM_UNSPECIFIED
+    for r in records:
+        if r.stream != stream and pending:
+            out.append(gw.RunOutput(stream=stream, data=b"".join(pending)))
+            pending = []
+        stream = r.stream
+        pending.append(r.data)
+    if pending:
+        out.append(gw.RunOutput(stream=stream, data=b"".join(pending)))
+    return out
 
 
 class Flows:
@@ -68,15 +84,18 @@ class Flows:
             raise
 
     async def _release(self, cid: str) -> None:
-        """Removes a container's snapshot and log, best effort."""
-        for service, coro in (
-            ("storage", self.b.storage.RemoveSnapshot(st.RemoveSnapshotRequest(key=cid))),
-            ("logs", self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
-        ):
+        """Removes a container's snapshot and log (concurrently), best effort."""
+
+        async def one(service: str, coro: Awaitable[object]) -> None:
             try:
                 await call(service, coro)
             except TeuError as exc:
                 log.warning("release_failed", container=cid[:12], service=service, error=exc.message)
+
+        await asyncio.gather(
+            one("storage", self.b.storage.RemoveSnapshot(st.RemoveSnapshotRequest(key=cid))),
+            one("logs", self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
+        )
 
     async def start(self, cid: str, watch_remove: bool = True) -> rt.Container:
         """Starts a container; the returned record says whether its process could run."""
@@ -189,8 +208,8 @@ class Flows:
         try:
             if c.state == RUNNING:
                 async for batch in self.follow(c.id, running=True):
-                    for r in batch.records:
-                        yield gw.RunResponse(output=gw.RunOutput(stream=r.stream, data=r.data))
+                    for out in chunks(batch.records):
+                        yield gw.RunResponse(output=out)
                 c = await self.wait(c.id)
             finished = True
         finally:

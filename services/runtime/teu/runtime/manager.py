@@ -115,7 +115,7 @@ class Manager:
                 raise FailedPrecondition(f"container {c.name} is already running")
             bundle = self.bundle(cid)
             rootfs = bundle / "rootfs"
-            await self.oci.delete(cid, force=True)
+            await self._forget_runtime_state(cid)
             await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, rootfs)
             try:
                 created = await self._launch(c, bundle, rootfs)
@@ -167,6 +167,11 @@ class Manager:
         self._event(c.id).set()
         log.info("container_start_failed", container=c.id[:12], error=error, exit_code=c.exit_code)
         return c
+
+    async def _forget_runtime_state(self, cid: str) -> None:
+        """``<runtime> delete`` if the runtime still knows ``cid`` (normally already done at exit)."""
+        if self.oci.knows(cid):
+            await self.oci.delete(cid, force=True)
 
     # -- exits ----------------------------------------------------------------------------------
 
@@ -259,7 +264,7 @@ class Manager:
         async with self._lock(cid):
             c = self.store.get(cid)
             bundle = self.bundle(cid)
-            await self.oci.delete(cid, force=True)
+            await self._forget_runtime_state(cid)
             await asyncio.to_thread(mounts.unmount, bundle / "rootfs")
             await asyncio.to_thread(shutil.rmtree, bundle, True)
             self.store.delete(cid)

@@ -37,6 +37,9 @@ class OciRuntime(Protocol):
     async def state(self, cid: str) -> dict[str, Any] | None:
         """The runtime's state document, or None if it does not know the container."""
 
+    def knows(self, cid: str) -> bool:
+        """Whether the runtime still holds state for ``cid`` (cheap: no process is started)."""
+
 
 @dataclass
 class CliRuntime:
@@ -77,6 +80,10 @@ class CliRuntime:
         code, _, err = await self._run("delete", *(["--force"] if force else []), cid)
         if code and "does not exist" not in err and "not exist" not in err:
             raise Internal(f"{self.name} delete failed: {err}")
+
+    def knows(self, cid: str) -> bool:
+        """runc and crun both keep one directory per container under their root."""
+        return (self.root / cid).exists()
 
     async def state(self, cid: str) -> dict[str, Any] | None:
         """Runs ``<runtime> state``."""
