@@ -188,7 +188,9 @@ class Manager:
             log.exception("exit_watch_failed", container=cid[:12])
 
     async def _finish(self, cid: str) -> None:
-        """Records the exit reported by conmon and releases the runtime state and mounts."""
+        """Records the exit reported by conmon, wakes the waiters, then releases the runtime state and
+        mounts (still under the lock, so a start or delete that follows finds them released; should this
+        process die in between, start and delete release them too)."""
         async with self._lock(cid):
             try:
                 c = self.store.get(cid)
@@ -198,8 +200,6 @@ class Manager:
                 return
             bundle = self.bundle(cid)
             status = conmon.exit_status(bundle)
-            await self.oci.delete(cid, force=True)
-            await asyncio.to_thread(mounts.unmount, bundle / "rootfs")
             if status is None:
                 c.exit_code, c.oom_killed, c.error = LOST_EXIT, False, "exit status lost: the container's monitor was killed"
             else:
@@ -210,6 +210,8 @@ class Manager:
             self.store.update(c)
             self._event(cid).set()
             log.info("container_exited", container=cid[:12], exit_code=c.exit_code, oom=c.oom_killed)
+            await self.oci.delete(cid, force=True)
+            await asyncio.to_thread(mounts.unmount, bundle / "rootfs")
 
     async def wait(self, cid: str) -> Container:
         """Blocks until the container is not running (created containers wait for a run)."""
