@@ -58,7 +58,7 @@ test: deps venv $(IMAGE_TAR) check-protos
 
 # Side by side with podman and the raw OCI runtimes (QUICK=1: about 2 minutes).
 bench: deps venv $(IMAGE_TAR)
-	@scripts/install-deps.sh podman
+	@scripts/install-deps.sh podman docker.io
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/run.py $(if $(QUICK),--quick)
 

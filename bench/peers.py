@@ -13,6 +13,7 @@ import resource
 import shutil
 import subprocess
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +91,84 @@ def crun_works_here() -> tuple[bool, str]:
     if hybrid.exists() and hybrid.read_text().strip():
         return False, "crun refuses this hybrid cgroup host"
     return available("crun"), "crun not installed"
+
+
+@dataclass
+class Docker:
+    """A private dockerd (Debian's docker.io): state under ``base``; no bridge, iptables or forwarding."""
+
+    base: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sock(self) -> str:
+        """The daemon's socket."""
+        return f"unix://{self.base}/docker.sock"
+
+    def argv(self) -> list[str]:
+        """The docker CLI pointed at this daemon."""
+        return ["/usr/bin/docker", "-H", self.sock]
+
+    def setup(self, image_tar: Path) -> None:
+        """Starts dockerd and imports the busybox image as ``busybox``."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "daemon.json").write_text("{}")
+        with (self.base / "dockerd.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    "/usr/sbin/dockerd",
+                    "--config-file",
+                    f"{self.base}/daemon.json",
+                    "--data-root",
+                    f"{self.base}/data",
+                    "--exec-root",
+                    f"{self.base}/exec",
+                    "--pidfile",
+                    f"{self.base}/dockerd.pid",
+                    "--host",
+                    self.sock,
+                    "--bridge=none",
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--ip-forward=false",
+                    "--ip-masq=false",
+                    "--userland-proxy=false",
+                ],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        for _ in range(120):
+            if subprocess.run([*self.argv(), "version"], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("dockerd did not start")
+        subprocess.run(
+            [*self.argv(), "import", "--change", 'CMD ["sh"]', str(image_tar), "busybox"], check=True, capture_output=True
+        )
+
+    def cleanup(self) -> None:
+        """Removes its containers, stops dockerd (and the containerd it started) by pid, unmounts."""
+        if self.proc is None:
+            return
+        ids = subprocess.run([*self.argv(), "ps", "-aq"], capture_output=True, check=False).stdout.split()
+        if ids:
+            subprocess.run([*self.argv(), "rm", "-f", *[i.decode() for i in ids]], capture_output=True, check=False)
+        children = [int(p) for p in subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+                                                   capture_output=True, text=True, check=False).stdout.split()]  # fmt: skip
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in children:
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            mnt = line.split()[4]
+            if mnt.startswith(str(self.base)):
+                subprocess.run(["umount", "-l", mnt], capture_output=True, check=False)

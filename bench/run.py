@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import peers
@@ -31,63 +34,80 @@ TEU = str(REPO / ".venv" / "bin" / "teu")
 LINE = b"x" * 99  # 100 bytes with the newline
 
 
+@dataclass
+class Engine:
+    """One contender driven through its CLI."""
+
+    name: str
+    argv: Callable[..., list[str]]
+    env: dict[str, str]
+    run_flags: tuple[str, ...] = ()
+
+    def cmd(self, *args: str) -> list[str]:
+        """argv of a subcommand (``run`` gets the engine's no-network flags)."""
+        extra = self.run_flags if args and args[0] in ("run", "create") else ()
+        return self.argv(args[0], *extra, *args[1:]) if args else self.argv()
+
+
 class Bench:
     """Holds the contenders' set-ups for one run."""
 
     def __init__(self, base: Path, quick: bool) -> None:
         self.base, self.quick = base, quick
         self.engine = PrivateEngine(base / "teu").start()
-        self.env = self.engine.env()
-        subprocess.run(
-            [TEU, "import", "-c", 'CMD ["sh"]', str(IMAGE_TAR), "busybox"], env=self.env, check=True, capture_output=True
-        )
+        env = self.engine.env()
+        subprocess.run([TEU, "import", "-c", 'CMD ["sh"]', str(IMAGE_TAR), "busybox"], env=env, check=True, capture_output=True)
+        self.teu = Engine("teu", lambda *a: [TEU, *a], env)
+        self.engines = [self.teu]
+        self.missing: dict[str, str] = {}
         self.podman: peers.Podman | None = None
-        self.podman_why = "podman not installed"
+        self.docker: peers.Docker | None = None
         if peers.available("podman"):
             self.podman = peers.Podman(base / "podman")
             self.podman.setup(IMAGE_TAR)
+            pod = self.podman
+            self.engines.append(
+                Engine("podman", lambda *a: [*pod.argv(), *a], {**os.environ, **pod.conf()}, ("--network", "none"))
+            )
+        else:
+            self.missing["podman"] = "podman not installed"
+        if Path("/usr/sbin/dockerd").exists():
+            self.docker = peers.Docker(base / "docker")
+            try:
+                self.docker.setup(IMAGE_TAR)
+                dock = self.docker
+                self.engines.append(Engine("docker", lambda *a: [*dock.argv(), *a], dict(os.environ), ("--network", "none")))
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                self.missing["docker"] = f"dockerd did not start: {exc}"
+        else:
+            self.missing["docker"] = "docker.io not installed"
 
-    def teu(self, *args: str) -> list[str]:
-        """argv of the teu CLI."""
-        return [TEU, *args]
-
-    def pod(self, *args: str) -> list[str]:
-        """argv of the private podman."""
-        assert self.podman
-        return [*self.podman.argv(), *args]
-
-    def pod_env(self) -> dict[str, str]:
-        """Environment of the private podman."""
-        assert self.podman
-        import os
-
-        return {**os.environ, **self.podman.conf()}
+    def result(self, scenario: str, unit: str = "s") -> Result:
+        """A result that already names the peers that could not run."""
+        return Result(scenario, unit, na=dict(self.missing))
 
     def close(self) -> None:
-        """Stops Teu and resets podman."""
+        """Stops Teu and the peers."""
         self.engine.stop()
         if self.podman:
             self.podman.cleanup()
+        if self.docker:
+            self.docker.cleanup()
 
 
 def s1_run_true(b: Bench) -> Result:
     """`run --rm IMAGE true` end to end from the CLI, and the raw OCI runtime."""
-    r = Result("run --rm true (CLI)")
-    c = {"teu": lambda: timed(b.teu("run", "--rm", "busybox", "true"), b.env)}
-    if b.podman:
-        c["podman"] = lambda: timed(b.pod("run", "--rm", "--network", "none", "busybox", "true"), b.pod_env())
-    else:
-        r.na["podman"] = b.podman_why
+    r = b.result("run --rm true (CLI)")
+    c: dict[str, Callable[[], float]] = {
+        e.name: (lambda e=e: timed(e.cmd("run", "--rm", "busybox", "true"), e.env)) for e in b.engines
+    }
     bundle = peers.oci_bundle(b.base, IMAGE_TAR, "runc")
-    c["runc run"] = lambda: timed(
-        ["runc", "--root", str(b.base / "runc-root"), "run", "--bundle", str(bundle), f"bench{time.monotonic_ns()}"]
-    )
+    runc_root = str(b.base / "runc-root")
+    c["runc run"] = lambda: timed(["runc", "--root", runc_root, "run", "--bundle", str(bundle), f"b{time.monotonic_ns()}"])
     ok, why = peers.crun_works_here()
     if ok:
-        cb = peers.oci_bundle(b.base, IMAGE_TAR, "crun")
-        c["crun run"] = lambda: timed(
-            ["crun", "--root", str(b.base / "crun-root"), "run", "--bundle", str(cb), f"bench{time.monotonic_ns()}"]
-        )
+        cb, crun_root = peers.oci_bundle(b.base, IMAGE_TAR, "crun"), str(b.base / "crun-root")
+        c["crun run"] = lambda: timed(["crun", "--root", crun_root, "run", "--bundle", str(cb), f"b{time.monotonic_ns()}"])
     else:
         r.na["crun run"] = why
     return alternate(r, c, runs=8 if b.quick else 20, warmup=3)
@@ -100,35 +120,40 @@ def _parallel(argvs: list[list[str]], env: dict[str, str], workers: int = 10) ->
     return time.perf_counter() - t0
 
 
+def _monitors(b: Bench, e: Engine) -> list[int]:
+    if e.name == "teu":
+        return pids_matching(b"conmon", str(b.engine.run_dir).encode())
+    if e.name == "podman":
+        return pids_matching(b"conmon", str(b.base / "podman").encode())
+    return pids_matching(b"containerd-shim", str(b.base / "docker").encode())
+
+
 def s2_many_detached(b: Bench) -> list[Result]:
     """N detached `sleep 300`, 10 at a time: time until all run; memory at rest; then `rm -f` of all."""
     n = 20 if b.quick else 50
-    start, remove = Result(f"{n} x run -d sleep, 10 parallel"), Result(f"rm -f of {n}")
-    mon, mon_pss, daemons = (
-        Result("monitor RSS per container", "MiB"),
-        Result("monitor PSS per container", "MiB"),
-        Result("engine RSS at rest", "MiB"),
-    )
-    engines = [("teu", b.teu, b.env)] + ([("podman", b.pod, b.pod_env())] if b.podman else [])
+    start, remove = b.result(f"{n} x run -d sleep, 10 parallel"), b.result(f"rm -f of {n}")
+    mon, mon_pss = b.result("monitor RSS per container", "MiB"), b.result("monitor PSS per container", "MiB")
+    daemons = b.result("engine daemons RSS at rest", "MiB")
     for round_ in range(1 if b.quick else 3):
-        for who, argv, env in engines:
-            names = [f"b{round_}-{who}-{i}" for i in range(n)]
-            start.samples.setdefault(who, []).append(
-                _parallel([argv("run", "-d", "--name", nm, "busybox", "sleep", "300") for nm in names], env)
+        for e in b.engines:
+            names = [f"b{round_}-{e.name}-{i}" for i in range(n)]
+            start.samples.setdefault(e.name, []).append(
+                _parallel([e.cmd("run", "-d", "--name", nm, "busybox", "sleep", "300") for nm in names], e.env)
             )
             if round_ == 0:
-                marker = str(b.engine.run_dir).encode() if who == "teu" else str(b.base / "podman").encode()
-                conmons = pids_matching(b"conmon", marker)
-                sizes = [rss_pss_kib(p) for p in conmons]
-                mon.samples[who] = [sum(s[0] for s in sizes) / len(sizes) / 1024] if sizes else []
-                mon_pss.samples[who] = [sum(s[1] for s in sizes) / len(sizes) / 1024] if sizes else []
-                if who == "teu":
-                    daemons.samples[who] = [
-                        sum(rss_pss_kib(b.engine.service_pid(s))[0] for s in ("gateway", "runtime", "storage", "logs")) / 1024
-                    ]
+                sizes = [rss_pss_kib(p) for p in _monitors(b, e)]
+                if sizes:
+                    mon.samples[e.name] = [sum(x[0] for x in sizes) / len(sizes) / 1024]
+                    mon_pss.samples[e.name] = [sum(x[1] for x in sizes) / len(sizes) / 1024]
+                if e.name == "teu":
+                    services = [b.engine.service_pid(s) for s in ("gateway", "runtime", "storage", "logs")]
+                    daemons.samples["teu"] = [sum(rss_pss_kib(p)[0] for p in services) / 1024]
+                elif e.name == "docker" and b.docker and b.docker.proc:
+                    pids = [b.docker.proc.pid, *pids_matching(b"containerd", str(b.base / "docker").encode())]
+                    daemons.samples["docker"] = [sum(rss_pss_kib(p)[0] for p in set(pids) if p not in _monitors(b, e)) / 1024]
                 else:
-                    daemons.na[who] = "podman has no daemon"
-            remove.samples.setdefault(who, []).append(_parallel([argv("rm", "-f", nm) for nm in names], env))
+                    daemons.na[e.name] = "no daemon"
+            remove.samples.setdefault(e.name, []).append(_parallel([e.cmd("rm", "-f", nm) for nm in names], e.env))
     mon.note = mon_pss.note = f"{n} idle containers"
     return [start, remove, mon, mon_pss, daemons]
 
@@ -144,29 +169,25 @@ def s4_logs(b: Bench) -> list[Result]:
     lines = 100_000 if b.quick else 1_000_000
     mb = lines * 100 // 1_000_000
     script = f"yes {LINE.decode()} | head -n {lines}"
-    to_exit, read_back, attached = (
-        Result(f"logs: run -d {mb} MB until exit"),
-        Result(f"logs: read back {mb} MB"),
-        Result(f"attached run of {mb} MB"),
-    )
+    to_exit, read_back = b.result(f"logs: run -d {mb} MB until exit"), b.result(f"logs: read back {mb} MB")
+    attached = b.result(f"attached run of {mb} MB")
     out = b.base / "out.bin"
-    engines = [("teu", b.teu, b.env)] + ([("podman", b.pod, b.pod_env())] if b.podman else [])
     for round_ in range(1 if b.quick else 3):
-        for who, argv, env in engines:
-            name = f"log{round_}{who}"
+        for e in b.engines:
+            name = f"log{round_}{e.name}"
             t0 = time.perf_counter()
             subprocess.run(
-                argv("run", "-d", "--name", name, "busybox", "sh", "-c", script), env=env, check=True, capture_output=True
+                e.cmd("run", "-d", "--name", name, "busybox", "sh", "-c", script), env=e.env, check=True, capture_output=True
             )
-            subprocess.run(argv("wait", name), env=env, check=True, capture_output=True)
-            to_exit.samples.setdefault(who, []).append(time.perf_counter() - t0)
+            subprocess.run(e.cmd("wait", name), env=e.env, check=True, capture_output=True)
+            to_exit.samples.setdefault(e.name, []).append(time.perf_counter() - t0)
             with out.open("wb") as f:
-                read_back.samples.setdefault(who, []).append(timed(argv("logs", name), env, stdout=f.fileno()))
+                read_back.samples.setdefault(e.name, []).append(timed(e.cmd("logs", name), e.env, stdout=f.fileno()))
             _verify(out, lines)
-            subprocess.run(argv("rm", "-f", name), env=env, check=True, capture_output=True)
+            subprocess.run(e.cmd("rm", "-f", name), env=e.env, check=True, capture_output=True)
             with out.open("wb") as f:
-                attached.samples.setdefault(who, []).append(
-                    timed(argv("run", "--rm", "busybox", "sh", "-c", script), env, stdout=f.fileno())
+                attached.samples.setdefault(e.name, []).append(
+                    timed(e.cmd("run", "--rm", "busybox", "sh", "-c", script), e.env, stdout=f.fileno())
                 )
             _verify(out, lines)
     return [to_exit, read_back, attached]
@@ -174,21 +195,19 @@ def s4_logs(b: Bench) -> list[Result]:
 
 def s5_filesystem(b: Bench) -> list[Result]:
     """Image and filesystem operations: import of a ~100 MB rootfs tar; the rest is not built yet."""
-    big = b.base / "big.tar"
-    root = b.base / "bigroot"
-    subprocess.run(["tar", "-xf", str(IMAGE_TAR), "-C", str(root)] if root.mkdir() is None else [], check=True)
+    big, root = b.base / "big.tar", b.base / "bigroot"
+    root.mkdir()
+    subprocess.run(["tar", "-xf", str(IMAGE_TAR), "-C", str(root)], check=True)
     (root / "data").mkdir()
     for i in range(10 if b.quick else 100):
-        (root / "data" / f"f{i}").write_bytes(__import__("os").urandom(1 << 20))
+        (root / "data" / f"f{i}").write_bytes(os.urandom(1 << 20))
     subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(big), "."], check=True)
-    imp = Result(f"import {big.stat().st_size // 1_000_000} MB rootfs tar")
-    c = {"teu": lambda: timed(b.teu("import", str(big), "bigimg"), b.env)}
-    if b.podman:
-        c["podman"] = lambda: timed(b.pod("import", str(big), "bigimg"), b.pod_env())
-    alternate(imp, c, runs=2 if b.quick else 5, warmup=1)
+    imp = b.result(f"import {big.stat().st_size // 1_000_000} MB rootfs tar")
+    alternate(imp, {e.name: (lambda e=e: timed(e.cmd("import", str(big), "bigimg"), e.env)) for e in b.engines},
+              runs=2 if b.quick else 5, warmup=1)  # fmt: skip
     results = [imp]
     for op in ("diff after 1000 files", "commit", "export", "save"):
-        r = Result(op)
+        r = b.result(op)
         r.na["teu"] = "not built yet (issue 4)"
         results.append(r)
     return results
@@ -197,21 +216,17 @@ def s5_filesystem(b: Bench) -> list[Result]:
 def s6_scale(b: Bench) -> list[Result]:
     """`ps -a` and `inspect` latency with 0, 100 and 500 containers present (created, not running)."""
     sizes = (0, 50) if b.quick else (0, 100, 500)
-    results = []
-    engines = [("teu", b.teu, b.env)] + ([("podman", b.pod, b.pod_env())] if b.podman else [])
-    present = 0
+    results, present = [], 0
     for size in sizes:
-        for _, argv, env in engines:
-            _parallel([argv("create", "--name", f"s{i}", "busybox", "true") for i in range(present, size)], env, workers=4)
+        for e in b.engines:
+            _parallel([e.cmd("create", "--name", f"s{i}", "busybox", "true") for i in range(present, size)], e.env, workers=4)
+            subprocess.run(e.cmd("create", "--name", "probe", "busybox", "true"), env=e.env, check=True, capture_output=True)
         present = size
-        ps, insp = Result(f"ps -a with {size} containers"), Result(f"inspect with {size} containers")
-        subprocess.run(b.teu("create", "--name", "probe", "busybox", "true"), env=b.env, check=True, capture_output=True)
-        if b.podman:
-            b.podman.run(["create", "--name", "probe", "busybox", "true"])
-        alternate(ps, {w: (lambda a=a, e=e: timed(a("ps", "-a"), e)) for w, a, e in engines}, runs=5, warmup=1)
-        alternate(insp, {w: (lambda a=a, e=e: timed(a("inspect", "probe"), e)) for w, a, e in engines}, runs=5, warmup=1)
-        for _, argv, env in engines:
-            subprocess.run(argv("rm", "probe"), env=env, check=True, capture_output=True)
+        ps, insp = b.result(f"ps -a with {size} containers"), b.result(f"inspect with {size} containers")
+        alternate(ps, {e.name: (lambda e=e: timed(e.cmd("ps", "-a"), e.env)) for e in b.engines}, runs=5, warmup=1)
+        alternate(insp, {e.name: (lambda e=e: timed(e.cmd("inspect", "probe"), e.env)) for e in b.engines}, runs=5, warmup=1)
+        for e in b.engines:
+            subprocess.run(e.cmd("rm", "probe"), env=e.env, check=True, capture_output=True)
         results += [ps, insp]
     return results
 
