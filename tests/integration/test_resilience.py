@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -32,6 +33,16 @@ def restart_by_sigkill(engine: Engine, client: Client, service: str) -> None:
     wait_ready(client)
 
 
+def logs_when(client: Client, cid: str, done: Callable[[list[bytes]], bool], timeout: float = 15.0) -> list[bytes]:
+    """The container's log lines, once ``done`` says they are all there (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line.data for line in client.logs(cid)]
+        if done(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
 def test_runtime_sigkill_keeps_containers_and_logs(engine: Engine, client: Client) -> None:
     """After SIGKILL of the runtime service, containers still run and are listed, logs are whole, stop works."""
     counter = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo n$i; sleep 0.05; done; sleep 300"]))
@@ -41,9 +52,8 @@ def test_runtime_sigkill_keeps_containers_and_logs(engine: Engine, client: Clien
     assert {counter, sleeper} <= {c.id for c in client.list()}
     assert client.inspect(sleeper).pid == pid
     os.kill(pid, 0)  # the container's process never stopped
-    time.sleep(2.5)
-    lines = [line.data for line in client.logs(counter)]
-    assert lines == [f"n{i}\n".encode() for i in range(1, 41)]
+    expected = [f"n{i}\n".encode() for i in range(1, 41)]
+    assert logs_when(client, counter, lambda lines: len(lines) >= 40) == expected
     client.stop(sleeper, timeout=1)
     assert client.inspect(sleeper).summary.state == EXITED
     client.remove(counter, force=True)
@@ -65,8 +75,7 @@ def test_other_services_sigkill(engine: Engine, client: Client, service: str) ->
     restart_by_sigkill(engine, client, service)
     with Client(engine.target) as fresh:
         assert fresh.inspect(cid).summary.state == RUNNING
-        time.sleep(1.2)
-        assert [line.data for line in fresh.logs(cid)] == [b"before\n", b"after\n"]
+        assert logs_when(fresh, cid, lambda lines: len(lines) >= 2) == [b"before\n", b"after\n"]
         fresh.remove(cid, force=True)
 
 
