@@ -46,7 +46,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 unit: venv
-	$(PYTEST) services/*/tests clients/python/tests -q
+	$(PYTEST) services/*/tests clients/python/tests bench/tests -q
 
 integration: deps venv $(IMAGE_TAR)
 	$(PYTEST) tests/integration -q
@@ -54,7 +54,7 @@ integration: deps venv $(IMAGE_TAR)
 test: deps venv $(IMAGE_TAR) check-protos
 	$(VENV)/bin/buf lint protos
 	$(VENV)/bin/ruff check clients services tests bench
-	$(PYTEST) services/*/tests clients/python/tests tests/integration -q
+	$(PYTEST) services/*/tests clients/python/tests bench/tests tests/integration -q
 
 # Side by side with podman and the raw OCI runtimes (QUICK=1: about 2 minutes).
 bench: deps venv $(IMAGE_TAR)
