@@ -79,8 +79,9 @@ def test_other_services_sigkill(engine: Engine, client: Client, service: str) ->
         fresh.remove(cid, force=True)
 
 
-def test_attached_run_survives_runtime_restart(engine: Engine, client: Client) -> None:
-    """An attached run keeps streaming and gets the exit code even if the runtime service restarts."""
+@pytest.mark.parametrize("service", ["runtime", "logs"])
+def test_attached_run_survives_service_restart(engine: Engine, client: Client, service: str) -> None:
+    """An attached run keeps streaming, loses no line and gets the exit code across a restart of a backend."""
     import threading
 
     result: dict[str, object] = {}
@@ -92,7 +93,7 @@ def test_attached_run_survives_runtime_restart(engine: Engine, client: Client) -
     t = threading.Thread(target=attached)
     t.start()
     time.sleep(0.8)
-    restart_by_sigkill(engine, client, "runtime")
+    restart_by_sigkill(engine, client, service)
     t.join(timeout=30)
     r = result["r"]
     assert (r.exit_code, r.stdout) == (5, b"a\nb\n")  # type: ignore[attr-defined]

@@ -222,7 +222,7 @@ class Client:
 def _error(exc: grpc.RpcError) -> TeuError:
     """The Teu error for a failed call; a gateway that cannot be reached gets a hint."""
     details = exc.details() or ""
-    if exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details:
+    if exc.code() == grpc.StatusCode.UNAVAILABLE and details.startswith("failed to connect"):
         return Unavailable(f"cannot reach the Teu engine: is it running? (make start) [{details}]")
     return from_status(exc.code(), details)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from teu.common.channels import connect
 from teu.common.config import Config
@@ -26,6 +27,7 @@ class Backends:
     runtime: runtime_pb2_grpc.RuntimeServiceStub
     storage: storage_pb2_grpc.StorageServiceStub
     logs: logs_pb2_grpc.LogsServiceStub
+    logs_health: health_pb2_grpc.HealthStub
     channels: tuple[grpc.aio.Channel, ...]
 
     async def close(self) -> None:
@@ -41,6 +43,7 @@ def open_backends(cfg: Config) -> Backends:
         runtime_pb2_grpc.RuntimeServiceStub(rt),
         storage_pb2_grpc.StorageServiceStub(st),
         logs_pb2_grpc.LogsServiceStub(lg),
+        health_pb2_grpc.HealthStub(lg),
         (rt, st, lg),
     )
 

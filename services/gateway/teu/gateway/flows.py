@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from teu.errors import NotFound, TeuError
+from teu.errors import NotFound, TeuError, Unavailable
 from teu.gateway import options
 from teu.gateway.backends import Backends, call, retry_unavailable, stream
 from teu.gateway.v1 import gateway_pb2 as gw
@@ -27,6 +27,7 @@ from teu.types.v1 import types_pb2
 
 log = structlog.get_logger()
 RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
+LOGS_PATIENCE = 60.0  # seconds an attached reader waits for a restarting logs service
 
 
 @dataclass(frozen=True)
@@ -146,18 +147,38 @@ class Flows:
             if c.spec.auto_remove and c.started_at:
                 self.watch_auto_remove(c.id)
 
+    async def read_log(self, cid: str, offset: int, tail: int, follow: bool) -> AsyncIterator[lg.ReadLogResponse]:
+        """ReadLog that resumes at the last offset when the logs service restarts: no gap, no repeat."""
+        loop = asyncio.get_running_loop()
+        deadline = 0.0
+        while True:
+            req = lg.ReadLogRequest(container_id=cid, offset=offset, tail=0 if offset else tail, follow=follow)
+            try:
+                async for batch in stream("logs", self.b.logs.ReadLog(req)):
+                    offset, deadline = batch.offset or offset, 0.0
+                    yield batch
+                return
+            except Unavailable:
+                deadline = deadline or loop.time() + LOGS_PATIENCE
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
     async def follow(self, cid: str, running: bool, tail: int = 0) -> AsyncIterator[lg.ReadLogResponse]:
-        """Log batches; when ``running``, keeps following until the container exits, then drains."""
+        """Log batches; when ``running``, keeps following until the container exits, then drains.
+
+        When the wait returns, conmon has already drained and fsynced the log, so one more read from
+        the last offset after cancelling the follow delivers exactly what is left.
+        """
         if not running:
-            async for batch in stream("logs", self.b.logs.ReadLog(lg.ReadLogRequest(container_id=cid, tail=tail))):
+            async for batch in self.read_log(cid, 0, tail, follow=False):
                 yield batch
             return
         queue: asyncio.Queue[lg.ReadLogResponse] = asyncio.Queue(maxsize=64)
         offset = 0
-        call_ = self.b.logs.ReadLog(lg.ReadLogRequest(container_id=cid, tail=tail, follow=True))
 
         async def pump() -> None:
-            async for item in stream("logs", call_):
+            async for item in self.read_log(cid, 0, tail, follow=True):
                 await queue.put(item)
 
         pumper = asyncio.create_task(pump())
@@ -172,21 +193,19 @@ class Flows:
                     yield batch
                     continue
                 getter.cancel()
-                if pumper in done and pumper.exception():
-                    raise pumper.exception()  # type: ignore[misc]
+                if pumper in done and (exc := pumper.exception()):
+                    raise exc
                 break
             while not queue.empty():
                 batch = queue.get_nowait()
                 offset = batch.offset or offset
                 yield batch
         finally:
-            call_.cancel()
             pumper.cancel()
             if not exited.done():
                 exited.cancel()
         if offset or tail == 0:
-            req = lg.ReadLogRequest(container_id=cid, offset=offset)
-            async for batch in stream("logs", self.b.logs.ReadLog(req)):
+            async for batch in self.read_log(cid, offset, 0, follow=False):
                 yield batch
 
     async def run(self, config: gw.ContainerConfig, detach: bool) -> AsyncIterator[gw.RunResponse]:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition
@@ -122,6 +123,7 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
     async def Info(self, request: gw.InfoRequest, context: Ctx) -> gw.InfoResponse:
         r = await call("runtime", self.b.runtime.GetRuntimeInfo(rt.GetRuntimeInfoRequest()))
         s = await call("storage", self.b.storage.GetStorageInfo(st.GetStorageInfoRequest()))
+        await call("logs", self.b.logs_health.Check(health_pb2.HealthCheckRequest()))  # all three must answer
         return gw.InfoResponse(
             oci_runtime=r.oci_runtime,
             oci_runtime_version=r.oci_runtime_version,
