@@ -22,6 +22,260 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class AttachStart(_message.Message):
+    """Opening message of Attach."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    STDIN_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    container: _builtins.str
+    """Id, id prefix or name."""
+    stdin: _builtins.bool
+    """Forward input (the container must have been created with open_stdin or tty)."""
+    start: _builtins.bool
+    """Start the container once attached."""
+    @_builtins.property
+    def size(self) -> _types_pb2.WindowSize:
+        """Initial terminal size."""
+
+    def __init__(
+        self,
+        *,
+        container: _builtins.str = ...,
+        stdin: _builtins.bool = ...,
+        start: _builtins.bool = ...,
+        size: _types_pb2.WindowSize | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "size", b"size", "start", b"start", "stdin", b"stdin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachStart: _TypeAlias = AttachStart  # noqa: Y015
+
+@_typing.final
+class AttachRequest(_message.Message):
+    """One message of an Attach stream from the client."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def start(self) -> Global___AttachStart:
+        """Sent once, first."""
+
+    @_builtins.property
+    def frame(self) -> _types_pb2.StdinFrame:
+        """Input, resize or end of input."""
+
+    def __init__(
+        self,
+        *,
+        start: Global___AttachStart | None = ...,
+        frame: _types_pb2.StdinFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "part", b"part", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "part", b"part", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["start", "frame"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___AttachRequest: _TypeAlias = AttachRequest  # noqa: Y015
+
+@_typing.final
+class AttachResponse(_message.Message):
+    """One message of an Attach stream from the server."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frame(self) -> _types_pb2.OutputFrame:
+        """Output, then the exit."""
+
+    def __init__(
+        self,
+        *,
+        frame: _types_pb2.OutputFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachResponse: _TypeAlias = AttachResponse  # noqa: Y015
+
+@_typing.final
+class ExecStart(_message.Message):
+    """Opening message of Exec."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    CMD_FIELD_NUMBER: _builtins.int
+    ENV_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    WORKING_DIR_FIELD_NUMBER: _builtins.int
+    TTY_FIELD_NUMBER: _builtins.int
+    STDIN_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    container: _builtins.str
+    """Id, id prefix or name."""
+    user: _builtins.str
+    """"user[:group]"; empty means the container's user."""
+    working_dir: _builtins.str
+    """Working directory; empty means the container's."""
+    tty: _builtins.bool
+    """Allocate a pseudo-terminal."""
+    stdin: _builtins.bool
+    """Keep stdin open."""
+    @_builtins.property
+    def cmd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Command and arguments."""
+
+    @_builtins.property
+    def env(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Extra environment, "KEY=value"."""
+
+    @_builtins.property
+    def size(self) -> _types_pb2.WindowSize:
+        """Initial terminal size."""
+
+    def __init__(
+        self,
+        *,
+        container: _builtins.str = ...,
+        cmd: _abc.Iterable[_builtins.str] | None = ...,
+        env: _abc.Iterable[_builtins.str] | None = ...,
+        user: _builtins.str = ...,
+        working_dir: _builtins.str = ...,
+        tty: _builtins.bool = ...,
+        stdin: _builtins.bool = ...,
+        size: _types_pb2.WindowSize | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "container", b"container", "env", b"env", "size", b"size", "stdin", b"stdin", "tty", b"tty", "user", b"user", "working_dir", b"working_dir"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecStart: _TypeAlias = ExecStart  # noqa: Y015
+
+@_typing.final
+class ExecRequest(_message.Message):
+    """One message of an Exec stream from the client."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def start(self) -> Global___ExecStart:
+        """Sent once, first."""
+
+    @_builtins.property
+    def frame(self) -> _types_pb2.StdinFrame:
+        """Input, resize or end of input."""
+
+    def __init__(
+        self,
+        *,
+        start: Global___ExecStart | None = ...,
+        frame: _types_pb2.StdinFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "part", b"part", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "part", b"part", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["start", "frame"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ExecRequest: _TypeAlias = ExecRequest  # noqa: Y015
+
+@_typing.final
+class ExecResponse(_message.Message):
+    """One message of an Exec stream from the server."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXEC_ID_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    exec_id: _builtins.str
+    """Id of the exec session."""
+    @_builtins.property
+    def frame(self) -> _types_pb2.OutputFrame:
+        """Output or exit."""
+
+    def __init__(
+        self,
+        *,
+        exec_id: _builtins.str = ...,
+        frame: _types_pb2.OutputFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exec_id", b"exec_id", "frame", b"frame", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec_id", b"exec_id", "frame", b"frame", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["exec_id", "frame"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ExecResponse: _TypeAlias = ExecResponse  # noqa: Y015
+
+@_typing.final
+class ExecInfo(_message.Message):
+    """An exec session, as inspect shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CMD_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    TTY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Session id."""
+    running: _builtins.bool
+    """Whether it still runs."""
+    exit_code: _builtins.int
+    """Exit code once ended."""
+    pid: _builtins.int
+    """Host pid while running."""
+    tty: _builtins.bool
+    """Whether it has a terminal."""
+    @_builtins.property
+    def cmd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The command."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        cmd: _abc.Iterable[_builtins.str] | None = ...,
+        running: _builtins.bool = ...,
+        exit_code: _builtins.int = ...,
+        pid: _builtins.int = ...,
+        tty: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "exit_code", b"exit_code", "id", b"id", "pid", b"pid", "running", b"running", "tty", b"tty"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecInfo: _TypeAlias = ExecInfo  # noqa: Y015
+
+@_typing.final
 class ContainerConfig(_message.Message):
     """What the user asks for when creating a container (Docker's `create`/`run` options)."""
 
@@ -704,6 +958,7 @@ class ContainerDetails(_message.Message):
     MONITOR_PID_FIELD_NUMBER: _builtins.int
     RESTART_COUNT_FIELD_NUMBER: _builtins.int
     MOUNTS_FIELD_NUMBER: _builtins.int
+    EXECS_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """Host pid of the main process while running."""
     oom_killed: _builtins.bool
@@ -734,6 +989,10 @@ class ContainerDetails(_message.Message):
     def mounts(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
         """Root filesystem mounts."""
 
+    @_builtins.property
+    def execs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecInfo]:
+        """Exec sessions, oldest first."""
+
     def __init__(
         self,
         *,
@@ -748,10 +1007,11 @@ class ContainerDetails(_message.Message):
         monitor_pid: _builtins.int = ...,
         restart_count: _builtins.int = ...,
         mounts: _abc.Iterable[_types_pb2.Mount] | None = ...,
+        execs: _abc.Iterable[Global___ExecInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "process", b"process", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "error", b"error", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mounts", b"mounts", "oom_killed", b"oom_killed", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "error", b"error", "execs", b"execs", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mounts", b"mounts", "oom_killed", b"oom_killed", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -90,6 +90,16 @@ class ContainersServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsResponse.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/teu.gateway.v1.ContainersService/Attach',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.AttachRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.AttachResponse.FromString,
+                _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/teu.gateway.v1.ContainersService/Exec',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -175,6 +185,25 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """Attaches to a container's stdio, both ways: the client sends an opening message, then input,
+        resize and close-stdin frames; the server sends output and one final exit frame. With start set,
+        the container is started once attached (how `run -it` works: create, attach, start). Closing the
+        stream detaches: the container keeps running. FAILED_PRECONDITION if it is not running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
+        """Runs a command in a running container, its stdio streamed both ways like Attach; the final frame
+        carries its exit code (127 if the command does not exist). FAILED_PRECONDITION if the container
+        is not running; INVALID_ARGUMENT for an unknown user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +261,16 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsResponse.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.AttachRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.AttachResponse.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -532,6 +571,60 @@ class ContainersService:
             '/teu.gateway.v1.ContainersService/Logs',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/teu.gateway.v1.ContainersService/Attach',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.AttachRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.AttachResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/teu.gateway.v1.ContainersService/Exec',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,17 @@ class ContainersServiceStub:
     """Removes a container, its filesystem and its logs. FAILED_PRECONDITION if running without force."""
     Logs: _grpc.UnaryStreamMultiCallable[_gateway_pb2.LogsRequest, _gateway_pb2.LogsResponse]
     """Streams a container's output from its log."""
+    Attach: _grpc.StreamStreamMultiCallable[_gateway_pb2.AttachRequest, _gateway_pb2.AttachResponse]
+    """Attaches to a container's stdio, both ways: the client sends an opening message, then input,
+    resize and close-stdin frames; the server sends output and one final exit frame. With start set,
+    the container is started once attached (how `run -it` works: create, attach, start). Closing the
+    stream detaches: the container keeps running. FAILED_PRECONDITION if it is not running.
+    """
+    Exec: _grpc.StreamStreamMultiCallable[_gateway_pb2.ExecRequest, _gateway_pb2.ExecResponse]
+    """Runs a command in a running container, its stdio streamed both ways like Attach; the final frame
+    carries its exit code (127 if the command does not exist). FAILED_PRECONDITION if the container
+    is not running; INVALID_ARGUMENT for an unknown user.
+    """
 
 @_typing.type_check_only
 class ContainersServiceAsyncStub(ContainersServiceStub):
@@ -93,6 +104,17 @@ class ContainersServiceAsyncStub(ContainersServiceStub):
     """Removes a container, its filesystem and its logs. FAILED_PRECONDITION if running without force."""
     Logs: _aio.UnaryStreamMultiCallable[_gateway_pb2.LogsRequest, _gateway_pb2.LogsResponse]  # type: ignore[assignment]
     """Streams a container's output from its log."""
+    Attach: _aio.StreamStreamMultiCallable[_gateway_pb2.AttachRequest, _gateway_pb2.AttachResponse]  # type: ignore[assignment]
+    """Attaches to a container's stdio, both ways: the client sends an opening message, then input,
+    resize and close-stdin frames; the server sends output and one final exit frame. With start set,
+    the container is started once attached (how `run -it` works: create, attach, start). Closing the
+    stream detaches: the container keeps running. FAILED_PRECONDITION if it is not running.
+    """
+    Exec: _aio.StreamStreamMultiCallable[_gateway_pb2.ExecRequest, _gateway_pb2.ExecResponse]  # type: ignore[assignment]
+    """Runs a command in a running container, its stdio streamed both ways like Attach; the final frame
+    carries its exit code (127 if the command does not exist). FAILED_PRECONDITION if the container
+    is not running; INVALID_ARGUMENT for an unknown user.
+    """
 
 class ContainersServiceServicer(metaclass=_abc_1.ABCMeta):
     """The standard operations on containers."""
@@ -188,6 +210,29 @@ class ContainersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_gateway_pb2.LogsResponse], _abc.AsyncIterator[_gateway_pb2.LogsResponse]]:
         """Streams a container's output from its log."""
+
+    @_abc_1.abstractmethod
+    def Attach(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_pb2.AttachRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.AttachResponse], _abc.AsyncIterator[_gateway_pb2.AttachResponse]]:
+        """Attaches to a container's stdio, both ways: the client sends an opening message, then input,
+        resize and close-stdin frames; the server sends output and one final exit frame. With start set,
+        the container is started once attached (how `run -it` works: create, attach, start). Closing the
+        stream detaches: the container keeps running. FAILED_PRECONDITION if it is not running.
+        """
+
+    @_abc_1.abstractmethod
+    def Exec(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_pb2.ExecRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.ExecResponse], _abc.AsyncIterator[_gateway_pb2.ExecResponse]]:
+        """Runs a command in a running container, its stdio streamed both ways like Attach; the final frame
+        carries its exit code (127 if the command does not exist). FAILED_PRECONDITION if the container
+        is not running; INVALID_ARGUMENT for an unknown user.
+        """
 
 def add_ContainersServiceServicer_to_server(servicer: ContainersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

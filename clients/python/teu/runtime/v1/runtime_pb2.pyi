@@ -20,6 +20,238 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class AttachOpen(_message.Message):
+    """Opening message of Attach."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STDIN_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    stdin: _builtins.bool
+    """Forward the client's input."""
+    start: _builtins.bool
+    """Start the container once connected (it must be created or exited)."""
+    @_builtins.property
+    def size(self) -> _types_pb2.WindowSize:
+        """Initial terminal size (containers with a terminal)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        stdin: _builtins.bool = ...,
+        start: _builtins.bool = ...,
+        size: _types_pb2.WindowSize | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "size", b"size", "start", b"start", "stdin", b"stdin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachOpen: _TypeAlias = AttachOpen  # noqa: Y015
+
+@_typing.final
+class AttachRequest(_message.Message):
+    """One message of an Attach stream from the client."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def open(self) -> Global___AttachOpen:
+        """Sent once, first."""
+
+    @_builtins.property
+    def frame(self) -> _types_pb2.StdinFrame:
+        """Input, resize or end of input."""
+
+    def __init__(
+        self,
+        *,
+        open: Global___AttachOpen | None = ...,
+        frame: _types_pb2.StdinFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "open", b"open", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "open", b"open", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["open", "frame"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___AttachRequest: _TypeAlias = AttachRequest  # noqa: Y015
+
+@_typing.final
+class AttachResponse(_message.Message):
+    """One message of an Attach stream from the runtime."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frame(self) -> _types_pb2.OutputFrame:
+        """Output, or the exit (sent after the output ends, once the container has exited)."""
+
+    def __init__(
+        self,
+        *,
+        frame: _types_pb2.OutputFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachResponse: _TypeAlias = AttachResponse  # noqa: Y015
+
+@_typing.final
+class ExecOpen(_message.Message):
+    """Opening message of Exec."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PROCESS_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    @_builtins.property
+    def process(self) -> _types_pb2.Process:
+        """The process: args, env (added to the container's), cwd, user, terminal, open_stdin."""
+
+    @_builtins.property
+    def size(self) -> _types_pb2.WindowSize:
+        """Initial terminal size."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        process: _types_pb2.Process | None = ...,
+        size: _types_pb2.WindowSize | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "process", b"process", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecOpen: _TypeAlias = ExecOpen  # noqa: Y015
+
+@_typing.final
+class ExecRequest(_message.Message):
+    """One message of an Exec stream from the client."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def open(self) -> Global___ExecOpen:
+        """Sent once, first."""
+
+    @_builtins.property
+    def frame(self) -> _types_pb2.StdinFrame:
+        """Input, resize or end of input."""
+
+    def __init__(
+        self,
+        *,
+        open: Global___ExecOpen | None = ...,
+        frame: _types_pb2.StdinFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "open", b"open", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "open", b"open", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["open", "frame"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ExecRequest: _TypeAlias = ExecRequest  # noqa: Y015
+
+@_typing.final
+class ExecResponse(_message.Message):
+    """One message of an Exec stream from the runtime."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXEC_ID_FIELD_NUMBER: _builtins.int
+    FRAME_FIELD_NUMBER: _builtins.int
+    exec_id: _builtins.str
+    """Id of the exec session, sent first."""
+    @_builtins.property
+    def frame(self) -> _types_pb2.OutputFrame:
+        """Output or exit."""
+
+    def __init__(
+        self,
+        *,
+        exec_id: _builtins.str = ...,
+        frame: _types_pb2.OutputFrame | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exec_id", b"exec_id", "frame", b"frame", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec_id", b"exec_id", "frame", b"frame", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["exec_id", "frame"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ExecResponse: _TypeAlias = ExecResponse  # noqa: Y015
+
+@_typing.final
+class ExecSession(_message.Message):
+    """An exec session, as inspect shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    TERMINAL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """64 hex characters."""
+    running: _builtins.bool
+    """Whether it still runs."""
+    exit_code: _builtins.int
+    """Exit code once ended."""
+    pid: _builtins.int
+    """Host pid while running."""
+    terminal: _builtins.bool
+    """Whether it has a terminal."""
+    @_builtins.property
+    def args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The command."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        args: _abc.Iterable[_builtins.str] | None = ...,
+        running: _builtins.bool = ...,
+        exit_code: _builtins.int = ...,
+        pid: _builtins.int = ...,
+        terminal: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "exit_code", b"exit_code", "id", b"id", "pid", b"pid", "running", b"running", "terminal", b"terminal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecSession: _TypeAlias = ExecSession  # noqa: Y015
+
+@_typing.final
 class ContainerSpec(_message.Message):
     """Everything the runtime needs to create a container."""
 
@@ -156,6 +388,7 @@ class Container(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     MONITOR_PID_FIELD_NUMBER: _builtins.int
     RESTART_COUNT_FIELD_NUMBER: _builtins.int
+    EXECS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """64 lowercase hex characters."""
     name: _builtins.str
@@ -184,6 +417,10 @@ class Container(_message.Message):
     def spec(self) -> Global___ContainerSpec:
         """What the container was created with."""
 
+    @_builtins.property
+    def execs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecSession]:
+        """Exec sessions run in it since it was created, oldest first."""
+
     def __init__(
         self,
         *,
@@ -200,10 +437,11 @@ class Container(_message.Message):
         error: _builtins.str = ...,
         monitor_pid: _builtins.int = ...,
         restart_count: _builtins.int = ...,
+        execs: _abc.Iterable[Global___ExecSession] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -81,6 +81,16 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetRuntimeInfoRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetRuntimeInfoResponse.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/teu.runtime.v1.RuntimeService/Attach',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.AttachRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.AttachResponse.FromString,
+                _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/teu.runtime.v1.RuntimeService/Exec',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -155,6 +165,23 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """Connects to a container's stdio through conmon's attach socket. The first request opens (and, if
+        asked, starts the container after connecting, so no output is missed); the stream ends when the
+        container's output ends. FAILED_PRECONDITION if it is not running and start was not asked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request_iterator, context):
+        """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
+        the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +229,16 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.GetRuntimeInfo,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetRuntimeInfoRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetRuntimeInfoResponse.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.AttachRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.AttachResponse.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +486,60 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/GetRuntimeInfo',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.GetRuntimeInfoRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.GetRuntimeInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/teu.runtime.v1.RuntimeService/Attach',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.AttachRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.AttachResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/teu.runtime.v1.RuntimeService/Exec',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,15 @@ class RuntimeServiceStub:
     """Lists containers, newest first."""
     GetRuntimeInfo: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.GetRuntimeInfoRequest, _runtime_pb2.GetRuntimeInfoResponse]
     """Describes the OCI runtime in use and the host's cgroup setup."""
+    Attach: _grpc.StreamStreamMultiCallable[_runtime_pb2.AttachRequest, _runtime_pb2.AttachResponse]
+    """Connects to a container's stdio through conmon's attach socket. The first request opens (and, if
+    asked, starts the container after connecting, so no output is missed); the stream ends when the
+    container's output ends. FAILED_PRECONDITION if it is not running and start was not asked.
+    """
+    Exec: _grpc.StreamStreamMultiCallable[_runtime_pb2.ExecRequest, _runtime_pb2.ExecResponse]
+    """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
+    the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
+    """
 
 @_typing.type_check_only
 class RuntimeServiceAsyncStub(RuntimeServiceStub):
@@ -93,6 +102,15 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     """Lists containers, newest first."""
     GetRuntimeInfo: _aio.UnaryUnaryMultiCallable[_runtime_pb2.GetRuntimeInfoRequest, _runtime_pb2.GetRuntimeInfoResponse]  # type: ignore[assignment]
     """Describes the OCI runtime in use and the host's cgroup setup."""
+    Attach: _aio.StreamStreamMultiCallable[_runtime_pb2.AttachRequest, _runtime_pb2.AttachResponse]  # type: ignore[assignment]
+    """Connects to a container's stdio through conmon's attach socket. The first request opens (and, if
+    asked, starts the container after connecting, so no output is missed); the stream ends when the
+    container's output ends. FAILED_PRECONDITION if it is not running and start was not asked.
+    """
+    Exec: _aio.StreamStreamMultiCallable[_runtime_pb2.ExecRequest, _runtime_pb2.ExecResponse]  # type: ignore[assignment]
+    """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
+    the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
+    """
 
 class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, starts, signals, waits for and deletes containers. Every container is supervised by its
@@ -177,5 +195,26 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.GetRuntimeInfoResponse, _abc.Awaitable[_runtime_pb2.GetRuntimeInfoResponse]]:
         """Describes the OCI runtime in use and the host's cgroup setup."""
+
+    @_abc_1.abstractmethod
+    def Attach(
+        self,
+        request_iterator: _MaybeAsyncIterator[_runtime_pb2.AttachRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_runtime_pb2.AttachResponse], _abc.AsyncIterator[_runtime_pb2.AttachResponse]]:
+        """Connects to a container's stdio through conmon's attach socket. The first request opens (and, if
+        asked, starts the container after connecting, so no output is missed); the stream ends when the
+        container's output ends. FAILED_PRECONDITION if it is not running and start was not asked.
+        """
+
+    @_abc_1.abstractmethod
+    def Exec(
+        self,
+        request_iterator: _MaybeAsyncIterator[_runtime_pb2.ExecRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_runtime_pb2.ExecResponse], _abc.AsyncIterator[_runtime_pb2.ExecResponse]]:
+        """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
+        the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
+        """
 
 def add_RuntimeServiceServicer_to_server(servicer: RuntimeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

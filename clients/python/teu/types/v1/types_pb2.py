@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18teu/types/v1/types.proto\x12\x0cteu.types.v1\"K\n\x05Mount\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0f\n\x07options\x18\x04 \x03(\t\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xd9\x01\n\x0bImageConfig\x12\x12\n\nentrypoint\x18\x01 \x03(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x13\n\x0bstop_signal\x18\x06 \x01(\t\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.teu.types.v1.ImageConfig.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\tResources\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x03\x12\x11\n\tnano_cpus\x18\x02 \x01(\x03\x12\x12\n\npids_limit\x18\x03 \x01(\x03\"e\n\x07Process\x12\x0c\n\x04\x61rgs\x18\x01 \x03(\t\x12\x0b\n\x03\x65nv\x18\x02 \x03(\t\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x10\n\x08terminal\x18\x05 \x01(\x08\x12\x12\n\nopen_stdin\x18\x06 \x01(\x08*\x87\x01\n\x0e\x43ontainerState\x12\x1f\n\x1b\x43ONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTAINER_STATE_CREATED\x10\x01\x12\x1b\n\x17\x43ONTAINER_STATE_RUNNING\x10\x02\x12\x1a\n\x16\x43ONTAINER_STATE_EXITED\x10\x03*F\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18teu/types/v1/types.proto\x12\x0cteu.types.v1\"K\n\x05Mount\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0f\n\x07options\x18\x04 \x03(\t\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xd9\x01\n\x0bImageConfig\x12\x12\n\nentrypoint\x18\x01 \x03(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x13\n\x0bstop_signal\x18\x06 \x01(\t\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.teu.types.v1.ImageConfig.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\tResources\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x03\x12\x11\n\tnano_cpus\x18\x02 \x01(\x03\x12\x12\n\npids_limit\x18\x03 \x01(\x03\"e\n\x07Process\x12\x0c\n\x04\x61rgs\x18\x01 \x03(\t\x12\x0b\n\x03\x65nv\x18\x02 \x03(\t\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x10\n\x08terminal\x18\x05 \x01(\x08\x12\x12\n\nopen_stdin\x18\x06 \x01(\x08\"(\n\nWindowSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"h\n\nStdinFrame\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12*\n\x06resize\x18\x02 \x01(\x0b\x32\x18.teu.types.v1.WindowSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x42\x07\n\x05\x66rame\"m\n\x0bOutputFrame\x12+\n\x06output\x18\x01 \x01(\x0b\x32\x19.teu.types.v1.OutputChunkH\x00\x12(\n\x04\x65xit\x18\x02 \x01(\x0b\x32\x18.teu.types.v1.ExitStatusH\x00\x42\x07\n\x05\x66rame\"A\n\x0bOutputChunk\x12$\n\x06stream\x18\x01 \x01(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"B\n\nExitStatus\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x12\n\noom_killed\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t*\x87\x01\n\x0e\x43ontainerState\x12\x1f\n\x1b\x43ONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTAINER_STATE_CREATED\x10\x01\x12\x1b\n\x17\x43ONTAINER_STATE_RUNNING\x10\x02\x12\x1a\n\x16\x43ONTAINER_STATE_EXITED\x10\x03*F\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IMAGECONFIG_LABELSENTRY']._loaded_options = None
   _globals['_IMAGECONFIG_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CONTAINERSTATE']._serialized_start=547
-  _globals['_CONTAINERSTATE']._serialized_end=682
-  _globals['_STREAM']._serialized_start=684
-  _globals['_STREAM']._serialized_end=754
+  _globals['_CONTAINERSTATE']._serialized_start=941
+  _globals['_CONTAINERSTATE']._serialized_end=1076
+  _globals['_STREAM']._serialized_start=1078
+  _globals['_STREAM']._serialized_end=1148
   _globals['_MOUNT']._serialized_start=42
   _globals['_MOUNT']._serialized_end=117
   _globals['_STRINGLIST']._serialized_start=119
@@ -49,4 +49,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOURCES']._serialized_end=441
   _globals['_PROCESS']._serialized_start=443
   _globals['_PROCESS']._serialized_end=544
+  _globals['_WINDOWSIZE']._serialized_start=546
+  _globals['_WINDOWSIZE']._serialized_end=586
+  _globals['_STDINFRAME']._serialized_start=588
+  _globals['_STDINFRAME']._serialized_end=692
+  _globals['_OUTPUTFRAME']._serialized_start=694
+  _globals['_OUTPUTFRAME']._serialized_end=803
+  _globals['_OUTPUTCHUNK']._serialized_start=805
+  _globals['_OUTPUTCHUNK']._serialized_end=870
+  _globals['_EXITSTATUS']._serialized_start=872
+  _globals['_EXITSTATUS']._serialized_end=938
 # @@protoc_insertion_point(module_scope)

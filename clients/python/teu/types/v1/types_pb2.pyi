@@ -284,3 +284,151 @@ class Process(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Process: _TypeAlias = Process  # noqa: Y015
+
+@_typing.final
+class WindowSize(_message.Message):
+    """A terminal size."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    COLS_FIELD_NUMBER: _builtins.int
+    rows: _builtins.int
+    """Rows (lines)."""
+    cols: _builtins.int
+    """Columns."""
+    def __init__(
+        self,
+        *,
+        rows: _builtins.int = ...,
+        cols: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cols", b"cols", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WindowSize: _TypeAlias = WindowSize  # noqa: Y015
+
+@_typing.final
+class StdinFrame(_message.Message):
+    """What an interactive client sends after its opening message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    RESIZE_FIELD_NUMBER: _builtins.int
+    CLOSE_STDIN_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """Bytes for the process's stdin (or its terminal)."""
+    close_stdin: _builtins.bool
+    """No more input: the process's stdin is closed (it reads EOF)."""
+    @_builtins.property
+    def resize(self) -> Global___WindowSize:
+        """The client's terminal changed size."""
+
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        resize: Global___WindowSize | None = ...,
+        close_stdin: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_stdin", b"close_stdin", "data", b"data", "frame", b"frame", "resize", b"resize"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_stdin", b"close_stdin", "data", b"data", "frame", b"frame", "resize", b"resize"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["data", "resize", "close_stdin"]  # noqa: Y015
+    _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
+
+Global___StdinFrame: _TypeAlias = StdinFrame  # noqa: Y015
+
+@_typing.final
+class OutputFrame(_message.Message):
+    """What an interactive server sends: output, then one exit frame."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    EXIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def output(self) -> Global___OutputChunk:
+        """A piece of output; with a terminal everything is STREAM_STDOUT."""
+
+    @_builtins.property
+    def exit(self) -> Global___ExitStatus:
+        """The process ended; the last frame."""
+
+    def __init__(
+        self,
+        *,
+        output: Global___OutputChunk | None = ...,
+        exit: Global___ExitStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exit", b"exit", "frame", b"frame", "output", b"output"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exit", b"exit", "frame", b"frame", "output", b"output"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["output", "exit"]  # noqa: Y015
+    _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
+
+Global___OutputFrame: _TypeAlias = OutputFrame  # noqa: Y015
+
+@_typing.final
+class OutputChunk(_message.Message):
+    """A piece of output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    stream: Global___Stream.ValueType
+    """Which stream."""
+    data: _builtins.bytes
+    """Raw bytes (not necessarily UTF-8, not necessarily whole lines)."""
+    def __init__(
+        self,
+        *,
+        stream: Global___Stream.ValueType = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutputChunk: _TypeAlias = OutputChunk  # noqa: Y015
+
+@_typing.final
+class ExitStatus(_message.Message):
+    """How a process ended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    OOM_KILLED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    exit_code: _builtins.int
+    """Exit code: the process's own, 126/127 if it could not be started, 128+signal if killed."""
+    oom_killed: _builtins.bool
+    """The kernel's OOM killer ended it."""
+    error: _builtins.str
+    """Why it could not be started, if it could not."""
+    def __init__(
+        self,
+        *,
+        exit_code: _builtins.int = ...,
+        oom_killed: _builtins.bool = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "exit_code", b"exit_code", "oom_killed", b"oom_killed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExitStatus: _TypeAlias = ExitStatus  # noqa: Y015
