@@ -40,6 +40,10 @@ def details(c: rt.Container) -> gw.ContainerDetails:
         monitor_pid=c.monitor_pid,
         restart_count=c.restart_count,
         mounts=list(c.spec.rootfs),
+        execs=[
+            gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)
+            for e in c.execs
+        ],
     )
 
 

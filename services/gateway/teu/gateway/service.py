@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2
 
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition
-from teu.gateway import convert
+from teu.gateway import convert, streams
 from teu.gateway.backends import call
 from teu.gateway.flows import RUNNING, Flows
 from teu.gateway.v1 import gateway_pb2 as gw
@@ -86,6 +86,15 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
             lines = [gw.LogLine(timestamp=r.timestamp, stream=r.stream, data=r.data) for r in batch.records]
             if lines:
                 yield gw.LogsResponse(lines=lines)
+
+
+    async def Attach(self, request_iterator: AsyncIterator[gw.AttachRequest], context: Ctx) -> AsyncIterator[gw.AttachResponse]:
+        async for resp in streams.attach(self.f, request_iterator):
+            yield resp
+
+    async def Exec(self, request_iterator: AsyncIterator[gw.ExecRequest], context: Ctx) -> AsyncIterator[gw.ExecResponse]:
+        async for resp in streams.exec_(self.f, request_iterator):
+            yield resp
 
 
 class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):

@@ -14,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal as signals
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
-from teu.runtime import conmon, mounts, names, spec, users
+from teu.runtime import conmon, execs, mounts, names, spec, users
 from teu.runtime.oci import OciRuntime
 from teu.runtime.store import Container, Store
 from teu.runtime.v1 import runtime_pb2
@@ -38,6 +40,7 @@ CREATED, RUNNING, EXITED = (
     types_pb2.CONTAINER_STATE_EXITED,
 )
 LOST_EXIT = 255
+OnCreated = Callable[[Path], Awaitable[None]]
 DEFAULT_STOP_TIMEOUT = 10
 
 
@@ -64,6 +67,7 @@ class Manager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        self.execs: dict[str, list[runtime_pb2.ExecSession]] = {}  # in memory: sessions die with their container
 
     def bundle(self, cid: str) -> Path:
         """The container's bundle directory."""
@@ -107,8 +111,12 @@ class Manager:
 
     # -- start ----------------------------------------------------------------------------------
 
-    async def start(self, cid: str) -> Container:
-        """Starts a created or exited container; returns it running, or exited if it could not run."""
+    async def start(self, cid: str, on_created: OnCreated | None = None) -> Container:
+        """Starts a created or exited container; returns it running, or exited if it could not run.
+
+        ``on_created`` runs between the runtime's create and start, with the bundle dir: an attach
+        made there sees every byte of output.
+        """
         async with self._lock(cid):
             c = self.store.get(cid)
             if c.state == RUNNING:
@@ -126,6 +134,8 @@ class Manager:
                 raise
             if created.pid <= 0:
                 return await self._fail_start(c, created.error)
+            if on_created is not None:
+                await on_created(bundle)
             started_at = _now()
             try:
                 await self.oci.start(cid)
@@ -173,10 +183,49 @@ class Manager:
         if self.oci.knows(cid):
             await self.oci.delete(cid, force=True)
 
+    # -- exec -----------------------------------------------------------------------------------
+
+    async def exec(self, cid: str, proc: types_pb2.Process, size: tuple[int, int] | None) -> execs.Session:
+        """Starts an exec session in a running container, connected before its process runs."""
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        if not proc.args:
+            raise InvalidArgument("no command specified")
+        bundle = self.bundle(cid)
+        user = await asyncio.to_thread(users.resolve_in_rootfs, proc.user or c.spec.process.user, bundle / "rootfs")
+        sid = secrets.token_hex(32)
+        doc = spec.exec_process(cid, c.spec, proc, user, self.settings.host)
+        base = execs.argv(self.settings.conmon, self.oci.path, self.oci.root, cid, sid, c.name, bundle / "exec" / sid,
+                          proc.terminal, proc.open_stdin)  # fmt: skip
+        session = await execs.launch(base, bundle / "exec" / sid, doc, sid, size)
+        record = runtime_pb2.ExecSession(id=sid, args=list(proc.args), running=session.pid > 0, pid=max(session.pid, 0),
+                                         terminal=proc.terminal)  # fmt: skip
+        if session.error:
+            record.exit_code = spec.exit_code_for_start_error(session.error)
+        self.execs.setdefault(cid, []).append(record)
+        log.info("exec_started", container=cid[:12], exec_id=sid[:12], pid=session.pid, error=session.error)
+        return session
+
+    def exec_ended(self, cid: str, sid: str, exit_code: int) -> None:
+        """Records the end of an exec session."""
+        for record in self.execs.get(cid, []):
+            if record.id == sid:
+                record.running, record.exit_code, record.pid = False, exit_code, 0
+
+    def with_execs(self, c: Container) -> Container:
+        """The container record with its exec sessions."""
+        c.execs.extend(self.execs.get(c.id, []))
+        return c
+
     # -- exits ----------------------------------------------------------------------------------
 
     def _watch(self, cid: str, pid: int) -> None:
-        task = asyncio.create_task(self._wait_exit(cid, pid))
+        self.background(self._wait_exit(cid, pid))
+
+    def background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Runs ``work`` in the background, kept alive until it ends (cancelled by close)."""
+        task = asyncio.create_task(work)
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
@@ -273,6 +322,7 @@ class Manager:
         self._locks.pop(cid, None)
         self._event(cid).set()
         self._exited.pop(cid, None)
+        self.execs.pop(cid, None)
         log.info("container_deleted", container=cid[:12])
         return c
 

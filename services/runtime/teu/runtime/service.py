@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import grpc
 
+from teu.errors import InvalidArgument
+from teu.runtime import streams
 from teu.runtime.manager import CREATED, EXITED, RUNNING, Manager
 from teu.runtime.v1 import runtime_pb2 as pb
 from teu.runtime.v1 import runtime_pb2_grpc
+from teu.types.v1 import types_pb2 as t
 
 
 class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
@@ -47,7 +53,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         return pb.DeleteContainerResponse(container=await self.m.delete(request.id, request.force))
 
     async def GetContainer(self, request: pb.GetContainerRequest, context: grpc.aio.ServicerContext) -> pb.GetContainerResponse:
-        return pb.GetContainerResponse(container=self.m.store.find(request.ref))
+        return pb.GetContainerResponse(container=self.m.with_execs(self.m.store.find(request.ref)))
 
     async def ListContainers(
         self, request: pb.ListContainersRequest, context: grpc.aio.ServicerContext
@@ -65,3 +71,42 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         out.containers_created = states.count(CREATED)
         out.containers_exited = states.count(EXITED)
         return out
+
+    async def Attach(
+        self, request_iterator: AsyncIterator[pb.AttachRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.AttachResponse]:
+        first = await _first(request_iterator, "open")
+        async for frame in streams.attach(self.m, first.open, _frames(request_iterator)):
+            yield pb.AttachResponse(frame=frame)
+
+    async def Exec(
+        self, request_iterator: AsyncIterator[pb.ExecRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ExecResponse]:
+        first = await _first(request_iterator, "open")
+        ids: list[str] = []
+
+        async def on_id(sid: str) -> None:
+            ids.append(sid)
+
+        async for frame in streams.exec_(self.m, first.open, _frames(request_iterator), on_id):
+            if ids:
+                yield pb.ExecResponse(exec_id=ids.pop())
+            yield pb.ExecResponse(frame=frame)
+
+
+async def _first(requests: AsyncIterator[Any], field: str) -> Any:
+    """The opening message of a bidirectional stream; INVALID_ARGUMENT if it is missing."""
+    try:
+        first = await anext(requests)
+    except StopAsyncIteration:
+        raise InvalidArgument(f"the stream must start with an {field} message") from None
+    if first.WhichOneof("part") != field:
+        raise InvalidArgument(f"the stream must start with an {field} message")
+    return first
+
+
+async def _frames(requests: AsyncIterator[Any]) -> AsyncIterator[t.StdinFrame]:
+    """The stdin frames that follow the opening message."""
+    async for req in requests:
+        if req.WhichOneof("part") == "frame":
+            yield req.frame

@@ -147,3 +147,23 @@ def exit_code_for_start_error(message: str) -> int:
     if "permission denied" in lowered or "is a directory" in lowered or "exec format error" in lowered:
         return 126
     return 125
+
+
+def exec_process(cid: str, container: runtime_pb2.ContainerSpec, proc: Any, user: User, host: Host) -> dict[str, Any]:
+    """The OCI ``process`` of an exec session: the container's environment plus the session's own,
+    the container's capabilities and limits, the session's user, directory and terminal."""
+    hostname = hostname_of(cid, container)
+    base_env = environment(list(container.process.env), user, hostname, proc.terminal)
+    keys = {e.split("=", 1)[0] for e in proc.env}
+    env = [e for e in base_env if e.split("=", 1)[0] not in keys] + list(proc.env)
+    nofile = min(1_048_576, host.nofile_hard)
+    return {
+        "terminal": proc.terminal,
+        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
+        "args": list(proc.args),
+        "env": env,
+        "cwd": proc.cwd or container.process.cwd or "/",
+        "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), DEFAULT_CAPS),
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+        "noNewPrivileges": False,
+    }
