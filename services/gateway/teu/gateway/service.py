@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from teu.common.signals import parse_signal
-from teu.errors import FailedPrecondition
+from teu.errors import FailedPrecondition, Unimplemented
 from teu.gateway import convert, streams
 from teu.gateway.backends import call
 from teu.gateway.flows import RUNNING, Flows
@@ -80,7 +80,9 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         return gw.RemoveResponse(id=c.id)
 
     async def Logs(self, request: gw.LogsRequest, context: Ctx) -> AsyncIterator[gw.LogsResponse]:
-        c = await self.f.find(request.container)
+        if len(request.containers) != 1:
+            raise Unimplemented("logs of several containers at once is not built yet")
+        c = await self.f.find(request.containers[0])
         running = request.follow and c.state == RUNNING
         async for batch in self.f.follow(c.id, running=running, tail=request.tail):
             lines = [gw.LogLine(timestamp=r.timestamp, stream=r.stream, data=r.data) for r in batch.records]

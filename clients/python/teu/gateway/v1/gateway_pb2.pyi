@@ -276,6 +276,57 @@ class ExecInfo(_message.Message):
 Global___ExecInfo: _TypeAlias = ExecInfo  # noqa: Y015
 
 @_typing.final
+class DiskUsageRequest(_message.Message):
+    """Request of DiskUsage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiskUsageRequest: _TypeAlias = DiskUsageRequest  # noqa: Y015
+
+@_typing.final
+class DiskUsageResponse(_message.Message):
+    """Response of DiskUsage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGES_FIELD_NUMBER: _builtins.int
+    IMAGES_BYTES_FIELD_NUMBER: _builtins.int
+    CONTAINERS_FIELD_NUMBER: _builtins.int
+    LOGS_BYTES_FIELD_NUMBER: _builtins.int
+    images: _builtins.int
+    """Number of images."""
+    images_bytes: _builtins.int
+    """Bytes of unpacked image layers."""
+    containers: _builtins.int
+    """Number of containers."""
+    logs_bytes: _builtins.int
+    """Bytes of the containers' logs (all segments)."""
+    def __init__(
+        self,
+        *,
+        images: _builtins.int = ...,
+        images_bytes: _builtins.int = ...,
+        containers: _builtins.int = ...,
+        logs_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "images", b"images", "images_bytes", b"images_bytes", "logs_bytes", b"logs_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiskUsageResponse: _TypeAlias = DiskUsageResponse  # noqa: Y015
+
+@_typing.final
 class ContainerConfig(_message.Message):
     """What the user asks for when creating a container (Docker's `create`/`run` options)."""
 
@@ -283,6 +334,26 @@ class ContainerConfig(_message.Message):
 
     @_typing.final
     class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class LogOptsEntry(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
         KEY_FIELD_NUMBER: _builtins.int
@@ -315,6 +386,7 @@ class ContainerConfig(_message.Message):
     OPEN_STDIN_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     STOP_TIMEOUT_FIELD_NUMBER: _builtins.int
+    LOG_OPTS_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -353,6 +425,10 @@ class ContainerConfig(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels."""
 
+    @_builtins.property
+    def log_opts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Log options: "max-size" (e.g. "10m") and "max-files" (e.g. "3"); unset ones take the engine's default."""
+
     def __init__(
         self,
         *,
@@ -370,10 +446,11 @@ class ContainerConfig(_message.Message):
         open_stdin: _builtins.bool = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         stop_timeout: _builtins.int = ...,
+        log_opts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entrypoint", b"entrypoint", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "labels", b"labels", "name", b"name", "open_stdin", b"open_stdin", "resources", b"resources", "stop_timeout", b"stop_timeout", "tty", b"tty", "user", b"user", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "name", b"name", "open_stdin", b"open_stdin", "resources", b"resources", "stop_timeout", b"stop_timeout", "tty", b"tty", "user", b"user", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1095,25 +1172,53 @@ class LogsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    CONTAINER_FIELD_NUMBER: _builtins.int
+    CONTAINERS_FIELD_NUMBER: _builtins.int
     TAIL_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
-    container: _builtins.str
-    """Id, id prefix or name."""
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    STDOUT_ONLY_FIELD_NUMBER: _builtins.int
+    STDERR_ONLY_FIELD_NUMBER: _builtins.int
+    GREP_FIELD_NUMBER: _builtins.int
+    TIMESTAMPS_FIELD_NUMBER: _builtins.int
     tail: _builtins.int
-    """Only the last N lines; 0 means all."""
+    """Only the last N lines (of each container); 0 means all."""
     follow: _builtins.bool
-    """Keep streaming until the container exits."""
+    """Keep streaming until the containers exit."""
+    since: _builtins.int
+    """Only lines written at or after this time (Unix ns); 0 means no bound."""
+    until: _builtins.int
+    """Only lines written before this time (Unix ns); 0 means no bound."""
+    stdout_only: _builtins.bool
+    """Only stdout (with stderr false)."""
+    stderr_only: _builtins.bool
+    """Only stderr."""
+    grep: _builtins.str
+    """Only lines matching this regular expression (Python syntax), filtered on the server."""
+    timestamps: _builtins.bool
+    """Send per-line timestamps (lines); without, output may come as chunks."""
+    @_builtins.property
+    def containers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids, id prefixes or names; with several, their lines are merged in time order and each line
+        names its container.
+        """
+
     def __init__(
         self,
         *,
-        container: _builtins.str = ...,
+        containers: _abc.Iterable[_builtins.str] | None = ...,
         tail: _builtins.int = ...,
         follow: _builtins.bool = ...,
+        since: _builtins.int = ...,
+        until: _builtins.int = ...,
+        stdout_only: _builtins.bool = ...,
+        stderr_only: _builtins.bool = ...,
+        grep: _builtins.str = ...,
+        timestamps: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "follow", b"follow", "tail", b"tail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "follow", b"follow", "grep", b"grep", "since", b"since", "stderr_only", b"stderr_only", "stdout_only", b"stdout_only", "tail", b"tail", "timestamps", b"timestamps", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1121,23 +1226,29 @@ Global___LogsRequest: _TypeAlias = LogsRequest  # noqa: Y015
 
 @_typing.final
 class LogsResponse(_message.Message):
-    """A batch of log lines."""
+    """A batch of log output."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     LINES_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogLine]:
-        """Lines in order."""
+        """Lines in order (with timestamps, or when several containers are merged)."""
+
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.OutputChunk]:
+        """Output as chunks of consecutive same-stream bytes (one container, no timestamps asked)."""
 
     def __init__(
         self,
         *,
         lines: _abc.Iterable[Global___LogLine] | None = ...,
+        chunks: _abc.Iterable[_types_pb2.OutputChunk] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "lines", b"lines"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1145,29 +1256,37 @@ Global___LogsResponse: _TypeAlias = LogsResponse  # noqa: Y015
 
 @_typing.final
 class LogLine(_message.Message):
-    """One line (or piece) of output from the log."""
+    """One line of output from the log."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     STREAM_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    PARTIAL_FIELD_NUMBER: _builtins.int
     timestamp: _builtins.int
     """When it was written, Unix nanoseconds."""
     stream: _types_pb2.Stream.ValueType
     """Which stream."""
     data: _builtins.bytes
     """Raw bytes, with the newline if the line was complete."""
+    container: _builtins.str
+    """Name of the container it came from (when several were asked for)."""
+    partial: _builtins.bool
+    """The line has no newline yet."""
     def __init__(
         self,
         *,
         timestamp: _builtins.int = ...,
         stream: _types_pb2.Stream.ValueType = ...,
         data: _builtins.bytes = ...,
+        container: _builtins.str = ...,
+        partial: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "stream", b"stream", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "data", b"data", "partial", b"partial", "stream", b"stream", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -820,6 +820,11 @@ class SystemServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.VersionRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.VersionResponse.FromString,
                 _registered_method=True)
+        self.DiskUsage = channel.unary_unary(
+                '/teu.gateway.v1.SystemService/DiskUsage',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageResponse.FromString,
+                _registered_method=True)
 
 
 class SystemServiceServicer:
@@ -840,6 +845,13 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiskUsage(self, request, context):
+        """Disk used by images, containers and logs (`system df`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SystemServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -852,6 +864,11 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.Version,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.VersionRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.VersionResponse.SerializeToString,
+            ),
+            'DiskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiskUsage,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -909,6 +926,33 @@ class SystemService:
             '/teu.gateway.v1.SystemService/Version',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.VersionRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.VersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.SystemService/DiskUsage',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

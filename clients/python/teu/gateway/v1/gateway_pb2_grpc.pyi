@@ -302,6 +302,8 @@ class SystemServiceStub:
     """Runtime, cgroup version, counts."""
     Version: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.VersionRequest, _gateway_pb2.VersionResponse]
     """Versions of the engine's parts."""
+    DiskUsage: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DiskUsageRequest, _gateway_pb2.DiskUsageResponse]
+    """Disk used by images, containers and logs (`system df`)."""
 
 @_typing.type_check_only
 class SystemServiceAsyncStub(SystemServiceStub):
@@ -312,6 +314,8 @@ class SystemServiceAsyncStub(SystemServiceStub):
     """Runtime, cgroup version, counts."""
     Version: _aio.UnaryUnaryMultiCallable[_gateway_pb2.VersionRequest, _gateway_pb2.VersionResponse]  # type: ignore[assignment]
     """Versions of the engine's parts."""
+    DiskUsage: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DiskUsageRequest, _gateway_pb2.DiskUsageResponse]  # type: ignore[assignment]
+    """Disk used by images, containers and logs (`system df`)."""
 
 class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
     """Engine-wide information."""
@@ -331,5 +335,13 @@ class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.VersionResponse, _abc.Awaitable[_gateway_pb2.VersionResponse]]:
         """Versions of the engine's parts."""
+
+    @_abc_1.abstractmethod
+    def DiskUsage(
+        self,
+        request: _gateway_pb2.DiskUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.DiskUsageResponse, _abc.Awaitable[_gateway_pb2.DiskUsageResponse]]:
+        """Disk used by images, containers and logs (`system df`)."""
 
 def add_SystemServiceServicer_to_server(servicer: SystemServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -21,33 +21,65 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class LogRecord(_message.Message):
-    """One line (or piece of a line) of container output."""
+    """One line of container output (or a piece of one, when partial)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     STREAM_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    PARTIAL_FIELD_NUMBER: _builtins.int
     timestamp: _builtins.int
     """When conmon read it, Unix nanoseconds."""
     stream: _types_pb2.Stream.ValueType
     """Which stream."""
     data: _builtins.bytes
-    """The bytes, with the trailing newline when the line was complete."""
+    """The bytes, with the trailing newline when the line is complete. Lines longer than conmon's
+    read size are reassembled: one record per line.
+    """
+    partial: _builtins.bool
+    """True if the line has no newline yet (output that stopped mid-line)."""
     def __init__(
         self,
         *,
         timestamp: _builtins.int = ...,
         stream: _types_pb2.Stream.ValueType = ...,
         data: _builtins.bytes = ...,
+        partial: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "stream", b"stream", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "partial", b"partial", "stream", b"stream", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LogRecord: _TypeAlias = LogRecord  # noqa: Y015
+
+@_typing.final
+class LogChunk(_message.Message):
+    """Consecutive output of one stream, without per-line timestamps: the fast form of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    stream: _types_pb2.Stream.ValueType
+    """Which stream."""
+    data: _builtins.bytes
+    """The bytes of one or more lines, exactly as written."""
+    def __init__(
+        self,
+        *,
+        stream: _types_pb2.Stream.ValueType = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogChunk: _TypeAlias = LogChunk  # noqa: Y015
 
 @_typing.final
 class PrepareLogRequest(_message.Message):
@@ -79,7 +111,7 @@ class PrepareLogResponse(_message.Message):
 
     PATH_FIELD_NUMBER: _builtins.int
     path: _builtins.str
-    """Absolute path of the log file."""
+    """Absolute path of the log file conmon writes."""
     def __init__(
         self,
         *,
@@ -94,6 +126,66 @@ class PrepareLogResponse(_message.Message):
 Global___PrepareLogResponse: _TypeAlias = PrepareLogResponse  # noqa: Y015
 
 @_typing.final
+class ConfigureLogRequest(_message.Message):
+    """Request of ConfigureLog."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_ID_FIELD_NUMBER: _builtins.int
+    MAX_SIZE_FIELD_NUMBER: _builtins.int
+    MAX_FILES_FIELD_NUMBER: _builtins.int
+    CONTROL_PATH_FIELD_NUMBER: _builtins.int
+    container_id: _builtins.str
+    """Container id."""
+    max_size: _builtins.int
+    """Rotate when the current segment exceeds this many bytes; 0 means the engine's default."""
+    max_files: _builtins.int
+    """Keep at most this many segments (the current one included); 0 means the engine's default."""
+    control_path: _builtins.str
+    """conmon's control fifo of this container (where "2 0 0" asks it to reopen the log)."""
+    def __init__(
+        self,
+        *,
+        container_id: _builtins.str = ...,
+        max_size: _builtins.int = ...,
+        max_files: _builtins.int = ...,
+        control_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "control_path", b"control_path", "max_files", b"max_files", "max_size", b"max_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigureLogRequest: _TypeAlias = ConfigureLogRequest  # noqa: Y015
+
+@_typing.final
+class ConfigureLogResponse(_message.Message):
+    """Response of ConfigureLog."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_SIZE_FIELD_NUMBER: _builtins.int
+    MAX_FILES_FIELD_NUMBER: _builtins.int
+    max_size: _builtins.int
+    """The segment size in force."""
+    max_files: _builtins.int
+    """The number of segments in force."""
+    def __init__(
+        self,
+        *,
+        max_size: _builtins.int = ...,
+        max_files: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_files", b"max_files", "max_size", b"max_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigureLogResponse: _TypeAlias = ConfigureLogResponse  # noqa: Y015
+
+@_typing.final
 class ReadLogRequest(_message.Message):
     """Request of ReadLog."""
 
@@ -103,14 +195,31 @@ class ReadLogRequest(_message.Message):
     TAIL_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    STREAMS_FIELD_NUMBER: _builtins.int
+    GREP_FIELD_NUMBER: _builtins.int
+    TIMESTAMPS_FIELD_NUMBER: _builtins.int
     container_id: _builtins.str
     """Container id."""
     tail: _builtins.int
-    """Only the last N lines; 0 means all. Ignored when offset is set."""
+    """Only the last N lines (after the other filters); 0 means all. Ignored when offset is set."""
     follow: _builtins.bool
-    """Keep streaming new records."""
+    """Keep streaming new output."""
     offset: _builtins.int
-    """Start at this byte offset of the log (as returned by an earlier response); 0 = start."""
+    """Continue at this position (from an earlier response); 0 means the start."""
+    since: _builtins.int
+    """Only lines written at or after this time (Unix ns); 0 means no bound."""
+    until: _builtins.int
+    """Only lines written before this time (Unix ns); 0 means no bound."""
+    grep: _builtins.str
+    """Only lines matching this regular expression (Python syntax, searched in each whole line)."""
+    timestamps: _builtins.bool
+    """Return records with per-line timestamps; without it the service may answer in chunks."""
+    @_builtins.property
+    def streams(self) -> _containers.RepeatedScalarFieldContainer[_types_pb2.Stream.ValueType]:
+        """Only these streams; empty means all."""
+
     def __init__(
         self,
         *,
@@ -118,10 +227,15 @@ class ReadLogRequest(_message.Message):
         tail: _builtins.int = ...,
         follow: _builtins.bool = ...,
         offset: _builtins.int = ...,
+        since: _builtins.int = ...,
+        until: _builtins.int = ...,
+        streams: _abc.Iterable[_types_pb2.Stream.ValueType] | None = ...,
+        grep: _builtins.str = ...,
+        timestamps: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "follow", b"follow", "offset", b"offset", "tail", b"tail"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "follow", b"follow", "grep", b"grep", "offset", b"offset", "since", b"since", "streams", b"streams", "tail", b"tail", "timestamps", b"timestamps", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -129,27 +243,35 @@ Global___ReadLogRequest: _TypeAlias = ReadLogRequest  # noqa: Y015
 
 @_typing.final
 class ReadLogResponse(_message.Message):
-    """A batch of records."""
+    """A batch of output."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORDS_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
     offset: _builtins.int
-    """Byte offset just past the last record: where a later read continues without gaps or repeats."""
+    """Position just past this batch: a later read from here continues with no gap and no repeat,
+    across rotations and restarts of the logs service.
+    """
     @_builtins.property
     def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogRecord]:
-        """Records in file order."""
+        """Lines in order (when timestamps were asked for)."""
+
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogChunk]:
+        """The same output in chunks (when timestamps were not asked for)."""
 
     def __init__(
         self,
         *,
         records: _abc.Iterable[Global___LogRecord] | None = ...,
         offset: _builtins.int = ...,
+        chunks: _abc.Iterable[Global___LogChunk] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset", "records", b"records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "offset", b"offset", "records", b"records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -198,3 +320,46 @@ class RemoveLogResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveLogResponse: _TypeAlias = RemoveLogResponse  # noqa: Y015
+
+@_typing.final
+class GetLogUsageRequest(_message.Message):
+    """Request of GetLogUsage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLogUsageRequest: _TypeAlias = GetLogUsageRequest  # noqa: Y015
+
+@_typing.final
+class GetLogUsageResponse(_message.Message):
+    """Response of GetLogUsage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BYTES_FIELD_NUMBER: _builtins.int
+    LOGS_FIELD_NUMBER: _builtins.int
+    bytes: _builtins.int
+    """Bytes used by all logs (every segment)."""
+    logs: _builtins.int
+    """Number of containers with a log."""
+    def __init__(
+        self,
+        *,
+        bytes: _builtins.int = ...,
+        logs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "logs", b"logs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLogUsageResponse: _TypeAlias = GetLogUsageResponse  # noqa: Y015

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class LogsServiceStub:
-    """Owns the per-container log files that conmon writes, and serves them.
+    """Owns the per-container log files that conmon writes: rotation into size-bounded segments,
+    retention, time and offset lookups, and serving them (batch and follow).
     """
 
     def __init__(self, channel):
@@ -40,6 +41,11 @@ class LogsServiceStub:
                 request_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.PrepareLogRequest.SerializeToString,
                 response_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.PrepareLogResponse.FromString,
                 _registered_method=True)
+        self.ConfigureLog = channel.unary_unary(
+                '/teu.logs.v1.LogsService/ConfigureLog',
+                request_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.ConfigureLogRequest.SerializeToString,
+                response_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.ConfigureLogResponse.FromString,
+                _registered_method=True)
         self.ReadLog = channel.unary_stream(
                 '/teu.logs.v1.LogsService/ReadLog',
                 request_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.ReadLogRequest.SerializeToString,
@@ -50,22 +56,36 @@ class LogsServiceStub:
                 request_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.RemoveLogRequest.SerializeToString,
                 response_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.RemoveLogResponse.FromString,
                 _registered_method=True)
+        self.GetLogUsage = channel.unary_unary(
+                '/teu.logs.v1.LogsService/GetLogUsage',
+                request_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageRequest.SerializeToString,
+                response_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageResponse.FromString,
+                _registered_method=True)
 
 
 class LogsServiceServicer:
-    """Owns the per-container log files that conmon writes, and serves them.
+    """Owns the per-container log files that conmon writes: rotation into size-bounded segments,
+    retention, time and offset lookups, and serving them (batch and follow).
     """
 
     def PrepareLog(self, request, context):
-        """Reserves the log file of a container and returns the path conmon must write to.
+        """Reserves the log of a container and returns the path conmon must write to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfigureLog(self, request, context):
+        """Sets a container's retention (segment size, number of segments) and the control fifo through
+        which conmon is asked to reopen its log after a rotation. Call again after each start.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReadLog(self, request, context):
-        """Streams a container's log records. With follow, keeps streaming new records until the caller
-        cancels. NOT_FOUND if the container has no log.
+        """Streams a container's log. With follow, keeps streaming new output (across rotations) until the
+        caller cancels. NOT_FOUND if the container has no log; INVALID_ARGUMENT for a bad pattern.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,6 +93,13 @@ class LogsServiceServicer:
 
     def RemoveLog(self, request, context):
         """Deletes a container's log. Removing an unknown log succeeds (idempotent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLogUsage(self, request, context):
+        """Disk used by all logs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -86,6 +113,11 @@ def add_LogsServiceServicer_to_server(servicer, server):
                     request_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.PrepareLogRequest.FromString,
                     response_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.PrepareLogResponse.SerializeToString,
             ),
+            'ConfigureLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfigureLog,
+                    request_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.ConfigureLogRequest.FromString,
+                    response_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.ConfigureLogResponse.SerializeToString,
+            ),
             'ReadLog': grpc.unary_stream_rpc_method_handler(
                     servicer.ReadLog,
                     request_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.ReadLogRequest.FromString,
@@ -96,6 +128,11 @@ def add_LogsServiceServicer_to_server(servicer, server):
                     request_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.RemoveLogRequest.FromString,
                     response_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.RemoveLogResponse.SerializeToString,
             ),
+            'GetLogUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLogUsage,
+                    request_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageRequest.FromString,
+                    response_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'teu.logs.v1.LogsService', rpc_method_handlers)
@@ -105,7 +142,8 @@ def add_LogsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LogsService:
-    """Owns the per-container log files that conmon writes, and serves them.
+    """Owns the per-container log files that conmon writes: rotation into size-bounded segments,
+    retention, time and offset lookups, and serving them (batch and follow).
     """
 
     @staticmethod
@@ -125,6 +163,33 @@ class LogsService:
             '/teu.logs.v1.LogsService/PrepareLog',
             teu_dot_logs_dot_v1_dot_logs__pb2.PrepareLogRequest.SerializeToString,
             teu_dot_logs_dot_v1_dot_logs__pb2.PrepareLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfigureLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.logs.v1.LogsService/ConfigureLog',
+            teu_dot_logs_dot_v1_dot_logs__pb2.ConfigureLogRequest.SerializeToString,
+            teu_dot_logs_dot_v1_dot_logs__pb2.ConfigureLogResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -179,6 +244,33 @@ class LogsService:
             '/teu.logs.v1.LogsService/RemoveLog',
             teu_dot_logs_dot_v1_dot_logs__pb2.RemoveLogRequest.SerializeToString,
             teu_dot_logs_dot_v1_dot_logs__pb2.RemoveLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLogUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.logs.v1.LogsService/GetLogUsage',
+            teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageRequest.SerializeToString,
+            teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

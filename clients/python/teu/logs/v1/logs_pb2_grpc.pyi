@@ -27,37 +27,55 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class LogsServiceStub:
-    """Owns the per-container log files that conmon writes, and serves them."""
+    """Owns the per-container log files that conmon writes: rotation into size-bounded segments,
+    retention, time and offset lookups, and serving them (batch and follow).
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> LogsServiceAsyncStub: ...
     PrepareLog: _grpc.UnaryUnaryMultiCallable[_logs_pb2.PrepareLogRequest, _logs_pb2.PrepareLogResponse]
-    """Reserves the log file of a container and returns the path conmon must write to."""
+    """Reserves the log of a container and returns the path conmon must write to."""
+    ConfigureLog: _grpc.UnaryUnaryMultiCallable[_logs_pb2.ConfigureLogRequest, _logs_pb2.ConfigureLogResponse]
+    """Sets a container's retention (segment size, number of segments) and the control fifo through
+    which conmon is asked to reopen its log after a rotation. Call again after each start.
+    """
     ReadLog: _grpc.UnaryStreamMultiCallable[_logs_pb2.ReadLogRequest, _logs_pb2.ReadLogResponse]
-    """Streams a container's log records. With follow, keeps streaming new records until the caller
-    cancels. NOT_FOUND if the container has no log.
+    """Streams a container's log. With follow, keeps streaming new output (across rotations) until the
+    caller cancels. NOT_FOUND if the container has no log; INVALID_ARGUMENT for a bad pattern.
     """
     RemoveLog: _grpc.UnaryUnaryMultiCallable[_logs_pb2.RemoveLogRequest, _logs_pb2.RemoveLogResponse]
     """Deletes a container's log. Removing an unknown log succeeds (idempotent)."""
+    GetLogUsage: _grpc.UnaryUnaryMultiCallable[_logs_pb2.GetLogUsageRequest, _logs_pb2.GetLogUsageResponse]
+    """Disk used by all logs."""
 
 @_typing.type_check_only
 class LogsServiceAsyncStub(LogsServiceStub):
-    """Owns the per-container log files that conmon writes, and serves them."""
+    """Owns the per-container log files that conmon writes: rotation into size-bounded segments,
+    retention, time and offset lookups, and serving them (batch and follow).
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PrepareLog: _aio.UnaryUnaryMultiCallable[_logs_pb2.PrepareLogRequest, _logs_pb2.PrepareLogResponse]  # type: ignore[assignment]
-    """Reserves the log file of a container and returns the path conmon must write to."""
+    """Reserves the log of a container and returns the path conmon must write to."""
+    ConfigureLog: _aio.UnaryUnaryMultiCallable[_logs_pb2.ConfigureLogRequest, _logs_pb2.ConfigureLogResponse]  # type: ignore[assignment]
+    """Sets a container's retention (segment size, number of segments) and the control fifo through
+    which conmon is asked to reopen its log after a rotation. Call again after each start.
+    """
     ReadLog: _aio.UnaryStreamMultiCallable[_logs_pb2.ReadLogRequest, _logs_pb2.ReadLogResponse]  # type: ignore[assignment]
-    """Streams a container's log records. With follow, keeps streaming new records until the caller
-    cancels. NOT_FOUND if the container has no log.
+    """Streams a container's log. With follow, keeps streaming new output (across rotations) until the
+    caller cancels. NOT_FOUND if the container has no log; INVALID_ARGUMENT for a bad pattern.
     """
     RemoveLog: _aio.UnaryUnaryMultiCallable[_logs_pb2.RemoveLogRequest, _logs_pb2.RemoveLogResponse]  # type: ignore[assignment]
     """Deletes a container's log. Removing an unknown log succeeds (idempotent)."""
+    GetLogUsage: _aio.UnaryUnaryMultiCallable[_logs_pb2.GetLogUsageRequest, _logs_pb2.GetLogUsageResponse]  # type: ignore[assignment]
+    """Disk used by all logs."""
 
 class LogsServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Owns the per-container log files that conmon writes, and serves them."""
+    """Owns the per-container log files that conmon writes: rotation into size-bounded segments,
+    retention, time and offset lookups, and serving them (batch and follow).
+    """
 
     @_abc_1.abstractmethod
     def PrepareLog(
@@ -65,7 +83,17 @@ class LogsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _logs_pb2.PrepareLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_logs_pb2.PrepareLogResponse, _abc.Awaitable[_logs_pb2.PrepareLogResponse]]:
-        """Reserves the log file of a container and returns the path conmon must write to."""
+        """Reserves the log of a container and returns the path conmon must write to."""
+
+    @_abc_1.abstractmethod
+    def ConfigureLog(
+        self,
+        request: _logs_pb2.ConfigureLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_logs_pb2.ConfigureLogResponse, _abc.Awaitable[_logs_pb2.ConfigureLogResponse]]:
+        """Sets a container's retention (segment size, number of segments) and the control fifo through
+        which conmon is asked to reopen its log after a rotation. Call again after each start.
+        """
 
     @_abc_1.abstractmethod
     def ReadLog(
@@ -73,8 +101,8 @@ class LogsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _logs_pb2.ReadLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_logs_pb2.ReadLogResponse], _abc.AsyncIterator[_logs_pb2.ReadLogResponse]]:
-        """Streams a container's log records. With follow, keeps streaming new records until the caller
-        cancels. NOT_FOUND if the container has no log.
+        """Streams a container's log. With follow, keeps streaming new output (across rotations) until the
+        caller cancels. NOT_FOUND if the container has no log; INVALID_ARGUMENT for a bad pattern.
         """
 
     @_abc_1.abstractmethod
@@ -84,5 +112,13 @@ class LogsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_logs_pb2.RemoveLogResponse, _abc.Awaitable[_logs_pb2.RemoveLogResponse]]:
         """Deletes a container's log. Removing an unknown log succeeds (idempotent)."""
+
+    @_abc_1.abstractmethod
+    def GetLogUsage(
+        self,
+        request: _logs_pb2.GetLogUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_logs_pb2.GetLogUsageResponse, _abc.Awaitable[_logs_pb2.GetLogUsageResponse]]:
+        """Disk used by all logs."""
 
 def add_LogsServiceServicer_to_server(servicer: LogsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

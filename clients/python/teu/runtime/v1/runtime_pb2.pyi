@@ -389,6 +389,7 @@ class Container(_message.Message):
     MONITOR_PID_FIELD_NUMBER: _builtins.int
     RESTART_COUNT_FIELD_NUMBER: _builtins.int
     EXECS_FIELD_NUMBER: _builtins.int
+    CONTROL_PATH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """64 lowercase hex characters."""
     name: _builtins.str
@@ -413,6 +414,8 @@ class Container(_message.Message):
     """Host pid of the conmon monitor while running; 0 otherwise."""
     restart_count: _builtins.int
     """How many times the container was started after its first start."""
+    control_path: _builtins.str
+    """conmon's control fifo (resize, log reopen) while it runs."""
     @_builtins.property
     def spec(self) -> Global___ContainerSpec:
         """What the container was created with."""
@@ -438,10 +441,11 @@ class Container(_message.Message):
         monitor_pid: _builtins.int = ...,
         restart_count: _builtins.int = ...,
         execs: _abc.Iterable[Global___ExecSession] | None = ...,
+        control_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_path", b"control_path", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
