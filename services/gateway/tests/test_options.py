@@ -70,10 +70,24 @@ def test_original_config_is_kept_for_inspect() -> None:
 
 def test_output_chunks_join_records_per_stream() -> None:
     """Attached output is sent as one frame per run of same-stream records, in order."""
-    from teu.gateway.flows import chunks
+    from teu.gateway.logflows import outputs
     from teu.logs.v1 import logs_pb2 as lg
 
     out, err = types_pb2.STREAM_STDOUT, types_pb2.STREAM_STDERR
     recs = [lg.LogRecord(stream=out, data=b"a\n"), lg.LogRecord(stream=out, data=b"b"), lg.LogRecord(stream=err, data=b"e\n"),
             lg.LogRecord(stream=out, data=b"c\n")]  # fmt: skip
-    assert [(c.stream, c.data) for c in chunks(recs)] == [(out, b"a\nb"), (err, b"e\n"), (out, b"c\n")]
+    batch = lg.ReadLogResponse(records=recs)
+    assert [(c.stream, c.data) for c in outputs(batch)] == [(out, b"a\nb"), (err, b"e\n"), (out, b"c\n")]
+
+
+@pytest.mark.parametrize(("opts", "expected"), [({}, (0, 0)), ({"max-size": "10m", "max-files": "3"}, (10 << 20, 3))])
+def test_log_options(opts: dict[str, str], expected: tuple[int, int]) -> None:
+    """--log-opt max-size/max-files parse to bytes and a count; unset means the engine default."""
+    assert options.log_options(opts) == expected
+
+
+@pytest.mark.parametrize("opts", [{"max-size": "ten"}, {"max-files": "0"}, {"max-size": "1k"}, {"compress": "true"}])
+def test_bad_log_options(opts: dict[str, str]) -> None:
+    """Unknown or out-of-range log options are INVALID_ARGUMENT."""
+    with pytest.raises(InvalidArgument):
+        options.log_options(opts)

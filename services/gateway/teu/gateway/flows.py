@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import structlog
 
-from teu.errors import NotFound, TeuError, Unavailable
+from teu.errors import NotFound, TeuError
 from teu.gateway import options
-from teu.gateway.backends import Backends, call, retry_unavailable, stream
+from teu.gateway.backends import Backends, call, retry_unavailable
+from teu.gateway.logflows import LogReader, outputs
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.logs.v1 import logs_pb2 as lg
 from teu.runtime.v1 import runtime_pb2 as rt
@@ -27,7 +28,6 @@ from teu.types.v1 import types_pb2
 
 log = structlog.get_logger()
 RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
-LOGS_PATIENCE = 60.0  # seconds an attached reader waits for a restarting logs service
 
 
 @dataclass(frozen=True)
@@ -39,28 +39,13 @@ class Exit:
     error: str
 
 
-def chunks(records: Iterable[lg.LogRecord]) -> list[gw.RunOutput]:
-    """Consecutive records of one stream joined into one output frame: one message per batch, not per line."""
-    out: list[gw.RunOutput] = []
-    pending: list[bytes] = []
-    stream = types_pb2.STREAM_UNSPECIFIED
-    for r in records:
-        if r.stream != stream and pending:
-            out.append(gw.RunOutput(stream=stream, data=b"".join(pending)))
-            pending = []
-        stream = r.stream
-        pending.append(r.data)
-    if pending:
-        out.append(gw.RunOutput(stream=stream, data=b"".join(pending)))
-    return out
-
-
 class Flows:
     """The gateway's operations over the three backends."""
 
     def __init__(self, b: Backends) -> None:
         self.b = b
         self._removers: dict[str, asyncio.Task[None]] = {}
+        self.logs = LogReader(b, self.wait)
 
     async def find(self, ref: str) -> rt.Container:
         """The container named by id, id prefix or name."""
@@ -79,10 +64,24 @@ class Flows:
             spec.log_path = log_path
             req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
             created: rt.CreateContainerResponse = await call("runtime", self.b.runtime.CreateContainer(req))
-            return created.container
         except BaseException:
             await self._release(cid)
             raise
+        await self._configure_log(created.container)
+        return created.container
+
+    async def _configure_log(self, c: rt.Container) -> None:
+        """Hands the logs service the container's retention and conmon's control fifo (for rotation).
+        The logs service keeps it; if it is down now, the container still runs (its log just does not
+        rotate until it is configured)."""
+        config = gw.ContainerConfig()
+        config.ParseFromString(c.spec.extensions.get(options.CONFIG_KEY, b""))
+        size, files = options.log_options(config.log_opts)
+        req = lg.ConfigureLogRequest(container_id=c.id, max_size=size, max_files=files, control_path=c.control_path)
+        try:
+            await call("logs", self.b.logs.ConfigureLog(req))
+        except TeuError as exc:
+            log.warning("configure_log_failed", container=c.id[:12], error=exc.message)
 
     async def _release(self, cid: str) -> None:
         """Removes a container's snapshot and log (concurrently), best effort."""
@@ -147,67 +146,6 @@ class Flows:
             if c.spec.auto_remove and c.started_at:
                 self.watch_auto_remove(c.id)
 
-    async def read_log(self, cid: str, offset: int, tail: int, follow: bool) -> AsyncIterator[lg.ReadLogResponse]:
-        """ReadLog that resumes at the last offset when the logs service restarts: no gap, no repeat."""
-        loop = asyncio.get_running_loop()
-        deadline = 0.0
-        while True:
-            req = lg.ReadLogRequest(container_id=cid, offset=offset, tail=0 if offset else tail, follow=follow)
-            try:
-                async for batch in stream("logs", self.b.logs.ReadLog(req)):
-                    offset, deadline = batch.offset or offset, 0.0
-                    yield batch
-                return
-            except Unavailable:
-                deadline = deadline or loop.time() + LOGS_PATIENCE
-                if loop.time() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-
-    async def follow(self, cid: str, running: bool, tail: int = 0) -> AsyncIterator[lg.ReadLogResponse]:
-        """Log batches; when ``running``, keeps following until the container exits, then drains.
-
-        When the wait returns, conmon has already drained and fsynced the log, so one more read from
-        the last offset after cancelling the follow delivers exactly what is left.
-        """
-        if not running:
-            async for batch in self.read_log(cid, 0, tail, follow=False):
-                yield batch
-            return
-        queue: asyncio.Queue[lg.ReadLogResponse] = asyncio.Queue(maxsize=64)
-        offset = 0
-
-        async def pump() -> None:
-            async for item in self.read_log(cid, 0, tail, follow=True):
-                await queue.put(item)
-
-        pumper = asyncio.create_task(pump())
-        exited = asyncio.create_task(self.wait(cid))
-        try:
-            while True:
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, exited, pumper}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    batch = getter.result()
-                    offset = batch.offset or offset
-                    yield batch
-                    continue
-                getter.cancel()
-                if pumper in done and (exc := pumper.exception()):
-                    raise exc
-                break
-            while not queue.empty():
-                batch = queue.get_nowait()
-                offset = batch.offset or offset
-                yield batch
-        finally:
-            pumper.cancel()
-            if not exited.done():
-                exited.cancel()
-        if offset or tail == 0:
-            async for batch in self.read_log(cid, offset, 0, follow=False):
-                yield batch
-
     async def run(self, config: gw.ContainerConfig, detach: bool) -> AsyncIterator[gw.RunResponse]:
         """create → start → (attached) output until exit → (``--rm``) remove."""
         c = await self.create(config)
@@ -226,9 +164,9 @@ class Flows:
         finished = False
         try:
             if c.state == RUNNING:
-                async for batch in self.follow(c.id, running=True):
-                    for out in chunks(batch.records):
-                        yield gw.RunResponse(output=out)
+                async for batch in self.logs.follow(c.id, running=True):
+                    for out in outputs(batch):
+                        yield gw.RunResponse(output=gw.RunOutput(stream=out.stream, data=out.data))
                 c = await self.wait(c.id)
             finished = True
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 
 from teu.errors import InvalidArgument
 from teu.gateway.v1 import gateway_pb2 as gw
@@ -71,6 +72,29 @@ def check_resources(res: types_pb2.Resources, cpus: int) -> types_pb2.Resources:
     return out
 
 
+LOG_OPTS = ("max-size", "max-files")
+
+
+def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
+    """(max segment bytes, max segments) from ``--log-opt``; 0 means the engine's default."""
+    unknown = set(opts) - set(LOG_OPTS)
+    if unknown:
+        raise InvalidArgument(f"unknown log option {sorted(unknown)[0]!r}: use max-size or max-files")
+    size, files = 0, 0
+    if "max-size" in opts:
+        m = re.fullmatch(r"(\d+)([kmg]?)b?", opts["max-size"].strip().lower())
+        if not m or int(m.group(1)) == 0:
+            raise InvalidArgument(f"invalid max-size {opts['max-size']!r}: want e.g. 10m")
+        size = int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2)]
+        if size < 4096:
+            raise InvalidArgument("max-size must be at least 4k")
+    if "max-files" in opts:
+        if not opts["max-files"].isdigit() or not 1 <= int(opts["max-files"]) <= 1000:
+            raise InvalidArgument(f"invalid max-files {opts['max-files']!r}: want 1 to 1000")
+        files = int(opts["max-files"])
+    return size, files
+
+
 def container_spec(config: gw.ContainerConfig, image: st.Image, cpus: int | None = None) -> rt.ContainerSpec:
     """The runtime spec for ``config`` on ``image`` (without rootfs and log path, which come later)."""
     ic = image.config
@@ -79,6 +103,7 @@ def container_spec(config: gw.ContainerConfig, image: st.Image, cpus: int | None
         raise InvalidArgument(f"the working directory {cwd!r} is invalid: it needs to be an absolute path")
     if config.hostname and not _HOSTNAME.match(config.hostname):
         raise InvalidArgument(f"invalid hostname {config.hostname!r}")
+    log_options(config.log_opts)
     process = types_pb2.Process(
         args=command(config, ic),
         env=merge_env(list(ic.env), list(config.env)),

@@ -9,12 +9,13 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from teu.common.signals import parse_signal
-from teu.errors import FailedPrecondition, Unimplemented
+from teu.errors import FailedPrecondition, InvalidArgument
 from teu.gateway import convert, streams
 from teu.gateway.backends import call
-from teu.gateway.flows import RUNNING, Flows
+from teu.gateway.flows import Flows
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.gateway.v1 import gateway_pb2_grpc
+from teu.logs.v1 import logs_pb2 as lg
 from teu.runtime.v1 import runtime_pb2 as rt
 from teu.storage.v1 import storage_pb2 as st
 
@@ -80,14 +81,12 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         return gw.RemoveResponse(id=c.id)
 
     async def Logs(self, request: gw.LogsRequest, context: Ctx) -> AsyncIterator[gw.LogsResponse]:
-        if len(request.containers) != 1:
-            raise Unimplemented("logs of several containers at once is not built yet")
-        c = await self.f.find(request.containers[0])
-        running = request.follow and c.state == RUNNING
-        async for batch in self.f.follow(c.id, running=running, tail=request.tail):
-            lines = [gw.LogLine(timestamp=r.timestamp, stream=r.stream, data=r.data) for r in batch.records]
-            if lines:
-                yield gw.LogsResponse(lines=lines)
+        if not request.containers:
+            raise InvalidArgument("name at least one container")
+        containers = [await self.f.find(ref) for ref in request.containers]
+        async for batch in self.f.logs.logs(containers, request):
+            if batch.lines or batch.chunks:
+                yield batch
 
 
     async def Attach(self, request_iterator: AsyncIterator[gw.AttachRequest], context: Ctx) -> AsyncIterator[gw.AttachResponse]:
@@ -148,6 +147,17 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
             images=s.images,
             storage_driver=s.driver,
             storage_root=s.root,
+        )
+
+    async def DiskUsage(self, request: gw.DiskUsageRequest, context: Ctx) -> gw.DiskUsageResponse:
+        images = await call("storage", self.b.storage.ListImages(st.ListImagesRequest()))
+        containers = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=True)))
+        logs = await call("logs", self.b.logs.GetLogUsage(lg.GetLogUsageRequest()))
+        return gw.DiskUsageResponse(
+            images=len(images.images),
+            images_bytes=sum(i.size for i in images.images),
+            containers=len(containers.containers),
+            logs_bytes=logs.bytes,
         )
 
     async def Version(self, request: gw.VersionRequest, context: Ctx) -> gw.VersionResponse:

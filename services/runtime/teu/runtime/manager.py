@@ -213,9 +213,10 @@ class Manager:
             if record.id == sid:
                 record.running, record.exit_code, record.pid = False, exit_code, 0
 
-    def with_execs(self, c: Container) -> Container:
-        """The container record with its exec sessions."""
+    def describe(self, c: Container) -> Container:
+        """The container record with what lives outside the database: exec sessions, control fifo."""
         c.execs.extend(self.execs.get(c.id, []))
+        c.control_path = str(self.bundle(c.id) / "ctl")
         return c
 
     # -- exits ----------------------------------------------------------------------------------
@@ -254,7 +255,9 @@ class Manager:
             else:
                 c.exit_code, c.oom_killed = status
             exit_file = conmon.persist_dir(bundle) / "exit"
-            c.finished_at = exit_file.stat().st_mtime_ns if exit_file.exists() else _now()
+            # the file's mtime says when it exited even if we learn it late (after a restart); the
+            # kernel stamps files with a coarse clock, so never let it precede the start
+            c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
             c.state, c.pid, c.monitor_pid = EXITED, 0, 0
             self.store.update(c)
             self._event(cid).set()

@@ -25,12 +25,12 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def CreateContainer(
         self, request: pb.CreateContainerRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateContainerResponse:
-        return pb.CreateContainerResponse(container=await self.m.create(request.id, request.name, request.spec))
+        return pb.CreateContainerResponse(container=self.m.describe(await self.m.create(request.id, request.name, request.spec)))
 
     async def StartContainer(
         self, request: pb.StartContainerRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartContainerResponse:
-        return pb.StartContainerResponse(container=await self.m.start(request.id))
+        return pb.StartContainerResponse(container=self.m.describe(await self.m.start(request.id)))
 
     async def StopContainer(
         self, request: pb.StopContainerRequest, context: grpc.aio.ServicerContext
@@ -53,7 +53,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         return pb.DeleteContainerResponse(container=await self.m.delete(request.id, request.force))
 
     async def GetContainer(self, request: pb.GetContainerRequest, context: grpc.aio.ServicerContext) -> pb.GetContainerResponse:
-        return pb.GetContainerResponse(container=self.m.with_execs(self.m.store.find(request.ref)))
+        return pb.GetContainerResponse(container=self.m.describe(self.m.store.find(request.ref)))
 
     async def ListContainers(
         self, request: pb.ListContainersRequest, context: grpc.aio.ServicerContext
