@@ -100,6 +100,31 @@ class ContainersServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.Diff = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/Diff',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiffRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiffResponse.FromString,
+                _registered_method=True)
+        self.Commit = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/Commit',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CommitRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CommitResponse.FromString,
+                _registered_method=True)
+        self.Export = channel.unary_stream(
+                '/teu.gateway.v1.ContainersService/Export',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExportRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExportResponse.FromString,
+                _registered_method=True)
+        self.CopyFrom = channel.unary_stream(
+                '/teu.gateway.v1.ContainersService/CopyFrom',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyFromRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyFromResponse.FromString,
+                _registered_method=True)
+        self.CopyTo = channel.stream_unary(
+                '/teu.gateway.v1.ContainersService/CopyTo',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyToRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyToResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -204,6 +229,41 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Diff(self, request, context):
+        """Changes to a container's filesystem (A added, C changed, D deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Commit(self, request, context):
+        """Makes an image from a container's changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Export(self, request, context):
+        """Streams a container's filesystem as a tar.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyFrom(self, request, context):
+        """Streams a file or directory of a container as a tar (`cp CONTAINER:PATH ...`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyTo(self, request_iterator, context):
+        """Extracts a tar stream into a directory of a container (`cp ... CONTAINER:PATH`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -271,6 +331,31 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExecResponse.SerializeToString,
+            ),
+            'Diff': grpc.unary_unary_rpc_method_handler(
+                    servicer.Diff,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiffRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiffResponse.SerializeToString,
+            ),
+            'Commit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Commit,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CommitRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CommitResponse.SerializeToString,
+            ),
+            'Export': grpc.unary_stream_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExportRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ExportResponse.SerializeToString,
+            ),
+            'CopyFrom': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyFrom,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyFromRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyFromResponse.SerializeToString,
+            ),
+            'CopyTo': grpc.stream_unary_rpc_method_handler(
+                    servicer.CopyTo,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyToRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyToResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -635,6 +720,141 @@ class ContainersService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Diff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Diff',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.DiffRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.DiffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Commit',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CommitRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Export',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ExportRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyFrom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/CopyFrom',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyFromRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyFromResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyTo(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/teu.gateway.v1.ContainersService/CopyTo',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyToRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CopyToResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ImagesServiceStub:
     """Image operations.
@@ -660,6 +880,46 @@ class ImagesServiceStub:
                 '/teu.gateway.v1.ImagesService/InspectImage',
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectImageRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectImageResponse.FromString,
+                _registered_method=True)
+        self.Tag = channel.unary_unary(
+                '/teu.gateway.v1.ImagesService/Tag',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.TagRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.TagResponse.FromString,
+                _registered_method=True)
+        self.RemoveImage = channel.unary_unary(
+                '/teu.gateway.v1.ImagesService/RemoveImage',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveImageRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveImageResponse.FromString,
+                _registered_method=True)
+        self.History = channel.unary_unary(
+                '/teu.gateway.v1.ImagesService/History',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.HistoryResponse.FromString,
+                _registered_method=True)
+        self.Save = channel.unary_stream(
+                '/teu.gateway.v1.ImagesService/Save',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.SaveRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.SaveResponse.FromString,
+                _registered_method=True)
+        self.Load = channel.stream_unary(
+                '/teu.gateway.v1.ImagesService/Load',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LoadRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LoadResponse.FromString,
+                _registered_method=True)
+        self.Pull = channel.unary_stream(
+                '/teu.gateway.v1.ImagesService/Pull',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PullRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PullResponse.FromString,
+                _registered_method=True)
+        self.Push = channel.unary_stream(
+                '/teu.gateway.v1.ImagesService/Push',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PushRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PushResponse.FromString,
+                _registered_method=True)
+        self.PruneImages = channel.unary_unary(
+                '/teu.gateway.v1.ImagesService/PruneImages',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesResponse.FromString,
                 _registered_method=True)
 
 
@@ -688,6 +948,63 @@ class ImagesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Tag(self, request, context):
+        """Adds a reference to an image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImage(self, request, context):
+        """Removes an image reference (and the image once unreferenced). FAILED_PRECONDITION if a container
+        uses it, unless force.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def History(self, request, context):
+        """An image's history, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Save(self, request, context):
+        """Streams images as a docker-archive or OCI archive.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Load(self, request_iterator, context):
+        """Loads images from a docker-archive or OCI archive stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pull(self, request, context):
+        """Pulls an image from a registry, with progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Push(self, request, context):
+        """Pushes an image to a registry, with progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneImages(self, request, context):
+        """Removes unused images (untagged ones, or all unused with all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -705,6 +1022,46 @@ def add_ImagesServiceServicer_to_server(servicer, server):
                     servicer.InspectImage,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectImageRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectImageResponse.SerializeToString,
+            ),
+            'Tag': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tag,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.TagRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.TagResponse.SerializeToString,
+            ),
+            'RemoveImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImage,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveImageRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.HistoryRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.HistoryResponse.SerializeToString,
+            ),
+            'Save': grpc.unary_stream_rpc_method_handler(
+                    servicer.Save,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.SaveRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.SaveResponse.SerializeToString,
+            ),
+            'Load': grpc.stream_unary_rpc_method_handler(
+                    servicer.Load,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LoadRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LoadResponse.SerializeToString,
+            ),
+            'Pull': grpc.unary_stream_rpc_method_handler(
+                    servicer.Pull,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PullRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PullResponse.SerializeToString,
+            ),
+            'Push': grpc.unary_stream_rpc_method_handler(
+                    servicer.Push,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PushRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PushResponse.SerializeToString,
+            ),
+            'PruneImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneImages,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -799,6 +1156,222 @@ class ImagesService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Tag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ImagesService/Tag',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.TagRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.TagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ImagesService/RemoveImage',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveImageRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ImagesService/History',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.HistoryRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Save(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.gateway.v1.ImagesService/Save',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.SaveRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.SaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Load(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/teu.gateway.v1.ImagesService/Load',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.LoadRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.LoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pull(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.gateway.v1.ImagesService/Pull',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PullRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PullResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Push(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.gateway.v1.ImagesService/Push',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PushRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PushResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ImagesService/PruneImages',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class SystemServiceStub:
     """Engine-wide information.
@@ -824,6 +1397,11 @@ class SystemServiceStub:
                 '/teu.gateway.v1.SystemService/DiskUsage',
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageResponse.FromString,
+                _registered_method=True)
+        self.Prune = channel.unary_unary(
+                '/teu.gateway.v1.SystemService/Prune',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneResponse.FromString,
                 _registered_method=True)
 
 
@@ -852,6 +1430,13 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prune(self, request, context):
+        """Removes stopped containers, then unused images (`system prune`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SystemServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -869,6 +1454,11 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.DiskUsage,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageResponse.SerializeToString,
+            ),
+            'Prune': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prune,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -953,6 +1543,33 @@ class SystemService:
             '/teu.gateway.v1.SystemService/DiskUsage',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.DiskUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.SystemService/Prune',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneResponse.FromString,
             options,
             channel_credentials,
             insecure,

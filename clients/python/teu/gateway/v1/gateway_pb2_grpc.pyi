@@ -72,6 +72,16 @@ class ContainersServiceStub:
     carries its exit code (127 if the command does not exist). FAILED_PRECONDITION if the container
     is not running; INVALID_ARGUMENT for an unknown user.
     """
+    Diff: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DiffRequest, _gateway_pb2.DiffResponse]
+    """Changes to a container's filesystem (A added, C changed, D deleted)."""
+    Commit: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CommitRequest, _gateway_pb2.CommitResponse]
+    """Makes an image from a container's changes."""
+    Export: _grpc.UnaryStreamMultiCallable[_gateway_pb2.ExportRequest, _gateway_pb2.ExportResponse]
+    """Streams a container's filesystem as a tar."""
+    CopyFrom: _grpc.UnaryStreamMultiCallable[_gateway_pb2.CopyFromRequest, _gateway_pb2.CopyFromResponse]
+    """Streams a file or directory of a container as a tar (`cp CONTAINER:PATH ...`)."""
+    CopyTo: _grpc.StreamUnaryMultiCallable[_gateway_pb2.CopyToRequest, _gateway_pb2.CopyToResponse]
+    """Extracts a tar stream into a directory of a container (`cp ... CONTAINER:PATH`)."""
 
 @_typing.type_check_only
 class ContainersServiceAsyncStub(ContainersServiceStub):
@@ -115,6 +125,16 @@ class ContainersServiceAsyncStub(ContainersServiceStub):
     carries its exit code (127 if the command does not exist). FAILED_PRECONDITION if the container
     is not running; INVALID_ARGUMENT for an unknown user.
     """
+    Diff: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DiffRequest, _gateway_pb2.DiffResponse]  # type: ignore[assignment]
+    """Changes to a container's filesystem (A added, C changed, D deleted)."""
+    Commit: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CommitRequest, _gateway_pb2.CommitResponse]  # type: ignore[assignment]
+    """Makes an image from a container's changes."""
+    Export: _aio.UnaryStreamMultiCallable[_gateway_pb2.ExportRequest, _gateway_pb2.ExportResponse]  # type: ignore[assignment]
+    """Streams a container's filesystem as a tar."""
+    CopyFrom: _aio.UnaryStreamMultiCallable[_gateway_pb2.CopyFromRequest, _gateway_pb2.CopyFromResponse]  # type: ignore[assignment]
+    """Streams a file or directory of a container as a tar (`cp CONTAINER:PATH ...`)."""
+    CopyTo: _aio.StreamUnaryMultiCallable[_gateway_pb2.CopyToRequest, _gateway_pb2.CopyToResponse]  # type: ignore[assignment]
+    """Extracts a tar stream into a directory of a container (`cp ... CONTAINER:PATH`)."""
 
 class ContainersServiceServicer(metaclass=_abc_1.ABCMeta):
     """The standard operations on containers."""
@@ -234,6 +254,46 @@ class ContainersServiceServicer(metaclass=_abc_1.ABCMeta):
         is not running; INVALID_ARGUMENT for an unknown user.
         """
 
+    @_abc_1.abstractmethod
+    def Diff(
+        self,
+        request: _gateway_pb2.DiffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.DiffResponse, _abc.Awaitable[_gateway_pb2.DiffResponse]]:
+        """Changes to a container's filesystem (A added, C changed, D deleted)."""
+
+    @_abc_1.abstractmethod
+    def Commit(
+        self,
+        request: _gateway_pb2.CommitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.CommitResponse, _abc.Awaitable[_gateway_pb2.CommitResponse]]:
+        """Makes an image from a container's changes."""
+
+    @_abc_1.abstractmethod
+    def Export(
+        self,
+        request: _gateway_pb2.ExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.ExportResponse], _abc.AsyncIterator[_gateway_pb2.ExportResponse]]:
+        """Streams a container's filesystem as a tar."""
+
+    @_abc_1.abstractmethod
+    def CopyFrom(
+        self,
+        request: _gateway_pb2.CopyFromRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.CopyFromResponse], _abc.AsyncIterator[_gateway_pb2.CopyFromResponse]]:
+        """Streams a file or directory of a container as a tar (`cp CONTAINER:PATH ...`)."""
+
+    @_abc_1.abstractmethod
+    def CopyTo(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_pb2.CopyToRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.CopyToResponse, _abc.Awaitable[_gateway_pb2.CopyToResponse]]:
+        """Extracts a tar stream into a directory of a container (`cp ... CONTAINER:PATH`)."""
+
 def add_ContainersServiceServicer_to_server(servicer: ContainersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class ImagesServiceStub:
@@ -249,6 +309,24 @@ class ImagesServiceStub:
     """Lists images, newest first."""
     InspectImage: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.InspectImageRequest, _gateway_pb2.InspectImageResponse]
     """Everything known about one image. NOT_FOUND if unknown."""
+    Tag: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.TagRequest, _gateway_pb2.TagResponse]
+    """Adds a reference to an image."""
+    RemoveImage: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RemoveImageRequest, _gateway_pb2.RemoveImageResponse]
+    """Removes an image reference (and the image once unreferenced). FAILED_PRECONDITION if a container
+    uses it, unless force.
+    """
+    History: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.HistoryRequest, _gateway_pb2.HistoryResponse]
+    """An image's history, newest first."""
+    Save: _grpc.UnaryStreamMultiCallable[_gateway_pb2.SaveRequest, _gateway_pb2.SaveResponse]
+    """Streams images as a docker-archive or OCI archive."""
+    Load: _grpc.StreamUnaryMultiCallable[_gateway_pb2.LoadRequest, _gateway_pb2.LoadResponse]
+    """Loads images from a docker-archive or OCI archive stream."""
+    Pull: _grpc.UnaryStreamMultiCallable[_gateway_pb2.PullRequest, _gateway_pb2.PullResponse]
+    """Pulls an image from a registry, with progress."""
+    Push: _grpc.UnaryStreamMultiCallable[_gateway_pb2.PushRequest, _gateway_pb2.PushResponse]
+    """Pushes an image to a registry, with progress."""
+    PruneImages: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneImagesRequest, _gateway_pb2.PruneImagesResponse]
+    """Removes unused images (untagged ones, or all unused with all)."""
 
 @_typing.type_check_only
 class ImagesServiceAsyncStub(ImagesServiceStub):
@@ -261,6 +339,24 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
     """Lists images, newest first."""
     InspectImage: _aio.UnaryUnaryMultiCallable[_gateway_pb2.InspectImageRequest, _gateway_pb2.InspectImageResponse]  # type: ignore[assignment]
     """Everything known about one image. NOT_FOUND if unknown."""
+    Tag: _aio.UnaryUnaryMultiCallable[_gateway_pb2.TagRequest, _gateway_pb2.TagResponse]  # type: ignore[assignment]
+    """Adds a reference to an image."""
+    RemoveImage: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RemoveImageRequest, _gateway_pb2.RemoveImageResponse]  # type: ignore[assignment]
+    """Removes an image reference (and the image once unreferenced). FAILED_PRECONDITION if a container
+    uses it, unless force.
+    """
+    History: _aio.UnaryUnaryMultiCallable[_gateway_pb2.HistoryRequest, _gateway_pb2.HistoryResponse]  # type: ignore[assignment]
+    """An image's history, newest first."""
+    Save: _aio.UnaryStreamMultiCallable[_gateway_pb2.SaveRequest, _gateway_pb2.SaveResponse]  # type: ignore[assignment]
+    """Streams images as a docker-archive or OCI archive."""
+    Load: _aio.StreamUnaryMultiCallable[_gateway_pb2.LoadRequest, _gateway_pb2.LoadResponse]  # type: ignore[assignment]
+    """Loads images from a docker-archive or OCI archive stream."""
+    Pull: _aio.UnaryStreamMultiCallable[_gateway_pb2.PullRequest, _gateway_pb2.PullResponse]  # type: ignore[assignment]
+    """Pulls an image from a registry, with progress."""
+    Push: _aio.UnaryStreamMultiCallable[_gateway_pb2.PushRequest, _gateway_pb2.PushResponse]  # type: ignore[assignment]
+    """Pushes an image to a registry, with progress."""
+    PruneImages: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneImagesRequest, _gateway_pb2.PruneImagesResponse]  # type: ignore[assignment]
+    """Removes unused images (untagged ones, or all unused with all)."""
 
 class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Image operations."""
@@ -289,6 +385,72 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.InspectImageResponse, _abc.Awaitable[_gateway_pb2.InspectImageResponse]]:
         """Everything known about one image. NOT_FOUND if unknown."""
 
+    @_abc_1.abstractmethod
+    def Tag(
+        self,
+        request: _gateway_pb2.TagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.TagResponse, _abc.Awaitable[_gateway_pb2.TagResponse]]:
+        """Adds a reference to an image."""
+
+    @_abc_1.abstractmethod
+    def RemoveImage(
+        self,
+        request: _gateway_pb2.RemoveImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.RemoveImageResponse, _abc.Awaitable[_gateway_pb2.RemoveImageResponse]]:
+        """Removes an image reference (and the image once unreferenced). FAILED_PRECONDITION if a container
+        uses it, unless force.
+        """
+
+    @_abc_1.abstractmethod
+    def History(
+        self,
+        request: _gateway_pb2.HistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.HistoryResponse, _abc.Awaitable[_gateway_pb2.HistoryResponse]]:
+        """An image's history, newest first."""
+
+    @_abc_1.abstractmethod
+    def Save(
+        self,
+        request: _gateway_pb2.SaveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.SaveResponse], _abc.AsyncIterator[_gateway_pb2.SaveResponse]]:
+        """Streams images as a docker-archive or OCI archive."""
+
+    @_abc_1.abstractmethod
+    def Load(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_pb2.LoadRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.LoadResponse, _abc.Awaitable[_gateway_pb2.LoadResponse]]:
+        """Loads images from a docker-archive or OCI archive stream."""
+
+    @_abc_1.abstractmethod
+    def Pull(
+        self,
+        request: _gateway_pb2.PullRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.PullResponse], _abc.AsyncIterator[_gateway_pb2.PullResponse]]:
+        """Pulls an image from a registry, with progress."""
+
+    @_abc_1.abstractmethod
+    def Push(
+        self,
+        request: _gateway_pb2.PushRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.PushResponse], _abc.AsyncIterator[_gateway_pb2.PushResponse]]:
+        """Pushes an image to a registry, with progress."""
+
+    @_abc_1.abstractmethod
+    def PruneImages(
+        self,
+        request: _gateway_pb2.PruneImagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.PruneImagesResponse, _abc.Awaitable[_gateway_pb2.PruneImagesResponse]]:
+        """Removes unused images (untagged ones, or all unused with all)."""
+
 def add_ImagesServiceServicer_to_server(servicer: ImagesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class SystemServiceStub:
@@ -304,6 +466,8 @@ class SystemServiceStub:
     """Versions of the engine's parts."""
     DiskUsage: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DiskUsageRequest, _gateway_pb2.DiskUsageResponse]
     """Disk used by images, containers and logs (`system df`)."""
+    Prune: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneRequest, _gateway_pb2.PruneResponse]
+    """Removes stopped containers, then unused images (`system prune`)."""
 
 @_typing.type_check_only
 class SystemServiceAsyncStub(SystemServiceStub):
@@ -316,6 +480,8 @@ class SystemServiceAsyncStub(SystemServiceStub):
     """Versions of the engine's parts."""
     DiskUsage: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DiskUsageRequest, _gateway_pb2.DiskUsageResponse]  # type: ignore[assignment]
     """Disk used by images, containers and logs (`system df`)."""
+    Prune: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneRequest, _gateway_pb2.PruneResponse]  # type: ignore[assignment]
+    """Removes stopped containers, then unused images (`system prune`)."""
 
 class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
     """Engine-wide information."""
@@ -343,5 +509,13 @@ class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.DiskUsageResponse, _abc.Awaitable[_gateway_pb2.DiskUsageResponse]]:
         """Disk used by images, containers and logs (`system df`)."""
+
+    @_abc_1.abstractmethod
+    def Prune(
+        self,
+        request: _gateway_pb2.PruneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.PruneResponse, _abc.Awaitable[_gateway_pb2.PruneResponse]]:
+        """Removes stopped containers, then unused images (`system prune`)."""
 
 def add_SystemServiceServicer_to_server(servicer: SystemServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -71,6 +71,71 @@ class StorageServiceStub:
                 request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.GetStorageInfoRequest.SerializeToString,
                 response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.GetStorageInfoResponse.FromString,
                 _registered_method=True)
+        self.Diff = channel.unary_unary(
+                '/teu.storage.v1.StorageService/Diff',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.DiffRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.DiffResponse.FromString,
+                _registered_method=True)
+        self.Commit = channel.unary_unary(
+                '/teu.storage.v1.StorageService/Commit',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CommitRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CommitResponse.FromString,
+                _registered_method=True)
+        self.Export = channel.unary_stream(
+                '/teu.storage.v1.StorageService/Export',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.ExportRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.ExportResponse.FromString,
+                _registered_method=True)
+        self.CopyFrom = channel.unary_stream(
+                '/teu.storage.v1.StorageService/CopyFrom',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CopyFromRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CopyFromResponse.FromString,
+                _registered_method=True)
+        self.CopyTo = channel.stream_unary(
+                '/teu.storage.v1.StorageService/CopyTo',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CopyToRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CopyToResponse.FromString,
+                _registered_method=True)
+        self.TagImage = channel.unary_unary(
+                '/teu.storage.v1.StorageService/TagImage',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.TagImageRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.TagImageResponse.FromString,
+                _registered_method=True)
+        self.RemoveImage = channel.unary_unary(
+                '/teu.storage.v1.StorageService/RemoveImage',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.RemoveImageRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.RemoveImageResponse.FromString,
+                _registered_method=True)
+        self.History = channel.unary_unary(
+                '/teu.storage.v1.StorageService/History',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.HistoryResponse.FromString,
+                _registered_method=True)
+        self.SaveImages = channel.unary_stream(
+                '/teu.storage.v1.StorageService/SaveImages',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.SaveImagesRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.SaveImagesResponse.FromString,
+                _registered_method=True)
+        self.LoadImages = channel.stream_unary(
+                '/teu.storage.v1.StorageService/LoadImages',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.LoadImagesRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.LoadImagesResponse.FromString,
+                _registered_method=True)
+        self.Pull = channel.unary_stream(
+                '/teu.storage.v1.StorageService/Pull',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.PullRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.PullResponse.FromString,
+                _registered_method=True)
+        self.Push = channel.unary_stream(
+                '/teu.storage.v1.StorageService/Push',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.PushRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.PushResponse.FromString,
+                _registered_method=True)
+        self.Prune = channel.unary_unary(
+                '/teu.storage.v1.StorageService/Prune',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.PruneRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.PruneResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -129,6 +194,102 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Diff(self, request, context):
+        """Changes in a snapshot's writable layer relative to its image (Docker's A/C/D).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Commit(self, request, context):
+        """Makes a new image from a snapshot: its image's layers plus one new layer made of the writable
+        layer's changes (overlay whiteouts become OCI ".wh." entries); the old image is recorded as parent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Export(self, request, context):
+        """Streams a snapshot's merged filesystem (image layers plus writes) as a tar.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyFrom(self, request, context):
+        """Streams files of a snapshot's merged filesystem as a tar (for `cp CONTAINER:PATH`).
+        NOT_FOUND for a missing path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyTo(self, request_iterator, context):
+        """Extracts a tar stream into a snapshot's writable layer under a directory (for `cp ... CONTAINER:DIR`).
+        Hostile entries are refused with INVALID_ARGUMENT; nothing is written outside the directory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TagImage(self, request, context):
+        """Adds a reference to an image. NOT_FOUND for an unknown source; INVALID_ARGUMENT for a bad target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImage(self, request, context):
+        """Removes a reference, and the image once nothing names it. FAILED_PRECONDITION if a snapshot
+        (container) still uses it, unless force (then only the reference goes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def History(self, request, context):
+        """An image's history, newest first, following parents.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveImages(self, request, context):
+        """Streams images as one archive: "docker-archive" (docker save format) or "oci-archive" (OCI layout).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadImages(self, request_iterator, context):
+        """Loads images from a docker-archive or OCI layout tar stream (the format is detected).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pull(self, request, context):
+        """Pulls an image from a registry (OCI distribution API), streaming progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Push(self, request, context):
+        """Pushes an image to a registry, streaming progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Prune(self, request, context):
+        """Deletes untagged images that no snapshot uses (all unused images with all), and layers nothing
+        references any more (garbage collection by reachability).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +327,71 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.GetStorageInfo,
                     request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.GetStorageInfoRequest.FromString,
                     response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.GetStorageInfoResponse.SerializeToString,
+            ),
+            'Diff': grpc.unary_unary_rpc_method_handler(
+                    servicer.Diff,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.DiffRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.DiffResponse.SerializeToString,
+            ),
+            'Commit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Commit,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CommitRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CommitResponse.SerializeToString,
+            ),
+            'Export': grpc.unary_stream_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.ExportRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.ExportResponse.SerializeToString,
+            ),
+            'CopyFrom': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyFrom,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CopyFromRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CopyFromResponse.SerializeToString,
+            ),
+            'CopyTo': grpc.stream_unary_rpc_method_handler(
+                    servicer.CopyTo,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CopyToRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CopyToResponse.SerializeToString,
+            ),
+            'TagImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.TagImage,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.TagImageRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.TagImageResponse.SerializeToString,
+            ),
+            'RemoveImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImage,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.RemoveImageRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.HistoryRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.HistoryResponse.SerializeToString,
+            ),
+            'SaveImages': grpc.unary_stream_rpc_method_handler(
+                    servicer.SaveImages,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.SaveImagesRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.SaveImagesResponse.SerializeToString,
+            ),
+            'LoadImages': grpc.stream_unary_rpc_method_handler(
+                    servicer.LoadImages,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.LoadImagesRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.LoadImagesResponse.SerializeToString,
+            ),
+            'Pull': grpc.unary_stream_rpc_method_handler(
+                    servicer.Pull,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.PullRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.PullResponse.SerializeToString,
+            ),
+            'Push': grpc.unary_stream_rpc_method_handler(
+                    servicer.Push,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.PushRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.PushResponse.SerializeToString,
+            ),
+            'Prune': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prune,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.PruneRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.PruneResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +585,357 @@ class StorageService:
             '/teu.storage.v1.StorageService/GetStorageInfo',
             teu_dot_storage_dot_v1_dot_storage__pb2.GetStorageInfoRequest.SerializeToString,
             teu_dot_storage_dot_v1_dot_storage__pb2.GetStorageInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Diff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/Diff',
+            teu_dot_storage_dot_v1_dot_storage__pb2.DiffRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.DiffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/Commit',
+            teu_dot_storage_dot_v1_dot_storage__pb2.CommitRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.CommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/Export',
+            teu_dot_storage_dot_v1_dot_storage__pb2.ExportRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.ExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyFrom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/CopyFrom',
+            teu_dot_storage_dot_v1_dot_storage__pb2.CopyFromRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.CopyFromResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyTo(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/teu.storage.v1.StorageService/CopyTo',
+            teu_dot_storage_dot_v1_dot_storage__pb2.CopyToRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.CopyToResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TagImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/TagImage',
+            teu_dot_storage_dot_v1_dot_storage__pb2.TagImageRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.TagImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/RemoveImage',
+            teu_dot_storage_dot_v1_dot_storage__pb2.RemoveImageRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/History',
+            teu_dot_storage_dot_v1_dot_storage__pb2.HistoryRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/SaveImages',
+            teu_dot_storage_dot_v1_dot_storage__pb2.SaveImagesRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.SaveImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadImages(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/teu.storage.v1.StorageService/LoadImages',
+            teu_dot_storage_dot_v1_dot_storage__pb2.LoadImagesRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.LoadImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pull(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/Pull',
+            teu_dot_storage_dot_v1_dot_storage__pb2.PullRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.PullResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Push(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/Push',
+            teu_dot_storage_dot_v1_dot_storage__pb2.PushRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.PushResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/Prune',
+            teu_dot_storage_dot_v1_dot_storage__pb2.PruneRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.PruneResponse.FromString,
             options,
             channel_credentials,
             insecure,

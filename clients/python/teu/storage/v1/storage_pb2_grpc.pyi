@@ -53,6 +53,42 @@ class StorageServiceStub:
     """Deletes a snapshot and its writable layer. Removing an unknown key succeeds (idempotent)."""
     GetStorageInfo: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetStorageInfoRequest, _storage_pb2.GetStorageInfoResponse]
     """Counts and describes what the store holds."""
+    Diff: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DiffRequest, _storage_pb2.DiffResponse]
+    """Changes in a snapshot's writable layer relative to its image (Docker's A/C/D)."""
+    Commit: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CommitRequest, _storage_pb2.CommitResponse]
+    """Makes a new image from a snapshot: its image's layers plus one new layer made of the writable
+    layer's changes (overlay whiteouts become OCI ".wh." entries); the old image is recorded as parent.
+    """
+    Export: _grpc.UnaryStreamMultiCallable[_storage_pb2.ExportRequest, _storage_pb2.ExportResponse]
+    """Streams a snapshot's merged filesystem (image layers plus writes) as a tar."""
+    CopyFrom: _grpc.UnaryStreamMultiCallable[_storage_pb2.CopyFromRequest, _storage_pb2.CopyFromResponse]
+    """Streams files of a snapshot's merged filesystem as a tar (for `cp CONTAINER:PATH`).
+    NOT_FOUND for a missing path.
+    """
+    CopyTo: _grpc.StreamUnaryMultiCallable[_storage_pb2.CopyToRequest, _storage_pb2.CopyToResponse]
+    """Extracts a tar stream into a snapshot's writable layer under a directory (for `cp ... CONTAINER:DIR`).
+    Hostile entries are refused with INVALID_ARGUMENT; nothing is written outside the directory.
+    """
+    TagImage: _grpc.UnaryUnaryMultiCallable[_storage_pb2.TagImageRequest, _storage_pb2.TagImageResponse]
+    """Adds a reference to an image. NOT_FOUND for an unknown source; INVALID_ARGUMENT for a bad target."""
+    RemoveImage: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RemoveImageRequest, _storage_pb2.RemoveImageResponse]
+    """Removes a reference, and the image once nothing names it. FAILED_PRECONDITION if a snapshot
+    (container) still uses it, unless force (then only the reference goes).
+    """
+    History: _grpc.UnaryUnaryMultiCallable[_storage_pb2.HistoryRequest, _storage_pb2.HistoryResponse]
+    """An image's history, newest first, following parents."""
+    SaveImages: _grpc.UnaryStreamMultiCallable[_storage_pb2.SaveImagesRequest, _storage_pb2.SaveImagesResponse]
+    """Streams images as one archive: "docker-archive" (docker save format) or "oci-archive" (OCI layout)."""
+    LoadImages: _grpc.StreamUnaryMultiCallable[_storage_pb2.LoadImagesRequest, _storage_pb2.LoadImagesResponse]
+    """Loads images from a docker-archive or OCI layout tar stream (the format is detected)."""
+    Pull: _grpc.UnaryStreamMultiCallable[_storage_pb2.PullRequest, _storage_pb2.PullResponse]
+    """Pulls an image from a registry (OCI distribution API), streaming progress."""
+    Push: _grpc.UnaryStreamMultiCallable[_storage_pb2.PushRequest, _storage_pb2.PushResponse]
+    """Pushes an image to a registry, streaming progress."""
+    Prune: _grpc.UnaryUnaryMultiCallable[_storage_pb2.PruneRequest, _storage_pb2.PruneResponse]
+    """Deletes untagged images that no snapshot uses (all unused images with all), and layers nothing
+    references any more (garbage collection by reachability).
+    """
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -79,6 +115,42 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Deletes a snapshot and its writable layer. Removing an unknown key succeeds (idempotent)."""
     GetStorageInfo: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetStorageInfoRequest, _storage_pb2.GetStorageInfoResponse]  # type: ignore[assignment]
     """Counts and describes what the store holds."""
+    Diff: _aio.UnaryUnaryMultiCallable[_storage_pb2.DiffRequest, _storage_pb2.DiffResponse]  # type: ignore[assignment]
+    """Changes in a snapshot's writable layer relative to its image (Docker's A/C/D)."""
+    Commit: _aio.UnaryUnaryMultiCallable[_storage_pb2.CommitRequest, _storage_pb2.CommitResponse]  # type: ignore[assignment]
+    """Makes a new image from a snapshot: its image's layers plus one new layer made of the writable
+    layer's changes (overlay whiteouts become OCI ".wh." entries); the old image is recorded as parent.
+    """
+    Export: _aio.UnaryStreamMultiCallable[_storage_pb2.ExportRequest, _storage_pb2.ExportResponse]  # type: ignore[assignment]
+    """Streams a snapshot's merged filesystem (image layers plus writes) as a tar."""
+    CopyFrom: _aio.UnaryStreamMultiCallable[_storage_pb2.CopyFromRequest, _storage_pb2.CopyFromResponse]  # type: ignore[assignment]
+    """Streams files of a snapshot's merged filesystem as a tar (for `cp CONTAINER:PATH`).
+    NOT_FOUND for a missing path.
+    """
+    CopyTo: _aio.StreamUnaryMultiCallable[_storage_pb2.CopyToRequest, _storage_pb2.CopyToResponse]  # type: ignore[assignment]
+    """Extracts a tar stream into a snapshot's writable layer under a directory (for `cp ... CONTAINER:DIR`).
+    Hostile entries are refused with INVALID_ARGUMENT; nothing is written outside the directory.
+    """
+    TagImage: _aio.UnaryUnaryMultiCallable[_storage_pb2.TagImageRequest, _storage_pb2.TagImageResponse]  # type: ignore[assignment]
+    """Adds a reference to an image. NOT_FOUND for an unknown source; INVALID_ARGUMENT for a bad target."""
+    RemoveImage: _aio.UnaryUnaryMultiCallable[_storage_pb2.RemoveImageRequest, _storage_pb2.RemoveImageResponse]  # type: ignore[assignment]
+    """Removes a reference, and the image once nothing names it. FAILED_PRECONDITION if a snapshot
+    (container) still uses it, unless force (then only the reference goes).
+    """
+    History: _aio.UnaryUnaryMultiCallable[_storage_pb2.HistoryRequest, _storage_pb2.HistoryResponse]  # type: ignore[assignment]
+    """An image's history, newest first, following parents."""
+    SaveImages: _aio.UnaryStreamMultiCallable[_storage_pb2.SaveImagesRequest, _storage_pb2.SaveImagesResponse]  # type: ignore[assignment]
+    """Streams images as one archive: "docker-archive" (docker save format) or "oci-archive" (OCI layout)."""
+    LoadImages: _aio.StreamUnaryMultiCallable[_storage_pb2.LoadImagesRequest, _storage_pb2.LoadImagesResponse]  # type: ignore[assignment]
+    """Loads images from a docker-archive or OCI layout tar stream (the format is detected)."""
+    Pull: _aio.UnaryStreamMultiCallable[_storage_pb2.PullRequest, _storage_pb2.PullResponse]  # type: ignore[assignment]
+    """Pulls an image from a registry (OCI distribution API), streaming progress."""
+    Push: _aio.UnaryStreamMultiCallable[_storage_pb2.PushRequest, _storage_pb2.PushResponse]  # type: ignore[assignment]
+    """Pushes an image to a registry, streaming progress."""
+    Prune: _aio.UnaryUnaryMultiCallable[_storage_pb2.PruneRequest, _storage_pb2.PruneResponse]  # type: ignore[assignment]
+    """Deletes untagged images that no snapshot uses (all unused images with all), and layers nothing
+    references any more (garbage collection by reachability).
+    """
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Holds images (unpacked layers plus config) and per-container overlay snapshots. It returns mount
@@ -144,5 +216,119 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.GetStorageInfoResponse, _abc.Awaitable[_storage_pb2.GetStorageInfoResponse]]:
         """Counts and describes what the store holds."""
+
+    @_abc_1.abstractmethod
+    def Diff(
+        self,
+        request: _storage_pb2.DiffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.DiffResponse, _abc.Awaitable[_storage_pb2.DiffResponse]]:
+        """Changes in a snapshot's writable layer relative to its image (Docker's A/C/D)."""
+
+    @_abc_1.abstractmethod
+    def Commit(
+        self,
+        request: _storage_pb2.CommitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.CommitResponse, _abc.Awaitable[_storage_pb2.CommitResponse]]:
+        """Makes a new image from a snapshot: its image's layers plus one new layer made of the writable
+        layer's changes (overlay whiteouts become OCI ".wh." entries); the old image is recorded as parent.
+        """
+
+    @_abc_1.abstractmethod
+    def Export(
+        self,
+        request: _storage_pb2.ExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.ExportResponse], _abc.AsyncIterator[_storage_pb2.ExportResponse]]:
+        """Streams a snapshot's merged filesystem (image layers plus writes) as a tar."""
+
+    @_abc_1.abstractmethod
+    def CopyFrom(
+        self,
+        request: _storage_pb2.CopyFromRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.CopyFromResponse], _abc.AsyncIterator[_storage_pb2.CopyFromResponse]]:
+        """Streams files of a snapshot's merged filesystem as a tar (for `cp CONTAINER:PATH`).
+        NOT_FOUND for a missing path.
+        """
+
+    @_abc_1.abstractmethod
+    def CopyTo(
+        self,
+        request_iterator: _MaybeAsyncIterator[_storage_pb2.CopyToRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.CopyToResponse, _abc.Awaitable[_storage_pb2.CopyToResponse]]:
+        """Extracts a tar stream into a snapshot's writable layer under a directory (for `cp ... CONTAINER:DIR`).
+        Hostile entries are refused with INVALID_ARGUMENT; nothing is written outside the directory.
+        """
+
+    @_abc_1.abstractmethod
+    def TagImage(
+        self,
+        request: _storage_pb2.TagImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.TagImageResponse, _abc.Awaitable[_storage_pb2.TagImageResponse]]:
+        """Adds a reference to an image. NOT_FOUND for an unknown source; INVALID_ARGUMENT for a bad target."""
+
+    @_abc_1.abstractmethod
+    def RemoveImage(
+        self,
+        request: _storage_pb2.RemoveImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.RemoveImageResponse, _abc.Awaitable[_storage_pb2.RemoveImageResponse]]:
+        """Removes a reference, and the image once nothing names it. FAILED_PRECONDITION if a snapshot
+        (container) still uses it, unless force (then only the reference goes).
+        """
+
+    @_abc_1.abstractmethod
+    def History(
+        self,
+        request: _storage_pb2.HistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.HistoryResponse, _abc.Awaitable[_storage_pb2.HistoryResponse]]:
+        """An image's history, newest first, following parents."""
+
+    @_abc_1.abstractmethod
+    def SaveImages(
+        self,
+        request: _storage_pb2.SaveImagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.SaveImagesResponse], _abc.AsyncIterator[_storage_pb2.SaveImagesResponse]]:
+        """Streams images as one archive: "docker-archive" (docker save format) or "oci-archive" (OCI layout)."""
+
+    @_abc_1.abstractmethod
+    def LoadImages(
+        self,
+        request_iterator: _MaybeAsyncIterator[_storage_pb2.LoadImagesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.LoadImagesResponse, _abc.Awaitable[_storage_pb2.LoadImagesResponse]]:
+        """Loads images from a docker-archive or OCI layout tar stream (the format is detected)."""
+
+    @_abc_1.abstractmethod
+    def Pull(
+        self,
+        request: _storage_pb2.PullRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.PullResponse], _abc.AsyncIterator[_storage_pb2.PullResponse]]:
+        """Pulls an image from a registry (OCI distribution API), streaming progress."""
+
+    @_abc_1.abstractmethod
+    def Push(
+        self,
+        request: _storage_pb2.PushRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.PushResponse], _abc.AsyncIterator[_storage_pb2.PushResponse]]:
+        """Pushes an image to a registry, streaming progress."""
+
+    @_abc_1.abstractmethod
+    def Prune(
+        self,
+        request: _storage_pb2.PruneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.PruneResponse, _abc.Awaitable[_storage_pb2.PruneResponse]]:
+        """Deletes untagged images that no snapshot uses (all unused images with all), and layers nothing
+        references any more (garbage collection by reachability).
+        """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
