@@ -1373,6 +1373,215 @@ class ImagesService:
             _registered_method=True)
 
 
+class NetworksServiceStub:
+    """Networks containers join.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateNetwork = channel.unary_unary(
+                '/teu.gateway.v1.NetworksService/CreateNetwork',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateNetworkResponse.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/teu.gateway.v1.NetworksService/ListNetworks',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ListNetworksRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.InspectNetwork = channel.unary_unary(
+                '/teu.gateway.v1.NetworksService/InspectNetwork',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectNetworkResponse.FromString,
+                _registered_method=True)
+        self.RemoveNetwork = channel.unary_unary(
+                '/teu.gateway.v1.NetworksService/RemoveNetwork',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkResponse.FromString,
+                _registered_method=True)
+
+
+class NetworksServiceServicer:
+    """Networks containers join.
+    """
+
+    def CreateNetwork(self, request, context):
+        """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
+        overlapping subnet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Lists networks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectNetwork(self, request, context):
+        """One network with its containers. NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNetwork(self, request, context):
+        """Removes a network. FAILED_PRECONDITION while containers use it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NetworksServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateNetworkResponse.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ListNetworksRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'InspectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectNetwork,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectNetworkRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectNetworkResponse.SerializeToString,
+            ),
+            'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNetwork,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'teu.gateway.v1.NetworksService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('teu.gateway.v1.NetworksService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NetworksService:
+    """Networks containers join.
+    """
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.NetworksService/CreateNetwork',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateNetworkRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.NetworksService/ListNetworks',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ListNetworksRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.NetworksService/InspectNetwork',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectNetworkRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.NetworksService/RemoveNetwork',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class SystemServiceStub:
     """Engine-wide information.
     """

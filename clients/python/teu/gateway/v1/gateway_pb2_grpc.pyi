@@ -453,6 +453,79 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
 
 def add_ImagesServiceServicer_to_server(servicer: ImagesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
+class NetworksServiceStub:
+    """Networks containers join."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> NetworksServiceAsyncStub: ...
+    CreateNetwork: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CreateNetworkRequest, _gateway_pb2.CreateNetworkResponse]
+    """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
+    overlapping subnet.
+    """
+    ListNetworks: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListNetworksRequest, _gateway_pb2.ListNetworksResponse]
+    """Lists networks."""
+    InspectNetwork: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.InspectNetworkRequest, _gateway_pb2.InspectNetworkResponse]
+    """One network with its containers. NOT_FOUND if unknown."""
+    RemoveNetwork: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RemoveNetworkRequest, _gateway_pb2.RemoveNetworkResponse]
+    """Removes a network. FAILED_PRECONDITION while containers use it."""
+
+@_typing.type_check_only
+class NetworksServiceAsyncStub(NetworksServiceStub):
+    """Networks containers join."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateNetwork: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CreateNetworkRequest, _gateway_pb2.CreateNetworkResponse]  # type: ignore[assignment]
+    """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
+    overlapping subnet.
+    """
+    ListNetworks: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListNetworksRequest, _gateway_pb2.ListNetworksResponse]  # type: ignore[assignment]
+    """Lists networks."""
+    InspectNetwork: _aio.UnaryUnaryMultiCallable[_gateway_pb2.InspectNetworkRequest, _gateway_pb2.InspectNetworkResponse]  # type: ignore[assignment]
+    """One network with its containers. NOT_FOUND if unknown."""
+    RemoveNetwork: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RemoveNetworkRequest, _gateway_pb2.RemoveNetworkResponse]  # type: ignore[assignment]
+    """Removes a network. FAILED_PRECONDITION while containers use it."""
+
+class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Networks containers join."""
+
+    @_abc_1.abstractmethod
+    def CreateNetwork(
+        self,
+        request: _gateway_pb2.CreateNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.CreateNetworkResponse, _abc.Awaitable[_gateway_pb2.CreateNetworkResponse]]:
+        """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
+        overlapping subnet.
+        """
+
+    @_abc_1.abstractmethod
+    def ListNetworks(
+        self,
+        request: _gateway_pb2.ListNetworksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.ListNetworksResponse, _abc.Awaitable[_gateway_pb2.ListNetworksResponse]]:
+        """Lists networks."""
+
+    @_abc_1.abstractmethod
+    def InspectNetwork(
+        self,
+        request: _gateway_pb2.InspectNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.InspectNetworkResponse, _abc.Awaitable[_gateway_pb2.InspectNetworkResponse]]:
+        """One network with its containers. NOT_FOUND if unknown."""
+
+    @_abc_1.abstractmethod
+    def RemoveNetwork(
+        self,
+        request: _gateway_pb2.RemoveNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.RemoveNetworkResponse, _abc.Awaitable[_gateway_pb2.RemoveNetworkResponse]]:
+        """Removes a network. FAILED_PRECONDITION while containers use it."""
+
+def add_NetworksServiceServicer_to_server(servicer: NetworksServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
 class SystemServiceStub:
     """Engine-wide information."""
 

@@ -91,6 +91,26 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.CreateNetwork = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/CreateNetwork',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CreateNetworkResponse.FromString,
+                _registered_method=True)
+        self.GetNetwork = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/GetNetwork',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetNetworkResponse.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/ListNetworks',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ListNetworksRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.RemoveNetwork = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/RemoveNetwork',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -182,6 +202,35 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateNetwork(self, request, context):
+        """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
+        overlapping subnet (with another network or a route of the host).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNetwork(self, request, context):
+        """Looks a network up by name or id. NOT_FOUND otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Lists networks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNetwork(self, request, context):
+        """Removes a network. FAILED_PRECONDITION while containers use it or for the default network.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -239,6 +288,26 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.SerializeToString,
+            ),
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CreateNetworkResponse.SerializeToString,
+            ),
+            'GetNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNetwork,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetNetworkRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetNetworkResponse.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ListNetworksRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNetwork,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -540,6 +609,114 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/Exec',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/CreateNetwork',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.CreateNetworkRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.CreateNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/GetNetwork',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.GetNetworkRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.GetNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/ListNetworks',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ListNetworksRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/RemoveNetwork',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,16 @@ class RuntimeServiceStub:
     """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
     the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
     """
+    CreateNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.CreateNetworkRequest, _runtime_pb2.CreateNetworkResponse]
+    """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
+    overlapping subnet (with another network or a route of the host).
+    """
+    GetNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.GetNetworkRequest, _runtime_pb2.GetNetworkResponse]
+    """Looks a network up by name or id. NOT_FOUND otherwise."""
+    ListNetworks: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ListNetworksRequest, _runtime_pb2.ListNetworksResponse]
+    """Lists networks."""
+    RemoveNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.RemoveNetworkRequest, _runtime_pb2.RemoveNetworkResponse]
+    """Removes a network. FAILED_PRECONDITION while containers use it or for the default network."""
 
 @_typing.type_check_only
 class RuntimeServiceAsyncStub(RuntimeServiceStub):
@@ -111,6 +121,16 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
     the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
     """
+    CreateNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.CreateNetworkRequest, _runtime_pb2.CreateNetworkResponse]  # type: ignore[assignment]
+    """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
+    overlapping subnet (with another network or a route of the host).
+    """
+    GetNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.GetNetworkRequest, _runtime_pb2.GetNetworkResponse]  # type: ignore[assignment]
+    """Looks a network up by name or id. NOT_FOUND otherwise."""
+    ListNetworks: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ListNetworksRequest, _runtime_pb2.ListNetworksResponse]  # type: ignore[assignment]
+    """Lists networks."""
+    RemoveNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.RemoveNetworkRequest, _runtime_pb2.RemoveNetworkResponse]  # type: ignore[assignment]
+    """Removes a network. FAILED_PRECONDITION while containers use it or for the default network."""
 
 class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, starts, signals, waits for and deletes containers. Every container is supervised by its
@@ -216,5 +236,39 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
         the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
         """
+
+    @_abc_1.abstractmethod
+    def CreateNetwork(
+        self,
+        request: _runtime_pb2.CreateNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.CreateNetworkResponse, _abc.Awaitable[_runtime_pb2.CreateNetworkResponse]]:
+        """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
+        overlapping subnet (with another network or a route of the host).
+        """
+
+    @_abc_1.abstractmethod
+    def GetNetwork(
+        self,
+        request: _runtime_pb2.GetNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.GetNetworkResponse, _abc.Awaitable[_runtime_pb2.GetNetworkResponse]]:
+        """Looks a network up by name or id. NOT_FOUND otherwise."""
+
+    @_abc_1.abstractmethod
+    def ListNetworks(
+        self,
+        request: _runtime_pb2.ListNetworksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.ListNetworksResponse, _abc.Awaitable[_runtime_pb2.ListNetworksResponse]]:
+        """Lists networks."""
+
+    @_abc_1.abstractmethod
+    def RemoveNetwork(
+        self,
+        request: _runtime_pb2.RemoveNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.RemoveNetworkResponse, _abc.Awaitable[_runtime_pb2.RemoveNetworkResponse]]:
+        """Removes a network. FAILED_PRECONDITION while containers use it or for the default network."""
 
 def add_RuntimeServiceServicer_to_server(servicer: RuntimeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -432,3 +432,157 @@ class ExitStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExitStatus: _TypeAlias = ExitStatus  # noqa: Y015
+
+@_typing.final
+class PortMapping(_message.Message):
+    """A published port: traffic to host_ip:host_port goes to the container's container_port."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_IP_FIELD_NUMBER: _builtins.int
+    HOST_PORT_FIELD_NUMBER: _builtins.int
+    CONTAINER_PORT_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    host_ip: _builtins.str
+    """Host address to listen on; empty means all host addresses (0.0.0.0)."""
+    host_port: _builtins.int
+    """Host port, 1-65535."""
+    container_port: _builtins.int
+    """Container port, 1-65535."""
+    protocol: _builtins.str
+    """"tcp" (default) or "udp"."""
+    def __init__(
+        self,
+        *,
+        host_ip: _builtins.str = ...,
+        host_port: _builtins.int = ...,
+        container_port: _builtins.int = ...,
+        protocol: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_port", b"container_port", "host_ip", b"host_ip", "host_port", b"host_port", "protocol", b"protocol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PortMapping: _TypeAlias = PortMapping  # noqa: Y015
+
+@_typing.final
+class NetworkAttachment(_message.Message):
+    """Where a container is attached, once it runs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    HOST_INTERFACE_FIELD_NUMBER: _builtins.int
+    network: _builtins.str
+    """Network name ("bridge", a user network, "none" or "host")."""
+    address: _builtins.str
+    """IPv4 address with prefix, e.g. "10.88.0.5/16"; empty for none/host."""
+    gateway: _builtins.str
+    """Gateway address."""
+    mac: _builtins.str
+    """MAC address of the container's interface."""
+    host_interface: _builtins.str
+    """Host-side interface name (veth)."""
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___PortMapping]:
+        """Published ports."""
+
+    def __init__(
+        self,
+        *,
+        network: _builtins.str = ...,
+        address: _builtins.str = ...,
+        gateway: _builtins.str = ...,
+        mac: _builtins.str = ...,
+        ports: _abc.Iterable[Global___PortMapping] | None = ...,
+        host_interface: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "gateway", b"gateway", "host_interface", b"host_interface", "mac", b"mac", "network", b"network", "ports", b"ports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkAttachment: _TypeAlias = NetworkAttachment  # noqa: Y015
+
+@_typing.final
+class Network(_message.Message):
+    """A network containers can join."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ContainersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    DRIVER_FIELD_NUMBER: _builtins.int
+    SUBNET_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    BRIDGE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CONTAINERS_FIELD_NUMBER: _builtins.int
+    DNS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name, unique."""
+    id: _builtins.str
+    """64 hex characters."""
+    driver: _builtins.str
+    """"bridge" (the only driver so far)."""
+    subnet: _builtins.str
+    """IPv4 subnet, e.g. "10.89.0.0/24"."""
+    gateway: _builtins.str
+    """Gateway address (the bridge's), e.g. "10.89.0.1"."""
+    bridge: _builtins.str
+    """Linux bridge interface name."""
+    created_at: _builtins.int
+    """Creation time, Unix ns."""
+    dns: _builtins.bool
+    """Whether containers on it resolve each other by name (user-defined networks)."""
+    @_builtins.property
+    def containers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Containers attached now: container id -> address."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        id: _builtins.str = ...,
+        driver: _builtins.str = ...,
+        subnet: _builtins.str = ...,
+        gateway: _builtins.str = ...,
+        bridge: _builtins.str = ...,
+        created_at: _builtins.int = ...,
+        containers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        dns: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bridge", b"bridge", "containers", b"containers", "created_at", b"created_at", "dns", b"dns", "driver", b"driver", "gateway", b"gateway", "id", b"id", "name", b"name", "subnet", b"subnet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Network: _TypeAlias = Network  # noqa: Y015
