@@ -34,7 +34,11 @@ def wait_ready(client: Client, timeout: float = 30.0) -> None:
 
 
 class PrivateEngine:
-    """``teu-engine`` with its state and sockets under ``base``; stopping it removes every container."""
+    """``teu-engine`` with its state and sockets under ``base``; stopping it removes every container.
+
+    Containers default to ``--network none`` (loopback only) unless TEU_DEFAULT_NETWORK says otherwise:
+    a private engine in the host's network namespace must not create bridges or rules there.
+    """
 
     def __init__(self, base: Path) -> None:
         self.root = base / "lib"
@@ -57,7 +61,7 @@ class PrivateEngine:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "teu.engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],
-                env={**os.environ, "TEU_METRICS_PORT_BASE": "0"},
+                env={"TEU_DEFAULT_NETWORK": "none", **os.environ, "TEU_METRICS_PORT_BASE": "0"},
                 stdout=log,
                 stderr=log,
                 start_new_session=True,

@@ -8,7 +8,10 @@ from teu.common.config import Config
 from teu.common.server import Lifecycle, Service, main
 from teu.gateway.backends import open_backends
 from teu.gateway.flows import Flows
-from teu.gateway.service import ContainersServicer, ImagesServicer, SystemServicer
+from teu.gateway.images import ImagesServicer
+from teu.gateway.networks import NetworksServicer
+from teu.gateway.service import ContainersServicer
+from teu.gateway.system import SystemServicer
 from teu.gateway.v1 import gateway_pb2_grpc as g
 
 
@@ -22,6 +25,7 @@ async def build(cfg: Config) -> Lifecycle:
             Service(g.add_ContainersServiceServicer_to_server, ContainersServicer(flows), "teu.gateway.v1.ContainersService"),
             Service(g.add_ImagesServiceServicer_to_server, ImagesServicer(flows), "teu.gateway.v1.ImagesService"),
             Service(g.add_SystemServiceServicer_to_server, SystemServicer(flows), "teu.gateway.v1.SystemService"),
+            Service(g.add_NetworksServiceServicer_to_server, NetworksServicer(flows), "teu.gateway.v1.NetworksService"),
         ],
         on_stop=backends.close,
         background=[resume],

@@ -40,11 +40,17 @@ def details(c: rt.Container) -> gw.ContainerDetails:
         monitor_pid=c.monitor_pid,
         restart_count=c.restart_count,
         mounts=list(c.spec.rootfs),
+        network=c.network,
         execs=[
             gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)
             for e in c.execs
         ],
     )
+
+
+def progress(p: st.Progress) -> gw.Progress:
+    """Pull/push progress as the public API shows it."""
+    return gw.Progress(digest=p.digest, done=p.done, total=p.total, status=p.status)
 
 
 def image(i: st.Image) -> gw.ImageSummary:
@@ -56,4 +62,6 @@ def image(i: st.Image) -> gw.ImageSummary:
         size=i.size,
         config=i.config,
         layers=list(i.layers),
+        parent=i.parent,
+        comment=i.comment,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from teu.errors import InvalidArgument
 from teu.gateway.v1 import gateway_pb2 as gw
@@ -95,6 +95,28 @@ def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
     return size, files
 
 
+def check_ports(ports: Iterable[types_pb2.PortMapping], network: str) -> list[types_pb2.PortMapping]:
+    """Published ports, validated; each needs a network with its own addresses."""
+    out = []
+    seen: set[tuple[str, int, str]] = set()
+    for p in ports:
+        proto = p.protocol or "tcp"
+        if proto not in ("tcp", "udp"):
+            raise InvalidArgument(f"invalid protocol {p.protocol!r}: want tcp or udp")
+        if not (1 <= p.host_port <= 65535 and 1 <= p.container_port <= 65535):
+            raise InvalidArgument(f"invalid port mapping {p.host_port}:{p.container_port}: ports are 1-65535")
+        if network in ("none", "host"):
+            raise InvalidArgument(f"ports cannot be published with --network {network}")
+        key = (p.host_ip, p.host_port, proto)
+        if key in seen:
+            raise InvalidArgument(f"port {p.host_port}/{proto} is published twice")
+        seen.add(key)
+        out.append(
+            types_pb2.PortMapping(host_ip=p.host_ip, host_port=p.host_port, container_port=p.container_port, protocol=proto)
+        )
+    return out
+
+
 def container_spec(config: gw.ContainerConfig, image: st.Image, cpus: int | None = None) -> rt.ContainerSpec:
     """The runtime spec for ``config`` on ``image`` (without rootfs and log path, which come later)."""
     ic = image.config
@@ -123,5 +145,39 @@ def container_spec(config: gw.ContainerConfig, image: st.Image, cpus: int | None
         stop_timeout=config.stop_timeout if config.stop_timeout > 0 else 10,
         labels={**ic.labels, **config.labels},
     )
+    spec.network = config.network
+    spec.ports.extend(check_ports(config.ports, config.network))
     spec.extensions[CONFIG_KEY] = config.SerializeToString()
     return spec
+
+
+COMMIT_FIELDS = ("entrypoint", "cmd", "env", "working_dir", "user", "stop_signal", "labels")
+
+
+def commit_config(
+    spec: rt.ContainerSpec, image: types_pb2.ImageConfig, changes: types_pb2.ImageConfig, changed: Iterable[str]
+) -> types_pb2.ImageConfig:
+    """The committed image's config: the container's (as it runs), then ``--change`` fields on top."""
+    config = gw.ContainerConfig()
+    config.ParseFromString(spec.extensions.get(CONFIG_KEY, b""))
+    out = types_pb2.ImageConfig(
+        entrypoint=list(config.entrypoint.values) if config.HasField("entrypoint") else list(image.entrypoint),
+        cmd=list(config.cmd) or ([] if config.HasField("entrypoint") else list(image.cmd)),
+        env=list(spec.process.env),
+        working_dir=spec.process.cwd if spec.process.cwd != "/" else image.working_dir,
+        user=spec.process.user,
+        stop_signal=spec.stop_signal if spec.stop_signal != "SIGTERM" else image.stop_signal,
+        labels=dict(spec.labels),
+    )
+    for name in changed:
+        if name not in COMMIT_FIELDS:
+            raise InvalidArgument(f"unknown config field {name!r} in changes")
+        if name == "env":
+            out.env[:] = merge_env(list(out.env), list(changes.env))
+        elif name == "labels":
+            out.labels.update(changes.labels)
+        elif name in ("entrypoint", "cmd"):
+            getattr(out, name)[:] = list(getattr(changes, name))
+        else:
+            setattr(out, name, getattr(changes, name))
+    return out

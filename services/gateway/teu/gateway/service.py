@@ -6,20 +6,17 @@ from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
-from grpc_health.v1 import health_pb2
 
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, InvalidArgument
-from teu.gateway import convert, streams
-from teu.gateway.backends import call
+from teu.gateway import convert, options, streams
+from teu.gateway.backends import call, stream
 from teu.gateway.flows import Flows
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.gateway.v1 import gateway_pb2_grpc
-from teu.logs.v1 import logs_pb2 as lg
 from teu.runtime.v1 import runtime_pb2 as rt
 from teu.storage.v1 import storage_pb2 as st
 
-VERSION = "0.1.0"
 Ctx: TypeAlias = grpc.aio.ServicerContext  # grpc is untyped, so this is Any to mypy
 
 
@@ -29,6 +26,7 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
     def __init__(self, flows: Flows) -> None:
         self.f = flows
         self.rt = flows.b.runtime
+        self.st = flows.b.storage
 
     async def Create(self, request: gw.CreateRequest, context: Ctx) -> gw.CreateResponse:
         c = await self.f.create(request.config)
@@ -97,69 +95,37 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         async for resp in streams.exec_(self.f, request_iterator):
             yield resp
 
+    async def Diff(self, request: gw.DiffRequest, context: Ctx) -> gw.DiffResponse:
+        c = await self.f.find(request.container)
+        resp = await call("storage", self.st.Diff(st.DiffRequest(key=c.id)))
+        return gw.DiffResponse(changes=[gw.Change(kind=ch.kind, path=ch.path) for ch in resp.changes])
 
-class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):
-    """Image operations."""
+    async def Commit(self, request: gw.CommitRequest, context: Ctx) -> gw.CommitResponse:
+        c = await self.f.find(request.container)
+        image = (await call("storage", self.st.GetImage(st.GetImageRequest(ref=c.spec.image_id)))).image
+        config = options.commit_config(c.spec, image.config, request.changes, request.changed)
+        req = st.CommitRequest(key=c.id, ref=request.ref, config=config, message=request.message, author=request.author)
+        resp = await call("storage", self.st.Commit(req))
+        return gw.CommitResponse(image=convert.image(resp.image))
 
-    def __init__(self, flows: Flows) -> None:
-        self.st = flows.b.storage
+    async def Export(self, request: gw.ExportRequest, context: Ctx) -> AsyncIterator[gw.ExportResponse]:
+        c = await self.f.find(request.container)
+        async for part in stream("storage", self.st.Export(st.ExportRequest(key=c.id))):
+            yield gw.ExportResponse(chunk=part.chunk)
 
-    async def Import(self, request_iterator: AsyncIterator[gw.ImportRequest], context: Ctx) -> gw.ImportResponse:
-        async def forward() -> AsyncIterator[st.ImportImageRequest]:
+    async def CopyFrom(self, request: gw.CopyFromRequest, context: Ctx) -> AsyncIterator[gw.CopyFromResponse]:
+        c = await self.f.find(request.container)
+        async for part in stream("storage", self.st.CopyFrom(st.CopyFromRequest(key=c.id, path=request.path))):
+            yield gw.CopyFromResponse(chunk=part.chunk)
+
+    async def CopyTo(self, request_iterator: AsyncIterator[gw.CopyToRequest], context: Ctx) -> gw.CopyToResponse:
+        header: gw.CopyToHeader = (await streams.first_message(request_iterator, "header")).header
+        c = await self.f.find(header.container)
+
+        async def forward() -> AsyncIterator[st.CopyToRequest]:
+            yield st.CopyToRequest(header=st.CopyToHeader(key=c.id, path=header.path))
             async for part in request_iterator:
-                if part.HasField("header"):
-                    yield st.ImportImageRequest(header=st.ImportHeader(ref=part.header.ref, config=part.header.config))
-                else:
-                    yield st.ImportImageRequest(chunk=part.chunk)
+                yield st.CopyToRequest(chunk=part.chunk)
 
-        resp = await call("storage", self.st.ImportImage(forward()))
-        return gw.ImportResponse(image=convert.image(resp.image))
-
-    async def ListImages(self, request: gw.ListImagesRequest, context: Ctx) -> gw.ListImagesResponse:
-        resp = await call("storage", self.st.ListImages(st.ListImagesRequest()))
-        return gw.ListImagesResponse(images=[convert.image(i) for i in resp.images])
-
-    async def InspectImage(self, request: gw.InspectImageRequest, context: Ctx) -> gw.InspectImageResponse:
-        resp = await call("storage", self.st.GetImage(st.GetImageRequest(ref=request.image)))
-        return gw.InspectImageResponse(image=convert.image(resp.image))
-
-
-class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
-    """Engine-wide information."""
-
-    def __init__(self, flows: Flows) -> None:
-        self.b = flows.b
-
-    async def Info(self, request: gw.InfoRequest, context: Ctx) -> gw.InfoResponse:
-        r = await call("runtime", self.b.runtime.GetRuntimeInfo(rt.GetRuntimeInfoRequest()))
-        s = await call("storage", self.b.storage.GetStorageInfo(st.GetStorageInfoRequest()))
-        await call("logs", self.b.logs_health.Check(health_pb2.HealthCheckRequest()))  # all three must answer
-        return gw.InfoResponse(
-            oci_runtime=r.oci_runtime,
-            oci_runtime_version=r.oci_runtime_version,
-            oci_runtime_reason=r.oci_runtime_reason,
-            cgroup_version=r.cgroup_version,
-            conmon_version=r.conmon_version,
-            containers=r.containers_running + r.containers_created + r.containers_exited,
-            containers_running=r.containers_running,
-            containers_created=r.containers_created,
-            containers_exited=r.containers_exited,
-            images=s.images,
-            storage_driver=s.driver,
-            storage_root=s.root,
-        )
-
-    async def DiskUsage(self, request: gw.DiskUsageRequest, context: Ctx) -> gw.DiskUsageResponse:
-        images = await call("storage", self.b.storage.ListImages(st.ListImagesRequest()))
-        containers = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=True)))
-        logs = await call("logs", self.b.logs.GetLogUsage(lg.GetLogUsageRequest()))
-        return gw.DiskUsageResponse(
-            images=len(images.images),
-            images_bytes=sum(i.size for i in images.images),
-            containers=len(containers.containers),
-            logs_bytes=logs.bytes,
-        )
-
-    async def Version(self, request: gw.VersionRequest, context: Ctx) -> gw.VersionResponse:
-        r = await call("runtime", self.b.runtime.GetRuntimeInfo(rt.GetRuntimeInfoRequest()))
-        return gw.VersionResponse(version=VERSION, api_version="v1", oci_runtime_version=r.oci_runtime_version)
+        resp = await call("storage", self.st.CopyTo(forward()))
+        return gw.CopyToResponse(files=resp.files)
