@@ -185,7 +185,7 @@ class Client:
 
     def logs(self, container: str, tail: int = 0, follow: bool = False) -> Iterator[gw.LogLine]:
         """The container's output lines, from its log."""
-        for batch in _stream(self.containers.Logs(gw.LogsRequest(container=container, tail=tail, follow=follow))):
+        for batch in _stream(self.containers.Logs(gw.LogsRequest(containers=[container], tail=tail, follow=follow))):
             yield from batch.lines
 
     # -- images -----------------------------------------------------------------------------------
