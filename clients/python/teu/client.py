@@ -185,7 +185,8 @@ class Client:
 
     def logs(self, container: str, tail: int = 0, follow: bool = False) -> Iterator[gw.LogLine]:
         """The container's output lines, from its log."""
-        for batch in _stream(self.containers.Logs(gw.LogsRequest(containers=[container], tail=tail, follow=follow))):
+        req = gw.LogsRequest(containers=[container], tail=tail, follow=follow, timestamps=True)
+        for batch in _stream(self.containers.Logs(req)):
             yield from batch.lines
 
     # -- images -----------------------------------------------------------------------------------

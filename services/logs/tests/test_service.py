@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from teu.common.interceptor import ErrorInterceptor
+from teu.logs.segments import LogDir
 from teu.logs.service import LogsServicer
 from teu.logs.store import LogStore
 from teu.logs.v1 import logs_pb2, logs_pb2_grpc
@@ -52,23 +53,55 @@ def serve(root: Path, scenario: Scenario) -> None:
 
 
 def test_prepare_read_remove_round_trip(tmp_path: Path) -> None:
-    """PrepareLog gives the path conmon writes, ReadLog serves it, RemoveLog deletes it once."""
+    """PrepareLog gives the path conmon writes, ReadLog serves it (records or chunks), RemoveLog deletes it once."""
 
     async def scenario(stub: logs_pb2_grpc.LogsServiceStub) -> None:
         path = Path((await stub.PrepareLog(logs_pb2.PrepareLogRequest(container_id=CID))).path)
         assert path == tmp_path / CID / "ctr.log"
         assert path.parent.is_dir() and not path.exists()
         path.write_bytes(TS + b" stdout F hi\n" + TS + b" stderr P \xff\x00\n")
-        responses = [r async for r in stub.ReadLog(logs_pb2.ReadLogRequest(container_id=CID))]
+        request = logs_pb2.ReadLogRequest(container_id=CID, timestamps=True)
+        responses = [r async for r in stub.ReadLog(request)]
         assert [list(r.records) for r in responses] == [
             [
                 logs_pb2.LogRecord(timestamp=1796019870027115861, stream=types_pb2.STREAM_STDOUT, data=b"hi\n"),
-                logs_pb2.LogRecord(timestamp=1796019870027115861, stream=types_pb2.STREAM_STDERR, data=b"\xff\x00"),
+                logs_pb2.LogRecord(
+                    timestamp=1796019870027115861, stream=types_pb2.STREAM_STDERR, data=b"\xff\x00", partial=True
+                ),
             ]
         ]
         assert responses[-1].offset == path.stat().st_size
+        chunks = [c for r in [r async for r in stub.ReadLog(logs_pb2.ReadLogRequest(container_id=CID))] for c in r.chunks]
+        assert chunks == [
+            logs_pb2.LogChunk(stream=types_pb2.STREAM_STDOUT, data=b"hi\n"),
+            logs_pb2.LogChunk(stream=types_pb2.STREAM_STDERR, data=b"\xff\x00"),
+        ]
+        usage = await stub.GetLogUsage(logs_pb2.GetLogUsageRequest())
+        assert (usage.bytes, usage.logs) == (path.stat().st_size, 1)
         assert (await stub.RemoveLog(logs_pb2.RemoveLogRequest(container_id=CID))).removed
         assert not (await stub.RemoveLog(logs_pb2.RemoveLogRequest(container_id=CID))).removed
+        usage = await stub.GetLogUsage(logs_pb2.GetLogUsageRequest())
+        assert (usage.bytes, usage.logs) == (0, 0)
+
+    serve(tmp_path, scenario)
+
+
+def test_configure_log_applies_defaults_and_persists(tmp_path: Path) -> None:
+    """ConfigureLog answers with the values in force (0 = engine default) and keeps them in the log's state."""
+
+    async def scenario(stub: logs_pb2_grpc.LogsServiceStub) -> None:
+        await stub.PrepareLog(logs_pb2.PrepareLogRequest(container_id=CID))
+        ctl = str(tmp_path / "ctl")
+        response = await stub.ConfigureLog(logs_pb2.ConfigureLogRequest(container_id=CID, max_files=3, control_path=ctl))
+        assert (response.max_size, response.max_files) == (20 * 1024 * 1024, 3)
+        cfg = LogDir(tmp_path / CID).config
+        assert cfg is not None and (cfg.max_size, cfg.max_files, cfg.control_path) == (20 * 1024 * 1024, 3, ctl)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ConfigureLog(logs_pb2.ConfigureLogRequest(container_id=CID, max_size=-1))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.ConfigureLog(logs_pb2.ConfigureLogRequest(container_id="ef" * 32))
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
     serve(tmp_path, scenario)
 
@@ -82,7 +115,7 @@ def test_follow_until_cancelled(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
         path.write_bytes(TS + b" stdout F late\n")
         response = await call.read()
-        assert [r.data for r in response.records] == [b"late\n"]
+        assert [c.data for c in response.chunks] == [b"late\n"]
         assert is_open(path)
         call.cancel()
         assert call.cancelled()
@@ -101,10 +134,12 @@ def test_follow_until_cancelled(tmp_path: Path) -> None:
         (logs_pb2.ReadLogRequest(container_id=CID), grpc.StatusCode.NOT_FOUND),
         (logs_pb2.ReadLogRequest(container_id="ABC"), grpc.StatusCode.INVALID_ARGUMENT),
         (logs_pb2.ReadLogRequest(container_id=CID, offset=-1), grpc.StatusCode.INVALID_ARGUMENT),
+        (logs_pb2.ReadLogRequest(container_id=CID, grep="(unclosed"), grpc.StatusCode.INVALID_ARGUMENT),
+        (logs_pb2.ReadLogRequest(container_id=CID, streams=[types_pb2.STREAM_UNSPECIFIED]), grpc.StatusCode.INVALID_ARGUMENT),
     ],
 )
 def test_read_errors(tmp_path: Path, request_: logs_pb2.ReadLogRequest, code: grpc.StatusCode) -> None:
-    """An unknown container is NOT_FOUND, a malformed id or offset INVALID_ARGUMENT."""
+    """An unknown container is NOT_FOUND; a malformed id, offset, pattern or stream INVALID_ARGUMENT."""
 
     async def scenario(stub: logs_pb2_grpc.LogsServiceStub) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as raised:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from teu.common.config import Config
 from teu.common.server import Lifecycle, Service, main
 from teu.logs.service import LogsServicer
@@ -10,10 +12,14 @@ from teu.logs.v1 import logs_pb2_grpc
 
 
 async def build(cfg: Config) -> Lifecycle:
-    """The logs service over the state directory ``<root>/logs``."""
-    servicer = LogsServicer(LogStore(cfg.state_dir("logs")))
+    """The logs service over the state directory ``<root>/logs``, with its rotation task."""
+    store = LogStore(cfg.state_dir("logs"))
+    # First round now: logs that outgrew their bound while the service was down rotate at once.
+    await store.tick()
+    rotation = asyncio.create_task(store.maintain(), name="log-rotation")
     return Lifecycle(
-        services=[Service(logs_pb2_grpc.add_LogsServiceServicer_to_server, servicer, "teu.logs.v1.LogsService")]
+        services=[Service(logs_pb2_grpc.add_LogsServiceServicer_to_server, LogsServicer(store), "teu.logs.v1.LogsService")],
+        background=[rotation],
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from teu.logs.store import LogStore
+from teu.logs.reader import ReadOptions
+from teu.logs.store import LogStore, make_filter
 from teu.logs.v1 import logs_pb2, logs_pb2_grpc
 
 
@@ -26,19 +27,31 @@ class LogsServicer(logs_pb2_grpc.LogsServiceServicer):
         path = await self.store.prepare(request.container_id)
         return logs_pb2.PrepareLogResponse(path=str(path))
 
+    async def ConfigureLog(
+        self, request: logs_pb2.ConfigureLogRequest, context: object
+    ) -> logs_pb2.ConfigureLogResponse:
+        """Sets the log's retention and control fifo; answers with the values in force."""
+        cfg = await self.store.configure(
+            request.container_id, request.max_size, request.max_files, request.control_path
+        )
+        return logs_pb2.ConfigureLogResponse(max_size=cfg.max_size, max_files=cfg.max_files)
+
     async def ReadLog(
         self, request: logs_pb2.ReadLogRequest, context: object
     ) -> AsyncIterator[logs_pb2.ReadLogResponse]:
-        """Streams the container's log records, one message per batch."""
-        batches = self.store.read(
-            request.container_id, offset=request.offset, tail=request.tail, follow=request.follow
-        )
+        """Streams the container's log: records when timestamps are asked for, chunks otherwise."""
+        flt = make_filter(list(request.streams), request.grep, request.since, request.until, request.timestamps)
+        opts = ReadOptions(offset=request.offset, tail=request.tail, follow=request.follow, flt=flt)
+        batches = self.store.read(request.container_id, opts)
         async with aclosing(batches):
             async for batch in batches:
                 response = logs_pb2.ReadLogResponse(offset=batch.offset)
-                add = response.records.add
-                for timestamp, stream, data in batch.records:
-                    add(timestamp=timestamp, stream=stream, data=data)
+                if batch.records:
+                    add = response.records.add
+                    for timestamp, stream, data, partial in batch.records:
+                        add(timestamp=timestamp, stream=stream, data=data, partial=partial)
+                for stream, data in batch.chunks:
+                    response.chunks.add(stream=stream, data=data)
                 yield response
 
     async def RemoveLog(
@@ -46,3 +59,10 @@ class LogsServicer(logs_pb2_grpc.LogsServiceServicer):
     ) -> logs_pb2.RemoveLogResponse:
         """Deletes the container's log; succeeds for an unknown one."""
         return logs_pb2.RemoveLogResponse(removed=await self.store.remove(request.container_id))
+
+    async def GetLogUsage(
+        self, request: logs_pb2.GetLogUsageRequest, context: object
+    ) -> logs_pb2.GetLogUsageResponse:
+        """Disk used by every segment of every log, and how many logs there are."""
+        total, count = await self.store.usage()
+        return logs_pb2.GetLogUsageResponse(bytes=total, logs=count)
