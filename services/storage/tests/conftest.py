@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import stat
+import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from teu.storage.core import Storage
+from teu.storage.core import Storage, import_image
+from teu.storage.oci import ImageConfig
+from teu.storage.snapshots import Mount
+from teu.storage.store import Image
 
 
 class Tars:
@@ -93,3 +101,69 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
     opened = Storage.open(tmp_path / "state")
     yield opened
     opened.close()
+
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class Kit:
+    """Helpers for tests of layers, snapshots and images (a fixture: tests cannot import conftest)."""
+
+    KEY = "c" * 64
+
+    @staticmethod
+    def import_tar(storage: Storage, data: bytes, ref: str = "", config: ImageConfig | None = None) -> Image:
+        """Imports ``data`` as a one-layer image (the async import run to completion)."""
+        return asyncio.run(import_image(storage, ref, config or ImageConfig(), _one_chunk(data)))
+
+    @staticmethod
+    def whiteout(path: Path) -> None:
+        """Makes an overlay whiteout (char device 0:0) at ``path``."""
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+
+    @staticmethod
+    def make_opaque(path: Path) -> None:
+        """Marks directory ``path`` opaque the way overlayfs does."""
+        os.setxattr(path, "trusted.overlay.opaque", b"y")
+
+    @staticmethod
+    def upper(storage: Storage, key: str = KEY) -> Path:
+        """The writable dir of snapshot ``key``."""
+        return storage.snapshots / key / "upper"
+
+    @staticmethod
+    @contextmanager
+    def mounted(mount: Mount, where: Path) -> Iterator[Path]:
+        """Mounts an overlay spec from storage at ``where`` like the runtime would; skips if not allowed."""
+        where.mkdir(exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", mount.type, mount.source, "-o", ",".join(mount.options), str(where)],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount overlay here: {done.stderr.decode().strip()}")
+        try:
+            yield where
+        finally:
+            subprocess.run(["umount", str(where)], check=True)
+
+    @staticmethod
+    def tar_names(data: bytes) -> list[str]:
+        """Member names of tar ``data``."""
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return tar.getnames()
+
+    @staticmethod
+    def tar_members(data: bytes) -> dict[str, tarfile.TarInfo]:
+        """Members of tar ``data`` by name."""
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {m.name: m for m in tar.getmembers()}
+
+
+@pytest.fixture
+def kit() -> type[Kit]:
+    """The helpers."""
+    return Kit

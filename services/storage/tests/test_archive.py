@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import stat
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from teu.errors import InvalidArgument
-from teu.storage import archive
+from teu.storage import archive, tarsplit
 
 
 def _extract(tmp_path: Path, data: bytes) -> Path:
@@ -149,3 +150,90 @@ def test_tar_from_stdlib_writer_roundtrips_bytes(tmp_path: Path) -> None:
         tar.addfile(info, io.BytesIO(payload))
     dest = _extract(tmp_path, buf.getvalue())
     assert (dest / "blob").read_bytes() == payload
+
+
+LAYER_HOSTILE: dict[str, Callable[[Any, Path], bytes]] = {
+    "whiteout smuggled as a device": lambda T, out: T.build((T.entry("x", tarfile.CHRTYPE), None)),
+    "whiteout through symlink": lambda T, out: T.build(T.sym("a", str(out)), T.file("a/.wh.secret")),
+    "opaque through symlink": lambda T, out: T.build(T.sym("a", str(out)), T.file("a/.wh..wh..opq")),
+    "whiteout of dotdot": lambda T, out: T.build(T.file("a/.wh..."), T.file("b")),
+    "overlay xattr": lambda T, out: _with_xattr(T, "trusted.overlay.redirect", "/etc"),
+}
+
+
+def _with_xattr(T: Any, name: str, value: str) -> bytes:
+    info, data = T.file("f")
+    info.pax_headers = {"SCHILY.xattr." + name: value}
+    built: bytes = T.build((info, data))
+    return built
+
+
+@pytest.mark.parametrize("case", sorted(LAYER_HOSTILE))
+def test_hostile_layer_tar_is_refused(tmp_path: Path, tars: Any, case: str) -> None:
+    """Whiteout entries cannot reach outside the layer, and overlay's own metadata cannot be forged."""
+    out = _outside(tmp_path)
+    out.mkdir()
+    (out / "secret").write_text("secret")
+    src = tmp_path / "in.tar"
+    src.write_bytes(LAYER_HOSTILE[case](tars, out))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(InvalidArgument):
+        archive.extract(src, dest, archive.Options(whiteouts=True))
+    assert sorted(p.name for p in out.iterdir()) == ["secret"] and (out / "secret").read_text() == "secret"
+    assert "trusted.overlay.opaque" not in os.listxattr(out)
+
+
+def test_oci_whiteouts_become_overlay_whiteouts(tmp_path: Path, tars: Any) -> None:
+    """.wh.name is a 0:0 char device, .wh..wh..opq marks its dir opaque; the same-layer file wins."""
+    data = tars.build(
+        tars.dir("etc"),
+        tars.file("etc/.wh.passwd"),
+        tars.file("home/.wh..wh..opq"),
+        tars.file("home/kept"),
+        tars.file("kept"),
+        tars.file(".wh.kept"),
+    )
+    src = tmp_path / "in.tar"
+    src.write_bytes(data)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    archive.extract(src, dest, archive.Options(whiteouts=True))
+    assert archive.is_whiteout(os.lstat(dest / "etc/passwd"))
+    assert os.getxattr(dest / "home", "trusted.overlay.opaque") == b"y"
+    assert (dest / "home/kept").read_bytes() == b"data" and (dest / "kept").read_bytes() == b"data"
+    assert not (dest / ".wh.kept").exists() and not (dest / "etc/.wh.passwd").exists()
+
+
+def test_xattrs_are_applied_with_a_safe_subset(tmp_path: Path, tars: Any) -> None:
+    """user.* xattrs are restored; unknown namespaces are skipped."""
+    info, data = tars.file("f")
+    info.pax_headers = {"SCHILY.xattr.user.k": "v", "SCHILY.xattr.trusted.other": "x"}
+    dest = _extract(tmp_path, tars.build((info, data)))
+    assert os.getxattr(dest / "f", "user.k") == b"v"
+    assert "trusted.other" not in os.listxattr(dest / "f")
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_tar_split_rebuilds_the_exact_bytes(tmp_path: Path, tars: Any, fmt: int) -> None:
+    """Headers, padding, replaced duplicates, hard links and trailing blocks all come back byte for byte."""
+    data = tars.build(
+        tars.dir("d"),
+        tars.file("d/a", b"first" * 300),
+        tars.file("d/b", b""),
+        tars.link("d/c", "d/a"),
+        tars.file("d/a", b"second"),  # replaces the first d/a: its bytes must stay in the split
+        tars.file("p" * 60 + "/" + "n" * 90, b"long name"),
+        tars.sym("s", "d/a"),
+        fmt=fmt,
+    ) + b"\0" * 4096
+    src = tmp_path / "in.tar"
+    src.write_bytes(data)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    stats = archive.extract(src, dest, archive.Options(whiteouts=True, record=True))
+    split = tmp_path / "split.gz"
+    tarsplit.write(src, stats.segments, split)
+    assert tarsplit.tar_size(split) == len(data)
+    reader = tarsplit.SplitReader(split, dest, "sha256:" + hashlib.sha256(data).hexdigest())
+    assert reader.readall() == data

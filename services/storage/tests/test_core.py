@@ -112,7 +112,8 @@ def test_snapshot_lifecycle(storage: Storage, tars: Any) -> None:
     image = _import(storage, tars.busybox())
     [mount] = storage.prepare_snapshot(KEY, image.id)
     snap = storage.snapshots / KEY
-    lower = storage.layers / image.layers[0].removeprefix("sha256:")
+    lower = storage.layer_dirs.link(image.layers[0])
+    assert lower.resolve() == storage.layers / image.layers[0].removeprefix("sha256:")
     assert (mount.type, mount.source, mount.destination) == ("overlay", "overlay", "/")
     assert mount.options == (f"lowerdir={lower}", f"upperdir={snap / 'upper'}", f"workdir={snap / 'work'}")
     assert (snap / "upper").is_dir() and (snap / "work").is_dir()

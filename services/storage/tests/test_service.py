@@ -100,3 +100,78 @@ def test_import_errors_map_to_status_codes(
     _serve(tmp_path, body)
     assert list((tmp_path / "state" / "tmp").iterdir()) == []
     assert list((tmp_path / "state" / "layers").iterdir()) == []
+
+
+async def _collect(call: Any) -> bytes:
+    return b"".join([m.chunk async for m in call])
+
+
+async def _copy_to(key: str, path: str, data: bytes) -> AsyncIterator[storage_pb2.CopyToRequest]:
+    yield storage_pb2.CopyToRequest(header=storage_pb2.CopyToHeader(key=key, path=path))
+    yield storage_pb2.CopyToRequest(chunk=data)
+
+
+async def _load(data: bytes) -> AsyncIterator[storage_pb2.LoadImagesRequest]:
+    for i in range(0, len(data), 65536):
+        yield storage_pb2.LoadImagesRequest(chunk=data[i : i + 65536])
+
+
+def test_layered_operations_over_grpc(tmp_path: Path, tars: Any) -> None:
+    """cp in, diff, commit, history, export, cp out, tag, save, rmi, load and prune through the stub."""
+
+    async def body(stub: Any) -> None:
+        base = (await stub.ImportImage(_requests("busybox", tars.busybox()))).image
+        await stub.PrepareSnapshot(storage_pb2.PrepareSnapshotRequest(key=KEY, image_id=base.id))
+        copied = await stub.CopyTo(_copy_to(KEY, "/etc", tars.build(tars.file("motd", b"hi"))))
+        assert copied.files == 1
+        diff = await stub.Diff(storage_pb2.DiffRequest(key=KEY))
+        assert [(c.kind, c.path) for c in diff.changes] == [("C", "/etc"), ("A", "/etc/motd")]
+        config = types_pb2.ImageConfig(cmd=["sh"])
+        committed = (
+            await stub.Commit(storage_pb2.CommitRequest(key=KEY, ref="app:1", config=config, message="motd"))
+        ).image
+        assert committed.parent == base.id and committed.comment == "motd" and len(committed.layers) == 2
+        history = await stub.History(storage_pb2.HistoryRequest(ref="app:1"))
+        assert [e.created_by for e in history.entries] == ["commit: motd", "teu import"]
+        exported = await _collect(stub.Export(storage_pb2.ExportRequest(key=KEY)))
+        assert b"hi" in exported
+        motd = await _collect(stub.CopyFrom(storage_pb2.CopyFromRequest(key=KEY, path="/etc/motd")))
+        assert motd.startswith(b"motd")
+        tagged = await stub.TagImage(storage_pb2.TagImageRequest(source="app:1", target="app:2"))
+        assert list(tagged.image.repo_tags) == ["app:1", "app:2"]
+        saved = await _collect(stub.SaveImages(storage_pb2.SaveImagesRequest(refs=["app:1"], format="oci-archive")))
+        removed = await stub.RemoveImage(storage_pb2.RemoveImageRequest(ref=committed.id))
+        assert list(removed.deleted) == [committed.id]
+        loaded = await stub.LoadImages(_load(saved))
+        assert [i.id for i in loaded.images] == [committed.id]
+        await stub.RemoveSnapshot(storage_pb2.RemoveSnapshotRequest(key=KEY))
+        pruned = await stub.Prune(storage_pb2.PruneRequest(all=True))
+        assert sorted(pruned.deleted) == sorted([base.id, committed.id]) and pruned.reclaimed > 0
+
+    _serve(tmp_path, body)
+    assert list((tmp_path / "state" / "layers").iterdir()) == []
+
+
+def test_layered_errors_map_to_status_codes(tmp_path: Path, tars: Any) -> None:
+    """Missing paths, used images, hostile archives and registry calls come back with their codes."""
+
+    async def body(stub: Any) -> None:
+        base = (await stub.ImportImage(_requests("busybox", tars.busybox()))).image
+        await stub.PrepareSnapshot(storage_pb2.PrepareSnapshotRequest(key=KEY, image_id=base.id))
+        calls = [
+            (grpc.StatusCode.NOT_FOUND, _collect(stub.CopyFrom(storage_pb2.CopyFromRequest(key=KEY, path="/no")))),
+            (grpc.StatusCode.NOT_FOUND, _collect(stub.Export(storage_pb2.ExportRequest(key="f" * 64)))),
+            (grpc.StatusCode.NOT_FOUND, stub.Diff(storage_pb2.DiffRequest(key="f" * 64))),
+            (grpc.StatusCode.FAILED_PRECONDITION, stub.RemoveImage(storage_pb2.RemoveImageRequest(ref="busybox"))),
+            (grpc.StatusCode.INVALID_ARGUMENT, stub.LoadImages(_load(tars.build(tars.file("../x"))))),
+            (grpc.StatusCode.INVALID_ARGUMENT, stub.CopyTo(_copy_to(KEY, "/tmp", tars.build(tars.file("../x"))))),
+            (grpc.StatusCode.UNIMPLEMENTED, _collect(stub.Pull(storage_pb2.PullRequest(ref="localhost:5000/a")))),
+        ]
+        for code, call in calls:
+            with pytest.raises(grpc.aio.AioRpcError) as failure:
+                await call
+            assert failure.value.code() == code, failure.value.details()
+            if code == grpc.StatusCode.FAILED_PRECONDITION:
+                assert f"image is being used by container {KEY}" in str(failure.value.details())
+
+    _serve(tmp_path, body)

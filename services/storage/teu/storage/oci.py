@@ -8,13 +8,24 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from teu.errors import Internal
 
-__all__ = ["ImageConfig", "build_config", "parse_config"]
+__all__ = [
+    "HistoryItem",
+    "ImageConfig",
+    "build_config",
+    "history",
+    "host_architecture",
+    "parse_config",
+    "parse_created",
+    "platform_of",
+    "rfc3339",
+]
 
 # platform.machine() spellings mapped to the GOARCH names OCI uses.
 _ARCH = {
@@ -44,13 +55,49 @@ class ImageConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-def build_config(config: ImageConfig, diff_ids: Sequence[str], created_ns: int) -> bytes:
+@dataclass(frozen=True)
+class HistoryItem:
+    """One entry of an OCI config's history; ``empty_layer`` entries added no layer."""
+
+    created: str = ""
+    created_by: str = ""
+    comment: str = ""
+    author: str = ""
+    empty_layer: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as OCI writes it (empty fields left out)."""
+        out: dict[str, Any] = {}
+        for key, value in (
+            ("created", self.created),
+            ("created_by", self.created_by),
+            ("comment", self.comment),
+            ("author", self.author),
+        ):
+            if value:
+                out[key] = value
+        if self.empty_layer:
+            out["empty_layer"] = True
+        return out
+
+
+def build_config(
+    config: ImageConfig,
+    diff_ids: Sequence[str],
+    created_ns: int,
+    *,
+    steps: Sequence[HistoryItem] | None = None,
+    base_platform: Mapping[str, str] | None = None,
+    author: str = "",
+) -> bytes:
     """Serializes an OCI image config for layers ``diff_ids`` (bottom first) created at ``created_ns``.
 
-    Only non-empty fields of ``config`` are written, as Docker does. The output is deterministic for
-    equal inputs, so the same content always yields the same image id.
+    Only non-empty fields of ``config`` are written, as Docker does. ``steps`` is the history (an
+    import entry if None); ``base_platform`` (architecture, os, variant) carries a parent's platform
+    over to a commit. The output is deterministic for equal inputs, so the same content always
+    yields the same image id.
     """
-    created = _rfc3339(created_ns)
+    created = rfc3339(created_ns)
     runnable: dict[str, Any] = {}
     for key, value in (
         ("Entrypoint", list(config.entrypoint)),
@@ -63,15 +110,73 @@ def build_config(config: ImageConfig, diff_ids: Sequence[str], created_ns: int) 
     ):
         if value:
             runnable[key] = value
-    document = {
-        "architecture": _ARCH.get(platform.machine().lower(), platform.machine().lower()),
+    if steps is None:
+        steps = [HistoryItem(created=created, created_by="teu import", comment="Imported from tar stream")]
+    document: dict[str, Any] = {
+        "architecture": host_architecture(),
         "os": "linux",
-        "created": created,
-        "config": runnable,
-        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
-        "history": [{"created": created, "created_by": "teu import", "comment": "Imported from tar stream"}],
     }
+    document.update(base_platform or {})
+    if author:
+        document["author"] = author
+    document.update(
+        {
+            "created": created,
+            "config": runnable,
+            "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+            "history": [step.to_json() for step in steps],
+        }
+    )
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def host_architecture() -> str:
+    """This machine's architecture in OCI (GOARCH) spelling."""
+    return _ARCH.get(platform.machine().lower(), platform.machine().lower())
+
+
+def history(raw: bytes, layers: int) -> list[HistoryItem]:
+    """The history of stored config ``raw``, oldest first; one blank entry per layer if it has none."""
+    try:
+        items = json.loads(raw).get("history") or []
+        steps = [
+            HistoryItem(
+                created=str(h.get("created") or ""),
+                created_by=str(h.get("created_by") or ""),
+                comment=str(h.get("comment") or ""),
+                author=str(h.get("author") or ""),
+                empty_layer=bool(h.get("empty_layer")),
+            )
+            for h in items
+            if isinstance(h, dict)
+        ]
+    except (ValueError, AttributeError) as exc:
+        raise Internal(f"corrupt image config in store: {exc}") from exc
+    if sum(not s.empty_layer for s in steps) != layers:
+        return [HistoryItem() for _ in range(layers)]  # a history that does not match is no help
+    return steps
+
+
+def platform_of(raw: bytes) -> dict[str, str]:
+    """architecture, os and variant of stored config ``raw``."""
+    try:
+        doc = json.loads(raw)
+        return {k: str(doc[k]) for k in ("architecture", "os", "variant") if doc.get(k)}
+    except (ValueError, AttributeError) as exc:
+        raise Internal(f"corrupt image config in store: {exc}") from exc
+
+
+def parse_created(stamp: str) -> int | None:
+    """Unix nanoseconds of an RFC 3339 time as OCI writes it, None if unreadable."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9})\d*)?(Z|[+-]\d\d:\d\d)", stamp)
+    if m is None:
+        return None
+    try:
+        zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+        moment = datetime.datetime.fromisoformat(m.group(1) + zone)
+    except ValueError:
+        return None
+    return int(moment.timestamp()) * 1_000_000_000 + int((m.group(2) or "0").ljust(9, "0"))
 
 
 def parse_config(raw: bytes) -> ImageConfig:
@@ -91,7 +196,7 @@ def parse_config(raw: bytes) -> ImageConfig:
         raise Internal(f"corrupt image config in store: {exc}") from exc
 
 
-def _rfc3339(ns: int) -> str:
+def rfc3339(ns: int) -> str:
     """RFC 3339 UTC with nanoseconds, the form Docker writes."""
     seconds, rest = divmod(ns, 1_000_000_000)
     stamp = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")

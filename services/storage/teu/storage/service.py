@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from teu.errors import InvalidArgument
+from teu.errors import InvalidArgument, Unimplemented
 from teu.storage import core
 from teu.storage.oci import ImageConfig
 from teu.storage.snapshots import Mount
 from teu.storage.store import Image
+from teu.storage.streams import stream_from_thread
 from teu.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu.types.v1 import types_pb2
 
@@ -40,6 +41,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             first.header.ref,
             _config_from_proto(first.header.config),
             _chunks(request_iterator),
+            url=first.header.url,
         )
         return storage_pb2.ImportImageResponse(image=_image_to_proto(image))
 
@@ -81,12 +83,134 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             driver=info.driver, images=info.images, snapshots=info.snapshots, root=info.root
         )
 
+    async def Diff(
+        self, request: storage_pb2.DiffRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.DiffResponse:
+        changes = await asyncio.to_thread(self._storage.diff, request.key)
+        return storage_pb2.DiffResponse(
+            changes=[storage_pb2.Change(kind=c.kind, path=c.path) for c in changes]
+        )
 
-async def _chunks(requests: AsyncIterator[storage_pb2.ImportImageRequest]) -> AsyncIterator[bytes]:
+    async def Commit(
+        self, request: storage_pb2.CommitRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.CommitResponse:
+        image = await asyncio.to_thread(
+            self._storage.commit,
+            request.key,
+            request.ref,
+            _config_from_proto(request.config),
+            request.message,
+            request.author,
+        )
+        return storage_pb2.CommitResponse(image=_image_to_proto(image))
+
+    async def Export(
+        self, request: storage_pb2.ExportRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.ExportResponse]:
+        await asyncio.to_thread(self._storage.snapshot_mounts, request.key)  # NotFound before any byte
+        async for chunk in stream_from_thread(lambda out: self._storage.export(request.key, out)):
+            yield storage_pb2.ExportResponse(chunk=chunk)
+
+    async def CopyFrom(
+        self, request: storage_pb2.CopyFromRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.CopyFromResponse]:
+        async for chunk in stream_from_thread(
+            lambda out: self._storage.copy_from(request.key, request.path, out)
+        ):
+            yield storage_pb2.CopyFromResponse(chunk=chunk)
+
+    async def CopyTo(
+        self,
+        request_iterator: AsyncIterator[storage_pb2.CopyToRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> storage_pb2.CopyToResponse:
+        try:
+            first = await anext(request_iterator)
+        except StopAsyncIteration:
+            raise InvalidArgument("CopyTo: the stream has no header") from None
+        if first.WhichOneof("part") != "header":
+            raise InvalidArgument("CopyTo: the first message must be the header")
+        header = first.header
+        await asyncio.to_thread(self._storage.snapshot_mounts, header.key)  # NotFound before the upload
+        tar_path = await core.receive(self._storage, _chunks(request_iterator))
+        try:
+            files = await asyncio.to_thread(self._storage.copy_to, header.key, header.path, tar_path)
+        finally:
+            tar_path.unlink(missing_ok=True)
+        return storage_pb2.CopyToResponse(files=files)
+
+    async def TagImage(
+        self, request: storage_pb2.TagImageRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.TagImageResponse:
+        image = await asyncio.to_thread(self._storage.tag, request.source, request.target)
+        return storage_pb2.TagImageResponse(image=_image_to_proto(image))
+
+    async def RemoveImage(
+        self, request: storage_pb2.RemoveImageRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.RemoveImageResponse:
+        untagged, deleted = await asyncio.to_thread(self._storage.remove_image, request.ref, request.force)
+        return storage_pb2.RemoveImageResponse(untagged=untagged, deleted=deleted)
+
+    async def History(
+        self, request: storage_pb2.HistoryRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.HistoryResponse:
+        entries = await asyncio.to_thread(self._storage.history, request.ref)
+        return storage_pb2.HistoryResponse(
+            entries=[
+                storage_pb2.HistoryEntry(
+                    id=e.id, created_at=e.created_at, created_by=e.created_by, size=e.size, comment=e.comment
+                )
+                for e in entries
+            ]
+        )
+
+    async def SaveImages(
+        self, request: storage_pb2.SaveImagesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.SaveImagesResponse]:
+        names, fmt = list(request.refs), request.format
+        for name in names:  # NotFound before any byte is sent
+            await asyncio.to_thread(self._storage.get_image, name)
+        async for chunk in stream_from_thread(lambda out: self._storage.save(names, fmt, out)):
+            yield storage_pb2.SaveImagesResponse(chunk=chunk)
+
+    async def LoadImages(
+        self,
+        request_iterator: AsyncIterator[storage_pb2.LoadImagesRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> storage_pb2.LoadImagesResponse:
+        tar_path = await core.receive(self._storage, (r.chunk async for r in request_iterator))
+        try:
+            images = await asyncio.to_thread(self._storage.load, tar_path)
+        finally:
+            tar_path.unlink(missing_ok=True)
+        return storage_pb2.LoadImagesResponse(images=[_image_to_proto(i) for i in images])
+
+    async def Pull(
+        self, request: storage_pb2.PullRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.PullResponse]:
+        raise Unimplemented("Pull: registry pulls are not built yet")
+        yield storage_pb2.PullResponse()  # pragma: no cover - makes this an async generator
+
+    async def Push(
+        self, request: storage_pb2.PushRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.PushResponse]:
+        raise Unimplemented("Push: registry pushes are not built yet")
+        yield storage_pb2.PushResponse()  # pragma: no cover - makes this an async generator
+
+    async def Prune(
+        self, request: storage_pb2.PruneRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.PruneResponse:
+        deleted, reclaimed = await asyncio.to_thread(self._storage.prune, request.all)
+        return storage_pb2.PruneResponse(deleted=deleted, reclaimed=reclaimed)
+
+
+async def _chunks(
+    requests: AsyncIterator[storage_pb2.ImportImageRequest] | AsyncIterator[storage_pb2.CopyToRequest],
+) -> AsyncIterator[bytes]:
     """The tar bytes of the messages after the header; a second header is a protocol error."""
     async for request in requests:
         if request.WhichOneof("part") != "chunk":
-            raise InvalidArgument("ImportImage: only chunks may follow the header")
+            raise InvalidArgument("only chunks may follow the header")
         yield request.chunk
 
 
@@ -122,6 +246,8 @@ def _image_to_proto(image: Image) -> storage_pb2.Image:
         size=image.size,
         config=_config_to_proto(image.config),
         layers=image.layers,
+        parent=image.parent,
+        comment=image.comment,
     )
 
 

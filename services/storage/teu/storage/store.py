@@ -6,11 +6,14 @@ Schema (meta.db, WAL mode, foreign keys on)::
        ▲
     image_layers(image_id, position, diff_id)   position 0 = bottom layer
        │
-    images(id PK, config BLOB, created_at)  config = the exact bytes whose sha256 is id
+    images(id PK, config BLOB, created_at, parent, comment)
+                                            config = the exact bytes whose sha256 is id
        ▲                   ▲
     tags(ref PK, image_id)    snapshots(key PK, image_id, created_at)
 
-A tag names exactly one image; re-tagging moves it. Every write is one transaction, so readers never
+A tag names exactly one image; re-tagging moves it. ``parent`` (the image a commit started from)
+is informational: deleting a parent leaves its children intact, since each lists all its layers.
+Every write is one transaction, so readers never
 see an image without its layers or tag. Safe to call from several threads (one lock, one connection).
 """
 
@@ -24,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from teu.errors import AlreadyExists, NotFound
+from teu.errors import AlreadyExists, FailedPrecondition, NotFound
 from teu.storage.oci import ImageConfig, parse_config
 
-__all__ = ["Image", "Store"]
+__all__ = ["Image", "NewImage", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -55,7 +58,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tags_by_image ON tags(image_id);
+CREATE INDEX IF NOT EXISTS snapshots_by_image ON snapshots(image_id);
 """
+# Columns added after the first schema; added to older databases at open.
+_ADDED_COLUMNS = {
+    "images": (("parent", "TEXT NOT NULL DEFAULT ''"), ("comment", "TEXT NOT NULL DEFAULT ''")),
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,21 @@ class Image:
     size: int
     config: ImageConfig
     layers: tuple[str, ...]
+    parent: str = ""
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to record: ``layers`` are ``(diff_id, unpacked size)`` bottom first."""
+
+    id: str
+    config: bytes
+    created_at: int
+    layers: Sequence[tuple[str, int]]
+    refs: Sequence[str] = ()
+    parent: str = ""
+    comment: str = ""
 
 
 class Store:
@@ -84,6 +107,11 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
         return cls(conn)
 
     def close(self) -> None:
@@ -110,28 +138,119 @@ class Store:
         created_at: int,
         layers: Sequence[tuple[str, int]],
         ref: str | None,
+        *,
+        parent: str = "",
+        comment: str = "",
     ) -> None:
         """Records an image with its ``(diff_id, size)`` layers, bottom first, and tags it ``ref``.
 
         Importing identical content again is not an error: the existing image keeps its creation
         time. A ``ref`` naming another image is moved to this one.
         """
+        refs = (ref,) if ref is not None else ()
+        self.add_images([NewImage(image_id, config, created_at, layers, refs, parent, comment)])
+
+    def add_images(self, images: Sequence[NewImage]) -> None:
+        """Records several images in one transaction: all of them or none (see :meth:`add_image`)."""
         with self._tx() as db:
-            db.executemany("INSERT OR IGNORE INTO layers (diff_id, size) VALUES (?, ?)", layers)
-            db.execute(
-                "INSERT OR IGNORE INTO images (id, config, created_at) VALUES (?, ?, ?)",
-                (image_id, config, created_at),
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO image_layers (image_id, position, diff_id) VALUES (?, ?, ?)",
-                [(image_id, pos, diff_id) for pos, (diff_id, _) in enumerate(layers)],
-            )
-            if ref is not None:
+            for image in images:
+                db.executemany("INSERT OR IGNORE INTO layers (diff_id, size) VALUES (?, ?)", image.layers)
                 db.execute(
+                    "INSERT OR IGNORE INTO images (id, config, created_at, parent, comment) VALUES (?, ?, ?, ?, ?)",
+                    (image.id, image.config, image.created_at, image.parent, image.comment),
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO image_layers (image_id, position, diff_id) VALUES (?, ?, ?)",
+                    [(image.id, pos, diff_id) for pos, (diff_id, _) in enumerate(image.layers)],
+                )
+                db.executemany(
                     "INSERT INTO tags (ref, image_id) VALUES (?, ?) "
                     "ON CONFLICT (ref) DO UPDATE SET image_id = excluded.image_id",
-                    (ref, image_id),
+                    [(ref, image.id) for ref in image.refs],
                 )
+
+    def tag(self, ref: str, image_id: str) -> None:
+        """Points ``ref`` at ``image_id`` (moving it from any other image)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO tags (ref, image_id) VALUES (?, ?) "
+                "ON CONFLICT (ref) DO UPDATE SET image_id = excluded.image_id",
+                (ref, image_id),
+            )
+
+    def remove_image(self, image_id: str, refs: Sequence[str] | None, force: bool) -> tuple[list[str], bool]:
+        """Untags ``refs`` (all tags if None) of ``image_id`` and deletes it once untagged and unused.
+
+        Returns (refs untagged, whether the image was deleted). FailedPrecondition, with nothing
+        changed, if that would leave a snapshot's image without a name and ``force`` is not set;
+        with ``force`` the refs go and the image stays until its snapshots are gone. One
+        transaction, so a snapshot cannot be prepared over the image half-way through.
+        """
+        with self._tx() as db:
+            tags = [str(r[0]) for r in db.execute("SELECT ref FROM tags WHERE image_id = ?", (image_id,))]
+            untag = tags if refs is None else [r for r in refs if r in tags]
+            remaining = [t for t in tags if t not in untag]
+            users = [
+                str(r[0])
+                for r in db.execute("SELECT key FROM snapshots WHERE image_id = ? ORDER BY key", (image_id,))
+            ]
+            if not remaining and users and not force:
+                raise FailedPrecondition(
+                    f"unable to remove image {image_id}: image is being used by container {users[0]}"
+                )
+            db.executemany("DELETE FROM tags WHERE ref = ?", [(r,) for r in untag])
+            deleted = not remaining and not users
+            if deleted:
+                db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            return untag, deleted
+
+    def prune(self, everything: bool) -> list[str]:
+        """Deletes images no snapshot uses: untagged ones (all of them with ``everything``).
+
+        Parents of images that stay are kept, so their history keeps its ids. Returns deleted ids.
+        """
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT i.id, i.parent, EXISTS (SELECT 1 FROM tags t WHERE t.image_id = i.id), "
+                "EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id) FROM images i"
+            ).fetchall()
+            keep = {str(r[0]) for r in rows if r[3] or (r[2] and not everything)}
+            parents = {str(r[0]): str(r[1]) for r in rows}
+            for image_id in list(keep):
+                parent = parents.get(image_id, "")
+                while parent and parent in parents and parent not in keep:
+                    keep.add(parent)
+                    parent = parents[parent]
+            doomed = sorted(set(parents) - keep)
+            db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in doomed])
+            return doomed
+
+    def layer_lists(self) -> list[list[str]]:
+        """The layer list of every image (for garbage collection)."""
+        lists: dict[str, list[str]] = {}
+        for image_id, diff_id in self._query(
+            "SELECT image_id, diff_id FROM image_layers ORDER BY image_id, position", ()
+        ):
+            lists.setdefault(str(image_id), []).append(str(diff_id))
+        return list(lists.values())
+
+    def layer_sizes(self) -> dict[str, int]:
+        """Every recorded layer with its unpacked size."""
+        return {str(r[0]): int(r[1]) for r in self._query("SELECT diff_id, size FROM layers", ())}
+
+    def delete_layers(self, diff_ids: Sequence[str]) -> None:
+        """Forgets layers no image lists any more (rows still referenced are kept)."""
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM layers WHERE diff_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM image_layers WHERE image_layers.diff_id = layers.diff_id)",
+                [(d,) for d in diff_ids],
+            )
+
+    def config(self, image_id: str) -> bytes | None:
+        """The stored config bytes of ``image_id``."""
+        row = self._query("SELECT config FROM images WHERE id = ?", (image_id,))
+        return bytes(row[0][0]) if row else None
 
     def layer_size(self, diff_id: str) -> int | None:
         """Unpacked size of a recorded layer, None if the layer is not recorded."""
@@ -202,7 +321,8 @@ class Store:
         """Images matching ``where`` (on alias i), newest first, with their tags, layers and size."""
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT i.id, i.config, i.created_at FROM images i {where} ORDER BY i.created_at DESC, i.id",
+                "SELECT i.id, i.config, i.created_at, i.parent, i.comment FROM images i "
+                f"{where} ORDER BY i.created_at DESC, i.id",
                 args,
             ).fetchall()
             ids = [r[0] for r in rows]
@@ -227,6 +347,8 @@ class Store:
                 size=sum(size for _, size in layers[image_id]),
                 config=parse_config(config),
                 layers=tuple(diff_id for diff_id, _ in layers[image_id]),
+                parent=parent,
+                comment=comment,
             )
-            for image_id, config, created_at in rows
+            for image_id, config, created_at, parent, comment in rows
         ]

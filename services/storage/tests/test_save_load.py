@@ -1,0 +1,163 @@
+"""save/load: docker-archive and OCI layout, exact layer bytes, hostile archives refused."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from teu.errors import InvalidArgument
+from teu.storage.core import Storage
+from teu.storage.oci import ImageConfig
+
+
+def _save(storage: Storage, refs: list[str], fmt: str) -> bytes:
+    buf = io.BytesIO()
+    storage.save(refs, fmt, buf)
+    return buf.getvalue()
+
+
+def _load(storage: Storage, data: bytes) -> Any:
+    path = storage.tmp / "load.tar"
+    path.write_bytes(data)
+    try:
+        return storage.load(path)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _committed(storage: Storage, tars: Any, kit: Any) -> Any:
+    base = kit.import_tar(storage, tars.busybox(), "base", ImageConfig(cmd=["sh"]))
+    storage.prepare_snapshot(kit.KEY, base.id)
+    up = kit.upper(storage)
+    (up / "bin").mkdir()
+    kit.whiteout(up / "bin/su")
+    (up / "new").write_text("new")
+    return storage.commit(kit.KEY, "app:1", ImageConfig(cmd=["sh"]), "add", "")
+
+
+def _rebuild(data: bytes, change: Callable[[str, bytes], tuple[str, bytes] | None]) -> bytes:
+    """Copies tar ``data``, letting ``change(name, content)`` rename, rewrite or drop (None) regular members."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src.getmembers():
+            if not member.isreg():
+                dst.addfile(member)
+                continue
+            f = src.extractfile(member)
+            assert f is not None
+            changed = change(member.name, f.read())
+            if changed is None:
+                continue
+            member.name, content = changed
+            member.size = len(content)
+            dst.addfile(member, io.BytesIO(content))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_save_load_round_trip(storage: Storage, tars: Any, kit: Any, tmp_path: Path, fmt: str) -> None:
+    """A committed image saved and loaded elsewhere has the same id, layers, tag and whiteouts."""
+    image = _committed(storage, tars, kit)
+    data = _save(storage, ["app:1"], fmt)
+    names = kit.tar_names(data)
+    if fmt == "docker-archive":
+        assert "manifest.json" in names and f"{image.id[7:]}.json" in names
+    else:
+        assert {"oci-layout", "index.json", f"blobs/sha256/{image.layers[-1][7:]}"} <= set(names)
+    other = Storage.open(tmp_path / "other")
+    [loaded] = _load(other, data)
+    assert (loaded.id, loaded.layers, loaded.repo_tags) == (image.id, image.layers, ("app:1",))
+    assert loaded.config.cmd == ("sh",)
+    top = other.layer_dirs.path(image.layers[-1])
+    assert (top / "new").read_text() == "new" and os.lstat(top / "bin/su").st_rdev == 0
+    assert _save(other, ["app:1"], fmt) == data  # tar-splits rebuild the very same bytes
+    assert [h.created_by for h in other.history("app:1")] == ["commit: add", "teu import"]
+    other.close()
+
+
+def test_save_several_images_shares_layers(storage: Storage, tars: Any, kit: Any, tmp_path: Path) -> None:
+    """Two images sharing a layer store it once; both load with their tags."""
+    image = _committed(storage, tars, kit)
+    data = _save(storage, ["app:1", "base"], "docker-archive")
+    assert sum(n.endswith("layer.tar") for n in kit.tar_names(data)) == 2
+    other = Storage.open(tmp_path / "other")
+    loaded = _load(other, data)
+    assert {i.repo_tags for i in loaded} == {("app:1",), ("base:latest",)}
+    assert other.get_image("app:1").id == image.id
+    other.close()
+
+
+def test_load_accepts_gzip_layers(storage: Storage, tars: Any, kit: Any, tmp_path: Path) -> None:
+    """A docker-archive whose layer.tar is gzip-compressed loads; the diff id is of the plain tar."""
+    image = kit.import_tar(storage, tars.busybox(), "base")
+    data = _rebuild(_save(storage, ["base"], "docker-archive"), lambda n, c: (n, gzip.compress(c) if n.endswith("layer.tar") else c))
+    other = Storage.open(tmp_path / "other")
+    assert [i.id for i in _load(other, data)] == [image.id]
+    other.close()
+
+
+def _tamper_layer(name: str, content: bytes) -> tuple[str, bytes]:
+    if name.endswith("layer.tar"):
+        return name, content.replace(b"#!busybox", b"#!evilbox")
+    return name, content
+
+
+def _tamper_config(name: str, content: bytes) -> tuple[str, bytes]:
+    if name.endswith(".json") and name != "manifest.json":
+        return name, content.replace(b'"sh"', b'"rm"')
+    return name, content
+
+
+def _traversal(name: str, content: bytes) -> tuple[str, bytes]:
+    if name == "manifest.json":
+        doc = json.loads(content)
+        doc[0]["Layers"][0] = "../../../etc/passwd"
+        return name, json.dumps(doc).encode()
+    return name, content
+
+
+HOSTILE: dict[str, Callable[[bytes, Any], bytes]] = {
+    "layer digest mismatch": lambda d, T: _rebuild(d, _tamper_layer),
+    "config digest mismatch": lambda d, T: _rebuild(d, _tamper_config),
+    "manifest path traversal": lambda d, T: _rebuild(d, _traversal),
+    "member name traversal": lambda d, T: _rebuild(d, lambda n, c: ("../" + n if n == "manifest.json" else n, c)),
+    "missing layer": lambda d, T: _rebuild(d, lambda n, c: None if n.endswith("layer.tar") else (n, c)),
+    "truncated": lambda d, T: d[: len(d) // 2],
+    "neither format": lambda d, T: T.build(T.file("hello")),
+    "device member": lambda d, T: T.build((T.entry("dev", tarfile.CHRTYPE), None)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_is_refused_leaving_nothing(
+    storage: Storage, tars: Any, kit: Any, tmp_path: Path, case: str
+) -> None:
+    """Tampered digests, traversal, missing members and truncation are InvalidArgument; no image, no layer."""
+    kit.import_tar(storage, tars.busybox(), "base", ImageConfig(cmd=["sh"]))
+    data = HOSTILE[case](_save(storage, ["base"], "docker-archive"), tars)
+    other = Storage.open(tmp_path / "other")
+    with pytest.raises(InvalidArgument):
+        _load(other, data)
+    assert other.list_images() == [] and other.layer_dirs.on_disk() == set()
+    assert os.listdir(other.tmp) == [] and os.listdir(other.layer_dirs.splits) == []
+    other.close()
+
+
+def test_oci_blob_mismatch_is_refused(storage: Storage, tars: Any, kit: Any, tmp_path: Path) -> None:
+    """An OCI layer blob whose bytes do not match its descriptor is refused."""
+    image = kit.import_tar(storage, tars.busybox(), "base")
+    blob = f"blobs/sha256/{image.layers[0][7:]}"
+    data = _rebuild(_save(storage, ["base"], "oci-archive"), lambda n, c: (n, c + b"\0" * 512 if n == blob else c))
+    other = Storage.open(tmp_path / "other")
+    with pytest.raises(InvalidArgument, match="digest mismatch"):
+        _load(other, data)
+    assert other.layer_dirs.on_disk() == set()
+    other.close()
