@@ -6,7 +6,7 @@ TEU := $(VENV)/bin/teu
 IMAGE_TAR := build/busybox.tar
 PYTEST := $(VENV)/bin/pytest --import-mode=importlib -p no:cacheprovider
 
-.PHONY: run start stop deps venv protos check-protos image lint test unit integration bench clean
+.PHONY: run start stop deps venv protos check-protos image image-debian lint test unit integration bench clean
 
 run: start
 	@$(TEU) run --rm busybox echo "Hello from Teu: a process manager with superpowers."
@@ -39,6 +39,13 @@ $(IMAGE_TAR): scripts/build-busybox-image.sh
 	@mkdir -p build && scripts/build-busybox-image.sh $@
 
 image: deps $(IMAGE_TAR)
+
+# A real payload beside busybox: Debian 12 with python3 (debootstrap from the Debian mirror), as `debian`.
+build/debian.tar: scripts/build-debian-image.sh
+	@mkdir -p build && scripts/build-debian-image.sh $@
+
+image-debian: start build/debian.tar
+	@$(TEU) image inspect debian >/dev/null 2>&1 || $(TEU) import -c 'CMD ["bash"]' build/debian.tar debian
 
 lint: venv
 	$(VENV)/bin/buf lint protos

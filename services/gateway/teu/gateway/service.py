@@ -11,7 +11,7 @@ from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, InvalidArgument
 from teu.gateway import convert, options, streams
 from teu.gateway.backends import call, stream
-from teu.gateway.flows import Flows
+from teu.gateway.flows import RUNNING, Flows
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.gateway.v1 import gateway_pb2_grpc
 from teu.runtime.v1 import runtime_pb2 as rt
@@ -121,6 +121,10 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
     async def CopyTo(self, request_iterator: AsyncIterator[gw.CopyToRequest], context: Ctx) -> gw.CopyToResponse:
         header: gw.CopyToHeader = (await streams.first_message(request_iterator, "header")).header
         c = await self.f.find(header.container)
+        if c.state == RUNNING:
+            # writing into a live overlay's upper dir races the container's own path changes (the
+            # class of bug behind CVE-2018-15664) and overlayfs does not expect it: stop it first
+            raise FailedPrecondition(f"container {c.name} is running: stop it before copying files into it")
 
         async def forward() -> AsyncIterator[st.CopyToRequest]:
             yield st.CopyToRequest(header=st.CopyToHeader(key=c.id, path=header.path))
