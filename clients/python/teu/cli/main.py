@@ -7,12 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, BinaryIO
 
 from teu.cli import format as fmt
-from teu.cli import parse
+from teu.cli import interactive, parse
 from teu.client import Client, ContainerOptions
 from teu.errors import TeuError
+from teu.gateway.v1 import gateway_pb2 as gw
 from teu.types.v1 import types_pb2
 
 ENGINE_ERROR = 125
@@ -64,18 +66,29 @@ def cmd_run(c: Client, a: argparse.Namespace) -> int:
     if a.detach:
         print(c.run_detached(_options(a)))
         return 0
+    if a.interactive or a.tty:
+        return interactive.run_attached(c, a, _options(a))
     out, err = sys.stdout.buffer, sys.stderr.buffer
     code = ENGINE_ERROR
-    for frame in c.run_stream(_options(a)):
-        kind = frame.WhichOneof("event")
-        if kind == "output":
-            target = err if frame.output.stream == types_pb2.STREAM_STDERR else out
-            target.write(frame.output.data)
-            target.flush()
-        elif kind == "exit":
-            code = frame.exit.exit_code
-            if frame.exit.error:
-                print(f"Error: {frame.exit.error}", file=sys.stderr)
+    with interactive.SignalProxy(c) if a.sig_proxy else nullcontext() as proxy:
+        for frame in c.run_stream(_options(a)):
+            code = _run_frame(frame, out, err, code)
+            if proxy is not None and frame.WhichOneof("event") == "created":
+                proxy.target(frame.created.id)
+    return code
+
+
+def _run_frame(frame: gw.RunResponse, out: BinaryIO, err: BinaryIO, code: int) -> int:
+    """Shows one frame of an attached run; returns the exit code known so far."""
+    kind = frame.WhichOneof("event")
+    if kind == "output":
+        target = err if frame.output.stream == types_pb2.STREAM_STDERR else out
+        target.write(frame.output.data)
+        target.flush()
+    elif kind == "exit":
+        code = frame.exit.exit_code
+        if frame.exit.error:
+            print(f"Error: {frame.exit.error}", file=sys.stderr)
     return code
 
 
@@ -200,8 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     p = sub.add_parser("run", help="run a command in a new container")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
+    interactive.add_attach_flags(p)
     _container_flags(p)
     p.set_defaults(func=cmd_run, engine_error=ENGINE_ERROR)
+    p = sub.add_parser("attach", help="attach to a running container's input and output")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    interactive.add_attach_flags(p)
+    p.add_argument("container")
+    p.set_defaults(func=interactive.cmd_attach)
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", default=[], help="set environment variables")
+    p.add_argument("-u", "--user", default="", help="user[:group] to run as")
+    p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
+    interactive.add_attach_flags(p, sig_proxy=False)
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+    p.set_defaults(func=interactive.cmd_exec, engine_error=ENGINE_ERROR)
     p = sub.add_parser("create", help="create a new container")
     _container_flags(p)
     p.set_defaults(func=cmd_create, engine_error=ENGINE_ERROR)
@@ -265,13 +295,19 @@ def _inspect(names: Sequence[str], get: Callable[[str], Any], shape: Callable[[A
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``teu``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb == "exec" and not args.command:
+        parser.error("exec needs a container and a command")
     try:
         with Client(args.host) as client:
             code = args.func(client, args)
     except TeuError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         code = getattr(args, "engine_error", 1)
+    except interactive.DetachKeysError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:

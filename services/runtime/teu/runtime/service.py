@@ -83,15 +83,11 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         self, request_iterator: AsyncIterator[pb.ExecRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExecResponse]:
         first = await _first(request_iterator, "open")
-        ids: list[str] = []
-
-        async def on_id(sid: str) -> None:
-            ids.append(sid)
-
-        async for frame in streams.exec_(self.m, first.open, _frames(request_iterator), on_id):
-            if ids:
-                yield pb.ExecResponse(exec_id=ids.pop())
-            yield pb.ExecResponse(frame=frame)
+        async for item in streams.exec_(self.m, first.open, _frames(request_iterator)):
+            if isinstance(item, str):
+                yield pb.ExecResponse(exec_id=item)
+            else:
+                yield pb.ExecResponse(frame=item)
 
 
 async def _first(requests: AsyncIterator[Any], field: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from teu.errors import FailedPrecondition, InvalidArgument
@@ -76,10 +76,8 @@ async def attach(m: Manager, open_: pb.AttachOpen, frames: Frames) -> AsyncItera
     yield t.OutputFrame(exit=t.ExitStatus(exit_code=c.exit_code, oom_killed=c.oom_killed, error=c.error))
 
 
-async def exec_(
-    m: Manager, open_: pb.ExecOpen, frames: Frames, on_id: Callable[[str], Awaitable[None]]
-) -> AsyncIterator[t.OutputFrame]:
-    """Exec: start the session, stream its output, end with its exit status."""
+async def exec_(m: Manager, open_: pb.ExecOpen, frames: Frames) -> AsyncIterator[str | t.OutputFrame]:
+    """Exec: start the session and yield its id at once, then its output, then its exit status."""
     session = await m.exec(open_.id, open_.process, _size(open_.size))
     finished = False
 
@@ -90,7 +88,7 @@ async def exec_(
         return code
 
     try:
-        await on_id(session.id)
+        yield session.id
         if session.error:
             code = m.execs[open_.id][-1].exit_code
             await session.exit_code()
