@@ -1,12 +1,14 @@
-"""Parsing of Docker-style option values: sizes, CPUs, env, image changes. Pure."""
+"""Parsing of Docker-style option values: sizes, CPUs, env, times, ports, image changes. Pure."""
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import os
 import re
+import time
 
-from teu.errors import InvalidArgument
+from teu.changes import changes as changes  # re-exported for the CLI
+from teu.errors import InvalidArgument as InvalidArgument
 from teu.types.v1 import types_pb2
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -44,43 +46,37 @@ def labels(items: list[str]) -> dict[str, str]:
     return {key: value for key, _, value in (item.partition("=") for item in items)}
 
 
-def _argv(text: str) -> list[str]:
-    text = text.strip()
-    if text.startswith("["):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise InvalidArgument(f"invalid JSON array: {text}") from None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InvalidArgument(f"expected a JSON array of strings: {text}")
-        return value
-    return ["/bin/sh", "-c", text]
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d)$")
+_DURATION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
 
 
-def changes(items: list[str]) -> types_pb2.ImageConfig:
-    """``--change`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL) as a config."""
-    config = types_pb2.ImageConfig()
-    for item in items:
-        word, _, rest = item.strip().partition(" ")
-        word = word.upper()
-        if word == "CMD":
-            config.cmd[:] = _argv(rest)
-        elif word == "ENTRYPOINT":
-            config.entrypoint[:] = _argv(rest)
-        elif word == "ENV":
-            key, sep, value = rest.strip().partition("=")
-            if not sep:
-                key, _, value = rest.strip().partition(" ")
-            config.env.append(f"{key}={value.strip()}")
-        elif word == "WORKDIR":
-            config.working_dir = rest.strip()
-        elif word == "USER":
-            config.user = rest.strip()
-        elif word == "LABEL":
-            key, _, value = rest.strip().partition("=")
-            config.labels[key] = value.strip('"')
-        elif word == "STOPSIGNAL":
-            config.stop_signal = rest.strip()
-        else:
-            raise InvalidArgument(f"unsupported --change instruction: {word}")
-    return config
+def when(value: str, now_ns: int | None = None) -> int:
+    """Unix ns for ``--since``/``--until``: "" (none), a duration ago ("10m", "1h30m" as "90m"),
+    RFC 3339 ("2026-11-30T10:00:00Z", with or without fraction and offset), or Unix seconds."""
+    v = value.strip()
+    if not v:
+        return 0
+    now = now_ns if now_ns is not None else time.time_ns()
+    if m := _DURATION.match(v):
+        return now - int(float(m.group(1)) * _DURATION_NS[m.group(2)])
+    if re.fullmatch(r"\d+(\.\d+)?", v):
+        return int(float(v) * 10**9)
+    try:
+        stamp = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"invalid time {value!r}: use RFC 3339 (2026-11-30T10:00:00Z) or a duration (10m)") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return int(stamp.timestamp()) * 10**9 + stamp.microsecond * 1000
+
+
+def port(value: str) -> types_pb2.PortMapping:
+    """``-p [ip:]host:container[/proto]`` (or ``container`` alone is refused: no random ports yet)."""
+    spec, _, proto = value.partition("/")
+    parts = spec.rsplit(":", 2)
+    if len(parts) == 2:
+        parts = ["", *parts]
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        raise InvalidArgument(f"invalid port mapping {value!r}: want [ip:]host:container[/tcp|udp]")
+    return types_pb2.PortMapping(host_ip=parts[0].strip("[]"), host_port=int(parts[1]), container_port=int(parts[2]),
+                                 protocol=proto or "tcp")  # fmt: skip

@@ -1,0 +1,32 @@
+"""The SDK's one translation of gRPC failures into Teu errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from teu.errors import TeuError, Unavailable, from_status
+
+
+def error(exc: grpc.RpcError) -> TeuError:
+    """The Teu error for a failed call; a gateway that cannot be reached gets a hint."""
+    details = exc.details() or ""
+    if exc.code() == grpc.StatusCode.UNAVAILABLE and details.startswith("failed to connect"):
+        return Unavailable(f"cannot reach the Teu engine: is it running? (make start) [{details}]")
+    return from_status(exc.code(), details)
+
+
+def unary(method: Any, request: Any) -> Any:
+    try:
+        return method(request)
+    except grpc.RpcError as exc:
+        raise error(exc) from None
+
+
+def stream(responses: Any) -> Iterator[Any]:
+    try:
+        yield from responses
+    except grpc.RpcError as exc:
+        raise error(exc) from None

@@ -1,0 +1,59 @@
+"""Dockerfile-style instructions (``CMD ["sh"]``, ``ENV K=V``...) as an image config, for import and commit."""
+
+from __future__ import annotations
+
+import json
+
+from teu.errors import InvalidArgument
+from teu.types.v1 import types_pb2
+
+__all__ = ["changes", "fields"]
+_FIELDS = {"CMD": "cmd", "ENTRYPOINT": "entrypoint", "ENV": "env", "WORKDIR": "working_dir", "USER": "user",
+           "LABEL": "labels", "STOPSIGNAL": "stop_signal"}  # fmt: skip
+
+
+def fields(instructions: list[str]) -> list[str]:
+    """The config fields the instructions set (``CMD ...`` sets ``cmd``)."""
+    return sorted({_FIELDS.get(i.strip().split(" ", 1)[0].upper(), i) for i in instructions})
+
+
+def _argv(text: str) -> list[str]:
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise InvalidArgument(f"invalid JSON array: {text}") from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"expected a JSON array of strings: {text}")
+        return value
+    return ["/bin/sh", "-c", text]
+
+
+def changes(items: list[str]) -> types_pb2.ImageConfig:
+    """``--change`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL) as a config."""
+    config = types_pb2.ImageConfig()
+    for item in items:
+        word, _, rest = item.strip().partition(" ")
+        word = word.upper()
+        if word == "CMD":
+            config.cmd[:] = _argv(rest)
+        elif word == "ENTRYPOINT":
+            config.entrypoint[:] = _argv(rest)
+        elif word == "ENV":
+            key, sep, value = rest.strip().partition("=")
+            if not sep:
+                key, _, value = rest.strip().partition(" ")
+            config.env.append(f"{key}={value.strip()}")
+        elif word == "WORKDIR":
+            config.working_dir = rest.strip()
+        elif word == "USER":
+            config.user = rest.strip()
+        elif word == "LABEL":
+            key, _, value = rest.strip().partition("=")
+            config.labels[key] = value.strip('"')
+        elif word == "STOPSIGNAL":
+            config.stop_signal = rest.strip()
+        else:
+            raise InvalidArgument(f"unsupported --change instruction: {word}")
+    return config

@@ -1,0 +1,290 @@
+"""Container commands: run, create, start/stop/kill/restart/wait/rm, ps, inspect, logs, diff, commit, export, cp."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tarfile
+from contextlib import nullcontext
+from typing import Any, BinaryIO
+
+from teu.cli import format as fmt
+from teu.cli import interactive, parse
+from teu.cli.common import ENGINE_ERROR, each, inspect_all, verb
+from teu.client import Client, ContainerOptions
+from teu.errors import InvalidArgument
+from teu.gateway.v1 import gateway_pb2 as gw
+from teu.types.v1 import types_pb2
+
+
+def container_flags(p: argparse.ArgumentParser) -> None:
+    """Docker's create/run options."""
+    p.add_argument("--name", default="", help="assign a name to the container")
+    p.add_argument("-e", "--env", action="append", default=[], help="set environment variables")
+    p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
+    p.add_argument("-u", "--user", default="", help="user[:group] to run as")
+    p.add_argument("--hostname", default="", help="container hostname")
+    p.add_argument("-m", "--memory", default="0", help="memory limit (e.g. 64m)")
+    p.add_argument("--cpus", default="0", help="number of CPUs (e.g. 0.5)")
+    p.add_argument("--pids-limit", type=int, default=0, help="maximum number of processes (-1: unlimited)")
+    p.add_argument("--entrypoint", default=None, help="overwrite the image's entrypoint")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-l", "--label", action="append", default=[], help="set metadata")
+    p.add_argument("--stop-timeout", type=int, default=0, help="seconds to wait before killing on stop")
+    p.add_argument("--network", "--net", default="", help="network: bridge, none, host or a user network")
+    p.add_argument("-p", "--publish", action="append", default=[], help="publish a port: [ip:]host:container[/proto]")
+    p.add_argument("--log-opt", action="append", default=[], help="log option: max-size=10m, max-files=3")
+    p.add_argument("image", help="image to run")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+
+
+def options(a: argparse.Namespace) -> ContainerOptions:
+    """The SDK options for the parsed flags."""
+    return ContainerOptions(
+        image=a.image,
+        cmd=list(a.command),
+        name=a.name,
+        entrypoint=None if a.entrypoint is None else ([a.entrypoint] if a.entrypoint else []),
+        env=parse.env(a.env),
+        workdir=a.workdir,
+        user=a.user,
+        hostname=a.hostname,
+        memory=parse.memory(a.memory),
+        nano_cpus=parse.nano_cpus(a.cpus),
+        pids_limit=a.pids_limit,
+        remove=a.rm,
+        tty=a.tty,
+        interactive=a.interactive,
+        labels=parse.labels(a.label),
+        stop_timeout=a.stop_timeout,
+        network=a.network,
+        ports=[parse.port(p) for p in a.publish],
+        log_opts=parse.labels(a.log_opt),
+    )
+
+
+def cmd_run(c: Client, a: argparse.Namespace) -> int:
+    """Runs a command in a new container; exits with its exit code."""
+    if a.detach:
+        print(c.run_detached(options(a)))
+        return 0
+    if a.interactive or a.tty:
+        return interactive.run_attached(c, a, options(a))
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    code = ENGINE_ERROR
+    with interactive.SignalProxy(c) if a.sig_proxy else nullcontext() as proxy:
+        for frame in c.run_stream(options(a)):
+            code = run_frame(frame, out, err, code)
+            if proxy is not None and frame.WhichOneof("event") == "created":
+                proxy.target(frame.created.id)
+    return code
+
+
+def run_frame(frame: gw.RunResponse, out: BinaryIO, err: BinaryIO, code: int) -> int:
+    """Shows one frame of an attached run; returns the exit code known so far."""
+    kind = frame.WhichOneof("event")
+    if kind == "output":
+        target = err if frame.output.stream == types_pb2.STREAM_STDERR else out
+        target.write(frame.output.data)
+        target.flush()
+    elif kind == "exit":
+        code = frame.exit.exit_code
+        if frame.exit.error:
+            print(f"Error: {frame.exit.error}", file=sys.stderr)
+    return code
+
+
+def cmd_create(c: Client, a: argparse.Namespace) -> int:
+    """Creates a container without starting it; prints its id."""
+    print(c.create(options(a)).id)
+    return 0
+
+
+def cmd_ps(c: Client, a: argparse.Namespace) -> int:
+    """Lists containers."""
+    found = c.list(all=a.all)
+    if a.quiet:
+        for s in found:
+            print(s.id if a.no_trunc else s.id[:12])
+        return 0
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
+    for s in found:
+        command = " ".join(s.command)
+        rows.append([
+            s.id if a.no_trunc else s.id[:12],
+            s.image,
+            f'"{command if a.no_trunc else fmt.truncate(command, 20)}"',
+            f"{fmt.ago(s.created_at)} ago",
+            fmt.status(s),
+            s.name,
+        ])  # fmt: skip
+    print(fmt.table(rows))
+    return 0
+
+
+def cmd_logs(c: Client, a: argparse.Namespace) -> int:
+    """Prints the output of one container, or of several merged in time order with their names."""
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    req = gw.LogsRequest(
+        containers=a.containers, tail=a.tail, follow=a.follow, since=parse.when(a.since), until=parse.when(a.until),
+        stdout_only=a.stdout_only, stderr_only=a.stderr_only, grep=a.grep or "", timestamps=a.timestamps,
+    )  # fmt: skip
+    several = len(a.containers) > 1
+    width = max(len(n) for n in a.containers)
+    for batch in c.log_chunks(req):
+        for chunk in batch.chunks:
+            (err if chunk.stream == types_pb2.STREAM_STDERR else out).write(chunk.data)
+        for line in batch.lines:
+            target = err if line.stream == types_pb2.STREAM_STDERR else out
+            if several:
+                target.write(f"{line.container:<{width}} | ".encode())
+            if a.timestamps:
+                target.write(fmt.rfc3339(line.timestamp).encode() + b" ")
+            target.write(line.data)
+        if a.follow:
+            out.flush()
+            err.flush()
+    return 0
+
+
+def cmd_diff(c: Client, a: argparse.Namespace) -> int:
+    """Prints a container's filesystem changes, one ``A|C|D path`` per line."""
+    for change in c.diff(a.container):
+        print(f"{change.kind} {change.path}")
+    return 0
+
+
+def cmd_commit(c: Client, a: argparse.Namespace) -> int:
+    """Makes an image of a container; prints its id."""
+    print(c.commit(a.container, a.reference or "", message=a.message, author=a.author, changes=a.change).id)
+    return 0
+
+
+def cmd_export(c: Client, a: argparse.Namespace) -> int:
+    """Writes a container's filesystem as a tar to a file or stdout."""
+    if a.output is None and sys.stdout.isatty():
+        raise InvalidArgument("refusing to write a tar to a terminal: use -o FILE or redirect stdout")
+    _write_chunks(c.export(a.container), a.output)
+    return 0
+
+
+def _write_chunks(chunks: Any, path: str | None) -> None:
+    with open(path, "wb") if path else nullcontext(sys.stdout.buffer) as f:
+        for chunk in chunks:
+            f.write(chunk)
+
+
+def cmd_cp(c: Client, a: argparse.Namespace) -> int:
+    """Copies between a container and the local filesystem (``CONTAINER:PATH`` on one side)."""
+    src, dst = a.source, a.destination
+    if ":" in src and not os.path.exists(src):
+        container, _, path = src.partition(":")
+        _extract(b"".join(c.copy_from_tar(container, path)), dst)
+        return 0
+    if ":" in dst:
+        container, _, path = dst.partition(":")
+        c.copy_to(container, path.rstrip("/") or "/", [_pack(src)])
+        return 0
+    raise InvalidArgument("one side of cp must be CONTAINER:PATH")
+
+
+def _extract(data: bytes, dst: str) -> None:
+    """Unpacks a one-entry-rooted tar at ``dst`` (a file path, or into a directory), safely."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        members = tf.getmembers()
+        if len(members) == 1 and members[0].isfile() and not os.path.isdir(dst):
+            f = tf.extractfile(members[0])
+            assert f is not None
+            with open(dst, "wb") as out:
+                out.write(f.read())
+            os.chmod(dst, members[0].mode & 0o7777)
+            return
+        tf.extractall(dst if os.path.isdir(dst) else os.path.dirname(dst) or ".", filter="data")
+
+
+def _pack(src: str) -> bytes:
+    """``src`` (a file or directory) as a tar with its base name at the top."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add(src, arcname=os.path.basename(os.path.normpath(src)))
+    return buf.getvalue()
+
+
+def register(sub: Any) -> None:
+    """Adds the container commands."""
+    p = sub.add_parser("run", help="run a command in a new container")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
+    interactive.add_attach_flags(p)
+    container_flags(p)
+    p.set_defaults(func=cmd_run, engine_error=ENGINE_ERROR)
+    p = sub.add_parser("attach", help="attach to a running container's input and output")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    interactive.add_attach_flags(p)
+    p.add_argument("container")
+    p.set_defaults(func=interactive.cmd_attach)
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", default=[], help="set environment variables")
+    p.add_argument("-u", "--user", default="", help="user[:group] to run as")
+    p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
+    interactive.add_attach_flags(p, sig_proxy=False)
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+    p.set_defaults(func=interactive.cmd_exec, engine_error=ENGINE_ERROR)
+    p = sub.add_parser("create", help="create a new container")
+    container_flags(p)
+    p.set_defaults(func=cmd_create, engine_error=ENGINE_ERROR)
+    verb(sub, "start", "start stopped containers").set_defaults(func=lambda c, a: each(a.names, c.start, lambda n, _r: n))
+    timeout = lambda p: p.add_argument("-t", "--time", type=int, default=None)  # noqa: E731
+    p = verb(sub, "stop", "stop running containers", timeout)
+    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.stop(n, a.time), lambda n, _r: n))
+    p = verb(sub, "restart", "restart containers", timeout)
+    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.restart(n, a.time), lambda n, _r: n))
+    p = verb(sub, "kill", "send a signal to containers", lambda p: p.add_argument("-s", "--signal", default="KILL"))
+    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.kill(n, a.signal), lambda n, _r: n))
+    p = verb(sub, "wait", "block until containers stop, then print their exit codes")
+    p.set_defaults(func=lambda c, a: each(a.names, c.wait, lambda _n, r: str(r.exit_code)))
+    p = verb(sub, "rm", "remove containers", lambda p: p.add_argument("-f", "--force", action="store_true"))
+    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.remove(n, a.force), lambda n, _r: n))
+    p = verb(sub, "inspect", "show details of containers as JSON")
+    p.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect, fmt.inspect_json))
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="show all containers (default: running)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.set_defaults(func=cmd_ps)
+    p = sub.add_parser("logs", help="fetch the logs of one or more containers")
+    p.add_argument("-f", "--follow", action="store_true", help="follow output until the containers exit")
+    p.add_argument("-n", "--tail", type=int, default=0, help="only the last N lines")
+    p.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    p.add_argument("--since", default="", help="only lines since a time (RFC 3339) or a duration ago (10m)")
+    p.add_argument("--until", default="", help="only lines before a time (RFC 3339) or a duration ago")
+    p.add_argument("--stdout-only", action="store_true", help="only standard output")
+    p.add_argument("--stderr-only", action="store_true", help="only standard error")
+    p.add_argument("--grep", default=None, help="only lines matching this regular expression (filtered by the engine)")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("diff", help="show changes to a container's filesystem")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_diff)
+    p = sub.add_parser("commit", help="create an image from a container's changes")
+    p.add_argument("-m", "--message", default="", help="commit message")
+    p.add_argument("-a", "--author", default="", help="author")
+    p.add_argument("-c", "--change", action="append", default=[], help="Dockerfile instruction (CMD, ENV...)")
+    p.add_argument("container")
+    p.add_argument("reference", nargs="?", help="REPOSITORY[:TAG]")
+    p.set_defaults(func=cmd_commit)
+    p = sub.add_parser("export", help="export a container's filesystem as a tar")
+    p.add_argument("-o", "--output", default=None, help="write to a file instead of stdout")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("cp", help="copy files between a container and the local filesystem")
+    p.add_argument("source", help="CONTAINER:PATH or a local path")
+    p.add_argument("destination", help="CONTAINER:PATH or a local path")
+    p.set_defaults(func=cmd_cp)

@@ -1,0 +1,152 @@
+"""Image commands: images, import, tag, rmi, history, save, load, pull, push, image prune/inspect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from teu.cli import format as fmt
+from teu.cli import parse
+from teu.cli.common import each, inspect_all, verb
+from teu.client import Client
+
+
+def cmd_images(c: Client, a: argparse.Namespace) -> int:
+    """Lists images."""
+    images = c.list_images()
+    if a.quiet:
+        for i in images:
+            print(i.id.removeprefix("sha256:")[:12])
+        return 0
+    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+    for i in images:
+        for tag in list(i.repo_tags) or ["<none>:<none>"]:
+            repo, _, t = tag.rpartition(":")
+            rows.append([repo, t, i.id.removeprefix("sha256:")[:12], f"{fmt.ago(i.created_at)} ago", fmt.size(i.size)])
+    print(fmt.table(rows))
+    return 0
+
+
+def cmd_import(c: Client, a: argparse.Namespace) -> int:
+    """Makes an image from a tarball (a file, or - for stdin)."""
+    config = parse.changes(a.change)
+    if a.file.startswith(("http://", "https://")):
+        image = c.import_image(None, a.reference or "", config, url=a.file)
+    elif a.file == "-":
+        image = c.import_image(sys.stdin.buffer, a.reference or "", config)
+    else:
+        with open(a.file, "rb") as f:
+            image = c.import_image(f, a.reference or "", config)
+    print(image.id)
+    return 0
+
+
+def _progress(frames: Any, final: str) -> str:
+    """Shows pull/push progress (a line per blob state change) and returns the final value."""
+    result = ""
+    for frame in frames:
+        if frame.WhichOneof("part") == "progress":
+            pr = frame.progress
+            if pr.status in ("done", "exists"):
+                print(f"{pr.digest[7:19] or 'image'}: {pr.status} ({fmt.size(pr.total)})", file=sys.stderr)
+        else:
+            result = getattr(frame, final).id if final == "image" else getattr(frame, final)
+    return result
+
+
+def cmd_save(c: Client, a: argparse.Namespace) -> int:
+    """Writes images as an archive to a file or stdout."""
+    if a.output is None and sys.stdout.isatty():
+        raise parse.InvalidArgument("refusing to write an archive to a terminal: use -o FILE or redirect stdout")
+    with open(a.output, "wb") if a.output else open(sys.stdout.fileno(), "wb", closefd=False) as f:
+        for chunk in c.save(a.images, format=a.format):
+            f.write(chunk)
+    return 0
+
+
+def cmd_load(c: Client, a: argparse.Namespace) -> int:
+    """Loads images from an archive file or stdin."""
+    with open(a.input, "rb") if a.input else open(sys.stdin.fileno(), "rb", closefd=False) as f:
+        for image in c.load(f):
+            print(f"Loaded image: {', '.join(image.repo_tags) or image.id}")
+    return 0
+
+
+def cmd_history(c: Client, a: argparse.Namespace) -> int:
+    """Prints an image's history."""
+    rows = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for e in c.history(a.image):
+        rows.append([e.id.removeprefix("sha256:")[:12] or "<missing>", f"{fmt.ago(e.created_at)} ago",
+                     fmt.truncate(e.created_by, 45), fmt.size(e.size), e.comment])  # fmt: skip
+    print(fmt.table(rows))
+    return 0
+
+
+def cmd_rmi(c: Client, a: argparse.Namespace) -> int:
+    """Removes images."""
+
+    def show(_name: str, r: Any) -> str:
+        return "\n".join([*(f"Untagged: {t}" for t in r.untagged), *(f"Deleted: {d}" for d in r.deleted)])
+
+    return each(a.names, lambda n: c.remove_image(n, a.force), show)
+
+
+def cmd_image_prune(c: Client, a: argparse.Namespace) -> int:
+    """Removes unused images."""
+    r = c.prune_images(all=a.all)
+    for d in r.deleted:
+        print(f"Deleted: {d}")
+    print(f"Total reclaimed space: {fmt.size(r.reclaimed)}")
+    return 0
+
+
+def _image_commands(sub: Any, prefix: str = "") -> None:
+    """Commands that exist both as ``teu X`` and ``teu image X``."""
+    p = verb(sub, prefix or "rmi", "remove images", lambda p: p.add_argument("-f", "--force", action="store_true"), "IMAGE")
+    p.set_defaults(func=cmd_rmi)
+    p = sub.add_parser("history", help="show an image's history")
+    p.add_argument("image")
+    p.set_defaults(func=cmd_history)
+    p = sub.add_parser("tag", help="add a name to an image")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.set_defaults(func=lambda c, a: 0 if c.tag(a.source, a.target) else 1)
+    p = sub.add_parser("save", help="save images to an archive")
+    p.add_argument("-o", "--output", default=None, help="write to a file instead of stdout")
+    p.add_argument("--format", default="docker-archive", choices=["docker-archive", "oci-archive"])
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_save)
+    p = sub.add_parser("load", help="load images from an archive")
+    p.add_argument("-i", "--input", default=None, help="read from a file instead of stdin")
+    p.set_defaults(func=cmd_load)
+    for name, fn, final in (("pull", "pull", "image"), ("push", "push", "digest")):
+        p = sub.add_parser(name, help=f"{name} an image (registry/name[:tag])")
+        p.add_argument("--tls-verify", default="true", help="false: plain HTTP (loopback registries)")
+        p.add_argument("image")
+        p.set_defaults(func=lambda c, a, fn=fn, final=final: print(_progress(
+            getattr(c, fn)(a.image, insecure=a.tls_verify == "false"), final)) or 0)  # fmt: skip
+
+
+def register(sub: Any) -> None:
+    """Adds the image commands."""
+    p = sub.add_parser("images", help="list images")
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.set_defaults(func=cmd_images)
+    p = sub.add_parser("import", help="import a tarball (file, - for stdin, or http(s) URL) as an image")
+    p.add_argument("-c", "--change", action="append", default=[], help="Dockerfile instruction (CMD, ENV...)")
+    p.add_argument("file", help="tar file, - for stdin, or an http(s) URL")
+    p.add_argument("reference", nargs="?", help="REPOSITORY[:TAG]")
+    p.set_defaults(func=cmd_import)
+    _image_commands(sub)
+    p = sub.add_parser("image", help="manage images")
+    isub = p.add_subparsers(dest="image_verb", required=True, metavar="COMMAND")
+    ip = verb(isub, "inspect", "show details of images as JSON", metavar="IMAGE")
+    ip.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_image, fmt.image_json))
+    ip = isub.add_parser("ls", help="list images")
+    ip.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    ip.set_defaults(func=cmd_images)
+    ip = isub.add_parser("prune", help="remove unused images")
+    ip.add_argument("-a", "--all", action="store_true", help="all unused images, not only untagged ones")
+    ip.set_defaults(func=cmd_image_prune)
+    _image_commands(isub, "rm")

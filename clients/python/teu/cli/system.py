@@ -1,0 +1,92 @@
+"""Engine-wide commands: info, version, system df/prune, and networks."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from teu.cli import format as fmt
+from teu.cli.common import each, inspect_all, verb
+from teu.client import Client
+
+
+def cmd_info(c: Client, a: argparse.Namespace) -> int:
+    """Prints engine-wide information."""
+    i = c.info()
+    print(f"Containers: {i.containers}\n Running: {i.containers_running}\n Created: {i.containers_created}")
+    print(f" Exited: {i.containers_exited}\nImages: {i.images}\nStorage Driver: {i.storage_driver}")
+    print(f" Root: {i.storage_root}\nCgroup Version: {i.cgroup_version}\nOCI Runtime: {i.oci_runtime}")
+    print(f" Version: {i.oci_runtime_version}\n Why: {i.oci_runtime_reason}\nConmon: {i.conmon_version}")
+    return 0
+
+
+def cmd_version(c: Client, a: argparse.Namespace) -> int:
+    """Prints versions."""
+    from teu.cli import VERSION
+
+    print(f"Client:\n Version: {VERSION}")
+    v = c.version()
+    print(f"Server:\n Version: {v.version}\n API version: {v.api_version}\n OCI runtime: {v.oci_runtime_version}")
+    return 0
+
+
+def cmd_df(c: Client, a: argparse.Namespace) -> int:
+    """Prints disk usage by images, containers and logs."""
+    u = c.disk_usage()
+    rows = [["TYPE", "TOTAL", "SIZE"], ["Images", str(u.images), fmt.size(u.images_bytes)],
+            ["Containers", str(u.containers), ""], ["Logs", "", fmt.size(u.logs_bytes)]]  # fmt: skip
+    print(fmt.table(rows))
+    return 0
+
+
+def cmd_prune(c: Client, a: argparse.Namespace) -> int:
+    """Removes stopped containers and unused images."""
+    r = c.prune(all=a.all)
+    for cid in r.containers:
+        print(f"Deleted container: {cid}")
+    for iid in r.images:
+        print(f"Deleted image: {iid}")
+    print(f"Total reclaimed space: {fmt.size(r.reclaimed)}")
+    return 0
+
+
+def network_json(n: Any) -> dict[str, Any]:
+    """A network as ``docker network inspect`` shapes it."""
+    return {
+        "Name": n.name, "Id": n.id, "Created": fmt.rfc3339(n.created_at), "Driver": n.driver,
+        "IPAM": {"Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]}, "Options": {"bridge": n.bridge},
+        "Containers": {cid: {"IPv4Address": addr} for cid, addr in n.containers.items()}, "DNS": n.dns,
+    }  # fmt: skip
+
+
+def cmd_network_ls(c: Client, a: argparse.Namespace) -> int:
+    """Lists networks."""
+    rows = [["NETWORK ID", "NAME", "DRIVER", "SUBNET"]]
+    rows += [[n.id[:12], n.name, n.driver, n.subnet] for n in c.list_networks()]
+    print(fmt.table(rows))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Adds info, version, system and network commands."""
+    sub.add_parser("info", help="engine-wide information").set_defaults(func=cmd_info)
+    sub.add_parser("version", help="versions").set_defaults(func=cmd_version)
+    p = sub.add_parser("system", help="manage the engine")
+    ssub = p.add_subparsers(dest="system_verb", required=True, metavar="COMMAND")
+    ssub.add_parser("df", help="disk usage").set_defaults(func=cmd_df)
+    ssub.add_parser("info", help="engine-wide information").set_defaults(func=cmd_info)
+    sp = ssub.add_parser("prune", help="remove stopped containers and unused images")
+    sp.add_argument("-a", "--all", action="store_true", help="also unused tagged images")
+    sp.add_argument("-f", "--force", action="store_true", help="do not ask (Teu never asks)")
+    sp.set_defaults(func=cmd_prune)
+    p = sub.add_parser("network", help="manage networks")
+    nsub = p.add_subparsers(dest="network_verb", required=True, metavar="COMMAND")
+    np = nsub.add_parser("create", help="create a bridge network")
+    np.add_argument("--subnet", default="", help="IPv4 subnet in CIDR (default: a free /24)")
+    np.add_argument("name")
+    np.set_defaults(func=lambda c, a: print(c.create_network(a.name, a.subnet).id) or 0)
+    nsub.add_parser("ls", help="list networks").set_defaults(func=cmd_network_ls)
+    np = verb(nsub, "inspect", "show details of networks as JSON", metavar="NETWORK")
+    np.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_network, network_json))
+    np = verb(nsub, "rm", "remove networks", metavar="NETWORK")
+    np.set_defaults(func=lambda c, a: each(a.names, c.remove_network, lambda n, _r: n))

@@ -1,0 +1,110 @@
+"""Logs: filters, several containers, rotation without loss, durability across a logs service crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, Engine, wait_ready
+from teu.client import Client, ContainerOptions
+from teu.errors import InvalidArgument
+
+TEU = str(REPO / ".venv" / "bin" / "teu")
+
+
+def finished(client: Client, script: str, **kw: object) -> str:
+    """Runs busybox ``sh -c script`` to its end; returns the container id."""
+    r = client.run(ContainerOptions(image="busybox", cmd=["sh", "-c", script], **kw))  # type: ignore[arg-type]
+    assert r.exit_code == 0, r.stderr
+    return r.id
+
+
+def text(lines: object) -> list[bytes]:
+    """The data of log lines."""
+    return [line.data for line in lines]  # type: ignore[attr-defined]
+
+
+def test_stream_filters_and_grep(client: Client) -> None:
+    """--stdout-only/--stderr-only select a stream; --grep filters lines on the server."""
+    cid = finished(client, "echo out1; echo ERROR err1 >&2; echo out2; echo WARN w >&2")
+    assert text(client.logs(cid, stdout_only=True)) == [b"out1\n", b"out2\n"]
+    assert text(client.logs(cid, stderr_only=True)) == [b"ERROR err1\n", b"WARN w\n"]
+    assert text(client.logs(cid, grep="ERROR|WARN")) == [b"ERROR err1\n", b"WARN w\n"]
+    with pytest.raises(InvalidArgument):
+        list(client.logs(cid, grep="(unclosed"))
+    client.remove(cid)
+
+
+def test_since_and_until(client: Client) -> None:
+    """--since/--until select lines by the time they were written."""
+    cid = finished(client, "echo early; sleep 0.5; echo late")
+    lines = list(client.logs(cid))
+    cut = lines[1].timestamp - 1
+    assert text(client.logs(cid, since=cut)) == [b"late\n"]
+    assert text(client.logs(cid, until=cut)) == [b"early\n"]
+    client.remove(cid)
+
+
+def test_several_containers_merged_in_time_order(client: Client, engine: Engine) -> None:
+    """logs of several containers interleave by time and name each line's container."""
+    a = client.run_detached(ContainerOptions(image="busybox", name="mlog-a", cmd=["sh", "-c", "echo a1; sleep 0.4; echo a2"]))
+    b = client.run_detached(ContainerOptions(image="busybox", name="mlog-b", cmd=["sh", "-c", "sleep 0.2; echo b1; sleep 0.4; echo b2"]))
+    client.wait(a), client.wait(b)
+    merged = [(line.container, line.data) for line in client.logs_many(["mlog-a", "mlog-b"])]
+    assert merged == [("mlog-a", b"a1\n"), ("mlog-b", b"b1\n"), ("mlog-a", b"a2\n"), ("mlog-b", b"b2\n")]
+    out = subprocess.run([TEU, "logs", "mlog-a", "mlog-b"], env=engine.env(), capture_output=True, text=True).stdout
+    assert out.splitlines()[0].startswith("mlog-a") and out.splitlines()[0].endswith("a1")
+    client.remove(a), client.remove(b)
+
+
+def test_rotation_keeps_every_line_within_retention(client: Client, engine: Engine) -> None:
+    """With max-size 64k and max-files 3, the log rotates, -f misses nothing, and disk stays bounded."""
+    # 20 bursts of 1000 lines, paced so that the engine's size checks see the log grow between bursts
+    script = ("i=0; while [ $i -lt 20000 ]; do i=$((i+1)); echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxx; "
+              "[ $((i % 1000)) -eq 0 ] && sleep 0.3; done")  # fmt: skip
+    cid = client.create(ContainerOptions(image="busybox", cmd=["sh", "-c", "sleep 0.5; " + script],
+                                         log_opts={"max-size": "64k", "max-files": "3"})).id  # fmt: skip
+    client.start(cid)
+    followed = text(client.logs(cid, follow=True))
+    assert followed == [f"line-{i}-xxxxxxxxxxxxxxxxxxxxxxxxxxxx\n".encode() for i in range(1, 20001)]
+    log_dir = engine.root / "logs" / cid
+    time.sleep(0.6)
+    sizes = [p.stat().st_size for p in log_dir.glob("*.log")]
+    assert 2 <= len(sizes) <= 4 and sum(sizes) < 400 * 1024  # 800 KB were written
+    kept = text(client.logs(cid))
+    assert kept and kept[-1] == b"line-20000-xxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+    client.remove(cid)
+
+
+def test_no_line_lost_when_logs_service_is_killed(client: Client, engine: Engine) -> None:
+    """A container writes 200k numbered lines while the logs service is SIGKILLed: every line is there."""
+    n = 200_000
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", f"seq 1 {n}"]))
+    os.kill(engine.service_pid("logs"), signal.SIGKILL)
+    client.wait(cid)
+    wait_ready(client)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            got = text(client.logs(cid))
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert got == [f"{i}\n".encode() for i in range(1, n + 1)]
+    client.remove(cid)
+
+
+def test_cli_logs_flags(client: Client, engine: Engine) -> None:
+    """The CLI's --since, --stderr-only and --grep behave like the SDK's."""
+    cid = finished(client, "echo keep; echo drop >&2")
+    run = lambda *a: subprocess.run([TEU, "logs", *a, cid], env=engine.env(), capture_output=True, text=True)  # noqa: E731
+    assert run("--since", "10m").stdout == "keep\n"
+    assert run("--stderr-only").stderr == "drop\n"
+    assert run("--grep", "ke+p").stdout == "keep\n"
+    client.remove(cid)
