@@ -1,0 +1,49 @@
+"""A real payload beside busybox: Debian 12 built by debootstrap, running a Python program."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import REPO, Engine
+from teu.client import Client, ContainerOptions
+from teu.types.v1 import types_pb2
+
+DEBIAN_TAR = REPO / "build" / "debian.tar"
+
+
+@pytest.fixture(scope="module")
+def debian(engine: Engine) -> str:
+    """The `debian` image, built once with `scripts/build-debian-image.sh` (skipped if the mirror is unreachable)."""
+    if not DEBIAN_TAR.exists():
+        DEBIAN_TAR.parent.mkdir(exist_ok=True)
+        built = subprocess.run([str(REPO / "scripts" / "build-debian-image.sh"), str(DEBIAN_TAR)],
+                               capture_output=True, text=True, timeout=900)  # fmt: skip
+        if built.returncode == 3:
+            pytest.skip(f"debootstrap cannot reach the Debian mirror: {built.stderr.strip()}")
+        assert built.returncode == 0, built.stderr
+    with Client(engine.target) as c, DEBIAN_TAR.open("rb") as f:
+        c.import_image(f, "debian:12", types_pb2.ImageConfig(cmd=["bash"]))
+    return "debian:12"
+
+
+def test_python_program_runs_in_debian(client: Client, debian: str) -> None:
+    """A Python program runs in the Debian image and sees Debian 12 and its own hostname."""
+    program = "import platform, socket; print(open('/etc/debian_version').read().split('.')[0], platform.python_version()[:2])"
+    r = client.run(ContainerOptions(image=debian, cmd=["python3", "-c", program], remove=True))
+    assert r.exit_code == 0, r.stderr
+    major, py = r.stdout.decode().split()
+    assert (major, py) == ("12", "3.")
+
+
+def test_debian_user_and_commit(client: Client, debian: str) -> None:
+    """`-u nobody` resolves from Debian's passwd; a commit of an apt-free change runs again."""
+    r = client.run(ContainerOptions(image=debian, cmd=["sh", "-c", "id -un; echo print\\(42\\) > /app.py"], user="root"))
+    assert r.stdout == b"root\n"
+    client.commit(r.id, "debian-app:1", changes=['CMD ["python3", "/app.py"]'])
+    client.remove(r.id)
+    out = client.run(ContainerOptions(image="debian-app:1", remove=True))
+    assert out.stdout == b"42\n"
+    assert client.run(ContainerOptions(image=debian, cmd=["id", "-u"], user="nobody", remove=True)).stdout == b"65534\n"
+    client.remove_image("debian-app:1")
