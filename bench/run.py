@@ -194,7 +194,7 @@ def s4_logs(b: Bench) -> list[Result]:
 
 
 def s5_filesystem(b: Bench) -> list[Result]:
-    """Image and filesystem operations: import of a ~100 MB rootfs tar; the rest is not built yet."""
+    """Image and filesystem operations: import of a ~100 MB rootfs tar; diff, commit, export after 1000 files; save."""
     big, root = b.base / "big.tar", b.base / "bigroot"
     root.mkdir()
     subprocess.run(["tar", "-xf", str(IMAGE_TAR), "-C", str(root)], check=True)
@@ -205,10 +205,22 @@ def s5_filesystem(b: Bench) -> list[Result]:
     imp = b.result(f"import {big.stat().st_size // 1_000_000} MB rootfs tar")
     alternate(imp, {e.name: (lambda e=e: timed(e.cmd("import", str(big), "bigimg"), e.env)) for e in b.engines},
               runs=2 if b.quick else 5, warmup=1)  # fmt: skip
+    make_files = "mkdir /data && i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo $i > /data/f$i; done"
+    for e in b.engines:
+        subprocess.run(
+            e.cmd("run", "--name", "fs1000", "busybox", "sh", "-c", make_files), env=e.env, check=True, capture_output=True
+        )
+    out = str(b.base / "fs.out")
+    ops = {
+        "diff after 1000 files": lambda e: timed(e.cmd("diff", "fs1000"), e.env),
+        "commit of 1000 files": lambda e: timed(e.cmd("commit", "fs1000", f"fsimg:{time.monotonic_ns()}"), e.env),
+        "export of the container": lambda e: timed(e.cmd("export", "-o", out, "fs1000"), e.env),
+        "save of busybox": lambda e: timed(e.cmd("save", "-o", out, "busybox"), e.env),
+    }
     results = [imp]
-    for op in ("diff after 1000 files", "commit", "export", "save"):
-        r = b.result(op)
-        r.na["teu"] = "not built yet (issue 4)"
+    for name, op in ops.items():
+        r = b.result(name)
+        alternate(r, {e.name: (lambda e=e, op=op: op(e)) for e in b.engines}, runs=3 if b.quick else 10, warmup=1)
         results.append(r)
     return results
 
