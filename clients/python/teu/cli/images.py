@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from teu.cli import format as fmt
 from teu.cli import parse
 from teu.cli.common import each, inspect_all, verb
+from teu.cli.progress import CountingReader, Meter
 from teu.client import Client
 
 
@@ -33,25 +35,27 @@ def cmd_import(c: Client, a: argparse.Namespace) -> int:
     config = parse.changes(a.change)
     if a.file.startswith(("http://", "https://")):
         image = c.import_image(None, a.reference or "", config, url=a.file)
-    elif a.file == "-":
-        image = c.import_image(sys.stdin.buffer, a.reference or "", config)
     else:
-        with open(a.file, "rb") as f:
-            image = c.import_image(f, a.reference or "", config)
+        with open(a.file, "rb") if a.file != "-" else open(sys.stdin.fileno(), "rb", closefd=False) as f:
+            meter = Meter("import", os.fstat(f.fileno()).st_size if a.file != "-" else 0)
+            image = c.import_image(CountingReader(f, meter), a.reference or "", config)  # type: ignore[arg-type]
+            meter.finish()
     print(image.id)
     return 0
 
 
 def _progress(frames: Any, final: str) -> str:
-    """Shows pull/push progress (a line per blob state change) and returns the final value."""
-    result = ""
+    """Shows pull/push progress, one meter per blob, and returns the final value (image id or digest)."""
+    result, meters = "", dict[str, Meter]()
     for frame in frames:
-        if frame.WhichOneof("part") == "progress":
-            pr = frame.progress
-            if pr.status in ("done", "exists"):
-                print(f"{pr.digest[7:19] or 'image'}: {pr.status} ({fmt.size(pr.total)})", file=sys.stderr)
-        else:
+        if frame.WhichOneof("part") != "progress":
             result = getattr(frame, final).id if final == "image" else getattr(frame, final)
+            continue
+        pr = frame.progress
+        meter = meters.setdefault(pr.digest, Meter(pr.digest[7:19] or "image", pr.total))
+        meter.add(pr.done - meter.done)
+        if pr.status in ("done", "exists"):
+            meter.finish(pr.status)
     return result
 
 
@@ -59,17 +63,23 @@ def cmd_save(c: Client, a: argparse.Namespace) -> int:
     """Writes images as an archive to a file or stdout."""
     if a.output is None and sys.stdout.isatty():
         raise parse.InvalidArgument("refusing to write an archive to a terminal: use -o FILE or redirect stdout")
+    meter = Meter("save")
     with open(a.output, "wb") if a.output else open(sys.stdout.fileno(), "wb", closefd=False) as f:
         for chunk in c.save(a.images, format=a.format):
             f.write(chunk)
+            meter.add(len(chunk))
+    meter.finish()
     return 0
 
 
 def cmd_load(c: Client, a: argparse.Namespace) -> int:
     """Loads images from an archive file or stdin."""
     with open(a.input, "rb") if a.input else open(sys.stdin.fileno(), "rb", closefd=False) as f:
-        for image in c.load(f):
-            print(f"Loaded image: {', '.join(image.repo_tags) or image.id}")
+        meter = Meter("load", os.fstat(f.fileno()).st_size if a.input else 0)
+        loaded = c.load(CountingReader(f, meter))  # type: ignore[arg-type]
+        meter.finish()
+    for image in loaded:
+        print(f"Loaded image: {', '.join(image.repo_tags) or image.id}")
     return 0
 
 
