@@ -118,7 +118,7 @@ async def launch(spec: Launch) -> Created:
     finally:
         os.close(write_fd)
     try:
-        line = await asyncio.wait_for(asyncio.to_thread(_read_line, read_fd), SYNC_TIMEOUT)
+        line = await asyncio.wait_for(asyncio.to_thread(read_line, read_fd), SYNC_TIMEOUT)
     except TimeoutError as exc:
         raise Internal(f"conmon did not report within {SYNC_TIMEOUT:.0f}s") from exc
     finally:
@@ -130,14 +130,13 @@ async def launch(spec: Launch) -> Created:
     return created
 
 
-def _read_line(fd: int) -> bytes:
+def read_line(fd: int) -> bytes:
+    """One line from a pipe of conmon's, byte by byte: a later message (an exec's exit code after its
+    pid) must stay in the pipe for the next read. The messages are a few dozen bytes."""
     chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        if chunk.endswith(b"\n"):
+    while ch := os.read(fd, 1):
+        chunks.append(ch)
+        if ch == b"\n":
             break
     return b"".join(chunks)
 
