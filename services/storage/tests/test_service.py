@@ -165,7 +165,8 @@ def test_layered_errors_map_to_status_codes(tmp_path: Path, tars: Any) -> None:
             (grpc.StatusCode.FAILED_PRECONDITION, stub.RemoveImage(storage_pb2.RemoveImageRequest(ref="busybox"))),
             (grpc.StatusCode.INVALID_ARGUMENT, stub.LoadImages(_load(tars.build(tars.file("../x"))))),
             (grpc.StatusCode.INVALID_ARGUMENT, stub.CopyTo(_copy_to(KEY, "/tmp", tars.build(tars.file("../x"))))),
-            (grpc.StatusCode.UNIMPLEMENTED, _collect(stub.Pull(storage_pb2.PullRequest(ref="localhost:5000/a")))),
+            (grpc.StatusCode.INVALID_ARGUMENT, _collect(stub.Pull(storage_pb2.PullRequest(ref="localhost:5000/a@sha256:bad")))),
+            (grpc.StatusCode.NOT_FOUND, _collect(stub.Push(storage_pb2.PushRequest(ref="localhost:5000/absent:1")))),
         ]
         for code, call in calls:
             with pytest.raises(grpc.aio.AioRpcError) as failure:

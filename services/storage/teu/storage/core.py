@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, cast
@@ -598,6 +598,49 @@ class Storage:
             split.unlink(missing_ok=True)
             if staging.exists():
                 shutil.rmtree(staging)
+
+    # --- for registry pulls and pushes (registry.py) ---------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The metadata database (registry.py records and looks up blobs in it)."""
+        return self._store
+
+    def pinning(self) -> AbstractContextManager[list[str]]:
+        """Layers pinned in the body (pin_present, add_layer, pin_existing) are safe from GC until its end."""
+        return self._pinning()
+
+    def pin_present(self, diff_id: str, pins: list[str]) -> int | None:
+        """Pins layer ``diff_id`` if it is already unpacked and recorded; its size, or None if it is not."""
+        with self._gc_lock:
+            size = self._store.layer_size(diff_id)
+            if size is None or not self.layer_dirs.exists(diff_id):
+                return None
+            self._pins[diff_id] += 1
+            pins.append(diff_id)
+            return size
+
+    def add_layer(self, tar_path: Path, diff_id: str, pins: list[str]) -> int:
+        """Unpacks the verified layer tar at ``tar_path`` (safely: hostile tars raise InvalidArgument),
+        pinned in ``pins``; returns its unpacked size."""
+        return self._add_layer(tar_path, diff_id, pins)
+
+    def pin_existing(self, diff_ids: Sequence[str], pins: list[str]) -> None:
+        """Pins layers that must be present (Internal if one is missing)."""
+        self._pin_existing(diff_ids, pins)
+
+    def layer_tar(self, diff_id: str) -> imagearchive.LayerSource:
+        """The exact tar of layer ``diff_id`` (rebuilt from its tar-split; finish() checks it)."""
+        return self._layer_source(diff_id)
+
+    def image_config(self, image_id: str) -> bytes:
+        """The stored config bytes of ``image_id`` (whose sha256 is the id)."""
+        return self._config(image_id)
+
+    def record_image(self, image: NewImage) -> Image:
+        """Records ``image`` (its layers pinned and unpacked) with its refs, in one transaction."""
+        self._store.add_images([image])
+        return self._image(image.id)
 
     # --- helpers -------------------------------------------------------------------------------
 

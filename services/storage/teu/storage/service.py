@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from teu.errors import InvalidArgument, Unimplemented
-from teu.storage import core
+from teu.errors import InvalidArgument
+from teu.storage import core, registry
 from teu.storage.oci import ImageConfig
 from teu.storage.snapshots import Mount
 from teu.storage.store import Image
-from teu.storage.streams import stream_from_thread
+from teu.storage.streams import events_from_thread, stream_from_thread
 from teu.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu.types.v1 import types_pb2
 
@@ -188,14 +188,30 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def Pull(
         self, request: storage_pb2.PullRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.PullResponse]:
-        raise Unimplemented("Pull: registry pulls are not built yet")
-        yield storage_pb2.PullResponse()  # pragma: no cover - makes this an async generator
+        registry.parse_remote(request.ref, allow_digest=True)  # InvalidArgument before any thread starts
+
+        def work(emit: Callable[[registry.Progress | Image], None]) -> None:
+            emit(registry.pull(self._storage, request.ref, request.insecure, emit))
+
+        async for event in events_from_thread(work):
+            if isinstance(event, Image):
+                yield storage_pb2.PullResponse(image=_image_to_proto(event))
+            else:
+                yield storage_pb2.PullResponse(progress=_progress_to_proto(event))
 
     async def Push(
         self, request: storage_pb2.PushRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.PushResponse]:
-        raise Unimplemented("Push: registry pushes are not built yet")
-        yield storage_pb2.PushResponse()  # pragma: no cover - makes this an async generator
+        registry.parse_remote(request.ref, allow_digest=False)
+
+        def work(emit: Callable[[registry.Progress | str], None]) -> None:
+            emit(registry.push(self._storage, request.ref, request.insecure, emit))
+
+        async for event in events_from_thread(work):
+            if isinstance(event, str):
+                yield storage_pb2.PushResponse(digest=event)
+            else:
+                yield storage_pb2.PushResponse(progress=_progress_to_proto(event))
 
     async def Prune(
         self, request: storage_pb2.PruneRequest, context: grpc.aio.ServicerContext
@@ -248,6 +264,12 @@ def _image_to_proto(image: Image) -> storage_pb2.Image:
         layers=image.layers,
         parent=image.parent,
         comment=image.comment,
+    )
+
+
+def _progress_to_proto(progress: registry.Progress) -> storage_pb2.Progress:
+    return storage_pb2.Progress(
+        digest=progress.digest, done=progress.done, total=progress.total, status=progress.status
     )
 
 

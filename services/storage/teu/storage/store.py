@@ -11,6 +11,13 @@ Schema (meta.db, WAL mode, foreign keys on)::
        ▲                   ▲
     tags(ref PK, image_id)    snapshots(key PK, image_id, created_at)
 
+    blobs(digest PK, diff_id, size, media_type)   registry blobs (compressed) known to hold a layer
+    blob_repos(registry, repository, digest)      where such a blob was pulled from or pushed to
+
+``blobs`` lets a push reuse the very blob a pull fetched or an earlier push uploaded (compression is
+not reproducible across tools and zlib versions); ``blob_repos`` names repositories to mount it from.
+Both are caches of verified facts: they go with their layer, and are never needed for correctness.
+
 A tag names exactly one image; re-tagging moves it. ``parent`` (the image a commit started from)
 is informational: deleting a parent leaves its children intact, since each lists all its layers.
 Every write is one transaction, so readers never
@@ -30,7 +37,7 @@ from typing import Any
 from teu.errors import AlreadyExists, FailedPrecondition, NotFound
 from teu.storage.oci import ImageConfig, parse_config
 
-__all__ = ["Image", "NewImage", "Store"]
+__all__ = ["Blob", "Image", "NewImage", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -57,6 +64,19 @@ CREATE TABLE IF NOT EXISTS snapshots (
     image_id TEXT NOT NULL REFERENCES images(id),
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS blobs (
+    digest TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blob_repos (
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (registry, digest, repository)
+);
+CREATE INDEX IF NOT EXISTS blobs_by_diff_id ON blobs(diff_id);
 CREATE INDEX IF NOT EXISTS tags_by_image ON tags(image_id);
 CREATE INDEX IF NOT EXISTS snapshots_by_image ON snapshots(image_id);
 """
@@ -91,6 +111,16 @@ class NewImage:
     refs: Sequence[str] = ()
     parent: str = ""
     comment: str = ""
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A registry blob holding layer ``diff_id``: its digest, size and (OCI) media type."""
+
+    digest: str
+    diff_id: str
+    size: int
+    media_type: str
 
 
 class Store:
@@ -246,6 +276,37 @@ class Store:
                 "(SELECT 1 FROM image_layers WHERE image_layers.diff_id = layers.diff_id)",
                 [(d,) for d in diff_ids],
             )
+            # The blob records of layers that are gone can no longer be pushed; they go too.
+            db.execute("DELETE FROM blobs WHERE diff_id NOT IN (SELECT diff_id FROM layers)")
+            db.execute("DELETE FROM blob_repos WHERE digest NOT IN (SELECT digest FROM blobs)")
+
+    def record_blobs(self, blobs: Sequence[Blob], registry: str = "", repository: str = "") -> None:
+        """Remembers that ``blobs`` hold their layers and, with a registry, that ``repository`` has them."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO blobs (digest, diff_id, size, media_type) VALUES (?, ?, ?, ?)",
+                [(b.digest, b.diff_id, b.size, b.media_type) for b in blobs],
+            )
+            if registry:
+                db.executemany(
+                    "INSERT OR IGNORE INTO blob_repos (registry, repository, digest) VALUES (?, ?, ?)",
+                    [(registry, repository, b.digest) for b in blobs],
+                )
+
+    def blobs_of(self, diff_id: str) -> list[Blob]:
+        """Known blobs of layer ``diff_id``, oldest record first."""
+        rows = self._query(
+            "SELECT digest, diff_id, size, media_type FROM blobs WHERE diff_id = ? ORDER BY rowid", (diff_id,)
+        )
+        return [Blob(str(r[0]), str(r[1]), int(r[2]), str(r[3])) for r in rows]
+
+    def repositories_with(self, registry: str, digest: str) -> list[str]:
+        """Repositories of ``registry`` known to hold blob ``digest``."""
+        rows = self._query(
+            "SELECT repository FROM blob_repos WHERE registry = ? AND digest = ? ORDER BY repository",
+            (registry, digest),
+        )
+        return [str(r[0]) for r in rows]
 
     def config(self, image_id: str) -> bytes | None:
         """The stored config bytes of ``image_id``."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import IO, cast
+from typing import IO, Any, TypeVar, cast
 
 from teu.errors import Cancelled
 
-__all__ = ["CHUNK", "ChunkSink", "HashingFile", "stream_from_thread"]
+__all__ = ["CHUNK", "ChunkSink", "HashingFile", "events_from_thread", "stream_from_thread"]
 
 CHUNK = 1 << 20  # well under the 16 MiB message limit, big enough to keep per-message cost low
 _IN_FLIGHT = 8  # chunks buffered between the thread and the client: bounded memory
+T = TypeVar("T")
 
 
 class ChunkSink:
@@ -96,4 +97,43 @@ async def stream_from_thread(produce: Callable[[IO[bytes]], None]) -> AsyncItera
     finally:
         stopped.set()
         slots.release()
+        await asyncio.shield(worker)
+
+
+async def events_from_thread(work: Callable[[Callable[[T], None]], None]) -> AsyncIterator[T]:
+    """Runs ``work(emit)`` in a thread and yields each event it emits (from any of its threads).
+
+    Events are small (progress), so the queue is unbounded and emitting never blocks the work. If
+    the consumer stops early (client gone), the next emit raises Cancelled, which ends the work
+    through its normal error path (so it cleans up); this waits for that before returning.
+    An exception of ``work`` is raised here after the events before it.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stopped = threading.Event()
+
+    def emit(event: T) -> None:
+        if stopped.is_set():
+            raise Cancelled("the client went away")
+        loop.call_soon_threadsafe(queue.put_nowait, ("event", event))
+
+    def run() -> None:
+        try:
+            work(emit)
+            loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            if not stopped.is_set():
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+    worker = loop.run_in_executor(None, run)
+    try:
+        while True:
+            kind, item = await queue.get()
+            if kind == "end":
+                break
+            if kind == "error":
+                raise item
+            yield cast(T, item)
+    finally:
+        stopped.set()
         await asyncio.shield(worker)
