@@ -6,7 +6,7 @@ TEU := $(VENV)/bin/teu
 IMAGE_TAR := build/busybox.tar
 PYTEST := $(VENV)/bin/pytest --import-mode=importlib -p no:cacheprovider
 
-.PHONY: run start stop deps venv protos check-protos image image-debian lint test unit integration bench clean
+.PHONY: run start stop deps test-deps venv protos check-protos image image-debian lint test unit integration bench clean
 
 run: start
 	@$(TEU) run --rm busybox echo "Hello from Teu: a process manager with superpowers."
@@ -58,7 +58,11 @@ unit: venv
 integration: deps venv $(IMAGE_TAR)
 	$(PYTEST) tests/integration -q
 
-test: deps venv $(IMAGE_TAR) check-protos
+# Test-only host packages: Debian's docker-registry, for pull/push against a registry on 127.0.0.1.
+test-deps:
+	@scripts/install-deps.sh docker-registry
+
+test: deps test-deps venv $(IMAGE_TAR) check-protos
 	$(VENV)/bin/buf lint protos
 	$(VENV)/bin/ruff check clients services tests bench
 	$(PYTEST) services/*/tests clients/python/tests bench/tests tests/integration -q
