@@ -11,6 +11,8 @@ from teu.common.server import Lifecycle, Service, main
 from teu.errors import Unavailable
 from teu.runtime import cgroups, oci
 from teu.runtime.manager import Manager, Settings
+from teu.runtime.network.addressing import DEFAULT_SUBNET
+from teu.runtime.network.networks import Networks, owner_of
 from teu.runtime.service import RuntimeServicer
 from teu.runtime.spec import Host
 from teu.runtime.store import Store
@@ -33,7 +35,19 @@ async def build(cfg: Config) -> Lifecycle:
         nproc_hard=resource.getrlimit(resource.RLIMIT_NPROC)[1],
     )
     store = Store(state / "runtime.db")
-    manager = Manager(store, runtime, Settings(bundles=state / "containers", conmon=conmon_path, host=host))
+    # The engine-wide default network. Built in: "none". "bridge" (Docker's default) creates a bridge,
+    # NAT rules and IPv4 forwarding in the namespace this service runs in on first use, so it must be
+    # asked for (TEU_DEFAULT_NETWORK=bridge): an engine started casually in a shared host namespace
+    # must not change that namespace's network. Containers can still ask for "bridge" explicitly.
+    networks = Networks(
+        store,
+        owner=owner_of(cfg.root),
+        default=os.environ.get("TEU_DEFAULT_NETWORK") or "none",
+        subnet=os.environ.get("TEU_BRIDGE_SUBNET") or DEFAULT_SUBNET,
+        firewall_backend=os.environ.get("TEU_FIREWALL") or None,
+    )
+    await networks.setup()
+    manager = Manager(store, runtime, Settings(bundles=state / "containers", conmon=conmon_path, host=host), networks)
     await manager.reconcile()
     info = runtime_pb2.GetRuntimeInfoResponse(
         oci_runtime=choice.name,

@@ -26,8 +26,9 @@ from typing import Any
 import structlog
 
 from teu.common.signals import parse_signal
-from teu.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
+from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
 from teu.runtime import conmon, execs, mounts, names, spec, users
+from teu.runtime.network.networks import HOST, Networks, Plan
 from teu.runtime.oci import OciRuntime
 from teu.runtime.store import Container, Store
 from teu.runtime.v1 import runtime_pb2
@@ -60,10 +61,11 @@ def _now() -> int:
 class Manager:
     """Creates, starts, stops and deletes containers, and tracks their exits."""
 
-    def __init__(self, store: Store, oci: OciRuntime, settings: Settings) -> None:
+    def __init__(self, store: Store, oci: OciRuntime, settings: Settings, networks: Networks) -> None:
         self.store = store
         self.oci = oci
         self.settings = settings
+        self.networks = networks
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}
         self._watchers: set[asyncio.Task[None]] = set()
@@ -86,6 +88,7 @@ class Manager:
         names.check_id(cid)
         name = names.check_name(name) if name else self._free_name()
         _check_spec(cspec)
+        self.networks.check(cspec)
         c = Container(id=cid, name=name, spec=cspec, state=CREATED, created_at=_now())
         bundle = self.bundle(cid)
         if bundle.exists():
@@ -121,41 +124,70 @@ class Manager:
             c = self.store.get(cid)
             if c.state == RUNNING:
                 raise FailedPrecondition(f"container {c.name} is already running")
-            bundle = self.bundle(cid)
-            rootfs = bundle / "rootfs"
             await self._forget_runtime_state(cid)
-            await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, rootfs)
             try:
-                created = await self._launch(c, bundle, rootfs)
+                # address and host ports first: a refusal (port in use) must leave nothing behind
+                plan = await self.networks.prepare(c)
             except TeuError as exc:
-                mounts.unmount(rootfs)
                 c.error = exc.message
                 self.store.update(c)
                 raise
-            if created.pid <= 0:
-                return await self._fail_start(c, created.error)
-            if on_created is not None:
-                await on_created(bundle)
-            started_at = _now()
             try:
-                await self.oci.start(cid)
-            except TeuError as exc:
-                await self.oci.delete(cid, force=True)
-                return await self._fail_start(c, exc.message)
-            first = c.started_at == 0
-            c.state, c.pid, c.monitor_pid = RUNNING, created.pid, conmon.monitor_pid(bundle)
-            c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = started_at, 0, 0, False, ""
-            c.restart_count += 0 if first else 1
-            self.store.update(c)
-            self._exited[cid] = asyncio.Event()
-            self._watch(cid, c.monitor_pid)
-            log.info("container_started", container=cid[:12], pid=c.pid, monitor=c.monitor_pid)
-            return c
+                return await self._start_planned(c, plan, on_created)
+            except BaseException:
+                await self.networks.release(cid)
+                raise
 
-    async def _launch(self, c: Container, bundle: Path, rootfs: Path) -> conmon.Created:
+    async def _start_planned(self, c: Container, plan: Plan, on_created: OnCreated | None) -> Container:
+        """The start proper, once the network plan is recorded (the caller releases it on failure)."""
+        cid = c.id
+        bundle = self.bundle(cid)
+        rootfs = bundle / "rootfs"
+        await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, rootfs)
+        try:
+            created = await self._launch(c, bundle, rootfs, plan)
+        except TeuError as exc:
+            mounts.unmount(rootfs)
+            c.error = exc.message
+            self.store.update(c)
+            raise
+        if created.pid <= 0:
+            return await self._fail_start(c, created.error)
+        try:
+            # the namespaces exist, the process has not started: it finds its network ready
+            await self.networks.attach(cid, created.pid, plan)
+        except Exception as exc:
+            await self.oci.delete(cid, force=True)
+            mounts.unmount(rootfs)
+            c.error = exc.message if isinstance(exc, TeuError) else f"setting up the network failed: {exc}"
+            self.store.update(c)
+            log.warning("network_setup_failed", container=cid[:12], error=c.error)
+            if isinstance(exc, TeuError):
+                raise
+            raise Internal(c.error) from exc
+        if on_created is not None:
+            await on_created(bundle)
+        started_at = _now()
+        try:
+            await self.oci.start(cid)
+        except TeuError as exc:
+            await self.oci.delete(cid, force=True)
+            return await self._fail_start(c, exc.message)
+        first = c.started_at == 0
+        c.state, c.pid, c.monitor_pid = RUNNING, created.pid, conmon.monitor_pid(bundle)
+        c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = started_at, 0, 0, False, ""
+        c.restart_count += 0 if first else 1
+        self.store.update(c)
+        self._exited[cid] = asyncio.Event()
+        self._watch(cid, c.monitor_pid)
+        log.info("container_started", container=cid[:12], pid=c.pid, monitor=c.monitor_pid)
+        return c
+
+    async def _launch(self, c: Container, bundle: Path, rootfs: Path, plan: Plan) -> conmon.Created:
         user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, rootfs)
-        binds = {"/etc/hostname": str(bundle / "hostname"), "/etc/hosts": str(bundle / "hosts")}
-        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"teu/{c.id}")
+        binds = self.networks.write_files(plan, c, bundle)
+        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"teu/{c.id}",
+                         network_namespace=plan.kind != HOST)  # fmt: skip
         (bundle / "config.json").write_text(json.dumps(doc))
         launch = conmon.Launch(
             conmon=self.settings.conmon,
@@ -172,6 +204,7 @@ class Manager:
 
     async def _fail_start(self, c: Container, error: str) -> Container:
         mounts.unmount(self.bundle(c.id) / "rootfs")
+        await self.networks.release(c.id)
         c.state, c.exit_code, c.error, c.finished_at, c.pid = EXITED, spec.exit_code_for_start_error(error), error, _now(), 0
         self.store.update(c)
         self._event(c.id).set()
@@ -217,6 +250,8 @@ class Manager:
         """The container record with what lives outside the database: exec sessions, control fifo."""
         c.execs.extend(self.execs.get(c.id, []))
         c.control_path = str(self.bundle(c.id) / "ctl")
+        if c.state == RUNNING and (attachment := self.networks.attachment(c)) is not None:
+            c.network.CopyFrom(attachment)
         return c
 
     # -- exits ----------------------------------------------------------------------------------
@@ -260,6 +295,8 @@ class Manager:
             c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
             c.state, c.pid, c.monitor_pid = EXITED, 0, 0
             self.store.update(c)
+            # before waking the waiters: a stop or run --rm that returns has its ports free again
+            await self._release_network(cid)
             self._event(cid).set()
             log.info("container_exited", container=cid[:12], exit_code=c.exit_code, oom=c.oom_killed)
             await self.oci.delete(cid, force=True)
@@ -319,6 +356,7 @@ class Manager:
             c = self.store.get(cid)
             bundle = self.bundle(cid)
             await self._forget_runtime_state(cid)
+            await self._release_network(cid)
             await asyncio.to_thread(mounts.unmount, bundle / "rootfs")
             await asyncio.to_thread(shutil.rmtree, bundle, True)
             self.store.delete(cid)
@@ -345,12 +383,26 @@ class Manager:
                     self._watch(c.id, c.pid)
                 else:
                     await self._finish(c.id)
+        running = {c.id for c in self.store.list() if c.state == RUNNING}
+        try:
+            await self.networks.reconcile(running)
+        except Exception:  # containers run on regardless; the next restart audits again
+            log.exception("network_reconcile_failed")
         log.info("reconciled", containers=len(self._exited))
 
+    async def _release_network(self, cid: str) -> None:
+        """Frees the container's address, ports, veth and rules; a failure is logged, not raised
+        (the exit is recorded already, and the next reconcile retries)."""
+        try:
+            await self.networks.release(cid)
+        except Exception:
+            log.exception("network_release_failed", container=cid[:12])
+
     async def close(self) -> None:
-        """Stops watching exits (containers keep running)."""
+        """Stops watching exits and answering DNS (containers keep running)."""
         for task in list(self._watchers):
             task.cancel()
+        await self.networks.close()
 
 
 def _check_spec(s: runtime_pb2.ContainerSpec) -> None:

@@ -58,7 +58,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def ListContainers(
         self, request: pb.ListContainersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListContainersResponse:
-        found = [c for c in self.m.store.list() if request.all or c.state == RUNNING]
+        found = [self.m.describe(c) for c in self.m.store.list() if request.all or c.state == RUNNING]
         return pb.ListContainersResponse(containers=found)
 
     async def GetRuntimeInfo(
@@ -71,6 +71,24 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         out.containers_created = states.count(CREATED)
         out.containers_exited = states.count(EXITED)
         return out
+
+    async def CreateNetwork(
+        self, request: pb.CreateNetworkRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateNetworkResponse:
+        return pb.CreateNetworkResponse(network=await self.m.networks.create(request.name, request.subnet))
+
+    async def GetNetwork(self, request: pb.GetNetworkRequest, context: grpc.aio.ServicerContext) -> pb.GetNetworkResponse:
+        return pb.GetNetworkResponse(network=self.m.networks.get(request.ref))
+
+    async def ListNetworks(
+        self, request: pb.ListNetworksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListNetworksResponse:
+        return pb.ListNetworksResponse(networks=self.m.networks.list())
+
+    async def RemoveNetwork(
+        self, request: pb.RemoveNetworkRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RemoveNetworkResponse:
+        return pb.RemoveNetworkResponse(network=await self.m.networks.remove(request.ref))
 
     async def Attach(
         self, request_iterator: AsyncIterator[pb.AttachRequest], context: grpc.aio.ServicerContext

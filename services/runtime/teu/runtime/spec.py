@@ -98,10 +98,12 @@ def build(
     host: Host,
     bind_files: dict[str, str],
     cgroups_path: str,
+    network_namespace: bool = True,
 ) -> dict[str, Any]:
     """The OCI config.json document for container ``cid``.
 
     ``bind_files`` maps container paths (e.g. /etc/hosts) to host files that are bind-mounted there.
+    Without ``network_namespace`` (``--network host``) the container shares the engine's network.
     """
     proc = spec.process
     hostname = hostname_of(cid, spec)
@@ -132,7 +134,7 @@ def build(
         "linux": {
             "cgroupsPath": cgroups_path,
             "resources": _resources(spec.resources),
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount") if network_namespace or t != "network"],
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
         },

@@ -1,7 +1,7 @@
-"""The runtime's SQLite database: one row per container.
+"""The runtime's SQLite database: containers, and the networks they join.
 
-Schema (one table; ``spec`` is the serialized teu.runtime.v1.ContainerSpec the container was
-created with, so it can grow without migrations):
+Schema (``spec`` is the serialized teu.runtime.v1.ContainerSpec the container was created with, so
+it can grow without migrations):
 
     containers
     ├── id            TEXT PRIMARY KEY   64 hex chars
@@ -11,6 +11,23 @@ created with, so it can grow without migrations):
     ├── pid, monitor_pid, exit_code, oom_killed, restart_count   INTEGER
     ├── created_at, started_at, finished_at                     INTEGER (Unix ns)
     └── error         TEXT
+
+    networks          bridge networks: the default "bridge" and user-defined ones
+    ├── id            TEXT PRIMARY KEY   64 hex chars
+    ├── name          TEXT UNIQUE
+    ├── subnet, gateway, bridge          TEXT (bridge UNIQUE)
+    ├── dns           INTEGER            containers resolve each other by name
+    └── created_at    INTEGER
+
+    attachments       one per starting/running container: where it is plugged in (IPAM lives here)
+    ├── container_id  TEXT PRIMARY KEY
+    ├── network       TEXT               a networks.id, or "none" / "host"
+    ├── address       TEXT               NULL for none/host; UNIQUE per network
+    └── mac, host_interface              TEXT
+
+    ports             published ports of attached containers
+    ├── host_ip, host_port, protocol     PRIMARY KEY ("" host_ip = every address)
+    └── container_port, container_id
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from teu.errors import AlreadyExists, InvalidArgument, NotFound
 from teu.runtime.v1 import runtime_pb2
@@ -39,7 +57,32 @@ CREATE TABLE IF NOT EXISTS containers (
     started_at INTEGER NOT NULL DEFAULT 0,
     finished_at INTEGER NOT NULL DEFAULT 0,
     error TEXT NOT NULL DEFAULT ''
-)
+);
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    bridge TEXT NOT NULL UNIQUE,
+    dns INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    container_id TEXT PRIMARY KEY,
+    network TEXT NOT NULL,
+    address TEXT,
+    mac TEXT NOT NULL DEFAULT '',
+    host_interface TEXT NOT NULL DEFAULT '',
+    UNIQUE (network, address)
+);
+CREATE TABLE IF NOT EXISTS ports (
+    host_ip TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    protocol TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    container_id TEXT NOT NULL,
+    PRIMARY KEY (host_ip, host_port, protocol)
+);
 """
 _STATE_FIELDS = (
     "state", "pid", "monitor_pid", "exit_code", "oom_killed", "restart_count",
@@ -55,14 +98,16 @@ class Store:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         """Closes the database."""
         self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: it holds the write lock from its first statement,
+        so a read-then-write inside it, such as an address allocation, cannot race another)."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -74,7 +119,7 @@ class Store:
     def insert(self, c: Container) -> None:
         """Adds a new container; AlreadyExists if its id or name is taken."""
         try:
-            with self._tx() as db:
+            with self.tx() as db:
                 db.execute(
                     "INSERT INTO containers (id, name, spec, state, created_at) VALUES (?, ?, ?, ?, ?)",
                     (c.id, c.name, c.spec.SerializeToString(), c.state, c.created_at),
@@ -86,7 +131,7 @@ class Store:
 
     def update(self, c: Container) -> None:
         """Saves the state fields of ``c``."""
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute(
                 f"UPDATE containers SET {', '.join(f'{f} = ?' for f in _STATE_FIELDS)} WHERE id = ?",
                 (*(getattr(c, f) for f in _STATE_FIELDS), c.id),
@@ -94,7 +139,7 @@ class Store:
 
     def delete(self, cid: str) -> None:
         """Forgets a container."""
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute("DELETE FROM containers WHERE id = ?", (cid,))
 
     def get(self, cid: str) -> Container:
@@ -122,6 +167,10 @@ class Store:
     def list(self) -> list[Container]:
         """Every container, newest first."""
         return self._select("ORDER BY created_at DESC", ())
+
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> builtins.list[tuple[Any, ...]]:
+        """Rows of a read-only statement (outside any transaction: SQLite reads are consistent)."""
+        return self._db.execute(sql, args).fetchall()
 
     def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[Container]:
         cur = self._db.execute(f"SELECT id, name, spec, created_at, {', '.join(_STATE_FIELDS)} FROM containers {where}", args)

@@ -1,0 +1,276 @@
+"""Networking's pure parts: subnets, IPAM in SQLite, port specs, DNS packets, rule rendering, files."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from teu.runtime import spec
+from teu.runtime.network import addressing, dns, firewall, links, netconf, ports
+from teu.runtime.network.networks import Networks
+from teu.runtime.network.records import Records
+from teu.runtime.store import Store
+from teu.runtime.v1 import runtime_pb2 as rt
+from teu.types.v1 import types_pb2
+
+CID = "ab" * 32
+
+
+def network(name: str = "net", subnet: str = "10.89.0.0/29") -> types_pb2.Network:
+    """A network record on ``subnet``."""
+    net = IPv4Network(subnet)
+    return types_pb2.Network(id=name * 8, name=name, subnet=subnet, gateway=str(addressing.gateway_of(net)), bridge=f"teu-{name}")
+
+
+def mapping(host_port: int, container_port: int = 80, proto: str = "", host_ip: str = "") -> types_pb2.PortMapping:
+    """A port mapping."""
+    return types_pb2.PortMapping(host_ip=host_ip, host_port=host_port, container_port=container_port, protocol=proto)
+
+
+# -- subnets ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["", "10.0.0.0", "10.1.2.3/24", "300.0.0.0/8", "10.0.0.0/33", "10.0.0.0/31",
+                                 "127.0.0.0/8", "224.0.0.0/8", "169.254.0.0/16", "fd00::/64", "10.0.0.0/4"])  # fmt: skip
+def test_invalid_subnets_are_refused(bad: str) -> None:
+    """Non-CIDR, host bits, out-of-range prefixes, IPv6 and special ranges are INVALID_ARGUMENT."""
+    with pytest.raises(InvalidArgument):
+        addressing.parse_subnet(bad)
+
+
+def test_free_subnet_skips_overlaps() -> None:
+    """The wanted subnet if free, else the next of its size that overlaps nothing."""
+    want = IPv4Network("10.88.0.0/16")
+    assert addressing.free_subnet(want, [IPv4Network("192.168.0.0/24")]) == want
+    taken = [IPv4Network("10.88.5.0/24"), IPv4Network("10.89.0.0/16")]
+    assert addressing.free_subnet(want, taken) == IPv4Network("10.90.0.0/16")
+    assert addressing.first_overlap(IPv4Network("10.0.0.0/8"), taken) == taken[0]
+
+
+def test_addresses_macs_and_names() -> None:
+    """Gateway is the first host, containers get the lowest free one, MACs follow addresses, names fit IFNAMSIZ."""
+    net = IPv4Network("10.89.0.0/30")
+    assert addressing.gateway_of(net) == IPv4Address("10.89.0.1")
+    assert str(addressing.first_free_address(net, [])) == "10.89.0.2/30"
+    assert addressing.first_free_address(net, [IPv4Address("10.89.0.2")]) is None
+    assert addressing.mac_for(IPv4Address("10.88.0.2")) == "02:42:0a:58:00:02"
+    assert addressing.bridge_name("f" * 64, default=False) == "teu-fffffffffff" and len(addressing.veth_name(CID)) == 15
+    with pytest.raises(InvalidArgument):
+        addressing.check_network_name("-bad")
+
+
+# -- IPAM ---------------------------------------------------------------------------------------
+
+
+def test_allocation_release_and_exhaustion(tmp_path: Path) -> None:
+    """Addresses are handed out lowest first, reused after release, and a full subnet is UNAVAILABLE."""
+    records = Records(Store(tmp_path / "db"))
+    net = network()  # /29: gateway .1, containers .2-.6
+    records.insert_network(net)
+    got = [records.allocate(f"{i:064x}", net, f"vteu{i}", []).address for i in range(5)]
+    assert [str(a) for a in got] == [f"10.89.0.{i}/29" for i in range(2, 7)]
+    with pytest.raises(Unavailable):
+        records.allocate("f" * 64, net, "vteuf", [])
+    att, _ = records.release(f"{2:064x}")
+    assert att is not None and str(att.address) == "10.89.0.4/29"
+    assert str(records.allocate("f" * 64, net, "vteuf", []).address) == "10.89.0.4/29"
+    assert records.members(net.id)["f" * 64] == "10.89.0.4"
+    with pytest.raises(AlreadyExists):
+        records.insert_network(network())
+
+
+def test_concurrent_allocations_never_share_an_address(tmp_path: Path) -> None:
+    """Two database connections (as two processes would) allocating at once never hand out the same address."""
+    Records(Store(tmp_path / "db")).insert_network(network(subnet="10.89.0.0/24"))
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        records = Records(Store(tmp_path / "db"))
+        for i in range(40):
+            att = records.allocate(f"{k}{i:063x}", network(subnet="10.89.0.0/24"), "v", [])
+            with lock:
+                results.append(str(att.address))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 80 and len(set(results)) == 80
+
+
+def test_host_ports_are_held_once(tmp_path: Path) -> None:
+    """A host port held by one container is refused to another (all-addresses and specific ones collide) and free again after release."""
+    records = Records(Store(tmp_path / "db"))
+    net = network()
+    records.insert_network(net)
+    records.allocate("a" * 64, net, "va", [mapping(8080, proto="tcp")])
+    with pytest.raises(InvalidArgument, match="port 8080/tcp"):
+        records.allocate("b" * 64, net, "vb", [mapping(8080, proto="tcp", host_ip="127.0.0.1")])
+    assert records.attachment("b" * 64) is None  # the refused allocation left nothing
+    records.allocate("b" * 64, net, "vb", [mapping(8080, proto="udp")])
+    records.release("a" * 64)
+    records.allocate("c" * 64, net, "vc", [mapping(8080, proto="tcp", host_ip="127.0.0.1")])
+    assert sorted((str(a), m.protocol) for m, a in records.forwards()) == [("10.89.0.2", "tcp"), ("10.89.0.3", "udp")]
+
+
+# -- ports --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mappings", "mode", "message"),
+    [
+        ([mapping(0)], "bridge", "host port 0"),
+        ([mapping(70000)], "bridge", "host port 70000"),
+        ([mapping(80, 0)], "bridge", "container port 0"),
+        ([mapping(80, proto="sctp")], "bridge", "protocol"),
+        ([mapping(80, host_ip="nope")], "bridge", "host address"),
+        ([mapping(80)], "none", "--network none"),
+        ([mapping(80)], "host", "--network host"),
+        ([mapping(80), mapping(80, 81, host_ip="127.0.0.1")], "bridge", "twice"),
+    ],
+)
+def test_port_specs_are_validated(mappings: list[types_pb2.PortMapping], mode: str, message: str) -> None:
+    """Ports 1-65535, tcp/udp, IPv4 host addresses, no duplicates, bridge networks only."""
+    with pytest.raises(InvalidArgument, match=message):
+        ports.normalize(mappings, mode)
+
+
+def test_port_defaults() -> None:
+    """Protocol defaults to tcp and 0.0.0.0 means every address."""
+    [p] = ports.normalize([mapping(8080, 80, host_ip="0.0.0.0")], "bridge")
+    assert (p.host_ip, p.protocol) == ("", "tcp")
+    assert ports.normalize([mapping(53, 53, "UDP")], "bridge")[0].protocol == "udp"
+
+
+def test_listening_socket_makes_a_port_unavailable() -> None:
+    """A port with a listening socket on loopback is INVALID_ARGUMENT naming the port; a free one passes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        with pytest.raises(InvalidArgument, match=f"port {taken}/tcp"):
+            ports.check_host_free(mapping(taken, proto="tcp", host_ip="127.0.0.1"))
+    ports.check_host_free(mapping(taken, proto="tcp", host_ip="127.0.0.1"))
+
+
+# -- DNS ----------------------------------------------------------------------------------------
+
+
+def query(name: str, qtype: int = dns.TYPE_A, qid: int = 0x1234) -> bytes:
+    """A standard recursive query for ``name``."""
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + struct.pack("!HH", qtype, dns.CLASS_IN)
+
+
+def lookup(name: str) -> IPv4Address | None:
+    """A network with one container, db."""
+    return IPv4Address("10.89.0.2") if name == "db" else None
+
+
+def test_dns_answers_known_names() -> None:
+    """An A query for a container's name gets its address, authoritative, with the query's id and question."""
+    reply = dns.answer(dns.parse_query(query("DB")), lookup)
+    qid, flags, qd, an, _, _ = struct.unpack_from("!HHHHHH", reply)
+    assert (qid, flags & 0x8000, flags & 0x0400, flags & 0xF, qd, an) == (0x1234, 0x8000, 0x0400, dns.NOERROR, 1, 1)
+    assert reply.endswith(bytes([10, 89, 0, 2])) and query("DB")[12:] in reply
+
+
+def test_dns_refuses_to_know_other_names() -> None:
+    """Unknown names are NXDOMAIN (never forwarded); AAAA of a known name is an empty NOERROR; junk is FORMERR or ignored."""
+    reply = dns.answer(dns.parse_query(query("example.com")), lookup)
+    assert struct.unpack_from("!H", reply, 2)[0] & 0xF == dns.NXDOMAIN
+    reply = dns.answer(dns.parse_query(query("db", dns.TYPE_AAAA)), lookup)
+    assert struct.unpack_from("!HHHH", reply)[1] & 0xF == dns.NOERROR and struct.unpack_from("!HHHH", reply)[3] == 0
+    for junk in (b"\x12", b"\x12\x34\x01\x00\x00\x01", query("db")[:-3], struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0)):
+        with pytest.raises(dns.Malformed):
+            dns.parse_query(junk)
+    assert dns.formerr(b"\x12") is None and dns.formerr(b"\x12\x34junk") is not None
+
+
+# -- rules and files ----------------------------------------------------------------------------
+
+
+def test_rules_render_from_state() -> None:
+    """The nft script replaces table ip teu wholesale; no bridge means the table is just dropped."""
+    rs = firewall.Ruleset((firewall.Bridge("teu0", "10.88.0.0/16"),), (firewall.Forward("127.0.0.1", 8080, "tcp", "10.88.0.2", 80),))
+    script = firewall.render_nft(rs)
+    assert script.startswith("table ip teu {}\ndelete table ip teu\n")
+    assert "ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.88.0.2:80" in script
+    assert 'ip saddr 10.88.0.0/16 oifname != "teu0" masquerade' in script
+    assert 'iifname "teu0" oifname "teu*" oifname != "teu0" drop' in script
+    assert firewall.render_nft(firewall.Ruleset()) == "table ip teu {}\ndelete table ip teu\n"
+    restore = firewall.render_iptables(rs)
+    assert "-A TEU-PORTS -d 127.0.0.1 -p tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80" in restore
+    assert "-A TEU-FORWARD -i teu+ -o teu+ -j DROP" in restore
+
+
+def test_container_files() -> None:
+    """hosts names the container on its address; resolv.conf points at the network's responder, or is the host's without loopback servers."""
+    assert netconf.hosts("abc", IPv4Address("10.88.0.2"), "web").endswith("10.88.0.2\tabc web\n")
+    assert netconf.hosts("abc", None).endswith("127.0.1.1\tabc\n")
+    assert netconf.resolv_for_dns(IPv4Address("10.89.0.1")).startswith("nameserver 10.89.0.1\n")
+    host = "search example.org\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver ::1\n"
+    assert netconf.resolv_from_host(host) == "search example.org\nnameserver 192.0.2.53\n"
+
+
+def test_host_network_spec_has_no_network_namespace() -> None:
+    """--network host drops the network namespace from the OCI spec; the others keep it."""
+    s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"]))
+    user, host = spec.User(0, 0), spec.Host(1024, 1024)
+    kinds = [n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x", network_namespace=False)["linux"]["namespaces"]]
+    assert "network" not in kinds and "uts" in kinds
+    assert "network" in [n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x")["linux"]["namespaces"]]
+
+
+# -- orchestration (netlink mocked: no privileges, no namespace touched) -------------------------
+
+
+def networks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, routes: list[str], subnet: str = addressing.DEFAULT_SUBNET) -> Networks:
+    """A Networks over a fresh database whose namespace has ``routes`` (on eth0)."""
+
+    async def fake_routes() -> list[tuple[IPv4Network, str]]:
+        return [(IPv4Network(r), "eth0") for r in routes]
+
+    monkeypatch.setattr(links, "routes", fake_routes)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    n = Networks(Store(tmp_path / "db"), owner="teu:test", default="bridge", subnet=subnet)
+    asyncio.run(n.setup())
+    return n
+
+
+def test_default_subnet_avoids_routes_of_the_namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default subnet that overlaps a route is skipped for the next free one; an invalid one falls back to 10.88.0.0/16."""
+    assert networks(tmp_path / "a", monkeypatch, ["10.88.0.0/20"]).get("bridge").subnet == "10.89.0.0/16"
+    assert networks(tmp_path / "b", monkeypatch, [], subnet="nonsense").get("bridge").subnet == "10.88.0.0/16"
+    custom = networks(tmp_path / "c", monkeypatch, ["192.168.0.0/16"], subnet="172.20.0.0/16").get("bridge")
+    assert (custom.subnet, custom.gateway, custom.bridge, custom.dns) == ("172.20.0.0/16", "172.20.0.1", "teu0", False)
+
+
+def test_user_networks_and_their_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CreateNetwork picks free /24s, refuses overlaps (with networks or routes), taken and reserved names; unknown networks are NOT_FOUND."""
+    n = networks(tmp_path, monkeypatch, ["10.89.0.0/24"])
+    first = asyncio.run(n.create("one", ""))
+    assert first.subnet == "10.89.1.0/24" and first.dns and first.bridge.startswith("teu-")
+    with pytest.raises(InvalidArgument, match="overlaps"):
+        asyncio.run(n.create("two", "10.89.1.128/25"))
+    with pytest.raises(InvalidArgument, match="overlaps"):
+        asyncio.run(n.create("two", "10.89.0.0/16"))
+    for taken in ("one", "bridge", "host", "none"):
+        with pytest.raises(AlreadyExists):
+            asyncio.run(n.create(taken, ""))
+    with pytest.raises(NotFound):
+        n.check(rt.ContainerSpec(network="nope"))
+    with pytest.raises(InvalidArgument, match="--network host"):
+        n.check(rt.ContainerSpec(network="host", ports=[mapping(80)]))
+    with pytest.raises(FailedPrecondition):
+        asyncio.run(n.remove("bridge"))
+    assert [x.name for x in n.list()] == ["bridge", "one"]

@@ -1,0 +1,379 @@
+"""Container networking end to end, with the whole engine inside a network namespace of its own.
+
+Bridges, veths, nftables rules and container addresses all live in that namespace (made here,
+removed at the end), so nothing touches the host's network; every packet a test sends goes to
+loopback or to a container of that namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+
+from conftest import IMAGE_TAR
+from teu.client import Client, ContainerOptions
+from teu.errors import FailedPrecondition, InvalidArgument, TeuError, from_status
+from teu.gateway.v1 import gateway_pb2 as gw
+from teu.runtime.network.networks import owner_of
+from teu.runtime.v1 import runtime_pb2 as rt
+from teu.runtime.v1 import runtime_pb2_grpc
+from teu.testing import PrivateEngine, wait_ready
+from teu.types.v1 import types_pb2
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.timeout(120),
+]
+STEP = 30  # seconds any one helper command may take
+
+
+class NamespacedEngine(PrivateEngine):
+    """A private engine whose processes (and so its containers' networks) live in namespace ``ns``."""
+
+    def __init__(self, base: Path, ns: str, firewall: str) -> None:
+        super().__init__(base)
+        self.ns = ns
+        self.firewall = firewall
+
+    def start(self) -> NamespacedEngine:
+        """Starts the supervisor under ``nsenter --net`` (only the network namespace changes) with
+        bridge networking as the default and the given firewall back-end."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TEU_METRICS_PORT_BASE": "0", "TEU_DEFAULT_NETWORK": "bridge", "TEU_FIREWALL": self.firewall}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{self.ns}", sys.executable, "-m", "teu.engine",
+                 "--root", str(self.root), "--run-dir", str(self.run_dir)],
+                env=env, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+        with Client(self.target) as c:
+            wait_ready(c)
+        return self
+
+    def stop(self) -> None:
+        """Waits for every service (a test may have just killed one), then removes the containers and stops."""
+        if self.proc is not None:
+            with Client(self.target) as c:
+                wait_ready(c, timeout=STEP)
+        super().stop()
+
+
+def in_ns(ns: str, *argv: str, timeout: float = STEP) -> subprocess.CompletedProcess[str]:
+    """Runs ``argv`` in namespace ``ns`` (network only)."""
+    return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", *argv], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module", params=["nftables", "iptables"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The firewall back-end the engine is made to use (the whole module runs with each)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def netns(backend: str) -> Iterator[str]:
+    """A fresh network namespace with lo up (one per back-end), removed with everything in it at the end."""
+    from pyroute2 import IPRoute
+    from pyroute2 import netns as pnetns
+
+    name = f"teutest{os.getpid()}"
+    pnetns.create(name)
+    try:
+        with IPRoute(netns=name, flags=0) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        yield name
+    finally:
+        pnetns.remove(name)
+
+
+@pytest.fixture(scope="module")
+def neteng(netns: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedEngine]:
+    """The engine in ``netns``, with busybox imported."""
+    with NamespacedEngine(tmp_path_factory.mktemp("netengine"), netns, backend) as eng:
+        with Client(eng.target) as c, IMAGE_TAR.open("rb") as f:
+            c.import_image(f, "busybox", types_pb2.ImageConfig(cmd=["sh"]))
+        yield eng
+
+
+@pytest.fixture()
+def teu(neteng: NamespacedEngine) -> Iterator[Client]:
+    """An SDK client of the namespaced engine."""
+    with Client(neteng.target) as c:
+        wait_ready(c)
+        yield c
+
+
+@pytest.fixture()
+def runtime(neteng: NamespacedEngine) -> Iterator[runtime_pb2_grpc.RuntimeServiceStub]:
+    """A stub of the engine's runtime service (networks are its API)."""
+    with grpc.insecure_channel(f"unix:{neteng.run_dir}/runtime.sock") as ch:
+        yield runtime_pb2_grpc.RuntimeServiceStub(ch)
+
+
+def rpc(call: object, request: object) -> object:
+    """One unary call, with gRPC errors as Teu errors."""
+    try:
+        return call(request, timeout=STEP)  # type: ignore[operator]
+    except grpc.RpcError as exc:
+        raise from_status(exc.code(), exc.details()) from None
+
+
+def run(c: Client, cmd: Sequence[str], network: str = "", ports: Sequence[types_pb2.PortMapping] = (),
+        detach: bool = False, name: str = "") -> tuple[str, int, str]:  # fmt: skip
+    """(id, exit code, output) of a busybox container on ``network`` (detached: exit code -1)."""
+    config = ContainerOptions(image="busybox", cmd=list(cmd), remove=not detach, name=name).to_proto()
+    config.network = network
+    config.ports.extend(ports)
+    cid, code, out = "", -1, []
+    try:
+        for frame in c.containers.Run(gw.RunRequest(config=config, detach=detach), timeout=STEP):
+            kind = frame.WhichOneof("event")
+            if kind == "created":
+                cid = frame.created.id
+            elif kind == "output":
+                out.append(frame.output.data.decode(errors="replace"))
+            elif kind == "exit":
+                code = frame.exit.exit_code
+    except grpc.RpcError as exc:
+        raise from_status(exc.code(), exc.details()) from None
+    return cid, code, "".join(out)
+
+
+def port(host_port: int, container_port: int, host_ip: str = "") -> types_pb2.PortMapping:
+    """A tcp mapping."""
+    return types_pb2.PortMapping(host_ip=host_ip, host_port=host_port, container_port=container_port, protocol="tcp")
+
+
+def attachment(runtime: runtime_pb2_grpc.RuntimeServiceStub, cid: str) -> types_pb2.NetworkAttachment:
+    """The container's network attachment as the runtime reports it."""
+    return rpc(runtime.GetContainer, rt.GetContainerRequest(ref=cid)).container.network  # type: ignore[attr-defined, no-any-return]
+
+
+def veths(ns: str) -> list[str]:
+    """Host-side veths Teu made in ``ns``."""
+    out = in_ns(ns, "ip", "-o", "link", "show").stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ": vteu" in line]
+
+
+@pytest.fixture()
+def nat_rules(netns: str, backend: str) -> Callable[[], str]:
+    """Lists Teu's rules in the namespace: the nftables table, or the iptables chains (both print "dport N")."""
+
+    def dump() -> str:
+        if backend == "nftables":
+            return in_ns(netns, "nft", "list", "table", "ip", "teu").stdout
+        return in_ns(netns, "iptables", "-w", "-t", "nat", "-S").stdout
+
+    return dump
+
+
+def count_dnat(rules: str) -> int:
+    """DNAT rules in a listing of either back-end."""
+    return rules.count("dnat to") + rules.count("-j DNAT")
+
+
+def fetch(ns: str, url: str) -> str:
+    """Body of ``url`` fetched by a client inside ``ns``."""
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode(), end='')"
+    done = in_ns(ns, sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def wait_until(check: object, timeout: float = STEP) -> None:
+    """Polls ``check()`` until it is true."""
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_bridge_gives_eth0_with_an_address_and_default_route(teu: Client) -> None:
+    """A container on the default network has eth0 in 10.88.0.0/16, a default route via the bridge and its address in /etc/hosts."""
+    _, code, out = run(teu, ["sh", "-c", "ip -4 addr show eth0; ip route; cat /etc/hosts"])
+    assert code == 0, out
+    assert "inet 10.88." in out and "/16" in out
+    assert "default via 10.88.0.1 dev eth0" in out
+    assert any(line.startswith("10.88.") for line in out.splitlines())
+
+
+def test_none_network_is_loopback_only(teu: Client) -> None:
+    """--network none still gives a namespace with only lo."""
+    _, code, out = run(teu, ["ip", "-o", "link"], network="none")
+    assert code == 0, out
+    assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"]
+
+
+def test_host_network_shares_the_engine_namespace(teu: Client) -> None:
+    """--network host sees the engine's own links (its bridge), not a namespace of its own."""
+    run(teu, ["true"])  # the default bridge exists from here on
+    _, code, out = run(teu, ["ip", "-o", "link"], network="host")
+    assert code == 0, out
+    assert "teu0" in out
+
+
+def test_user_network_resolves_names_and_is_isolated(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str) -> None:
+    """Containers on one user network ping each other by name; a container on another network reaches neither the name nor the address."""
+    rpc(runtime.CreateNetwork, rt.CreateNetworkRequest(name="front", subnet="10.89.7.0/24"))
+    rpc(runtime.CreateNetwork, rt.CreateNetworkRequest(name="back"))
+    db, _, _ = run(teu, ["sleep", "300"], network="front", detach=True, name="db")
+    try:
+        att = attachment(runtime, db)
+        assert att.network == "front" and att.address.startswith("10.89.7.") and att.address.endswith("/24")
+        assert att.gateway == "10.89.7.1" and att.mac.startswith("02:42:") and att.host_interface.startswith("vteu")
+        net = rpc(runtime.GetNetwork, rt.GetNetworkRequest(ref="front")).network  # type: ignore[attr-defined]
+        assert dict(net.containers) == {db: att.address} and net.dns
+        _, code, out = run(teu, ["ping", "-c1", "-W2", "db"], network="front")
+        assert code == 0, out
+        _, code, out = run(teu, ["nslookup", "nosuchname"], network="front")
+        assert code != 0  # NXDOMAIN, never forwarded anywhere
+        address = att.address.split("/")[0]
+        _, code, out = run(teu, ["sh", "-c", f"ping -c1 -W2 db; ping -c1 -W2 {address}"], network="back")
+        assert code != 0 and "bad address 'db'" in out and "100% packet loss" in out, out
+        with pytest.raises(FailedPrecondition, match="in use"):
+            rpc(runtime.RemoveNetwork, rt.RemoveNetworkRequest(ref="front"))
+    finally:
+        teu.remove(db, force=True)
+    rpc(runtime.RemoveNetwork, rt.RemoveNetworkRequest(ref="front"))
+    rpc(runtime.RemoveNetwork, rt.RemoveNetworkRequest(ref="back"))
+    assert "front" not in [n.name for n in rpc(runtime.ListNetworks, rt.ListNetworksRequest()).networks]  # type: ignore[attr-defined]
+
+
+def test_published_port_on_loopback_and_rule_removed_at_stop(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str,
+                                                             nat_rules: Callable[[], str]) -> None:  # fmt: skip
+    """-p 127.0.0.1:8080:80 reaches busybox httpd from the engine's namespace; stopping the container removes the rule."""
+    serve = "mkdir -p /www && echo hello-from-teu > /www/index.html && exec httpd -f -p 80 -h /www"
+    web, _, _ = run(teu, ["sh", "-c", serve], detach=True, ports=[port(8080, 80, "127.0.0.1")])
+    try:
+        att = attachment(runtime, web)
+        assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in att.ports] == [("127.0.0.1", 8080, 80, "tcp")]
+        assert "dport 8080" in nat_rules()
+        wait_until(lambda: in_ns(netns, sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 8080), 2)").returncode == 0)
+        assert fetch(netns, "http://127.0.0.1:8080/") == "hello-from-teu\n"
+        teu.stop(web, timeout=2)
+        assert "dport 8080" not in nat_rules()
+        wait_until(lambda: att.host_interface not in veths(netns))  # gone with the namespace, or reaped
+    finally:
+        teu.remove(web, force=True)
+
+
+def test_host_port_in_use_is_refused_and_nothing_is_left(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str,
+                                                         nat_rules: Callable[[], str]) -> None:  # fmt: skip
+    """A host port held by another container or by a listening socket is INVALID_ARGUMENT naming it, and the container does not run."""
+    holder, _, _ = run(teu, ["sleep", "300"], detach=True, ports=[port(8081, 80)])
+    listener = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c",
+         "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 8082)); s.listen(); print('up', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "up"
+        for taken in (8081, 8082):
+            before = set(veths(netns))  # the holder's only
+            with pytest.raises(InvalidArgument, match=f"port {taken}/tcp"):
+                run(teu, ["sleep", "300"], detach=True, name=f"late{taken}", ports=[port(taken, 80, "127.0.0.1")])
+            late = rpc(runtime.GetContainer, rt.GetContainerRequest(ref=f"late{taken}")).container  # type: ignore[attr-defined]
+            assert late.state == types_pb2.CONTAINER_STATE_CREATED and f"port {taken}/tcp" in late.error
+            assert set(veths(netns)) <= before  # no veth was made (an earlier one may be reaped meanwhile)
+            bridge = rpc(runtime.GetNetwork, rt.GetNetworkRequest(ref="bridge")).network  # type: ignore[attr-defined]
+            assert list(bridge.containers) == [holder]
+            teu.remove(f"late{taken}", force=True)
+        assert count_dnat(nat_rules()) == 1 and "dport 8081" in nat_rules()
+    finally:
+        listener.kill()
+        listener.wait()
+        teu.remove(holder, force=True)
+
+
+def test_network_api_errors(runtime: runtime_pb2_grpc.RuntimeServiceStub) -> None:
+    """Overlapping or invalid subnets are INVALID_ARGUMENT, a taken name ALREADY_EXISTS, the default network cannot be removed."""
+    rpc(runtime.CreateNetwork, rt.CreateNetworkRequest(name="n1", subnet="10.90.0.0/16"))
+    try:
+        for bad in ("10.90.3.0/24", "10.88.0.0/24", "10.1.2.3/24", "300.1.0.0/16", "10.2.0.0", "fd00::/64"):
+            with pytest.raises(InvalidArgument):
+                rpc(runtime.CreateNetwork, rt.CreateNetworkRequest(name="n2", subnet=bad))
+        with pytest.raises(TeuError) as exists:
+            rpc(runtime.CreateNetwork, rt.CreateNetworkRequest(name="n1", subnet="10.91.0.0/16"))
+        assert type(exists.value).__name__ == "AlreadyExists"
+        with pytest.raises(FailedPrecondition):
+            rpc(runtime.RemoveNetwork, rt.RemoveNetworkRequest(ref="bridge"))
+        with pytest.raises(TeuError) as missing:
+            rpc(runtime.GetNetwork, rt.GetNetworkRequest(ref="nope"))
+        assert type(missing.value).__name__ == "NotFound"
+    finally:
+        rpc(runtime.RemoveNetwork, rt.RemoveNetworkRequest(ref="n1"))
+
+
+def test_no_leftovers_after_rm(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str, nat_rules: Callable[[], str]) -> None:
+    """Force-removing running containers with ports leaves no veth, no DNAT rule and no allocation."""
+    ids = [run(teu, ["sleep", "300"], detach=True, ports=[port(8090 + i, 80)])[0] for i in range(3)]
+    assert len(veths(netns)) >= 3
+    for cid in ids:
+        teu.remove(cid, force=True)
+    wait_until(lambda: veths(netns) == [])
+    assert count_dnat(nat_rules()) == 0
+    networks = rpc(runtime.ListNetworks, rt.ListNetworksRequest()).networks  # type: ignore[attr-defined]
+    assert all(not n.containers for n in networks)
+
+
+def test_no_leftovers_after_runtime_sigkill(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, neteng: NamespacedEngine,
+                                            netns: str, backend: str, nat_rules: Callable[[], str]) -> None:  # fmt: skip
+    """After a SIGKILL of the runtime service, the restarted one releases a container that exited meanwhile, removes a
+    stray veth and rule, and keeps a surviving container attached and resolvable by name."""
+    rpc(runtime.CreateNetwork, rt.CreateNetworkRequest(name="mid"))
+    made: list[str] = []
+    try:
+        survivor, _, _ = run(teu, ["sleep", "300"], network="mid", detach=True, name="survivor")
+        made.append(survivor)
+        cid, _, _ = run(teu, ["sleep", "300"], detach=True, ports=[port(8099, 80)])
+        made.append(cid)
+        kept = attachment(runtime, survivor)
+        pid = teu.inspect(cid).pid
+        old = neteng.service_pid("runtime")
+        os.kill(old, signal.SIGSTOP)  # frozen: it must not see the exit below
+        try:
+            os.kill(pid, signal.SIGKILL)
+            # a stray veth of this engine (its alias), and a look-alike of another engine's that must be left alone
+            for name, peer, alias in (("vteudeadbeef00", "vteudeadbeef01", owner_of(neteng.root)), ("vteuforeign000", "teuforeign001", "teu:other")):
+                assert in_ns(netns, "ip", "link", "add", name, "type", "veth", "peer", "name", peer).returncode == 0
+                assert in_ns(netns, "ip", "link", "set", "dev", name, "alias", alias).returncode == 0
+            stray_rule = (["nft", "add", "rule", "ip", "teu", "ports", "tcp", "dport", "9999", "dnat", "to", "10.88.0.250:80"]
+                          if backend == "nftables" else
+                          ["iptables", "-w", "-t", "nat", "-A", "TEU-PORTS", "-p", "tcp", "--dport", "9999", "-j", "DNAT",
+                           "--to-destination", "10.88.0.250:80"])  # fmt: skip
+            assert in_ns(netns, *stray_rule).returncode == 0
+        finally:
+            os.kill(old, signal.SIGKILL)
+        wait_until(lambda: _pid_or_zero(neteng) not in (0, old))
+        wait_ready(teu)
+        exited = types_pb2.CONTAINER_STATE_EXITED
+        wait_until(lambda: rpc(runtime.GetContainer, rt.GetContainerRequest(ref=cid)).container.state == exited)  # type: ignore[attr-defined]
+        wait_until(lambda: veths(netns) == [kept.host_interface, "vteuforeign000"])
+        assert in_ns(netns, "ip", "link", "del", "vteuforeign000").returncode == 0
+        rules = nat_rules()
+        assert "dport 8099" not in rules and "dport 9999" not in rules
+        networks = {n.name: n for n in rpc(runtime.ListNetworks, rt.ListNetworksRequest()).networks}  # type: ignore[attr-defined]
+        assert not networks["bridge"].containers and dict(networks["mid"].containers) == {survivor: kept.address}
+        assert attachment(runtime, survivor) == kept
+        _, code, out = run(teu, ["ping", "-c1", "-W2", "survivor"], network="mid")  # the responder is back
+        assert code == 0, out
+    finally:
+        wait_ready(teu)
+        for made_id in made:
+            teu.remove(made_id, force=True)
+        rpc(runtime.RemoveNetwork, rt.RemoveNetworkRequest(ref="mid"))
+    wait_until(lambda: veths(netns) == [])
+
+
+def _pid_or_zero(eng: PrivateEngine) -> int:
+    try:
+        return eng.service_pid("runtime")
+    except LookupError:
+        return 0
