@@ -8,6 +8,7 @@ from typing import TypeAlias
 import grpc
 
 from teu.common.signals import parse_signal
+from teu.common.streams import first_message
 from teu.errors import FailedPrecondition, InvalidArgument
 from teu.gateway import convert, options, streams
 from teu.gateway.backends import call, stream
@@ -119,7 +120,7 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
             yield gw.CopyFromResponse(chunk=part.chunk)
 
     async def CopyTo(self, request_iterator: AsyncIterator[gw.CopyToRequest], context: Ctx) -> gw.CopyToResponse:
-        header: gw.CopyToHeader = (await streams.first_message(request_iterator, "header")).header
+        header: gw.CopyToHeader = (await first_message(request_iterator, "header")).header
         c = await self.f.find(header.container)
         if c.state == RUNNING:
             # writing into a live overlay's upper dir races the container's own path changes (the

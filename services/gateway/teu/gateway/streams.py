@@ -6,23 +6,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from teu.common.streams import first_message
 from teu.errors import InvalidArgument, NotFound
 from teu.gateway.backends import stream
 from teu.gateway.flows import Flows
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.runtime.v1 import runtime_pb2 as rt
 from teu.types.v1 import types_pb2 as t
-
-
-async def first_message(requests: AsyncIterator[Any], part: str = "start") -> Any:
-    """The opening message of a client stream (its ``part`` oneof); INVALID_ARGUMENT if it is missing."""
-    try:
-        first = await anext(requests)
-    except StopAsyncIteration:
-        raise InvalidArgument(f"the stream must start with a {part} message") from None
-    if first.WhichOneof("part") != part:
-        raise InvalidArgument(f"the stream must start with a {part} message")
-    return first
 
 
 async def _relay(requests: AsyncIterator[Any], opening: Any, kind: type) -> AsyncIterator[Any]:
@@ -35,7 +25,7 @@ async def _relay(requests: AsyncIterator[Any], opening: Any, kind: type) -> Asyn
 async def attach(f: Flows, requests: AsyncIterator[gw.AttachRequest]) -> AsyncIterator[gw.AttachResponse]:
     """Attach (and optionally start): output and the exit flow back; ``--rm`` containers are removed
     once they exit, also when the client detached first."""
-    start: gw.AttachStart = (await first_message(requests)).start
+    start: gw.AttachStart = (await first_message(requests, "start")).start
     c = await f.find(start.container)
     opening = rt.AttachRequest(open=rt.AttachOpen(id=c.id, stdin=start.stdin, start=start.start, size=start.size))
     exited = False
@@ -54,7 +44,7 @@ async def attach(f: Flows, requests: AsyncIterator[gw.AttachRequest]) -> AsyncIt
 
 async def exec_(f: Flows, requests: AsyncIterator[gw.ExecRequest]) -> AsyncIterator[gw.ExecResponse]:
     """Exec: the session id, output, then the exit code."""
-    start: gw.ExecStart = (await first_message(requests)).start
+    start: gw.ExecStart = (await first_message(requests, "start")).start
     c = await f.find(start.container)
     process = t.Process(
         args=list(start.cmd), env=list(start.env), cwd=start.working_dir, user=start.user,

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from teu.errors import InvalidArgument
+from teu.common.streams import first_message
 from teu.runtime import streams
 from teu.runtime.manager import CREATED, EXITED, RUNNING, Manager
 from teu.runtime.v1 import runtime_pb2 as pb
@@ -93,30 +93,19 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def Attach(
         self, request_iterator: AsyncIterator[pb.AttachRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.AttachResponse]:
-        first = await _first(request_iterator, "open")
+        first = await first_message(request_iterator, "open")
         async for frame in streams.attach(self.m, first.open, _frames(request_iterator)):
             yield pb.AttachResponse(frame=frame)
 
     async def Exec(
         self, request_iterator: AsyncIterator[pb.ExecRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExecResponse]:
-        first = await _first(request_iterator, "open")
+        first = await first_message(request_iterator, "open")
         async for item in streams.exec_(self.m, first.open, _frames(request_iterator)):
             if isinstance(item, str):
                 yield pb.ExecResponse(exec_id=item)
             else:
                 yield pb.ExecResponse(frame=item)
-
-
-async def _first(requests: AsyncIterator[Any], field: str) -> Any:
-    """The opening message of a bidirectional stream; INVALID_ARGUMENT if it is missing."""
-    try:
-        first = await anext(requests)
-    except StopAsyncIteration:
-        raise InvalidArgument(f"the stream must start with an {field} message") from None
-    if first.WhichOneof("part") != field:
-        raise InvalidArgument(f"the stream must start with an {field} message")
-    return first
 
 
 async def _frames(requests: AsyncIterator[Any]) -> AsyncIterator[t.StdinFrame]:
