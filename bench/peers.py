@@ -47,6 +47,7 @@ class Podman:
             '[containers]\nlog_driver = "k8s-file"\nnetns = "none"\n'
             f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
             f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "runc"\ntmp_dir = "{self.base}/tmp"\n'
+            f'[network]\nnetwork_config_dir = "{self.base}/networks"\n'
         )
         self.run(["import", "--change", 'CMD ["sh"]', str(image_tar), "localhost/busybox"])
 

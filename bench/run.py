@@ -243,6 +243,52 @@ def s6_scale(b: Bench) -> list[Result]:
     return results
 
 
+def s7_network(b: Bench) -> list[Result]:
+    """Extra latency of bridge networking over `--network none` for `run --rm true`, Teu and podman
+    (netavark) each run inside a network namespace made here, so no bridge or rule touches the host."""
+    if not b.podman:
+        r = b.result("bridge overhead")
+        r.na["teu"] = "needs podman for the side-by-side"
+        return [r]
+    ns = f"teubench{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    wrap = ["nsenter", f"--net=/run/netns/{ns}"]
+    engine = None
+    try:
+        subprocess.run([*wrap, "ip", "link", "set", "lo", "up"], check=True)
+        engine = PrivateEngine(b.base / "teu-net", wrap=wrap, env={"TEU_BRIDGE_SUBNET": "10.77.0.0/16"}).start()
+        env = engine.env()
+        subprocess.run([TEU, "import", str(IMAGE_TAR), "busybox"], env=env, check=True, capture_output=True)
+        pod = b.podman
+        pod_env = {**os.environ, **pod.conf()}
+        runs = {
+            "none": (["--network", "none"], ["--network", "none"]),
+            "bridge": (["--network", "bridge"], ["--network", "podman"]),
+        }
+        results = []
+        for mode, (teu_flags, pod_flags) in runs.items():
+            r = b.result(f"run --rm true, --network {mode} (in a netns)")
+            r.na.pop("docker", None)
+            r.na["docker"] = "not measured in a netns"
+            alternate(r, {
+                "teu": lambda f=teu_flags: timed([TEU, "run", "--rm", *f, "busybox", "true"], env),
+                "podman": lambda f=pod_flags: timed([*wrap, *pod.argv(), "run", "--rm", *f, "busybox", "true"], pod_env),
+            }, runs=8 if b.quick else 20, warmup=2)  # fmt: skip
+            results.append(r)
+        over = b.result("bridge overhead over none (median difference)")
+        over.na["docker"] = "not measured in a netns"
+        for who in ("teu", "podman"):
+            over.samples[who] = [(results[1].median(who) or 0) - (results[0].median(who) or 0)]
+        return [*results, over]
+    finally:
+        if engine:
+            engine.stop()
+        subprocess.run(
+            [*wrap, *b.podman.argv(), "rm", "-af"], env={**os.environ, **b.podman.conf()}, capture_output=True, check=False
+        )
+        subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
 def main() -> None:
     """Runs every scenario and reports."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -254,7 +300,14 @@ def main() -> None:
     bench = Bench(base, args.quick)
     results: list[Result] = []
     try:
-        for num, fn in (("1", s1_run_true), ("2", s2_many_detached), ("4", s4_logs), ("5", s5_filesystem), ("6", s6_scale)):
+        for num, fn in (
+            ("1", s1_run_true),
+            ("2", s2_many_detached),
+            ("4", s4_logs),
+            ("5", s5_filesystem),
+            ("6", s6_scale),
+            ("7", s7_network),
+        ):
             if wanted and num not in wanted:
                 continue
             print(f"scenario {num}: {fn.__doc__}", file=sys.stderr, flush=True)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -40,11 +41,15 @@ class PrivateEngine:
     a private engine in the host's network namespace must not create bridges or rules there.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, wrap: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+        """``wrap`` prefixes the engine's command (e.g. ``nsenter --net=/run/netns/X`` to run it in a
+        network namespace of the caller's); ``env`` adds variables (e.g. TEU_DEFAULT_NETWORK=bridge)."""
         self.root = base / "lib"
         self.run_dir = base / "run"
         self.log_path = base / "engine.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.wrap = list(wrap)
+        self.extra_env = dict(env or {})
 
     @property
     def target(self) -> str:
@@ -60,8 +65,8 @@ class PrivateEngine:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "teu.engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],
-                env={"TEU_DEFAULT_NETWORK": "none", **os.environ, "TEU_METRICS_PORT_BASE": "0"},
+                [*self.wrap, sys.executable, "-m", "teu.engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],
+                env={"TEU_DEFAULT_NETWORK": "none", **os.environ, "TEU_METRICS_PORT_BASE": "0", **self.extra_env},
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
