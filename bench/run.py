@@ -210,12 +210,15 @@ def s5_filesystem(b: Bench) -> list[Result]:
         subprocess.run(
             e.cmd("run", "--name", "fs1000", "busybox", "sh", "-c", make_files), env=e.env, check=True, capture_output=True
         )
-    out = str(b.base / "fs.out")
+    def out() -> str:
+        """A fresh output path each time: podman refuses to overwrite an existing archive."""
+        path = b.base / f"fs-{time.monotonic_ns()}.out"
+        return str(path)
     ops = {
         "diff after 1000 files": lambda e: timed(e.cmd("diff", "fs1000"), e.env),
         "commit of 1000 files": lambda e: timed(e.cmd("commit", "fs1000", f"fsimg:{time.monotonic_ns()}"), e.env),
-        "export of the container": lambda e: timed(e.cmd("export", "-o", out, "fs1000"), e.env),
-        "save of busybox": lambda e: timed(e.cmd("save", "-o", out, "busybox"), e.env),
+        "export of the container": lambda e: timed(e.cmd("export", "-o", out(), "fs1000"), e.env),
+        "save of busybox": lambda e: timed(e.cmd("save", "-o", out(), "busybox"), e.env),
     }
     results = [imp]
     for name, op in ops.items():
@@ -311,7 +314,13 @@ def main() -> None:
             if wanted and num not in wanted:
                 continue
             print(f"scenario {num}: {fn.__doc__}", file=sys.stderr, flush=True)
-            out = fn(bench)
+            try:
+                out = fn(bench)
+            except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
+                # one broken scenario must not throw away the others' numbers
+                failed = Result(f"scenario {num}")
+                failed.na["teu"] = f"failed: {str(exc)[:200]}"
+                out = [failed]
             results += out if isinstance(out, list) else [out]
     finally:
         bench.close()

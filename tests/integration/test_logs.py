@@ -11,7 +11,8 @@ import pytest
 
 from conftest import REPO, Engine, wait_ready
 from teu.client import Client, ContainerOptions
-from teu.errors import InvalidArgument
+from teu.errors import InvalidArgument, TeuError
+from teu.gateway.v1 import gateway_pb2 as gw
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
 
@@ -81,22 +82,25 @@ def test_rotation_keeps_every_line_within_retention(client: Client, engine: Engi
 
 
 def test_no_line_lost_when_logs_service_is_killed(client: Client, engine: Engine) -> None:
-    """A container writes 200k numbered lines while the logs service is SIGKILLed: every line is there."""
-    n = 200_000
-    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", f"seq 1 {n}"]))
-    os.kill(engine.service_pid("logs"), signal.SIGKILL)
+    """A container writes 100 MB of numbered lines while the logs service is SIGKILLed twice: every line is there."""
+    n = 12_500_000  # "00000001\n"... : 9 bytes a line, 112 MB
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", f"seq -w 1 {n}"]))
+    for _ in range(2):
+        time.sleep(0.3)
+        os.kill(engine.service_pid("logs"), signal.SIGKILL)
     client.wait(cid)
     wait_ready(client)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
-            got = text(client.logs(cid))
+            got = b"".join(ch.data for batch in client.log_chunks(gw.LogsRequest(containers=[cid])) for ch in batch.chunks)
             break
-        except Exception:
+        except TeuError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-    assert got == [f"{i}\n".encode() for i in range(1, n + 1)]
+    expected = "".join(f"{i:08d}\n" for i in range(1, n + 1)).encode()
+    assert len(got) == len(expected) and got == expected
     client.remove(cid)
 
 
