@@ -83,8 +83,8 @@ def test_rotation_keeps_every_line_within_retention(client: Client, engine: Engi
 
 def test_no_line_lost_when_logs_service_is_killed(client: Client, engine: Engine) -> None:
     """A container writes 100 MB of numbered lines while the logs service is SIGKILLed twice: every line is there."""
-    n = 12_500_000  # "00000001\n"... : 9 bytes a line, 112 MB
-    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", f"seq -w 1 {n}"]))
+    n = 12_500_000  # "00000001\n"... : 9 bytes a line, 112 MB (675 MB of log records: keep them all)
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", f"seq -w 1 {n}"], log_opts={"max-size": "2g"}))
     for _ in range(2):
         time.sleep(0.3)
         os.kill(engine.service_pid("logs"), signal.SIGKILL)
