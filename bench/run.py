@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
@@ -210,10 +212,12 @@ def s5_filesystem(b: Bench) -> list[Result]:
         subprocess.run(
             e.cmd("run", "--name", "fs1000", "busybox", "sh", "-c", make_files), env=e.env, check=True, capture_output=True
         )
+
     def out() -> str:
         """A fresh output path each time: podman refuses to overwrite an existing archive."""
         path = b.base / f"fs-{time.monotonic_ns()}.out"
         return str(path)
+
     ops = {
         "diff after 1000 files": lambda e: timed(e.cmd("diff", "fs1000"), e.env),
         "commit of 1000 files": lambda e: timed(e.cmd("commit", "fs1000", f"fsimg:{time.monotonic_ns()}"), e.env),
@@ -292,6 +296,50 @@ def s7_network(b: Bench) -> list[Result]:
         subprocess.run(["ip", "netns", "delete", ns], check=False)
 
 
+def _echo_latency(argv: list[str], env: dict[str, str], keys: int) -> list[float]:
+    """Seconds from writing one key to the pty of an interactive `cat` until its echo comes back.
+
+    The echo is made by the container's own terminal (cooked mode), so it crosses the whole path:
+    our pty, the CLI, the engine, the container's pty, and back.
+    """
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on the pty, as a user's terminal would run it
+        os.execvpe(argv[0], argv, env)
+    deadline = time.monotonic() + 30
+    seen = b""
+    while b"ready" not in seen and time.monotonic() < deadline:  # typed until the container echoes it
+        os.write(fd, b"ready\r")
+        if select.select([fd], [], [], 0.5)[0]:
+            seen += os.read(fd, 65536)
+    time.sleep(0.2)
+    while select.select([fd], [], [], 0.1)[0]:
+        os.read(fd, 65536)
+    samples = []
+    for i in range(keys):
+        key = b"abcdefghij"[i % 10 : i % 10 + 1]
+        t0 = time.perf_counter()
+        os.write(fd, key)
+        got = b""
+        while key not in got and select.select([fd], [], [], 5)[0]:
+            got += os.read(fd, 4096)
+        samples.append(time.perf_counter() - t0)
+    os.write(fd, b"\r\x04")
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return samples
+
+
+def s8_echo(b: Bench) -> Result:
+    """Interactive echo: a key typed into `run -it --rm busybox cat` until its echo comes back."""
+    r = b.result("interactive echo latency (run -it)")
+    for e in b.engines:
+        if e.name == "docker":
+            r.na["docker"] = "not measured"
+            continue
+        r.samples[e.name] = _echo_latency(e.cmd("run", "-it", "--rm", "busybox", "cat"), e.env, 30 if b.quick else 100)
+    return r
+
+
 def main() -> None:
     """Runs every scenario and reports."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -310,6 +358,7 @@ def main() -> None:
             ("5", s5_filesystem),
             ("6", s6_scale),
             ("7", s7_network),
+            ("8", s8_echo),
         ):
             if wanted and num not in wanted:
                 continue
