@@ -58,9 +58,9 @@ unit: venv
 integration: deps venv $(IMAGE_TAR)
 	$(PYTEST) tests/integration -q
 
-# Test-only host packages: Debian's docker-registry, for pull/push against a registry on 127.0.0.1.
+# Test-only host packages: docker-registry (pull/push on 127.0.0.1), podman and skopeo (image interchange).
 test-deps:
-	@scripts/install-deps.sh docker-registry
+	@scripts/install-deps.sh docker-registry podman skopeo
 
 test: deps test-deps venv $(IMAGE_TAR) check-protos
 	$(VENV)/bin/buf lint protos
