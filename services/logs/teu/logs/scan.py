@@ -32,8 +32,8 @@ _FAST_F: Final = {s: re.compile(rb"\n" + _TS + b" " + name + b" F ") for s, name
 _FAST_F_ANY: Final = re.compile(rb"\n" + _TS + rb" std(?:out|err) F ")
 # The last record of each run of one stream (the next record is of the other stream, or none).
 _RUN_END: Final = re.compile(rb"\n[^\n]{35} (stdout|stderr) [^\n]*+(?=\n(?![^\n]{35} \1 ))")
-# Blocks with P records: a P record also loses its terminating newline.
-_FAST_PF: Final = {s: re.compile(rb"(?m)^" + _TS + b" " + name + rb" (?:F |P ([^\n]*)\n)") for s, name in _NAMES.items()}
+# Headers of P records (a P record also loses its terminating newline).
+_P_HEADER: Final = {s: re.compile(rb"(?m)^" + _TS + b" " + name + b" P ") for s, name in _NAMES.items()}
 # The ten bytes between timestamp and content → (stream, whether the record ends a line).
 _KINDS: Final[dict[bytes, tuple[int, bool]]] = {
     b" stdout F ": (STDOUT, True),
@@ -129,20 +129,56 @@ def _fast(body: bytes, flt: Filter, final: bool) -> tuple[list[Chunk], int] | No
     region = body if cut == len(body) else body[:cut]
     first = _stream_at(region, 0)
     single = first == _stream_at(region, region.rfind(b"\n", 0, len(region) - 1) + 1)
-    if single:
+    # One cheap search picks the one pass that can succeed: conmon splits a line at each 8 KiB read,
+    # so a fast writer's blocks usually hold P records, and trying the all-F pass first would waste it.
+    partial = b" stdout P " in region or b" stderr P " in region  # memchr speed; a false hit only costs speed
+    if single and not partial:
         # "\n" + region: each "\n<prefix>" becomes "\n"; the output keeps one newline per record
         # plus the leading one, which counts the records for the check.
         out, matched = _FAST_F[first].subn(b"\n", b"\n" + region)
         if matched == out.count(b"\n") - 1:
             return _single(first, out[1:], flt), cut
-    mixed = _mixed(region, flt)
-    if mixed is not None:
-        return mixed, cut
-    if single:
-        out, matched = _FAST_PF[first].subn(rb"\1", region)
-        if matched == region.count(b"\n"):
-            return _single(first, out, flt), cut
+    if single and partial:
+        joined = _strip_with_partials(region, first)
+        if joined is not None:
+            return _single(first, joined, flt), cut
+    if not partial:
+        mixed = _mixed(region, flt)
+        if mixed is not None:
+            return mixed, cut
     return None
+
+
+def _strip_f(seg: bytes, stream: int) -> bytes | None:
+    """The content of a run of F records of one stream (C-speed), or None if it holds anything else."""
+    out, matched = _FAST_F[stream].subn(b"\n", b"\n" + seg)
+    return out[1:] if matched == out.count(b"\n") - 1 else None
+
+
+def _strip_with_partials(region: bytes, stream: int) -> bytes | None:
+    """The content of a one-stream block that holds P records: runs of F records go through the C-speed
+    substitution, each P record (one per conmon read that ended mid-line, so a few per 8 KiB) is cut
+    out by hand without its terminating newline. A substitution with a group would call back into
+    Python for every record."""
+    parts: list[bytes] = []
+    pos = 0
+    for m in _P_HEADER[stream].finditer(region):
+        if m.start() > pos:
+            run = _strip_f(region[pos : m.start()], stream)
+            if run is None:
+                return None
+            parts.append(run)
+        end = region.find(b"\n", m.end())
+        if end < 0:
+            return None
+        parts.append(region[m.end() : end])
+        pos = end + 1
+    if pos < len(region):
+        run = _strip_f(region[pos:], stream)
+        if run is None:
+            return None
+        parts.append(run)
+    return b"".join(parts)
 
 
 def _single(stream: int, out: bytes, flt: Filter) -> list[Chunk]:
