@@ -157,3 +157,16 @@ class LogDir:
     def exists(self) -> bool:
         """Whether the directory is still there (RemoveLog deletes it)."""
         return self.path.is_dir()
+
+
+def open_unchanged(info: FileInfo) -> int | None:
+    """A read-only fd of ``info``'s file, or None if it is gone or was replaced (another inode) since
+    the listing: the caller then lists again."""
+    try:
+        fd = os.open(info.path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    if os.fstat(fd).st_ino != info.ino:
+        os.close(fd)
+        return None
+    return fd

@@ -14,7 +14,7 @@ from typing import Final
 
 from teu.logs.k8sfile import HEADER_LEN, STDERR, STDOUT, TIMESTAMP_LEN
 from teu.logs.scan import Filter
-from teu.logs.segments import FileInfo, LogDir
+from teu.logs.segments import FileInfo, LogDir, open_unchanged
 
 #: First block size of the backward scan; it doubles while a block holds no whole record.
 TAIL_BLOCK: Final = 64 * 1024
@@ -121,13 +121,10 @@ def _tail_in(files: list[FileInfo], back: _Backwards, end: int, lower: int) -> i
             continue
         if info.end <= lower:
             break
-        try:
-            fd = os.open(info.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        fd = open_unchanged(info)
+        if fd is None:
             return None
         try:
-            if os.fstat(fd).st_ino != info.ino:
-                return None
             hi = min(end, info.end) - info.base
             found = _scan_file(back, fd, info, max(lower, info.base) - info.base, hi)
         finally:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Final
 
 from teu.logs.k8sfile import TIMESTAMP_LEN, parse_timestamp
-from teu.logs.segments import FileInfo, LogDir
+from teu.logs.segments import FileInfo, LogDir, open_unchanged
 
 #: Below this many bytes the search parses records one by one.
 LINEAR: Final = 64 * 1024
@@ -115,13 +115,10 @@ def _find_in(d: LogDir, files: list[FileInfo], t: int, lower: int) -> int | None
     for info in files:
         if info.end <= lower:
             continue
-        try:
-            fd = os.open(info.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        fd = open_unchanged(info)
+        if fd is None:
             return None
         try:
-            if os.fstat(fd).st_ino != info.ino:
-                return None
             times = file_times(d, fd, info)
             if times is None:
                 end = max(end, info.end)
