@@ -157,3 +157,13 @@ def test_mixed_stream_runs_match_the_record_form(flt: Filter) -> None:
         stream = STDOUT if (i // rng.randint(1, 6)) % 2 else STDERR
         block += rec(bytes(rng.choice(b"ab \xff") for _ in range(rng.randint(0, 20))), stream=stream, ns=i)
     assert scan_block(block, flt, True).chunks == reference_chunks(block, flt)
+
+
+def test_partial_split_ignores_marker_text_inside_content() -> None:
+    """A line whose text contains " stdout P " is not mistaken for a P record header."""
+    from teu.logs.scan import _strip_with_partials
+
+    ts = b"2026-11-30T06:24:30.027115861+00:00"
+    block = (ts + b" stdout F says stdout P here\n" + ts + b" stdout P abc\n" + ts + b" stdout F def\n"
+             + ts + b" stdout F x stdout P y\n")  # fmt: skip
+    assert _strip_with_partials(block, 1) == b"says stdout P here\nabcdef\nx stdout P y\n"

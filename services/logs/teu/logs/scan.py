@@ -32,8 +32,6 @@ _FAST_F: Final = {s: re.compile(rb"\n" + _TS + b" " + name + b" F ") for s, name
 _FAST_F_ANY: Final = re.compile(rb"\n" + _TS + rb" std(?:out|err) F ")
 # The last record of each run of one stream (the next record is of the other stream, or none).
 _RUN_END: Final = re.compile(rb"\n[^\n]{35} (stdout|stderr) [^\n]*+(?=\n(?![^\n]{35} \1 ))")
-# Headers of P records (a P record also loses its terminating newline).
-_P_HEADER: Final = {s: re.compile(rb"(?m)^" + _TS + b" " + name + b" P ") for s, name in _NAMES.items()}
 # The ten bytes between timestamp and content → (stream, whether the record ends a line).
 _KINDS: Final[dict[bytes, tuple[int, bool]]] = {
     b" stdout F ": (STDOUT, True),
@@ -162,17 +160,25 @@ def _strip_with_partials(region: bytes, stream: int) -> bytes | None:
     Python for every record."""
     parts: list[bytes] = []
     pos = 0
-    for m in _P_HEADER[stream].finditer(region):
-        if m.start() > pos:
-            run = _strip_f(region[pos : m.start()], stream)
+    marker = b" " + _NAMES[stream] + b" P "
+    hit = region.find(marker)
+    while hit >= 0:  # bytes.find is memchr-fast; a regex anchored at line starts is not
+        rec = hit - TIMESTAMP_LEN
+        if rec < pos or (rec > 0 and region[rec - 1] != 0x0A):  # the marker inside some content
+            hit = region.find(marker, hit + 1)
+            continue
+        if rec > pos:
+            run = _strip_f(region[pos:rec], stream)
             if run is None:
                 return None
             parts.append(run)
-        end = region.find(b"\n", m.end())
+        content = hit + len(marker)
+        end = region.find(b"\n", content)
         if end < 0:
             return None
-        parts.append(region[m.end() : end])
+        parts.append(region[content:end])
         pos = end + 1
+        hit = region.find(marker, pos)
     if pos < len(region):
         run = _strip_f(region[pos:], stream)
         if run is None:
