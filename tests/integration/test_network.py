@@ -377,3 +377,25 @@ def _pid_or_zero(eng: PrivateEngine) -> int:
         return eng.service_pid("runtime")
     except LookupError:
         return 0
+
+
+def test_cli_network_commands_and_publish(neteng: NamespacedEngine, netns: str) -> None:
+    """The CLI creates, lists, inspects and removes a network; `run --network` and `-p` work from it."""
+    teu_bin = str(Path(sys.executable).parent / "teu")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([teu_bin, *args], env=neteng.env(), capture_output=True, text=True, timeout=STEP)
+
+    assert cli("network", "create", "--subnet", "10.99.7.0/24", "clinet").returncode == 0
+    assert "clinet" in cli("network", "ls").stdout
+    assert '"Subnet": "10.99.7.0/24"' in cli("network", "inspect", "clinet").stdout
+    out = cli("run", "--rm", "--network", "clinet", "busybox", "ip", "-4", "addr", "show", "eth0")
+    assert "inet 10.99.7." in out.stdout, out.stderr
+    started = cli("run", "-d", "--name", "cliweb", "--network", "clinet", "-p", "127.0.0.1:18081:80", "busybox",
+                  "sh", "-c", "mkdir /www && echo clipage > /www/index.html && httpd -f -p 80 -h /www")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    fetch = "import socket,time\nfor _ in range(50):\n try:\n  s=socket.create_connection(('127.0.0.1',18081),1);break\n except OSError: time.sleep(0.1)\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');print(s.recv(4096).decode())"
+    assert "clipage" in in_ns(netns, sys.executable, "-c", fetch).stdout
+    assert cli("rm", "-f", "cliweb").returncode == 0
+    assert cli("network", "rm", "clinet").returncode == 0
+    assert "clinet" not in cli("network", "ls").stdout
