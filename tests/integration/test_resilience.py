@@ -112,3 +112,22 @@ def test_backend_down_is_unavailable_then_recovers(engine: Engine, client: Clien
         os.kill(engine.proc.pid, signal.SIGCONT)
     wait_ready(client)
     assert client.list_images()
+
+
+def test_exec_sessions_survive_runtime_restart(engine: Engine, client: Client) -> None:
+    """Exec sessions stay in inspect across a runtime restart; one that ends meanwhile gets its exit code."""
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"]))
+    done = client.exec_run(cid, ["sh", "-c", "exit 4"])
+    session = client.exec(cid, ["sh", "-c", "sleep 1; exit 6"])
+    session.wait_exec_id()
+    session.detach()
+    restart_by_sigkill(engine, client, "runtime")
+    deadline = time.monotonic() + 15
+    while True:
+        execs = {e.id: e for e in client.inspect(cid).execs}
+        if not execs[session.exec_id].running or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert execs[done.exec_id].exit_code == 4
+    assert (execs[session.exec_id].running, execs[session.exec_id].exit_code) == (False, 6)
+    client.remove(cid, force=True)

@@ -69,7 +69,6 @@ class Manager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}
         self._watchers: set[asyncio.Task[None]] = set()
-        self.execs: dict[str, list[runtime_pb2.ExecSession]] = {}  # in memory: sessions die with their container
 
     def bundle(self, cid: str) -> Path:
         """The container's bundle directory."""
@@ -236,19 +235,20 @@ class Manager:
                                          terminal=proc.terminal)  # fmt: skip
         if session.error:
             record.exit_code = spec.exit_code_for_start_error(session.error)
-        self.execs.setdefault(cid, []).append(record)
+        self.store.save_exec(cid, record)
         log.info("exec_started", container=cid[:12], exec_id=sid[:12], pid=session.pid, error=session.error)
         return session
 
     def exec_ended(self, cid: str, sid: str, exit_code: int) -> None:
         """Records the end of an exec session."""
-        for record in self.execs.get(cid, []):
+        for record in self.store.execs_of(cid):
             if record.id == sid:
                 record.running, record.exit_code, record.pid = False, exit_code, 0
+                self.store.save_exec(cid, record)
 
     def describe(self, c: Container) -> Container:
         """The container record with what lives outside the database: exec sessions, control fifo."""
-        c.execs.extend(self.execs.get(c.id, []))
+        c.execs.extend(self.store.execs_of(c.id))
         c.control_path = str(self.bundle(c.id) / "ctl")
         if c.state == RUNNING and (attachment := self.networks.attachment(c)) is not None:
             c.network.CopyFrom(attachment)
@@ -363,7 +363,7 @@ class Manager:
         self._locks.pop(cid, None)
         self._event(cid).set()
         self._exited.pop(cid, None)
-        self.execs.pop(cid, None)
+        self.store.delete_execs(cid)
         log.info("container_deleted", container=cid[:12])
         return c
 
@@ -383,12 +383,33 @@ class Manager:
                     self._watch(c.id, c.pid)
                 else:
                     await self._finish(c.id)
+            self._reconcile_execs(c)
         running = {c.id for c in self.store.list() if c.state == RUNNING}
         try:
             await self.networks.reconcile(running)
         except Exception:  # containers run on regardless; the next restart audits again
             log.exception("network_reconcile_failed")
         log.info("reconciled", containers=len(self._exited))
+
+    def _reconcile_execs(self, c: Container) -> None:
+        """Exec sessions that ended while this service was down get their exit code from conmon's exit
+        file; those still running are watched again."""
+        for record in self.store.execs_of(c.id):
+            if not record.running:
+                continue
+            exits = self.bundle(c.id) / "exec" / record.id / "exit" / c.id
+            if record.pid and _alive(record.pid):
+                self.background(self._exec_exit_later(c.id, record.id, record.pid, exits))
+            else:
+                self.exec_ended(c.id, record.id, _read_exit(exits))
+
+    async def _exec_exit_later(self, cid: str, sid: str, pid: int, exit_file: Path) -> None:
+        await _pid_exit(pid)
+        for _ in range(20):  # conmon writes the file just after the process is reaped
+            if exit_file.exists():
+                break
+            await asyncio.sleep(0.1)
+        self.exec_ended(cid, sid, _read_exit(exit_file))
 
     async def _release_network(self, cid: str) -> None:
         """Frees the container's address, ports, veth and rules; a failure is logged, not raised
@@ -453,3 +474,9 @@ async def _ignore_not_running(call: Awaitable[None]) -> None:
         pass
 
 
+def _read_exit(path: Path) -> int:
+    """An exit file's code; -1 when it is missing (the code is lost)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return -1

@@ -1,4 +1,4 @@
-"""The runtime's SQLite database: containers, and the networks they join.
+"""The runtime's SQLite database: containers, their exec sessions, and the networks they join.
 
 Schema (``spec`` is the serialized teu.runtime.v1.ContainerSpec the container was created with, so
 it can grow without migrations):
@@ -28,12 +28,19 @@ it can grow without migrations):
     ports             published ports of attached containers
     ├── host_ip, host_port, protocol     PRIMARY KEY ("" host_ip = every address)
     └── container_port, container_id
+
+    execs             exec sessions, shown by inspect
+    ├── id            TEXT PRIMARY KEY   64 hex chars
+    ├── container_id  TEXT
+    ├── created_at    INTEGER
+    └── record        BLOB               serialized teu.runtime.v1.ExecSession
 """
 
 from __future__ import annotations
 
 import builtins
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +89,12 @@ CREATE TABLE IF NOT EXISTS ports (
     container_port INTEGER NOT NULL,
     container_id TEXT NOT NULL,
     PRIMARY KEY (host_ip, host_port, protocol)
+);
+CREATE TABLE IF NOT EXISTS execs (
+    id TEXT PRIMARY KEY,
+    container_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    record BLOB NOT NULL
 );
 """
 _STATE_FIELDS = (
@@ -182,3 +195,22 @@ class Store:
                 setattr(c, field, bool(value) if field == "oom_killed" else value)
             out.append(c)
         return out
+
+    def save_exec(self, cid: str, record: runtime_pb2.ExecSession) -> None:
+        """Adds or updates an exec session of container ``cid``."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO execs (id, container_id, created_at, record) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                (record.id, cid, time.time_ns(), record.SerializeToString()),
+            )
+
+    def execs_of(self, cid: str) -> builtins.list[runtime_pb2.ExecSession]:
+        """The exec sessions of container ``cid``, oldest first."""
+        rows = self._db.execute("SELECT record FROM execs WHERE container_id = ? ORDER BY created_at", (cid,))
+        return [runtime_pb2.ExecSession.FromString(r[0]) for r in rows.fetchall()]
+
+    def delete_execs(self, cid: str) -> None:
+        """Forgets the exec sessions of container ``cid``."""
+        with self.tx() as db:
+            db.execute("DELETE FROM execs WHERE container_id = ?", (cid,))

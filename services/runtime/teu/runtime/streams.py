@@ -10,6 +10,7 @@ from pathlib import Path
 from teu.errors import FailedPrecondition, InvalidArgument
 from teu.runtime.attach import AttachSocket, resize
 from teu.runtime.manager import RUNNING, Manager
+from teu.runtime.spec import exit_code_for_start_error
 from teu.runtime.v1 import runtime_pb2 as pb
 from teu.types.v1 import types_pb2 as t
 
@@ -90,7 +91,7 @@ async def exec_(m: Manager, open_: pb.ExecOpen, frames: Frames) -> AsyncIterator
     try:
         yield session.id
         if session.error:
-            code = m.execs[open_.id][-1].exit_code
+            code = exit_code_for_start_error(session.error)
             await session.exit_code()
             session.cleanup()
             finished = True
