@@ -75,18 +75,23 @@ class PrivateEngine:
             wait_ready(c)
         return self
 
-    def service_pid(self, name: str) -> int:
-        """pid of one of the four services of this engine."""
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if f"teu.{name}".encode() in cmd and str(self.run_dir).encode() in cmd:
-                return int(proc.name)
-        raise LookupError(name)
+    def service_pid(self, name: str, timeout: float = 20.0) -> int:
+        """pid of one of the four services of this engine; waits (up to ``timeout``) while the
+        supervisor is restarting it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    cmd = (proc / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if f"teu.{name}".encode() in cmd and str(self.run_dir).encode() in cmd:
+                    return int(proc.name)
+            if time.monotonic() > deadline:
+                raise LookupError(name)
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Removes every container, then stops the services."""
