@@ -145,27 +145,18 @@ class Manager:
         await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, rootfs)
         try:
             created = await self._launch(c, bundle, rootfs, plan)
-        except TeuError as exc:
-            mounts.unmount(rootfs)
-            c.error = exc.message
-            self.store.update(c)
-            raise
+        except BaseException as exc:
+            raise await self._abort_start(c, exc, runtime_created=False) from exc
         if created.pid <= 0:
             return await self._fail_start(c, created.error)
         try:
-            # the namespaces exist, the process has not started: it finds its network ready
+            # the namespaces exist, the process has not started: it finds its network ready, and an
+            # attach made now sees every byte of output
             await self.networks.attach(cid, created.pid, plan)
-        except Exception as exc:
-            await self.oci.delete(cid, force=True)
-            mounts.unmount(rootfs)
-            c.error = exc.message if isinstance(exc, TeuError) else f"setting up the network failed: {exc}"
-            self.store.update(c)
-            log.warning("network_setup_failed", container=cid[:12], error=c.error)
-            if isinstance(exc, TeuError):
-                raise
-            raise Internal(c.error) from exc
-        if on_created is not None:
-            await on_created(bundle)
+            if on_created is not None:
+                await on_created(bundle)
+        except BaseException as exc:
+            raise await self._abort_start(c, exc, runtime_created=True) from exc
         started_at = _now()
         try:
             await self.oci.start(cid)
@@ -177,7 +168,8 @@ class Manager:
         c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = started_at, 0, 0, False, ""
         c.restart_count += 0 if first else 1
         self.store.update(c)
-        self._exited[cid] = asyncio.Event()
+        if self._event(cid).is_set():  # a waiter from before this start keeps its event: it wakes at this exit
+            self._exited[cid] = asyncio.Event()
         self._watch(cid, c.monitor_pid)
         log.info("container_started", container=cid[:12], pid=c.pid, monitor=c.monitor_pid)
         return c
@@ -201,8 +193,26 @@ class Manager:
         )
         return await conmon.launch(launch)
 
+    async def _abort_start(self, c: Container, exc: BaseException, runtime_created: bool) -> BaseException:
+        """Undoes a start that failed after the mount (runtime state, mount), records why, and returns
+        the error to raise: Teu errors as they are, anything else as Internal with its message."""
+        if runtime_created:
+            await self.oci.delete(c.id, force=True)
+        await asyncio.to_thread(mounts.unmount, self.bundle(c.id) / "rootfs")
+        err: BaseException
+        if isinstance(exc, TeuError):
+            c.error, err = exc.message, exc
+        elif isinstance(exc, Exception):
+            c.error = f"starting the container failed: {exc}"
+            err = Internal(c.error)
+        else:
+            c.error, err = "the start was cancelled", exc
+        self.store.update(c)
+        log.warning("start_aborted", container=c.id[:12], error=c.error)
+        return err
+
     async def _fail_start(self, c: Container, error: str) -> Container:
-        mounts.unmount(self.bundle(c.id) / "rootfs")
+        await asyncio.to_thread(mounts.unmount, self.bundle(c.id) / "rootfs")
         await self.networks.release(c.id)
         c.state, c.exit_code, c.error, c.finished_at, c.pid = EXITED, spec.exit_code_for_start_error(error), error, _now(), 0
         self.store.update(c)
