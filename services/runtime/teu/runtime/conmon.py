@@ -118,7 +118,7 @@ async def launch(spec: Launch) -> Created:
     finally:
         os.close(write_fd)
     try:
-        line = await asyncio.wait_for(asyncio.to_thread(read_line, read_fd), SYNC_TIMEOUT)
+        line = await asyncio.wait_for(read_line(read_fd), SYNC_TIMEOUT)
     except TimeoutError as exc:
         raise Internal(f"conmon did not report within {SYNC_TIMEOUT:.0f}s") from exc
     finally:
@@ -130,15 +130,37 @@ async def launch(spec: Launch) -> Created:
     return created
 
 
-def read_line(fd: int) -> bytes:
-    """One line from a pipe of conmon's, byte by byte: a later message (an exec's exit code after its
-    pid) must stay in the pipe for the next read. The messages are a few dozen bytes."""
-    chunks = []
-    while ch := os.read(fd, 1):
-        chunks.append(ch)
-        if ch == b"\n":
-            break
-    return b"".join(chunks)
+async def wait_readable(fd: int) -> None:
+    """Returns once ``fd`` is readable (a pipe with data or at EOF, a pidfd whose process ended)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def resolve() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, resolve)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+async def read_line(fd: int) -> bytes:
+    """One line from one of conmon's pipes, read on the event loop (no thread is held while conmon
+    takes its time: an exec's exit code comes when its process ends), byte by byte so that a later
+    message (an exec's exit code after its pid) stays in the pipe. The messages are a few dozen bytes."""
+    os.set_blocking(fd, False)
+    line = bytearray()
+    while True:
+        try:
+            ch = os.read(fd, 1)
+        except BlockingIOError:
+            await wait_readable(fd)
+            continue
+        line += ch
+        if not ch or ch == b"\n":
+            return bytes(line)
 
 
 def monitor_pid(bundle: Path) -> int:

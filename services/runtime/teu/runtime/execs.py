@@ -38,7 +38,7 @@ class Session:
     async def exit_code(self) -> int:
         """Waits for conmon's final report: the exit code of the process."""
         try:
-            line = await asyncio.to_thread(read_line, self.sync_fd)
+            line = await read_line(self.sync_fd)
         finally:
             os.close(self.sync_fd)
         if self.proc is not None:
@@ -107,14 +107,14 @@ async def launch(
     session = Session(sid, sdir, 0, "", None, proc, sync_r)
     try:
         os.write(start_w, b"1")
-        ready = await asyncio.wait_for(asyncio.to_thread(read_line, attach_r), HANDSHAKE_TIMEOUT)
+        ready = await asyncio.wait_for(read_line(attach_r), HANDSHAKE_TIMEOUT)
         if not ready.strip() or int(json.loads(ready).get("data", -1)) < 0:
             raise Internal(f"conmon could not prepare the exec session: {ready.decode(errors='replace').strip()}")
         session.sock = await AttachSocket.connect(sdir / "attach")
         if size:
             resize(sdir / "ctl", *size)
         os.write(start_w, b"1")
-        line = await asyncio.wait_for(asyncio.to_thread(read_line, sync_r), HANDSHAKE_TIMEOUT)
+        line = await asyncio.wait_for(read_line(sync_r), HANDSHAKE_TIMEOUT)
         msg: dict[str, Any] = json.loads(line) if line.strip() else {"data": -1, "message": "conmon exited without reporting"}
         session.pid = int(msg.get("data", -1))
         if session.pid <= 0:

@@ -462,18 +462,9 @@ async def _pid_exit(pid: int) -> None:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def resolve() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(fd, resolve)
     try:
-        await done
+        await conmon.wait_readable(fd)
     finally:
-        loop.remove_reader(fd)
         os.close(fd)
 
 
