@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from teu.errors import NotFound, TeuError
+from teu.errors import FailedPrecondition, NotFound, TeuError
 from teu.gateway import options
 from teu.gateway.backends import Backends, call, retry_unavailable
 from teu.gateway.logflows import LogReader, outputs
@@ -97,11 +97,14 @@ class Flows:
             one("logs", self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
         )
 
-    async def start(self, cid: str, watch_remove: bool = True) -> rt.Container:
-        """Starts a container; the returned record says whether its process could run."""
+    async def start(self, cid: str, watch_remove: bool = True, require_running: bool = False) -> rt.Container:
+        """Starts a container; the returned record says whether its process could run (with
+        ``require_running``, a process that could not run is FAILED_PRECONDITION, as for `teu start`)."""
         c: rt.Container = (await call("runtime", self.b.runtime.StartContainer(rt.StartContainerRequest(id=cid)))).container
         if c.spec.auto_remove and watch_remove:
             self.watch_auto_remove(cid)
+        if require_running and c.error:
+            raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
         return c
 
     async def wait(self, cid: str) -> rt.Container:

@@ -180,7 +180,9 @@ async def _arrival(sources: list[AsyncIterator[gw.LogLine]]) -> AsyncIterator[gw
             async for line in src:
                 await queue.put(line)
         finally:
-            await queue.put(None)
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():  # cancelled: nobody reads the queue any more
+                await queue.put(None)
 
     tasks = [asyncio.create_task(pump(s)) for s in sources]
     try:

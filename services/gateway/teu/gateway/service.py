@@ -39,9 +39,7 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
 
     async def Start(self, request: gw.StartRequest, context: Ctx) -> gw.StartResponse:
         c = await self.f.find(request.container)
-        c = await self.f.start(c.id)
-        if c.error:
-            raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
+        await self.f.start(c.id, require_running=True)
         return gw.StartResponse(id=c.id)
 
     async def Stop(self, request: gw.StopRequest, context: Ctx) -> gw.StopResponse:
@@ -60,7 +58,7 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         c = await self.f.find(request.container)
         timeout = request.timeout_seconds if request.HasField("timeout_seconds") else -1
         await call("runtime", self.rt.StopContainer(rt.StopContainerRequest(id=c.id, timeout_seconds=timeout)))
-        await self.f.start(c.id)
+        await self.f.start(c.id, require_running=True)
         return gw.RestartResponse(id=c.id)
 
     async def Wait(self, request: gw.WaitRequest, context: Ctx) -> gw.WaitResponse:

@@ -28,6 +28,7 @@ import structlog
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
 from teu.runtime import conmon, execs, mounts, names, spec, users
+from teu.runtime.network import netconf
 from teu.runtime.network.networks import HOST, Networks, Plan
 from teu.runtime.oci import OciRuntime
 from teu.runtime.store import Container, Store
@@ -96,7 +97,7 @@ class Manager:
         try:
             hostname = spec.hostname_of(cid, cspec)
             (bundle / "hostname").write_text(hostname + "\n")
-            (bundle / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{hostname}\n")
+            (bundle / "hosts").write_text(netconf.hosts(hostname, None))
             self.store.insert(c)
         except BaseException:
             shutil.rmtree(bundle, ignore_errors=True)

@@ -7,12 +7,11 @@ so one class serves both; conmon runs ``create`` itself.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from teu.errors import FailedPrecondition, Internal, Unavailable
 from teu.runtime.cgroups import CgroupLayout
@@ -34,8 +33,6 @@ class OciRuntime(Protocol):
     async def delete(self, cid: str, force: bool = False) -> None:
         """Removes the container's runtime state and cgroups; no error if it is unknown."""
 
-    async def state(self, cid: str) -> dict[str, Any] | None:
-        """The runtime's state document, or None if it does not know the container."""
 
     def knows(self, cid: str) -> bool:
         """Whether the runtime still holds state for ``cid`` (cheap: no process is started)."""
@@ -71,27 +68,20 @@ class CliRuntime:
         """Runs ``<runtime> kill``; a container that is already gone is not an error of the caller."""
         code, _, err = await self._run("kill", cid, str(signal))
         if code:
-            if "not running" in err or "does not exist" in err or "container not running" in err:
+            if "not running" in err or "does not exist" in err:
                 raise FailedPrecondition(f"container {cid[:12]} is not running")
             raise Internal(f"{self.name} kill failed: {err}")
 
     async def delete(self, cid: str, force: bool = False) -> None:
         """Runs ``<runtime> delete``, ignoring containers it does not know."""
         code, _, err = await self._run("delete", *(["--force"] if force else []), cid)
-        if code and "does not exist" not in err and "not exist" not in err:
+        if code and "not exist" not in err:
             raise Internal(f"{self.name} delete failed: {err}")
 
     def knows(self, cid: str) -> bool:
         """runc and crun both keep one directory per container under their root."""
         return (self.root / cid).exists()
 
-    async def state(self, cid: str) -> dict[str, Any] | None:
-        """Runs ``<runtime> state``."""
-        code, out, _ = await self._run("state", cid)
-        if code:
-            return None
-        parsed: dict[str, Any] = json.loads(out)
-        return parsed
 
 
 @dataclass(frozen=True)

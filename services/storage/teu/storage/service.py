@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from teu.common.streams import first_message
 from teu.errors import InvalidArgument
 from teu.storage import core, registry
 from teu.storage.oci import ImageConfig
@@ -30,12 +31,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         request_iterator: AsyncIterator[storage_pb2.ImportImageRequest],
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.ImportImageResponse:
-        try:
-            first = await anext(request_iterator)
-        except StopAsyncIteration:
-            raise InvalidArgument("ImportImage: the stream has no header") from None
-        if first.WhichOneof("part") != "header":
-            raise InvalidArgument("ImportImage: the first message must be the header")
+        first = await first_message(request_iterator, "header")
         image = await core.import_image(
             self._storage,
             first.header.ref,
@@ -124,12 +120,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         request_iterator: AsyncIterator[storage_pb2.CopyToRequest],
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.CopyToResponse:
-        try:
-            first = await anext(request_iterator)
-        except StopAsyncIteration:
-            raise InvalidArgument("CopyTo: the stream has no header") from None
-        if first.WhichOneof("part") != "header":
-            raise InvalidArgument("CopyTo: the first message must be the header")
+        first = await first_message(request_iterator, "header")
         header = first.header
         await asyncio.to_thread(self._storage.snapshot_mounts, header.key)  # NotFound before the upload
         tar_path = await core.receive(self._storage, _chunks(request_iterator))

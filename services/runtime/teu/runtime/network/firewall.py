@@ -139,9 +139,6 @@ class Firewall(Protocol):
     async def apply(self, rs: Ruleset) -> None:
         """Replaces every rule of Teu with ``rs`` (an empty ruleset removes them all)."""
 
-    async def dump(self) -> str:
-        """Teu's rules as the back-end lists them ("" when there are none)."""
-
 
 async def _run(argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
@@ -166,11 +163,6 @@ class Nft:
         code, _, err = await _run([self.path, "-f", "-"], render_nft(rs))
         if code:
             raise Internal(f"nft failed: {err}")
-
-    async def dump(self) -> str:
-        """``nft list table ip teu``."""
-        code, out, _ = await _run([self.path, "list", "table", "ip", TABLE])
-        return out if code == 0 else ""
 
 
 @dataclass
@@ -201,15 +193,6 @@ class Iptables:
             for c in chains:
                 await _run([self.path, "-w", "-t", table, "-F", c])
                 await _run([self.path, "-w", "-t", table, "-X", c])
-
-    async def dump(self) -> str:
-        """Teu's chains and jumps, as ``iptables -S`` prints them."""
-        lines = []
-        for table in CHAINS:
-            code, out, _ = await _run([self.path, "-w", "-t", table, "-S"])
-            if code == 0:
-                lines += [line for line in out.splitlines() if "TEU-" in line]
-        return "\n".join(lines)
 
 
 async def probe(wanted: str | None = None) -> Firewall:
