@@ -95,28 +95,6 @@ def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
     return size, files
 
 
-def check_ports(ports: Iterable[types_pb2.PortMapping], network: str) -> list[types_pb2.PortMapping]:
-    """Published ports, validated; each needs a network with its own addresses."""
-    out = []
-    seen: set[tuple[str, int, str]] = set()
-    for p in ports:
-        proto = p.protocol or "tcp"
-        if proto not in ("tcp", "udp"):
-            raise InvalidArgument(f"invalid protocol {p.protocol!r}: want tcp or udp")
-        if not (1 <= p.host_port <= 65535 and 1 <= p.container_port <= 65535):
-            raise InvalidArgument(f"invalid port mapping {p.host_port}:{p.container_port}: ports are 1-65535")
-        if network in ("none", "host"):
-            raise InvalidArgument(f"ports cannot be published with --network {network}")
-        key = (p.host_ip, p.host_port, proto)
-        if key in seen:
-            raise InvalidArgument(f"port {p.host_port}/{proto} is published twice")
-        seen.add(key)
-        out.append(
-            types_pb2.PortMapping(host_ip=p.host_ip, host_port=p.host_port, container_port=p.container_port, protocol=proto)
-        )
-    return out
-
-
 def container_spec(config: gw.ContainerConfig, image: st.Image, cpus: int | None = None) -> rt.ContainerSpec:
     """The runtime spec for ``config`` on ``image`` (without rootfs and log path, which come later)."""
     ic = image.config
@@ -146,7 +124,7 @@ def container_spec(config: gw.ContainerConfig, image: st.Image, cpus: int | None
         labels={**ic.labels, **config.labels},
     )
     spec.network = config.network
-    spec.ports.extend(check_ports(config.ports, config.network))
+    spec.ports.extend(config.ports)  # validated by the runtime, which knows the networks
     spec.extensions[CONFIG_KEY] = config.SerializeToString()
     return spec
 

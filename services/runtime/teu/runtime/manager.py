@@ -257,9 +257,10 @@ class Manager:
                 record.running, record.exit_code, record.pid = False, exit_code, 0
                 self.store.save_exec(cid, record)
 
-    def describe(self, c: Container) -> Container:
-        """The container record with what lives outside the database: exec sessions, control fifo."""
-        c.execs.extend(self.store.execs_of(c.id))
+    def describe(self, c: Container, execs: list[runtime_pb2.ExecSession] | None = None) -> Container:
+        """The container record with its exec sessions (``execs`` when the caller loaded them already),
+        control fifo and network attachment."""
+        c.execs.extend(self.store.execs_of(c.id) if execs is None else execs)
         c.control_path = str(self.bundle(c.id) / "ctl")
         if c.state == RUNNING and (attachment := self.networks.attachment(c)) is not None:
             c.network.CopyFrom(attachment)

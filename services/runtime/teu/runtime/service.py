@@ -58,7 +58,8 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def ListContainers(
         self, request: pb.ListContainersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListContainersResponse:
-        found = [self.m.describe(c) for c in self.m.store.list() if request.all or c.state == RUNNING]
+        execs = self.m.store.all_execs()
+        found = [self.m.describe(c, execs.get(c.id, [])) for c in self.m.store.list() if request.all or c.state == RUNNING]
         return pb.ListContainersResponse(containers=found)
 
     async def GetRuntimeInfo(

@@ -210,6 +210,13 @@ class Store:
         rows = self._db.execute("SELECT record FROM execs WHERE container_id = ? ORDER BY created_at", (cid,))
         return [runtime_pb2.ExecSession.FromString(r[0]) for r in rows.fetchall()]
 
+    def all_execs(self) -> dict[str, builtins.list[runtime_pb2.ExecSession]]:
+        """Every container's exec sessions in one query (for listings), oldest first."""
+        out: dict[str, builtins.list[runtime_pb2.ExecSession]] = {}
+        for cid, record in self._db.execute("SELECT container_id, record FROM execs ORDER BY created_at").fetchall():
+            out.setdefault(cid, []).append(runtime_pb2.ExecSession.FromString(record))
+        return out
+
     def delete_execs(self, cid: str) -> None:
         """Forgets the exec sessions of container ``cid``."""
         with self.tx() as db:

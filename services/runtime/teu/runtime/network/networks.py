@@ -302,7 +302,7 @@ class Networks:
             return None
         if att.network in (NONE, HOST):
             return types_pb2.NetworkAttachment(network=att.network)
-        n = next((n for n in self.records.networks() if n.id == att.network), None)
+        n = self.records.find_network(att.network)
         return types_pb2.NetworkAttachment(
             network=n.name if n else att.network, address=str(att.address or ""), gateway=n.gateway if n else "",
             mac=att.mac, ports=self.records.ports(c.id), host_interface=att.host_interface,
