@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -293,7 +292,7 @@ class Storage:
                     source.close()
                 now = time.time_ns()
                 for item in items:
-                    created = oci.parse_created(_created_field(item.config)) or now
+                    created = oci.parse_created(oci.created_field(item.config)) or now
                     layers = [(layer.diff_id, sizes[layer.diff_id]) for layer in item.layers]
                     loaded.append(NewImage(item.image_id, item.config, created, layers, tuple(item.refs)))
                 self._store.add_images(loaded)
@@ -699,14 +698,6 @@ class Storage:
 def _hashing(out: IO[bytes], hasher: object) -> IO[bytes]:
     """A file object writing to ``out`` and hashing with ``hasher`` (a hashlib object)."""
     return cast(IO[bytes], HashingFile(out, hasher))
-
-
-def _created_field(config: bytes) -> str:
-    try:
-        value = json.loads(config).get("created")
-    except (ValueError, AttributeError):
-        return ""
-    return value if isinstance(value, str) else ""
 
 
 def _copy_up_dirs(view: View, upper: Path, rel: str) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
 from teu.errors import InvalidArgument
-from teu.storage import archive, refs
+from teu.storage import archive, oci, refs
 from teu.storage.oci import host_architecture
 
 __all__ = [
@@ -53,7 +53,6 @@ _OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 _DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _REF_NAME = "org.opencontainers.image.ref.name"
 _CONTAINERD_NAME = "io.containerd.image.name"
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}", re.ASCII)
 _MAX_JSON = 8 << 20  # manifests and configs are kilobytes; refuse to read absurd ones into memory
 _MAX_MEMBERS = 100_000
 _CHUNK = 1 << 20
@@ -397,12 +396,7 @@ def _load_json(data: bytes, what: str) -> Any:
 
 
 def _diff_ids(config: bytes) -> list[str]:
-    doc = _load_json(config, "image config")
-    rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in diff_ids):
-        raise InvalidArgument("invalid archive: image config without valid rootfs.diff_ids")
-    return diff_ids
+    return oci.diff_ids(_load_json(config, "image config"), "invalid archive: ")
 
 
 def _descriptors(doc: Any, key: str) -> list[dict[str, Any]]:
@@ -415,7 +409,7 @@ def _descriptors(doc: Any, key: str) -> list[dict[str, Any]]:
 
 
 def _check_descriptor(desc: Any) -> None:
-    if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str) or not _DIGEST.fullmatch(desc["digest"]):
+    if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str) or not oci.DIGEST.fullmatch(desc["digest"]):
         raise InvalidArgument("invalid archive: bad descriptor (only sha256 digests are supported)")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from teu.errors import Internal
+from teu.errors import Internal, InvalidArgument
 
 __all__ = [
     "HistoryItem",
@@ -201,3 +201,24 @@ def rfc3339(ns: int) -> str:
     seconds, rest = divmod(ns, 1_000_000_000)
     stamp = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{rest:09d}Z"
+
+
+DIGEST = re.compile(r"sha256:[a-f0-9]{64}", re.ASCII)
+
+
+def diff_ids(doc: Any, prefix: str = "") -> list[str]:
+    """``rootfs.diff_ids`` of a parsed image config; InvalidArgument (with ``prefix``) if missing or malformed."""
+    rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
+    found = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(found, list) or not all(isinstance(d, str) and DIGEST.fullmatch(d) for d in found):
+        raise InvalidArgument(f"{prefix}image config without valid rootfs.diff_ids")
+    return found
+
+
+def created_field(config: bytes) -> str:
+    """The raw ``created`` string of an image config ("" if absent or unreadable)."""
+    try:
+        value = json.loads(config).get("created")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""

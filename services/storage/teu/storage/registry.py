@@ -23,7 +23,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import tempfile
 import threading
 import time
@@ -61,7 +60,6 @@ _DOCKER_SCHEMA1 = (
 _ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST))
 _GZIP_TYPES = (OCI_LAYER_GZIP, "application/vnd.docker.image.rootfs.diff.tar.gzip")
 _TAR_TYPES = (OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar")
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}", re.ASCII)
 _MAX_MANIFEST = 4 << 20  # what registries themselves accept
 _MAX_CONFIG = 8 << 20
 _CONCURRENCY = 3  # Docker's default for downloads: enough to fill a link, few enough to be polite
@@ -124,7 +122,7 @@ def parse_remote(ref: str, *, allow_digest: bool) -> Remote:
     if at:
         if not allow_digest:
             raise InvalidArgument(f"cannot push to a digest reference: {ref}")
-        if not _DIGEST.fullmatch(digest):
+        if not oci.DIGEST.fullmatch(digest):
             raise InvalidArgument(f"invalid digest in reference (only sha256 is supported): {ref}")
     has_tag = name_tag.rfind(":") > name_tag.rfind("/")
     parsed = refs.parse(name_tag)
@@ -211,7 +209,7 @@ class _Puller:
                     NewImage(
                         id=config_desc["digest"],
                         config=config,
-                        created_at=oci.parse_created(_created(config)) or time.time_ns(),
+                        created_at=oci.parse_created(oci.created_field(config)) or time.time_ns(),
                         layers=[(d, sizes[d]) for d in diff_ids],
                         refs=(self.remote.local_ref,) if self.remote.local_ref else (),
                     )
@@ -395,7 +393,7 @@ def _pick_platform(index: dict[str, Any], what: str) -> dict[str, Any]:
 
 
 def _descriptor(doc: Any, what: str) -> dict[str, Any]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("digest"), str) or not _DIGEST.fullmatch(doc["digest"]):
+    if not isinstance(doc, dict) or not isinstance(doc.get("digest"), str) or not oci.DIGEST.fullmatch(doc["digest"]):
         raise InvalidArgument(f"manifest has a bad {what} descriptor (only sha256 digests are supported)")
     size = doc.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -404,17 +402,7 @@ def _descriptor(doc: Any, what: str) -> dict[str, Any]:
 
 
 def _diff_ids(config: bytes) -> list[str]:
-    doc = _json(config, "image config")
-    rootfs = doc.get("rootfs")
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or not all(isinstance(d, str) and _DIGEST.fullmatch(d) for d in diff_ids):
-        raise InvalidArgument("image config without valid rootfs.diff_ids")
-    return diff_ids
-
-
-def _created(config: bytes) -> str:
-    value = json.loads(config).get("created")
-    return value if isinstance(value, str) else ""
+    return oci.diff_ids(_json(config, "image config"))
 
 
 def _json(raw: bytes, what: str) -> dict[str, Any]:
