@@ -103,8 +103,9 @@ class Session:
     def detach(self) -> None:
         """Leaves the process running: ends the stream without ending the process. Does not block.
 
-        Frames already queued are written first (for up to ``detach_grace`` seconds), then the call
-        is cancelled; output that arrives meanwhile is dropped and iteration ends.
+        Our side of the stream ends after the frames already queued; the engine then ends the call once
+        they have reached the process (the call is cancelled only if that takes over ``detach_grace``
+        seconds); output that arrives meanwhile is dropped and iteration ends.
         """
         if self._detached or self._finished:
             return
@@ -113,7 +114,13 @@ class Session:
         threading.Thread(target=self._cancel_when_sent, name="teu-detach", daemon=True).start()
 
     def _cancel_when_sent(self) -> None:
+        # Ending our side of the stream is the detach: the engine ends the call once every frame sent
+        # before it has reached the process. A cancel could overtake those frames, so it is only the
+        # fallback for an engine that does not answer.
         self._requests_sent.wait(self._detach_grace)
+        ended = threading.Event()
+        self._call.add_done_callback(lambda _call: ended.set())
+        ended.wait(self._detach_grace)
         self._call.cancel()
 
     @property

@@ -17,28 +17,57 @@ from teu.types.v1 import types_pb2 as t
 Frames = AsyncIterator[t.StdinFrame]
 
 
-async def _forward_input(frames: Frames, sock: AttachSocket, ctl: Path, stdin: bool) -> None:
-    """Client frames → the process: input bytes, resizes, end of input."""
+async def _forward_input(frames: Frames, sock: AttachSocket, ctl: Path, stdin: bool) -> bool:
+    """Client frames → the process: input bytes, resizes, end of input. Returns whether the client
+    closed stdin before it stopped sending (if not, its end of the stream is a detach)."""
+    closed = False
     async for f in frames:
         kind = f.WhichOneof("frame")
         if kind == "data" and stdin:
             await sock.send(f.data)
         elif kind == "resize":
             resize(ctl, f.resize.rows, f.resize.cols)
-        elif kind == "close_stdin" and stdin:
-            sock.close_stdin()
+        elif kind == "close_stdin":
+            closed = True
+            if stdin:
+                sock.close_stdin()
+    return closed
 
 
-async def _pump(sock: AttachSocket, frames: Frames, ctl: Path, stdin: bool) -> AsyncIterator[t.OutputFrame]:
-    """Output frames until the process's output ends, while input is forwarded alongside."""
-    feeder = asyncio.create_task(_forward_input(frames, sock, ctl, stdin))
-    try:
-        async for stream, data in sock.output():
-            yield t.OutputFrame(output=t.OutputChunk(stream=stream, data=data))
-    finally:
-        feeder.cancel()
-        with contextlib.suppress(asyncio.CancelledError, OSError):
-            await feeder
+class Pump:
+    """Output frames until the process's output ends, while input is forwarded alongside.
+
+    A client that ends its side of the stream without closing stdin has detached: the pump stops
+    then, after every frame it sent has reached the process (so keys typed just before a detach are
+    never lost, as they could be if the client cancelled the call instead).
+    """
+
+    def __init__(self, sock: AttachSocket, frames: Frames, ctl: Path, stdin: bool) -> None:
+        self.sock, self.frames, self.ctl, self.stdin = sock, frames, ctl, stdin
+        self.detached = False
+
+    async def __aiter__(self) -> AsyncIterator[t.OutputFrame]:
+        feeder = asyncio.create_task(_forward_input(self.frames, self.sock, self.ctl, self.stdin))
+        output = aiter(self.sock.output())
+        try:
+            while True:
+                packet = asyncio.ensure_future(anext(output, None))
+                if not feeder.done():
+                    await asyncio.wait({packet, feeder}, return_when=asyncio.FIRST_COMPLETED)
+                if feeder.done() and not packet.done() and (feeder.exception() is not None or not feeder.result()):
+                    packet.cancel()
+                    if (exc := feeder.exception()) is not None:
+                        raise exc
+                    self.detached = True
+                    return
+                item = await packet
+                if item is None:
+                    return
+                yield t.OutputFrame(output=t.OutputChunk(stream=item[0], data=item[1]))
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await feeder
 
 
 def _size(size: t.WindowSize) -> tuple[int, int] | None:
@@ -68,11 +97,14 @@ async def attach(m: Manager, open_: pb.AttachOpen, frames: Frames) -> AsyncItera
     else:
         await connect(bundle)
     sock = connected[0]
+    pump = Pump(sock, frames, bundle / "ctl", open_.stdin)
     try:
-        async for frame in _pump(sock, frames, bundle / "ctl", open_.stdin):
+        async for frame in pump:
             yield frame
     finally:
         sock.close()
+    if pump.detached:  # the container runs on; this client left
+        return
     c = await m.wait(c.id)
     yield t.OutputFrame(exit=t.ExitStatus(exit_code=c.exit_code, oom_killed=c.oom_killed, error=c.error))
 
@@ -98,8 +130,11 @@ async def exec_(m: Manager, open_: pb.ExecOpen, frames: Frames) -> AsyncIterator
             yield t.OutputFrame(exit=t.ExitStatus(exit_code=code, error=session.error))
             return
         assert session.sock is not None
-        async for frame in _pump(session.sock, frames, session.dir / "ctl", open_.process.open_stdin):
+        pump = Pump(session.sock, frames, session.dir / "ctl", open_.process.open_stdin)
+        async for frame in pump:
             yield frame
+        if pump.detached:
+            return  # the finally below records the session's end once its process exits
         finished = True
         yield t.OutputFrame(exit=t.ExitStatus(exit_code=await finish()))
     finally:
