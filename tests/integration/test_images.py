@@ -138,3 +138,10 @@ def test_cli_images_commands(engine: Engine) -> None:
     assert b"busybox" in teu(engine, "images").stdout
     assert teu(engine, "history", "busybox").returncode == 0
     assert b"Images" in teu(engine, "system", "df").stdout
+
+
+def test_untouched_container_has_an_empty_diff(client: Client) -> None:
+    """The mount points the engine binds over (/etc/hosts, /etc/hostname, /etc/resolv.conf) never show in diff."""
+    cid = client.run(ContainerOptions(image="busybox", cmd=["cat", "/etc/hosts"])).id
+    assert client.diff(cid) == []
+    client.remove(cid)

@@ -115,7 +115,8 @@ def test_snapshot_lifecycle(storage: Storage, tars: Any) -> None:
     lower = storage.layer_dirs.link(image.layers[0])
     assert lower.resolve() == storage.layers / image.layers[0].removeprefix("sha256:")
     assert (mount.type, mount.source, mount.destination) == ("overlay", "overlay", "/")
-    assert mount.options == (f"lowerdir={lower}", f"upperdir={snap / 'upper'}", f"workdir={snap / 'work'}")
+    assert mount.options == (f"lowerdir={snap / 'init'}:{lower}", f"upperdir={snap / 'upper'}", f"workdir={snap / 'work'}")
+    assert (snap / "init" / "etc" / "hosts").is_file() and (snap / "init" / "proc").is_dir()
     assert (snap / "upper").is_dir() and (snap / "work").is_dir()
     assert storage.snapshot_mounts(KEY) == [mount]
     assert storage.info().snapshots == 1

@@ -37,7 +37,8 @@ def test_commit_stacks_layers_top_most_first(storage: Storage, tars: Any, kit: A
     child = storage.commit(kit.KEY, "child", ImageConfig(), "add new", "")
     assert child.layers[0] == base.layers[0] and len(child.layers) == 2 and child.parent == base.id
     [mount] = storage.prepare_snapshot("d" * 64, child.id)
-    lower = mount.options[0].removeprefix("lowerdir=").split(":")
+    init, *lower = mount.options[0].removeprefix("lowerdir=").split(":")
+    assert Path(init) == storage.snapshots / ("d" * 64) / "init"  # the mount points, above the image's layers
     assert [Path(p).resolve() for p in lower] == [storage.layer_dirs.path(d) for d in reversed(child.layers)]
     assert all(len(Path(p).name) == 12 for p in lower)
 

@@ -456,7 +456,7 @@ class Storage:
         if image is None:
             raise NotFound(f"No such image: {image_id}")
         snapshot_dir = self.snapshots / key
-        mount = self._mount(image, snapshot_dir)  # checks the option length before anything is made
+        mount = self._mount(image, snapshot_dir, with_init=True)  # checks the option length before anything is made
         self._store.add_snapshot(key, image_id, time.time_ns(), lambda: snapshots.create(snapshot_dir))
         log.info("snapshot_prepared", key=key, image_id=image_id, layers=len(image.layers))
         return [mount]
@@ -464,7 +464,9 @@ class Storage:
     def snapshot_mounts(self, key: str) -> list[Mount]:
         """The mounts of existing snapshot ``key``; NotFound if there is none."""
         image, _, _ = self._snapshot(key)
-        return [self._mount(image, self.snapshots / key)]
+        snapshot_dir = self.snapshots / key
+        # snapshots made before the init layer existed have none
+        return [self._mount(image, snapshot_dir, with_init=(snapshot_dir / "init").is_dir())]
 
     def remove_snapshot(self, key: str) -> bool:
         """Deletes snapshot ``key`` and its files; False (not an error) if it did not exist.
@@ -675,8 +677,10 @@ class Storage:
         _, upper, lowers = self._snapshot(key)
         return View([str(upper), *lowers])
 
-    def _mount(self, image: Image, snapshot_dir: Path) -> Mount:
+    def _mount(self, image: Image, snapshot_dir: Path, with_init: bool) -> Mount:
         lower = [self.layer_dirs.link(diff_id) for diff_id in reversed(image.layers)]
+        if with_init:
+            lower.insert(0, snapshot_dir / "init")
         mount = snapshots.overlay_mount(lower, snapshot_dir)
         length = len(",".join(mount.options))
         if length > MAX_MOUNT_OPTIONS:

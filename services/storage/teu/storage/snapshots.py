@@ -1,7 +1,10 @@
 """Snapshot directories and the overlay mount that assembles a container's root filesystem.
 
-Layout: ``snapshots/<key>/upper`` (the container's writes) and ``snapshots/<key>/work`` (overlayfs
-scratch space, same filesystem as upper). Nothing here mounts anything: the runtime does that.
+Layout: ``snapshots/<key>/upper`` (the container's writes), ``snapshots/<key>/work`` (overlayfs
+scratch space, same filesystem as upper) and ``snapshots/<key>/init``: the mount points the runtime
+binds over (/etc/hosts, /etc/hostname, /etc/resolv.conf, /dev, /proc, /sys), as the lowest-but-one
+layer, so the OCI runtime never has to create them in upper, where diff and commit would see them
+(Docker's "-init" layer). Nothing here mounts anything: the runtime does that.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from teu.errors import Internal, InvalidArgument
 __all__ = ["Mount", "check_key", "create", "overlay_mount"]
 
 _KEY = re.compile(r"[a-f0-9]{64}", re.ASCII)
+INIT_DIRS = ("etc", "dev", "proc", "sys")
+INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ def create(snapshot_dir: Path) -> None:
     # upper becomes the container's "/" where it writes; 0755 like any root directory.
     (snapshot_dir / "upper").mkdir(mode=0o755)
     (snapshot_dir / "work").mkdir(mode=0o700)
+    init = snapshot_dir / "init"
+    for d in INIT_DIRS:
+        (init / d).mkdir(mode=0o755, parents=True)
+    for f in INIT_FILES:
+        (init / f).touch(mode=0o644)
 
 
 def overlay_mount(lower_dirs: Sequence[Path], snapshot_dir: Path) -> Mount:
