@@ -396,14 +396,19 @@ def _set_xattr(fd: int, member: str, name: str, value: str) -> None:
                 raise
 
 
-def _relative_name(name: str) -> str:
-    """The member name as a normalised relative path; absolute names and any ".." are refused."""
+def relative_name(name: str, what: str = "tar") -> str:
+    """A member name as a normalised relative path ("" for the root); absolute names and any ".."
+    are refused as an invalid ``what``."""
     if name.startswith("/"):
-        raise InvalidArgument(f"invalid tar: absolute path {name!r}")
+        raise InvalidArgument(f"invalid {what}: absolute path {name!r}")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise InvalidArgument(f"invalid tar: path {name!r} contains '..'")
-    return "/".join(parts) or "."
+        raise InvalidArgument(f"invalid {what}: path {name!r} contains '..'")
+    return "/".join(parts)
+
+
+def _relative_name(name: str) -> str:
+    return relative_name(name) or "."
 
 
 def _check_symlink(name: str, target: str) -> None:

@@ -380,12 +380,7 @@ def spool_layer(src: IO[bytes], out: IO[bytes], limit: int) -> tuple[str, str]:
 
 
 def _member_name(name: str) -> str:
-    if name.startswith("/"):
-        raise InvalidArgument(f"invalid archive: absolute path {name!r}")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise InvalidArgument(f"invalid archive: path {name!r} contains '..'")
-    return "/".join(parts)
+    return archive.relative_name(name, "archive")
 
 
 def _load_json(data: bytes, what: str) -> Any:
