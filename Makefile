@@ -56,7 +56,7 @@ unit: venv
 	$(PYTEST) services/*/tests clients/python/tests bench/tests -q
 
 integration: deps venv $(IMAGE_TAR)
-	$(PYTEST) tests/integration -q
+	$(PYTEST) tests/integration tests/security -q
 
 # Test-only host packages: docker-registry (pull/push on 127.0.0.1), podman and skopeo (image interchange).
 test-deps:
@@ -65,7 +65,7 @@ test-deps:
 test: deps test-deps venv $(IMAGE_TAR) check-protos
 	$(VENV)/bin/buf lint protos
 	$(VENV)/bin/ruff check clients services tests bench
-	$(PYTEST) services/*/tests clients/python/tests bench/tests tests/integration -q
+	$(PYTEST) services/*/tests clients/python/tests bench/tests tests/integration tests/security -q
 
 # Side by side with podman and the raw OCI runtimes (QUICK=1: about 2 minutes).
 bench: deps venv $(IMAGE_TAR)

@@ -1154,19 +1154,27 @@ class PullRequest(_message.Message):
 
     IMAGE_FIELD_NUMBER: _builtins.int
     INSECURE_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """registry/name[:tag]."""
     insecure: _builtins.bool
     """Plain HTTP (loopback registries)."""
+    @_builtins.property
+    def auth(self) -> _types_pb2.RegistryAuth:
+        """Credentials for this image's registry (the CLI reads them from `teu login`'s file); sent to
+        that registry and to the token server it names, never to another registry.
+        """
+
     def __init__(
         self,
         *,
         image: _builtins.str = ...,
         insecure: _builtins.bool = ...,
+        auth: _types_pb2.RegistryAuth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "insecure", b"insecure"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "image", b"image", "insecure", b"insecure"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1212,19 +1220,27 @@ class PushRequest(_message.Message):
 
     IMAGE_FIELD_NUMBER: _builtins.int
     INSECURE_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """registry/name[:tag]."""
     insecure: _builtins.bool
     """Plain HTTP (loopback registries)."""
+    @_builtins.property
+    def auth(self) -> _types_pb2.RegistryAuth:
+        """Credentials for this image's registry (the CLI reads them from `teu login`'s file); sent to
+        that registry and to the token server it names, never to another registry.
+        """
+
     def __init__(
         self,
         *,
         image: _builtins.str = ...,
         insecure: _builtins.bool = ...,
+        auth: _types_pb2.RegistryAuth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "insecure", b"insecure"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "image", b"image", "insecure", b"insecure"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1424,6 +1440,14 @@ class ContainerConfig(_message.Message):
     NETWORK_FIELD_NUMBER: _builtins.int
     PORTS_FIELD_NUMBER: _builtins.int
     LOG_OPTS_FIELD_NUMBER: _builtins.int
+    CAP_ADD_FIELD_NUMBER: _builtins.int
+    CAP_DROP_FIELD_NUMBER: _builtins.int
+    PRIVILEGED_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    SECURITY_OPT_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    ULIMITS_FIELD_NUMBER: _builtins.int
+    USERNS_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -1444,6 +1468,12 @@ class ContainerConfig(_message.Message):
     """Seconds stop waits before SIGKILL by default; negative means 10."""
     network: _builtins.str
     """Network: "" (engine default), "none", "host", "bridge" or a user network's name."""
+    privileged: _builtins.bool
+    """--privileged: all capabilities and devices, no seccomp, no masked paths."""
+    read_only: _builtins.bool
+    """--read-only: a read-only root filesystem."""
+    userns: _builtins.str
+    """--userns: "" follows the engine, "host" opts out of the engine's user namespace remapping."""
     @_builtins.property
     def cmd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command; empty means the image's Cmd."""
@@ -1472,6 +1502,28 @@ class ContainerConfig(_message.Message):
     def log_opts(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Log options: "max-size" (e.g. "10m") and "max-files" (e.g. "3"); unset ones take the engine's default."""
 
+    @_builtins.property
+    def cap_add(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Capabilities added to Docker's default set (--cap-add)."""
+
+    @_builtins.property
+    def cap_drop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Capabilities dropped from it (--cap-drop)."""
+
+    @_builtins.property
+    def security_opt(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """--security-opt, Docker's spelling: "no-new-privileges[=true|false]", "seccomp=unconfined",
+        "seccomp=<profile JSON text>" (the CLI reads the file), "apparmor=...", "label=...".
+        """
+
+    @_builtins.property
+    def devices(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Device]:
+        """--device HOST[:CTR][:rwm]."""
+
+    @_builtins.property
+    def ulimits(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Ulimit]:
+        """--ulimit NAME=SOFT[:HARD]."""
+
     def __init__(
         self,
         *,
@@ -1492,10 +1544,18 @@ class ContainerConfig(_message.Message):
         network: _builtins.str = ...,
         ports: _abc.Iterable[_types_pb2.PortMapping] | None = ...,
         log_opts: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        cap_add: _abc.Iterable[_builtins.str] | None = ...,
+        cap_drop: _abc.Iterable[_builtins.str] | None = ...,
+        privileged: _builtins.bool = ...,
+        read_only: _builtins.bool = ...,
+        security_opt: _abc.Iterable[_builtins.str] | None = ...,
+        devices: _abc.Iterable[_types_pb2.Device] | None = ...,
+        ulimits: _abc.Iterable[_types_pb2.Ulimit] | None = ...,
+        userns: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entrypoint", b"entrypoint", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "name", b"name", "network", b"network", "open_stdin", b"open_stdin", "ports", b"ports", "resources", b"resources", "stop_timeout", b"stop_timeout", "tty", b"tty", "user", b"user", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "name", b"name", "network", b"network", "open_stdin", b"open_stdin", "ports", b"ports", "privileged", b"privileged", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "stop_timeout", b"stop_timeout", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2607,6 +2667,7 @@ class InfoResponse(_message.Message):
     IMAGES_FIELD_NUMBER: _builtins.int
     STORAGE_DRIVER_FIELD_NUMBER: _builtins.int
     STORAGE_ROOT_FIELD_NUMBER: _builtins.int
+    SECURITY_OPTIONS_FIELD_NUMBER: _builtins.int
     oci_runtime: _builtins.str
     """OCI runtime in use."""
     oci_runtime_version: _builtins.str
@@ -2631,6 +2692,10 @@ class InfoResponse(_message.Message):
     """Snapshot driver."""
     storage_root: _builtins.str
     """Storage root directory."""
+    @_builtins.property
+    def security_options(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Confinement that applies by default, Docker's spelling (e.g. "name=seccomp,profile=builtin")."""
+
     def __init__(
         self,
         *,
@@ -2646,10 +2711,11 @@ class InfoResponse(_message.Message):
         images: _builtins.int = ...,
         storage_driver: _builtins.str = ...,
         storage_root: _builtins.str = ...,
+        security_options: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup_version", b"cgroup_version", "conmon_version", b"conmon_version", "containers", b"containers", "containers_created", b"containers_created", "containers_exited", b"containers_exited", "containers_running", b"containers_running", "images", b"images", "oci_runtime", b"oci_runtime", "oci_runtime_reason", b"oci_runtime_reason", "oci_runtime_version", b"oci_runtime_version", "storage_driver", b"storage_driver", "storage_root", b"storage_root"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup_version", b"cgroup_version", "conmon_version", b"conmon_version", "containers", b"containers", "containers_created", b"containers_created", "containers_exited", b"containers_exited", "containers_running", b"containers_running", "images", b"images", "oci_runtime", b"oci_runtime", "oci_runtime_reason", b"oci_runtime_reason", "oci_runtime_version", b"oci_runtime_version", "security_options", b"security_options", "storage_driver", b"storage_driver", "storage_root", b"storage_root"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -493,6 +493,7 @@ class ContainerSpec(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     PORTS_FIELD_NUMBER: _builtins.int
+    SECURITY_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -531,6 +532,10 @@ class ContainerSpec(_message.Message):
         """Ports to publish (bridge and user networks only)."""
 
     @_builtins.property
+    def security(self) -> _types_pb2.Security:
+        """Confinement: capabilities, seccomp, devices, read-only root, rlimits, user namespace."""
+
+    @_builtins.property
     def extensions(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]:
         """Opaque data the caller keeps with the container (the gateway stores the user's original
         request here, so inspect can show it exactly). The runtime never reads it.
@@ -552,11 +557,12 @@ class ContainerSpec(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         network: _builtins.str = ...,
         ports: _abc.Iterable[_types_pb2.PortMapping] | None = ...,
+        security: _types_pb2.Security | None = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "rootfs", b"rootfs", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "rootfs", b"rootfs", "security", b"security", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1071,6 +1077,7 @@ class GetRuntimeInfoResponse(_message.Message):
     CONTAINERS_RUNNING_FIELD_NUMBER: _builtins.int
     CONTAINERS_CREATED_FIELD_NUMBER: _builtins.int
     CONTAINERS_EXITED_FIELD_NUMBER: _builtins.int
+    SECURITY_OPTIONS_FIELD_NUMBER: _builtins.int
     oci_runtime: _builtins.str
     """OCI runtime in use: "runc" or "crun"."""
     oci_runtime_version: _builtins.str
@@ -1087,6 +1094,12 @@ class GetRuntimeInfoResponse(_message.Message):
     """Containers created but never started."""
     containers_exited: _builtins.int
     """Containers that have exited."""
+    @_builtins.property
+    def security_options(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Confinement that applies by default, Docker's spelling: "name=seccomp,profile=builtin",
+        "name=userns,map=0:100000:65536", "name=cgroupns", "name=no-new-privileges".
+        """
+
     def __init__(
         self,
         *,
@@ -1098,10 +1111,11 @@ class GetRuntimeInfoResponse(_message.Message):
         containers_running: _builtins.int = ...,
         containers_created: _builtins.int = ...,
         containers_exited: _builtins.int = ...,
+        security_options: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup_version", b"cgroup_version", "conmon_version", b"conmon_version", "containers_created", b"containers_created", "containers_exited", b"containers_exited", "containers_running", b"containers_running", "oci_runtime", b"oci_runtime", "oci_runtime_reason", b"oci_runtime_reason", "oci_runtime_version", b"oci_runtime_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup_version", b"cgroup_version", "conmon_version", b"conmon_version", "containers_created", b"containers_created", "containers_exited", b"containers_exited", "containers_running", b"containers_running", "oci_runtime", b"oci_runtime", "oci_runtime_reason", b"oci_runtime_reason", "oci_runtime_version", b"oci_runtime_version", "security_options", b"security_options"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

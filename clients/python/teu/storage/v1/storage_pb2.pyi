@@ -619,19 +619,25 @@ class PullRequest(_message.Message):
 
     REF_FIELD_NUMBER: _builtins.int
     INSECURE_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """registry/name[:tag] (e.g. localhost:5000/app:1)."""
     insecure: _builtins.bool
     """Use plain HTTP (registries on loopback only)."""
+    @_builtins.property
+    def auth(self) -> _types_pb2.RegistryAuth:
+        """Credentials for this reference's registry only; empty means anonymous."""
+
     def __init__(
         self,
         *,
         ref: _builtins.str = ...,
         insecure: _builtins.bool = ...,
+        auth: _types_pb2.RegistryAuth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["insecure", b"insecure", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "insecure", b"insecure", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -711,19 +717,25 @@ class PushRequest(_message.Message):
 
     REF_FIELD_NUMBER: _builtins.int
     INSECURE_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
     """Image to push, registry/name[:tag]."""
     insecure: _builtins.bool
     """Use plain HTTP (registries on loopback only)."""
+    @_builtins.property
+    def auth(self) -> _types_pb2.RegistryAuth:
+        """Credentials for this reference's registry only; empty means anonymous."""
+
     def __init__(
         self,
         *,
         ref: _builtins.str = ...,
         insecure: _builtins.bool = ...,
+        auth: _types_pb2.RegistryAuth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["insecure", b"insecure", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "insecure", b"insecure", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18teu/types/v1/types.proto\x12\x0cteu.types.v1\"K\n\x05Mount\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0f\n\x07options\x18\x04 \x03(\t\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xd9\x01\n\x0bImageConfig\x12\x12\n\nentrypoint\x18\x01 \x03(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x13\n\x0bstop_signal\x18\x06 \x01(\t\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.teu.types.v1.ImageConfig.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\tResources\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x03\x12\x11\n\tnano_cpus\x18\x02 \x01(\x03\x12\x12\n\npids_limit\x18\x03 \x01(\x03\"e\n\x07Process\x12\x0c\n\x04\x61rgs\x18\x01 \x03(\t\x12\x0b\n\x03\x65nv\x18\x02 \x03(\t\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x10\n\x08terminal\x18\x05 \x01(\x08\x12\x12\n\nopen_stdin\x18\x06 \x01(\x08\"(\n\nWindowSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"h\n\nStdinFrame\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12*\n\x06resize\x18\x02 \x01(\x0b\x32\x18.teu.types.v1.WindowSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x42\x07\n\x05\x66rame\"m\n\x0bOutputFrame\x12+\n\x06output\x18\x01 \x01(\x0b\x32\x19.teu.types.v1.OutputChunkH\x00\x12(\n\x04\x65xit\x18\x02 \x01(\x0b\x32\x18.teu.types.v1.ExitStatusH\x00\x42\x07\n\x05\x66rame\"A\n\x0bOutputChunk\x12$\n\x06stream\x18\x01 \x01(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"B\n\nExitStatus\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x12\n\noom_killed\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"[\n\x0bPortMapping\x12\x0f\n\x07host_ip\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\r\x12\x16\n\x0e\x63ontainer_port\x18\x03 \x01(\r\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\x95\x01\n\x11NetworkAttachment\x12\x0f\n\x07network\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07gateway\x18\x03 \x01(\t\x12\x0b\n\x03mac\x18\x04 \x01(\t\x12(\n\x05ports\x18\x05 \x03(\x0b\x32\x19.teu.types.v1.PortMapping\x12\x16\n\x0ehost_interface\x18\x06 \x01(\t\"\xf3\x01\n\x07Network\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06\x64river\x18\x03 \x01(\t\x12\x0e\n\x06subnet\x18\x04 \x01(\t\x12\x0f\n\x07gateway\x18\x05 \x01(\t\x12\x0e\n\x06\x62ridge\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\x03\x12\x39\n\ncontainers\x18\x08 \x03(\x0b\x32%.teu.types.v1.Network.ContainersEntry\x12\x0b\n\x03\x64ns\x18\t \x01(\x08\x1a\x31\n\x0f\x43ontainersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x87\x01\n\x0e\x43ontainerState\x12\x1f\n\x1b\x43ONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTAINER_STATE_CREATED\x10\x01\x12\x1b\n\x17\x43ONTAINER_STATE_RUNNING\x10\x02\x12\x1a\n\x16\x43ONTAINER_STATE_EXITED\x10\x03*F\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18teu/types/v1/types.proto\x12\x0cteu.types.v1\"K\n\x05Mount\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0f\n\x07options\x18\x04 \x03(\t\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xd9\x01\n\x0bImageConfig\x12\x12\n\nentrypoint\x18\x01 \x03(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x13\n\x0bstop_signal\x18\x06 \x01(\t\x12\x35\n\x06labels\x18\x07 \x03(\x0b\x32%.teu.types.v1.ImageConfig.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\tResources\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x03\x12\x11\n\tnano_cpus\x18\x02 \x01(\x03\x12\x12\n\npids_limit\x18\x03 \x01(\x03\"U\n\x06\x44\x65vice\x12\x14\n\x0cpath_on_host\x18\x01 \x01(\t\x12\x19\n\x11path_in_container\x18\x02 \x01(\t\x12\x1a\n\x12\x63group_permissions\x18\x03 \x01(\t\"2\n\x06Ulimit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04soft\x18\x02 \x01(\x03\x12\x0c\n\x04hard\x18\x03 \x01(\x03\"\xde\x01\n\x08Security\x12\x0f\n\x07\x63\x61p_add\x18\x01 \x03(\t\x12\x10\n\x08\x63\x61p_drop\x18\x02 \x03(\t\x12\x12\n\nprivileged\x18\x03 \x01(\x08\x12\x11\n\tread_only\x18\x04 \x01(\x08\x12\x19\n\x11no_new_privileges\x18\x05 \x01(\x08\x12\x0f\n\x07seccomp\x18\x06 \x01(\t\x12%\n\x07\x64\x65vices\x18\x07 \x03(\x0b\x32\x14.teu.types.v1.Device\x12%\n\x07ulimits\x18\x08 \x03(\x0b\x32\x14.teu.types.v1.Ulimit\x12\x0e\n\x06userns\x18\t \x01(\t\"J\n\x0cRegistryAuth\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0eidentity_token\x18\x03 \x01(\t\"e\n\x07Process\x12\x0c\n\x04\x61rgs\x18\x01 \x03(\t\x12\x0b\n\x03\x65nv\x18\x02 \x03(\t\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x10\n\x08terminal\x18\x05 \x01(\x08\x12\x12\n\nopen_stdin\x18\x06 \x01(\x08\"(\n\nWindowSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"h\n\nStdinFrame\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12*\n\x06resize\x18\x02 \x01(\x0b\x32\x18.teu.types.v1.WindowSizeH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x42\x07\n\x05\x66rame\"m\n\x0bOutputFrame\x12+\n\x06output\x18\x01 \x01(\x0b\x32\x19.teu.types.v1.OutputChunkH\x00\x12(\n\x04\x65xit\x18\x02 \x01(\x0b\x32\x18.teu.types.v1.ExitStatusH\x00\x42\x07\n\x05\x66rame\"A\n\x0bOutputChunk\x12$\n\x06stream\x18\x01 \x01(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"B\n\nExitStatus\x12\x11\n\texit_code\x18\x01 \x01(\x05\x12\x12\n\noom_killed\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"[\n\x0bPortMapping\x12\x0f\n\x07host_ip\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\r\x12\x16\n\x0e\x63ontainer_port\x18\x03 \x01(\r\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\x95\x01\n\x11NetworkAttachment\x12\x0f\n\x07network\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07gateway\x18\x03 \x01(\t\x12\x0b\n\x03mac\x18\x04 \x01(\t\x12(\n\x05ports\x18\x05 \x03(\x0b\x32\x19.teu.types.v1.PortMapping\x12\x16\n\x0ehost_interface\x18\x06 \x01(\t\"\xf3\x01\n\x07Network\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06\x64river\x18\x03 \x01(\t\x12\x0e\n\x06subnet\x18\x04 \x01(\t\x12\x0f\n\x07gateway\x18\x05 \x01(\t\x12\x0e\n\x06\x62ridge\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\x03\x12\x39\n\ncontainers\x18\x08 \x03(\x0b\x32%.teu.types.v1.Network.ContainersEntry\x12\x0b\n\x03\x64ns\x18\t \x01(\x08\x1a\x31\n\x0f\x43ontainersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x87\x01\n\x0e\x43ontainerState\x12\x1f\n\x1b\x43ONTAINER_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTAINER_STATE_CREATED\x10\x01\x12\x1b\n\x17\x43ONTAINER_STATE_RUNNING\x10\x02\x12\x1a\n\x16\x43ONTAINER_STATE_EXITED\x10\x03*F\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGECONFIG_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_NETWORK_CONTAINERSENTRY']._loaded_options = None
   _globals['_NETWORK_CONTAINERSENTRY']._serialized_options = b'8\001'
-  _globals['_CONTAINERSTATE']._serialized_start=1432
-  _globals['_CONTAINERSTATE']._serialized_end=1567
-  _globals['_STREAM']._serialized_start=1569
-  _globals['_STREAM']._serialized_end=1639
+  _globals['_CONTAINERSTATE']._serialized_start=1872
+  _globals['_CONTAINERSTATE']._serialized_end=2007
+  _globals['_STREAM']._serialized_start=2009
+  _globals['_STREAM']._serialized_end=2079
   _globals['_MOUNT']._serialized_start=42
   _globals['_MOUNT']._serialized_end=117
   _globals['_STRINGLIST']._serialized_start=119
@@ -49,24 +49,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGECONFIG_LABELSENTRY']._serialized_end=367
   _globals['_RESOURCES']._serialized_start=369
   _globals['_RESOURCES']._serialized_end=441
-  _globals['_PROCESS']._serialized_start=443
-  _globals['_PROCESS']._serialized_end=544
-  _globals['_WINDOWSIZE']._serialized_start=546
-  _globals['_WINDOWSIZE']._serialized_end=586
-  _globals['_STDINFRAME']._serialized_start=588
-  _globals['_STDINFRAME']._serialized_end=692
-  _globals['_OUTPUTFRAME']._serialized_start=694
-  _globals['_OUTPUTFRAME']._serialized_end=803
-  _globals['_OUTPUTCHUNK']._serialized_start=805
-  _globals['_OUTPUTCHUNK']._serialized_end=870
-  _globals['_EXITSTATUS']._serialized_start=872
-  _globals['_EXITSTATUS']._serialized_end=938
-  _globals['_PORTMAPPING']._serialized_start=940
-  _globals['_PORTMAPPING']._serialized_end=1031
-  _globals['_NETWORKATTACHMENT']._serialized_start=1034
-  _globals['_NETWORKATTACHMENT']._serialized_end=1183
-  _globals['_NETWORK']._serialized_start=1186
-  _globals['_NETWORK']._serialized_end=1429
-  _globals['_NETWORK_CONTAINERSENTRY']._serialized_start=1380
-  _globals['_NETWORK_CONTAINERSENTRY']._serialized_end=1429
+  _globals['_DEVICE']._serialized_start=443
+  _globals['_DEVICE']._serialized_end=528
+  _globals['_ULIMIT']._serialized_start=530
+  _globals['_ULIMIT']._serialized_end=580
+  _globals['_SECURITY']._serialized_start=583
+  _globals['_SECURITY']._serialized_end=805
+  _globals['_REGISTRYAUTH']._serialized_start=807
+  _globals['_REGISTRYAUTH']._serialized_end=881
+  _globals['_PROCESS']._serialized_start=883
+  _globals['_PROCESS']._serialized_end=984
+  _globals['_WINDOWSIZE']._serialized_start=986
+  _globals['_WINDOWSIZE']._serialized_end=1026
+  _globals['_STDINFRAME']._serialized_start=1028
+  _globals['_STDINFRAME']._serialized_end=1132
+  _globals['_OUTPUTFRAME']._serialized_start=1134
+  _globals['_OUTPUTFRAME']._serialized_end=1243
+  _globals['_OUTPUTCHUNK']._serialized_start=1245
+  _globals['_OUTPUTCHUNK']._serialized_end=1310
+  _globals['_EXITSTATUS']._serialized_start=1312
+  _globals['_EXITSTATUS']._serialized_end=1378
+  _globals['_PORTMAPPING']._serialized_start=1380
+  _globals['_PORTMAPPING']._serialized_end=1471
+  _globals['_NETWORKATTACHMENT']._serialized_start=1474
+  _globals['_NETWORKATTACHMENT']._serialized_end=1623
+  _globals['_NETWORK']._serialized_start=1626
+  _globals['_NETWORK']._serialized_end=1869
+  _globals['_NETWORK_CONTAINERSENTRY']._serialized_start=1820
+  _globals['_NETWORK_CONTAINERSENTRY']._serialized_end=1869
 # @@protoc_insertion_point(module_scope)

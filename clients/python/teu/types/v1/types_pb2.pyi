@@ -238,6 +238,160 @@ class Resources(_message.Message):
 Global___Resources: _TypeAlias = Resources  # noqa: Y015
 
 @_typing.final
+class Device(_message.Message):
+    """A host device made available in a container (--device HOST[:CTR][:rwm])."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_ON_HOST_FIELD_NUMBER: _builtins.int
+    PATH_IN_CONTAINER_FIELD_NUMBER: _builtins.int
+    CGROUP_PERMISSIONS_FIELD_NUMBER: _builtins.int
+    path_on_host: _builtins.str
+    """Device node on the host, e.g. "/dev/fuse"."""
+    path_in_container: _builtins.str
+    """Where it appears in the container; empty means the same path."""
+    cgroup_permissions: _builtins.str
+    """cgroup permissions, any of "r", "w", "m"; empty means "rwm"."""
+    def __init__(
+        self,
+        *,
+        path_on_host: _builtins.str = ...,
+        path_in_container: _builtins.str = ...,
+        cgroup_permissions: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup_permissions", b"cgroup_permissions", "path_in_container", b"path_in_container", "path_on_host", b"path_on_host"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Device: _TypeAlias = Device  # noqa: Y015
+
+@_typing.final
+class Ulimit(_message.Message):
+    """A resource limit of the container's processes (--ulimit NAME=SOFT[:HARD])."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SOFT_FIELD_NUMBER: _builtins.int
+    HARD_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Docker's name without the RLIMIT_ prefix, e.g. "nofile", "nproc", "core"."""
+    soft: _builtins.int
+    """Soft limit; -1 means unlimited."""
+    hard: _builtins.int
+    """Hard limit; -1 means unlimited."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        soft: _builtins.int = ...,
+        hard: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hard", b"hard", "name", b"name", "soft", b"soft"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ulimit: _TypeAlias = Ulimit  # noqa: Y015
+
+@_typing.final
+class Security(_message.Message):
+    """How a container is confined: what it may do beyond what any unprivileged process may."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAP_ADD_FIELD_NUMBER: _builtins.int
+    CAP_DROP_FIELD_NUMBER: _builtins.int
+    PRIVILEGED_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    NO_NEW_PRIVILEGES_FIELD_NUMBER: _builtins.int
+    SECCOMP_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    ULIMITS_FIELD_NUMBER: _builtins.int
+    USERNS_FIELD_NUMBER: _builtins.int
+    privileged: _builtins.bool
+    """All capabilities, every host device, no seccomp filter, no masked or read-only paths."""
+    read_only: _builtins.bool
+    """Mount the root filesystem read-only."""
+    no_new_privileges: _builtins.bool
+    """The process (and its children) can never gain privileges, e.g. through setuid binaries."""
+    seccomp: _builtins.str
+    """Seccomp: "" is the engine's default profile, "unconfined" none, anything else a profile in
+    Docker's JSON format (the profile's text, not a path).
+    """
+    userns: _builtins.str
+    """User namespace: "" follows the engine's setting, "host" keeps the host's (no remapping)."""
+    @_builtins.property
+    def cap_add(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Capabilities added to Docker's default set ("ALL", "NET_ADMIN" or "CAP_NET_ADMIN")."""
+
+    @_builtins.property
+    def cap_drop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Capabilities dropped from it ("ALL" drops every one not added back)."""
+
+    @_builtins.property
+    def devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___Device]:
+        """Host devices to make available."""
+
+    @_builtins.property
+    def ulimits(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ulimit]:
+        """Resource limits beyond the engine's defaults."""
+
+    def __init__(
+        self,
+        *,
+        cap_add: _abc.Iterable[_builtins.str] | None = ...,
+        cap_drop: _abc.Iterable[_builtins.str] | None = ...,
+        privileged: _builtins.bool = ...,
+        read_only: _builtins.bool = ...,
+        no_new_privileges: _builtins.bool = ...,
+        seccomp: _builtins.str = ...,
+        devices: _abc.Iterable[Global___Device] | None = ...,
+        ulimits: _abc.Iterable[Global___Ulimit] | None = ...,
+        userns: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_add", b"cap_add", "cap_drop", b"cap_drop", "devices", b"devices", "no_new_privileges", b"no_new_privileges", "privileged", b"privileged", "read_only", b"read_only", "seccomp", b"seccomp", "ulimits", b"ulimits", "userns", b"userns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Security: _TypeAlias = Security  # noqa: Y015
+
+@_typing.final
+class RegistryAuth(_message.Message):
+    """Credentials for one registry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """User name (empty with an identity token)."""
+    password: _builtins.str
+    """Password or access token."""
+    identity_token: _builtins.str
+    """An OAuth2 refresh token (Docker's "identitytoken"), used instead of user and password."""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        password: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_token", b"identity_token", "password", b"password", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistryAuth: _TypeAlias = RegistryAuth  # noqa: Y015
+
+@_typing.final
 class Process(_message.Message):
     """The process a container runs."""
 
