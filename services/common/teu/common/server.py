@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,6 +19,7 @@ from prometheus_client import start_http_server
 
 from teu.common import config as configmod
 from teu.common import logging as teulogging
+from teu.common import perms
 from teu.common.interceptor import ErrorInterceptor
 
 log = structlog.get_logger()
@@ -62,11 +64,24 @@ def _start_metrics(name: str, cfg: configmod.Config) -> None:
     log.info("metrics_listening", port=server.server_port)
 
 
+def _grant_api_group(name: str, sock: Path) -> None:
+    """The gateway's socket is root:teu 0660 when the ``teu`` group exists (root-equivalent, like
+    Docker's group); every other socket, and the gateway's without that group, stays 0600."""
+    gid = perms.api_gid() if name == "gateway" else None
+    if gid is None:
+        os.chmod(sock, 0o600)
+        return
+    os.chown(sock, 0, gid)
+    os.chmod(sock, 0o660)
+
+
 async def serve(name: str, cfg: configmod.Config, build: Callable[[], Awaitable[Lifecycle]]) -> None:
     """Runs service ``name`` until SIGTERM or SIGINT, then shuts down gracefully."""
     teulogging.configure(name)
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.state_dir(name).mkdir(parents=True, exist_ok=True)
+    perms.lock_down()
+    perms.socket_dir(cfg.run_dir)
+    perms.private_dir(cfg.root)
+    perms.private_dir(cfg.state_dir(name))
     lifecycle = await build()
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
@@ -84,8 +99,8 @@ async def serve(name: str, cfg: configmod.Config, build: Callable[[], Awaitable[
     sock = cfg.socket(name)
     sock.unlink(missing_ok=True)
     server.add_insecure_port(f"unix:{sock}")
-    await server.start()
-    os.chmod(sock, 0o600)
+    await server.start()  # bound under umask 077: the socket is never open to others
+    _grant_api_group(name, sock)
     _start_metrics(name, cfg)
     log.info("serving", socket=str(sock), pid=os.getpid())
     stop = asyncio.Event()

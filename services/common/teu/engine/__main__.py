@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from teu.common import config as configmod
+from teu.common import perms
 from teu.common.config import SERVICES, Config
 
 RESTART_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -51,9 +52,10 @@ def _say(msg: str) -> None:
 
 def supervise(cfg: Config) -> int:
     """Runs until SIGTERM/SIGINT; returns the exit status."""
-    logs = cfg.root / "engine"
-    logs.mkdir(parents=True, exist_ok=True)
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    perms.lock_down()
+    perms.private_dir(cfg.root)
+    logs = perms.private_dir(cfg.root / "engine")
+    perms.socket_dir(cfg.run_dir)
     pidfile = cfg.run_dir / "engine.pid"
     pidfile.write_text(f"{os.getpid()}\n")
     stopping = False

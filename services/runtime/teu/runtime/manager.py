@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from teu.common import perms
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
 from teu.runtime import conmon, execs, mounts, names, spec, users
@@ -96,8 +97,8 @@ class Manager:
         bundle.mkdir(parents=True)
         try:
             hostname = spec.hostname_of(cid, cspec)
-            (bundle / "hostname").write_text(hostname + "\n")
-            (bundle / "hosts").write_text(netconf.hosts(hostname, None))
+            perms.public_file(bundle / "hostname", hostname + "\n")
+            perms.public_file(bundle / "hosts", netconf.hosts(hostname, None))
             self.store.insert(c)
         except BaseException:
             shutil.rmtree(bundle, ignore_errors=True)

@@ -338,7 +338,7 @@ class _Extractor:
             raise InvalidArgument(f"invalid tar: path {rel!r} leads outside the image")
         if create and not os.path.isdir(real):
             # Parents the tar does not list get conventional attributes.
-            os.makedirs(real, 0o755)
+            _makedirs_public(real)
         if os.path.isdir(real):
             self.resolved[rel] = real
         return real
@@ -431,3 +431,14 @@ def _lstat(path: str) -> os.stat_result | None:
 def _copy(src: IO[bytes], dst: IO[bytes]) -> None:
     while chunk := src.read(_COPY_CHUNK):
         dst.write(chunk)
+
+
+def _makedirs_public(path: str) -> None:
+    """``os.makedirs`` with 0755 for each directory it makes, whatever the process umask (077)."""
+    missing: list[str] = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for d in reversed(missing):
+        os.mkdir(d, 0o755)
+        os.chmod(d, 0o755)

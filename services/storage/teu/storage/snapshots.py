@@ -9,6 +9,7 @@ layer, so the OCI runtime never has to create them in upper, where diff and comm
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -47,14 +48,22 @@ def create(snapshot_dir: Path) -> None:
         # Only reachable after a crash between mkdir and commit: no recorded snapshot owns it.
         shutil.rmtree(snapshot_dir)
     snapshot_dir.mkdir(mode=0o700)
-    # upper becomes the container's "/" where it writes; 0755 like any root directory.
-    (snapshot_dir / "upper").mkdir(mode=0o755)
+    # What the container sees gets its modes explicitly (the engine's umask is 077): upper becomes
+    # its "/", 0755 like any root directory, and the init layer's dirs and files are the usual ones.
+    _public(snapshot_dir / "upper", 0o755)
     (snapshot_dir / "work").mkdir(mode=0o700)
     init = snapshot_dir / "init"
+    _public(init, 0o755)
     for d in INIT_DIRS:
-        (init / d).mkdir(mode=0o755, parents=True)
+        _public(init / d, 0o755)
     for f in INIT_FILES:
-        (init / f).touch(mode=0o644)
+        (init / f).touch()
+        os.chmod(init / f, 0o644)
+
+
+def _public(directory: Path, mode: int) -> None:
+    directory.mkdir()
+    os.chmod(directory, mode)
 
 
 def overlay_mount(lower_dirs: Sequence[Path], snapshot_dir: Path) -> Mount:

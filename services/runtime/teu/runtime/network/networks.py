@@ -23,6 +23,7 @@ from pathlib import Path
 
 import structlog
 
+from teu.common import perms
 from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu.runtime import spec
 from teu.runtime.network import addressing, firewall, links, netconf, ports
@@ -216,14 +217,14 @@ class Networks:
             return binds  # the hosts file written at create stays: loopback only
         hostname = spec.hostname_of(c.id, c.spec)
         if plan.kind == HOST:
-            (bundle / "hosts").write_text(netconf.read_host_file(Path("/etc/hosts")) or netconf.hosts(hostname, None))
+            perms.public_file(bundle / "hosts", netconf.read_host_file(Path("/etc/hosts")) or netconf.hosts(hostname, None))
             resolv = netconf.read_host_file()
         else:
             assert plan.record is not None and plan.attachment is not None and plan.attachment.address is not None
-            (bundle / "hosts").write_text(netconf.hosts(hostname, plan.attachment.address.ip, c.name))
+            perms.public_file(bundle / "hosts", netconf.hosts(hostname, plan.attachment.address.ip, c.name))
             gateway = IPv4Address(plan.record.gateway)
             resolv = netconf.resolv_for_dns(gateway) if plan.record.dns else netconf.resolv_from_host(netconf.read_host_file())
-        (bundle / "resolv.conf").write_text(resolv)
+        perms.public_file(bundle / "resolv.conf", resolv)
         binds["/etc/resolv.conf"] = str(bundle / "resolv.conf")
         return binds
 
