@@ -62,6 +62,14 @@ class ContainerOptions:
     network: str = ""
     ports: list[types_pb2.PortMapping] = field(default_factory=list)
     log_opts: dict[str, str] = field(default_factory=dict)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    read_only: bool = False
+    security_opt: list[str] = field(default_factory=list)
+    devices: list[types_pb2.Device] = field(default_factory=list)
+    ulimits: list[types_pb2.Ulimit] = field(default_factory=list)
+    userns: str = ""
 
     def to_proto(self) -> gw.ContainerConfig:
         """The API message for these options."""
@@ -82,6 +90,14 @@ class ContainerOptions:
             network=self.network,
             ports=self.ports,
             log_opts=self.log_opts,
+            cap_add=self.cap_add,
+            cap_drop=self.cap_drop,
+            privileged=self.privileged,
+            read_only=self.read_only,
+            security_opt=self.security_opt,
+            devices=self.devices,
+            ulimits=self.ulimits,
+            userns=self.userns,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

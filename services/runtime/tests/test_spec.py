@@ -6,19 +6,20 @@ import pytest
 
 from teu.common.signals import parse_signal
 from teu.errors import InvalidArgument
-from teu.runtime import conmon, names, spec, users
+from teu.runtime import confine, conmon, names, spec, users
 from teu.runtime.v1 import runtime_pb2 as rt
 from teu.types.v1 import types_pb2
 
 CID = "ab" * 32
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n"
 GROUP = b"root:x:0:\nstaff:x:50:app\napp:x:1000:\n"
+HOST = spec.Host(limits={**confine.host_limits(), "nofile": 20000, "nproc": 4000}, held_caps=confine.KNOWN_CAPS)
 
 
 def build(**res: int) -> dict[str, object]:
     """config.json for a small container."""
     s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"], env=["A=1"]), resources=types_pb2.Resources(**res))
-    return spec.build(CID, s, spec.User(0, 0, (), "/root"), spec.Host(20000, 4000), {"/etc/hosts": "/b/hosts"}, "teu/x")
+    return spec.build(CID, s, spec.User(0, 0, (), "/root"), HOST, {"/etc/hosts": "/b/hosts"}, "teu/x")
 
 
 def test_isolation_defaults() -> None:

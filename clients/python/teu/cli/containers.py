@@ -38,6 +38,15 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", "--net", default="", help="network: bridge, none, host or a user network")
     p.add_argument("-p", "--publish", action="append", default=[], help="publish a port: [ip:]host:container[/proto]")
     p.add_argument("--log-opt", action="append", default=[], help="log option: max-size=10m, max-files=3")
+    p.add_argument("--cap-add", action="append", default=[], help="add a Linux capability (or ALL)")
+    p.add_argument("--cap-drop", action="append", default=[], help="drop a Linux capability (or ALL)")
+    p.add_argument("--privileged", action="store_true", help="all capabilities and devices, no seccomp, no masked paths")
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--security-opt", action="append", default=[],
+                   help="no-new-privileges, seccomp=unconfined|PROFILE.json, apparmor=..., label=...")  # fmt: skip
+    p.add_argument("--device", action="append", default=[], help="add a host device: HOST[:CONTAINER][:rwm]")
+    p.add_argument("--ulimit", action="append", default=[], help="resource limit: NAME=SOFT[:HARD]")
+    p.add_argument("--userns", default="", help='user namespace: "host" opts out of the engine\'s remapping')
     p.add_argument("image", help="image to run")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -64,6 +73,14 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         network=a.network,
         ports=[parse.port(p) for p in a.publish],
         log_opts=parse.labels(a.log_opt),
+        cap_add=a.cap_add,
+        cap_drop=a.cap_drop,
+        privileged=a.privileged,
+        read_only=a.read_only,
+        security_opt=[parse.security_opt(o) for o in a.security_opt],
+        devices=[parse.device(d) for d in a.device],
+        ulimits=[parse.ulimit(u) for u in a.ulimit],
+        userns=a.userns,
     )
 
 

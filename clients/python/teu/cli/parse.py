@@ -80,3 +80,46 @@ def port(value: str) -> types_pb2.PortMapping:
         raise InvalidArgument(f"invalid port mapping {value!r}: want [ip:]host:container[/tcp|udp]")
     return types_pb2.PortMapping(host_ip=parts[0].strip("[]"), host_port=int(parts[1]), container_port=int(parts[2]),
                                  protocol=proto or "tcp")  # fmt: skip
+
+
+def device(value: str) -> types_pb2.Device:
+    """``--device HOST[:CONTAINER][:PERMISSIONS]`` (permissions any of r, w, m)."""
+    parts = value.split(":")
+    if not parts[0] or len(parts) > 3:
+        raise InvalidArgument(f"invalid device specification {value!r}: want HOST[:CONTAINER][:rwm]")
+    host, target, perms = parts[0], "", ""
+    if len(parts) == 3:
+        target, perms = parts[1], parts[2]
+    elif len(parts) == 2:
+        if parts[1] and set(parts[1]) <= set("rwm"):
+            perms = parts[1]
+        else:
+            target = parts[1]
+    return types_pb2.Device(path_on_host=host, path_in_container=target, cgroup_permissions=perms)
+
+
+def ulimit(value: str) -> types_pb2.Ulimit:
+    """``--ulimit NAME=SOFT[:HARD]`` (-1 is unlimited; HARD defaults to SOFT)."""
+    name, sep, limits = value.partition("=")
+    soft, _, hard = limits.partition(":")
+    try:
+        low = int(soft)
+        high = int(hard) if hard else low
+    except ValueError:
+        raise InvalidArgument(f"invalid ulimit {value!r}: want NAME=SOFT[:HARD], e.g. nofile=1024:2048") from None
+    if not sep or not name:
+        raise InvalidArgument(f"invalid ulimit {value!r}: want NAME=SOFT[:HARD], e.g. nofile=1024:2048")
+    return types_pb2.Ulimit(name=name, soft=low, hard=high)
+
+
+def security_opt(value: str) -> str:
+    """``--security-opt``: as given, except ``seccomp=FILE``, whose profile text is read here (as
+    Docker's CLI does: the engine never reads a client's files)."""
+    key, sep, path = value.partition("=")
+    if key != "seccomp" or not sep or path in ("unconfined", "") or path.lstrip().startswith("{"):
+        return value
+    try:
+        with open(path, encoding="utf-8") as f:
+            return "seccomp=" + f.read((1 << 20) + 1)
+    except OSError as exc:
+        raise InvalidArgument(f"opening seccomp profile ({path}) failed: {exc.strerror}") from None

@@ -17,6 +17,7 @@ def cmd_info(c: Client, a: argparse.Namespace) -> int:
     print(f" Exited: {i.containers_exited}\nImages: {i.images}\nStorage Driver: {i.storage_driver}")
     print(f" Root: {i.storage_root}\nCgroup Version: {i.cgroup_version}\nOCI Runtime: {i.oci_runtime}")
     print(f" Version: {i.oci_runtime_version}\n Why: {i.oci_runtime_reason}\nConmon: {i.conmon_version}")
+    print("Security Options:" + "".join(f"\n {o}" for o in i.security_options))
     return 0
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from teu.errors import FailedPrecondition, NotFound, TeuError
-from teu.gateway import options
+from teu.gateway import options, security
 from teu.gateway.backends import Backends, call, retry_unavailable
 from teu.gateway.logflows import LogReader, outputs
 from teu.gateway.v1 import gateway_pb2 as gw
@@ -55,7 +55,7 @@ class Flows:
     async def create(self, config: gw.ContainerConfig) -> rt.Container:
         """Creates a container; on failure nothing is left behind."""
         image = (await call("storage", self.b.storage.GetImage(st.GetImageRequest(ref=config.image)))).image
-        spec = options.container_spec(config, image)
+        spec = options.container_spec(config, image, apparmor=security.apparmor_enabled())
         cid = secrets.token_hex(32)
         snap = await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=cid, image_id=image.id)))
         try:

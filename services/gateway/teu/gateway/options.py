@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from teu.errors import InvalidArgument
+from teu.gateway.security import security_of
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.runtime.v1 import runtime_pb2 as rt
 from teu.storage.v1 import storage_pb2 as st
@@ -95,8 +96,11 @@ def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
     return size, files
 
 
-def container_spec(config: gw.ContainerConfig, image: st.Image, cpus: int | None = None) -> rt.ContainerSpec:
-    """The runtime spec for ``config`` on ``image`` (without rootfs and log path, which come later)."""
+def container_spec(
+    config: gw.ContainerConfig, image: st.Image, cpus: int | None = None, apparmor: bool = False
+) -> rt.ContainerSpec:
+    """The runtime spec for ``config`` on ``image`` (without rootfs and log path, which come later);
+    ``apparmor`` says whether the host has AppArmor (for ``--security-opt apparmor=...``)."""
     ic = image.config
     cwd = config.working_dir or ic.working_dir or "/"
     if not cwd.startswith("/"):
@@ -123,6 +127,7 @@ def container_spec(config: gw.ContainerConfig, image: st.Image, cpus: int | None
         stop_timeout=config.stop_timeout if config.stop_timeout > 0 else 10,
         labels={**ic.labels, **config.labels},
     )
+    spec.security.CopyFrom(security_of(config, apparmor))
     spec.network = config.network
     spec.ports.extend(config.ports)  # validated by the runtime, which knows the networks
     spec.extensions[CONFIG_KEY] = config.SerializeToString()

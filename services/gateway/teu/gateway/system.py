@@ -41,6 +41,7 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
             images=s.images,
             storage_driver=s.driver,
             storage_root=s.root,
+            security_options=list(r.security_options),
         )
 
     async def DiskUsage(self, request: gw.DiskUsageRequest, context: Ctx) -> gw.DiskUsageResponse:

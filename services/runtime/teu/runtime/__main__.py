@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 
 from teu.common.config import Config
 from teu.common.server import Lifecycle, Service, main
 from teu.errors import Unavailable
-from teu.runtime import cgroups, oci
+from teu.runtime import cgroups, confine, oci
 from teu.runtime.manager import Manager, Settings
 from teu.runtime.network.addressing import DEFAULT_SUBNET
 from teu.runtime.network.networks import Networks, owner_of
@@ -30,10 +29,7 @@ async def build(cfg: Config) -> Lifecycle:
     runtime_root = cfg.run_dir / choice.name
     runtime_root.mkdir(parents=True, exist_ok=True)
     runtime = oci.CliRuntime(choice.name, choice.path, runtime_root)
-    host = Host(
-        nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-        nproc_hard=resource.getrlimit(resource.RLIMIT_NPROC)[1],
-    )
+    host = Host(limits=confine.host_limits(), held_caps=confine.held_capabilities(), cgroup_v2=layout.version == 2)
     store = Store(state / "runtime.db")
     # The engine-wide default network. Built in: "none". "bridge" (Docker's default) creates a bridge,
     # NAT rules and IPv4 forwarding in the namespace this service runs in on first use, so it must be
@@ -55,6 +51,7 @@ async def build(cfg: Config) -> Lifecycle:
         oci_runtime_reason=choice.reason,
         cgroup_version=layout.version,
         conmon_version=await oci.version_line(conmon_path),
+        security_options=["name=seccomp,profile=builtin", *(["name=cgroupns"] if host.cgroup_v2 else [])],
     )
 
     async def stop() -> None:

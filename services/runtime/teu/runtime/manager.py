@@ -28,7 +28,7 @@ import structlog
 from teu.common import perms
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
-from teu.runtime import conmon, execs, mounts, names, spec, users
+from teu.runtime import confine, conmon, execs, mounts, names, spec, users
 from teu.runtime.network import netconf
 from teu.runtime.network.networks import HOST, Networks, Plan
 from teu.runtime.oci import OciRuntime
@@ -89,6 +89,9 @@ class Manager:
         names.check_id(cid)
         name = names.check_name(name) if name else self._free_name()
         _check_spec(cspec)
+        host = self.settings.host
+        confine.check(cspec.security, host.held_caps, host.limits)
+        await asyncio.to_thread(confine.gather_devices, cspec.security)  # a missing device fails now
         self.networks.check(cspec)
         c = Container(id=cid, name=name, spec=cspec, state=CREATED, created_at=_now())
         bundle = self.bundle(cid)
@@ -179,8 +182,9 @@ class Manager:
     async def _launch(self, c: Container, bundle: Path, rootfs: Path, plan: Plan) -> conmon.Created:
         user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, rootfs)
         binds = self.networks.write_files(plan, c, bundle)
+        devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
         doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"teu/{c.id}",
-                         network_namespace=plan.kind != HOST)  # fmt: skip
+                         network_namespace=plan.kind != HOST, devices=devices)  # fmt: skip
         (bundle / "config.json").write_text(json.dumps(doc))
         launch = conmon.Launch(
             conmon=self.settings.conmon,

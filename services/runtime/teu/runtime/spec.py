@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from teu.runtime import confine
+from teu.runtime.confine import HostDevice
 from teu.runtime.v1 import runtime_pb2
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD = 100_000
-
-# Docker's default capability set.
-DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]  # fmt: skip
 
 MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -37,10 +33,12 @@ class User:
 
 @dataclass(frozen=True)
 class Host:
-    """Facts about the host that bound the spec."""
+    """Facts about the host that bound the spec: the engine's hard rlimits (by Docker's ulimit
+    name), the capabilities it can hand on, and whether cgroups are v2 (a private cgroup namespace)."""
 
-    nofile_hard: int
-    nproc_hard: int
+    limits: Mapping[str, int]
+    held_caps: tuple[str, ...] = confine.KNOWN_CAPS
+    cgroup_v2: bool = False
 
 
 def hostname_of(cid: str, spec: runtime_pb2.ContainerSpec) -> str:
@@ -63,7 +61,7 @@ def environment(env: list[str], user: User, hostname: str, terminal: bool) -> li
     return out
 
 
-def _mounts(extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _mounts(extra: list[dict[str, Any]], privileged: bool) -> list[dict[str, Any]]:
     base: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -77,11 +75,14 @@ def _mounts(extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]  # fmt: skip
+    if privileged:  # Docker's --privileged: /sys and the cgroup tree writable
+        for m in base[-2:]:
+            m["options"] = [o for o in m["options"] if o != "ro"]
     return base + extra
 
 
-def _resources(res: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+def _resources(res: Any, device_rules: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"devices": device_rules}
     if res.memory_bytes:
         out["memory"] = {"limit": res.memory_bytes}
     if res.nano_cpus:
@@ -99,45 +100,55 @@ def build(
     bind_files: dict[str, str],
     cgroups_path: str,
     network_namespace: bool = True,
+    devices: Sequence[HostDevice] = (),
 ) -> dict[str, Any]:
     """The OCI config.json document for container ``cid``.
 
     ``bind_files`` maps container paths (e.g. /etc/hosts) to host files that are bind-mounted there.
     Without ``network_namespace`` (``--network host``) the container shares the engine's network.
+    ``devices`` are the host devices it gets (see :func:`confine.gather_devices`).
     """
-    proc = spec.process
+    proc, sec = spec.process, spec.security
     hostname = hostname_of(cid, spec)
-    nofile = min(1_048_576, host.nofile_hard)
-    nproc = min(1_048_576, host.nproc_hard)
     binds = [
         {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
         for dst, src in sorted(bind_files.items())
     ]
+    nodes, device_rules = confine.devices_section(devices, sec.privileged)
+    namespaces = [t for t in ("pid", "network", "ipc", "uts", "mount") if network_namespace or t != "network"]
+    linux: dict[str, Any] = {
+        "cgroupsPath": cgroups_path,
+        "resources": _resources(spec.resources, device_rules),
+        "namespaces": [{"type": t} for t in [*namespaces, *(["cgroup"] if host.cgroup_v2 else [])]],
+        "maskedPaths": [] if sec.privileged else MASKED_PATHS,
+        "readonlyPaths": [] if sec.privileged else READONLY_PATHS,
+        "devices": nodes,
+    }
+    process = _process(proc, spec, user, host, environment(list(proc.env), user, hostname, proc.terminal))
+    if (filters := confine.seccomp_section(sec, process["capabilities"]["bounding"])) is not None:
+        linux["seccomp"] = filters
     return {
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": proc.terminal,
-            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
-            "args": list(proc.args),
-            "env": environment(list(proc.env), user, hostname, proc.terminal),
-            "cwd": proc.cwd or "/",
-            "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), DEFAULT_CAPS),
-            "rlimits": [
-                {"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile},
-                {"type": "RLIMIT_NPROC", "hard": nproc, "soft": nproc},
-            ],
-            "noNewPrivileges": False,
-        },
-        "root": {"path": "rootfs", "readonly": False},
+        "process": process,
+        "root": {"path": "rootfs", "readonly": sec.read_only},
         "hostname": hostname,
-        "mounts": _mounts(binds),
-        "linux": {
-            "cgroupsPath": cgroups_path,
-            "resources": _resources(spec.resources),
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount") if network_namespace or t != "network"],
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-        },
+        "mounts": _mounts(binds, sec.privileged),
+        "linux": linux,
+    }
+
+
+def _process(proc: Any, spec: runtime_pb2.ContainerSpec, user: User, host: Host, env: list[str]) -> dict[str, Any]:
+    """An OCI ``process``: the container's capabilities, rlimits and no-new-privileges for ``proc``."""
+    caps = confine.capabilities(spec.security, host.held_caps)
+    return {
+        "terminal": proc.terminal,
+        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
+        "args": list(proc.args),
+        "env": env,
+        "cwd": proc.cwd or spec.process.cwd or "/",
+        "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), caps),
+        "rlimits": confine.rlimits(spec.security, host.limits),
+        "noNewPrivileges": spec.security.no_new_privileges,
     }
 
 
@@ -153,19 +164,10 @@ def exit_code_for_start_error(message: str) -> int:
 
 def exec_process(cid: str, container: runtime_pb2.ContainerSpec, proc: Any, user: User, host: Host) -> dict[str, Any]:
     """The OCI ``process`` of an exec session: the container's environment plus the session's own,
-    the container's capabilities and limits, the session's user, directory and terminal."""
+    the container's capabilities, limits and no-new-privileges, the session's user, directory and
+    terminal (the container's seccomp filter applies to it too)."""
     hostname = hostname_of(cid, container)
     base_env = environment(list(container.process.env), user, hostname, proc.terminal)
     keys = {e.split("=", 1)[0] for e in proc.env}
     env = [e for e in base_env if e.split("=", 1)[0] not in keys] + list(proc.env)
-    nofile = min(1_048_576, host.nofile_hard)
-    return {
-        "terminal": proc.terminal,
-        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
-        "args": list(proc.args),
-        "env": env,
-        "cwd": proc.cwd or container.process.cwd or "/",
-        "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), DEFAULT_CAPS),
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-        "noNewPrivileges": False,
-    }
+    return _process(proc, container, user, host, env)
