@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from teu.errors import InvalidArgument
+from teu.errors import FailedPrecondition, InvalidArgument
 from teu.gateway import options
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.storage.v1 import storage_pb2 as st
@@ -91,3 +91,23 @@ def test_bad_log_options(opts: dict[str, str]) -> None:
     """Unknown or out-of-range log options are INVALID_ARGUMENT."""
     with pytest.raises(InvalidArgument):
         options.log_options(opts)
+
+
+def test_hostname_with_a_trailing_newline_is_refused() -> None:
+    """A hostname that ends in a newline is invalid (the whole value is checked)."""
+    with pytest.raises(InvalidArgument, match="hostname"):
+        spec(hostname="web\n")
+    assert spec(hostname="web.local").hostname == "web.local"
+
+
+def test_security_options_parse_dockers_spellings() -> None:
+    """--security-opt no-new-privileges (= and : forms), seccomp=unconfined, profile text; apparmor
+    is refused where the host lacks it, an unknown option always."""
+    s = spec(security_opt=["no-new-privileges:true", "seccomp=unconfined", "label=disable"], cap_add=["NET_ADMIN"])
+    assert (s.security.no_new_privileges, s.security.seccomp, list(s.security.cap_add)) == (True, "unconfined", ["NET_ADMIN"])
+    assert spec(security_opt=["no-new-privileges=false"]).security.no_new_privileges is False
+    assert spec(security_opt=['seccomp={"defaultAction": "SCMP_ACT_ALLOW"}']).security.seccomp.startswith("{")
+    with pytest.raises(FailedPrecondition, match="AppArmor"):
+        spec(security_opt=["apparmor=docker-default"])
+    with pytest.raises(InvalidArgument, match="security-opt"):
+        spec(security_opt=["no-new-privileges=maybe"])

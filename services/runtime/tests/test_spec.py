@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from teu.common.signals import parse_signal
@@ -81,14 +83,37 @@ def test_read_in_root_does_not_escape(tmp_path: object) -> None:
     assert users.read_in_root(root, "/etc/passwd") == b"inside"
 
 
+def test_fifo_as_passwd_is_refused_without_blocking(tmp_path: object) -> None:
+    """A FIFO planted as /etc/passwd is refused at once instead of stalling the reader."""
+    from pathlib import Path
+
+    root = Path(str(tmp_path))
+    (root / "etc").mkdir()
+    os.mkfifo(root / "etc" / "passwd")
+    with pytest.raises(InvalidArgument, match="not a regular file"):
+        users.resolve_in_rootfs("app", root)
+
+
 def test_names_and_ids() -> None:
-    """Ids are 64 hex; names follow Docker's rule."""
+    """Ids are 64 hex; names follow Docker's rule, a trailing newline included."""
     assert names.check_id(CID) == CID
-    with pytest.raises(InvalidArgument):
-        names.check_id("xyz")
-    with pytest.raises(InvalidArgument):
-        names.check_name("-bad")
+    for bad_id in ("xyz", CID + "\n"):
+        with pytest.raises(InvalidArgument):
+            names.check_id(bad_id)
+    for bad in ("-bad", "good\n"):
+        with pytest.raises(InvalidArgument):
+            names.check_name(bad)
     assert names.check_name(names.generate())
+
+
+def test_generated_names_end_when_the_short_ones_run_out() -> None:
+    """With every short name taken, a generated name still comes back, and it is free."""
+    import random
+
+    rng = random.Random(7)
+    every = {f"{a}_{n}{i}" for a in names._ADJECTIVES for n in names._NOUNS for i in range(100)}
+    name = names.free(every, rng)
+    assert name not in every and names.check_name(name)
 
 
 def test_start_error_exit_codes() -> None:

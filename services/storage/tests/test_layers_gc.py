@@ -95,6 +95,17 @@ def test_failed_import_leaves_no_layer(storage: Storage, tars: Any, kit: Any) ->
     assert os.listdir(storage.layer_dirs.splits) == [] and os.listdir(storage.tmp) == []
 
 
+def test_layer_whose_short_name_collides_is_refused(storage: Storage, tars: Any, kit: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A new layer with the short link name of a stored one is refused; the stored one keeps its link."""
+    first = kit.import_tar(storage, tars.build(tars.file("a")), "first")
+    monkeypatch.setattr("teu.storage.layers.short_name", lambda _diff_id: "collidingname")
+    storage.layer_dirs.ensure_link(first.layers[0])
+    with pytest.raises(InvalidArgument, match="short name"):
+        kit.import_tar(storage, tars.build(tars.file("b")), "second")
+    assert os.readlink(storage.layer_dirs.links / "collidingname").endswith(first.layers[0].removeprefix("sha256:"))
+
+
 def test_gc_spares_pinned_layers(storage: Storage, tars: Any, kit: Any) -> None:
     """A layer unpacked by an operation in flight survives a concurrent collection."""
     image = kit.import_tar(storage, tars.busybox(), "x")

@@ -17,8 +17,8 @@ MIN_MEMORY = 6 << 20  # Docker's minimum: a smaller limit cannot even start a pr
 MAX_MEMORY = 1 << 50  # 1 PiB: anything above is a typo
 MIN_NANO_CPUS = 10_000_000  # 0.01 CPU
 CONFIG_KEY = "teu.gateway.config"
-_HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
-_ENV_KEY = re.compile(r"^[^=\0]+$")
+_HOSTNAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*")
+_ENV_KEY = re.compile(r"[^=\0]+")
 
 
 def merge_env(image_env: list[str], overrides: list[str]) -> list[str]:
@@ -29,7 +29,7 @@ def merge_env(image_env: list[str], overrides: list[str]) -> list[str]:
         env[key] = value
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not _ENV_KEY.match(key) or "\0" in value:
+        if not _ENV_KEY.fullmatch(key) or "\0" in value:
             raise InvalidArgument(f"invalid environment variable: {item!r}")
         if sep:
             env[key] = value
@@ -105,7 +105,7 @@ def container_spec(
     cwd = config.working_dir or ic.working_dir or "/"
     if not cwd.startswith("/"):
         raise InvalidArgument(f"the working directory {cwd!r} is invalid: it needs to be an absolute path")
-    if config.hostname and not _HOSTNAME.match(config.hostname):
+    if config.hostname and not _HOSTNAME.fullmatch(config.hostname):
         raise InvalidArgument(f"invalid hostname {config.hostname!r}")
     log_options(config.log_opts)
     process = types_pb2.Process(

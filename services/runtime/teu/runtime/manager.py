@@ -111,10 +111,7 @@ class Manager:
         return c
 
     def _free_name(self) -> str:
-        taken = {c.name for c in self.store.list()}
-        while (name := names.generate()) in taken:
-            pass
-        return name
+        return names.free({c.name for c in self.store.list()})
 
     # -- start ----------------------------------------------------------------------------------
 

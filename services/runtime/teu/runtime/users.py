@@ -1,13 +1,15 @@
 """Resolves "user[:group]" against the image's /etc/passwd and /etc/group, safely.
 
 Files are opened with openat2(RESOLVE_IN_ROOT), so a symlink in the image (say /etc/passwd ->
-/etc/shadow of the host, or ../../..) is resolved inside the container's root, never the host's.
+/etc/shadow of the host, or ../../..) is resolved inside the container's root, never the host's;
+and without blocking, so a FIFO there is refused instead of stalling the runtime.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -24,7 +26,8 @@ def read_in_root(root: Path, path: str, limit: int = 4 << 20) -> bytes | None:
     """Contents of ``path`` resolved inside ``root``; None if it does not exist."""
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     try:
-        how = struct.pack("QQQ", os.O_RDONLY | os.O_CLOEXEC, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        # O_NONBLOCK: a FIFO planted there must not stall this thread (it is refused just below)
+        how = struct.pack("QQQ", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
         fd = _libc.syscall(_SYS_OPENAT2, root_fd, path.encode(), how, len(how))
         if fd < 0:
             err = ctypes.get_errno()
@@ -32,6 +35,8 @@ def read_in_root(root: Path, path: str, limit: int = 4 << 20) -> bytes | None:
                 return None
             raise OSError(err, os.strerror(err), path)
         with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidArgument(f"{path} in the container is not a regular file")
             return f.read(limit)
     finally:
         os.close(root_fd)

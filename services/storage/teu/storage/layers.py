@@ -25,6 +25,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from teu.errors import InvalidArgument
+
 __all__ = ["LayerDirs", "remove_tree", "short_name"]
 
 
@@ -65,16 +67,31 @@ class LayerDirs:
         """Moves an unpacked ``staging`` dir (and its tar-split) in; False if the layer was already there."""
         if self.exists(diff_id):
             return False
+        self._refuse_collision(diff_id)
         if split is not None:
             os.replace(split, self.split(diff_id))
         os.rename(staging, self.path(diff_id))
         self.ensure_link(diff_id)
         return True
 
+    def _refuse_collision(self, diff_id: str) -> None:
+        """A layer whose short name is a stored layer's is refused: repointing the link would swap that
+        layer's content under every image and container using it (a 60-bit name can be collided)."""
+        try:
+            current = os.readlink(self.link(diff_id))
+        except OSError:
+            return
+        if current != self._target(diff_id) and (self.links / current).is_dir():
+            raise InvalidArgument(f"layer {diff_id} has the short name of another stored layer; refused")
+
+    @staticmethod
+    def _target(diff_id: str) -> str:
+        return f"../layers/{diff_id.removeprefix('sha256:')}"
+
     def ensure_link(self, diff_id: str) -> None:
         """Creates (atomically, by rename) the short link of ``diff_id`` unless it is right already."""
         link = self.link(diff_id)
-        target = f"../layers/{diff_id.removeprefix('sha256:')}"
+        target = self._target(diff_id)
         try:
             if os.readlink(link) == target:
                 return

@@ -21,7 +21,7 @@ DEFAULT_BRIDGE = "teu0"
 BRIDGE_PREFIX = "teu"  # every bridge of Teu; "teu*" matches all of them in firewall rules
 VETH_PREFIX = "vteu"
 IFNAMSIZ = 15
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 RESERVED_NAMES = ("none", "host")
 
 
@@ -44,7 +44,7 @@ def parse_subnet(text: str) -> IPv4Network:
 
 def check_network_name(name: str) -> str:
     """Returns ``name`` if it can name a network; InvalidArgument otherwise."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     return name
 
