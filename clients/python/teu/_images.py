@@ -93,13 +93,17 @@ class ImagesMixin:
         req = (gw.LoadRequest(chunk=c) for c in chunks_of(source))
         return list(cast(gw.LoadResponse, unary(self.images.Load, req)).images)
 
-    def pull(self, image: str, insecure: bool = False) -> Iterator[gw.PullResponse]:
-        """Pulls an image: progress frames, then the image."""
-        yield from stream(self.images.Pull(gw.PullRequest(image=image, insecure=insecure)))
+    def pull(self, image: str, insecure: bool = False,
+             auth: types_pb2.RegistryAuth | None = None) -> Iterator[gw.PullResponse]:  # fmt: skip
+        """Pulls an image: progress frames, then the image. ``auth``: credentials for its registry
+        (see :func:`teu.auth.lookup`); the engine sends them to that registry only."""
+        yield from stream(self.images.Pull(gw.PullRequest(image=image, insecure=insecure, auth=auth)))
 
-    def push(self, image: str, insecure: bool = False) -> Iterator[gw.PushResponse]:
-        """Pushes an image: progress frames, then the manifest digest."""
-        yield from stream(self.images.Push(gw.PushRequest(image=image, insecure=insecure)))
+    def push(self, image: str, insecure: bool = False,
+             auth: types_pb2.RegistryAuth | None = None) -> Iterator[gw.PushResponse]:  # fmt: skip
+        """Pushes an image: progress frames, then the manifest digest. ``auth``: credentials for its
+        registry (see :func:`teu.auth.lookup`); the engine sends them to that registry only."""
+        yield from stream(self.images.Push(gw.PushRequest(image=image, insecure=insecure, auth=auth)))
 
     def prune_images(self, all: bool = False) -> gw.PruneImagesResponse:
         """Removes unused images."""

@@ -28,8 +28,9 @@ import pytest
 
 from teu.common.interceptor import ErrorInterceptor
 from teu.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from teu.storage import distribution, registry
+from teu.storage import credentials, distribution, registry
 from teu.storage.core import Storage
+from teu.storage.credentials import Credentials
 from teu.storage.distribution import Client, parse_challenges
 from teu.storage.oci import ImageConfig, host_architecture
 from teu.storage.registry import Progress, parse_remote
@@ -37,6 +38,7 @@ from teu.storage.service import StorageServicer
 from teu.storage.store import Blob, Image
 from teu.storage.streams import events_from_thread
 from teu.storage.v1 import storage_pb2, storage_pb2_grpc
+from teu.types.v1 import types_pb2
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
@@ -524,11 +526,14 @@ class _FakeRegistry:
     """A tiny registry + token server on 127.0.0.1 that demands a bearer token (or basic credentials)."""
 
     USER, PASSWORD = "teu", "s3cret"
+    REFRESH = "refresh-me"  # the identity token the POST token endpoint accepts
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Authorization)
         self.token_requests: list[dict[str, list[str]]] = []
         self.refuse_tokens = False
+        self.realm = ""  # the realm challenges name; "" for this fake's own /token
+        self.redirect = "http://192.0.2.1/elsewhere"  # where /redirect sends
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -541,6 +546,9 @@ class _FakeRegistry:
             def do_HEAD(self) -> None:
                 fake.handle(self)
 
+            def do_POST(self) -> None:
+                fake.handle(self)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -549,6 +557,14 @@ class _FakeRegistry:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        """This fake's URL of ``path``."""
+        return f"http://{self.host}{path}"
+
+    def authorizations(self) -> list[str]:
+        """The Authorization headers this fake was sent (empty ones left out)."""
+        return [auth for _, _, auth in self.requests if auth]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -559,6 +575,14 @@ class _FakeRegistry:
         auth = req.headers.get("Authorization", "")
         self.requests.append((req.command, url.path, auth))
         basic = "Basic " + base64.b64encode(f"{self.USER}:{self.PASSWORD}".encode()).decode()
+        if url.path == "/token" and req.command == "POST":  # OAuth2: a refresh token for an access token
+            length = int(req.headers.get("Content-Length") or 0)
+            form = urllib.parse.parse_qs(req.rfile.read(length).decode())
+            self.token_requests.append(form)
+            if self.refuse_tokens or form.get("refresh_token") != [self.REFRESH]:
+                return self.reply(req, 400, b'{"error": "invalid_grant"}')
+            scopes = " ".join(" ".join(form.get("scope", [])).split())
+            return self.reply(req, 200, json.dumps({"access_token": f"user|{scopes}"}).encode())
         if url.path == "/token":
             query = urllib.parse.parse_qs(url.query)
             self.token_requests.append(query)
@@ -568,6 +592,8 @@ class _FakeRegistry:
             who = "user" if auth else "anon"
             return self.reply(req, 200, json.dumps({"token": f"{who}|{scopes}"}).encode())
         if url.path.startswith("/basic/"):
+            if auth == basic and url.path == "/basic/redirect":
+                return self.reply(req, 307, b"", {"Location": self.redirect})
             if auth == basic:
                 return self.reply(req, 200, b"ok")
             return self.reply(req, 401, b"{}", {"WWW-Authenticate": 'Basic realm="fake"'})
@@ -576,12 +602,12 @@ class _FakeRegistry:
             return self.reply(req, 401, b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}',
                               {"WWW-Authenticate": challenge})
         if url.path.startswith("/redirect"):
-            return self.reply(req, 307, b"", {"Location": "http://192.0.2.1/elsewhere"})
+            return self.reply(req, 307, b"", {"Location": self.redirect})
         repo = url.path.split("/")[2] if url.path.startswith("/v2/") and url.path.count("/") > 2 else ""
         scope = f"repository:{repo}:pull"
         if auth.startswith("Bearer ") and scope in auth.split("|", 1)[-1].split():
             return self.reply(req, 200, b'{"ok": true}')
-        challenge = f'Bearer realm="http://127.0.0.1:{self.port}/token",service="fake",scope="{scope}"'
+        challenge = f'Bearer realm="{self.realm or self.url("/token")}",service="fake",scope="{scope}"'
         self.reply(req, 401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
                    {"WWW-Authenticate": challenge})
 
@@ -604,16 +630,15 @@ def fake_registry() -> Iterator[_FakeRegistry]:
     fake.close()
 
 
-def test_bearer_token_is_fetched_and_the_request_retried(fake_registry: _FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 401 Bearer challenge makes the client fetch a token from the realm with the env credentials and retry."""
-    monkeypatch.setenv(distribution.AUTH_ENV, f"{_FakeRegistry.USER}:{_FakeRegistry.PASSWORD}")
-    client = Client(fake_registry.host, credentials=distribution.credentials_from_env())
+def test_bearer_token_is_fetched_and_the_request_retried(fake_registry: _FakeRegistry) -> None:
+    """A 401 Bearer challenge makes the client fetch a token from the realm with its credentials and retry."""
+    client = Client(fake_registry.host, credentials=Credentials(_FakeRegistry.USER, _FakeRegistry.PASSWORD))
     with client.request("GET", "/v2/app/manifests/1") as resp:
         assert resp.status == 200 and resp.read() == b'{"ok": true}'
     assert [(m, p) for m, p, _ in fake_registry.requests] == [
         ("GET", "/v2/app/manifests/1"), ("GET", "/token"), ("GET", "/v2/app/manifests/1"),
     ]
-    assert fake_registry.token_requests == [{"service": ["fake"], "scope": ["repository:app:pull"]}]
+    assert fake_registry.token_requests == [{"service": ["fake"], "scope": ["repository:app:pull"], "account": ["teu"]}]
     assert fake_registry.requests[1][2].startswith("Basic ")
     assert fake_registry.requests[2][2] == "Bearer user|repository:app:pull"
     # A second repository: the new token covers both scopes, so the first one keeps working without a refetch.
@@ -627,10 +652,9 @@ def test_bearer_token_is_fetched_and_the_request_retried(fake_registry: _FakeReg
     client.close()
 
 
-def test_anonymous_token_without_credentials(fake_registry: _FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without TEU_REGISTRY_AUTH the token is fetched anonymously (no Authorization header at the realm)."""
-    monkeypatch.delenv(distribution.AUTH_ENV, raising=False)
-    client = Client(fake_registry.host, credentials=distribution.credentials_from_env())
+def test_anonymous_token_without_credentials(fake_registry: _FakeRegistry) -> None:
+    """Without credentials the token is fetched anonymously (no Authorization header at the realm)."""
+    client = Client(fake_registry.host)
     with client.request("GET", "/v2/app/manifests/1") as resp:
         assert resp.status == 200
     assert fake_registry.requests[1] == ("GET", "/token", "")
@@ -640,7 +664,7 @@ def test_anonymous_token_without_credentials(fake_registry: _FakeRegistry, monke
 def test_refused_token_is_unauthorized(fake_registry: _FakeRegistry) -> None:
     """A token server refusing the credentials ends the request with FAILED_PRECONDITION, after one try."""
     fake_registry.refuse_tokens = True
-    client = Client(fake_registry.host, credentials=("teu", "wrong"))
+    client = Client(fake_registry.host, credentials=Credentials("teu", "wrong"))
     with pytest.raises(FailedPrecondition, match="unauthorized"):
         client.request("GET", "/v2/app/manifests/1")
     assert len(fake_registry.token_requests) == 1
@@ -648,7 +672,7 @@ def test_refused_token_is_unauthorized(fake_registry: _FakeRegistry) -> None:
 
 def test_basic_challenge_sends_credentials(fake_registry: _FakeRegistry) -> None:
     """A Basic challenge is answered with the credentials; without any, the 401 is reported as unauthorized."""
-    client = Client(fake_registry.host, credentials=(_FakeRegistry.USER, _FakeRegistry.PASSWORD))
+    client = Client(fake_registry.host, credentials=Credentials(_FakeRegistry.USER, _FakeRegistry.PASSWORD))
     with client.request("GET", "/basic/x") as resp:
         assert resp.status == 200
     anonymous = Client(fake_registry.host)
@@ -679,6 +703,161 @@ def test_fresh_token_refused_is_denied_without_a_loop(fake_registry: _FakeRegist
         error = distribution.error_for(resp, "pull")
     assert isinstance(error, FailedPrecondition) and "DENIED" in error.message
     assert len(fake_registry.token_requests) == 1
+
+
+@pytest.fixture
+def other_registry() -> Iterator[_FakeRegistry]:
+    """A second fake on another loopback port: "another registry" or "another token server"."""
+    fake = _FakeRegistry()
+    yield fake
+    fake.close()
+
+
+_USER_PASS = Credentials(_FakeRegistry.USER, _FakeRegistry.PASSWORD)
+
+
+def test_environment_credentials_are_ignored(
+    storage: Storage, fake_registry: _FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TEU_REGISTRY_AUTH no longer exists: a pull without credentials stays anonymous whatever the environment holds."""
+    monkeypatch.setenv("TEU_REGISTRY_AUTH", f"{_FakeRegistry.USER}:{_FakeRegistry.PASSWORD}")
+    with pytest.raises(InvalidArgument):  # the fake's "manifest" is not one; what matters is what it was sent
+        registry.pull(storage, f"{fake_registry.host}/app:1", False, lambda p: None)
+    assert fake_registry.token_requests == [{"service": ["fake"], "scope": ["repository:app:pull"]}]
+    assert fake_registry.authorizations() == ["Bearer anon|repository:app:pull"]
+
+
+def test_credentials_of_one_pull_never_reach_another_registry(
+    tmp_path: Path, fake_registry: _FakeRegistry, other_registry: _FakeRegistry
+) -> None:
+    """Through gRPC, a pull's credentials reach its own registry's token server, and the next pull, of another registry, goes anonymous."""
+    storage = Storage.open(tmp_path / "state")
+    auth = types_pb2.RegistryAuth(username=_FakeRegistry.USER, password=_FakeRegistry.PASSWORD)
+
+    async def run() -> None:
+        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageServicer(storage), server)
+        sock = tmp_path / "storage.sock"
+        server.add_insecure_port(f"unix:{sock}")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
+                stub = storage_pb2_grpc.StorageServiceStub(channel)
+                for ref, creds in ((f"{fake_registry.host}/app:1", auth), (f"{other_registry.host}/app:1", None)):
+                    with pytest.raises(grpc.aio.AioRpcError) as failed:  # the fakes serve no real manifest
+                        _ = [m async for m in stub.Pull(storage_pb2.PullRequest(ref=ref, insecure=True, auth=creds))]
+                    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            await server.stop(None)
+            storage.close()
+
+    asyncio.run(run())
+    basic = _USER_PASS.basic()
+    assert basic in fake_registry.authorizations()
+    assert other_registry.authorizations() == ["Bearer anon|repository:app:pull"]
+    assert "account" not in other_registry.token_requests[0]
+
+
+def test_plain_http_realm_on_another_host_gets_no_credentials(
+    fake_registry: _FakeRegistry, other_registry: _FakeRegistry
+) -> None:
+    """A plain-HTTP token realm on another host (even on loopback) is asked for an anonymous token, never sent the password."""
+    fake_registry.realm = f"http://localhost:{other_registry.port}/token"
+    client = Client(fake_registry.host, credentials=_USER_PASS)
+    with client.request("GET", "/v2/app/manifests/1") as resp:
+        assert resp.status == 200
+    assert other_registry.token_requests == [{"service": ["fake"], "scope": ["repository:app:pull"]}]
+    assert other_registry.authorizations() == []
+    assert fake_registry.authorizations() == ["Bearer anon|repository:app:pull"]
+
+
+def test_plain_http_realm_off_loopback_is_refused(fake_registry: _FakeRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry naming a plain-HTTP token realm off loopback is refused before any connection is made to that realm."""
+    acquire: Callable[..., Any] = Client._acquire
+
+    def loopback_only(self: Client, key: tuple[str, str], hostname: str, port: int | None) -> Any:
+        assert distribution.is_loopback(hostname), f"tried to connect to {hostname}"
+        return acquire(self, key, hostname, port)
+
+    monkeypatch.setattr(Client, "_acquire", loopback_only)
+    fake_registry.realm = "http://192.0.2.1/token"
+    client = Client(fake_registry.host, credentials=_USER_PASS)
+    with pytest.raises(FailedPrecondition, match="not HTTPS"):
+        client.request("GET", "/v2/app/manifests/1")
+    assert fake_registry.authorizations() == [] and fake_registry.token_requests == []
+
+
+@pytest.mark.parametrize(
+    ("realm", "sent"),
+    [
+        ("https://auth.example.com/token", True),  # HTTPS elsewhere: Docker sends them there, so does Teu
+        ("https://127.0.0.1:9/token", True),
+        ("http://127.0.0.1:9/token", True),  # the registry's own (loopback) host, another port
+        ("http://localhost:9/token", False),  # plain HTTP, another host name
+        ("http://127.0.0.2:9/token", False),
+    ],
+)
+def test_which_realms_get_the_credentials(realm: str, sent: bool) -> None:
+    """Credentials go to a token realm that is HTTPS or on the registry's own host, and to no other."""
+    client = Client("127.0.0.1:5000", credentials=_USER_PASS)
+    assert (client._realm_credentials(realm) is _USER_PASS) is sent
+
+
+@pytest.mark.parametrize(
+    ("url", "private"),
+    [
+        ("https://registry.example.com/v2/", True),
+        ("http://localhost:5000/v2/", True),
+        ("http://127.0.0.9/token", True),
+        ("http://[::1]:5000/v2/", True),
+        ("http://registry.example.com/v2/", False),
+        ("http://192.0.2.1/token", False),
+        ("ftp://localhost/token", False),
+    ],
+)
+def test_secrets_travel_only_over_tls_or_loopback(url: str, private: bool) -> None:
+    """is_private, which guards every Basic header and token request, admits HTTPS and loopback plain HTTP only."""
+    assert distribution.is_private(url) is private
+
+
+def test_redirect_elsewhere_carries_no_authorization(fake_registry: _FakeRegistry, other_registry: _FakeRegistry) -> None:
+    """A redirect, after a Basic-authenticated request, to another host is followed without the Authorization header."""
+    fake_registry.redirect = other_registry.url("/basic/x")
+    client = Client(fake_registry.host, credentials=_USER_PASS)
+    with client.request("GET", "/basic/redirect") as resp:
+        assert resp.status == 401  # the other host wants credentials of its own; it gets none
+    assert _USER_PASS.basic() in fake_registry.authorizations()
+    assert other_registry.requests and other_registry.authorizations() == []
+
+
+def test_identity_token_is_exchanged_by_refresh_grant(fake_registry: _FakeRegistry) -> None:
+    """An identity token is POSTed to the realm as an OAuth2 refresh_token grant (no Basic), and its access token used."""
+    client = Client(fake_registry.host, credentials=Credentials(identity_token=_FakeRegistry.REFRESH))
+    with client.request("GET", "/v2/app/manifests/1") as resp:
+        assert resp.status == 200
+    assert [(m, p) for m, p, _ in fake_registry.requests][1] == ("POST", "/token")
+    assert fake_registry.token_requests == [{
+        "grant_type": ["refresh_token"], "refresh_token": [_FakeRegistry.REFRESH], "client_id": ["teu"],
+        "service": ["fake"], "scope": ["repository:app:pull"],
+    }]
+    assert fake_registry.authorizations() == ["Bearer user|repository:app:pull"]
+
+
+def test_refused_identity_token_is_unauthorized(fake_registry: _FakeRegistry) -> None:
+    """An identity token the token server refuses (400 invalid_grant) is FAILED_PRECONDITION "unauthorized"."""
+    client = Client(fake_registry.host, credentials=Credentials(identity_token="stale"))
+    with pytest.raises(FailedPrecondition, match="unauthorized"):
+        client.request("GET", "/v2/app/manifests/1")
+
+
+def test_credentials_from_the_request() -> None:
+    """Empty RegistryAuth is anonymous, a user name with ':' is INVALID_ARGUMENT, and repr never shows a secret."""
+    assert credentials.from_proto(types_pb2.RegistryAuth()) is None
+    with pytest.raises(InvalidArgument, match="':'"):
+        credentials.from_proto(types_pb2.RegistryAuth(username="a:b", password="x"))
+    creds = credentials.from_proto(types_pb2.RegistryAuth(username="u", password="hunter2", identity_token="tok"))
+    assert creds == Credentials("u", "hunter2", "tok")
+    assert "hunter2" not in repr(creds) and "tok" not in repr(creds)
 
 
 def test_gzip_blob_is_deterministic(storage: Storage, tars: Any, kit: Any) -> None:

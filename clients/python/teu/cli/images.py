@@ -7,11 +7,13 @@ import os
 import sys
 from typing import Any
 
+from teu import auth
 from teu.cli import format as fmt
 from teu.cli import parse
 from teu.cli.common import each, inspect_all, verb
 from teu.cli.progress import CountingReader, Meter
 from teu.client import Client
+from teu.errors import FailedPrecondition
 
 
 def cmd_images(c: Client, a: argparse.Namespace) -> int:
@@ -57,6 +59,20 @@ def _progress(frames: Any, final: str) -> str:
         if pr.status in ("done", "exists"):
             meter.finish(pr.status)
     return result
+
+
+def cmd_transfer(c: Client, a: argparse.Namespace, fn: str, final: str) -> int:
+    """pull or push (``fn``) with the credentials stored for the image's registry, if any."""
+    registry = auth.registry_of(a.image)
+    creds = auth.lookup(registry)
+    try:
+        print(_progress(getattr(c, fn)(a.image, insecure=a.tls_verify == "false", auth=creds), final))
+    except FailedPrecondition as exc:
+        if creds is None and exc.message.startswith("unauthorized"):
+            server = "" if auth.registry_key(registry) == auth.HUB_KEY else f" {registry}"
+            raise FailedPrecondition(f"{exc.message} (not logged in: teu login{server})") from exc
+        raise
+    return 0
 
 
 def cmd_save(c: Client, a: argparse.Namespace) -> int:
@@ -130,12 +146,11 @@ def _image_commands(sub: Any, prefix: str = "") -> None:
     p = sub.add_parser("load", help="load images from an archive")
     p.add_argument("-i", "--input", default=None, help="read from a file instead of stdin")
     p.set_defaults(func=cmd_load)
-    for name, fn, final in (("pull", "pull", "image"), ("push", "push", "digest")):
-        p = sub.add_parser(name, help=f"{name} an image (registry/name[:tag])")
+    for name, final in (("pull", "image"), ("push", "digest")):
+        p = sub.add_parser(name, help=f"{name} an image (registry/name[:tag]) with `teu login`'s credentials")
         p.add_argument("--tls-verify", default="true", help="false: plain HTTP (loopback registries)")
         p.add_argument("image")
-        p.set_defaults(func=lambda c, a, fn=fn, final=final: print(_progress(
-            getattr(c, fn)(a.image, insecure=a.tls_verify == "false"), final)) or 0)  # fmt: skip
+        p.set_defaults(func=lambda c, a, fn=name, final=final: cmd_transfer(c, a, fn, final))
 
 
 def register(sub: Any) -> None:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from teu.cli import containers, images, interactive, system
+from teu.cli import containers, images, interactive, login, system
 from teu.client import Client
 from teu.errors import TeuError
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     containers.register(sub)
     images.register(sub)
+    login.register(sub)
     system.register(sub)
     return root
 

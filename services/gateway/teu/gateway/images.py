@@ -70,14 +70,16 @@ class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):
         return gw.LoadResponse(images=[convert.image(i) for i in resp.images])
 
     async def Pull(self, request: gw.PullRequest, context: Ctx) -> AsyncIterator[gw.PullResponse]:
-        async for part in stream("storage", self.st.Pull(st.PullRequest(ref=request.image, insecure=request.insecure))):
+        req = st.PullRequest(ref=request.image, insecure=request.insecure, auth=request.auth)  # that registry's only
+        async for part in stream("storage", self.st.Pull(req)):
             if part.WhichOneof("part") == "image":
                 yield gw.PullResponse(image=convert.image(part.image))
             else:
                 yield gw.PullResponse(progress=convert.progress(part.progress))
 
     async def Push(self, request: gw.PushRequest, context: Ctx) -> AsyncIterator[gw.PushResponse]:
-        async for part in stream("storage", self.st.Push(st.PushRequest(ref=request.image, insecure=request.insecure))):
+        req = st.PushRequest(ref=request.image, insecure=request.insecure, auth=request.auth)  # that registry's only
+        async for part in stream("storage", self.st.Push(req)):
             if part.WhichOneof("part") == "digest":
                 yield gw.PushResponse(digest=part.digest)
             else:

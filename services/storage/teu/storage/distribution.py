@@ -7,25 +7,28 @@ Transport rule: plain HTTP only to loopback hosts (localhost, 127.0.0.0/8, ::1);
 HTTPS with certificate verification, and so are redirects and token realms. ``localhost`` is
 connected to as 127.0.0.1, so a resolver cannot send a "loopback" request elsewhere.
 
-Auth, as registries ask for it (RFC 7235 challenges on a 401):
+Auth, as registries ask for it (RFC 7235 challenges on a 401), with the credentials the one pull
+or push carries for this registry (see credentials.py; the engine keeps none of its own):
 
-- ``Bearer realm=...,service=...,scope=...``: a token is fetched from the realm (anonymously, or with
-  the basic credentials of ``TEU_REGISTRY_AUTH=user:password``) and the request retried. Scopes
+- ``Bearer realm=...,service=...,scope=...``: a token is fetched from the realm and the request
+  retried: by GET, anonymously or with the user and password as Basic; or, given an identity token
+  (Docker's OAuth2 refresh token), by POST ``grant_type=refresh_token`` (Docker's token spec). Scopes
   seen during one operation are accumulated, so one token covers, e.g., push to one repository and
   pull from another (a cross-repository mount).
-- ``Basic``: the credentials are sent, if there are any.
+- ``Basic``: the user and password are sent, if there are any.
 
-Credentials go to the registry host and the token realm only; redirected requests (blob storage
-behind a CDN) go without them.
+Where credentials go: to this registry, and to the token realm it names (as Docker does) when that
+realm is HTTPS or on the registry's own host; never over plain HTTP to a non-loopback host (a plain
+HTTP realm off loopback is refused outright, like any such URL). A realm that may not have them gets
+an anonymous token request. Redirected requests (blob storage behind a CDN) go without any
+Authorization.
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
 import ipaddress
 import json
-import os
 import re
 import ssl
 import threading
@@ -40,22 +43,21 @@ from typing import IO
 import structlog
 
 from teu.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError, Unavailable
+from teu.storage.credentials import Credentials
 
 __all__ = [
-    "AUTH_ENV",
     "Challenge",
     "Client",
     "Response",
-    "credentials_from_env",
     "error_for",
     "expect",
     "is_loopback",
+    "is_private",
     "parse_challenges",
 ]
 
 log = structlog.get_logger()
 
-AUTH_ENV = "TEU_REGISTRY_AUTH"
 _TIMEOUT = 60.0
 _MAX_REDIRECTS = 5
 _SEND_CHUNK = 1 << 20
@@ -65,6 +67,7 @@ _DRAIN = 1 << 20  # unread bytes worth draining to keep a connection; beyond tha
 # A fresh token refused for scopes it was issued for means "denied", not "expired".
 _TOKEN_FRESH = 30.0
 _USER_AGENT = "teu-storage"
+_CLIENT_ID = "teu"  # OAuth2 client_id of token requests (Docker's is "docker")
 _HUB = "docker.io"
 _HUB_API = "registry-1.docker.io"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -133,13 +136,6 @@ def _quoted(text: str, pos: int) -> tuple[str, int]:
     return "".join(chars), pos  # unterminated: take the rest
 
 
-def credentials_from_env() -> tuple[str, str] | None:
-    """(user, password) from ``TEU_REGISTRY_AUTH=user:password``, None if unset or malformed."""
-    value = os.environ.get(AUTH_ENV, "")
-    user, sep, password = value.partition(":")
-    return (user, password) if sep and user else None
-
-
 def is_loopback(hostname: str) -> bool:
     """Whether ``hostname`` (no port, no brackets) names this machine: localhost, 127/8 or ::1."""
     if hostname.lower() == "localhost":
@@ -148,6 +144,12 @@ def is_loopback(hostname: str) -> bool:
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
+
+
+def is_private(url: str) -> bool:
+    """Whether a secret may travel to ``url``: over HTTPS, or plain HTTP to a loopback host."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or ""))
 
 
 class Response:
@@ -210,7 +212,8 @@ Body = bytes | IO[bytes] | None
 class Client:
     """Requests to one registry (``host`` as references name it, e.g. "localhost:5000").
 
-    Thread-safe. InvalidArgument at construction for plain HTTP to a non-loopback host.
+    ``credentials`` are this registry's (see the module's doc for where they may go). Thread-safe.
+    InvalidArgument at construction for plain HTTP to a non-loopback host.
     """
 
     def __init__(
@@ -218,7 +221,7 @@ class Client:
         host: str,
         *,
         insecure: bool = False,
-        credentials: tuple[str, str] | None = None,
+        credentials: Credentials | None = None,
         timeout: float = _TIMEOUT,
     ) -> None:
         api = _HUB_API if host == _HUB else host
@@ -229,6 +232,7 @@ class Client:
         self.host = host
         self.base = f"{'http' if loopback else 'https'}://{api}"
         self._netloc = urllib.parse.urlsplit(self.base).netloc.lower()
+        self._hostname = hostname.lower()
         self._credentials = credentials
         self._timeout = timeout
         self._ssl = ssl.create_default_context()
@@ -292,9 +296,10 @@ class Client:
         bearer = by_scheme.get("bearer")
         if bearer is not None and bearer.params.get("realm"):
             return self._bearer(bearer)
-        if "basic" in by_scheme and self._credentials is not None:
+        creds = self._credentials
+        if "basic" in by_scheme and creds is not None and creds.has_basic and is_private(self.base):
             with self._lock:
-                basic = "Basic " + _basic(self._credentials)
+                basic = creds.basic()
                 if self._auth == basic:
                     return False  # the credentials themselves were refused
                 self._auth = basic
@@ -317,17 +322,38 @@ class Client:
             self._granted = frozenset(scopes)
         return True
 
-    def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> str:
+    def _realm(self, challenge: Challenge) -> str:
+        """The challenge's token realm; FailedPrecondition unless it is HTTPS or plain HTTP on loopback."""
         realm = challenge.params["realm"]
-        query: list[tuple[str, str]] = []
-        if challenge.params.get("service"):
-            query.append(("service", challenge.params["service"]))
-        query += [("scope", s) for s in scopes]
-        sep = "&" if urllib.parse.urlsplit(realm).query else "?"
-        url = realm + (sep + urllib.parse.urlencode(query) if query else "")
-        headers = {"Authorization": "Basic " + _basic(self._credentials)} if self._credentials else {}
-        with self._send_once("GET", url, headers, None, None, None) as resp:
-            if resp.status in (401, 403):
+        if not is_private(realm):
+            where = urllib.parse.urlsplit(realm).netloc or realm
+            raise FailedPrecondition(
+                f"registry {self.host} names a token server that is not HTTPS ({where}); refusing it"
+            )
+        return realm
+
+    def _realm_credentials(self, realm: str) -> Credentials | None:
+        """The credentials the realm may have: HTTPS, or this registry's own host (then loopback)."""
+        if self._credentials is None:
+            return None
+        parts = urllib.parse.urlsplit(realm)
+        if parts.scheme == "https" or (parts.hostname or "").lower() == self._hostname:
+            return self._credentials
+        log.warning("registry_token_anonymous", registry=self.host, realm=parts.netloc,
+                    reason="plain HTTP token server on another host")  # fmt: skip
+        return None
+
+    def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> str:
+        realm = self._realm(challenge)
+        creds = self._realm_credentials(realm)
+        service = challenge.params.get("service", "")
+        refresh = creds.identity_token if creds is not None else ""
+        if refresh:
+            resp = self._token_by_refresh(realm, service, scopes, refresh)
+        else:
+            resp = self._token_by_get(realm, service, scopes, creds)
+        with resp:  # OAuth2 refuses a refresh token with 400 invalid_grant; Docker's GET with 401
+            if resp.status in (401, 403) or (resp.status == 400 and refresh):
                 raise FailedPrecondition(f"unauthorized: the token server of {self.host} refused the credentials")
             if resp.status != 200:
                 raise Unavailable(f"token server of {self.host} answered HTTP {resp.status}")
@@ -339,8 +365,30 @@ class Client:
             token = None
         if not isinstance(token, str) or not token:
             raise Unavailable(f"token server of {self.host} sent no token")
-        log.debug("registry_token", registry=self.host, scopes=list(scopes))
+        log.debug("registry_token", registry=self.host, scopes=list(scopes), authenticated=creds is not None)
         return token
+
+    def _token_by_get(self, realm: str, service: str, scopes: tuple[str, ...], creds: Credentials | None) -> Response:
+        """Docker's token GET: service and scopes in the query; the user as ``account`` and, with the
+        password, as Basic."""
+        basic = creds if creds is not None and creds.has_basic else None
+        query = ([("service", service)] if service else []) + [("scope", s) for s in scopes]
+        query += [("account", basic.username)] if basic is not None else []
+        sep = "&" if urllib.parse.urlsplit(realm).query else "?"
+        url = realm + (sep + urllib.parse.urlencode(query) if query else "")
+        headers = {"Authorization": basic.basic()} if basic is not None else {}
+        return self._send_once("GET", url, headers, None, None, None)
+
+    def _token_by_refresh(self, realm: str, service: str, scopes: tuple[str, ...], refresh_token: str) -> Response:
+        """Docker's OAuth2 token POST: ``grant_type=refresh_token`` with the identity token, as a form."""
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": _CLIENT_ID}
+        if service:
+            form["service"] = service
+        if scopes:
+            form["scope"] = " ".join(scopes)
+        body = urllib.parse.urlencode(form).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return self._send_once("POST", realm, headers, body, None, None)
 
     # --- transport ---------------------------------------------------------------------------
 
@@ -435,11 +483,6 @@ def _send_body(conn: http.client.HTTPConnection, body: bytes | IO[bytes], on_sen
             on_sent(len(chunk))
 
 
-def _basic(credentials: tuple[str, str] | None) -> str:
-    user, password = credentials or ("", "")
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def error_for(resp: Response, what: str) -> TeuError:
     """The Teu error for a failed response (the registry's own error code and message included).
 
@@ -454,6 +497,8 @@ def error_for(resp: Response, what: str) -> TeuError:
             detail = f"{errors[0].get('code', '')}: {errors[0].get('message', '')}".strip(": ")
     except (ValueError, AttributeError, TeuError):
         pass
+    if resp.status == 401 and not detail:  # a HEAD's 401 has no body to say it
+        detail = "authentication required"
     message = f"{what}: HTTP {resp.status}" + (f" ({detail})" if detail else "")
     if resp.status == 404:
         return NotFound(message)

@@ -38,6 +38,7 @@ import structlog
 from teu.errors import Cancelled, Internal, InvalidArgument, NotFound, Unavailable
 from teu.storage import distribution, imagearchive, oci, refs
 from teu.storage.core import MAX_UPLOAD, Storage
+from teu.storage.credentials import Credentials
 from teu.storage.distribution import Client, expect
 from teu.storage.store import Blob, Image, NewImage
 from teu.storage.streams import HashingFile
@@ -136,8 +137,9 @@ def parse_remote(ref: str, *, allow_digest: bool) -> Remote:
     return Remote(registry, repository, parsed.name, tag, digest)
 
 
-def _client(remote: Remote, insecure: bool) -> Client:
-    return Client(remote.registry, insecure=insecure, credentials=distribution.credentials_from_env())
+def _client(remote: Remote, insecure: bool, credentials: Credentials | None) -> Client:
+    """The client of ``remote``'s registry, holding the credentials given for that registry only."""
+    return Client(remote.registry, insecure=insecure, credentials=credentials)
 
 
 # --- pull --------------------------------------------------------------------------------------
@@ -153,16 +155,21 @@ class _Layer:
     diff_id: str
 
 
-def pull(storage: Storage, ref: str, insecure: bool, emit: Emit, client: Client | None = None) -> Image:
+def pull(
+    storage: Storage, ref: str, insecure: bool, emit: Emit, client: Client | None = None,
+    *, credentials: Credentials | None = None,
+) -> Image:
     """Pulls ``ref`` into ``storage`` and tags it (not when pulled by digest alone); returns the image.
 
-    ``emit`` gets progress from the pulling threads. InvalidArgument for a bad reference or any
-    blob that fails verification, NotFound for an unknown repository, tag or platform, Unavailable
-    when the registry cannot be reached. On failure nothing is left in the store.
+    ``credentials`` are for ``ref``'s registry (None: anonymous). ``emit`` gets progress from the
+    pulling threads. InvalidArgument for a bad reference or any blob that fails verification,
+    NotFound for an unknown repository, tag or platform, FailedPrecondition when the registry or its
+    token server refuses, Unavailable when the registry cannot be reached. On failure nothing is
+    left in the store.
     """
     remote = parse_remote(ref, allow_digest=True)
     own = client is None
-    registry = client or _client(remote, insecure)
+    registry = client or _client(remote, insecure, credentials)
     try:
         return _Puller(storage, registry, remote, emit).run()
     finally:
@@ -418,10 +425,14 @@ def _json(raw: bytes, what: str) -> dict[str, Any]:
 # --- push --------------------------------------------------------------------------------------
 
 
-def push(storage: Storage, ref: str, insecure: bool, emit: Emit, client: Client | None = None) -> str:
+def push(
+    storage: Storage, ref: str, insecure: bool, emit: Emit, client: Client | None = None,
+    *, credentials: Credentials | None = None,
+) -> str:
     """Pushes the image tagged ``ref`` ("registry/name[:tag]") and returns the manifest digest.
 
-    NotFound if no image is tagged ``ref``; registry errors as in :func:`pull`.
+    ``credentials`` are for ``ref``'s registry (None: anonymous). NotFound if no image is tagged
+    ``ref``; registry errors as in :func:`pull`.
     """
     remote = parse_remote(ref, allow_digest=False)
     local = remote.local_ref or ""
@@ -429,7 +440,7 @@ def push(storage: Storage, ref: str, insecure: bool, emit: Emit, client: Client 
     if image_id is None:
         raise NotFound(f"No such image: {local}")
     own = client is None
-    registry = client or _client(remote, insecure)
+    registry = client or _client(remote, insecure, credentials)
     try:
         return _Pusher(storage, registry, remote, emit).run(storage.get_image(image_id))
     finally:

@@ -9,7 +9,7 @@ import grpc
 
 from teu.common.streams import first_message
 from teu.errors import InvalidArgument
-from teu.storage import core, registry
+from teu.storage import core, credentials, registry
 from teu.storage.oci import ImageConfig
 from teu.storage.snapshots import Mount
 from teu.storage.store import Image
@@ -180,9 +180,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         self, request: storage_pb2.PullRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.PullResponse]:
         registry.parse_remote(request.ref, allow_digest=True)  # InvalidArgument before any thread starts
+        auth = credentials.from_proto(request.auth)  # for this reference's registry only
 
         def work(emit: Callable[[registry.Progress | Image], None]) -> None:
-            emit(registry.pull(self._storage, request.ref, request.insecure, emit))
+            emit(registry.pull(self._storage, request.ref, request.insecure, emit, credentials=auth))
 
         async for event in events_from_thread(work):
             if isinstance(event, Image):
@@ -194,9 +195,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         self, request: storage_pb2.PushRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.PushResponse]:
         registry.parse_remote(request.ref, allow_digest=False)
+        auth = credentials.from_proto(request.auth)  # for this reference's registry only
 
         def work(emit: Callable[[registry.Progress | str], None]) -> None:
-            emit(registry.push(self._storage, request.ref, request.insecure, emit))
+            emit(registry.push(self._storage, request.ref, request.insecure, emit, credentials=auth))
 
         async for event in events_from_thread(work):
             if isinstance(event, str):
