@@ -115,6 +115,22 @@ def s1_run_true(b: Bench) -> Result:
     return alternate(r, c, runs=8 if b.quick else 20, warmup=3)
 
 
+def s3_confinement(b: Bench) -> Result:
+    """`run --rm true` with the default confinement (seccomp profile, capabilities) and without it:
+    what confinement costs Teu, side by side with what it costs podman (which applies the same profile)."""
+    r = b.result("run --rm true: default vs seccomp=unconfined")
+    c: dict[str, Callable[[], float]] = {}
+    for e in b.engines:
+        if e.name == "docker":
+            r.na["docker"] = "not measured"
+            continue
+        c[e.name] = lambda e=e: timed(e.cmd("run", "--rm", "busybox", "true"), e.env)
+        c[f"{e.name} unconfined"] = lambda e=e: timed(
+            e.cmd("run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "true"), e.env
+        )
+    return alternate(r, c, runs=8 if b.quick else 20, warmup=3)
+
+
 def _parallel(argvs: list[list[str]], env: dict[str, str], workers: int = 10) -> float:
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
@@ -354,6 +370,7 @@ def main() -> None:
         for num, fn in (
             ("1", s1_run_true),
             ("2", s2_many_detached),
+            ("3", s3_confinement),
             ("4", s4_logs),
             ("5", s5_filesystem),
             ("6", s6_scale),

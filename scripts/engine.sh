@@ -10,7 +10,10 @@ alive() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 case ${1:-} in
   start)
     if alive; then echo "engine already running (pid $(cat "$pidfile"))"; exit 0; fi
+    umask 077  # the state and what the engine writes are root's alone
     mkdir -p "$run" "$root"
+    # Members of the teu group may use the API socket: that is root-equivalent, like Docker's group.
+    getent group teu >/dev/null || groupadd --system teu
     setsid "$here/.venv/bin/teu-engine" --root "$root" --run-dir "$run" </dev/null >>"$root/engine.log" 2>&1 &
     for _ in $(seq 1 150); do
       if "$here/.venv/bin/teu" -H "unix:$run/gateway.sock" info >/dev/null 2>&1; then
