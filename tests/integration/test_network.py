@@ -96,7 +96,8 @@ def netns(backend: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def neteng(netns: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedEngine]:
     """The engine in ``netns``, with busybox imported."""
-    with NamespacedEngine(tmp_path_factory.mktemp("netengine"), netns, backend) as eng:
+    eng = NamespacedEngine(tmp_path_factory.mktemp("netengine"), netns, backend)
+    with eng:
         with Client(eng.target) as c, IMAGE_TAR.open("rb") as f:
             c.import_image(f, "busybox", types_pb2.ImageConfig(cmd=["sh"]))
         yield eng

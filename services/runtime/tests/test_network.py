@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from teu.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable
 from teu.runtime import spec
 from teu.runtime.network import addressing, dns, firewall, links, netconf, ports
 from teu.runtime.network.networks import Networks
@@ -206,11 +206,135 @@ def test_rules_render_from_state() -> None:
     assert script.startswith("table ip teu {}\ndelete table ip teu\n")
     assert "ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.88.0.2:80" in script
     assert 'ip saddr 10.88.0.0/16 oifname != "teu0" masquerade' in script
-    assert 'iifname "teu0" oifname "teu*" oifname != "teu0" drop' in script
     assert firewall.render_nft(firewall.Ruleset()) == "table ip teu {}\ndelete table ip teu\n"
     restore = firewall.render_iptables(rs)
     assert "-A TEU-PORTS -d 127.0.0.1 -p tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80" in restore
-    assert "-A TEU-FORWARD -i teu+ -o teu+ -j DROP" in restore
+
+
+def chain(script: str, name: str) -> list[str]:
+    """The lines of chain ``name`` of an nft script (hook line included)."""
+    lines = script.splitlines()
+    start = lines.index(f"  chain {name} {{")
+    return [line.strip() for line in lines[start + 1 : lines.index("  }", start)]]
+
+
+def iptables_chain(restore: str, name: str) -> list[str]:
+    """The rules (without "-A <chain>") of chain ``name`` of an iptables-restore input."""
+    return [line.removeprefix(f"-A {name} ") for line in restore.splitlines() if line.startswith(f"-A {name} ")]
+
+
+TWO_NETWORKS = firewall.Ruleset(
+    (firewall.Bridge("teu0", "10.88.0.0/16"), firewall.Bridge("teu-abc", "10.89.1.0/24")),
+    (firewall.Forward("127.0.0.1", 8080, "tcp", "10.88.0.2", 80),),
+)
+
+
+def test_loopback_from_bridges_is_dropped_before_nat() -> None:
+    """Both back-ends drop loopback sources and destinations arriving from any Teu bridge in raw PREROUTING (before
+    conntrack and DNAT), and the iptables back-end jumps there from the built-in chain and removes that jump too."""
+    assert chain(firewall.render_nft(TWO_NETWORKS), "loopback") == [
+        "type filter hook prerouting priority raw; policy accept;",
+        'iifname "teu*" ip saddr 127.0.0.0/8 drop',
+        'iifname "teu*" ip daddr 127.0.0.0/8 drop',
+    ]
+    restore = firewall.render_iptables(TWO_NETWORKS)
+    assert restore.startswith("*raw\n:TEU-LOOPBACK - [0:0]\n")
+    assert iptables_chain(restore, "TEU-LOOPBACK") == ["-i teu+ -s 127.0.0.0/8 -j DROP", "-i teu+ -d 127.0.0.0/8 -j DROP"]
+    assert ("raw", "PREROUTING", ["-j", "TEU-LOOPBACK"]) in firewall._JUMPS
+    assert firewall.CHAINS["raw"] == ("TEU-LOOPBACK",)
+    # every chain restore declares is one the teardown flushes and deletes, and every jump leads to one of them
+    declared = {(table, line[1:].split()[0]) for table, body in _tables(restore) for line in body if line.startswith(":")}
+    assert declared == {(t, c) for t, chains in firewall.CHAINS.items() for c in chains}
+    assert {(t, rule[rule.index("-j") + 1]) for t, _, rule in firewall._JUMPS} == declared
+
+
+def _tables(restore: str) -> list[tuple[str, list[str]]]:
+    out: list[tuple[str, list[str]]] = []
+    for line in restore.splitlines():
+        if line.startswith("*"):
+            out.append((line[1:], []))
+        elif line != "COMMIT":
+            out[-1][1].append(line)
+    return out
+
+
+def test_forwarding_into_bridges_is_replies_published_or_same_network_only() -> None:
+    """Forwarding into a Teu bridge accepts replies, DNATed traffic and traffic within that bridge, then drops the rest
+    (other bridges, neighbours routing to containers); every accept is limited to Teu's bridges."""
+    assert chain(firewall.render_nft(TWO_NETWORKS), "forward") == [
+        "type filter hook forward priority filter; policy accept;",
+        'oifname "teu*" ct state established,related accept',
+        'oifname "teu*" ct status dnat accept',
+        'iifname "teu0" oifname "teu0" accept',
+        'iifname "teu-abc" oifname "teu-abc" accept',
+        'oifname "teu*" drop',
+    ]
+    rules = iptables_chain(firewall.render_iptables(TWO_NETWORKS), "TEU-FORWARD")
+    assert rules == [
+        "-o teu+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-i teu+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-o teu+ -m conntrack --ctstate DNAT -j ACCEPT",
+        "-i teu0 -o teu0 -j RETURN",
+        "-i teu-abc -o teu-abc -j RETURN",
+        "-o teu+ -j DROP",
+    ]
+    assert all(" -o teu+ " in f" {r} " or " -i teu+ " in f" {r} " for r in rules if r.endswith("ACCEPT"))
+    assert addressing.BRIDGE_PREFIX == "teu" and addressing.bridge_name("f" * 64, default=False).startswith("teu")
+    assert ("filter", "FORWARD", ["-j", "TEU-FORWARD"]) in firewall._JUMPS  # the built-in chain's policy is never set
+    assert not any(line.startswith((":FORWARD", ":INPUT", ":PREROUTING", ":OUTPUT", ":POSTROUTING"))
+                   for line in firewall.render_iptables(TWO_NETWORKS).splitlines())  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_route_localnet_only_once_the_rules_are_in(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bridges get route_localnet from the firewall after its rules (loopback drop included) are installed, never when
+    installing them failed; the iptables back-end refuses to go on if a jump cannot be inserted."""
+    calls: list[list[str]] = []
+    localnet: list[str] = []
+    failing: set[str] = set()
+
+    async def fake_run(argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        calls.append(argv)
+        check = "-C" in argv  # no jump there yet
+        return (1 if check or any(word in failing for word in argv) else 0), "", "boom"
+
+    async def fake_allow(name: str) -> None:
+        localnet.append(name)
+
+    monkeypatch.setattr(firewall, "_run", fake_run)
+    monkeypatch.setattr(links, "allow_localnet", fake_allow)
+    fw: firewall.Firewall = firewall.Nft("nft") if backend == "nftables" else firewall.Iptables("iptables", "iptables-restore")
+    asyncio.run(fw.apply(TWO_NETWORKS))
+    assert localnet == ["teu0", "teu-abc"]
+    if backend == "iptables":
+        inserted = [(c[3], c[5]) for c in calls if "-I" in c]  # [iptables, -w, -t, table, -I, chain, 1, ...]
+        assert inserted == [("raw", "PREROUTING"), ("nat", "PREROUTING"), ("nat", "OUTPUT"), ("nat", "POSTROUTING"), ("filter", "FORWARD")]
+    for step in ["nft"] if backend == "nftables" else ["iptables-restore", "PREROUTING"]:
+        localnet.clear()
+        failing.add(step)
+        with pytest.raises(Internal):
+            asyncio.run(fw.apply(TWO_NETWORKS))
+        assert localnet == []
+        failing.discard(step)
+
+
+def test_iptables_teardown_removes_every_jump_and_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty ruleset deletes each jump of Teu from the built-in chains (raw PREROUTING included) and flushes and
+    deletes each of its chains, touching nothing else."""
+    calls: list[list[str]] = []
+
+    async def fake_run(argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        calls.append(argv)
+        return (1 if argv[4] == "-D" and calls.count(argv) > 1 else 0), "", ""  # each jump is there once
+
+    monkeypatch.setattr(firewall, "_run", fake_run)
+    asyncio.run(firewall.Iptables("iptables", "iptables-restore").apply(firewall.Ruleset()))
+    deleted = {(c[3], c[5], " ".join(c[6:])) for c in calls if c[4] == "-D"}
+    assert deleted == {(t, chain, " ".join(rule)) for t, chain, rule in firewall._JUMPS}
+    assert ("raw", "PREROUTING", "-j TEU-LOOPBACK") in deleted
+    removed = [(c[3], c[4], c[5]) for c in calls if c[4] in ("-F", "-X")]
+    assert removed == [(t, op, chain) for t, chains in firewall.CHAINS.items() for chain in chains for op in ("-F", "-X")]
+    assert {c[4] for c in calls} == {"-D", "-F", "-X"}
 
 
 def test_container_files() -> None:
@@ -225,7 +349,7 @@ def test_container_files() -> None:
 def test_host_network_spec_has_no_network_namespace() -> None:
     """--network host drops the network namespace from the OCI spec; the others keep it."""
     s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"]))
-    user, host = spec.User(0, 0), spec.Host(1024, 1024)
+    user, host = spec.User(0, 0), spec.Host(limits={"nofile": 1024, "nproc": 1024})
     kinds = [n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x", network_namespace=False)["linux"]["namespaces"]]
     assert "network" not in kinds and "uts" in kinds
     assert "network" in [n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x")["linux"]["namespaces"]]

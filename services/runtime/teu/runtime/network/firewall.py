@@ -10,8 +10,20 @@ What the rules do (both back-ends):
   in PREROUTING (traffic from outside or other containers) and OUTPUT (this namespace's own
   clients, 127.0.0.1 included: the bridge has ``route_localnet`` and loopback sources leaving
   through it are masqueraded, the userland proxy of Docker is not needed);
+- loopback: whatever arrives from a Teu bridge with a source or destination in 127.0.0.0/8 is
+  dropped before conntrack and NAT see it (priority raw), so ``route_localnet`` does not let a
+  container reach services listening on this namespace's 127.0.0.1 (CVE-2020-8558). Replies of
+  127.0.0.1-published ports still pass: they reach the bridge addressed to the gateway (the
+  masquerade) and only become 127.0.0.1 in NAT, after that rule;
 - masquerade of each subnet's traffic leaving through another interface;
-- isolation: nothing is forwarded from one Teu bridge to another, except DNATed (published) traffic.
+- forwarding into a Teu bridge: only replies (established/related), DNATed (published) traffic
+  and traffic between containers of that same bridge. So no bridge reaches another, and a
+  neighbour routing a subnet through this host does not reach unpublished ports. Every accept is
+  limited to traffic to or from Teu's bridges: the host's own FORWARD rules still decide about
+  everything else (and about containers' new outbound connections), and no built-in chain's
+  policy is changed.
+
+Bridges are matched by name, ``teu*`` (nft) / ``teu+`` (iptables), where a rule is about all of them.
 """
 
 from __future__ import annotations
@@ -25,16 +37,21 @@ from typing import Protocol
 import structlog
 
 from teu.errors import Internal, Unavailable
+from teu.runtime.network import links
+from teu.runtime.network.addressing import BRIDGE_PREFIX
 
 log = structlog.get_logger()
 TABLE = "teu"  # nft table (family ip) owned by Teu
-CHAINS = {"nat": ("TEU-PORTS", "TEU-POSTROUTING"), "filter": ("TEU-FORWARD",)}  # iptables chains
+CHAINS = {"raw": ("TEU-LOOPBACK",), "nat": ("TEU-PORTS", "TEU-POSTROUTING"), "filter": ("TEU-FORWARD",)}  # iptables chains
 _JUMPS = (  # (table, builtin chain, match + jump) of the iptables back-end
+    ("raw", "PREROUTING", ["-j", "TEU-LOOPBACK"]),
     ("nat", "PREROUTING", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "TEU-PORTS"]),
     ("nat", "OUTPUT", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "TEU-PORTS"]),
     ("nat", "POSTROUTING", ["-j", "TEU-POSTROUTING"]),
     ("filter", "FORWARD", ["-j", "TEU-FORWARD"]),
 )
+ANY_BRIDGE_NFT, ANY_BRIDGE_IPT = f'"{BRIDGE_PREFIX}*"', f"{BRIDGE_PREFIX}+"  # every bridge of Teu
+LOOPBACK = "127.0.0.0/8"
 _PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 
@@ -81,15 +98,18 @@ def render_nft(rs: Ruleset) -> str:
         for f in rs.forwards
     ]
     post = []
-    forward = ["ct state established,related accept", "ct status dnat accept"]
+    loopback = [f"iifname {ANY_BRIDGE_NFT} ip saddr {LOOPBACK} drop", f"iifname {ANY_BRIDGE_NFT} ip daddr {LOOPBACK} drop"]
+    forward = [f"oifname {ANY_BRIDGE_NFT} ct state established,related accept", f"oifname {ANY_BRIDGE_NFT} ct status dnat accept"]
     for b in rs.bridges:
         post.append(f'ip saddr {b.subnet} oifname != "{b.name}" masquerade')
-        post.append(f'oifname "{b.name}" ip saddr 127.0.0.0/8 masquerade')
-        forward.append(f'iifname "{b.name}" oifname "teu*" oifname != "{b.name}" drop')
+        post.append(f'oifname "{b.name}" ip saddr {LOOPBACK} masquerade')
+        forward.append(f'iifname "{b.name}" oifname "{b.name}" accept')  # between containers of one network
+    forward.append(f"oifname {ANY_BRIDGE_NFT} drop")  # from another bridge or from outside, not published
     for f in rs.forwards:  # hairpin: a container reaching its own published port
         post.append(f"ip saddr {f.address} ip daddr {f.address} {f.protocol} dport {f.container_port} masquerade")
     lines += [
         f"table ip {TABLE} {{",
+        *_chain("loopback", "type filter hook prerouting priority raw; policy accept;", loopback),
         *_chain("ports", None, ports),
         *_chain("prerouting", "type nat hook prerouting priority dstnat; policy accept;", ["fib daddr type local jump ports"]),
         *_chain("output", "type nat hook output priority -100; policy accept;", ["fib daddr type local jump ports"]),
@@ -113,16 +133,20 @@ def render_iptables(rs: Ruleset) -> str:
         for f in rs.forwards
     ]
     post: list[list[str]] = []
-    forward = [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-               ["-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"]]  # fmt: skip
+    loopback = [["-i", ANY_BRIDGE_IPT, "-s", LOOPBACK, "-j", "DROP"], ["-i", ANY_BRIDGE_IPT, "-d", LOOPBACK, "-j", "DROP"]]
+    forward = [["-o", ANY_BRIDGE_IPT, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+               ["-i", ANY_BRIDGE_IPT, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+               ["-o", ANY_BRIDGE_IPT, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"]]  # fmt: skip
     for b in rs.bridges:
         post.append(["-s", b.subnet, "!", "-o", b.name, "-j", "MASQUERADE"])
-        post.append(["-o", b.name, "-s", "127.0.0.0/8", "-j", "MASQUERADE"])
-        forward.append(["-i", b.name, "-o", b.name, "-j", "RETURN"])  # iptables takes one -o: same bridge first
-    forward.append(["-i", "teu+", "-o", "teu+", "-j", "DROP"])
+        post.append(["-o", b.name, "-s", LOOPBACK, "-j", "MASQUERADE"])
+        forward.append(["-i", b.name, "-o", b.name, "-j", "RETURN"])  # between containers of one network: the host decides
+    forward.append(["-o", ANY_BRIDGE_IPT, "-j", "DROP"])  # from another bridge or from outside, not published
     for f in rs.forwards:
         post.append(["-s", f.address, "-d", f.address, "-p", f.protocol, "--dport", str(f.container_port), "-j", "MASQUERADE"])
-    out = ["*nat", ":TEU-PORTS - [0:0]", ":TEU-POSTROUTING - [0:0]"]
+    out = ["*raw", ":TEU-LOOPBACK - [0:0]"]
+    out += [" ".join(["-A", "TEU-LOOPBACK", *r]) for r in loopback]
+    out += ["COMMIT", "*nat", ":TEU-PORTS - [0:0]", ":TEU-POSTROUTING - [0:0]"]
     out += [" ".join(["-A", "TEU-PORTS", *r]) for r in ports]
     out += [" ".join(["-A", "TEU-POSTROUTING", *r]) for r in post]
     out += ["COMMIT", "*filter", ":TEU-FORWARD - [0:0]"]
@@ -137,7 +161,13 @@ class Firewall(Protocol):
     name: str
 
     async def apply(self, rs: Ruleset) -> None:
-        """Replaces every rule of Teu with ``rs`` (an empty ruleset removes them all)."""
+        """Replaces every rule of Teu with ``rs`` (an empty ruleset removes them all), then lets
+        its bridges route 127.0.0.1 (``route_localnet``), now that loopback traffic from them is dropped."""
+
+
+async def _allow_localnet(rs: Ruleset) -> None:
+    for b in rs.bridges:
+        await links.allow_localnet(b.name)
 
 
 async def _run(argv: list[str], stdin: str | None = None) -> tuple[int, str, str]:
@@ -163,6 +193,7 @@ class Nft:
         code, _, err = await _run([self.path, "-f", "-"], render_nft(rs))
         if code:
             raise Internal(f"nft failed: {err}")
+        await _allow_localnet(rs)
 
 
 @dataclass
@@ -183,7 +214,10 @@ class Iptables:
             raise Internal(f"iptables-restore failed: {err}")
         for table, chain, rule in _JUMPS:
             if (await _run([self.path, "-w", "-t", table, "-C", chain, *rule]))[0]:
-                await _run([self.path, "-w", "-t", table, "-I", chain, "1", *rule])
+                code, _, err = await _run([self.path, "-w", "-t", table, "-I", chain, "1", *rule])
+                if code:
+                    raise Internal(f"iptables -t {table} -I {chain} failed: {err}")
+        await _allow_localnet(rs)
 
     async def _unhook(self) -> None:
         for table, chain, rule in _JUMPS:

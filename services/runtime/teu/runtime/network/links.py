@@ -77,12 +77,22 @@ def _sysctl(path: str, value: str) -> None:
     Path("/proc/sys/net", path).write_text(value)
 
 
+def _sysctl_if_present(path: str, value: str) -> None:
+    """Like :func:`_sysctl`, for a setting that may be missing (IPv6 off, or the link just deleted)."""
+    try:
+        _sysctl(path, value)
+    except FileNotFoundError:
+        pass
+
+
 async def ensure_bridge(name: str, gateway: IPv4Interface, mac: str, owner: str) -> bool:
     """Creates bridge ``name`` (alias ``owner``) with the gateway address, up, unless it exists;
     True if created.
 
-    Also turns on IPv4 forwarding (of this namespace) and ``route_localnet`` on the bridge, which
-    lets 127.0.0.1-published ports be DNATed to containers.
+    Also turns on IPv4 forwarding (of this namespace) and turns off ``accept_ra`` on the bridge, so
+    that a container cannot configure this namespace's IPv6 addresses and routes with router
+    advertisements (CVE-2020-13401). ``route_localnet`` is left to :func:`allow_localnet`, once the
+    firewall drops loopback addresses coming from bridges.
     """
     async with _ipr() as ipr:
         created = False
@@ -100,10 +110,21 @@ async def ensure_bridge(name: str, gateway: IPv4Interface, mac: str, owner: str)
         have = {(a.get("IFA_ADDRESS"), a["prefixlen"]) for a in await _all(await ipr.addr("dump", index=index))}
         if (str(gateway.ip), gateway.network.prefixlen) not in have:
             await ipr.addr("add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
+        await asyncio.to_thread(_sysctl_if_present, f"ipv6/conf/{name}/accept_ra", "0")
         await ipr.link("set", index=index, state="up", ifalias=owner)
     await asyncio.to_thread(_sysctl, "ipv4/ip_forward", "1")
-    await asyncio.to_thread(_sysctl, f"ipv4/conf/{name}/route_localnet", "1")
     return created
+
+
+async def allow_localnet(name: str) -> None:
+    """Turns on ``route_localnet`` on bridge ``name`` (if it still exists), which lets ports published
+    on 127.0.0.1 be DNATed to its containers.
+
+    Only once the firewall drops whatever arrives from a bridge with a loopback source or
+    destination: otherwise a container could reach services listening on this namespace's
+    127.0.0.1 through its gateway (CVE-2020-8558).
+    """
+    await asyncio.to_thread(_sysctl_if_present, f"ipv4/conf/{name}/route_localnet", "1")
 
 
 async def delete_link(name: str) -> bool:
