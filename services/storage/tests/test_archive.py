@@ -237,3 +237,39 @@ def test_tar_split_rebuilds_the_exact_bytes(tmp_path: Path, tars: Any, fmt: int)
     assert tarsplit.tar_size(split) == len(data)
     reader = tarsplit.SplitReader(split, dest, "sha256:" + hashlib.sha256(data).hexdigest())
     assert reader.readall() == data
+
+
+def test_gzip_bomb_is_refused_without_inflating_it_in_memory() -> None:
+    """A small gzip layer that inflates far past the limit is refused, and is inflated piece by piece
+    (peak memory stays near one piece, not the inflated size)."""
+    import tracemalloc
+
+    from teu.storage.imagearchive import spool_layer
+
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)  # ~64 KiB that inflates to 64 MiB
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidArgument, match="exceeds"):
+            spool_layer(io.BytesIO(bomb), _Discard(), limit=32 << 20)  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def test_concatenated_gzip_members_inflate_whole() -> None:
+    """A layer made of several gzip members (as some tools write) inflates to all of its bytes."""
+    from teu.storage.imagearchive import spool_layer
+
+    data = gzip.compress(b"a" * (3 << 20)) + gzip.compress(b"b" * 10)
+    out = io.BytesIO()
+    spool_layer(io.BytesIO(data), out, limit=1 << 30)
+    assert out.getvalue() == b"a" * (3 << 20) + b"b" * 10
+
+
+class _Discard:
+    """A writer that keeps nothing."""
+
+    def write(self, data: bytes) -> int:
+        """Drops ``data``."""
+        return len(data)

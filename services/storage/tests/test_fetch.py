@@ -70,3 +70,28 @@ def test_unreachable_host_is_unavailable(storage: Storage) -> None:
     """A closed port is Unavailable."""
     with pytest.raises(Unavailable):
         _import_url(storage, "http://127.0.0.1:9/x.tar")
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.1/x.tar", "http://example.com/x.tar"])
+def test_plain_http_is_only_for_loopback(url: str) -> None:
+    """Plain HTTP off loopback is refused before any connection (a path attacker could swap the rootfs)."""
+    from teu.storage.fetch import _check_url
+
+    with pytest.raises(InvalidArgument, match="plain HTTP"):
+        _check_url(url)
+    _check_url("https://example.com/x.tar")
+    _check_url("http://127.0.0.1:8000/x.tar")
+
+
+def test_redirect_from_https_to_http_is_refused() -> None:
+    """A redirect may not downgrade https to http, nor lead to plain http off loopback."""
+    import urllib.request
+
+    from teu.storage.fetch import _CheckedRedirects
+
+    handler = _CheckedRedirects()
+    req = urllib.request.Request("https://example.com/x.tar")
+    for target in ("http://127.0.0.1/x.tar", "http://example.com/x.tar"):
+        with pytest.raises(InvalidArgument):
+            handler.redirect_request(req, None, 302, "Found", {}, target)  # type: ignore[arg-type]
+    assert handler.redirect_request(req, None, 302, "Found", {}, "https://mirror.example.com/x.tar") is not None  # type: ignore[arg-type]

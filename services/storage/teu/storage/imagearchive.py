@@ -25,7 +25,7 @@ import posixpath
 import re
 import tarfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -351,32 +351,54 @@ def spool_layer(src: IO[bytes], out: IO[bytes], limit: int) -> tuple[str, str]:
     first = src.read(_CHUNK)
     if first.startswith((b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")):
         raise InvalidArgument("invalid archive: zstd, xz and bzip2 layers are not supported")
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if first.startswith(b"\x1f\x8b") else None
+    gunzip = _Gunzip() if first.startswith(b"\x1f\x8b") else None
     written = 0
     chunk = first
     try:
         while chunk:
             raw_hash.update(chunk)
-            data = chunk
-            if inflate is not None:
-                data = inflate.decompress(chunk)
-                while inflate.eof and inflate.unused_data:  # concatenated gzip members
-                    rest = inflate.unused_data
-                    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    data += inflate.decompress(rest)
-            written += len(data)
-            if written > limit:
-                raise InvalidArgument(f"invalid archive: a layer exceeds {limit} bytes")
-            tar_hash.update(data)
-            out.write(data)
+            for data in gunzip.feed(chunk) if gunzip is not None else (chunk,):
+                written += len(data)
+                if written > limit:
+                    raise InvalidArgument(f"invalid archive: a layer exceeds {limit} bytes")
+                tar_hash.update(data)
+                out.write(data)
             chunk = src.read(_CHUNK)
-        if inflate is not None and not inflate.eof:
+        if gunzip is not None and not gunzip.eof:
             raise InvalidArgument("invalid archive: truncated gzip layer")
     except zlib.error as exc:
         raise InvalidArgument(f"invalid archive: broken gzip layer: {exc}") from exc
     except (tarfile.TarError, EOFError) as exc:
         raise InvalidArgument(f"invalid archive: {exc}") from exc
     return "sha256:" + raw_hash.hexdigest(), "sha256:" + tar_hash.hexdigest()
+
+
+class _Gunzip:
+    """Inflates gzip (members may be concatenated) in pieces of at most ``_CHUNK`` bytes, so a small
+    compressed chunk that inflates to gigabytes (a bomb) never sits in memory whole."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    @property
+    def eof(self) -> bool:
+        """Whether the last member seen so far is complete."""
+        return self._d.eof
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """The inflated bytes of ``chunk``, piece by piece."""
+        data = chunk
+        while True:
+            out = self._d.decompress(data, _CHUNK)
+            if out:
+                yield out
+            if self._d.eof and self._d.unused_data:  # the next member begins
+                data = self._d.unused_data
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                continue
+            data = self._d.unconsumed_tail
+            if not data and len(out) < _CHUNK:
+                return
 
 
 def _member_name(name: str) -> str:
