@@ -7,6 +7,13 @@
 
 Every method raises the errors of :mod:`teu.errors` (``NotFound``, ``InvalidArgument``...), never
 raw gRPC errors. The transport is one gRPC channel, injectable for tests.
+
+A remote engine (``teu-engine --tls-listen``) is reached over mutual TLS only:
+
+    Client("tcp://127.0.0.1:2376", tls=TlsConfig(ca="ca.pem", cert="cert.pem", key="key.pem"))
+
+or with ``TEU_HOST=tcp://...`` and ``TEU_TLS_CA/TEU_TLS_CERT/TEU_TLS_KEY`` (or ``TEU_CERT_PATH``, a
+directory holding ca.pem, cert.pem and key.pem). A TCP target without them is refused.
 """
 
 from __future__ import annotations
@@ -16,27 +23,85 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import grpc
 
 from teu._images import ImagesMixin
 from teu._rpc import stream, unary
-from teu.errors import from_status
+from teu.errors import InvalidArgument, from_status
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.gateway.v1 import gateway_pb2_grpc
 from teu.session import ExecResult, Session, feed, window
 from teu.types.v1 import types_pb2
 
-__all__ = ["Client", "ContainerOptions", "ExecResult", "RunResult", "Session", "default_target"]
+__all__ = ["Client", "ContainerOptions", "ExecResult", "RunResult", "Session", "TlsConfig", "default_target"]
 CHUNK = 1 << 20
 
 
+_MESSAGE_SIZES = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
+
+
 def default_target() -> str:
-    """The gateway address: $TEU_HOST, else the gateway socket in $TEU_RUN (default /run/teu)."""
+    """The gateway address: $TEU_HOST (``unix:PATH`` or ``tcp://HOST:PORT``), else the gateway
+    socket in $TEU_RUN (default /run/teu)."""
     if host := os.environ.get("TEU_HOST"):
         return host
     return f"unix:{os.environ.get('TEU_RUN', '/run/teu')}/gateway.sock"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """The client's side of mutual TLS: the CA that signed the engine's certificate, and this
+    client's certificate and key (its CN is who it is, its OU the role it gets)."""
+
+    ca: str | os.PathLike[str]
+    cert: str | os.PathLike[str]
+    key: str | os.PathLike[str]
+
+    @classmethod
+    def resolve(cls, ca: str | None = None, cert: str | None = None, key: str | None = None) -> TlsConfig | None:
+        """The settings from arguments (the CLI's flags), else $TEU_TLS_CA, $TEU_TLS_CERT and
+        $TEU_TLS_KEY, else ca.pem, cert.pem and key.pem in $TEU_CERT_PATH; None if nothing is set."""
+        cert_path = os.environ.get("TEU_CERT_PATH")
+
+        def pick(name: str, given: str | None) -> str | None:
+            if found := given or os.environ.get(f"TEU_TLS_{name.upper()}"):
+                return found
+            return os.path.join(cert_path, f"{name}.pem") if cert_path else None
+
+        files = {"ca": pick("ca", ca), "cert": pick("cert", cert), "key": pick("key", key)}
+        if not any(files.values()):
+            return None
+        if missing := [name for name, value in files.items() if not value]:
+            raise InvalidArgument(f"incomplete TLS settings: no {', '.join(missing)} (--tls-ca/--tls-cert/--tls-key)")
+        return cls(str(files["ca"]), str(files["cert"]), str(files["key"]))
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """The channel credentials; InvalidArgument if a file cannot be read."""
+        try:
+            ca, cert, key = (Path(path).read_bytes() for path in (self.ca, self.cert, self.key))
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read TLS file: {exc}") from None
+        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+def _open_channel(target: str, tls: TlsConfig | None) -> grpc.Channel:
+    """A channel to ``target``: plain on a unix socket (its file mode is its access control),
+    mutual TLS on anything else (``tcp://HOST:PORT`` or a gRPC target), never plaintext over TCP."""
+    if target.startswith(("unix:", "unix-abstract:")):
+        if tls is not None:
+            raise InvalidArgument(f"TLS settings are for tcp:// targets, not {target}")
+        return grpc.insecure_channel(target, options=_MESSAGE_SIZES)
+    tls = tls or TlsConfig.resolve()
+    if tls is None:
+        raise InvalidArgument(
+            f"refusing to connect to {target} without TLS: give --tls-ca, --tls-cert and --tls-key "
+            "(or TEU_TLS_CA, TEU_TLS_CERT, TEU_TLS_KEY, or TEU_CERT_PATH)"
+        )
+    address = target.removeprefix("tcp://")
+    return grpc.secure_channel(address, tls.credentials(), options=_MESSAGE_SIZES)
 
 
 @dataclass
@@ -120,11 +185,11 @@ class RunResult:
 class Client(ImagesMixin):
     """A connection to a Teu engine's gateway."""
 
-    def __init__(self, target: str | None = None, channel: grpc.Channel | None = None) -> None:
-        self._channel = channel or grpc.insecure_channel(
-            target or default_target(),
-            options=[("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)],
-        )
+    def __init__(self, target: str | None = None, channel: grpc.Channel | None = None, tls: TlsConfig | None = None) -> None:
+        """``target``: ``unix:PATH`` or ``tcp://HOST:PORT`` (default :func:`default_target`); ``tls``:
+        the client certificate for a tcp:// target (default from the environment, see
+        :meth:`TlsConfig.resolve`); ``channel`` replaces both (tests)."""
+        self._channel = channel or _open_channel(target or default_target(), tls)
         self.containers = gateway_pb2_grpc.ContainersServiceStub(self._channel)
         self.images = gateway_pb2_grpc.ImagesServiceStub(self._channel)
         self.system = gateway_pb2_grpc.SystemServiceStub(self._channel)

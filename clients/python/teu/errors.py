@@ -9,6 +9,8 @@ so a caller checks "not found" the same way whether the failing part was local o
     ├── AlreadyExists        the id or name is taken
     ├── InvalidArgument      the request itself is wrong (bad name, negative memory, hostile tar)
     ├── FailedPrecondition   the request is fine but the state forbids it (start a running container)
+    ├── Unauthenticated      the caller has no identity the engine accepts (a TLS certificate without CN)
+    ├── PermissionDenied     the caller's role does not allow the operation
     ├── Unavailable          a backing service or tool cannot be reached; retrying may help
     ├── Unimplemented        the operation is not built yet
     ├── Cancelled            the caller went away
@@ -26,7 +28,9 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "TeuError",
+    "Unauthenticated",
     "Unavailable",
     "Unimplemented",
     "from_status",
@@ -59,6 +63,14 @@ class FailedPrecondition(TeuError):
     """Raised when the current state forbids the operation."""
 
 
+class Unauthenticated(TeuError):
+    """Raised when the caller cannot be identified (over TCP: a client certificate without identity)."""
+
+
+class PermissionDenied(TeuError):
+    """Raised when the caller is identified but its role does not allow the operation."""
+
+
 class Unavailable(TeuError):
     """Raised when a backing service or host tool cannot be reached."""
 
@@ -80,6 +92,8 @@ _CODES: dict[type[TeuError], grpc.StatusCode] = {
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     Cancelled: grpc.StatusCode.CANCELLED,

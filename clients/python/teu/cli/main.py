@@ -8,14 +8,17 @@ import sys
 from collections.abc import Sequence
 
 from teu.cli import containers, images, interactive, login, system
-from teu.client import Client
+from teu.client import Client, TlsConfig
 from teu.errors import TeuError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     root = argparse.ArgumentParser(prog="teu", description="Teu: a process manager with superpowers.")
-    root.add_argument("-H", "--host", default=None, help="gateway address (default $TEU_HOST or unix:/run/teu/gateway.sock)")
+    root.add_argument("-H", "--host", default=None, help="gateway: unix:PATH or tcp://HOST:PORT (default $TEU_HOST, else local)")
+    root.add_argument("--tls-ca", metavar="PEM", help="for tcp://: CA of the engine's cert ($TEU_TLS_CA, $TEU_CERT_PATH/ca.pem)")
+    root.add_argument("--tls-cert", metavar="PEM", help="for tcp://: client certificate ($TEU_TLS_CERT, $TEU_CERT_PATH/cert.pem)")
+    root.add_argument("--tls-key", metavar="PEM", help="for tcp://: client key ($TEU_TLS_KEY, $TEU_CERT_PATH/key.pem)")
     sub = root.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     containers.register(sub)
     images.register(sub)
@@ -31,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.verb == "exec" and not args.command:
         parser.error("exec needs a container and a command")
     try:
-        with Client(args.host) as client:
+        flags = (args.tls_ca, args.tls_cert, args.tls_key)
+        tls = TlsConfig.resolve(*flags) if any(flags) else None
+        with Client(args.host, tls=tls) as client:
             code = args.func(client, args)
     except TeuError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)

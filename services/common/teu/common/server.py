@@ -1,4 +1,9 @@
-"""Bootstrap shared by the four services: socket, interceptor, health, reflection, metrics, SIGTERM."""
+"""Bootstrap shared by the four services: socket, interceptor, health, reflection, metrics, SIGTERM.
+
+The gateway may also listen on TCP (``--tls-listen``): a second server with the same servicers,
+mutual TLS only, with :class:`~teu.common.authz.AuthzInterceptor` in its chain. Interceptors are
+per server in grpc.aio, so the unix socket's server never sees the authorization at all.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ from prometheus_client import start_http_server
 from teu.common import config as configmod
 from teu.common import logging as teulogging
 from teu.common import perms
+from teu.common.authz import AuthzInterceptor
 from teu.common.interceptor import ErrorInterceptor
 
 log = structlog.get_logger()
+_MESSAGE_SIZES = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
 
 
 @dataclass
@@ -43,13 +50,42 @@ class Lifecycle:
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-def parse_args(name: str) -> configmod.Config:
-    """Reads ``--root`` and ``--run-dir`` for service ``name``."""
+def parse_args(name: str, tls: bool = False) -> tuple[configmod.Config, configmod.TlsListen | None]:
+    """Reads ``--root`` and ``--run-dir`` for service ``name``; with ``tls``, also the ``--tls-*``
+    flags of its optional mutual-TLS listener (None when it has none)."""
     parser = argparse.ArgumentParser(prog=f"teu-{name}", description=f"Teu {name} service")
     parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
     parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
+    if tls:
+        configmod.add_tls_flags(parser)
     args = parser.parse_args()
-    return configmod.load(args.root, args.run_dir)
+    listener = None
+    if tls:
+        try:
+            listener = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key)
+        except ValueError as exc:
+            parser.error(str(exc))
+    return configmod.load(args.root, args.run_dir), listener
+
+
+async def _start_tls(services: Sequence[Service], tls: configmod.TlsListen) -> grpc.aio.Server:
+    """Serves ``services`` on ``tls.address``: client certificates required, roles enforced."""
+    # No SO_REUSEPORT: a port another process holds is an error, not a silently shared listener.
+    options = [*_MESSAGE_SIZES, ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(interceptors=[ErrorInterceptor(), AuthzInterceptor()], options=options)
+    for svc in services:
+        svc.add(svc.servicer, server)
+    credentials = grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())], root_certificates=tls.ca.read_bytes(), require_client_auth=True
+    )
+    try:
+        port = server.add_secure_port(tls.address, credentials)
+    except RuntimeError as exc:
+        log.error("tls_listen_failed", address=tls.address, error=str(exc))
+        raise SystemExit(1) from None
+    await server.start()
+    log.info("serving_tls", address=tls.address, port=port, ca=str(tls.ca))
+    return server
 
 
 def _start_metrics(name: str, cfg: configmod.Config) -> None:
@@ -75,18 +111,18 @@ def _grant_api_group(name: str, sock: Path) -> None:
     os.chmod(sock, 0o660)
 
 
-async def serve(name: str, cfg: configmod.Config, build: Callable[[], Awaitable[Lifecycle]]) -> None:
-    """Runs service ``name`` until SIGTERM or SIGINT, then shuts down gracefully."""
+async def serve(
+    name: str, cfg: configmod.Config, build: Callable[[], Awaitable[Lifecycle]], tls: configmod.TlsListen | None = None
+) -> None:
+    """Runs service ``name`` until SIGTERM or SIGINT, then shuts down gracefully; with ``tls``, its
+    public services are also served on TCP to mutual-TLS clients, per their certificate's role."""
     teulogging.configure(name)
     perms.lock_down()
     perms.socket_dir(cfg.run_dir)
     perms.private_dir(cfg.root)
     perms.private_dir(cfg.state_dir(name))
     lifecycle = await build()
-    server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
-        options=[("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)],
-    )
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=_MESSAGE_SIZES)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reflection.SERVICE_NAME, health.SERVICE_NAME]
@@ -99,6 +135,7 @@ async def serve(name: str, cfg: configmod.Config, build: Callable[[], Awaitable[
     sock = cfg.socket(name)
     sock.unlink(missing_ok=True)
     server.add_insecure_port(f"unix:{sock}")
+    tcp = await _start_tls(lifecycle.services, tls) if tls else None  # first: a gateway that cannot bind serves nothing
     await server.start()  # bound under umask 077: the socket is never open to others
     _grant_api_group(name, sock)
     _start_metrics(name, cfg)
@@ -110,7 +147,7 @@ async def serve(name: str, cfg: configmod.Config, build: Callable[[], Awaitable[
     await stop.wait()
     log.info("stopping")
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace=5)
+    await asyncio.gather(server.stop(grace=5), *([tcp.stop(grace=5)] if tcp else []))
     for task in lifecycle.background:
         task.cancel()
     if lifecycle.on_stop:
@@ -119,7 +156,7 @@ async def serve(name: str, cfg: configmod.Config, build: Callable[[], Awaitable[
     log.info("stopped")
 
 
-def main(name: str, build: Callable[[configmod.Config], Awaitable[Lifecycle]]) -> None:
-    """Entry point of a service's ``__main__``."""
-    cfg = parse_args(name)
-    asyncio.run(serve(name, cfg, lambda: build(cfg)))
+def main(name: str, build: Callable[[configmod.Config], Awaitable[Lifecycle]], tls: bool = False) -> None:
+    """Entry point of a service's ``__main__``; ``tls``: it takes the ``--tls-*`` flags (the gateway)."""
+    cfg, listener = parse_args(name, tls)
+    asyncio.run(serve(name, cfg, lambda: build(cfg), listener))

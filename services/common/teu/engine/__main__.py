@@ -1,7 +1,8 @@
 """``teu-engine``: starts the four services, restarts any that dies, stops them on SIGTERM.
 
 Containers do not depend on it or on any service: each has its own conmon. Stopping the engine
-stops the services only.
+stops the services only. ``--tls-listen`` (with ``--tls-ca/--tls-cert/--tls-key``, or ``TEU_TLS_*``)
+is handed to the gateway alone: it serves the API on TCP too, mutual TLS only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from teu.common import config as configmod
 from teu.common import perms
-from teu.common.config import SERVICES, Config
+from teu.common.config import SERVICES, Config, TlsListen
 
 RESTART_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -27,6 +28,7 @@ class Child:
     """One supervised service."""
 
     name: str
+    args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started: float = field(default=0.0)
@@ -35,7 +37,7 @@ class Child:
 def _spawn(child: Child, cfg: Config, logs: Path) -> None:
     out = open(logs / f"{child.name}.log", "ab")  # noqa: SIM115 - handed to the child
     child.proc = subprocess.Popen(
-        [sys.executable, "-m", f"teu.{child.name}", "--root", str(cfg.root), "--run-dir", str(cfg.run_dir)],
+        [sys.executable, "-m", f"teu.{child.name}", "--root", str(cfg.root), "--run-dir", str(cfg.run_dir), *child.args],
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=out,
@@ -50,8 +52,8 @@ def _say(msg: str) -> None:
     print(f"teu-engine: {msg}", file=sys.stderr, flush=True)
 
 
-def supervise(cfg: Config) -> int:
-    """Runs until SIGTERM/SIGINT; returns the exit status."""
+def supervise(cfg: Config, tls: TlsListen | None = None) -> int:
+    """Runs until SIGTERM/SIGINT; returns the exit status. ``tls`` goes to the gateway only."""
     perms.lock_down()
     perms.private_dir(cfg.root)
     logs = perms.private_dir(cfg.root / "engine")
@@ -66,7 +68,7 @@ def supervise(cfg: Config) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children = [Child(name) for name in SERVICES]
+    children = [Child(name, tls.argv() if tls and name == "gateway" else []) for name in SERVICES]
     for child in children:
         _spawn(child, cfg, logs)
     while not stopping:
@@ -103,8 +105,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="teu-engine", description="Runs Teu's four services.")
     parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
     parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
+    configmod.add_tls_flags(parser)
     args = parser.parse_args()
-    sys.exit(supervise(configmod.load(args.root, args.run_dir)))
+    try:
+        tls = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key)
+    except ValueError as exc:
+        parser.error(str(exc))
+    sys.exit(supervise(configmod.load(args.root, args.run_dir), tls))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m teu.gateway [--root R] [--run-dir D]``."""
+"""Entry point: ``python -m teu.gateway [--root R] [--run-dir D] [--tls-listen HOST:PORT --tls-ca ...]``."""
 
 from __future__ import annotations
 
@@ -33,4 +33,4 @@ async def build(cfg: Config) -> Lifecycle:
 
 
 if __name__ == "__main__":
-    main("gateway", build)
+    main("gateway", build, tls=True)
