@@ -72,3 +72,16 @@ def test_seccomp_section() -> None:
     assert confine.seccomp_section(t.Security(), confine.DEFAULT_CAPS)["defaultAction"] == "SCMP_ACT_ERRNO"  # type: ignore[index]
     assert confine.seccomp_section(t.Security(privileged=True), HELD) is None
     assert confine.seccomp_section(t.Security(seccomp="unconfined"), HELD) is None
+
+
+def test_remapping_follows_dockers_rules() -> None:
+    """The engine's mapping applies unless --userns=host; privileged or host-network containers must opt out."""
+    from teu.common.idmap import IdMap
+
+    engine = IdMap(100000, 100000, 65536)
+    assert confine.remapping(t.Security(), engine, host_network=False) == engine
+    assert confine.remapping(t.Security(userns="host"), engine, host_network=True) is None
+    assert confine.remapping(t.Security(privileged=True), None, host_network=False) is None
+    for sec, host_network in ((t.Security(privileged=True), False), (t.Security(), True)):
+        with pytest.raises(FailedPrecondition, match="userns=host"):
+            confine.remapping(sec, engine, host_network)

@@ -136,3 +136,15 @@ def test_signals() -> None:
     assert (parse_signal("TERM"), parse_signal("SIGKILL"), parse_signal("usr1"), parse_signal("9")) == (15, 9, 10, 9)
     with pytest.raises(InvalidArgument):
         parse_signal("NOPE")
+
+
+def test_remapped_container_gets_a_user_namespace() -> None:
+    """With a mapping, the spec adds a user namespace and maps container ids 0.. to the range."""
+    from teu.common.idmap import IdMap
+
+    s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"]))
+    doc = spec.build(CID, s, spec.User(0, 0), HOST, {}, "teu/x", remap=IdMap(100000, 200000, 65536))
+    linux = doc["linux"]
+    assert "user" in [n["type"] for n in linux["namespaces"]]  # type: ignore[index]
+    assert linux["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]  # type: ignore[index]
+    assert linux["gidMappings"] == [{"containerID": 0, "hostID": 200000, "size": 65536}]  # type: ignore[index]

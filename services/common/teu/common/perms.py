@@ -8,6 +8,10 @@ container's environment; so the state root is 0700. The one exception is the soc
 members of the ``teu`` group must traverse it to reach ``gateway.sock`` (root-equivalent, like
 Docker's ``docker`` group), so it is 0710 with that group when the group exists.
 
+With user namespace remapping (``TEU_USERNS_REMAP``), a container's root is an unprivileged host
+uid that must pass through the state root, the runtime's directory and the container's bundle to
+reach its root filesystem: those are then 0710 with the range's group (Docker does the same).
+
 Files a container reads through a bind mount (/etc/hosts, /etc/hostname, /etc/resolv.conf) and
 directories it sees as its own (the root of its writable layer) are given their modes explicitly.
 """
@@ -18,7 +22,9 @@ import grp
 import os
 from pathlib import Path
 
-__all__ = ["API_GROUP", "api_gid", "lock_down", "private_dir", "public_file", "socket_dir"]
+from teu.common import idmap
+
+__all__ = ["API_GROUP", "api_gid", "lock_down", "private_dir", "public_file", "socket_dir", "state_root", "traversable"]
 
 API_GROUP = "teu"
 UMASK = 0o077
@@ -42,6 +48,26 @@ def private_dir(path: Path) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     return path
+
+
+def traversable(path: Path, gid: int | None) -> Path:
+    """Creates ``path`` if missing: 0710 root:``gid`` when a remapped container's root (host group
+    ``gid``) must pass through it to reach its root filesystem and bind-mounted files, else 0700.
+    Traversal only: that group can list nothing, and no local user is in it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if gid is None:
+        os.chmod(path, 0o700)
+    else:
+        os.chown(path, 0, gid)
+        os.chmod(path, 0o710)
+    return path
+
+
+def state_root(path: Path) -> Path:
+    """The engine's state root: traversable by the remapped root's group when the engine remaps
+    user namespaces (``TEU_USERNS_REMAP``), else 0700."""
+    mapping = idmap.configured()
+    return traversable(path, mapping.gid if mapping else None)
 
 
 def socket_dir(path: Path) -> Path:

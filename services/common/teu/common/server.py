@@ -119,7 +119,7 @@ async def serve(
     teulogging.configure(name)
     perms.lock_down()
     perms.socket_dir(cfg.run_dir)
-    perms.private_dir(cfg.root)
+    perms.state_root(cfg.root)
     perms.private_dir(cfg.state_dir(name))
     lifecycle = await build()
     server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=_MESSAGE_SIZES)

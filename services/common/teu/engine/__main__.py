@@ -55,7 +55,7 @@ def _say(msg: str) -> None:
 def supervise(cfg: Config, tls: TlsListen | None = None) -> int:
     """Runs until SIGTERM/SIGINT; returns the exit status. ``tls`` goes to the gateway only."""
     perms.lock_down()
-    perms.private_dir(cfg.root)
+    perms.state_root(cfg.root)
     logs = perms.private_dir(cfg.root / "engine")
     perms.socket_dir(cfg.run_dir)
     pidfile = cfg.run_dir / "engine.pid"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from teu.common import idmap, perms
 from teu.common.config import Config
 from teu.common.server import Lifecycle, Service, main
 from teu.errors import Unavailable
@@ -43,7 +44,11 @@ async def build(cfg: Config) -> Lifecycle:
         firewall_backend=os.environ.get("TEU_FIREWALL") or None,
     )
     await networks.setup()
-    manager = Manager(store, runtime, Settings(bundles=state / "containers", conmon=conmon_path, host=host), networks)
+    remap = idmap.configured()
+    gid = remap.gid if remap else None
+    perms.traversable(state, gid)
+    bundles = perms.traversable(state / "containers", gid)
+    manager = Manager(store, runtime, Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap), networks)
     await manager.reconcile()
     info = runtime_pb2.GetRuntimeInfoResponse(
         oci_runtime=choice.name,
@@ -51,7 +56,11 @@ async def build(cfg: Config) -> Lifecycle:
         oci_runtime_reason=choice.reason,
         cgroup_version=layout.version,
         conmon_version=await oci.version_line(conmon_path),
-        security_options=["name=seccomp,profile=builtin", *(["name=cgroupns"] if host.cgroup_v2 else [])],
+        security_options=[
+            "name=seccomp,profile=builtin",
+            *(["name=cgroupns"] if host.cgroup_v2 else []),
+            *([remap.describe()] if remap else []),
+        ],
     )
 
     async def stop() -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from teu.common.idmap import IdMap
 from teu.errors import FailedPrecondition, InvalidArgument
 from teu.runtime import seccomp
 from teu.types.v1 import types_pb2
@@ -32,6 +33,7 @@ __all__ = [
     "gather_devices",
     "held_capabilities",
     "host_limits",
+    "remapping",
     "rlimits",
     "seccomp_section",
 ]
@@ -169,6 +171,18 @@ def check(sec: types_pb2.Security, held: Sequence[str], limits: Mapping[str, int
             raise InvalidArgument(f"invalid device path in container {d.path_in_container!r}: it must be absolute")
     if sec.userns not in ("", "host"):
         raise InvalidArgument(f"invalid userns mode {sec.userns!r}: want \"host\"")
+
+
+def remapping(sec: types_pb2.Security, engine: IdMap | None, host_network: bool) -> IdMap | None:
+    """The container's user namespace mapping: the engine's, unless it asked for ``--userns=host``.
+    Docker's rules: a privileged container, or one on the host's network, must opt out."""
+    if engine is None or sec.userns == "host":
+        return None
+    if sec.privileged:
+        raise FailedPrecondition("privileged mode is incompatible with user namespace remapping: add --userns=host")
+    if host_network:
+        raise FailedPrecondition("the host's network cannot be shared with user namespace remapping: add --userns=host")
+    return engine
 
 
 def _device_access(d: types_pb2.Device) -> str:

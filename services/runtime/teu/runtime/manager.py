@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from teu.common import perms
+from teu.common.idmap import IdMap
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
 from teu.runtime import confine, conmon, execs, mounts, names, spec, users
@@ -54,6 +55,7 @@ class Settings:
     bundles: Path
     conmon: str
     host: spec.Host
+    remap: IdMap | None = None
 
 
 def _now() -> int:
@@ -91,13 +93,14 @@ class Manager:
         _check_spec(cspec)
         host = self.settings.host
         confine.check(cspec.security, host.held_caps, host.limits)
+        confine.remapping(cspec.security, self.settings.remap, cspec.network == HOST)
         await asyncio.to_thread(confine.gather_devices, cspec.security)  # a missing device fails now
         self.networks.check(cspec)
         c = Container(id=cid, name=name, spec=cspec, state=CREATED, created_at=_now())
         bundle = self.bundle(cid)
         if bundle.exists():
             raise FailedPrecondition(f"bundle for {cid} already exists")
-        bundle.mkdir(parents=True)
+        perms.traversable(bundle, self._traverse_gid())
         try:
             hostname = spec.hostname_of(cid, cspec)
             perms.public_file(bundle / "hostname", hostname + "\n")
@@ -109,6 +112,10 @@ class Manager:
         self._exited[cid] = asyncio.Event()
         log.info("container_created", container=cid[:12], name=name)
         return c
+
+    def _traverse_gid(self) -> int | None:
+        """The group that may traverse bundles (a remapped container's root must reach its rootfs)."""
+        return self.settings.remap.gid if self.settings.remap else None
 
     def _free_name(self) -> str:
         return names.free({c.name for c in self.store.list()})
@@ -144,9 +151,11 @@ class Manager:
         cid = c.id
         bundle = self.bundle(cid)
         rootfs = bundle / "rootfs"
-        await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, rootfs)
+        remap = confine.remapping(c.spec.security, self.settings.remap, plan.kind == HOST)
+        perms.traversable(bundle, remap.gid if remap else None)
+        await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, rootfs, remap)
         try:
-            created = await self._launch(c, bundle, rootfs, plan)
+            created = await self._launch(c, bundle, rootfs, plan, remap)
         except BaseException as exc:
             raise await self._abort_start(c, exc, runtime_created=False) from exc
         if created.pid <= 0:
@@ -176,12 +185,12 @@ class Manager:
         log.info("container_started", container=cid[:12], pid=c.pid, monitor=c.monitor_pid)
         return c
 
-    async def _launch(self, c: Container, bundle: Path, rootfs: Path, plan: Plan) -> conmon.Created:
+    async def _launch(self, c: Container, bundle: Path, rootfs: Path, plan: Plan, remap: IdMap | None) -> conmon.Created:
         user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, rootfs)
         binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
         doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"teu/{c.id}",
-                         network_namespace=plan.kind != HOST, devices=devices)  # fmt: skip
+                         network_namespace=plan.kind != HOST, devices=devices, remap=remap)  # fmt: skip
         (bundle / "config.json").write_text(json.dumps(doc))
         launch = conmon.Launch(
             conmon=self.settings.conmon,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
-from teu.errors import Internal, InvalidArgument
+from teu.common.idmap import IdMap
+from teu.errors import FailedPrecondition, Internal, InvalidArgument
+from teu.runtime import idmapped
 from teu.types.v1 import types_pb2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -22,8 +25,9 @@ def is_mounted(path: Path) -> bool:
         return any(line.split(b" ")[4] == target for line in f)
 
 
-def mount_rootfs(mounts: Sequence[types_pb2.Mount], target: Path) -> None:
-    """Performs the root filesystem mount(s) at ``target`` (idempotent)."""
+def mount_rootfs(mounts: Sequence[types_pb2.Mount], target: Path, mapping: IdMap | None = None) -> None:
+    """Performs the root filesystem mount(s) at ``target`` (idempotent); with ``mapping``, an
+    overlay's layers are seen through idmapped mounts (a remapped container's own ids)."""
     roots = [m for m in mounts if m.destination == "/"]
     if len(roots) != 1:
         raise InvalidArgument("exactly one root filesystem mount is required")
@@ -34,11 +38,15 @@ def mount_rootfs(mounts: Sequence[types_pb2.Mount], target: Path) -> None:
     if is_mounted(target):
         return
     flags = 4096 if m.type == "bind" else 0  # MS_BIND
-    data = ",".join(o for o in m.options if o not in ("rbind", "bind"))
-    rc = _libc.mount(m.source.encode(), os.fsencode(target), m.type.encode(), flags, data.encode())
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise Internal(f"mounting the root filesystem failed: {os.strerror(err)}")
+    if mapping is not None and m.type != "overlay":
+        raise FailedPrecondition("user namespace remapping needs an overlay root filesystem")
+    with idmapped.overlay_options(list(m.options), mapping) if mapping else nullcontext(
+        ",".join(o for o in m.options if o not in ("rbind", "bind"))
+    ) as data:
+        rc = _libc.mount(m.source.encode(), os.fsencode(target), m.type.encode(), flags, data.encode())
+        if rc != 0:
+            err = ctypes.get_errno()
+            raise Internal(f"mounting the root filesystem failed: {os.strerror(err)}")
 
 
 def unmount(target: Path) -> None:

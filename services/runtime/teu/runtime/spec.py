@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from teu.common.idmap import IdMap
 from teu.runtime import confine
 from teu.runtime.confine import HostDevice
 from teu.runtime.v1 import runtime_pb2
@@ -101,12 +102,14 @@ def build(
     cgroups_path: str,
     network_namespace: bool = True,
     devices: Sequence[HostDevice] = (),
+    remap: IdMap | None = None,
 ) -> dict[str, Any]:
     """The OCI config.json document for container ``cid``.
 
     ``bind_files`` maps container paths (e.g. /etc/hosts) to host files that are bind-mounted there.
     Without ``network_namespace`` (``--network host``) the container shares the engine's network.
-    ``devices`` are the host devices it gets (see :func:`confine.gather_devices`).
+    ``devices`` are the host devices it gets (see :func:`confine.gather_devices`); with ``remap``
+    it runs in a user namespace where its ids are that range of the host's.
     """
     proc, sec = spec.process, spec.security
     hostname = hostname_of(cid, spec)
@@ -116,6 +119,7 @@ def build(
     ]
     nodes, device_rules = confine.devices_section(devices, sec.privileged)
     namespaces = [t for t in ("pid", "network", "ipc", "uts", "mount") if network_namespace or t != "network"]
+    namespaces += ["user"] if remap else []
     linux: dict[str, Any] = {
         "cgroupsPath": cgroups_path,
         "resources": _resources(spec.resources, device_rules),
@@ -127,6 +131,9 @@ def build(
     process = _process(proc, spec, user, host, environment(list(proc.env), user, hostname, proc.terminal))
     if (filters := confine.seccomp_section(sec, process["capabilities"]["bounding"])) is not None:
         linux["seccomp"] = filters
+    if remap:
+        linux["uidMappings"] = [{"containerID": 0, "hostID": remap.uid, "size": remap.size}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": remap.gid, "size": remap.size}]
     return {
         "ociVersion": "1.0.2",
         "process": process,
