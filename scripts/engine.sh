@@ -14,6 +14,17 @@ case ${1:-} in
     mkdir -p "$run" "$root"
     # Members of the teu group may use the API socket: that is root-equivalent, like Docker's group.
     getent group teu >/dev/null || groupadd --system teu
+    # TEU_USERNS_REMAP=default: the user teuremap and 65536 subordinate ids past every range in use
+    # (Docker makes dockremap the same way).
+    if [ "${TEU_USERNS_REMAP:-}" = default ]; then
+      getent passwd teuremap >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin teuremap
+      for f in /etc/subuid /etc/subgid; do
+        touch "$f"
+        grep -q '^teuremap:' "$f" && continue
+        start=$(awk -F: 'BEGIN { m = 100000 } { if ($2 + $3 > m) m = $2 + $3 } END { print m }' "$f")
+        echo "teuremap:$start:65536" >> "$f"
+      done
+    fi
     setsid "$here/.venv/bin/teu-engine" --root "$root" --run-dir "$run" </dev/null >>"$root/engine.log" 2>&1 &
     for _ in $(seq 1 150); do
       if "$here/.venv/bin/teu" -H "unix:$run/gateway.sock" info >/dev/null 2>&1; then
