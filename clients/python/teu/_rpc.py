@@ -14,7 +14,11 @@ def error(exc: grpc.RpcError) -> TeuError:
     """The Teu error for a failed call; a gateway that cannot be reached gets a hint."""
     details = exc.details() or ""
     if exc.code() == grpc.StatusCode.UNAVAILABLE and details.startswith("failed to connect"):
-        return Unavailable(f"cannot reach the Teu engine: is it running? (make start) [{details}]")
+        # a TLS listener that refuses a client certificate just closes the connection: say so too
+        return Unavailable(
+            "cannot reach the Teu engine: is it running? (make start); over TCP, are your --tls-* "
+            f"certificates signed by the engine's CA? [{details}]"
+        )
     return from_status(exc.code(), details)
 
 
