@@ -9,7 +9,7 @@ import grpc
 
 from teu.common.signals import parse_signal
 from teu.common.streams import first_message
-from teu.errors import FailedPrecondition, InvalidArgument
+from teu.errors import InvalidArgument
 from teu.gateway import convert, options, streams
 from teu.gateway.backends import call, stream
 from teu.gateway.flows import RUNNING, Flows
@@ -121,9 +121,16 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         header: gw.CopyToHeader = (await first_message(request_iterator, "header")).header
         c = await self.f.find(header.container)
         if c.state == RUNNING:
-            # writing into a live overlay's upper dir races the container's own path changes (the
-            # class of bug behind CVE-2018-15664) and overlayfs does not expect it: stop it first
-            raise FailedPrecondition(f"container {c.name} is running: stop it before copying files into it")
+            # the runtime owns the mounted root filesystem and extracts there, chrooted: overlayfs
+            # does not expect its upper dir to change under a mount, and a chroot keeps every path
+            # the container can change inside it (the class of bug behind CVE-2018-15664)
+            async def into_running() -> AsyncIterator[rt.CopyToRequest]:
+                yield rt.CopyToRequest(header=rt.CopyToHeader(id=c.id, path=header.path))
+                async for part in request_iterator:
+                    yield rt.CopyToRequest(chunk=part.chunk)
+
+            done = await call("runtime", self.rt.CopyTo(into_running()))
+            return gw.CopyToResponse(files=done.files)
 
         async def forward() -> AsyncIterator[st.CopyToRequest]:
             yield st.CopyToRequest(header=st.CopyToHeader(key=c.id, path=header.path))

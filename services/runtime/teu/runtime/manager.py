@@ -18,7 +18,7 @@ import secrets
 import shutil
 import signal as signals
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from teu.common import perms
 from teu.common.idmap import IdMap
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
-from teu.runtime import confine, conmon, execs, mounts, names, spec, users
+from teu.runtime import confine, conmon, copyin, execs, mounts, names, spec, users
 from teu.runtime.network import netconf
 from teu.runtime.network.networks import HOST, Networks, Plan
 from teu.runtime.oci import OciRuntime
@@ -260,6 +260,17 @@ class Manager:
         self.store.save_exec(cid, record)
         log.info("exec_started", container=cid[:12], exec_id=sid[:12], pid=session.pid, error=session.error)
         return session
+
+    async def copy_to(self, cid: str, path: str, chunks: AsyncIterator[bytes]) -> int:
+        """Extracts a tar stream into directory ``path`` of a running container (chrooted into its
+        root filesystem, see :mod:`teu.runtime.copyin`); returns the members extracted."""
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        offsets = await asyncio.to_thread(copyin.id_offset, c.pid)
+        files = await copyin.copy_into(self.bundle(cid) / "rootfs", path, chunks, offsets)
+        log.info("copied_into_container", container=cid[:12], path=path, files=files)
+        return files
 
     def exec_ended(self, cid: str, sid: str, exit_code: int) -> None:
         """Records the end of an exec session."""

@@ -109,6 +109,14 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
                 yield pb.ExecResponse(frame=item)
 
 
+    async def CopyTo(
+        self, request_iterator: AsyncIterator[pb.CopyToRequest], context: grpc.aio.ServicerContext
+    ) -> pb.CopyToResponse:
+        header = (await first_message(request_iterator, "header")).header
+        chunks = (part.chunk async for part in request_iterator)
+        return pb.CopyToResponse(files=await self.m.copy_to(header.id, header.path, chunks))
+
+
 async def _frames(requests: AsyncIterator[Any]) -> AsyncIterator[t.StdinFrame]:
     """The stdin frames that follow the opening message."""
     async for req in requests:

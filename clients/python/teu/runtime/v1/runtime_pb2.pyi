@@ -329,6 +329,84 @@ class ExecOpen(_message.Message):
 Global___ExecOpen: _TypeAlias = ExecOpen  # noqa: Y015
 
 @_typing.final
+class CopyToHeader(_message.Message):
+    """Where a CopyTo stream goes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    path: _builtins.str
+    """Absolute directory in the container to extract into."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CopyToHeader: _TypeAlias = CopyToHeader  # noqa: Y015
+
+@_typing.final
+class CopyToRequest(_message.Message):
+    """One message of a CopyTo stream: the header, then the tar's bytes in chunks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """A piece of the tar stream."""
+    @_builtins.property
+    def header(self) -> Global___CopyToHeader:
+        """First message."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___CopyToHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___CopyToRequest: _TypeAlias = CopyToRequest  # noqa: Y015
+
+@_typing.final
+class CopyToResponse(_message.Message):
+    """Response of CopyTo."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    files: _builtins.int
+    """Members extracted."""
+    def __init__(
+        self,
+        *,
+        files: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CopyToResponse: _TypeAlias = CopyToResponse  # noqa: Y015
+
+@_typing.final
 class ExecRequest(_message.Message):
     """One message of an Exec stream from the client."""
 

@@ -91,6 +91,11 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.CopyTo = channel.stream_unary(
+                '/teu.runtime.v1.RuntimeService/CopyTo',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToResponse.FromString,
+                _registered_method=True)
         self.CreateNetwork = channel.unary_unary(
                 '/teu.runtime.v1.RuntimeService/CreateNetwork',
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CreateNetworkRequest.SerializeToString,
@@ -202,6 +207,15 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CopyTo(self, request_iterator, context):
+        """Extracts a tar stream into a directory of a running container's root filesystem, resolved in
+        the container's view (the extraction runs chrooted into it, so no path leads out of it).
+        FAILED_PRECONDITION if the container is not running (storage writes into stopped ones).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateNetwork(self, request, context):
         """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
         overlapping subnet (with another network or a route of the host).
@@ -288,6 +302,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.SerializeToString,
+            ),
+            'CopyTo': grpc.stream_unary_rpc_method_handler(
+                    servicer.CopyTo,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToResponse.SerializeToString,
             ),
             'CreateNetwork': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateNetwork,
@@ -609,6 +628,33 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/Exec',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyTo(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/teu.runtime.v1.RuntimeService/CopyTo',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,11 @@ class RuntimeServiceStub:
     """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
     the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
     """
+    CopyTo: _grpc.StreamUnaryMultiCallable[_runtime_pb2.CopyToRequest, _runtime_pb2.CopyToResponse]
+    """Extracts a tar stream into a directory of a running container's root filesystem, resolved in
+    the container's view (the extraction runs chrooted into it, so no path leads out of it).
+    FAILED_PRECONDITION if the container is not running (storage writes into stopped ones).
+    """
     CreateNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.CreateNetworkRequest, _runtime_pb2.CreateNetworkResponse]
     """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
     overlapping subnet (with another network or a route of the host).
@@ -120,6 +125,11 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     Exec: _aio.StreamStreamMultiCallable[_runtime_pb2.ExecRequest, _runtime_pb2.ExecResponse]  # type: ignore[assignment]
     """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
     the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
+    """
+    CopyTo: _aio.StreamUnaryMultiCallable[_runtime_pb2.CopyToRequest, _runtime_pb2.CopyToResponse]  # type: ignore[assignment]
+    """Extracts a tar stream into a directory of a running container's root filesystem, resolved in
+    the container's view (the extraction runs chrooted into it, so no path leads out of it).
+    FAILED_PRECONDITION if the container is not running (storage writes into stopped ones).
     """
     CreateNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.CreateNetworkRequest, _runtime_pb2.CreateNetworkResponse]  # type: ignore[assignment]
     """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
@@ -235,6 +245,17 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_runtime_pb2.ExecResponse], _abc.AsyncIterator[_runtime_pb2.ExecResponse]]:
         """Runs an extra process in a running container (through conmon's exec mode), streaming its stdio;
         the last frame carries its exit code. FAILED_PRECONDITION if the container is not running.
+        """
+
+    @_abc_1.abstractmethod
+    def CopyTo(
+        self,
+        request_iterator: _MaybeAsyncIterator[_runtime_pb2.CopyToRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.CopyToResponse, _abc.Awaitable[_runtime_pb2.CopyToResponse]]:
+        """Extracts a tar stream into a directory of a running container's root filesystem, resolved in
+        the container's view (the extraction runs chrooted into it, so no path leads out of it).
+        FAILED_PRECONDITION if the container is not running (storage writes into stopped ones).
         """
 
     @_abc_1.abstractmethod

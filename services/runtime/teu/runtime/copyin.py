@@ -1,0 +1,58 @@
+"""``cp`` into a running container: a tar stream extracted inside its mounted root filesystem.
+
+The extraction runs in a child process chrooted into the container's root filesystem, as Docker's
+chrootarchive does: every path, the destination's and each member's, symlinks included, resolves
+inside the container's root, so a container that swaps a directory for a symlink to ``/`` while the
+copy runs redirects it only within its own files (the CVE-2018-15664 class cannot reach the host).
+The child is :mod:`teu.runtime.untar` (standard library only: nothing is imported once it is
+chrooted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from teu.errors import InvalidArgument, NotFound
+from teu.runtime.untar import NOT_FOUND
+
+__all__ = ["copy_into", "id_offset"]
+
+
+def id_offset(pid: int) -> tuple[int, int]:
+    """How far the container with process ``pid`` shifts uids and gids (0, 0 without remapping)."""
+    return _offset(Path(f"/proc/{pid}/uid_map")), _offset(Path(f"/proc/{pid}/gid_map"))
+
+
+def _offset(path: Path) -> int:
+    fields = path.read_text().split()
+    return int(fields[1]) if len(fields) >= 3 and fields[0] == "0" else 0
+
+
+async def copy_into(rootfs: Path, dest: str, chunks: AsyncIterator[bytes], offsets: tuple[int, int]) -> int:
+    """Extracts the tar in ``chunks`` into ``dest`` (absolute, in the container) of the root
+    filesystem mounted at ``rootfs``; returns the members extracted."""
+    if not dest.startswith("/"):
+        raise InvalidArgument(f"copy destination must be absolute: {dest!r}")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "teu.runtime.untar", str(rootfs), dest, str(offsets[0]), str(offsets[1]),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    try:
+        async for chunk in chunks:
+            proc.stdin.write(chunk)
+            await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the child stopped early: its error says why
+    finally:
+        proc.stdin.close()
+    out, err = await proc.communicate()
+    message = err.decode(errors="replace").strip().splitlines()[-1:] or ["copy failed"]
+    if proc.returncode == NOT_FOUND:
+        raise NotFound(message[0])
+    if proc.returncode != 0:
+        raise InvalidArgument(f"copying into the container failed: {message[0]}")
+    return int(out.decode().strip() or 0)
