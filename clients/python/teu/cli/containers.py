@@ -218,7 +218,14 @@ def _extract(data: bytes, dst: str) -> None:
             assert f is not None
             with open(dst, "wb") as out:
                 out.write(f.read())
-            os.chmod(dst, members[0].mode & 0o7777)
+            mode = members[0].mode & 0o7777
+            if os.geteuid() == 0:
+                # `docker cp` keeps the modes (as `cp -a` would), setuid/setgid included, and the
+                # copy belongs to whoever runs it: run as root, that turns a file made by root in
+                # a container into a setuid-root program on the host. We strip them for root only
+                # (a setuid-self file is harmless); the "data" filter below strips them for everyone.
+                mode &= ~0o6000  # S_ISUID | S_ISGID
+            os.chmod(dst, mode)
             return
         tf.extractall(dst if os.path.isdir(dst) else os.path.dirname(dst) or ".", filter="data")
 

@@ -45,6 +45,7 @@ from teu.storage import archive, diff, fetch, gc, imagearchive, oci, refs, snaps
 from teu.storage.layers import LayerDirs, remove_tree
 from teu.storage.merged import View
 from teu.storage.oci import HistoryItem, ImageConfig, build_config
+from teu.storage.safefs import Dir
 from teu.storage.snapshots import Mount
 from teu.storage.store import Image, NewImage, Store
 from teu.storage.streams import HashingFile
@@ -492,23 +493,29 @@ class Storage:
         return diff.changes(str(upper), lowers)
 
     def export(self, key: str, out: IO[bytes]) -> None:
-        """Writes snapshot ``key``'s merged filesystem to ``out`` as a tar."""
-        view = self._view(key)
-        tarwriter.write_view(view, view.root, "", out)
+        """Writes snapshot ``key``'s merged filesystem to ``out`` as a tar.
+
+        The container may be running: its upper dir is read without following anything it can swap
+        (see safefs.py); FailedPrecondition if an entry changes type while being read.
+        """
+        with self._view(key) as view:
+            tarwriter.write_view(view, view.root, "", out)
 
     def copy_from(self, key: str, path: str, out: IO[bytes]) -> None:
         """Writes ``path`` (file or tree) of snapshot ``key``'s merged filesystem as a tar.
 
         Symlinks on the way are resolved inside the container's root; a symlink at the end is copied
-        as a link, as ``docker cp`` does. NotFound for a missing path.
+        as a link, as ``docker cp`` does. NotFound for a missing path. Each step of the resolution
+        and of the walk looks up one name in a directory already open, so a running container cannot
+        redirect it (see safefs.py).
         """
         if not path.startswith("/"):
             raise InvalidArgument(f"copy path must be absolute: {path!r}")
-        view = self._view(key)
-        rel, node = view.resolve(path, follow_last=False)
-        if node is None:
-            raise NotFound(f"Could not find the file {path} in container {key[:12]}")
-        tarwriter.write_view(view, node, rel.rpartition("/")[2], out)
+        with self._view(key) as view:
+            rel, node = view.resolve(path, follow_last=False)
+            if node is None:
+                raise NotFound(f"Could not find the file {path} in container {key[:12]}")
+            tarwriter.write_view(view, node, rel.rpartition("/")[2], out)
 
     def copy_to(self, key: str, path: str, tar_path: Path) -> int:
         """Extracts the tar at ``tar_path`` into directory ``path`` of snapshot ``key``; returns members.
@@ -517,18 +524,18 @@ class Storage:
         then made in the upper dir as overlayfs would copy it up, and the tar is extracted there with
         the same checks as an import: nothing lands outside it. Meant for a container that is not
         running: overlayfs does not expect its upper dir to change under a mount, and a running
-        container could race the checks (the gateway pauses or refuses, as Docker does).
+        container could race the checks (the gateway has the runtime copy into a running one).
         """
         if not path.startswith("/"):
             raise InvalidArgument(f"copy destination must be absolute: {path!r}")
         _, upper, lowers = self._snapshot(key)
-        view = View([str(upper), *lowers])
-        rel, node = view.resolve(path, follow_last=True)
-        if node is None:
-            raise NotFound(f"Could not find the file {path} in container {key[:12]}")
-        if not node.is_dir:
-            raise InvalidArgument(f"copy destination {path} is not a directory")
-        dest = _copy_up_dirs(view, upper, rel)
+        with View([str(upper), *lowers]) as view:
+            rel, node = view.resolve(path, follow_last=True)
+            if node is None:
+                raise NotFound(f"Could not find the file {path} in container {key[:12]}")
+            if not node.is_dir:
+                raise InvalidArgument(f"copy destination {path} is not a directory")
+            dest = _copy_up_dirs(view, upper, rel)
         stats = archive.extract(tar_path, dest, archive.Options(into_existing=True))
         log.info("copied_to_snapshot", key=key, path=path, files=stats.files)
         return stats.files
@@ -706,26 +713,32 @@ def _hashing(out: IO[bytes], hasher: object) -> IO[bytes]:
 
 def _copy_up_dirs(view: View, upper: Path, rel: str) -> Path:
     """Makes directory ``rel`` (canonical, no symlinks) exist in ``upper``, copying attributes from
-    what the merged view shows there, as overlayfs's copy-up does; returns its path."""
+    what the merged view shows there, as overlayfs's copy-up does; returns its path.
+
+    Each directory is made and set up relative to its open parent, never through a symlink. The
+    path returned is then used by name, which is safe only while the container is not running (the
+    gateway has the runtime copy into a running one, inside its mounted root).
+    """
     node = view.root
-    path = upper
-    for name in [p for p in rel.split("/") if p]:
-        child = view.child(node, name)
-        if child is None or not child.is_dir:
-            raise NotFound(f"{rel} vanished from the container")
-        node = child
-        path = path / name
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            os.mkdir(path, 0o700)
-            os.chown(path, node.st.st_uid, node.st.st_gid, follow_symlinks=False)
-            os.chmod(path, stat.S_IMODE(node.st.st_mode))
-            os.utime(path, ns=(node.st.st_atime_ns, node.st.st_mtime_ns), follow_symlinks=False)
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise FailedPrecondition(f"{rel} changed in the container while copying")
-    return path
+    with Dir.root(str(upper)) as top:
+        d = top
+        for name in [p for p in rel.split("/") if p]:
+            child = view.child(node, name)
+            if child is None or not child.is_dir:
+                raise NotFound(f"{rel} vanished from the container")
+            node = child
+            st = d.lstat(name)
+            if st is None:
+                os.mkdir(name, 0o700, dir_fd=d.fd)
+            elif not stat.S_ISDIR(st.st_mode):
+                raise FailedPrecondition(f"{rel} changed in the container while copying")
+            d = d.child(name)
+            fd = d.fd  # FailedPrecondition if it is no longer a directory
+            if st is None:
+                os.chown(fd, node.st.st_uid, node.st.st_gid)
+                os.chmod(fd, stat.S_IMODE(node.st.st_mode))
+                os.utime(fd, ns=(node.st.st_atime_ns, node.st.st_mtime_ns))
+    return upper / rel
 async def import_image(
     storage: Storage, ref: str, config: ImageConfig, chunks: AsyncIterable[bytes], url: str = ""
 ) -> Image:

@@ -8,6 +8,9 @@ hold it), so the cost follows what the container wrote, not the image's size.
   in the upper dir (overlayfs copied them up), so they come out as "C" as in ``docker diff``;
 - an opaque directory is "C" if the lower layers show it ("A" otherwise), and each entry they show
   in it that the upper dir lacks is "D".
+
+The upper dir may belong to a running container: it is read through :mod:`teu.storage.safefs`
+(relative to open directories, never through a symlink), and entries removed meanwhile are left out.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from teu.storage.archive import is_whiteout
-from teu.storage.merged import Node, View, is_opaque
+from teu.storage.merged import Node, View
+from teu.storage.safefs import Dir
 
 __all__ = ["Change", "changes"]
 
@@ -34,33 +38,58 @@ class Change:
 def changes(upper: str, lowers: Sequence[str]) -> list[Change]:
     """Changes in ``upper`` over ``lowers`` (top-most first), sorted by path."""
     out: list[Change] = []
-    view = View(lowers) if lowers else None
-    _walk(upper, "", view, view.root if view else None, out)
+    with Dir.root(upper) as top:
+        if lowers:
+            with View(lowers) as view:
+                _walk(top, "", view, view.root, out)
+        else:
+            _walk(top, "", None, None, out)
     out.sort()
     return out
 
 
-def _walk(path: str, rel: str, view: View | None, lower: Node | None, out: list[Change]) -> None:
-    """Adds the changes under upper dir ``path`` (``rel`` in the container); ``lower`` is what the
-    lower layers show there (None if nothing)."""
-    with os.scandir(path) as it:
-        entries = list(it)
+def _walk(
+    d: Dir, rel: str, view: View | None, lower: Node | None, out: list[Change],
+    entries: list[os.DirEntry[str]] | None = None,
+) -> None:  # fmt: skip
+    """Adds the changes under upper directory ``d`` (``rel`` in the container; ``entries`` if already
+    listed); ``lower`` is what the lower layers show there (None if nothing)."""
+    if entries is None:
+        try:
+            entries = d.entries()
+        except FileNotFoundError:
+            return  # removed since its parent was listed
     for entry in entries:
         name = f"{rel}/{entry.name}"
         is_dir = entry.is_dir(follow_symlinks=False)
         special = not is_dir and not entry.is_file(follow_symlinks=False) and not entry.is_symlink()
-        if special and is_whiteout(entry.stat(follow_symlinks=False)):
-            out.append(Change(name, "D"))
-            continue
+        if special:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if is_whiteout(st):
+                out.append(Change(name, "D"))
+                continue
         below = view.child(lower, entry.name) if view is not None and lower is not None else None
         out.append(Change(name, "C" if below is not None else "A"))
         if not is_dir:
             continue
         if below is not None and not stat.S_ISDIR(below.st.st_mode):
             below = None  # a directory replacing a file: nothing below it to compare with
-        if below is not None and is_opaque(entry.path):
-            assert view is not None
-            upper_names = set(os.listdir(entry.path))
-            out.extend(Change(f"{name}/{n}", "D") for n, _ in view.children(below) if n not in upper_names)
-            below = None
-        _walk(entry.path, name, view, below, out)
+        sub = d.child(entry.name)
+        try:
+            listed = None
+            if below is not None and view is not None and sub.opaque():
+                listed = sub.entries()
+                upper_names = {e.name for e in listed}
+                out.extend(Change(f"{name}/{n}", "D") for n, _ in view.children(below) if n not in upper_names)
+                view.release(below)
+                below = None
+            _walk(sub, name, view, below, out, listed)
+        except FileNotFoundError:
+            pass  # removed since the listing
+        finally:
+            sub.close()
+            if below is not None and view is not None:
+                view.release(below)
