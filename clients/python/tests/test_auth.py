@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from teu import auth
+from teu import _login, auth
 from teu.cli import images
 from teu.cli.main import build_parser
 from teu.errors import FailedPrecondition, InvalidArgument
@@ -257,7 +257,7 @@ def fake(request: pytest.FixtureRequest) -> Iterator[_Fake]:
 
 def test_verify_accepts_good_credentials(fake: _Fake) -> None:
     """login's check passes with the right user and password, over Basic or through the token server."""
-    auth.verify(f"127.0.0.1:{fake.port}", USER, PASSWORD)
+    _login.verify(f"127.0.0.1:{fake.port}", USER, PASSWORD)
     assert fake.seen[0] == ("/v2/", "")
     if fake.mode == "bearer":
         assert fake.seen[1][0] == "/token?service=fake&account=teu" and fake.seen[-1] == ("/v2/", "Bearer tok")
@@ -266,7 +266,7 @@ def test_verify_accepts_good_credentials(fake: _Fake) -> None:
 def test_verify_refuses_bad_credentials(fake: _Fake) -> None:
     """A wrong password fails login's check with FAILED_PRECONDITION "unauthorized"."""
     with pytest.raises(FailedPrecondition, match="unauthorized"):
-        auth.verify(f"127.0.0.1:{fake.port}", USER, "wrong")
+        _login.verify(f"127.0.0.1:{fake.port}", USER, "wrong")
 
 
 def test_verify_never_sends_the_password_to_a_plain_http_realm_elsewhere() -> None:
@@ -275,10 +275,10 @@ def test_verify_never_sends_the_password_to_a_plain_http_realm_elsewhere() -> No
     try:
         fake.realm = "http://192.0.2.1/token"
         with pytest.raises(FailedPrecondition, match="not HTTPS"):
-            auth.verify(f"127.0.0.1:{fake.port}", USER, PASSWORD)
+            _login.verify(f"127.0.0.1:{fake.port}", USER, PASSWORD)
         fake.realm = f"http://localhost:{fake.port}/token"  # loopback, but not the registry's host name
         with pytest.raises(FailedPrecondition, match="not HTTPS"):
-            auth.verify(f"127.0.0.1:{fake.port}", USER, PASSWORD)
+            _login.verify(f"127.0.0.1:{fake.port}", USER, PASSWORD)
         assert [p for p, _ in fake.seen] == ["/v2/", "/v2/"]
     finally:
         fake.server.shutdown()

@@ -18,7 +18,9 @@ def cmd_login(c: Client, a: argparse.Namespace) -> int:
     """Verifies the credentials against the registry, then stores them (Docker's ``login``)."""
     key = auth.registry_key(a.server or _HUB)
     username, password = _credentials(a)
-    auth.verify(key, username, password)
+    from teu._login import verify  # only login pays for the HTTP client
+
+    verify(key, username, password)
     path = auth.save(key, username, password)
     print(f"WARNING! Your password will be stored unencrypted in {path}.", file=sys.stderr)
     print("Login Succeeded")
