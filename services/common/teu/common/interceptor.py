@@ -26,6 +26,22 @@ LATENCY = Histogram(
 Handler: TypeAlias = grpc.RpcMethodHandler  # grpc is untyped, so this is Any to mypy
 
 
+Wrap: TypeAlias = Callable[[Any, str], Any]
+
+
+def rewrap(handler: Handler, method: str, unary: Wrap, stream: Wrap) -> Handler:
+    """``handler`` with its behaviour wrapped for ``method``: by ``unary`` where the call answers once,
+    by ``stream`` where it streams its answers (the request side does not matter to a wrapper)."""
+    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary, method), **kw)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary, method), **kw)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream, method), **kw)
+    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream, method), **kw)
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Maps TeuError to status codes, logs unexpected failures, records metrics."""
 
@@ -37,30 +53,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return handler
-        method = details.method
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _stream(handler.stream_stream, method),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return rewrap(handler, details.method, _unary, _stream)
 
 
 class _Outcome:

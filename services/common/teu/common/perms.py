@@ -45,9 +45,7 @@ def api_gid() -> int | None:
 
 def private_dir(path: Path) -> Path:
     """Creates ``path`` if missing and makes it 0700 (also when an older engine left it 0755)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
+    return traversable(path, None)
 
 
 def traversable(path: Path, gid: int | None) -> Path:
