@@ -65,6 +65,7 @@ test-deps:
 test: deps test-deps venv $(IMAGE_TAR) check-protos
 	$(VENV)/bin/buf lint protos
 	$(VENV)/bin/ruff check clients services tests bench
+	$(VENV)/bin/mypy
 	$(PYTEST) services/*/tests clients/python/tests bench/tests tests/integration tests/security -q
 
 # Side by side with podman and the raw OCI runtimes (QUICK=1: about 2 minutes).

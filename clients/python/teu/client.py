@@ -1,8 +1,8 @@
 """Teu's Python SDK: a typed, synchronous client of the public gRPC API.
 
-    from teu.client import Client
+    from teu.client import Client, ContainerOptions
     with Client() as teu:
-        result = teu.run(ContainerOptions(image="busybox", cmd=["echo", "hi"]), remove=True)
+        result = teu.run(ContainerOptions(image="busybox", cmd=["echo", "hi"], remove=True))
         assert result.stdout == b"hi\\n"
 
 Every method raises the errors of :mod:`teu.errors` (``NotFound``, ``InvalidArgument``...), never
