@@ -50,6 +50,7 @@ image-debian: start build/debian.tar
 lint: venv
 	$(VENV)/bin/buf lint protos
 	$(VENV)/bin/ruff check clients services tests bench
+	$(VENV)/bin/ruff format --check clients services tests bench
 	$(VENV)/bin/mypy
 
 unit: venv
@@ -65,6 +66,7 @@ test-deps:
 test: deps test-deps venv $(IMAGE_TAR) check-protos
 	$(VENV)/bin/buf lint protos
 	$(VENV)/bin/ruff check clients services tests bench
+	$(VENV)/bin/ruff format --check clients services tests bench
 	$(VENV)/bin/mypy
 	$(PYTEST) services/*/tests clients/python/tests bench/tests tests/integration tests/security -q
 

@@ -54,7 +54,9 @@ def podman() -> Iterator[Podman]:
     base = Path(tempfile.mkdtemp(prefix="teupod-", dir="/tmp"))
     pod = Podman(base)
     yield pod
-    subprocess.run(["podman", "--root", f"{base}/root", "--runroot", f"{base}/run", "rm", "-af"], capture_output=True, check=False)
+    subprocess.run(
+        ["podman", "--root", f"{base}/root", "--runroot", f"{base}/run", "rm", "-af"], capture_output=True, check=False
+    )
     subprocess.run(["umount", "-R", str(base / "root/overlay")], capture_output=True, check=False)
     shutil.rmtree(base, ignore_errors=True)
 

@@ -121,7 +121,9 @@ def test_stop_waits_timeout_then_kills(client: Client) -> None:
 
 def test_stop_with_handler_exits_promptly(client: Client) -> None:
     """A process that handles SIGTERM ends with its own code, well before the timeout."""
-    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"]))
+    cid = client.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"])
+    )
     time.sleep(0.3)
     t0 = time.monotonic()
     client.stop(cid, timeout=10)
@@ -132,7 +134,9 @@ def test_stop_with_handler_exits_promptly(client: Client) -> None:
 
 def test_kill_with_signal_and_restart(client: Client) -> None:
     """kill -s sends the named signal; restart runs the container again."""
-    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "trap 'exit 10' USR1; while :; do sleep 0.1; done"]))
+    cid = client.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "trap 'exit 10' USR1; while :; do sleep 0.1; done"])
+    )
     time.sleep(0.3)
     client.kill(cid, "USR1")
     assert client.wait(cid).exit_code == 10
@@ -188,7 +192,9 @@ def test_cgroup_limits_are_applied(client: Client) -> None:
 
 def test_logs_tail_timestamps_follow(client: Client, engine: Engine) -> None:
     """logs returns all output, --tail the last lines, -f follows until the container exits."""
-    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done"]))
+    cid = client.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done"])
+    )
     followed = [line.data for line in client.logs(cid, follow=True)]
     assert followed == [f"line{i}\n".encode() for i in range(1, 6)]
     assert [line.data for line in client.logs(cid, tail=2)] == [b"line4\n", b"line5\n"]

@@ -54,7 +54,9 @@ def test_several_containers_merged_in_time_order(client: Client, engine: Engine)
     """logs of several containers interleave by time and name each line's container."""
     # a1 at 0 s, b1 at d+0.6 s, a2 at 1.2 s, b2 at d+1.8 s: in this order while b starts less than 0.6 s after a
     a = client.run_detached(ContainerOptions(image="busybox", name="mlog-a", cmd=["sh", "-c", "echo a1; sleep 1.2; echo a2"]))
-    b = client.run_detached(ContainerOptions(image="busybox", name="mlog-b", cmd=["sh", "-c", "sleep 0.6; echo b1; sleep 1.2; echo b2"]))
+    b = client.run_detached(
+        ContainerOptions(image="busybox", name="mlog-b", cmd=["sh", "-c", "sleep 0.6; echo b1; sleep 1.2; echo b2"])
+    )
     client.wait(a), client.wait(b)
     merged = [(line.container, line.data) for line in client.logs_many(["mlog-a", "mlog-b"])]
     assert merged == [("mlog-a", b"a1\n"), ("mlog-b", b"b1\n"), ("mlog-a", b"a2\n"), ("mlog-b", b"b2\n")]

@@ -220,7 +220,9 @@ def test_host_network_shares_the_engine_namespace(teu: Client) -> None:
     assert "teu0" in out
 
 
-def test_user_network_resolves_names_and_is_isolated(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str) -> None:
+def test_user_network_resolves_names_and_is_isolated(
+    teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str
+) -> None:
     """Containers on one user network ping each other by name; a container on another network reaches neither the name nor the address."""
     rpc(runtime.CreateNetwork, rt.CreateNetworkRequest(name="front", subnet="10.89.7.0/24"))
     rpc(runtime.CreateNetwork, rt.CreateNetworkRequest(name="back"))
@@ -256,7 +258,12 @@ def test_published_port_on_loopback_and_rule_removed_at_stop(teu: Client, runtim
         att = attachment(runtime, web)
         assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in att.ports] == [("127.0.0.1", 8080, 80, "tcp")]
         assert "dport 8080" in nat_rules()
-        wait_until(lambda: in_ns(netns, sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 8080), 2)").returncode == 0)
+        wait_until(
+            lambda: (
+                in_ns(netns, sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 8080), 2)").returncode
+                == 0
+            )
+        )
         assert fetch(netns, "http://127.0.0.1:8080/") == "hello-from-teu\n"
         teu.stop(web, timeout=2)
         assert "dport 8080" not in nat_rules()
@@ -312,7 +319,9 @@ def test_network_api_errors(runtime: runtime_pb2_grpc.RuntimeServiceStub) -> Non
         rpc(runtime.RemoveNetwork, rt.RemoveNetworkRequest(ref="n1"))
 
 
-def test_no_leftovers_after_rm(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str, nat_rules: Callable[[], str]) -> None:
+def test_no_leftovers_after_rm(
+    teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str, nat_rules: Callable[[], str]
+) -> None:
     """Force-removing running containers with ports leaves no veth, no DNAT rule and no allocation."""
     ids = [run(teu, ["sleep", "300"], detach=True, ports=[port(8090 + i, 80)])[0] for i in range(3)]
     assert len(veths(netns)) >= 3
@@ -342,7 +351,10 @@ def test_no_leftovers_after_runtime_sigkill(teu: Client, runtime: runtime_pb2_gr
         try:
             os.kill(pid, signal.SIGKILL)
             # a stray veth of this engine (its alias), and a look-alike of another engine's that must be left alone
-            for name, peer, alias in (("vteudeadbeef00", "vteudeadbeef01", owner_of(neteng.root)), ("vteuforeign000", "teuforeign001", "teu:other")):
+            for name, peer, alias in (
+                ("vteudeadbeef00", "vteudeadbeef01", owner_of(neteng.root)),
+                ("vteuforeign000", "teuforeign001", "teu:other"),
+            ):
                 assert in_ns(netns, "ip", "link", "add", name, "type", "veth", "peer", "name", peer).returncode == 0
                 assert in_ns(netns, "ip", "link", "set", "dev", name, "alias", alias).returncode == 0
             stray_rule = (["nft", "add", "rule", "ip", "teu", "ports", "tcp", "dport", "9999", "dnat", "to", "10.88.0.250:80"]
@@ -395,9 +407,11 @@ def test_cli_network_commands_and_publish(neteng: NamespacedEngine, netns: str) 
     started = cli("run", "-d", "--name", "cliweb", "--network", "clinet", "-p", "127.0.0.1:18081:80", "busybox",
                   "sh", "-c", "mkdir /www && echo clipage > /www/index.html && httpd -f -p 80 -h /www")  # fmt: skip
     assert started.returncode == 0, started.stderr
-    fetch = ("import socket,time\nfor _ in range(50):\n try:\n  s=socket.create_connection(('127.0.0.1',18081),1);break\n"
-             " except OSError: time.sleep(0.1)\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\nbody=b''\n"
-             "while chunk := s.recv(4096): body += chunk\nprint(body.decode())")  # read to EOF: headers and body may come apart
+    fetch = (
+        "import socket,time\nfor _ in range(50):\n try:\n  s=socket.create_connection(('127.0.0.1',18081),1);break\n"
+        " except OSError: time.sleep(0.1)\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\nbody=b''\n"
+        "while chunk := s.recv(4096): body += chunk\nprint(body.decode())"
+    )  # read to EOF: headers and body may come apart
     assert "clipage" in in_ns(netns, sys.executable, "-c", fetch).stdout
     assert cli("rm", "-f", "cliweb").returncode == 0
     assert cli("network", "rm", "clinet").returncode == 0

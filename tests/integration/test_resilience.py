@@ -45,7 +45,11 @@ def logs_when(client: Client, cid: str, done: Callable[[list[bytes]], bool], tim
 
 def test_runtime_sigkill_keeps_containers_and_logs(engine: Engine, client: Client) -> None:
     """After SIGKILL of the runtime service, containers still run and are listed, logs are whole, stop works."""
-    counter = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo n$i; sleep 0.05; done; sleep 300"]))
+    counter = client.run_detached(
+        ContainerOptions(
+            image="busybox", cmd=["sh", "-c", "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo n$i; sleep 0.05; done; sleep 300"]
+        )
+    )
     sleeper = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"]))
     pid = client.inspect(sleeper).pid
     restart_by_sigkill(engine, client, "runtime")
@@ -88,7 +92,9 @@ def test_attached_run_survives_service_restart(engine: Engine, client: Client, s
 
     def attached() -> None:
         with Client(engine.target) as c:
-            result["r"] = c.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "echo a; sleep 2; echo b; exit 5"], remove=True))
+            result["r"] = c.run(
+                ContainerOptions(image="busybox", cmd=["sh", "-c", "echo a; sleep 2; echo b; exit 5"], remove=True)
+            )
 
     t = threading.Thread(target=attached)
     t.start()

@@ -102,5 +102,3 @@ def test_stopped_container_still_takes_copies(client: Client) -> None:
         assert b"".join(line.data for line in client.logs(cid)) == b"hello\n"
     finally:
         client.remove(cid, force=True)
-
-

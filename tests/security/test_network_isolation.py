@@ -153,7 +153,9 @@ def peer(netns: str, tag: str, host_if: str, host_addr: str, peer_addr: str, rou
     name = f"{tag}{os.getpid()}"
     _make_ns(name)
     try:
-        made = in_ns(netns, "ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", name)  # never in the host's
+        made = in_ns(
+            netns, "ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", name
+        )  # never in the host's
         assert made.returncode == 0, made.stderr
         for argv in (["ip", "addr", "add", f"{host_addr}/24", "dev", host_if], ["ip", "link", "set", host_if, "up"]):
             assert in_ns(netns, *argv).returncode == 0
@@ -191,7 +193,9 @@ def of_pid(pid: int) -> list[str]:
 
 def connect(where: Sequence[str], host: str, tcp_port: int) -> str:
     """What a client under ``where`` receives from ``host``:``tcp_port`` ("failed: ..." if it cannot connect)."""
-    done = subprocess.run([*where, sys.executable, "-c", CLIENT, host, str(tcp_port)], capture_output=True, text=True, timeout=STEP)
+    done = subprocess.run(
+        [*where, sys.executable, "-c", CLIENT, host, str(tcp_port)], capture_output=True, text=True, timeout=STEP
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -205,12 +209,17 @@ def sh(where: Sequence[str], script: str) -> None:
 HTTPD = "mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
-def test_host_loopback_is_unreachable_from_a_container(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str) -> None:
+def test_host_loopback_is_unreachable_from_a_container(
+    teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str
+) -> None:
     """A container that routes 127.0.0.0/8 to its gateway cannot reach a server listening on 127.0.0.1 of the engine's namespace."""
     cid, _, _ = run(teu, ["sleep", "300"], detach=True)
     try:
         pid, gateway = teu.inspect(cid).pid, attachment(runtime, cid).gateway
-        with serving(ns(netns), SERVER, "127.0.0.1", "7777", "loopback-secret"), serving(ns(netns), SERVER, "0.0.0.0", "7778", "gateway-ok"):
+        with (
+            serving(ns(netns), SERVER, "127.0.0.1", "7777", "loopback-secret"),
+            serving(ns(netns), SERVER, "0.0.0.0", "7778", "gateway-ok"),
+        ):
             assert connect(of_pid(pid), gateway, 7778) == "gateway-ok"  # the container and its client work
             # the attacker owns its namespace: its own 127/8 goes, packets to 127.0.0.1 go to the gateway's MAC
             sh(of_pid(pid), f"ip addr del 127.0.0.1/8 dev lo; ip route add 127.0.0.0/8 via {gateway} dev eth0;"
@@ -221,14 +230,18 @@ def test_host_loopback_is_unreachable_from_a_container(teu: Client, runtime: run
         teu.remove(cid, force=True)
 
 
-def test_loopback_source_is_not_accepted_from_a_container(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str) -> None:
+def test_loopback_source_is_not_accepted_from_a_container(
+    teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str
+) -> None:
     """A datagram a container forges with a loopback source (127.0.0.2) does not reach a service of the engine's namespace; an honest one does."""
     cid, _, _ = run(teu, ["sleep", "300"], detach=True)
     try:
         pid, gateway = teu.inspect(cid).pid, attachment(runtime, cid).gateway
         address = attachment(runtime, cid).address.split("/")[0]
         with serving(ns(netns), UDP_SERVER, "7779") as server:
-            done = subprocess.run([*of_pid(pid), sys.executable, "-c", UDP_SPOOF, gateway, "7779"], capture_output=True, text=True, timeout=STEP)
+            done = subprocess.run(
+                [*of_pid(pid), sys.executable, "-c", UDP_SPOOF, gateway, "7779"], capture_output=True, text=True, timeout=STEP
+            )
             assert done.returncode == 0, done.stderr
             assert server.stdout is not None
             got = [line.strip() for line in server.stdout]  # up to "control", the last datagram sent
@@ -252,7 +265,9 @@ def test_bridges_ignore_router_advertisements(teu: Client, runtime: runtime_pb2_
         runtime.RemoveNetwork(rt.RemoveNetworkRequest(ref="ra"), timeout=STEP)
 
 
-def test_lan_neighbour_reaches_published_ports_only(teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str) -> None:
+def test_lan_neighbour_reaches_published_ports_only(
+    teu: Client, runtime: runtime_pb2_grpc.RuntimeServiceStub, netns: str
+) -> None:
     """A LAN neighbour routing the containers' subnet via the engine reaches a published port, not the container's unpublished
     ports directly, while the container still opens connections to the LAN."""
     web, _, _ = run(teu, ["sh", "-c", HTTPD.format(body="published")], detach=True, ports=[port(8085, 80)])
@@ -275,7 +290,21 @@ def test_host_forward_rules_still_apply_to_other_traffic(teu: Client, netns: str
     """A FORWARD rule of the host (here: dropping its own DNATed traffic to a machine behind it) is not overridden by Teu's
     rules for traffic that has nothing to do with Teu's bridges."""
     run(teu, ["true"])  # Teu's rules (and, with iptables, its jump at the top of FORWARD) are in place
-    dnat = ["-t", "nat", "PREROUTING", "-i", "xlan0", "-p", "tcp", "--dport", "9000", "-j", "DNAT", "--to-destination", f"{FAR_PEER}:9000"]
+    dnat = [
+        "-t",
+        "nat",
+        "PREROUTING",
+        "-i",
+        "xlan0",
+        "-p",
+        "tcp",
+        "--dport",
+        "9000",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        f"{FAR_PEER}:9000",
+    ]
     drop = ["-t", "filter", "FORWARD", "-d", FAR_PEER, "-p", "tcp", "--dport", "9000", "-j", "DROP"]
     with peer(netns, "teulan", "xlan0", LAN_HOST, LAN_PEER) as lan, peer(netns, "teufar", "xfar0", FAR_HOST, FAR_PEER) as far:
         assert in_ns(far, "ip", "route", "add", "default", "via", FAR_HOST).returncode == 0
@@ -294,4 +323,3 @@ def test_host_forward_rules_still_apply_to_other_traffic(teu: Client, netns: str
         finally:
             for rule in added:
                 in_ns(netns, "iptables", "-w", rule[0], rule[1], "-D", *rule[2:])
-

@@ -295,7 +295,9 @@ def _run(argv: list[str], stdin: str = "", monkeypatch: pytest.MonkeyPatch | Non
     return int(args.func(None, args))
 
 
-def test_login_stores_and_logout_removes(fake: _Fake, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_login_stores_and_logout_removes(
+    fake: _Fake, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """teu login --password-stdin checks and stores the credentials; teu logout removes them."""
     server = f"127.0.0.1:{fake.port}"
     assert _run(["login", "-u", USER, "--password-stdin", server], PASSWORD + "\n", monkeypatch) == 0

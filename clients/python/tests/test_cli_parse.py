@@ -10,7 +10,9 @@ from teu.cli.main import build_parser
 from teu.errors import InvalidArgument
 
 
-@pytest.mark.parametrize(("text", "expected"), [("16m", 16 << 20), ("1g", 1 << 30), ("512k", 512 << 10), ("100", 100), ("2MB", 2 << 20)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("16m", 16 << 20), ("1g", 1 << 30), ("512k", 512 << 10), ("100", 100), ("2MB", 2 << 20)]
+)
 def test_memory_sizes(text: str, expected: int) -> None:
     """Sizes use Docker's 1024-based units."""
     assert parse.memory(text) == expected
@@ -37,7 +39,12 @@ def test_env_bare_key_takes_callers_value(monkeypatch: pytest.MonkeyPatch) -> No
 def test_changes_to_image_config() -> None:
     """--change CMD/ENV/WORKDIR become image config fields; shell form wraps in sh -c."""
     c = parse.changes(['CMD ["sh"]', "ENV A=b", "WORKDIR /srv", "ENTRYPOINT echo hi"])
-    assert (list(c.cmd), list(c.env), c.working_dir, list(c.entrypoint)) == (["sh"], ["A=b"], "/srv", ["/bin/sh", "-c", "echo hi"])
+    assert (list(c.cmd), list(c.env), c.working_dir, list(c.entrypoint)) == (
+        ["sh"],
+        ["A=b"],
+        "/srv",
+        ["/bin/sh", "-c", "echo hi"],
+    )
 
 
 def test_run_command_after_image_keeps_its_flags() -> None:

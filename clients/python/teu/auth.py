@@ -56,7 +56,7 @@ def registry_key(server: str) -> str:
     host = server.strip()
     for scheme in ("http://", "https://"):
         if host.lower().startswith(scheme):
-            host = host[len(scheme):]
+            host = host[len(scheme) :]
             break
     host = host.partition("/")[0].lower()
     return HUB_KEY if host in _HUB_NAMES else host

@@ -1,7 +1,7 @@
 """A private Teu engine for tests and benchmarks: the real services, state in a temp dir.
 
-    with PrivateEngine(Path(tmp)) as engine:
-        with Client(engine.target) as teu: ...
+with PrivateEngine(Path(tmp)) as engine:
+    with Client(engine.target) as teu: ...
 """
 
 from __future__ import annotations

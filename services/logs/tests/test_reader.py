@@ -218,7 +218,13 @@ def test_tail_counts_lines_after_stream_filter_and_grep(d: LogDir) -> None:
 
     append(
         d,
-        rec(b"o1") + rec(b"e1", stream=STDERR) + rec(b"o", partial=True) + rec(b"2") + rec(b"e2", stream=STDERR) + rec(b"skip") + rec(b"o3"),
+        rec(b"o1")
+        + rec(b"e1", stream=STDERR)
+        + rec(b"o", partial=True)
+        + rec(b"2")
+        + rec(b"e2", stream=STDERR)
+        + rec(b"skip")
+        + rec(b"o3"),
     )
     assert text(read(d, tail=2, flt=Filter(streams=frozenset({STDOUT})))) == b"skip\no3\n"
     assert text(read(d, tail=2, flt=Filter(grep=re.compile(rb"^o")))) == b"o2\no3\n"
@@ -372,13 +378,21 @@ def test_tail_matches_the_last_lines_of_a_full_read(d: LogDir, seed: int, monkey
         append(
             d,
             b"".join(
-                rec(rng.choice([b"", b"a", b"bb", b"ab" * rng.randint(1, 30)]), partial=rng.random() < 0.3, stream=rng.choice([STDOUT, STDERR]))
+                rec(
+                    rng.choice([b"", b"a", b"bb", b"ab" * rng.randint(1, 30)]),
+                    partial=rng.random() < 0.3,
+                    stream=rng.choice([STDOUT, STDERR]),
+                )
                 for _ in range(rng.randint(1, 40))
             ),
         )
         if n < 2:
             rotate(d, 10, "")
-    for flt in (Filter(records=True), Filter(streams=frozenset({STDERR}), records=True), Filter(grep=re.compile(rb"b$"), records=True)):
+    for flt in (
+        Filter(records=True),
+        Filter(streams=frozenset({STDERR}), records=True),
+        Filter(grep=re.compile(rb"b$"), records=True),
+    ):
         everything = lines(read(d, flt=flt))
         for tail in (1, 2, 5, 17, 1000):
             assert lines(read(d, tail=tail, flt=flt)) == everything[-tail:], (flt, tail)

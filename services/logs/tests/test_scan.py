@@ -147,7 +147,12 @@ def reference_chunks(block: bytes, flt: Filter) -> list[tuple[int, bytes]]:
 
 @pytest.mark.parametrize(
     "flt",
-    [Filter(), Filter(streams=frozenset({STDERR})), Filter(grep=re.compile(rb"a")), Filter(streams=frozenset({STDOUT}), grep=re.compile(rb"^b"))],
+    [
+        Filter(),
+        Filter(streams=frozenset({STDERR})),
+        Filter(grep=re.compile(rb"a")),
+        Filter(streams=frozenset({STDOUT}), grep=re.compile(rb"^b")),
+    ],
 )
 def test_mixed_stream_runs_match_the_record_form(flt: Filter) -> None:
     """An all-F block of both streams (split into runs with bytes operations) matches the per-record result."""

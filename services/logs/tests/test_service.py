@@ -65,9 +65,7 @@ def test_prepare_read_remove_round_trip(tmp_path: Path) -> None:
         assert [list(r.records) for r in responses] == [
             [
                 logs_pb2.LogRecord(timestamp=1796019870027115861, stream=types_pb2.STREAM_STDOUT, data=b"hi\n"),
-                logs_pb2.LogRecord(
-                    timestamp=1796019870027115861, stream=types_pb2.STREAM_STDERR, data=b"\xff\x00", partial=True
-                ),
+                logs_pb2.LogRecord(timestamp=1796019870027115861, stream=types_pb2.STREAM_STDERR, data=b"\xff\x00", partial=True),
             ]
         ]
         assert responses[-1].offset == path.stat().st_size

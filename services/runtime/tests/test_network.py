@@ -201,7 +201,9 @@ def test_dns_refuses_to_know_other_names() -> None:
 
 def test_rules_render_from_state() -> None:
     """The nft script replaces table ip teu wholesale; no bridge means the table is just dropped."""
-    rs = firewall.Ruleset((firewall.Bridge("teu0", "10.88.0.0/16"),), (firewall.Forward("127.0.0.1", 8080, "tcp", "10.88.0.2", 80),))
+    rs = firewall.Ruleset(
+        (firewall.Bridge("teu0", "10.88.0.0/16"),), (firewall.Forward("127.0.0.1", 8080, "tcp", "10.88.0.2", 80),)
+    )
     script = firewall.render_nft(rs)
     assert script.startswith("table ip teu {}\ndelete table ip teu\n")
     assert "ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.88.0.2:80" in script
@@ -308,7 +310,13 @@ def test_route_localnet_only_once_the_rules_are_in(backend: str, monkeypatch: py
     assert localnet == ["teu0", "teu-abc"]
     if backend == "iptables":
         inserted = [(c[3], c[5]) for c in calls if "-I" in c]  # [iptables, -w, -t, table, -I, chain, 1, ...]
-        assert inserted == [("raw", "PREROUTING"), ("nat", "PREROUTING"), ("nat", "OUTPUT"), ("nat", "POSTROUTING"), ("filter", "FORWARD")]
+        assert inserted == [
+            ("raw", "PREROUTING"),
+            ("nat", "PREROUTING"),
+            ("nat", "OUTPUT"),
+            ("nat", "POSTROUTING"),
+            ("filter", "FORWARD"),
+        ]
     for step in ["nft"] if backend == "nftables" else ["iptables-restore", "PREROUTING"]:
         localnet.clear()
         failing.add(step)
@@ -358,7 +366,9 @@ def test_host_network_spec_has_no_network_namespace() -> None:
 # -- orchestration (netlink mocked: no privileges, no namespace touched) -------------------------
 
 
-def networks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, routes: list[str], subnet: str = addressing.DEFAULT_SUBNET) -> Networks:
+def networks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, routes: list[str], subnet: str = addressing.DEFAULT_SUBNET
+) -> Networks:
     """A Networks over a fresh database whose namespace has ``routes`` (on eth0)."""
 
     async def fake_routes() -> list[tuple[IPv4Network, str]]:

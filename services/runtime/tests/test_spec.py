@@ -13,7 +13,9 @@ from teu.runtime.v1 import runtime_pb2 as rt
 from teu.types.v1 import types_pb2
 
 CID = "ab" * 32
-PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n"
+PASSWD = (
+    b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n"
+)
 GROUP = b"root:x:0:\nstaff:x:50:app\napp:x:1000:\n"
 HOST = spec.Host(limits={**confine.host_limits(), "nofile": 20000, "nproc": 4000}, held_caps=confine.KNOWN_CAPS)
 

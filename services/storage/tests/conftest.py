@@ -103,7 +103,6 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
     opened.close()
 
 
-
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
 

@@ -47,9 +47,7 @@ def test_busybox_like_tree_keeps_modes_owners_links(tmp_path: Path, tars: Any) -
     assert os.readlink(dest / "bin/sh") == "/bin/busybox"
     assert os.lstat(dest / "bin/ls").st_ino == os.lstat(dest / "bin/busybox").st_ino
     assert stat.S_ISFIFO(os.lstat(dest / "run/fifo").st_mode) and mode("run/fifo") == 0o620
-    assert (
-        os.lstat(dest / "bin").st_mtime == tars.MTIME and os.lstat(dest / "etc/passwd").st_mtime == tars.MTIME
-    )
+    assert os.lstat(dest / "bin").st_mtime == tars.MTIME and os.lstat(dest / "etc/passwd").st_mtime == tars.MTIME
     assert stats.size == 100 + 2 + 1 + len(b"root:x:0:0::/root:/bin/sh\n")
 
 
@@ -217,16 +215,19 @@ def test_xattrs_are_applied_with_a_safe_subset(tmp_path: Path, tars: Any) -> Non
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
 def test_tar_split_rebuilds_the_exact_bytes(tmp_path: Path, tars: Any, fmt: int) -> None:
     """Headers, padding, replaced duplicates, hard links and trailing blocks all come back byte for byte."""
-    data = tars.build(
-        tars.dir("d"),
-        tars.file("d/a", b"first" * 300),
-        tars.file("d/b", b""),
-        tars.link("d/c", "d/a"),
-        tars.file("d/a", b"second"),  # replaces the first d/a: its bytes must stay in the split
-        tars.file("p" * 60 + "/" + "n" * 90, b"long name"),
-        tars.sym("s", "d/a"),
-        fmt=fmt,
-    ) + b"\0" * 4096
+    data = (
+        tars.build(
+            tars.dir("d"),
+            tars.file("d/a", b"first" * 300),
+            tars.file("d/b", b""),
+            tars.link("d/c", "d/a"),
+            tars.file("d/a", b"second"),  # replaces the first d/a: its bytes must stay in the split
+            tars.file("p" * 60 + "/" + "n" * 90, b"long name"),
+            tars.sym("s", "d/a"),
+            fmt=fmt,
+        )
+        + b"\0" * 4096
+    )
     src = tmp_path / "in.tar"
     src.write_bytes(data)
     dest = tmp_path / "dest"

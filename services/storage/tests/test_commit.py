@@ -80,9 +80,7 @@ def test_commit_records_config_history_and_author(storage: Storage, tars: Any, k
     assert image.repo_tags == ()
 
 
-def test_committed_image_runs_the_changes_in_real_overlay(
-    storage: Storage, tars: Any, kit: Any, tmp_path: Path
-) -> None:
+def test_committed_image_runs_the_changes_in_real_overlay(storage: Storage, tars: Any, kit: Any, tmp_path: Path) -> None:
     """Changes made through a real overlay mount are exactly what a snapshot of the commit shows."""
     base = kit.import_tar(storage, tars.busybox(), "base")
     [mount] = storage.prepare_snapshot(kit.KEY, base.id)

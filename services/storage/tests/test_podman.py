@@ -34,9 +34,7 @@ class Podman:
         (base / "containers.conf").write_text(
             f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\ntmp_dir = "{base}/tmp"\n'
         )
-        (base / "storage.conf").write_text(
-            f'[storage]\ndriver = "overlay"\ngraphroot = "{base}/root"\nrunroot = "{base}/run"\n'
-        )
+        (base / "storage.conf").write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{base}/root"\nrunroot = "{base}/run"\n')
 
     def __call__(self, *args: str) -> str:
         """Runs podman with ``args``; its stdout."""
@@ -87,9 +85,7 @@ def _image_with_whiteouts(storage: Storage, tars: Any, kit: Any) -> Any:
 
 
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
-def test_podman_loads_what_teu_saves(
-    storage: Storage, tars: Any, kit: Any, podman: Any, tmp_path: Path, fmt: str
-) -> None:
+def test_podman_loads_what_teu_saves(storage: Storage, tars: Any, kit: Any, podman: Any, tmp_path: Path, fmt: str) -> None:
     """podman load accepts Teu's archive with the same image id and applies its whiteouts."""
     image = _image_with_whiteouts(storage, tars, kit)
     archive = tmp_path / "teu.tar"
@@ -106,9 +102,7 @@ def test_podman_loads_what_teu_saves(
 
 
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
-def test_teu_loads_what_podman_saves(
-    storage: Storage, tars: Any, podman: Any, tmp_path: Path, fmt: str
-) -> None:
+def test_teu_loads_what_podman_saves(storage: Storage, tars: Any, podman: Any, tmp_path: Path, fmt: str) -> None:
     """An image podman imported and saved (gzip OCI layers included) loads in Teu with its name and files."""
     rootfs = tmp_path / "rootfs.tar"
     rootfs.write_bytes(tars.busybox())

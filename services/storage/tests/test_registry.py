@@ -166,9 +166,7 @@ def _put_manifest(client: Client, repo: str, tag: str, doc: dict[str, Any]) -> s
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def _raw_image(
-    client: Client, repo: str, tag: str, layer: bytes, media: str, compress: bool = True, diff_id: str = ""
-) -> str:
+def _raw_image(client: Client, repo: str, tag: str, layer: bytes, media: str, compress: bool = True, diff_id: str = "") -> str:
     """Uploads a one-layer image made of tar ``layer`` (gzipped unless not ``compress``); the manifest digest."""
     blob = gzip.compress(layer, mtime=0) if compress else layer
     blob_digest = _upload(client, repo, blob)
@@ -335,18 +333,24 @@ def test_index_resolves_to_this_platform(storage: Storage, local_registry: Local
     ours_digest, _ = _push(storage, f"{local_registry.host}/multi:ours")
     other_digest, _ = _push(storage, f"{local_registry.host}/multi:other")
     client = Client(local_registry.host)
-    manifest_size = {
-        d: len(_get(client, f"/v2/multi/manifests/{d}")) for d in (ours_digest, other_digest)
-    }
+    manifest_size = {d: len(_get(client, f"/v2/multi/manifests/{d}")) for d in (ours_digest, other_digest)}
     foreign = "s390x" if host_architecture() != "s390x" else "amd64"
     index = {
         "schemaVersion": 2,
         "mediaType": registry.OCI_INDEX,
         "manifests": [
-            {"mediaType": registry.OCI_MANIFEST, "digest": other_digest, "size": manifest_size[other_digest],
-             "platform": {"os": "linux", "architecture": foreign}},
-            {"mediaType": registry.OCI_MANIFEST, "digest": ours_digest, "size": manifest_size[ours_digest],
-             "platform": {"os": "linux", "architecture": host_architecture()}},
+            {
+                "mediaType": registry.OCI_MANIFEST,
+                "digest": other_digest,
+                "size": manifest_size[other_digest],
+                "platform": {"os": "linux", "architecture": foreign},
+            },
+            {
+                "mediaType": registry.OCI_MANIFEST,
+                "digest": ours_digest,
+                "size": manifest_size[ours_digest],
+                "platform": {"os": "linux", "architecture": host_architecture()},
+            },
         ],
     }
     _put_manifest(client, "multi", "index", index)
@@ -501,15 +505,26 @@ def test_plain_http_only_to_loopback() -> None:
     [
         (
             'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:samalba/my-app:pull,push"',
-            [("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
-                         "scope": "repository:samalba/my-app:pull,push"})],
+            [
+                (
+                    "bearer",
+                    {
+                        "realm": "https://auth.docker.io/token",
+                        "service": "registry.docker.io",
+                        "scope": "repository:samalba/my-app:pull,push",
+                    },
+                )
+            ],
         ),
         ('Basic realm="Registry Realm"', [("basic", {"realm": "Registry Realm"})]),
         (
             'Basic realm="a, b", Bearer realm="http://x/t", scope="repository:a:pull repository:b:pull"',
             [("basic", {"realm": "a, b"}), ("bearer", {"realm": "http://x/t", "scope": "repository:a:pull repository:b:pull"})],
         ),
-        ('bearer Realm = "q\\"uoted" ,error=insufficient_scope', [("bearer", {"realm": 'q"uoted', "error": "insufficient_scope"})]),
+        (
+            'bearer Realm = "q\\"uoted" ,error=insufficient_scope',
+            [("bearer", {"realm": 'q"uoted', "error": "insufficient_scope"})],
+        ),
         ("", []),
         ('=oops realm="x"', []),
     ],
@@ -599,8 +614,12 @@ class _FakeRegistry:
             return self.reply(req, 401, b"{}", {"WWW-Authenticate": 'Basic realm="fake"'})
         if url.path.startswith("/denied"):  # refuses whatever token comes
             challenge = f'Bearer realm="http://127.0.0.1:{self.port}/token",service="fake",scope="repository:denied:pull"'
-            return self.reply(req, 401, b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}',
-                              {"WWW-Authenticate": challenge})
+            return self.reply(
+                req,
+                401,
+                b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}',
+                {"WWW-Authenticate": challenge},
+            )
         if url.path.startswith("/redirect"):
             return self.reply(req, 307, b"", {"Location": self.redirect})
         repo = url.path.split("/")[2] if url.path.startswith("/v2/") and url.path.count("/") > 2 else ""
@@ -608,8 +627,9 @@ class _FakeRegistry:
         if auth.startswith("Bearer ") and scope in auth.split("|", 1)[-1].split():
             return self.reply(req, 200, b'{"ok": true}')
         challenge = f'Bearer realm="{self.realm or self.url("/token")}",service="fake",scope="{scope}"'
-        self.reply(req, 401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
-                   {"WWW-Authenticate": challenge})
+        self.reply(
+            req, 401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}', {"WWW-Authenticate": challenge}
+        )
 
     @staticmethod
     def reply(req: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -636,7 +656,9 @@ def test_bearer_token_is_fetched_and_the_request_retried(fake_registry: _FakeReg
     with client.request("GET", "/v2/app/manifests/1") as resp:
         assert resp.status == 200 and resp.read() == b'{"ok": true}'
     assert [(m, p) for m, p, _ in fake_registry.requests] == [
-        ("GET", "/v2/app/manifests/1"), ("GET", "/token"), ("GET", "/v2/app/manifests/1"),
+        ("GET", "/v2/app/manifests/1"),
+        ("GET", "/token"),
+        ("GET", "/v2/app/manifests/1"),
     ]
     assert fake_registry.token_requests == [{"service": ["fake"], "scope": ["repository:app:pull"], "account": ["teu"]}]
     assert fake_registry.requests[1][2].startswith("Basic ")
@@ -836,10 +858,15 @@ def test_identity_token_is_exchanged_by_refresh_grant(fake_registry: _FakeRegist
     with client.request("GET", "/v2/app/manifests/1") as resp:
         assert resp.status == 200
     assert [(m, p) for m, p, _ in fake_registry.requests][1] == ("POST", "/token")
-    assert fake_registry.token_requests == [{
-        "grant_type": ["refresh_token"], "refresh_token": [_FakeRegistry.REFRESH], "client_id": ["teu"],
-        "service": ["fake"], "scope": ["repository:app:pull"],
-    }]
+    assert fake_registry.token_requests == [
+        {
+            "grant_type": ["refresh_token"],
+            "refresh_token": [_FakeRegistry.REFRESH],
+            "client_id": ["teu"],
+            "service": ["fake"],
+            "scope": ["repository:app:pull"],
+        }
+    ]
     assert fake_registry.authorizations() == ["Bearer user|repository:app:pull"]
 
 
@@ -882,4 +909,3 @@ def test_blob_records_go_with_their_layer(storage: Storage, tars: Any, kit: Any)
     storage.remove_image("rec", force=False)
     assert storage.store.blobs_of(image.layers[0]) == []
     assert storage.store.repositories_with("localhost:1", blob.digest) == []
-

@@ -98,7 +98,9 @@ def test_save_several_images_shares_layers(storage: Storage, tars: Any, kit: Any
 def test_load_accepts_gzip_layers(storage: Storage, tars: Any, kit: Any, tmp_path: Path) -> None:
     """A docker-archive whose layer.tar is gzip-compressed loads; the diff id is of the plain tar."""
     image = kit.import_tar(storage, tars.busybox(), "base")
-    data = _rebuild(_save(storage, ["base"], "docker-archive"), lambda n, c: (n, gzip.compress(c) if n.endswith("layer.tar") else c))
+    data = _rebuild(
+        _save(storage, ["base"], "docker-archive"), lambda n, c: (n, gzip.compress(c) if n.endswith("layer.tar") else c)
+    )
     other = Storage.open(tmp_path / "other")
     assert [i.id for i in _load(other, data)] == [image.id]
     other.close()
@@ -137,9 +139,7 @@ HOSTILE: dict[str, Callable[[bytes, Any], bytes]] = {
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_archive_is_refused_leaving_nothing(
-    storage: Storage, tars: Any, kit: Any, tmp_path: Path, case: str
-) -> None:
+def test_hostile_archive_is_refused_leaving_nothing(storage: Storage, tars: Any, kit: Any, tmp_path: Path, case: str) -> None:
     """Tampered digests, traversal, missing members and truncation are InvalidArgument; no image, no layer."""
     kit.import_tar(storage, tars.busybox(), "base", ImageConfig(cmd=["sh"]))
     data = HOSTILE[case](_save(storage, ["base"], "docker-archive"), tars)

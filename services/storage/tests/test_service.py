@@ -39,9 +39,7 @@ def _serve(tmp_path: Path, body: Callable[[Any], Awaitable[None]]) -> None:
     asyncio.run(run())
 
 
-async def _requests(
-    ref: str, data: bytes, header: bool = True
-) -> AsyncIterator[storage_pb2.ImportImageRequest]:
+async def _requests(ref: str, data: bytes, header: bool = True) -> AsyncIterator[storage_pb2.ImportImageRequest]:
     if header:
         config = types_pb2.ImageConfig(cmd=["sh"], labels={"k": "v"})
         yield storage_pb2.ImportImageRequest(header=storage_pb2.ImportHeader(ref=ref, config=config))
@@ -58,12 +56,8 @@ def test_import_lookup_and_snapshot_over_grpc(tmp_path: Path, tars: Any) -> None
         assert dict(imported.config.labels) == {"k": "v"}
         found = (await stub.GetImage(storage_pb2.GetImageRequest(ref=imported.id[7:19]))).image
         assert found == imported
-        assert [i.id for i in (await stub.ListImages(storage_pb2.ListImagesRequest())).images] == [
-            imported.id
-        ]
-        prepared = await stub.PrepareSnapshot(
-            storage_pb2.PrepareSnapshotRequest(key=KEY, image_id=imported.id)
-        )
+        assert [i.id for i in (await stub.ListImages(storage_pb2.ListImagesRequest())).images] == [imported.id]
+        prepared = await stub.PrepareSnapshot(storage_pb2.PrepareSnapshotRequest(key=KEY, image_id=imported.id))
         assert prepared.mounts[0].type == "overlay" and prepared.mounts[0].destination == "/"
         again = await stub.GetSnapshotMounts(storage_pb2.GetSnapshotMountsRequest(key=KEY))
         assert list(again.mounts) == list(prepared.mounts)
@@ -127,9 +121,7 @@ def test_layered_operations_over_grpc(tmp_path: Path, tars: Any) -> None:
         diff = await stub.Diff(storage_pb2.DiffRequest(key=KEY))
         assert [(c.kind, c.path) for c in diff.changes] == [("C", "/etc"), ("A", "/etc/motd")]
         config = types_pb2.ImageConfig(cmd=["sh"])
-        committed = (
-            await stub.Commit(storage_pb2.CommitRequest(key=KEY, ref="app:1", config=config, message="motd"))
-        ).image
+        committed = (await stub.Commit(storage_pb2.CommitRequest(key=KEY, ref="app:1", config=config, message="motd"))).image
         assert committed.parent == base.id and committed.comment == "motd" and len(committed.layers) == 2
         history = await stub.History(storage_pb2.HistoryRequest(ref="app:1"))
         assert [e.created_by for e in history.entries] == ["commit: motd", "teu import"]

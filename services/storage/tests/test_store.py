@@ -14,9 +14,7 @@ LAYER = ("sha256:" + "1" * 64, 10)
 
 
 def _add(store: Store, image_id: str, created: int, ref: str | None = None) -> None:
-    store.add_image(
-        image_id, build_config(ImageConfig(cmd=["sh"]), [LAYER[0]], created), created, [LAYER], ref
-    )
+    store.add_image(image_id, build_config(ImageConfig(cmd=["sh"]), [LAYER[0]], created), created, [LAYER], ref)
 
 
 def test_tag_moves_to_the_newer_image(tmp_path: Path) -> None:
@@ -27,9 +25,7 @@ def test_tag_moves_to_the_newer_image(tmp_path: Path) -> None:
     assert store.tagged("app:latest") == "sha256:bb"
     old, new = store.image("sha256:aa"), store.image("sha256:bb")
     assert old is not None and old.repo_tags == ()
-    assert (
-        new is not None and new.repo_tags == ("app:latest",) and new.layers == (LAYER[0],) and new.size == 10
-    )
+    assert new is not None and new.repo_tags == ("app:latest",) and new.layers == (LAYER[0],) and new.size == 10
     assert new.config.cmd == ("sh",)
     assert [i.id for i in store.images()] == ["sha256:bb", "sha256:aa"]
 

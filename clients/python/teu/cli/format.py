@@ -25,7 +25,7 @@ def rfc3339(ns: int) -> str:
 
 
 def ago(ns: int, now: float | None = None) -> str:
-    """"5 seconds", "3 minutes", "2 hours", "4 days"."""
+    """ "5 seconds", "3 minutes", "2 hours", "4 days"."""
     delta = max(0.0, (now or time.time()) - ns / 1e9)
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if delta >= size:

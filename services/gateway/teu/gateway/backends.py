@@ -83,4 +83,3 @@ async def retry_unavailable(service: str, make: Callable[[], Awaitable[T]], pati
             if exc.code() != grpc.StatusCode.UNAVAILABLE or loop.time() > deadline:
                 raise translate(exc, service) from None
             await asyncio.sleep(0.2)
-

@@ -85,7 +85,6 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
             if batch.lines or batch.chunks:
                 yield batch
 
-
     async def Attach(self, request_iterator: AsyncIterator[gw.AttachRequest], context: Ctx) -> AsyncIterator[gw.AttachResponse]:
         async for resp in streams.attach(self.f, request_iterator):
             yield resp

@@ -106,4 +106,3 @@ def parse_records(buf: bytes) -> list[Record]:
         stream, end = kind
         append((last_ns, stream, line[HEADER_LEN:] + end))
     return records
-

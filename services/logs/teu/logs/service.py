@@ -20,25 +20,17 @@ class LogsServicer(logs_pb2_grpc.LogsServiceServicer):
     def __init__(self, store: LogStore) -> None:
         self.store = store
 
-    async def PrepareLog(
-        self, request: logs_pb2.PrepareLogRequest, context: object
-    ) -> logs_pb2.PrepareLogResponse:
+    async def PrepareLog(self, request: logs_pb2.PrepareLogRequest, context: object) -> logs_pb2.PrepareLogResponse:
         """Reserves the container's log and returns the path for conmon."""
         path = await self.store.prepare(request.container_id)
         return logs_pb2.PrepareLogResponse(path=str(path))
 
-    async def ConfigureLog(
-        self, request: logs_pb2.ConfigureLogRequest, context: object
-    ) -> logs_pb2.ConfigureLogResponse:
+    async def ConfigureLog(self, request: logs_pb2.ConfigureLogRequest, context: object) -> logs_pb2.ConfigureLogResponse:
         """Sets the log's retention and control fifo; answers with the values in force."""
-        cfg = await self.store.configure(
-            request.container_id, request.max_size, request.max_files, request.control_path
-        )
+        cfg = await self.store.configure(request.container_id, request.max_size, request.max_files, request.control_path)
         return logs_pb2.ConfigureLogResponse(max_size=cfg.max_size, max_files=cfg.max_files)
 
-    async def ReadLog(
-        self, request: logs_pb2.ReadLogRequest, context: object
-    ) -> AsyncIterator[logs_pb2.ReadLogResponse]:
+    async def ReadLog(self, request: logs_pb2.ReadLogRequest, context: object) -> AsyncIterator[logs_pb2.ReadLogResponse]:
         """Streams the container's log: records when timestamps are asked for, chunks otherwise."""
         flt = make_filter(list(request.streams), request.grep, request.since, request.until, request.timestamps)
         opts = ReadOptions(offset=request.offset, tail=request.tail, follow=request.follow, flt=flt)
@@ -54,15 +46,11 @@ class LogsServicer(logs_pb2_grpc.LogsServiceServicer):
                     response.chunks.add(stream=stream, data=data)
                 yield response
 
-    async def RemoveLog(
-        self, request: logs_pb2.RemoveLogRequest, context: object
-    ) -> logs_pb2.RemoveLogResponse:
+    async def RemoveLog(self, request: logs_pb2.RemoveLogRequest, context: object) -> logs_pb2.RemoveLogResponse:
         """Deletes the container's log; succeeds for an unknown one."""
         return logs_pb2.RemoveLogResponse(removed=await self.store.remove(request.container_id))
 
-    async def GetLogUsage(
-        self, request: logs_pb2.GetLogUsageRequest, context: object
-    ) -> logs_pb2.GetLogUsageResponse:
+    async def GetLogUsage(self, request: logs_pb2.GetLogUsageRequest, context: object) -> logs_pb2.GetLogUsageResponse:
         """Disk used by every segment of every log, and how many logs there are."""
         total, count = await self.store.usage()
         return logs_pb2.GetLogUsageResponse(bytes=total, logs=count)

@@ -190,9 +190,7 @@ class LogStore:
             await asyncio.sleep(interval)
 
 
-def make_filter(
-    streams: list[int], grep: str, since: int, until: int, timestamps: bool
-) -> Filter:
+def make_filter(streams: list[int], grep: str, since: int, until: int, timestamps: bool) -> Filter:
     """A :class:`Filter` from request fields; InvalidArgument for a bad pattern or stream."""
     if grep:
         try:

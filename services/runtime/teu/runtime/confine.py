@@ -179,7 +179,7 @@ def check(sec: types_pb2.Security, held: Sequence[str], limits: Mapping[str, int
         if d.path_in_container and not d.path_in_container.startswith("/"):
             raise InvalidArgument(f"invalid device path in container {d.path_in_container!r}: it must be absolute")
     if sec.userns not in ("", "host"):
-        raise InvalidArgument(f"invalid userns mode {sec.userns!r}: want \"host\"")
+        raise InvalidArgument(f'invalid userns mode {sec.userns!r}: want "host"')
 
 
 def remapping(sec: types_pb2.Security, engine: IdMap | None, host_network: bool) -> IdMap | None:

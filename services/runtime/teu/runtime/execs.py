@@ -80,9 +80,7 @@ def argv(
     return [*args, "-e", "--exec-attach", "--exec-process-spec", str(sdir / "process.json")]
 
 
-async def launch(
-    base: list[str], sdir: Path, process: dict[str, Any], sid: str, size: tuple[int, int] | None
-) -> Session:
+async def launch(base: list[str], sdir: Path, process: dict[str, Any], sid: str, size: tuple[int, int] | None) -> Session:
     """Starts an exec session and connects to its stdio before the process runs."""
     (sdir / "exit").mkdir(parents=True)
     (sdir / "process.json").write_text(json.dumps(process))

@@ -381,9 +381,7 @@ class Manager:
         c = self.store.get(cid)
         if c.state == RUNNING:
             if not force:
-                raise FailedPrecondition(
-                    f"cannot remove container {c.name}: container is running: stop it first or force remove"
-                )
+                raise FailedPrecondition(f"cannot remove container {c.name}: container is running: stop it first or force remove")
             await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
             await self._event(cid).wait()
         async with self._lock(cid):

@@ -40,9 +40,11 @@ def mount_rootfs(mounts: Sequence[types_pb2.Mount], target: Path, mapping: IdMap
     flags = 4096 if m.type == "bind" else 0  # MS_BIND
     if mapping is not None and m.type != "overlay":
         raise FailedPrecondition("user namespace remapping needs an overlay root filesystem")
-    with idmapped.overlay_options(list(m.options), mapping) if mapping else nullcontext(
-        ",".join(o for o in m.options if o not in ("rbind", "bind"))
-    ) as data:
+    with (
+        idmapped.overlay_options(list(m.options), mapping)
+        if mapping
+        else nullcontext(",".join(o for o in m.options if o not in ("rbind", "bind"))) as data
+    ):
         rc = _libc.mount(m.source.encode(), os.fsencode(target), m.type.encode(), flags, data.encode())
         if rc != 0:
             err = ctypes.get_errno()

@@ -33,7 +33,6 @@ class OciRuntime(Protocol):
     async def delete(self, cid: str, force: bool = False) -> None:
         """Removes the container's runtime state and cgroups; no error if it is unknown."""
 
-
     def knows(self, cid: str) -> bool:
         """Whether the runtime still holds state for ``cid`` (cheap: no process is started)."""
 
@@ -81,7 +80,6 @@ class CliRuntime:
     def knows(self, cid: str) -> bool:
         """runc and crun both keep one directory per container under their root."""
         return (self.root / cid).exists()
-
 
 
 @dataclass(frozen=True)

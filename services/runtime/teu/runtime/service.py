@@ -81,9 +81,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def GetNetwork(self, request: pb.GetNetworkRequest, context: grpc.aio.ServicerContext) -> pb.GetNetworkResponse:
         return pb.GetNetworkResponse(network=self.m.networks.get(request.ref))
 
-    async def ListNetworks(
-        self, request: pb.ListNetworksRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListNetworksResponse:
+    async def ListNetworks(self, request: pb.ListNetworksRequest, context: grpc.aio.ServicerContext) -> pb.ListNetworksResponse:
         return pb.ListNetworksResponse(networks=self.m.networks.list())
 
     async def RemoveNetwork(
@@ -107,7 +105,6 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
                 yield pb.ExecResponse(exec_id=item)
             else:
                 yield pb.ExecResponse(frame=item)
-
 
     async def CopyTo(
         self, request_iterator: AsyncIterator[pb.CopyToRequest], context: grpc.aio.ServicerContext

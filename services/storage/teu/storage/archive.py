@@ -347,15 +347,11 @@ class _Extractor:
         target = _relative_name(member.linkname)
         if target == ".":
             raise InvalidArgument(f"invalid tar: hard link {member.name!r} to the root")
-        source = os.path.join(
-            self._resolve_dir(posixpath.dirname(target), create=False), posixpath.basename(target)
-        )
+        source = os.path.join(self._resolve_dir(posixpath.dirname(target), create=False), posixpath.basename(target))
         found = _lstat(source)
         # Only regular files already extracted: tarfile's fallback of re-reading the target is not needed.
         if found is None or not stat.S_ISREG(found.st_mode):
-            raise InvalidArgument(
-                f"invalid tar: hard link {member.name!r} to missing or non-file {member.linkname!r}"
-            )
+            raise InvalidArgument(f"invalid tar: hard link {member.name!r} to missing or non-file {member.linkname!r}")
         return source
 
     def _write_file(self, path: str, member: tarfile.TarInfo) -> None:

@@ -190,9 +190,7 @@ class Storage:
         """Starts receiving a tar stream; pass the upload to :meth:`commit_import` or discard it."""
         return Upload(self.tmp)
 
-    def commit_import(
-        self, upload: Upload, ref: refs.Reference | None, config: ImageConfig, comment: str = ""
-    ) -> Image:
+    def commit_import(self, upload: Upload, ref: refs.Reference | None, config: ImageConfig, comment: str = "") -> Image:
         """Unpacks the received tar as a layer and records a one-layer image, tagged ``ref`` if given.
 
         Consumes ``upload`` whatever happens. InvalidArgument for a bad tar, after which no layer,
@@ -207,9 +205,7 @@ class Storage:
             created = time.time_ns()
             raw = build_config(config, [diff_id], created)
             image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
-            self._store.add_image(
-                image_id, raw, created, [(diff_id, size)], str(ref) if ref else None, comment=comment
-            )
+            self._store.add_image(image_id, raw, created, [(diff_id, size)], str(ref) if ref else None, comment=comment)
         log.info("image_imported", image_id=image_id, ref=str(ref) if ref else None, layer=diff_id, size=size)
         return self._image(image_id)
 
@@ -266,8 +262,13 @@ class Storage:
             sizes = self._store.layer_sizes()
             layers = [(d, sizes.get(d, 0)) for d in parent.layers] + [(diff_id, size)]
             self._store.add_image(
-                image_id, raw, created, layers, str(reference) if reference else None,
-                parent=parent.id, comment=message,
+                image_id,
+                raw,
+                created,
+                layers,
+                str(reference) if reference else None,
+                parent=parent.id,
+                comment=message,
             )
         log.info("image_committed", image_id=image_id, key=key, parent=parent.id, layer=diff_id, size=size)
         return self._image(image_id)
@@ -739,9 +740,9 @@ def _copy_up_dirs(view: View, upper: Path, rel: str) -> Path:
                 os.chmod(fd, stat.S_IMODE(node.st.st_mode))
                 os.utime(fd, ns=(node.st.st_atime_ns, node.st.st_mtime_ns))
     return upper / rel
-async def import_image(
-    storage: Storage, ref: str, config: ImageConfig, chunks: AsyncIterable[bytes], url: str = ""
-) -> Image:
+
+
+async def import_image(storage: Storage, ref: str, config: ImageConfig, chunks: AsyncIterable[bytes], url: str = "") -> Image:
     """Receives a tar stream from ``chunks`` (or ``url``) and imports it as a one-layer image tagged ``ref``.
 
     An empty ``ref`` leaves the image untagged; a malformed one is refused before any byte is read.

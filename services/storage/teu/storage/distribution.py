@@ -155,8 +155,9 @@ def is_private(url: str) -> bool:
 class Response:
     """A response being read. Close it (or use ``with``): a fully read one returns its connection."""
 
-    def __init__(self, client: Client, key: tuple[str, str], conn: http.client.HTTPConnection,
-                 resp: http.client.HTTPResponse, url: str) -> None:
+    def __init__(
+        self, client: Client, key: tuple[str, str], conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, url: str
+    ) -> None:
         self._client = client
         self._key = key
         self._conn: http.client.HTTPConnection | None = conn
@@ -327,9 +328,7 @@ class Client:
         realm = challenge.params["realm"]
         if not is_private(realm):
             where = urllib.parse.urlsplit(realm).netloc or realm
-            raise FailedPrecondition(
-                f"registry {self.host} names a token server that is not HTTPS ({where}); refusing it"
-            )
+            raise FailedPrecondition(f"registry {self.host} names a token server that is not HTTPS ({where}); refusing it")
         return realm
 
     def _realm_credentials(self, realm: str) -> Credentials | None:
@@ -393,7 +392,12 @@ class Client:
     # --- transport ---------------------------------------------------------------------------
 
     def _follow(
-        self, method: str, url: str, headers: dict[str, str], body: Body, size: int | None,
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Body,
+        size: int | None,
         on_sent: Callable[[int], None] | None,
     ) -> Response:
         for _ in range(_MAX_REDIRECTS + 1):
@@ -410,7 +414,12 @@ class Client:
         raise Unavailable(f"{self.host}: too many redirects")
 
     def _send_once(
-        self, method: str, url: str, headers: dict[str, str], body: Body, size: int | None,
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Body,
+        size: int | None,
         on_sent: Callable[[int], None] | None,
     ) -> Response:
         parts = urllib.parse.urlsplit(url)

@@ -81,9 +81,7 @@ class SaveItem:
     mtime: int
 
 
-def write_archive(
-    items: Sequence[SaveItem], fmt: str, open_layer: Callable[[str], LayerSource], out: IO[bytes]
-) -> None:
+def write_archive(items: Sequence[SaveItem], fmt: str, open_layer: Callable[[str], LayerSource], out: IO[bytes]) -> None:
     """Writes ``items`` as one archive of format ``fmt`` (see FORMATS) to ``out``."""
     tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed at the end
     mtime = max((i.mtime for i in items), default=0)
@@ -329,8 +327,7 @@ class Archive:
             image_id=config_desc["digest"],
             config=config,
             layers=[
-                LayerRef(_blob_name(d["digest"]), diff_id, d["digest"])
-                for d, diff_id in zip(layer_descs, diff_ids, strict=True)
+                LayerRef(_blob_name(d["digest"]), diff_id, d["digest"]) for d, diff_id in zip(layer_descs, diff_ids, strict=True)
             ],
         )
 

@@ -156,8 +156,13 @@ class _Layer:
 
 
 def pull(
-    storage: Storage, ref: str, insecure: bool, emit: Emit, client: Client | None = None,
-    *, credentials: Credentials | None = None,
+    storage: Storage,
+    ref: str,
+    insecure: bool,
+    emit: Emit,
+    client: Client | None = None,
+    *,
+    credentials: Credentials | None = None,
 ) -> Image:
     """Pulls ``ref`` into ``storage`` and tags it (not when pulled by digest alone); returns the image.
 
@@ -227,7 +232,8 @@ class _Puller:
         # Only blobs checked against their diff id here or before: a later push trusts these records.
         store = self.storage.store
         checked = [
-            layer for layer in unique
+            layer
+            for layer in unique
             if layer.digest in self.verified or any(b.digest == layer.digest for b in store.blobs_of(layer.diff_id))
         ]
         store.record_blobs(
@@ -236,8 +242,12 @@ class _Puller:
             self.remote.repository,
         )
         log.info(
-            "image_pulled", ref=str(self.remote), image_id=image.id, manifest=digest,
-            layers=len(layers), seconds=round(time.monotonic() - started, 3),
+            "image_pulled",
+            ref=str(self.remote),
+            image_id=image.id,
+            manifest=digest,
+            layers=len(layers),
+            seconds=round(time.monotonic() - started, 3),
         )
         return image
 
@@ -426,8 +436,13 @@ def _json(raw: bytes, what: str) -> dict[str, Any]:
 
 
 def push(
-    storage: Storage, ref: str, insecure: bool, emit: Emit, client: Client | None = None,
-    *, credentials: Credentials | None = None,
+    storage: Storage,
+    ref: str,
+    insecure: bool,
+    emit: Emit,
+    client: Client | None = None,
+    *,
+    credentials: Credentials | None = None,
 ) -> str:
     """Pushes the image tagged ``ref`` ("registry/name[:tag]") and returns the manifest digest.
 
@@ -472,8 +487,7 @@ class _Pusher:
                 "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": len(config)},
                 "layers": [
-                    {"mediaType": blobs[d].media_type, "digest": blobs[d].digest, "size": blobs[d].size}
-                    for d in image.layers
+                    {"mediaType": blobs[d].media_type, "digest": blobs[d].digest, "size": blobs[d].size} for d in image.layers
                 ],
             },
             separators=(",", ":"),
@@ -486,8 +500,12 @@ class _Pusher:
         if claimed and claimed != digest:
             raise Internal(f"registry {self.remote.registry} stored manifest {claimed}, not {digest}")
         log.info(
-            "image_pushed", ref=str(self.remote), image_id=image.id, manifest=digest,
-            layers=len(image.layers), seconds=round(time.monotonic() - started, 3),
+            "image_pushed",
+            ref=str(self.remote),
+            image_id=image.id,
+            manifest=digest,
+            layers=len(image.layers),
+            seconds=round(time.monotonic() - started, 3),
         )
         return digest
 

@@ -79,17 +79,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             driver=info.driver, images=info.images, snapshots=info.snapshots, root=info.root
         )
 
-    async def Diff(
-        self, request: storage_pb2.DiffRequest, context: grpc.aio.ServicerContext
-    ) -> storage_pb2.DiffResponse:
+    async def Diff(self, request: storage_pb2.DiffRequest, context: grpc.aio.ServicerContext) -> storage_pb2.DiffResponse:
         changes = await asyncio.to_thread(self._storage.diff, request.key)
-        return storage_pb2.DiffResponse(
-            changes=[storage_pb2.Change(kind=c.kind, path=c.path) for c in changes]
-        )
+        return storage_pb2.DiffResponse(changes=[storage_pb2.Change(kind=c.kind, path=c.path) for c in changes])
 
-    async def Commit(
-        self, request: storage_pb2.CommitRequest, context: grpc.aio.ServicerContext
-    ) -> storage_pb2.CommitResponse:
+    async def Commit(self, request: storage_pb2.CommitRequest, context: grpc.aio.ServicerContext) -> storage_pb2.CommitResponse:
         image = await asyncio.to_thread(
             self._storage.commit,
             request.key,
@@ -110,9 +104,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def CopyFrom(
         self, request: storage_pb2.CopyFromRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.CopyFromResponse]:
-        async for chunk in stream_from_thread(
-            lambda out: self._storage.copy_from(request.key, request.path, out)
-        ):
+        async for chunk in stream_from_thread(lambda out: self._storage.copy_from(request.key, request.path, out)):
             yield storage_pb2.CopyFromResponse(chunk=chunk)
 
     async def CopyTo(
@@ -206,9 +198,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             else:
                 yield storage_pb2.PushResponse(progress=_progress_to_proto(event))
 
-    async def Prune(
-        self, request: storage_pb2.PruneRequest, context: grpc.aio.ServicerContext
-    ) -> storage_pb2.PruneResponse:
+    async def Prune(self, request: storage_pb2.PruneRequest, context: grpc.aio.ServicerContext) -> storage_pb2.PruneResponse:
         deleted, reclaimed = await asyncio.to_thread(self._storage.prune, request.all)
         return storage_pb2.PruneResponse(deleted=deleted, reclaimed=reclaimed)
 
@@ -261,12 +251,8 @@ def _image_to_proto(image: Image) -> storage_pb2.Image:
 
 
 def _progress_to_proto(progress: registry.Progress) -> storage_pb2.Progress:
-    return storage_pb2.Progress(
-        digest=progress.digest, done=progress.done, total=progress.total, status=progress.status
-    )
+    return storage_pb2.Progress(digest=progress.digest, done=progress.done, total=progress.total, status=progress.status)
 
 
 def _mount_to_proto(mount: Mount) -> types_pb2.Mount:
-    return types_pb2.Mount(
-        type=mount.type, source=mount.source, destination=mount.destination, options=mount.options
-    )
+    return types_pb2.Mount(type=mount.type, source=mount.source, destination=mount.destination, options=mount.options)

@@ -73,9 +73,7 @@ def overlay_mount(lower_dirs: Sequence[Path], snapshot_dir: Path) -> Mount:
     paths = [str(p) for p in (*lower_dirs, snapshot_dir)]
     # overlayfs splits options on ',' and lowerdir on ':'; such a state dir cannot be described.
     if any("," in p or ":" in p for p in paths):
-        raise Internal(
-            f"storage root {snapshot_dir.parent.parent} contains ',' or ':' which overlayfs cannot take"
-        )
+        raise Internal(f"storage root {snapshot_dir.parent.parent} contains ',' or ':' which overlayfs cannot take")
     return Mount(
         type="overlay",
         source="overlay",

@@ -194,8 +194,7 @@ class Store:
                     [(image.id, pos, diff_id) for pos, (diff_id, _) in enumerate(image.layers)],
                 )
                 db.executemany(
-                    "INSERT INTO tags (ref, image_id) VALUES (?, ?) "
-                    "ON CONFLICT (ref) DO UPDATE SET image_id = excluded.image_id",
+                    "INSERT INTO tags (ref, image_id) VALUES (?, ?) ON CONFLICT (ref) DO UPDATE SET image_id = excluded.image_id",
                     [(ref, image.id) for ref in image.refs],
                 )
 
@@ -203,8 +202,7 @@ class Store:
         """Points ``ref`` at ``image_id`` (moving it from any other image)."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO tags (ref, image_id) VALUES (?, ?) "
-                "ON CONFLICT (ref) DO UPDATE SET image_id = excluded.image_id",
+                "INSERT INTO tags (ref, image_id) VALUES (?, ?) ON CONFLICT (ref) DO UPDATE SET image_id = excluded.image_id",
                 (ref, image_id),
             )
 
@@ -220,14 +218,9 @@ class Store:
             tags = [str(r[0]) for r in db.execute("SELECT ref FROM tags WHERE image_id = ?", (image_id,))]
             untag = tags if refs is None else [r for r in refs if r in tags]
             remaining = [t for t in tags if t not in untag]
-            users = [
-                str(r[0])
-                for r in db.execute("SELECT key FROM snapshots WHERE image_id = ? ORDER BY key", (image_id,))
-            ]
+            users = [str(r[0]) for r in db.execute("SELECT key FROM snapshots WHERE image_id = ? ORDER BY key", (image_id,))]
             if not remaining and users and not force:
-                raise FailedPrecondition(
-                    f"unable to remove image {image_id}: image is being used by container {users[0]}"
-                )
+                raise FailedPrecondition(f"unable to remove image {image_id}: image is being used by container {users[0]}")
             db.executemany("DELETE FROM tags WHERE ref = ?", [(r,) for r in untag])
             deleted = not remaining and not users
             if deleted:
@@ -258,9 +251,7 @@ class Store:
     def layer_lists(self) -> list[list[str]]:
         """The layer list of every image (for garbage collection)."""
         lists: dict[str, list[str]] = {}
-        for image_id, diff_id in self._query(
-            "SELECT image_id, diff_id FROM image_layers ORDER BY image_id, position", ()
-        ):
+        for image_id, diff_id in self._query("SELECT image_id, diff_id FROM image_layers ORDER BY image_id, position", ()):
             lists.setdefault(str(image_id), []).append(str(diff_id))
         return list(lists.values())
 
@@ -295,9 +286,7 @@ class Store:
 
     def blobs_of(self, diff_id: str) -> list[Blob]:
         """Known blobs of layer ``diff_id``, oldest record first."""
-        rows = self._query(
-            "SELECT digest, diff_id, size, media_type FROM blobs WHERE diff_id = ? ORDER BY rowid", (diff_id,)
-        )
+        rows = self._query("SELECT digest, diff_id, size, media_type FROM blobs WHERE diff_id = ? ORDER BY rowid", (diff_id,))
         return [Blob(str(r[0]), str(r[1]), int(r[2]), str(r[3])) for r in rows]
 
     def repositories_with(self, registry: str, digest: str) -> list[str]:
