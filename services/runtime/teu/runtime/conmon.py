@@ -16,20 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from teu.errors import Internal
+from teu.runtime.bundle import Bundle, ConmonDir
 
 SYNC_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
 class Launch:
-    """Everything conmon needs for one container."""
+    """Everything conmon needs for one container (or, with the session's id, one exec session)."""
 
     conmon: str
     runtime: str
     runtime_root: Path
     cid: str
     name: str
-    bundle: Path
+    bundle: Bundle
     log_path: str
     terminal: bool
     stdin: bool
@@ -43,36 +44,28 @@ class Created:
     error: str
 
 
-def persist_dir(bundle: Path) -> Path:
-    """Where conmon writes ``exit`` and ``oom``."""
-    return bundle / "persist"
-
-
-def argv(launch: Launch) -> list[str]:
-    """conmon's command line (pure)."""
-    b = launch.bundle
+def command(launch: Launch, uuid: str, workdir: ConmonDir, pidfile: Path, exit_dir: Path, log: str, *extra: str) -> list[str]:
+    """conmon's command line (pure): what a container's monitor and an exec session's share, then
+    ``extra``. ``workdir`` is conmon's -b, where it makes the attach socket and the control fifo."""
     args = [
-        launch.conmon,
-        "--api-version",
-        "-c", launch.cid,
-        "-u", launch.cid,
-        "-r", launch.runtime,
-        "-b", str(b),
-        "-p", str(b / "pidfile"),
-        "-n", launch.name,
-        "--exit-dir", str(b / "exits"),
-        "--persist-dir", str(persist_dir(b)),
-        "-P", str(b / "conmon.pid"),
-        "--full-attach",
-        "-l", f"k8s-file:{launch.log_path}",
-        "--log-level", "warning",
-        "--runtime-arg", f"--root={launch.runtime_root}",
+        launch.conmon, "--api-version",
+        "-c", launch.cid, "-u", uuid, "-n", launch.name,
+        "-r", launch.runtime, "--runtime-arg", f"--root={launch.runtime_root}",
+        "-b", str(workdir.path), "-p", str(pidfile), "--exit-dir", str(exit_dir),
+        "--full-attach", "-l", log, "--log-level", "warning",
     ]  # fmt: skip
     if launch.terminal:
         args.append("-t")
     elif launch.stdin:
         args.append("-i")
-    return args
+    return [*args, *extra]
+
+
+def argv(launch: Launch) -> list[str]:
+    """The container monitor's command line (pure)."""
+    b = launch.bundle
+    return command(launch, launch.cid, b, b.pidfile, b.exits, f"k8s-file:{launch.log_path}",
+                   "--persist-dir", str(b.persist), "-P", str(b.conmon_pid))  # fmt: skip
 
 
 _LOGRUS_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
@@ -98,10 +91,11 @@ def parse_sync(line: bytes) -> Created:
 
 async def launch(spec: Launch) -> Created:
     """Starts conmon and waits until the container is created (or failed to be)."""
-    for sub in ("exits", "persist"):
-        (spec.bundle / sub).mkdir(exist_ok=True)
-    for stale in ("exits/" + spec.cid, "persist/exit", "persist/oom", "conmon.pid", "pidfile"):
-        (spec.bundle / stale).unlink(missing_ok=True)
+    b = spec.bundle
+    for sub in (b.exits, b.persist):
+        sub.mkdir(exist_ok=True)
+    for stale in (b.exits / spec.cid, b.exit_file, b.oom_file, b.conmon_pid, b.pidfile):
+        stale.unlink(missing_ok=True)
     read_fd, write_fd = os.pipe()
     env = {"_OCI_SYNCPIPE": str(write_fd), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
     try:
@@ -109,7 +103,7 @@ async def launch(spec: Launch) -> Created:
             *argv(spec),
             pass_fds=(write_fd,),
             env=env,
-            cwd=spec.bundle,
+            cwd=b.path,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -163,21 +157,21 @@ async def read_line(fd: int) -> bytes:
             return bytes(line)
 
 
-def monitor_pid(bundle: Path) -> int:
+def monitor_pid(bundle: Bundle) -> int:
     """conmon's pid, from its pidfile; 0 if absent."""
     try:
-        return int((bundle / "conmon.pid").read_text().strip())
+        return int(bundle.conmon_pid.read_text().strip())
     except (FileNotFoundError, ValueError):
         return 0
 
 
-def exit_status(bundle: Path) -> tuple[int, bool] | None:
+def exit_status(bundle: Bundle) -> tuple[int, bool] | None:
     """(exit code, OOM-killed) once conmon has recorded the exit; None before that."""
     try:
-        code = int((persist_dir(bundle) / "exit").read_text().strip())
+        code = int(bundle.exit_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return code, (persist_dir(bundle) / "oom").exists()
+    return code, bundle.oom_file.exists()
 
 
 def is_monitor(pid: int, cid: str) -> bool:

@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from teu.errors import Internal
 from teu.runtime.attach import AttachSocket, resize
-from teu.runtime.conmon import clean_error, read_line
+from teu.runtime.bundle import ExecDir
+from teu.runtime.conmon import Launch, clean_error, command, read_line
 
 HANDSHAKE_TIMEOUT = 30.0
 
@@ -28,7 +28,7 @@ class Session:
     """A running exec session."""
 
     id: str
-    dir: Path
+    dir: ExecDir
     pid: int
     error: str
     sock: AttachSocket | None
@@ -52,11 +52,11 @@ class Session:
         """Removes the session's directory."""
         if self.sock:
             self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.dir.path, ignore_errors=True)
 
 
-def _exit_file(sdir: Path) -> int:
-    for f in (sdir / "exit").glob("*"):
+def _exit_file(edir: ExecDir) -> int:
+    for f in edir.exits.glob("*"):
         try:
             return int(f.read_text().strip())
         except ValueError:
@@ -64,26 +64,17 @@ def _exit_file(sdir: Path) -> int:
     return -1
 
 
-def argv(
-    conmon: str, runtime: str, runtime_root: Path, cid: str, sid: str, name: str, sdir: Path, terminal: bool, stdin: bool
-) -> list[str]:
-    """conmon's command line for an exec session (pure)."""
-    args = [
-        conmon, "--api-version", "-c", cid, "-u", sid, "-r", runtime, "-b", str(sdir),
-        "-p", str(sdir / "exec_pid"), "-n", name, "--exit-dir", str(sdir / "exit"), "--full-attach",
-        "-l", "none", "--log-level", "warning", "--runtime-arg", f"--root={runtime_root}",
-    ]  # fmt: skip
-    if terminal:
-        args.append("-t")
-    elif stdin:
-        args.append("-i")
-    return [*args, "-e", "--exec-attach", "--exec-process-spec", str(sdir / "process.json")]
+def argv(launch: Launch, sid: str, edir: ExecDir) -> list[str]:
+    """conmon's command line for exec session ``sid`` of ``launch``'s container (pure)."""
+    return command(launch, sid, edir, edir.pidfile, edir.exits, "none",
+                   "-e", "--exec-attach", "--exec-process-spec", str(edir.process_spec))  # fmt: skip
 
 
-async def launch(base: list[str], sdir: Path, process: dict[str, Any], sid: str, size: tuple[int, int] | None) -> Session:
+async def launch(base: list[str], edir: ExecDir, process: dict[str, Any], sid: str, size: tuple[int, int] | None) -> Session:
     """Starts an exec session and connects to its stdio before the process runs."""
-    (sdir / "exit").mkdir(parents=True)
-    (sdir / "process.json").write_text(json.dumps(process))
+    sdir = edir.path
+    edir.exits.mkdir(parents=True)
+    edir.process_spec.write_text(json.dumps(process))
     sync_r, sync_w = os.pipe()
     start_r, start_w = os.pipe()
     attach_r, attach_w = os.pipe()
@@ -102,15 +93,15 @@ async def launch(base: list[str], sdir: Path, process: dict[str, Any], sid: str,
     finally:
         for fd in (sync_w, start_r, attach_w):
             os.close(fd)
-    session = Session(sid, sdir, 0, "", None, proc, sync_r)
+    session = Session(sid, edir, 0, "", None, proc, sync_r)
     try:
         os.write(start_w, b"1")
         ready = await asyncio.wait_for(read_line(attach_r), HANDSHAKE_TIMEOUT)
         if not ready.strip() or int(json.loads(ready).get("data", -1)) < 0:
             raise Internal(f"conmon could not prepare the exec session: {ready.decode(errors='replace').strip()}")
-        session.sock = await AttachSocket.connect(sdir / "attach")
+        session.sock = await AttachSocket.connect(edir.attach)
         if size:
-            resize(sdir / "ctl", *size)
+            resize(edir.ctl, *size)
         os.write(start_w, b"1")
         line = await asyncio.wait_for(read_line(sync_r), HANDSHAKE_TIMEOUT)
         msg: dict[str, Any] = json.loads(line) if line.strip() else {"data": -1, "message": "conmon exited without reporting"}

@@ -30,6 +30,7 @@ from teu.common.idmap import IdMap
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
 from teu.runtime import confine, conmon, copyin, execs, mounts, names, spec, users
+from teu.runtime.bundle import Bundle
 from teu.runtime.network import netconf
 from teu.runtime.network.networks import HOST, Networks, Plan
 from teu.runtime.oci import OciRuntime
@@ -44,7 +45,7 @@ CREATED, RUNNING, EXITED = (
     types_pb2.CONTAINER_STATE_EXITED,
 )
 LOST_EXIT = 255
-OnCreated = Callable[[Path], Awaitable[None]]
+OnCreated = Callable[[Bundle], Awaitable[None]]
 DEFAULT_STOP_TIMEOUT = 10
 
 
@@ -74,9 +75,9 @@ class Manager:
         self._exited: dict[str, asyncio.Event] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
-    def bundle(self, cid: str) -> Path:
-        """The container's bundle directory."""
-        return self.settings.bundles / cid
+    def bundle(self, cid: str) -> Bundle:
+        """The container's bundle directory and the paths in it."""
+        return Bundle(self.settings.bundles / cid)
 
     def _lock(self, cid: str) -> asyncio.Lock:
         return self._locks.setdefault(cid, asyncio.Lock())
@@ -98,16 +99,16 @@ class Manager:
         self.networks.check(cspec)
         c = Container(id=cid, name=name, spec=cspec, state=CREATED, created_at=_now())
         bundle = self.bundle(cid)
-        if bundle.exists():
+        if bundle.path.exists():
             raise FailedPrecondition(f"bundle for {cid} already exists")
-        perms.traversable(bundle, self._traverse_gid())
+        perms.traversable(bundle.path, self._traverse_gid())
         try:
             hostname = spec.hostname_of(cid, cspec)
-            perms.public_file(bundle / "hostname", hostname + "\n")
-            perms.public_file(bundle / "hosts", netconf.hosts(hostname, None))
+            perms.public_file(bundle.hostname, hostname + "\n")
+            perms.public_file(bundle.hosts, netconf.hosts(hostname, None))
             self.store.insert(c)
         except BaseException:
-            shutil.rmtree(bundle, ignore_errors=True)
+            shutil.rmtree(bundle.path, ignore_errors=True)
             raise
         self._exited[cid] = asyncio.Event()
         log.info("container_created", container=cid[:12], name=name)
@@ -150,12 +151,11 @@ class Manager:
         """The start proper, once the network plan is recorded (the caller releases it on failure)."""
         cid = c.id
         bundle = self.bundle(cid)
-        rootfs = bundle / "rootfs"
         remap = confine.remapping(c.spec.security, self.settings.remap, plan.kind == HOST)
-        perms.traversable(bundle, remap.gid if remap else None)
-        await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, rootfs, remap)
+        perms.traversable(bundle.path, remap.gid if remap else None)
+        await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, bundle.rootfs, remap)
         try:
-            created = await self._launch(c, bundle, rootfs, plan, remap)
+            created = await self._launch(c, bundle, plan, remap)
         except BaseException as exc:
             raise await self._abort_start(c, exc, runtime_created=False) from exc
         if created.pid <= 0:
@@ -185,32 +185,27 @@ class Manager:
         log.info("container_started", container=cid[:12], pid=c.pid, monitor=c.monitor_pid)
         return c
 
-    async def _launch(self, c: Container, bundle: Path, rootfs: Path, plan: Plan, remap: IdMap | None) -> conmon.Created:
-        user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, rootfs)
+    async def _launch(self, c: Container, bundle: Bundle, plan: Plan, remap: IdMap | None) -> conmon.Created:
+        user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs)
         binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
         doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"teu/{c.id}",
                          network_namespace=plan.kind != HOST, devices=devices, remap=remap)  # fmt: skip
-        (bundle / "config.json").write_text(json.dumps(doc))
-        launch = conmon.Launch(
-            conmon=self.settings.conmon,
-            runtime=self.oci.path,
-            runtime_root=self.oci.root,
-            cid=c.id,
-            name=c.name,
-            bundle=bundle,
-            log_path=c.spec.log_path,
-            terminal=c.spec.process.terminal,
-            stdin=c.spec.process.open_stdin,
-        )
-        return await conmon.launch(launch)
+        bundle.config.write_text(json.dumps(doc))
+        return await conmon.launch(self._monitor(c, bundle, c.spec.process))
+
+    def _monitor(self, c: Container, bundle: Bundle, proc: types_pb2.Process) -> conmon.Launch:
+        """What conmon needs to run ``proc`` of container ``c`` (its main process or an exec)."""
+        return conmon.Launch(conmon=self.settings.conmon, runtime=self.oci.path, runtime_root=self.oci.root, cid=c.id,
+                             name=c.name, bundle=bundle, log_path=c.spec.log_path, terminal=proc.terminal,
+                             stdin=proc.open_stdin)  # fmt: skip
 
     async def _abort_start(self, c: Container, exc: BaseException, runtime_created: bool) -> BaseException:
         """Undoes a start that failed after the mount (runtime state, mount), records why, and returns
         the error to raise: Teu errors as they are, anything else as Internal with its message."""
         if runtime_created:
             await self.oci.delete(c.id, force=True)
-        await asyncio.to_thread(mounts.unmount, self.bundle(c.id) / "rootfs")
+        await asyncio.to_thread(mounts.unmount, self.bundle(c.id).rootfs)
         err: BaseException
         if isinstance(exc, TeuError):
             c.error, err = exc.message, exc
@@ -224,7 +219,7 @@ class Manager:
         return err
 
     async def _fail_start(self, c: Container, error: str) -> Container:
-        await asyncio.to_thread(mounts.unmount, self.bundle(c.id) / "rootfs")
+        await asyncio.to_thread(mounts.unmount, self.bundle(c.id).rootfs)
         await self.networks.release(c.id)
         c.state, c.exit_code, c.error, c.finished_at, c.pid = EXITED, spec.exit_code_for_start_error(error), error, _now(), 0
         self.store.update(c)
@@ -247,12 +242,11 @@ class Manager:
         if not proc.args:
             raise InvalidArgument("no command specified")
         bundle = self.bundle(cid)
-        user = await asyncio.to_thread(users.resolve_in_rootfs, proc.user or c.spec.process.user, bundle / "rootfs")
+        user = await asyncio.to_thread(users.resolve_in_rootfs, proc.user or c.spec.process.user, bundle.rootfs)
         sid = secrets.token_hex(32)
         doc = spec.exec_process(cid, c.spec, proc, user, self.settings.host)
-        base = execs.argv(self.settings.conmon, self.oci.path, self.oci.root, cid, sid, c.name, bundle / "exec" / sid,
-                          proc.terminal, proc.open_stdin)  # fmt: skip
-        session = await execs.launch(base, bundle / "exec" / sid, doc, sid, size)
+        edir = bundle.session(sid)
+        session = await execs.launch(execs.argv(self._monitor(c, bundle, proc), sid, edir), edir, doc, sid, size)
         record = runtime_pb2.ExecSession(id=sid, args=list(proc.args), running=session.pid > 0, pid=max(session.pid, 0),
                                          terminal=proc.terminal)  # fmt: skip
         if session.error:
@@ -268,7 +262,7 @@ class Manager:
         if c.state != RUNNING:
             raise FailedPrecondition(f"container {c.name} is not running")
         offsets = await asyncio.to_thread(copyin.id_offset, c.pid)
-        files = await copyin.copy_into(self.bundle(cid) / "rootfs", path, chunks, offsets)
+        files = await copyin.copy_into(self.bundle(cid).rootfs, path, chunks, offsets)
         log.info("copied_into_container", container=cid[:12], path=path, files=files)
         return files
 
@@ -283,7 +277,7 @@ class Manager:
         """The container record with its exec sessions (``execs`` when the caller loaded them already),
         control fifo and network attachment."""
         c.execs.extend(self.store.execs_of(c.id) if execs is None else execs)
-        c.control_path = str(self.bundle(c.id) / "ctl")
+        c.control_path = str(self.bundle(c.id).ctl)
         if c.state == RUNNING and (attachment := self.networks.attachment(c)) is not None:
             c.network.CopyFrom(attachment)
         return c
@@ -323,7 +317,7 @@ class Manager:
                 c.exit_code, c.oom_killed, c.error = LOST_EXIT, False, "exit status lost: the container's monitor was killed"
             else:
                 c.exit_code, c.oom_killed = status
-            exit_file = conmon.persist_dir(bundle) / "exit"
+            exit_file = bundle.exit_file
             # the file's mtime says when it exited even if we learn it late (after a restart); the
             # kernel stamps files with a coarse clock, so never let it precede the start
             c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
@@ -334,7 +328,7 @@ class Manager:
             self._event(cid).set()
             log.info("container_exited", container=cid[:12], exit_code=c.exit_code, oom=c.oom_killed)
             await self.oci.delete(cid, force=True)
-            await asyncio.to_thread(mounts.unmount, bundle / "rootfs")
+            await asyncio.to_thread(mounts.unmount, bundle.rootfs)
 
     async def wait(self, cid: str) -> Container:
         """Blocks until the container is not running (created containers wait for a run)."""
@@ -389,8 +383,8 @@ class Manager:
             bundle = self.bundle(cid)
             await self._forget_runtime_state(cid)
             await self._release_network(cid)
-            await asyncio.to_thread(mounts.unmount, bundle / "rootfs")
-            await asyncio.to_thread(shutil.rmtree, bundle, True)
+            await asyncio.to_thread(mounts.unmount, bundle.rootfs)
+            await asyncio.to_thread(shutil.rmtree, bundle.path, True)
             self.store.delete(cid)
         self._locks.pop(cid, None)
         self._event(cid).set()
@@ -429,7 +423,7 @@ class Manager:
         for record in self.store.execs_of(c.id):
             if not record.running:
                 continue
-            exits = self.bundle(c.id) / "exec" / record.id / "exit" / c.id
+            exits = self.bundle(c.id).session(record.id).exit_file(c.id)
             if record.pid and _alive(record.pid):
                 self.background(self._exec_exit_later(c.id, record.id, record.pid, exits))
             else:

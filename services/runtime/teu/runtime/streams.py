@@ -9,6 +9,7 @@ from pathlib import Path
 
 from teu.errors import FailedPrecondition, InvalidArgument
 from teu.runtime.attach import AttachSocket, resize
+from teu.runtime.bundle import Bundle
 from teu.runtime.manager import RUNNING, Manager
 from teu.runtime.spec import exit_code_for_start_error
 from teu.runtime.v1 import runtime_pb2 as pb
@@ -80,10 +81,10 @@ async def attach(m: Manager, open_: pb.AttachOpen, frames: Frames) -> AsyncItera
     bundle = m.bundle(c.id)
     connected: list[AttachSocket] = []
 
-    async def connect(at: Path) -> None:
-        connected.append(await AttachSocket.connect(at / "attach"))
+    async def connect(at: Bundle) -> None:
+        connected.append(await AttachSocket.connect(at.attach))
         if size := _size(open_.size):
-            resize(at / "ctl", *size)
+            resize(at.ctl, *size)
 
     if open_.stdin and not (c.spec.process.open_stdin or c.spec.process.terminal):
         raise InvalidArgument("the container was not created with an open stdin (-i) or a terminal (-t)")
@@ -97,7 +98,7 @@ async def attach(m: Manager, open_: pb.AttachOpen, frames: Frames) -> AsyncItera
     else:
         await connect(bundle)
     sock = connected[0]
-    pump = Pump(sock, frames, bundle / "ctl", open_.stdin)
+    pump = Pump(sock, frames, bundle.ctl, open_.stdin)
     try:
         async for frame in pump:
             yield frame
@@ -130,7 +131,7 @@ async def exec_(m: Manager, open_: pb.ExecOpen, frames: Frames) -> AsyncIterator
             yield t.OutputFrame(exit=t.ExitStatus(exit_code=code, error=session.error))
             return
         assert session.sock is not None
-        pump = Pump(session.sock, frames, session.dir / "ctl", open_.process.open_stdin)
+        pump = Pump(session.sock, frames, session.dir.ctl, open_.process.open_stdin)
         async for frame in pump:
             yield frame
         if pump.detached:

@@ -26,6 +26,7 @@ import structlog
 from teu.common import perms
 from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu.runtime import spec
+from teu.runtime.bundle import Bundle
 from teu.runtime.network import addressing, firewall, links, netconf, ports
 from teu.runtime.network.dns import Responder
 from teu.runtime.network.records import Attachment, Records
@@ -209,23 +210,23 @@ class Networks:
         att = self.records.allocate(c.id, record if record is not None else name, addressing.veth_name(c.id), mappings)
         return Plan(name, record, att, mappings)
 
-    def write_files(self, plan: Plan, c: Container, bundle: Path) -> dict[str, str]:
+    def write_files(self, plan: Plan, c: Container, bundle: Bundle) -> dict[str, str]:
         """Writes the container's hosts (and resolv.conf) for ``plan``; returns the bind mounts
         (container path → bundle file) to add to its spec."""
-        binds = {"/etc/hostname": str(bundle / "hostname"), "/etc/hosts": str(bundle / "hosts")}
+        binds = {"/etc/hostname": str(bundle.hostname), "/etc/hosts": str(bundle.hosts)}
         if plan.kind == NONE:
             return binds  # the hosts file written at create stays: loopback only
         hostname = spec.hostname_of(c.id, c.spec)
         if plan.kind == HOST:
-            perms.public_file(bundle / "hosts", netconf.read_host_file(Path("/etc/hosts")) or netconf.hosts(hostname, None))
+            perms.public_file(bundle.hosts, netconf.read_host_file(Path("/etc/hosts")) or netconf.hosts(hostname, None))
             resolv = netconf.read_host_file()
         else:
             assert plan.record is not None and plan.attachment is not None and plan.attachment.address is not None
-            perms.public_file(bundle / "hosts", netconf.hosts(hostname, plan.attachment.address.ip, c.name))
+            perms.public_file(bundle.hosts, netconf.hosts(hostname, plan.attachment.address.ip, c.name))
             gateway = IPv4Address(plan.record.gateway)
             resolv = netconf.resolv_for_dns(gateway) if plan.record.dns else netconf.resolv_from_host(netconf.read_host_file())
-        perms.public_file(bundle / "resolv.conf", resolv)
-        binds["/etc/resolv.conf"] = str(bundle / "resolv.conf")
+        perms.public_file(bundle.resolv_conf, resolv)
+        binds["/etc/resolv.conf"] = str(bundle.resolv_conf)
         return binds
 
     async def attach(self, cid: str, pid: int, plan: Plan) -> None:
