@@ -26,10 +26,10 @@ from teu.common import config as configmod
 from teu.common import logging as teulogging
 from teu.common import perms
 from teu.common.authz import AuthzInterceptor
+from teu.common.channels import MESSAGE_SIZES
 from teu.common.interceptor import ErrorInterceptor
 
 log = structlog.get_logger()
-_MESSAGE_SIZES = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
 
 
 @dataclass
@@ -71,7 +71,7 @@ def parse_args(name: str, tls: bool = False) -> tuple[configmod.Config, configmo
 async def _start_tls(services: Sequence[Service], tls: configmod.TlsListen) -> grpc.aio.Server:
     """Serves ``services`` on ``tls.address``: client certificates required, roles enforced."""
     # No SO_REUSEPORT: a port another process holds is an error, not a silently shared listener.
-    options = [*_MESSAGE_SIZES, ("grpc.so_reuseport", 0)]
+    options = [*MESSAGE_SIZES, ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(interceptors=[ErrorInterceptor(), AuthzInterceptor()], options=options)
     for svc in services:
         svc.add(svc.servicer, server)
@@ -122,7 +122,7 @@ async def serve(
     perms.state_root(cfg.root)
     perms.private_dir(cfg.state_dir(name))
     lifecycle = await build()
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=_MESSAGE_SIZES)
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=MESSAGE_SIZES)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reflection.SERVICE_NAME, health.SERVICE_NAME]

@@ -1,4 +1,4 @@
-"""Micro-benchmark of the log reader (not a test): ``.venv/bin/python services/logs/bench_logs.py [dir]``.
+"""Micro-benchmark of the log reader (not a test): ``.venv/bin/python bench/logs_reader.py [dir]``.
 
 Measures, through :func:`teu.logs.reader.read_log` (the core the service streams from):
 
