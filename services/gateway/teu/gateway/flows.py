@@ -19,6 +19,7 @@ import structlog
 from teu.errors import FailedPrecondition, NotFound, TeuError
 from teu.gateway import options, security
 from teu.gateway.backends import Backends, call, retry_unavailable
+from teu.gateway.filesystem import Filesystem
 from teu.gateway.logflows import LogReader, outputs
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.logs.v1 import logs_pb2 as lg
@@ -46,6 +47,7 @@ class Flows:
         self.b = b
         self._removers: dict[str, asyncio.Task[None]] = {}
         self.logs = LogReader(b, self.wait)
+        self.fs = Filesystem(b)
 
     async def find(self, ref: str) -> rt.Container:
         """The container named by id, id prefix or name."""
@@ -106,6 +108,24 @@ class Flows:
         if require_running and c.error:
             raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
         return c
+
+    async def stop(self, cid: str, timeout: int) -> None:
+        """Stops a container (its stop signal, then SIGKILL after ``timeout`` seconds; -1: its own)."""
+        await call("runtime", self.b.runtime.StopContainer(rt.StopContainerRequest(id=cid, timeout_seconds=timeout)))
+
+    async def kill(self, cid: str, sig: int) -> None:
+        """Sends ``sig`` to a running container's main process."""
+        await call("runtime", self.b.runtime.KillContainer(rt.KillContainerRequest(id=cid, signal=sig)))
+
+    async def restart(self, cid: str, timeout: int) -> None:
+        """Stops, then starts again (an error if it does not come up running)."""
+        await self.stop(cid, timeout)
+        await self.start(cid, require_running=True)
+
+    async def containers(self, all_: bool) -> list[rt.Container]:
+        """Running containers, or every container with ``all_``."""
+        found = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=all_)))
+        return list(found.containers)
 
     async def wait(self, cid: str) -> rt.Container:
         """The container's record once it is not running; survives a runtime service restart."""

@@ -10,13 +10,10 @@ import grpc
 from teu.common.signals import parse_signal
 from teu.common.streams import first_message
 from teu.errors import InvalidArgument
-from teu.gateway import convert, options, streams
-from teu.gateway.backends import call, stream
-from teu.gateway.flows import RUNNING, Flows
+from teu.gateway import convert, streams
+from teu.gateway.flows import Flows
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.gateway.v1 import gateway_pb2_grpc
-from teu.runtime.v1 import runtime_pb2 as rt
-from teu.storage.v1 import storage_pb2 as st
 
 Ctx: TypeAlias = grpc.aio.ServicerContext  # grpc is untyped, so this is Any to mypy
 
@@ -26,8 +23,6 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
 
     def __init__(self, flows: Flows) -> None:
         self.f = flows
-        self.rt = flows.b.runtime
-        self.st = flows.b.storage
 
     async def Create(self, request: gw.CreateRequest, context: Ctx) -> gw.CreateResponse:
         c = await self.f.create(request.config)
@@ -44,21 +39,18 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
 
     async def Stop(self, request: gw.StopRequest, context: Ctx) -> gw.StopResponse:
         c = await self.f.find(request.container)
-        timeout = request.timeout_seconds if request.HasField("timeout_seconds") else -1
-        await call("runtime", self.rt.StopContainer(rt.StopContainerRequest(id=c.id, timeout_seconds=timeout)))
+        await self.f.stop(c.id, request.timeout_seconds if request.HasField("timeout_seconds") else -1)
         return gw.StopResponse(id=c.id)
 
     async def Kill(self, request: gw.KillRequest, context: Ctx) -> gw.KillResponse:
         sig = parse_signal(request.signal or "SIGKILL")
         c = await self.f.find(request.container)
-        await call("runtime", self.rt.KillContainer(rt.KillContainerRequest(id=c.id, signal=sig)))
+        await self.f.kill(c.id, sig)
         return gw.KillResponse(id=c.id)
 
     async def Restart(self, request: gw.RestartRequest, context: Ctx) -> gw.RestartResponse:
         c = await self.f.find(request.container)
-        timeout = request.timeout_seconds if request.HasField("timeout_seconds") else -1
-        await call("runtime", self.rt.StopContainer(rt.StopContainerRequest(id=c.id, timeout_seconds=timeout)))
-        await self.f.start(c.id, require_running=True)
+        await self.f.restart(c.id, request.timeout_seconds if request.HasField("timeout_seconds") else -1)
         return gw.RestartResponse(id=c.id)
 
     async def Wait(self, request: gw.WaitRequest, context: Ctx) -> gw.WaitResponse:
@@ -66,8 +58,7 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         return gw.WaitResponse(exit_code=c.exit_code, oom_killed=c.oom_killed)
 
     async def List(self, request: gw.ListRequest, context: Ctx) -> gw.ListResponse:
-        found = await call("runtime", self.rt.ListContainers(rt.ListContainersRequest(all=request.all)))
-        return gw.ListResponse(containers=[convert.summary(c) for c in found.containers])
+        return gw.ListResponse(containers=[convert.summary(c) for c in await self.f.containers(request.all)])
 
     async def Inspect(self, request: gw.InspectRequest, context: Ctx) -> gw.InspectResponse:
         return gw.InspectResponse(container=convert.details(await self.f.find(request.container)))
@@ -94,47 +85,21 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
             yield resp
 
     async def Diff(self, request: gw.DiffRequest, context: Ctx) -> gw.DiffResponse:
-        c = await self.f.find(request.container)
-        resp = await call("storage", self.st.Diff(st.DiffRequest(key=c.id)))
-        return gw.DiffResponse(changes=[gw.Change(kind=ch.kind, path=ch.path) for ch in resp.changes])
+        return gw.DiffResponse(changes=await self.f.fs.diff(await self.f.find(request.container)))
 
     async def Commit(self, request: gw.CommitRequest, context: Ctx) -> gw.CommitResponse:
-        c = await self.f.find(request.container)
-        image = (await call("storage", self.st.GetImage(st.GetImageRequest(ref=c.spec.image_id)))).image
-        config = options.commit_config(c.spec, image.config, request.changes, request.changed)
-        req = st.CommitRequest(key=c.id, ref=request.ref, config=config, message=request.message, author=request.author)
-        resp = await call("storage", self.st.Commit(req))
-        return gw.CommitResponse(image=convert.image(resp.image))
+        return gw.CommitResponse(image=await self.f.fs.commit(await self.f.find(request.container), request))
 
     async def Export(self, request: gw.ExportRequest, context: Ctx) -> AsyncIterator[gw.ExportResponse]:
-        c = await self.f.find(request.container)
-        async for part in stream("storage", self.st.Export(st.ExportRequest(key=c.id))):
-            yield gw.ExportResponse(chunk=part.chunk)
+        async for chunk in self.f.fs.export(await self.f.find(request.container)):
+            yield gw.ExportResponse(chunk=chunk)
 
     async def CopyFrom(self, request: gw.CopyFromRequest, context: Ctx) -> AsyncIterator[gw.CopyFromResponse]:
-        c = await self.f.find(request.container)
-        async for part in stream("storage", self.st.CopyFrom(st.CopyFromRequest(key=c.id, path=request.path))):
-            yield gw.CopyFromResponse(chunk=part.chunk)
+        async for chunk in self.f.fs.copy_from(await self.f.find(request.container), request.path):
+            yield gw.CopyFromResponse(chunk=chunk)
 
     async def CopyTo(self, request_iterator: AsyncIterator[gw.CopyToRequest], context: Ctx) -> gw.CopyToResponse:
         header: gw.CopyToHeader = (await first_message(request_iterator, "header")).header
         c = await self.f.find(header.container)
-        if c.state == RUNNING:
-            # the runtime owns the mounted root filesystem and extracts there, chrooted: overlayfs
-            # does not expect its upper dir to change under a mount, and a chroot keeps every path
-            # the container can change inside it (the class of bug behind CVE-2018-15664)
-            async def into_running() -> AsyncIterator[rt.CopyToRequest]:
-                yield rt.CopyToRequest(header=rt.CopyToHeader(id=c.id, path=header.path))
-                async for part in request_iterator:
-                    yield rt.CopyToRequest(chunk=part.chunk)
-
-            done = await call("runtime", self.rt.CopyTo(into_running()))
-            return gw.CopyToResponse(files=done.files)
-
-        async def forward() -> AsyncIterator[st.CopyToRequest]:
-            yield st.CopyToRequest(header=st.CopyToHeader(key=c.id, path=header.path))
-            async for part in request_iterator:
-                yield st.CopyToRequest(chunk=part.chunk)
-
-        resp = await call("storage", self.st.CopyTo(forward()))
-        return gw.CopyToResponse(files=resp.files)
+        chunks = (part.chunk async for part in request_iterator)
+        return gw.CopyToResponse(files=await self.f.fs.copy_to(c, header.path, chunks))
