@@ -11,9 +11,9 @@ import grpc
 import pytest
 
 from teu.common.interceptor import ErrorInterceptor
+from teu.logs.logdirs import LogStore
 from teu.logs.segments import LogDir
 from teu.logs.service import LogsServicer
-from teu.logs.store import LogStore
 from teu.logs.v1 import logs_pb2, logs_pb2_grpc
 from teu.types.v1 import types_pb2
 

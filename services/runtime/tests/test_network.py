@@ -13,10 +13,10 @@ import pytest
 
 from teu.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable
 from teu.runtime import spec
+from teu.runtime.database import Store
 from teu.runtime.network import addressing, dns, firewall, links, netconf, ports
 from teu.runtime.network.networks import Networks
 from teu.runtime.network.records import Records
-from teu.runtime.store import Store
 from teu.runtime.v1 import runtime_pb2 as rt
 from teu.types.v1 import types_pb2
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from teu.storage.core import Storage, import_image
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
+from teu.storage.metadata import Image
 from teu.storage.snapshots import Mount
-from teu.storage.store import Image
 
 
 class Tars:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from teu.storage.core import Storage
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
 
 
 def _layer_tar(storage: Storage, ref: str) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 
 from teu.errors import AlreadyExists, InvalidArgument, NotFound
 from teu.storage.core import Storage, import_image
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
 
 KEY = "c" * 64
 

@@ -19,7 +19,7 @@ _WORKER = """
 import asyncio, sys
 from pathlib import Path
 from teu.storage.core import Storage, import_image
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
 root, what, src = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 storage = Storage.open(root)
 async def chunks():

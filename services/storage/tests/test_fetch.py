@@ -13,7 +13,7 @@ import pytest
 
 from teu.errors import InvalidArgument, Unavailable
 from teu.storage.core import Storage, import_image
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
 
 
 @pytest.fixture

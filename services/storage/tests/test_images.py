@@ -8,7 +8,7 @@ import pytest
 
 from teu.errors import FailedPrecondition, InvalidArgument, NotFound
 from teu.storage.core import Storage
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
 
 
 def test_tag_adds_references(storage: Storage, tars: Any, kit: Any) -> None:

@@ -11,8 +11,8 @@ import pytest
 from teu.errors import FailedPrecondition, InvalidArgument
 from teu.storage import gc
 from teu.storage.core import Storage
+from teu.storage.imagespec import ImageConfig
 from teu.storage.layers import short_name
-from teu.storage.oci import ImageConfig
 
 
 def test_mark_is_pure_reachability() -> None:

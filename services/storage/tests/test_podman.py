@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from teu.storage.core import Storage
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
 
 pytestmark = pytest.mark.skipif(
     shutil.which("podman") is None, reason="podman is not installed: interchange with it cannot be tested"

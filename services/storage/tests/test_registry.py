@@ -32,11 +32,11 @@ from teu.storage import credentials, distribution, registry
 from teu.storage.core import Storage
 from teu.storage.credentials import Credentials
 from teu.storage.distribution import Client, parse_challenges
-from teu.storage.oci import ImageConfig, host_architecture
+from teu.storage.imagespec import ImageConfig, host_architecture
+from teu.storage.metadata import Blob, Image
 from teu.storage.registry import Progress, parse_remote
 from teu.storage.service import StorageServicer
-from teu.storage.store import Blob, Image
-from teu.storage.streams import events_from_thread
+from teu.storage.threadio import events_from_thread
 from teu.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu.types.v1 import types_pb2
 

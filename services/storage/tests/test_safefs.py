@@ -15,8 +15,8 @@ import pytest
 from teu.errors import FailedPrecondition
 from teu.storage import safefs, tarwriter
 from teu.storage.core import Storage
+from teu.storage.imagespec import ImageConfig
 from teu.storage.merged import Node, View
-from teu.storage.oci import ImageConfig
 
 SECRET = b"HOST-SECRET-4f1c"  # content and (as a name) marker of the host's files
 

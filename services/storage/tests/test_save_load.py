@@ -15,7 +15,7 @@ import pytest
 
 from teu.errors import InvalidArgument
 from teu.storage.core import Storage
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
 
 
 def _save(storage: Storage, refs: list[str], fmt: str) -> bytes:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from teu.errors import AlreadyExists, NotFound
-from teu.storage.oci import ImageConfig, build_config
-from teu.storage.store import Store
+from teu.storage.imagespec import ImageConfig, build_config
+from teu.storage.metadata import Store
 
 LAYER = ("sha256:" + "1" * 64, 10)
 

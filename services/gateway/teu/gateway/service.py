@@ -7,10 +7,10 @@ from typing import TypeAlias
 
 import grpc
 
+from teu.common.opening import first_message
 from teu.common.signals import parse_signal
-from teu.common.streams import first_message
 from teu.errors import InvalidArgument
-from teu.gateway import convert, streams
+from teu.gateway import convert, stdio
 from teu.gateway.flows import Flows
 from teu.gateway.v1 import gateway_pb2 as gw
 from teu.gateway.v1 import gateway_pb2_grpc
@@ -77,11 +77,11 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
                 yield batch
 
     async def Attach(self, request_iterator: AsyncIterator[gw.AttachRequest], context: Ctx) -> AsyncIterator[gw.AttachResponse]:
-        async for resp in streams.attach(self.f, request_iterator):
+        async for resp in stdio.attach(self.f, request_iterator):
             yield resp
 
     async def Exec(self, request_iterator: AsyncIterator[gw.ExecRequest], context: Ctx) -> AsyncIterator[gw.ExecResponse]:
-        async for resp in streams.exec_(self.f, request_iterator):
+        async for resp in stdio.exec_(self.f, request_iterator):
             yield resp
 
     async def Diff(self, request: gw.DiffRequest, context: Ctx) -> gw.DiffResponse:

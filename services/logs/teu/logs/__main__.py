@@ -6,8 +6,8 @@ import asyncio
 
 from teu.common.config import Config
 from teu.common.server import Lifecycle, Service, main
+from teu.logs.logdirs import LogStore
 from teu.logs.service import LogsServicer
-from teu.logs.store import LogStore
 from teu.logs.v1 import logs_pb2_grpc
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
+from teu.logs.logdirs import LogStore, make_filter
 from teu.logs.reader import ReadOptions
-from teu.logs.store import LogStore, make_filter
 from teu.logs.v1 import logs_pb2, logs_pb2_grpc
 
 

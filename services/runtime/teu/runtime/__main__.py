@@ -9,13 +9,13 @@ from teu.common import idmap, perms
 from teu.common.config import Config
 from teu.common.server import Lifecycle, Service, main
 from teu.errors import Unavailable
-from teu.runtime import cgroups, confine, oci
+from teu.runtime import cgroups, confine, ociruntime
+from teu.runtime.database import Store
 from teu.runtime.manager import Manager, Settings
 from teu.runtime.network.addressing import DEFAULT_SUBNET
 from teu.runtime.network.networks import Networks, owner_of
 from teu.runtime.service import RuntimeServicer
 from teu.runtime.spec import Host
-from teu.runtime.store import Store
 from teu.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 
 
@@ -23,13 +23,13 @@ async def build(cfg: Config) -> Lifecycle:
     """Probes the host, opens the database, reconciles, and returns the service to serve."""
     state = cfg.state_dir("runtime")
     layout = cgroups.detect()
-    choice = oci.choose(layout, os.environ.get("TEU_OCI_RUNTIME") or None)
+    choice = ociruntime.choose(layout, os.environ.get("TEU_OCI_RUNTIME") or None)
     conmon_path = shutil.which("conmon")
     if not conmon_path:
         raise Unavailable("conmon is not installed")
     runtime_root = cfg.run_dir / choice.name
     runtime_root.mkdir(parents=True, exist_ok=True)
-    runtime = oci.CliRuntime(choice.name, choice.path, runtime_root)
+    runtime = ociruntime.CliRuntime(choice.name, choice.path, runtime_root)
     host = Host(limits=confine.host_limits(), held_caps=confine.held_capabilities(), cgroup_v2=layout.version == 2)
     store = Store(state / "runtime.db")
     # The engine-wide default network. Built in: "none". "bridge" (Docker's default) creates a bridge,
@@ -52,10 +52,10 @@ async def build(cfg: Config) -> Lifecycle:
     await manager.reconcile()
     info = runtime_pb2.GetRuntimeInfoResponse(
         oci_runtime=choice.name,
-        oci_runtime_version=await oci.version_line(choice.path),
+        oci_runtime_version=await ociruntime.version_line(choice.path),
         oci_runtime_reason=choice.reason,
         cgroup_version=layout.version,
-        conmon_version=await oci.version_line(conmon_path),
+        conmon_version=await ociruntime.version_line(conmon_path),
         security_options=[
             "name=seccomp,profile=builtin",
             *(["name=cgroupns"] if host.cgroup_v2 else []),

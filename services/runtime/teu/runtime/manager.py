@@ -31,10 +31,10 @@ from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
 from teu.runtime import confine, conmon, copyin, execs, mounts, names, spec, users
 from teu.runtime.bundle import Bundle
+from teu.runtime.database import Container, Store
 from teu.runtime.network import netconf
 from teu.runtime.network.networks import HOST, Networks, Plan
-from teu.runtime.oci import OciRuntime
-from teu.runtime.store import Container, Store
+from teu.runtime.ociruntime import OciRuntime
 from teu.runtime.v1 import runtime_pb2
 from teu.types.v1 import types_pb2
 

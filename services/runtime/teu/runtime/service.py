@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 
-from teu.common.streams import first_message
-from teu.runtime import streams
+from teu.common.opening import first_message
+from teu.runtime import stdio
 from teu.runtime.manager import CREATED, EXITED, RUNNING, Manager
 from teu.runtime.v1 import runtime_pb2 as pb
 from teu.runtime.v1 import runtime_pb2_grpc
@@ -93,14 +93,14 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         self, request_iterator: AsyncIterator[pb.AttachRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.AttachResponse]:
         first = await first_message(request_iterator, "open")
-        async for frame in streams.attach(self.m, first.open, _frames(request_iterator)):
+        async for frame in stdio.attach(self.m, first.open, _frames(request_iterator)):
             yield pb.AttachResponse(frame=frame)
 
     async def Exec(
         self, request_iterator: AsyncIterator[pb.ExecRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExecResponse]:
         first = await first_message(request_iterator, "open")
-        async for item in streams.exec_(self.m, first.open, _frames(request_iterator)):
+        async for item in stdio.exec_(self.m, first.open, _frames(request_iterator)):
             if isinstance(item, str):
                 yield pb.ExecResponse(exec_id=item)
             else:

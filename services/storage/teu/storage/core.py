@@ -8,7 +8,7 @@ State directory layout::
     tarsplit/<hex>.gz       what rebuilds each layer's exact tar for save (tarsplit.py)
     snapshots/<key>/{upper,work}
     tmp/                    uploads and half-made layers; emptied at start-up
-    meta.db                 SQLite metadata, see store.py
+    meta.db                 SQLite metadata, see metadata.py
 
 Crash safety: a layer is unpacked in tmp/ and renamed into layers/ whole; an image row appears in
 one transaction with all its layers and tags. Garbage collection (gc.py) then removes layers no image
@@ -41,14 +41,14 @@ from typing import IO, BinaryIO, cast
 import structlog
 
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
-from teu.storage import archive, diff, fetch, gc, imagearchive, oci, refs, snapshots, tarsplit, tarwriter
+from teu.storage import archive, diff, fetch, gc, imagearchive, imagespec, refs, snapshots, tarsplit, tarwriter
+from teu.storage.imagespec import HistoryItem, ImageConfig, build_config
 from teu.storage.layers import LayerDirs, remove_tree
 from teu.storage.merged import View
-from teu.storage.oci import HistoryItem, ImageConfig, build_config
+from teu.storage.metadata import Image, NewImage, Store
 from teu.storage.safefs import Dir
 from teu.storage.snapshots import Mount
-from teu.storage.store import Image, NewImage, Store
-from teu.storage.streams import HashingFile
+from teu.storage.threadio import HashingFile
 
 __all__ = ["HistoryEntry", "Storage", "StorageInfo", "Upload", "import_image", "receive"]
 
@@ -242,9 +242,9 @@ class Storage:
             created = time.time_ns()
             parent_raw = self._config(parent.id)
             steps = [
-                *oci.history(parent_raw, len(parent.layers)),
+                *imagespec.history(parent_raw, len(parent.layers)),
                 HistoryItem(
-                    created=oci.rfc3339(created),
+                    created=imagespec.rfc3339(created),
                     created_by=f"commit: {message}" if message else "commit",
                     comment=message,
                     author=author,
@@ -255,7 +255,7 @@ class Storage:
                 [*parent.layers, diff_id],
                 created,
                 steps=steps,
-                base_platform=oci.platform_of(parent_raw),
+                base_platform=imagespec.platform_of(parent_raw),
                 author=author,
             )
             image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -294,7 +294,7 @@ class Storage:
                     source.close()
                 now = time.time_ns()
                 for item in items:
-                    created = oci.parse_created(oci.created_field(item.config)) or now
+                    created = imagespec.parse_created(imagespec.created_field(item.config)) or now
                     layers = [(layer.diff_id, sizes[layer.diff_id]) for layer in item.layers]
                     loaded.append(NewImage(item.image_id, item.config, created, layers, tuple(item.refs)))
                 self._store.add_images(loaded)
@@ -379,13 +379,13 @@ class Storage:
     def history(self, ref: str) -> list[HistoryEntry]:
         """The history of image ``ref``, newest first; steps of images still stored carry their ids."""
         image = self.get_image(ref)
-        steps = oci.history(self._config(image.id), len(image.layers))
+        steps = imagespec.history(self._config(image.id), len(image.layers))
         ids = [""] * len(steps)
         current: Image | None = image
         seen: set[str] = set()
         while current is not None and current.id not in seen:
             seen.add(current.id)
-            own = len(oci.history(self._config(current.id), len(current.layers)))
+            own = len(imagespec.history(self._config(current.id), len(current.layers)))
             if 0 < own <= len(ids) and not ids[own - 1]:
                 ids[own - 1] = current.id
             current = self._store.image(current.parent) if current.parent else None
@@ -397,7 +397,7 @@ class Storage:
             entries.append(
                 HistoryEntry(
                     id=step_id,
-                    created_at=oci.parse_created(step.created) or 0,
+                    created_at=imagespec.parse_created(step.created) or 0,
                     created_by=step.created_by,
                     size=size,
                     comment=step.comment,

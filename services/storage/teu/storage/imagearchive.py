@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
 from teu.errors import InvalidArgument
-from teu.storage import archive, oci, refs
-from teu.storage.oci import host_architecture
+from teu.storage import archive, imagespec, refs
+from teu.storage.imagespec import host_architecture
 
 __all__ = [
     "FORMATS",
@@ -410,7 +410,7 @@ def _load_json(data: bytes, what: str) -> Any:
 
 
 def _diff_ids(config: bytes) -> list[str]:
-    return oci.diff_ids(_load_json(config, "image config"), "invalid archive: ")
+    return imagespec.diff_ids(_load_json(config, "image config"), "invalid archive: ")
 
 
 def _descriptors(doc: Any, key: str) -> list[dict[str, Any]]:
@@ -423,7 +423,7 @@ def _descriptors(doc: Any, key: str) -> list[dict[str, Any]]:
 
 
 def _check_descriptor(desc: Any) -> None:
-    if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str) or not oci.DIGEST.fullmatch(desc["digest"]):
+    if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str) or not imagespec.DIGEST.fullmatch(desc["digest"]):
         raise InvalidArgument("invalid archive: bad descriptor (only sha256 digests are supported)")
 
 

@@ -37,7 +37,7 @@ def short_name(diff_id: str) -> str:
 
 
 class LayerDirs:
-    """The on-disk side of layers; the database side is store.py. Not locked: core.py serialises."""
+    """The on-disk side of layers; the database side is metadata.py. Not locked: core.py serialises."""
 
     def __init__(self, root: Path, tmp: Path) -> None:
         self.dir = root / "layers"

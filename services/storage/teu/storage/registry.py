@@ -36,12 +36,12 @@ from typing import IO, Any, TypeVar, cast
 import structlog
 
 from teu.errors import Cancelled, Internal, InvalidArgument, NotFound, Unavailable
-from teu.storage import distribution, imagearchive, oci, refs
+from teu.storage import distribution, imagearchive, imagespec, refs
 from teu.storage.core import MAX_UPLOAD, Storage
 from teu.storage.credentials import Credentials
 from teu.storage.distribution import Client, expect
-from teu.storage.store import Blob, Image, NewImage
-from teu.storage.streams import HashingFile
+from teu.storage.metadata import Blob, Image, NewImage
+from teu.storage.threadio import HashingFile
 
 __all__ = ["Progress", "Remote", "parse_remote", "pull", "push"]
 
@@ -123,7 +123,7 @@ def parse_remote(ref: str, *, allow_digest: bool) -> Remote:
     if at:
         if not allow_digest:
             raise InvalidArgument(f"cannot push to a digest reference: {ref}")
-        if not oci.DIGEST.fullmatch(digest):
+        if not imagespec.DIGEST.fullmatch(digest):
             raise InvalidArgument(f"invalid digest in reference (only sha256 is supported): {ref}")
     has_tag = name_tag.rfind(":") > name_tag.rfind("/")
     parsed = refs.parse(name_tag)
@@ -221,7 +221,7 @@ class _Puller:
                     NewImage(
                         id=config_desc["digest"],
                         config=config,
-                        created_at=oci.parse_created(oci.created_field(config)) or time.time_ns(),
+                        created_at=imagespec.parse_created(imagespec.created_field(config)) or time.time_ns(),
                         layers=[(d, sizes[d]) for d in diff_ids],
                         refs=(self.remote.local_ref,) if self.remote.local_ref else (),
                     )
@@ -400,7 +400,7 @@ def _pick_platform(index: dict[str, Any], what: str) -> dict[str, Any]:
     entries = index.get("manifests")
     if not isinstance(entries, list):
         raise InvalidArgument(f"{what}: image index without a manifests list")
-    arch = oci.host_architecture()
+    arch = imagespec.host_architecture()
     for entry in entries:
         desc = _descriptor(entry, "index entry")
         platform = desc.get("platform")
@@ -410,7 +410,7 @@ def _pick_platform(index: dict[str, Any], what: str) -> dict[str, Any]:
 
 
 def _descriptor(doc: Any, what: str) -> dict[str, Any]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("digest"), str) or not oci.DIGEST.fullmatch(doc["digest"]):
+    if not isinstance(doc, dict) or not isinstance(doc.get("digest"), str) or not imagespec.DIGEST.fullmatch(doc["digest"]):
         raise InvalidArgument(f"manifest has a bad {what} descriptor (only sha256 digests are supported)")
     size = doc.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -419,7 +419,7 @@ def _descriptor(doc: Any, what: str) -> dict[str, Any]:
 
 
 def _diff_ids(config: bytes) -> list[str]:
-    return oci.diff_ids(_json(config, "image config"))
+    return imagespec.diff_ids(_json(config, "image config"))
 
 
 def _json(raw: bytes, what: str) -> dict[str, Any]:

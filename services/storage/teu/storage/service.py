@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from teu.common.streams import first_message
+from teu.common.opening import first_message
 from teu.errors import InvalidArgument
 from teu.storage import core, credentials, registry
-from teu.storage.oci import ImageConfig
+from teu.storage.imagespec import ImageConfig
+from teu.storage.metadata import Image
 from teu.storage.snapshots import Mount
-from teu.storage.store import Image
-from teu.storage.streams import events_from_thread, stream_from_thread
+from teu.storage.threadio import events_from_thread, stream_from_thread
 from teu.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu.types.v1 import types_pb2
 

@@ -27,10 +27,10 @@ from teu.common import perms
 from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu.runtime import spec
 from teu.runtime.bundle import Bundle
+from teu.runtime.database import Container, Store
 from teu.runtime.network import addressing, firewall, links, netconf, ports
 from teu.runtime.network.dns import Responder
 from teu.runtime.network.records import Attachment, Records
-from teu.runtime.store import Container, Store
 from teu.runtime.v1 import runtime_pb2
 from teu.types.v1 import types_pb2
 

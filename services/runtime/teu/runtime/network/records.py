@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from teu.errors import AlreadyExists, InvalidArgument, Unavailable
+from teu.runtime.database import Store
 from teu.runtime.network import addressing, ports
-from teu.runtime.store import Store
 from teu.types.v1 import types_pb2
 
 Network = types_pb2.Network

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from teu.errors import AlreadyExists, FailedPrecondition, NotFound
-from teu.storage.oci import ImageConfig, parse_config
+from teu.storage.imagespec import ImageConfig, parse_config
 
 __all__ = ["Blob", "Image", "NewImage", "Store"]
 

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from teu.common.streams import first_message
+from teu.common.opening import first_message
 from teu.errors import InvalidArgument, NotFound
 from teu.gateway.backends import stream
 from teu.gateway.flows import Flows
