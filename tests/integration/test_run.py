@@ -71,6 +71,13 @@ def test_network_is_loopback_only(client: Client) -> None:
     assert r.stdout.split() == [b"lo"]
 
 
+def test_hosts_file_on_a_loopback_only_network(client: Client) -> None:
+    """Without a network, /etc/hosts still names localhost and the container's hostname."""
+    r = client.run(ContainerOptions(image="busybox", cmd=["cat", "/etc/hosts"], hostname="web", remove=True))
+    lines = [line.split() for line in r.stdout.decode().splitlines()]
+    assert ["127.0.0.1", "localhost"] in lines and ["127.0.1.1", "web"] in lines
+
+
 def test_options_env_workdir_user_hostname(client: Client) -> None:
     """-e, -w, -u and --hostname reach the process."""
     r = run(client, "sh", "-c", 'echo "$FOO $(pwd) $(id -u):$(id -g) $(hostname) $HOME"',

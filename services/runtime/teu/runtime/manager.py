@@ -32,7 +32,6 @@ from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, 
 from teu.runtime import confine, conmon, copyin, execs, mounts, names, spec, users
 from teu.runtime.bundle import Bundle
 from teu.runtime.database import Container, Store
-from teu.runtime.network import netconf
 from teu.runtime.network.networks import HOST, Networks, Plan
 from teu.runtime.ociruntime import OciRuntime
 from teu.runtime.v1 import runtime_pb2
@@ -104,8 +103,7 @@ class Manager:
         perms.traversable(bundle.path, self._traverse_gid())
         try:
             hostname = spec.hostname_of(cid, cspec)
-            perms.public_file(bundle.hostname, hostname + "\n")
-            perms.public_file(bundle.hosts, netconf.hosts(hostname, None))
+            perms.public_file(bundle.hostname, hostname + "\n")  # /etc/hosts is the network's, written at start
             self.store.insert(c)
         except BaseException:
             shutil.rmtree(bundle.path, ignore_errors=True)

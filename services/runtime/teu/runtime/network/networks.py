@@ -214,9 +214,10 @@ class Networks:
         """Writes the container's hosts (and resolv.conf) for ``plan``; returns the bind mounts
         (container path → bundle file) to add to its spec."""
         binds = {"/etc/hostname": str(bundle.hostname), "/etc/hosts": str(bundle.hosts)}
-        if plan.kind == NONE:
-            return binds  # the hosts file written at create stays: loopback only
         hostname = spec.hostname_of(c.id, c.spec)
+        if plan.kind == NONE:
+            perms.public_file(bundle.hosts, netconf.hosts(hostname, None))  # loopback only
+            return binds
         if plan.kind == HOST:
             perms.public_file(bundle.hosts, netconf.read_host_file(Path("/etc/hosts")) or netconf.hosts(hostname, None))
             resolv = netconf.read_host_file()
