@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from teu.client import Client, ContainerOptions
-from teu.errors import NotFound, TeuError
+from teu.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu.testing import PrivateEngine
 
 
@@ -88,6 +88,13 @@ def test_cp_into_a_remapped_container_keeps_its_ids(remapped: PrivateEngine) -> 
         try:
             teu.copy_to(cid, "/", [tar_of(("mine", b"m", 0o600))])
             assert teu.exec_run(cid, ["stat", "-c", "%u %g %a", "/mine"]).stdout == b"0 0 600\n"
+            outside = io.BytesIO()
+            with tarfile.open(fileobj=outside, mode="w") as tar:
+                info = tarfile.TarInfo("theirs")
+                info.uid = 70000  # beyond the container's 65536 ids
+                tar.addfile(info, io.BytesIO(b""))
+            with pytest.raises(InvalidArgument, match="outside the container's ids"):
+                teu.copy_to(cid, "/", [outside.getvalue()])
         finally:
             teu.remove(cid, force=True)
 
@@ -100,5 +107,25 @@ def test_stopped_container_still_takes_copies(client: Client) -> None:
         client.start(cid)
         assert client.wait(cid).exit_code == 0
         assert b"".join(line.data for line in client.logs(cid)) == b"hello\n"
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_cp_replaces_planted_device_nodes_and_fifos_instead_of_writing_through(client: Client, running: str) -> None:
+    """A device node or a FIFO the container put where a copied file lands is replaced by the file:
+    the copy (host root, outside the container's device cgroup) never opens it."""
+    assert client.exec_run(running, ["sh", "-c", "mknod /tmp/dev c 1 3 && mkfifo /tmp/pipe"]).exit_code == 0
+    client.copy_to(running, "/tmp", [tar_of(("dev", b"file\n", 0o644), ("pipe", b"file\n", 0o644))])
+    r = client.exec_run(running, ["sh", "-c", "cat /tmp/dev /tmp/pipe; stat -c %F /tmp/dev /tmp/pipe"])
+    assert r.stdout == b"file\nfile\nregular file\nregular file\n"
+
+
+def test_cp_into_a_read_only_container_is_refused(client: Client) -> None:
+    """A container with a read-only root filesystem takes no copies while it runs, as in Docker."""
+    cid = client.create(ContainerOptions(image="busybox", cmd=["sleep", "300"], read_only=True)).id
+    client.start(cid)
+    try:
+        with pytest.raises(FailedPrecondition, match="read-only"):
+            client.copy_to(cid, "/tmp", [tar_of(("x", b"", 0o644))])
     finally:
         client.remove(cid, force=True)

@@ -29,3 +29,10 @@ def test_devices_and_names_out_of_the_destination_are_refused(bad: tarfile.TarIn
     """Device nodes and names leading out of the destination are refused."""
     with pytest.raises(tarfile.FilterError):
         member_filter(0, 0)(bad, "/dest")
+
+
+def test_owners_outside_a_remapped_range_are_refused() -> None:
+    """In a remapped container (65536 ids), an owner beyond its range is refused, not chowned to the host's."""
+    with pytest.raises(tarfile.FilterError, match="outside"):
+        member_filter(100000, 100000, 65536)(member("f", uid=70000), "/dest")
+    assert member_filter(100000, 100000, 65536)(member("f", uid=1000), "/dest").uid == 101000

@@ -259,8 +259,10 @@ class Manager:
         c = self.store.get(cid)
         if c.state != RUNNING:
             raise FailedPrecondition(f"container {c.name} is not running")
-        offsets = await asyncio.to_thread(copyin.id_offset, c.pid)
-        files = await copyin.copy_into(self.bundle(cid).rootfs, path, chunks, offsets)
+        if c.spec.security.read_only:
+            raise FailedPrecondition(f"container {c.name}'s root filesystem is marked read-only")
+        mapping = await asyncio.to_thread(copyin.id_mapping, c.pid)
+        files = await copyin.copy_into(self.bundle(cid).rootfs, path, chunks, mapping)
         log.info("copied_into_container", container=cid[:12], path=path, files=files)
         return files
 
