@@ -239,6 +239,36 @@ def test_fifo_swapped_for_a_file_does_not_block(storage: Storage, kit: Any, up: 
         assert "/a/f changed while being read" in str(errors[0])
 
 
+def test_special_file_swapped_for_a_file_is_never_opened(
+    storage: Storage, kit: Any, up: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO (or device node) put in place of a file is refused without being opened: a writer
+    waiting on the FIFO stays blocked (opening a device has effects of its own, e.g. a watchdog)."""
+    opened = threading.Event()
+    tid: list[int] = []
+
+    def writer() -> None:
+        tid.append(threading.get_native_id())
+        with open(up / "a/f", "wb"):  # returns only once someone opened the FIFO for reading
+            opened.set()
+
+    def swap() -> None:  # the FIFO, and a writer blocked in its open() before storage gets there
+        os.unlink(up / "a/f")
+        os.mkfifo(up / "a/f")
+        threading.Thread(target=writer, daemon=True).start()
+        for _ in range(500):
+            if tid and Path(f"/proc/self/task/{tid[0]}/syscall").read_text().startswith("257 "):  # openat
+                return
+            threading.Event().wait(0.01)
+
+    _before_open_file(monkeypatch, "f", swap)
+    with pytest.raises(FailedPrecondition):
+        storage.export(kit.KEY, io.BytesIO())
+    assert not opened.wait(0.5), "storage opened the FIFO"
+    with open(up / "a/f", "rb"):  # let the writer go
+        assert opened.wait(5)
+
+
 def test_file_swapped_for_a_symlink_is_refused(
     storage: Storage, kit: Any, up: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,7 +35,9 @@ __all__ = ["DIR_FLAGS", "FILE_FLAGS", "Dir", "changed", "xattrs"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in for a file must not block the open (nor the reads).
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# how a regular file, found through an O_PATH fd, is opened again through /proc/self/fd for reading
+# (that magic link leads to the very inode checked, so it must be followed: no O_NOFOLLOW here)
+FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _SWAPPED = (errno.ELOOP, errno.ENOTDIR)  # O_NOFOLLOW met a symlink; O_DIRECTORY met a non-directory
 
 
@@ -115,20 +117,22 @@ class Dir:
     def open_file(self, name: str) -> tuple[int, os.stat_result]:
         """Opens regular file ``name`` for reading: (fd, its fstat). FileNotFoundError if it is gone,
         FailedPrecondition if it is not a regular file any more (symlink, FIFO, device, directory)."""
+        # O_PATH first: opening a device node for real has effects of its own (a watchdog arms, a
+        # tty becomes ours) and storage is host root outside the container's device cgroup; only
+        # once it is known to be a regular file is that very inode opened for reading.
         try:
-            fd = os.open(name, FILE_FLAGS, dir_fd=self.fd)
+            path_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise changed(self._rel(name)) from exc
             raise
         try:
-            st = os.fstat(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise changed(self._rel(name))
+            st = os.fstat(path_fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise changed(self._rel(name))
+            fd = os.open(f"/proc/self/fd/{path_fd}", FILE_FLAGS)
+        finally:
+            os.close(path_fd)
         return fd, st
 
     def readlink(self, name: str) -> str:
