@@ -209,3 +209,14 @@ def test_load_profile_rejects(text: str, message: str) -> None:
     """Malformed or absurd profiles raise InvalidArgument naming what is wrong."""
     with pytest.raises(InvalidArgument, match=message):
         load_profile(text)
+
+
+def test_notify_listeners_and_unknown_flags_are_refused() -> None:
+    """A profile naming a notify listener socket (the runtime would connect to any host socket) or an
+    unknown flag is refused at load."""
+    base = '{"defaultAction": "SCMP_ACT_ALLOW", '
+    with pytest.raises(InvalidArgument, match="listenerPath"):
+        load_profile(base + '"listenerPath": "/run/some.sock"}')
+    with pytest.raises(InvalidArgument, match="unknown flag"):
+        load_profile(base + '"flags": ["SECCOMP_FILTER_FLAG_BOGUS"]}')
+    assert load_profile(base + '"flags": ["SECCOMP_FILTER_FLAG_LOG"]}')["flags"] == ["SECCOMP_FILTER_FLAG_LOG"]

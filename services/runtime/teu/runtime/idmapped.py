@@ -20,6 +20,7 @@ import ctypes
 import os
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,14 +35,24 @@ _SYS_OPEN_TREE, _SYS_MOUNT_SETATTR = 428, 442
 _OPEN_TREE_CLONE, _OPEN_TREE_CLOEXEC, _AT_EMPTY_PATH = 1, os.O_CLOEXEC, 0x1000
 _MOUNT_ATTR_IDMAP = 0x00100000
 _namespaces: dict[IdMap, int] = {}
+_making = threading.Lock()  # starts run in worker threads: one namespace per mapping, made once
 
 
 def _userns(mapping: IdMap) -> int:
     """An fd of a user namespace with ``mapping`` (made once per mapping, kept for reuse)."""
-    if (fd := _namespaces.get(mapping)) is not None:
+    with _making:
+        if (fd := _namespaces.get(mapping)) is None:
+            fd = _namespaces[mapping] = _make_userns(mapping)
         return fd
+
+
+def _make_userns(mapping: IdMap) -> int:
+    """A user namespace held by a short-lived process, given ``mapping`` plus host root; its fd."""
     own = os.readlink("/proc/self/ns/user")
-    holder = subprocess.Popen(["unshare", "--user", "cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        holder = subprocess.Popen(["unshare", "--user", "cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise FailedPrecondition("user namespace remapping needs unshare(1) from util-linux") from None
     try:
         deadline = time.monotonic() + 5
         while os.readlink(f"/proc/{holder.pid}/ns/user") == own:
@@ -56,7 +67,6 @@ def _userns(mapping: IdMap) -> int:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait()
-    _namespaces[mapping] = fd
     return int(fd)
 
 

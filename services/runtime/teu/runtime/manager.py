@@ -93,7 +93,7 @@ class Manager:
         _check_spec(cspec)
         host = self.settings.host
         confine.check(cspec.security, host.held_caps, host.limits)
-        confine.remapping(cspec.security, self.settings.remap, cspec.network == HOST)
+        confine.remapping(cspec.security, self.settings.remap, self.networks.resolve(cspec.network)[0] == HOST)
         await asyncio.to_thread(confine.gather_devices, cspec.security)  # a missing device fails now
         self.networks.check(cspec)
         c = Container(id=cid, name=name, spec=cspec, state=CREATED, created_at=_now())

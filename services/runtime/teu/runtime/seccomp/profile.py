@@ -61,7 +61,9 @@ _ARCHES: dict[str, tuple[str, str]] = {
     "mips64": ("SCMP_ARCH_MIPS64", "mips64"),
 }
 # Top-level OCI fields copied through unchanged when present.
-_PASSTHROUGH = ("defaultErrnoRet", "flags", "listenerPath", "listenerMetadata")
+_PASSTHROUGH = ("defaultErrnoRet", "flags")
+_FLAGS = frozenset({"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"})  # fmt: skip
 
 
 def _release_version(release: str) -> tuple[int, int]:
@@ -199,6 +201,12 @@ def _check_profile(doc: object) -> None:
         raise InvalidArgument("seccomp profile must be a JSON object")
     _action(doc.get("defaultAction"), "seccomp profile: defaultAction")
     _uint(doc.get("defaultErrnoRet"), "seccomp profile: defaultErrnoRet", optional=True)
+    if doc.get("listenerPath") or doc.get("listenerMetadata"):
+        # a notify listener would make the runtime connect to any unix socket of the host
+        raise InvalidArgument("seccomp profile: listenerPath (SCMP_ACT_NOTIFY listeners) is not supported")
+    flags = _strings(doc.get("flags") or [], "seccomp profile: flags")
+    if unknown := sorted(set(flags) - _FLAGS):
+        raise InvalidArgument(f"seccomp profile: unknown flag {unknown[0]!r}")
     if doc.get("architectures") and doc.get("archMap"):
         raise InvalidArgument("seccomp profile: has both 'architectures' and 'archMap'; use one")
     _strings(doc.get("architectures") or [], "seccomp profile: architectures")
