@@ -24,7 +24,7 @@ from prometheus_client import start_http_server
 
 from teu.common import config as configmod
 from teu.common import logging as teulogging
-from teu.common import perms
+from teu.common import perms, tasks
 from teu.common.authz import AuthzInterceptor
 from teu.common.channels import MESSAGE_SIZES
 from teu.common.interceptor import ErrorInterceptor
@@ -144,6 +144,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, tasks.dump)
     await stop.wait()
     log.info("stopping")
     await health_servicer.enter_graceful_shutdown()
