@@ -73,6 +73,12 @@ def test_non_root_user_in_a_remapped_container(teu: Client) -> None:
     assert sh(teu, "touch /tmp/x && id -u", user="1000:1000") == (0, "1000\n")
 
 
+def test_a_remapped_container_reads_its_own_cgroup(teu: Client) -> None:
+    """Its memory limit is readable inside (programs size themselves by it), also by a non-root user."""
+    script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"
+    assert sh(teu, script, memory=64 << 20, user="1000:1000") == (0, f"{64 << 20}\n")
+
+
 def test_userns_host_opts_out(teu: Client) -> None:
     """--userns=host runs the container with the host's ids, as without remapping."""
     assert sh(teu, "cat /proc/self/uid_map", userns="host")[1].split() == ["0", "0", "4294967295"]

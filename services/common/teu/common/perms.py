@@ -12,6 +12,12 @@ With user namespace remapping (``TEU_USERNS_REMAP``), a container's root is an u
 uid that must pass through the state root, the runtime's directory and the container's bundle to
 reach its root filesystem: those are then 0710 with the range's group (Docker does the same).
 
+The OCI runtime is the one process started under umask 022: it creates the container's cgroup
+directories, which the container's own root must traverse and read (a remapped root is an
+unprivileged host uid; Docker's cgroups are 0755 too). Whatever else conmon and the runtime
+write lands in the engine's 0700 directories, or is given its mode explicitly (conmon's log 0600,
+attach socket 0700).
+
 Files a container reads through a bind mount (/etc/hosts, /etc/hostname, /etc/resolv.conf) and
 directories it sees as its own (the root of its writable layer) are given their modes explicitly.
 """
@@ -24,10 +30,21 @@ from pathlib import Path
 
 from teu.common import idmap
 
-__all__ = ["API_GROUP", "api_gid", "lock_down", "private_dir", "public_file", "socket_dir", "state_root", "traversable"]
+__all__ = [
+    "API_GROUP",
+    "OCI_RUNTIME_UMASK",
+    "api_gid",
+    "lock_down",
+    "private_dir",
+    "public_file",
+    "socket_dir",
+    "state_root",
+    "traversable",
+]
 
 API_GROUP = "teu"
 UMASK = 0o077
+OCI_RUNTIME_UMASK = 0o022  # its cgroup directories must be 0755 (see above)
 
 
 def lock_down() -> None:

@@ -23,6 +23,7 @@ async def build(cfg: Config) -> Lifecycle:
     """Probes the host, opens the database, reconciles, and returns the service to serve."""
     state = cfg.state_dir("runtime")
     layout = cgroups.detect()
+    cgroups.open_parents()
     choice = ociruntime.choose(layout, os.environ.get("TEU_OCI_RUNTIME") or None)
     conmon_path = shutil.which("conmon")
     if not conmon_path:

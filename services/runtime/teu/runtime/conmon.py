@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from teu.common import perms
 from teu.errors import Internal
 from teu.runtime.bundle import Bundle, ConmonDir
 
@@ -108,6 +109,7 @@ async def launch(spec: Launch) -> Created:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            umask=perms.OCI_RUNTIME_UMASK,
         )
     finally:
         os.close(write_fd)

@@ -29,7 +29,7 @@ from teu.common import perms
 from teu.common.idmap import IdMap
 from teu.common.signals import parse_signal
 from teu.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
-from teu.runtime import confine, conmon, copyin, execs, mounts, names, spec, users
+from teu.runtime import cgroups, confine, conmon, copyin, execs, mounts, names, spec, users
 from teu.runtime.bundle import Bundle
 from teu.runtime.database import Container, Store
 from teu.runtime.network.networks import HOST, Networks, Plan
@@ -187,7 +187,7 @@ class Manager:
         user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs)
         binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
-        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"teu/{c.id}",
+        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{cgroups.PARENT}/{c.id}",
                          network_namespace=plan.kind != HOST, devices=devices, remap=remap)  # fmt: skip
         bundle.config.write_text(json.dumps(doc))
         return await conmon.launch(self._monitor(c, bundle, c.spec.process))
