@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +27,9 @@ LATENCY = Histogram(
 
 Handler: TypeAlias = grpc.RpcMethodHandler  # grpc is untyped, so this is Any to mypy
 
+# How long a refused client-streaming call keeps reading what its client still sends (see _drain).
+DRAIN_PATIENCE = 60.0
+
 
 Wrap: TypeAlias = Callable[[Any, str], Any]
 
@@ -36,7 +41,7 @@ def rewrap(handler: Handler, method: str, unary: Wrap, stream: Wrap) -> Handler:
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary, method), **kw)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary, method), **kw)
+        return grpc.stream_unary_rpc_method_handler(unary(_draining(handler.stream_unary), method), **kw)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream, method), **kw)
     return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream, method), **kw)
@@ -79,6 +84,35 @@ class _Outcome:
         """Records the call in the metrics."""
         RPCS.labels(self.method, self.code.name).inc()
         LATENCY.labels(self.method).observe(time.perf_counter() - self.start)
+
+
+def _draining(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``behavior`` of a client-streaming call that, when it fails, first reads the rest of the request.
+
+    grpc's asyncio client reports a write that races the server's status as INTERNAL ("Internal error
+    from Core", grpc/grpc#36066), so a refusal after the first message would reach the gateway, itself
+    such a client of the back ends, as an internal error half of the time. Answering only once the client
+    has finished sending (or after DRAIN_PATIENCE) gives every client the status the server meant."""
+
+    async def wrapper(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behavior(requests, context)
+        except Exception:
+            await _drain(requests)
+            raise
+
+    return wrapper
+
+
+async def _drain(requests: AsyncIterator[Any]) -> None:
+    """Reads and drops the messages a client still sends, for at most DRAIN_PATIENCE seconds."""
+
+    async def rest() -> None:
+        async for _ in requests:
+            pass
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(rest(), DRAIN_PATIENCE)
 
 
 def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
