@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TEU := $(VENV)/bin/teu
 IMAGE_TAR := build/busybox.tar
-PYTEST := $(VENV)/bin/pytest --import-mode=importlib -p no:cacheprovider
+PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 
 .PHONY: run start stop deps test-deps venv protos check-protos image image-debian lint test unit integration bench certs clean
 
@@ -31,8 +31,8 @@ protos: venv
 # Regenerates the stubs into a temp dir and fails if they differ from the committed ones.
 check-protos: venv
 	@tmp=$$(mktemp -d) && scripts/gen-protos.sh $$tmp >/dev/null 2>&1 && \
-	  for f in $$(cd $$tmp && find teu -type f); do \
-	    cmp -s $$tmp/$$f clients/python/$$f || { echo "generated $$f is stale: run make protos"; rm -rf $$tmp; exit 1; }; \
+	  for f in $$(cd $$tmp && find teu_api -type f); do \
+	    cmp -s $$tmp/$$f api/python/$$f || { echo "generated $$f is stale: run make protos"; rm -rf $$tmp; exit 1; }; \
 	  done; rm -rf $$tmp; echo "generated stubs up to date"
 
 $(IMAGE_TAR): scripts/build-busybox-image.sh
@@ -49,12 +49,12 @@ image-debian: start build/debian.tar
 
 lint: venv
 	$(VENV)/bin/buf lint protos
-	$(VENV)/bin/ruff check clients services tests bench
-	$(VENV)/bin/ruff format --check clients services tests bench
+	$(VENV)/bin/ruff check api clients services tests bench
+	$(VENV)/bin/ruff format --check api clients services tests bench
 	$(VENV)/bin/mypy
 
 unit: venv
-	$(PYTEST) services/*/tests clients/python/tests bench/tests -q
+	$(PYTEST) api/python/tests services/*/tests clients/python/tests bench/tests -q
 
 integration: deps venv $(IMAGE_TAR)
 	$(PYTEST) tests/integration tests/security -q
@@ -65,10 +65,10 @@ test-deps:
 
 test: deps test-deps venv $(IMAGE_TAR) check-protos
 	$(VENV)/bin/buf lint protos
-	$(VENV)/bin/ruff check clients services tests bench
-	$(VENV)/bin/ruff format --check clients services tests bench
+	$(VENV)/bin/ruff check api clients services tests bench
+	$(VENV)/bin/ruff format --check api clients services tests bench
 	$(VENV)/bin/mypy
-	$(PYTEST) services/*/tests clients/python/tests bench/tests tests/integration tests/security -q
+	$(PYTEST) api/python/tests services/*/tests clients/python/tests bench/tests tests/integration tests/security -q
 
 # Side by side with podman and the raw OCI runtimes (QUICK=1: about 2 minutes).
 bench: deps venv $(IMAGE_TAR)

@@ -1,6 +1,6 @@
 """Micro-benchmark of the log reader (not a test): ``.venv/bin/python bench/logs_reader.py [dir]``.
 
-Measures, through :func:`teu.logs.reader.read_log` (the core the service streams from):
+Measures, through :func:`teu_logs.reader.read_log` (the core the service streams from):
 
 - reading back a 100 MB log of 1M 100-byte records, chunks form (target well under 0.5 s);
 - reading back 10 MB of ``y\\n`` written as 5M records (235 MB of log), chunks form (target < 2 s);
@@ -19,10 +19,10 @@ import time
 from contextlib import aclosing
 from pathlib import Path
 
-from teu.logs.k8sfile import parse_timestamp
-from teu.logs.reader import ReadOptions, read_log
-from teu.logs.scan import Filter
-from teu.logs.segments import LogDir
+from teu_logs.k8sfile import parse_timestamp
+from teu_logs.reader import ReadOptions, read_log
+from teu_logs.scan import Filter
+from teu_logs.segments import LogDir
 
 
 def build(path: Path, records: int, content: bytes, per_second: int = 100_000, stderr_every: int = 0) -> None:

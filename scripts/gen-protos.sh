@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Generates the Python stubs of every proto into one place: clients/python (or $1).
+# Generates the Python stubs of every proto into the contracts package, api/python/teu_api (or
+# $1/teu_api). protoc names a stub's module after its proto's path (teu/gateway/v1 -> teu.gateway.v1);
+# the stubs live in the package teu_api instead, so module references (never the proto package names
+# inside descriptors or method paths such as /teu.gateway.v1.ContainersService/Run) are rewritten.
 # The stubs are committed; `make check-protos` regenerates into a temp dir and fails on drift.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$here/clients/python}
+out=${1:-$here/api/python}/teu_api
 py=${PYTHON:-$here/.venv/bin/python}
-mkdir -p "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 cd "$here/protos"
 mapfile -t files < <(find teu -name '*.proto' | sort)
 "$py" -m grpc_tools.protoc -I . \
-  --python_out="$out" --grpc_python_out="$out" \
-  --mypy_out="$out" --mypy_grpc_out="$out" \
+  --python_out="$tmp" --grpc_python_out="$tmp" \
+  --mypy_out="$tmp" --mypy_grpc_out="$tmp" \
   --plugin=protoc-gen-mypy="$here/.venv/bin/protoc-gen-mypy" \
   --plugin=protoc-gen-mypy_grpc="$here/.venv/bin/protoc-gen-mypy_grpc" \
   "${files[@]}"
+cd "$tmp/teu"
+for f in $(find . -type f | sort); do
+  mkdir -p "$out/$(dirname "$f")"
+  sed -E -e 's/\bteu\.([a-z]+)\.v1\.([A-Za-z0-9_]+_pb2(_grpc)?)\b/teu_api.\1.v1.\2/g' \
+         -e 's/^(from|import) teu\.([a-z]+)\.v1 import/\1 teu_api.\2.v1 import/' "$f" > "$out/$f"
+done
+# Regular packages: every folder of stubs has an (empty) __init__.py.
+for d in $(find . -mindepth 1 -type d); do : > "$out/$d/__init__.py"; done

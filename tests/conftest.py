@@ -9,7 +9,7 @@ import pytest
 
 from teu.client import Client
 from teu.testing import PrivateEngine, wait_ready
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 IMAGE_TAR = Path(__file__).resolve().parents[1] / "build" / "busybox.tar"
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 DEBIAN_TAR = REPO / "build" / "debian.tar"
 

@@ -23,7 +23,7 @@ import pytest
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
 from teu.errors import NotFound
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
 RUNNING = types_pb2.CONTAINER_STATE_RUNNING

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, Engine, wait_ready
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument, TeuError
-from teu.gateway.v1 import gateway_pb2 as gw
+from teu_api.gateway.v1 import gateway_pb2 as gw
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
 

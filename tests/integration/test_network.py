@@ -21,12 +21,12 @@ import pytest
 from conftest import IMAGE_TAR
 from teu.client import Client, ContainerOptions
 from teu.errors import FailedPrecondition, InvalidArgument, TeuError, from_status
-from teu.gateway.v1 import gateway_pb2 as gw
-from teu.runtime.network.networks import owner_of
-from teu.runtime.v1 import runtime_pb2 as rt
-from teu.runtime.v1 import runtime_pb2_grpc
 from teu.testing import PrivateEngine, wait_ready
-from teu.types.v1 import types_pb2
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.runtime.v1 import runtime_pb2_grpc
+from teu_api.types.v1 import types_pb2
+from teu_runtime.network.networks import owner_of
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -50,7 +50,7 @@ class NamespacedEngine(PrivateEngine):
         env = {**os.environ, "TEU_METRICS_PORT_BASE": "0", "TEU_DEFAULT_NETWORK": "bridge", "TEU_FIREWALL": self.firewall}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{self.ns}", sys.executable, "-m", "teu.engine",
+                ["nsenter", f"--net=/run/netns/{self.ns}", sys.executable, "-m", "teu_engine",
                  "--root", str(self.root), "--run-dir", str(self.run_dir)],
                 env=env, stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip

@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
 from teu.errors import FailedPrecondition
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
 REGISTRY_BIN = "/usr/bin/docker-registry"

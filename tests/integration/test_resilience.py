@@ -12,7 +12,7 @@ import pytest
 from conftest import Engine, wait_ready
 from teu.client import Client, ContainerOptions
 from teu.errors import Unavailable
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
 

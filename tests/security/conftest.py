@@ -14,7 +14,7 @@ import pytest
 
 from teu.client import Client
 from teu.testing import PrivateEngine
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 IMAGE_TAR = Path(__file__).resolve().parents[2] / "build" / "busybox.tar"
 USERNS_BASE, USERNS_SIZE = 231072, 65536

@@ -12,7 +12,7 @@ import pytest
 
 from teu.client import Client, ContainerOptions
 from teu.errors import FailedPrecondition, InvalidArgument
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 PROBE_SOURCE = Path(__file__).with_name("probes") / "syscalls.c"
 DOCKER_DEFAULT_CAPEFF = "00000000a80425fb"

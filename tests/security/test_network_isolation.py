@@ -20,10 +20,10 @@ from test_network import STEP, NamespacedEngine, attachment, in_ns, port, run, w
 
 from conftest import IMAGE_TAR
 from teu.client import Client
-from teu.runtime.v1 import runtime_pb2 as rt
-from teu.runtime.v1 import runtime_pb2_grpc
 from teu.testing import wait_ready
-from teu.types.v1 import types_pb2
+from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.runtime.v1 import runtime_pb2_grpc
+from teu_api.types.v1 import types_pb2
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),

@@ -20,7 +20,7 @@ from teu import _login, auth
 from teu.cli import images
 from teu.cli.main import build_parser
 from teu.errors import FailedPrecondition, InvalidArgument
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 USER, PASSWORD = "teu", "s3cret"
 

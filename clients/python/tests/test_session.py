@@ -22,9 +22,9 @@ import pytest
 from teu.cli.interactive import SignalProxy, pump
 from teu.client import Client
 from teu.errors import FailedPrecondition, NotFound
-from teu.gateway.v1 import gateway_pb2 as gw
-from teu.gateway.v1 import gateway_pb2_grpc
-from teu.types.v1 import types_pb2
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.gateway.v1 import gateway_pb2_grpc
+from teu_api.types.v1 import types_pb2
 
 OUT, ERR = types_pb2.STREAM_STDOUT, types_pb2.STREAM_STDERR
 

@@ -11,8 +11,8 @@ from typing import Any, BinaryIO, cast
 from teu._rpc import stream, unary
 from teu.changes import changes as parse_changes
 from teu.changes import fields
-from teu.gateway.v1 import gateway_pb2 as gw
-from teu.types.v1 import types_pb2
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.types.v1 import types_pb2
 
 CHUNK = 1 << 20
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from teu.errors import FailedPrecondition, InvalidArgument
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 __all__ = [
     "HUB_KEY",

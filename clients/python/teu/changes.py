@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from teu.errors import InvalidArgument
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 __all__ = ["changes", "fields"]
 _FIELDS = {"CMD": "cmd", "ENTRYPOINT": "entrypoint", "ENV": "env", "WORKDIR": "working_dir", "USER": "user",

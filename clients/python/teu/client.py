@@ -31,10 +31,10 @@ import grpc
 from teu._images import ImagesMixin
 from teu._rpc import stream, unary
 from teu.errors import InvalidArgument, from_status
-from teu.gateway.v1 import gateway_pb2 as gw
-from teu.gateway.v1 import gateway_pb2_grpc
 from teu.session import ExecResult, Session, feed, window
-from teu.types.v1 import types_pb2
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.gateway.v1 import gateway_pb2_grpc
+from teu_api.types.v1 import types_pb2
 
 __all__ = ["Client", "ContainerOptions", "ExecResult", "RunResult", "Session", "TlsConfig", "default_target"]
 CHUNK = 1 << 20

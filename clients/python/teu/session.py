@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 
 from teu._rpc import error
-from teu.gateway.v1 import gateway_pb2 as gw
-from teu.types.v1 import types_pb2
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.types.v1 import types_pb2
 
 __all__ = ["ExecResult", "Session"]
 CHUNK = 1 << 20

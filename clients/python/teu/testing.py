@@ -65,7 +65,7 @@ class PrivateEngine:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*self.wrap, sys.executable, "-m", "teu.engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],
+                [*self.wrap, sys.executable, "-m", "teu_engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],
                 env={"TEU_DEFAULT_NETWORK": "none", **os.environ, "TEU_METRICS_PORT_BASE": "0", **self.extra_env},
                 stdout=log,
                 stderr=log,
@@ -87,7 +87,7 @@ class PrivateEngine:
                     cmd = (proc / "cmdline").read_bytes().split(b"\0")
                 except OSError:
                     continue
-                if f"teu.{name}".encode() in cmd and str(self.run_dir).encode() in cmd:
+                if f"teu_{name}".encode() in cmd and str(self.run_dir).encode() in cmd:
                     return int(proc.name)
             if time.monotonic() > deadline:
                 raise LookupError(name)

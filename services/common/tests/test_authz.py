@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from teu.common import authz, config
-from teu.common.authz import Peer, Role
-from teu.errors import PermissionDenied, Unauthenticated
-from teu.gateway.v1 import gateway_pb2
+from teu_api.errors import PermissionDenied, Unauthenticated
+from teu_api.gateway.v1 import gateway_pb2
+from teu_common import authz, config
+from teu_common.authz import Peer, Role
 
 PUBLIC = ("ContainersService", "ImagesService", "SystemService", "NetworksService")
 C = "/teu.gateway.v1.ContainersService/"

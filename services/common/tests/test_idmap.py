@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from teu.common.idmap import IdMap, parse
+from teu_common.idmap import IdMap, parse
 
 
 def test_numbers_user_and_default(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import grpc
 
-from teu.common.interceptor import ErrorInterceptor
-from teu.errors import FailedPrecondition
+from teu_api.errors import FailedPrecondition
+from teu_common.interceptor import ErrorInterceptor
 
 METHOD = "/teu.test.Upload/Put"
 

@@ -6,7 +6,7 @@ import asyncio
 
 from structlog.testing import capture_logs
 
-from teu.common import tasks
+from teu_common import tasks
 
 
 async def _inner(event: asyncio.Event) -> None:

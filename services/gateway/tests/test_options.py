@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from teu.errors import FailedPrecondition, InvalidArgument
-from teu.gateway import options
-from teu.gateway.v1 import gateway_pb2 as gw
-from teu.storage.v1 import storage_pb2 as st
-from teu.types.v1 import types_pb2
+from teu_api.errors import FailedPrecondition, InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.storage.v1 import storage_pb2 as st
+from teu_api.types.v1 import types_pb2
+from teu_gateway import options
 
 IMAGE = st.Image(id="sha256:" + "a" * 64, config=types_pb2.ImageConfig(
     entrypoint=["/entry"], cmd=["default"], env=["PATH=/bin", "A=1"], working_dir="/app", user="nobody"))  # fmt: skip
@@ -70,8 +70,8 @@ def test_original_config_is_kept_for_inspect() -> None:
 
 def test_output_chunks_join_records_per_stream() -> None:
     """Attached output is sent as one frame per run of same-stream records, in order."""
-    from teu.gateway.logflows import outputs
-    from teu.logs.v1 import logs_pb2 as lg
+    from teu_api.logs.v1 import logs_pb2 as lg
+    from teu_gateway.logflows import outputs
 
     out, err = types_pb2.STREAM_STDOUT, types_pb2.STREAM_STDERR
     recs = [lg.LogRecord(stream=out, data=b"a\n"), lg.LogRecord(stream=out, data=b"b"), lg.LogRecord(stream=err, data=b"e\n"),

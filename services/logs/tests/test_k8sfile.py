@@ -6,7 +6,7 @@ import calendar
 
 import pytest
 
-from teu.logs.k8sfile import STDERR, STDOUT, parse_records, parse_timestamp
+from teu_logs.k8sfile import STDERR, STDOUT, parse_records, parse_timestamp
 
 TS = b"2026-11-30T06:24:30.027115861+00:00"
 TS_NS = calendar.timegm((2026, 11, 30, 6, 24, 30)) * 1_000_000_000 + 27115861

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from teu.logs.k8sfile import STDERR, STDOUT, parse_timestamp
-from teu.logs.reader import Batch, ReadOptions, read_log
-from teu.logs.rotation import apply_retention, rotate
-from teu.logs.scan import Filter
-from teu.logs.segments import LogDir
-from teu.logs.tail import tail_start
-from teu.logs.timeindex import find_time
+from teu_logs.k8sfile import STDERR, STDOUT, parse_timestamp
+from teu_logs.reader import Batch, ReadOptions, read_log
+from teu_logs.rotation import apply_retention, rotate
+from teu_logs.scan import Filter
+from teu_logs.segments import LogDir
+from teu_logs.tail import tail_start
+from teu_logs.timeindex import find_time
 
 SECOND = b"2026-11-30T06:24:%02d.%09d-05:00"
 
@@ -370,9 +370,9 @@ def test_tail_matches_the_last_lines_of_a_full_read(d: LogDir, seed: int, monkey
     """Tail N over random P/F records of both streams, split in segments, equals the last N lines of a full read."""
     import re
 
-    import teu.logs.tail
+    import teu_logs.tail
 
-    monkeypatch.setattr(teu.logs.tail, "TAIL_BLOCK", 97)  # many block boundaries inside records
+    monkeypatch.setattr(teu_logs.tail, "TAIL_BLOCK", 97)  # many block boundaries inside records
     rng = random.Random(seed)
     for n in range(3):
         append(

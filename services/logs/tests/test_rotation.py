@@ -9,11 +9,11 @@ import time
 from contextlib import aclosing
 from pathlib import Path
 
-from teu.logs.logdirs import LogStore
-from teu.logs.reader import ReadOptions, read_log
-from teu.logs.rotation import Rotator, send_reopen
-from teu.logs.scan import Filter
-from teu.logs.segments import LogConfig, LogDir
+from teu_logs.logdirs import LogStore
+from teu_logs.reader import ReadOptions, read_log
+from teu_logs.rotation import Rotator, send_reopen
+from teu_logs.scan import Filter
+from teu_logs.segments import LogConfig, LogDir
 
 CID = "cd" * 32
 TS = b"2026-11-30T06:24:30.%09d+00:00"

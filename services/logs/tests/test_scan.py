@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from teu.logs.k8sfile import STDERR, STDOUT, parse_timestamp
-from teu.logs.scan import Filter, scan_block
+from teu_logs.k8sfile import STDERR, STDOUT, parse_timestamp
+from teu_logs.scan import Filter, scan_block
 
 TS = b"2026-11-30T06:24:30.%09d+00:00"
 
@@ -166,7 +166,7 @@ def test_mixed_stream_runs_match_the_record_form(flt: Filter) -> None:
 
 def test_partial_split_ignores_marker_text_inside_content() -> None:
     """A line whose text contains " stdout P " is not mistaken for a P record header."""
-    from teu.logs.scan import _strip_with_partials
+    from teu_logs.scan import _strip_with_partials
 
     ts = b"2026-11-30T06:24:30.027115861+00:00"
     block = (ts + b" stdout F says stdout P here\n" + ts + b" stdout P abc\n" + ts + b" stdout F def\n"

@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from teu.common.interceptor import ErrorInterceptor
-from teu.logs.logdirs import LogStore
-from teu.logs.segments import LogDir
-from teu.logs.service import LogsServicer
-from teu.logs.v1 import logs_pb2, logs_pb2_grpc
-from teu.types.v1 import types_pb2
+from teu_api.logs.v1 import logs_pb2, logs_pb2_grpc
+from teu_api.types.v1 import types_pb2
+from teu_common.interceptor import ErrorInterceptor
+from teu_logs.logdirs import LogStore
+from teu_logs.segments import LogDir
+from teu_logs.service import LogsServicer
 
 CID = "ab" * 32
 TS = b"2026-11-30T06:24:30.027115861+00:00"

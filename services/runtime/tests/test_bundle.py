@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from teu.runtime import conmon, execs
-from teu.runtime.bundle import Bundle
+from teu_runtime import conmon, execs
+from teu_runtime.bundle import Bundle
 
 CID = "ab" * 32
 

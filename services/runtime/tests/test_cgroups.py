@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from teu.runtime import cgroups
+from teu_runtime import cgroups
 
 MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from teu.errors import FailedPrecondition, InvalidArgument
-from teu.runtime import confine
-from teu.types.v1 import types_pb2 as t
+from teu_api.errors import FailedPrecondition, InvalidArgument
+from teu_api.types.v1 import types_pb2 as t
+from teu_runtime import confine
 
 HELD = confine.KNOWN_CAPS
 LIMITS = {**dict.fromkeys(confine.ULIMITS, 2**64 - 1), "nofile": 20000, "nproc": 4000}
@@ -76,7 +76,7 @@ def test_seccomp_section() -> None:
 
 def test_remapping_follows_dockers_rules() -> None:
     """The engine's mapping applies unless --userns=host; privileged or host-network containers must opt out."""
-    from teu.common.idmap import IdMap
+    from teu_common.idmap import IdMap
 
     engine = IdMap(100000, 100000, 65536)
     assert confine.remapping(t.Security(), engine, host_network=False) == engine

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from teu.errors import AlreadyExists, FailedPrecondition, NotFound
-from teu.runtime import confine, conmon, mounts, spec
-from teu.runtime.bundle import Bundle
-from teu.runtime.database import Store
-from teu.runtime.manager import CREATED, EXITED, RUNNING, Manager, Settings
-from teu.runtime.network.networks import Networks
-from teu.runtime.v1 import runtime_pb2 as rt
-from teu.types.v1 import types_pb2 as t
+from teu_api.errors import AlreadyExists, FailedPrecondition, NotFound
+from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.types.v1 import types_pb2 as t
+from teu_runtime import confine, conmon, mounts, spec
+from teu_runtime.bundle import Bundle
+from teu_runtime.database import Store
+from teu_runtime.manager import CREATED, EXITED, RUNNING, Manager, Settings
+from teu_runtime.network.networks import Networks
 
 CID = "c1" * 32
 OTHER = "d2" * 32

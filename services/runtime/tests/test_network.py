@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from teu.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable
-from teu.runtime import spec
-from teu.runtime.database import Store
-from teu.runtime.network import addressing, dns, firewall, links, netconf, ports
-from teu.runtime.network.networks import Networks
-from teu.runtime.network.records import Records
-from teu.runtime.v1 import runtime_pb2 as rt
-from teu.types.v1 import types_pb2
+from teu_api.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable
+from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.types.v1 import types_pb2
+from teu_runtime import spec
+from teu_runtime.database import Store
+from teu_runtime.network import addressing, dns, firewall, links, netconf, ports
+from teu_runtime.network.networks import Networks
+from teu_runtime.network.records import Records
 
 CID = "ab" * 32
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from teu.errors import InvalidArgument
-from teu.runtime.seccomp import MAX_PROFILE_BYTES, MAX_RULES, RUNNING_KERNEL, default_profile, load_profile, to_oci
+from teu_api.errors import InvalidArgument
+from teu_runtime.seccomp import MAX_PROFILE_BYTES, MAX_RULES, RUNNING_KERNEL, default_profile, load_profile, to_oci
 
 DOCKER_CAPS = [
     "CAP_CHOWN",

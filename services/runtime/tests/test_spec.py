@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from teu.common.signals import parse_signal
-from teu.errors import InvalidArgument
-from teu.runtime import confine, conmon, names, spec, users
-from teu.runtime.v1 import runtime_pb2 as rt
-from teu.types.v1 import types_pb2
+from teu_api.errors import InvalidArgument
+from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.types.v1 import types_pb2
+from teu_common.signals import parse_signal
+from teu_runtime import confine, conmon, names, spec, users
 
 CID = "ab" * 32
 PASSWD = (
@@ -142,7 +142,7 @@ def test_signals() -> None:
 
 def test_remapped_container_gets_a_user_namespace() -> None:
     """With a mapping, the spec adds a user namespace and maps container ids 0.. to the range."""
-    from teu.common.idmap import IdMap
+    from teu_common.idmap import IdMap
 
     s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"]))
     doc = spec.build(CID, s, spec.User(0, 0), HOST, {}, "teu/x", remap=IdMap(100000, 200000, 65536))

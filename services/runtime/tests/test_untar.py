@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from teu.runtime.untar import member_filter
+from teu_runtime.untar import member_filter
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o4755, uid: int = 0) -> tarfile.TarInfo:

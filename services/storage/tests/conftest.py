@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from teu.storage.core import Storage, import_image
-from teu.storage.imagespec import ImageConfig
-from teu.storage.metadata import Image
-from teu.storage.snapshots import Mount
+from teu_storage.core import Storage, import_image
+from teu_storage.imagespec import ImageConfig
+from teu_storage.metadata import Image
+from teu_storage.snapshots import Mount
 
 
 class Tars:

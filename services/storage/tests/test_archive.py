@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from teu.errors import InvalidArgument
-from teu.storage import archive, tarsplit
+from teu_api.errors import InvalidArgument
+from teu_storage import archive, tarsplit
 
 
 def _extract(tmp_path: Path, data: bytes) -> Path:
@@ -245,7 +245,7 @@ def test_gzip_bomb_is_refused_without_inflating_it_in_memory() -> None:
     (peak memory stays near one piece, not the inflated size)."""
     import tracemalloc
 
-    from teu.storage.imagearchive import spool_layer
+    from teu_storage.imagearchive import spool_layer
 
     bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)  # ~64 KiB that inflates to 64 MiB
     tracemalloc.start()
@@ -260,7 +260,7 @@ def test_gzip_bomb_is_refused_without_inflating_it_in_memory() -> None:
 
 def test_concatenated_gzip_members_inflate_whole() -> None:
     """A layer made of several gzip members (as some tools write) inflates to all of its bytes."""
-    from teu.storage.imagearchive import spool_layer
+    from teu_storage.imagearchive import spool_layer
 
     data = gzip.compress(b"a" * (3 << 20)) + gzip.compress(b"b" * 10)
     out = io.BytesIO()

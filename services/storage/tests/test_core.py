@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from teu.errors import AlreadyExists, InvalidArgument, NotFound
-from teu.storage.core import Storage, import_image
-from teu.storage.imagespec import ImageConfig
+from teu_api.errors import AlreadyExists, InvalidArgument, NotFound
+from teu_storage.core import Storage, import_image
+from teu_storage.imagespec import ImageConfig
 
 KEY = "c" * 64
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from teu.storage.core import Storage
+from teu_storage.core import Storage
 
 _WORKER = """
 import asyncio, sys
 from pathlib import Path
-from teu.storage.core import Storage, import_image
-from teu.storage.imagespec import ImageConfig
+from teu_storage.core import Storage, import_image
+from teu_storage.imagespec import ImageConfig
 root, what, src = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 storage = Storage.open(root)
 async def chunks():

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from teu.errors import InvalidArgument, NotFound
-from teu.storage.core import Storage
+from teu_api.errors import InvalidArgument, NotFound
+from teu_storage.core import Storage
 
 
 def _snapshot(storage: Storage, tars: Any, kit: Any) -> Path:

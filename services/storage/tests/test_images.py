@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from teu.errors import FailedPrecondition, InvalidArgument, NotFound
-from teu.storage.core import Storage
-from teu.storage.imagespec import ImageConfig
+from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
+from teu_storage.core import Storage
+from teu_storage.imagespec import ImageConfig
 
 
 def test_tag_adds_references(storage: Storage, tars: Any, kit: Any) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from teu.errors import FailedPrecondition, InvalidArgument
-from teu.storage import gc
-from teu.storage.core import Storage
-from teu.storage.imagespec import ImageConfig
-from teu.storage.layers import short_name
+from teu_api.errors import FailedPrecondition, InvalidArgument
+from teu_storage import gc
+from teu_storage.core import Storage
+from teu_storage.imagespec import ImageConfig
+from teu_storage.layers import short_name
 
 
 def test_mark_is_pure_reachability() -> None:
@@ -99,7 +99,7 @@ def test_layer_whose_short_name_collides_is_refused(storage: Storage, tars: Any,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """A new layer with the short link name of a stored one is refused; the stored one keeps its link."""
     first = kit.import_tar(storage, tars.build(tars.file("a")), "first")
-    monkeypatch.setattr("teu.storage.layers.short_name", lambda _diff_id: "collidingname")
+    monkeypatch.setattr("teu_storage.layers.short_name", lambda _diff_id: "collidingname")
     storage.layer_dirs.ensure_link(first.layers[0])
     with pytest.raises(InvalidArgument, match="short name"):
         kit.import_tar(storage, tars.build(tars.file("b")), "second")

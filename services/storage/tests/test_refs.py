@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from teu.errors import InvalidArgument
-from teu.storage import refs
+from teu_api.errors import InvalidArgument
+from teu_storage import refs
 
 
 @pytest.mark.parametrize(

@@ -26,19 +26,19 @@ from typing import Any
 import grpc
 import pytest
 
-from teu.common.interceptor import ErrorInterceptor
-from teu.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from teu.storage import credentials, distribution, registry
-from teu.storage.core import Storage
-from teu.storage.credentials import Credentials
-from teu.storage.distribution import Client, parse_challenges
-from teu.storage.imagespec import ImageConfig, host_architecture
-from teu.storage.metadata import Blob, Image
-from teu.storage.registry import Progress, parse_remote
-from teu.storage.service import StorageServicer
-from teu.storage.threadio import events_from_thread
-from teu.storage.v1 import storage_pb2, storage_pb2_grpc
-from teu.types.v1 import types_pb2
+from teu_api.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
+from teu_api.types.v1 import types_pb2
+from teu_common.interceptor import ErrorInterceptor
+from teu_storage import credentials, distribution, registry
+from teu_storage.core import Storage
+from teu_storage.credentials import Credentials
+from teu_storage.distribution import Client, parse_challenges
+from teu_storage.imagespec import ImageConfig, host_architecture
+from teu_storage.metadata import Blob, Image
+from teu_storage.registry import Progress, parse_remote
+from teu_storage.service import StorageServicer
+from teu_storage.threadio import events_from_thread
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 

@@ -12,11 +12,11 @@ from typing import Any, cast
 
 import pytest
 
-from teu.errors import FailedPrecondition
-from teu.storage import safefs, tarwriter
-from teu.storage.core import Storage
-from teu.storage.imagespec import ImageConfig
-from teu.storage.merged import Node, View
+from teu_api.errors import FailedPrecondition
+from teu_storage import safefs, tarwriter
+from teu_storage.core import Storage
+from teu_storage.imagespec import ImageConfig
+from teu_storage.merged import Node, View
 
 SECRET = b"HOST-SECRET-4f1c"  # content and (as a name) marker of the host's files
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from teu.errors import InvalidArgument
-from teu.storage.core import Storage
-from teu.storage.imagespec import ImageConfig
+from teu_api.errors import InvalidArgument
+from teu_storage.core import Storage
+from teu_storage.imagespec import ImageConfig
 
 
 def _save(storage: Storage, refs: list[str], fmt: str) -> bytes:

@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 import pytest
 
-from teu.common.interceptor import ErrorInterceptor
-from teu.storage.core import Storage
-from teu.storage.service import StorageServicer
-from teu.storage.v1 import storage_pb2, storage_pb2_grpc
-from teu.types.v1 import types_pb2
+from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
+from teu_api.types.v1 import types_pb2
+from teu_common.interceptor import ErrorInterceptor
+from teu_storage.core import Storage
+from teu_storage.service import StorageServicer
 
 KEY = "e" * 64
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from teu.errors import AlreadyExists, NotFound
-from teu.storage.imagespec import ImageConfig, build_config
-from teu.storage.metadata import Store
+from teu_api.errors import AlreadyExists, NotFound
+from teu_storage.imagespec import ImageConfig, build_config
+from teu_storage.metadata import Store
 
 LAYER = ("sha256:" + "1" * 64, 10)
 

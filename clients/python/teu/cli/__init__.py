@@ -1,3 +1,1 @@
 """The ``teu`` command-line interface."""
-
-VERSION = "0.1.0"

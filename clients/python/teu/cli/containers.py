@@ -15,8 +15,8 @@ from teu.cli import interactive, parse
 from teu.cli.common import ENGINE_ERROR, each, inspect_all, verb
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument
-from teu.gateway.v1 import gateway_pb2 as gw
-from teu.types.v1 import types_pb2
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.types.v1 import types_pb2
 
 
 def container_flags(p: argparse.ArgumentParser) -> None:

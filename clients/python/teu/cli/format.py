@@ -6,8 +6,8 @@ import datetime as dt
 import time
 from typing import Any
 
-from teu.gateway.v1 import gateway_pb2 as gw
-from teu.types.v1 import types_pb2
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.types.v1 import types_pb2
 
 STATES = {
     types_pb2.CONTAINER_STATE_CREATED: "created",

@@ -22,7 +22,7 @@ from teu.cli import parse
 from teu.cli.terminal import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys, raw_mode, window_size
 from teu.client import Client, ContainerOptions, Session
 from teu.errors import TeuError
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 __all__ = [
     "PROXIED_SIGNALS",

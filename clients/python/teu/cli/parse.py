@@ -9,7 +9,7 @@ import time
 
 from teu.changes import changes as changes  # re-exported for the CLI
 from teu.errors import InvalidArgument as InvalidArgument
-from teu.types.v1 import types_pb2
+from teu_api.types.v1 import types_pb2
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 

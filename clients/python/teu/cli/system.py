@@ -23,7 +23,7 @@ def cmd_info(c: Client, a: argparse.Namespace) -> int:
 
 def cmd_version(c: Client, a: argparse.Namespace) -> int:
     """Prints versions."""
-    from teu.cli import VERSION
+    from teu_api import VERSION
 
     print(f"Client:\n Version: {VERSION}")
     v = c.version()

@@ -1,0 +1,1 @@
+"""``teu-engine``, the supervisor that starts the four services and restarts any that dies."""

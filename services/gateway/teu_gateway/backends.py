@@ -1,0 +1,85 @@
+"""The gateway's view of the three backing services: stubs, and their errors as Teu errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+
+from teu_api.errors import TeuError, Unavailable, from_status
+from teu_api.logs.v1 import logs_pb2_grpc
+from teu_api.runtime.v1 import runtime_pb2_grpc
+from teu_api.storage.v1 import storage_pb2_grpc
+from teu_common.channels import connect
+from teu_common.config import Config
+
+T = TypeVar("T")
+
+
+@dataclass
+class Backends:
+    """Stubs of the runtime, storage and logs services."""
+
+    runtime: runtime_pb2_grpc.RuntimeServiceStub
+    storage: storage_pb2_grpc.StorageServiceStub
+    logs: logs_pb2_grpc.LogsServiceStub
+    logs_health: health_pb2_grpc.HealthStub
+    channels: tuple[grpc.aio.Channel, ...]
+
+    async def close(self) -> None:
+        """Closes the channels."""
+        for ch in self.channels:
+            await ch.close()
+
+
+def open_backends(cfg: Config) -> Backends:
+    """Channels to the three services (they connect lazily and reconnect by themselves)."""
+    rt, st, lg = connect(cfg, "runtime"), connect(cfg, "storage"), connect(cfg, "logs")
+    return Backends(
+        runtime_pb2_grpc.RuntimeServiceStub(rt),
+        storage_pb2_grpc.StorageServiceStub(st),
+        logs_pb2_grpc.LogsServiceStub(lg),
+        health_pb2_grpc.HealthStub(lg),
+        (rt, st, lg),
+    )
+
+
+def translate(exc: grpc.aio.AioRpcError, service: str) -> TeuError:
+    """A backend's status as the Teu error the gateway reports."""
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(f"the {service} service is unavailable: {exc.details()}")
+    return from_status(exc.code(), exc.details() or "")
+
+
+async def call(service: str, awaitable: Awaitable[T]) -> T:
+    """Awaits a unary backend call, translating its errors."""
+    try:
+        return await awaitable
+    except grpc.aio.AioRpcError as exc:
+        raise translate(exc, service) from None
+
+
+async def stream(service: str, responses: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Iterates a server-streaming backend call, translating its errors."""
+    try:
+        async for item in responses:
+            yield item
+    except grpc.aio.AioRpcError as exc:
+        raise translate(exc, service) from None
+
+
+async def retry_unavailable(service: str, make: Callable[[], Awaitable[T]], patience: float = 120.0) -> T:
+    """Calls ``make()`` until the service answers, for long waits that must survive its restart."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            return await make()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or loop.time() > deadline:
+                raise translate(exc, service) from None
+            await asyncio.sleep(0.2)

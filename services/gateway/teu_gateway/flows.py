@@ -1,0 +1,201 @@
+"""The standard operations, composed from the backing services' primitives.
+
+``run`` = resolve image (storage) → snapshot (storage) → log file (logs) → create (runtime) →
+start (runtime) → stream output (logs) until the exit (runtime) → on ``--rm``, delete in reverse.
+A failure at any step undoes the earlier ones. The gateway holds no state of its own: what it must
+remember across its own restarts (auto-removal) is read back from the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+
+import structlog
+
+from teu_api.errors import FailedPrecondition, NotFound, TeuError
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.logs.v1 import logs_pb2 as lg
+from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.storage.v1 import storage_pb2 as st
+from teu_api.types.v1 import types_pb2
+from teu_gateway import options, security
+from teu_gateway.backends import Backends, call, retry_unavailable
+from teu_gateway.filesystem import Filesystem
+from teu_gateway.logflows import LogReader, outputs
+
+log = structlog.get_logger()
+RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a container's process ended."""
+
+    exit_code: int
+    oom_killed: bool
+    error: str
+
+
+class Flows:
+    """The gateway's operations over the three backends."""
+
+    def __init__(self, b: Backends) -> None:
+        self.b = b
+        self._removers: dict[str, asyncio.Task[None]] = {}
+        self.logs = LogReader(b, self.wait)
+        self.fs = Filesystem(b)
+
+    async def find(self, ref: str) -> rt.Container:
+        """The container named by id, id prefix or name."""
+        resp: rt.GetContainerResponse = await call("runtime", self.b.runtime.GetContainer(rt.GetContainerRequest(ref=ref)))
+        return resp.container
+
+    async def create(self, config: gw.ContainerConfig) -> rt.Container:
+        """Creates a container; on failure nothing is left behind."""
+        image = (await call("storage", self.b.storage.GetImage(st.GetImageRequest(ref=config.image)))).image
+        spec = options.container_spec(config, image, apparmor=security.apparmor_enabled())
+        cid = secrets.token_hex(32)
+        snap = await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=cid, image_id=image.id)))
+        try:
+            log_path = (await call("logs", self.b.logs.PrepareLog(lg.PrepareLogRequest(container_id=cid)))).path
+            spec.rootfs.extend(snap.mounts)
+            spec.log_path = log_path
+            req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
+            created: rt.CreateContainerResponse = await call("runtime", self.b.runtime.CreateContainer(req))
+        except BaseException:
+            await self._release(cid)
+            raise
+        await self._configure_log(created.container)
+        return created.container
+
+    async def _configure_log(self, c: rt.Container) -> None:
+        """Hands the logs service the container's retention and conmon's control fifo (for rotation).
+        The logs service keeps it; if it is down now, the container still runs (its log just does not
+        rotate until it is configured)."""
+        config = gw.ContainerConfig()
+        config.ParseFromString(c.spec.extensions.get(options.CONFIG_KEY, b""))
+        size, files = options.log_options(config.log_opts)
+        req = lg.ConfigureLogRequest(container_id=c.id, max_size=size, max_files=files, control_path=c.control_path)
+        try:
+            await call("logs", self.b.logs.ConfigureLog(req))
+        except TeuError as exc:
+            log.warning("configure_log_failed", container=c.id[:12], error=exc.message)
+
+    async def _release(self, cid: str) -> None:
+        """Removes a container's snapshot and log (concurrently), best effort."""
+
+        async def one(service: str, coro: Awaitable[object]) -> None:
+            try:
+                await call(service, coro)
+            except TeuError as exc:
+                log.warning("release_failed", container=cid[:12], service=service, error=exc.message)
+
+        await asyncio.gather(
+            one("storage", self.b.storage.RemoveSnapshot(st.RemoveSnapshotRequest(key=cid))),
+            one("logs", self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
+        )
+
+    async def start(self, cid: str, watch_remove: bool = True, require_running: bool = False) -> rt.Container:
+        """Starts a container; the returned record says whether its process could run (with
+        ``require_running``, a process that could not run is FAILED_PRECONDITION, as for `teu start`)."""
+        c: rt.Container = (await call("runtime", self.b.runtime.StartContainer(rt.StartContainerRequest(id=cid)))).container
+        if c.spec.auto_remove and watch_remove:
+            self.watch_auto_remove(cid)
+        if require_running and c.error:
+            raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
+        return c
+
+    async def stop(self, cid: str, timeout: int) -> None:
+        """Stops a container (its stop signal, then SIGKILL after ``timeout`` seconds; -1: its own)."""
+        await call("runtime", self.b.runtime.StopContainer(rt.StopContainerRequest(id=cid, timeout_seconds=timeout)))
+
+    async def kill(self, cid: str, sig: int) -> None:
+        """Sends ``sig`` to a running container's main process."""
+        await call("runtime", self.b.runtime.KillContainer(rt.KillContainerRequest(id=cid, signal=sig)))
+
+    async def restart(self, cid: str, timeout: int) -> None:
+        """Stops, then starts again (an error if it does not come up running)."""
+        await self.stop(cid, timeout)
+        await self.start(cid, require_running=True)
+
+    async def containers(self, all_: bool) -> list[rt.Container]:
+        """Running containers, or every container with ``all_``."""
+        found = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=all_)))
+        return list(found.containers)
+
+    async def wait(self, cid: str) -> rt.Container:
+        """The container's record once it is not running; survives a runtime service restart."""
+        resp: rt.WaitContainerResponse = await retry_unavailable(
+            "runtime", lambda: self.b.runtime.WaitContainer(rt.WaitContainerRequest(id=cid))
+        )
+        return resp.container
+
+    async def remove(self, cid: str, force: bool) -> rt.Container:
+        """Deletes a container (runtime), then its snapshot (storage) and log (logs)."""
+        c: rt.Container = (
+            await call("runtime", self.b.runtime.DeleteContainer(rt.DeleteContainerRequest(id=cid, force=force)))
+        ).container
+        await self._release(cid)
+        return c
+
+    def watch_auto_remove(self, cid: str) -> None:
+        """Removes ``cid`` once it exits (for ``--rm`` containers)."""
+        if cid not in self._removers:
+            self._removers[cid] = asyncio.create_task(self._auto_remove(cid))
+
+    async def _auto_remove(self, cid: str) -> None:
+        try:
+            await self.wait(cid)
+            await self.remove(cid, force=False)
+        except NotFound:
+            pass
+        except TeuError as exc:
+            log.warning("auto_remove_failed", container=cid[:12], error=exc.message)
+        finally:
+            self._removers.pop(cid, None)
+
+    async def resume_auto_removals(self) -> None:
+        """After a gateway restart: watch every ``--rm`` container again."""
+        try:
+            listed = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=True)))
+        except TeuError as exc:
+            log.warning("resume_auto_remove_failed", error=exc.message)
+            return
+        for c in listed.containers:
+            if c.spec.auto_remove and c.started_at:
+                self.watch_auto_remove(c.id)
+
+    async def run(self, config: gw.ContainerConfig, detach: bool) -> AsyncIterator[gw.RunResponse]:
+        """create → start → (attached) output until exit → (``--rm``) remove."""
+        c = await self.create(config)
+        created = gw.RunResponse(created=gw.RunCreated(id=c.id, name=c.name))
+        if not detach:
+            yield created  # the caller learns the id before any output
+        try:
+            c = await self.start(c.id, watch_remove=detach)
+        except BaseException:
+            if config.auto_remove:
+                await self.remove(c.id, force=True)
+            raise
+        if detach:
+            yield created  # only once it runs: a detached caller may hang up right after
+            return
+        finished = False
+        try:
+            if c.state == RUNNING:
+                async for batch in self.logs.follow(c.id, running=True):
+                    for out in outputs(batch):
+                        yield gw.RunResponse(output=gw.RunOutput(stream=out.stream, data=out.data))
+                c = await self.wait(c.id)
+            finished = True
+        finally:
+            if config.auto_remove and not finished:
+                self.watch_auto_remove(c.id)  # the client went away: remove it when it exits
+        yield gw.RunResponse(exit=gw.RunExit(exit_code=c.exit_code, oom_killed=c.oom_killed, error=c.error))
+        if config.auto_remove:
+            with contextlib.suppress(NotFound):
+                await self.remove(c.id, force=False)

@@ -1,0 +1,35 @@
+"""gRPC adapter of the public NetworksService: relays to the runtime service, which owns networks."""
+
+from __future__ import annotations
+
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.gateway.v1 import gateway_pb2_grpc
+from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_gateway.backends import call
+from teu_gateway.flows import Flows
+from teu_gateway.service import Ctx
+
+
+class NetworksServicer(gateway_pb2_grpc.NetworksServiceServicer):
+    """Networks, owned by the runtime service: the gateway only relays."""
+
+    def __init__(self, flows: Flows) -> None:
+        self.rt = flows.b.runtime
+
+    async def CreateNetwork(self, request: gw.CreateNetworkRequest, context: Ctx) -> gw.CreateNetworkResponse:
+        req = rt.CreateNetworkRequest(name=request.name, subnet=request.subnet)
+        resp: rt.CreateNetworkResponse = await call("runtime", self.rt.CreateNetwork(req))
+        return gw.CreateNetworkResponse(network=resp.network)
+
+    async def ListNetworks(self, request: gw.ListNetworksRequest, context: Ctx) -> gw.ListNetworksResponse:
+        resp: rt.ListNetworksResponse = await call("runtime", self.rt.ListNetworks(rt.ListNetworksRequest()))
+        return gw.ListNetworksResponse(networks=list(resp.networks))
+
+    async def InspectNetwork(self, request: gw.InspectNetworkRequest, context: Ctx) -> gw.InspectNetworkResponse:
+        resp: rt.GetNetworkResponse = await call("runtime", self.rt.GetNetwork(rt.GetNetworkRequest(ref=request.network)))
+        return gw.InspectNetworkResponse(network=resp.network)
+
+    async def RemoveNetwork(self, request: gw.RemoveNetworkRequest, context: Ctx) -> gw.RemoveNetworkResponse:
+        req = rt.RemoveNetworkRequest(ref=request.network)
+        resp: rt.RemoveNetworkResponse = await call("runtime", self.rt.RemoveNetwork(req))
+        return gw.RemoveNetworkResponse(network=resp.network)

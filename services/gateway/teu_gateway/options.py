@@ -1,0 +1,166 @@
+"""Turns the user's container options plus the image's config into a runtime spec. Pure."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+from teu_api.errors import InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.storage.v1 import storage_pb2 as st
+from teu_api.types.v1 import types_pb2
+from teu_gateway.security import security_of
+
+MIN_MEMORY = 6 << 20  # Docker's minimum: a smaller limit cannot even start a process
+MAX_MEMORY = 1 << 50  # 1 PiB: anything above is a typo
+MIN_NANO_CPUS = 10_000_000  # 0.01 CPU
+CONFIG_KEY = "teu.gateway.config"
+_HOSTNAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*")
+_ENV_KEY = re.compile(r"[^=\0]+")
+
+
+def merge_env(image_env: list[str], overrides: list[str]) -> list[str]:
+    """Image environment with the user's "K=V" set and bare "K" removed, keeping first-seen order."""
+    env: dict[str, str] = {}
+    for item in image_env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not _ENV_KEY.fullmatch(key) or "\0" in value:
+            raise InvalidArgument(f"invalid environment variable: {item!r}")
+        if sep:
+            env[key] = value
+        else:
+            env.pop(key, None)
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def command(config: gw.ContainerConfig, image: types_pb2.ImageConfig) -> list[str]:
+    """argv: entrypoint (the user's, else the image's) + command (the user's, else the image's).
+
+    As in Docker, overriding the entrypoint also drops the image's default command.
+    """
+    if config.HasField("entrypoint"):
+        entrypoint = list(config.entrypoint.values)
+        cmd = list(config.cmd)
+    else:
+        entrypoint = list(image.entrypoint)
+        cmd = list(config.cmd) or list(image.cmd)
+    args = entrypoint + cmd
+    if not args:
+        raise InvalidArgument("no command specified")
+    return args
+
+
+def check_resources(res: types_pb2.Resources, cpus: int) -> types_pb2.Resources:
+    """Validates limits; InvalidArgument with Docker's wording for those out of range."""
+    if res.memory_bytes < 0 or res.nano_cpus < 0:
+        raise InvalidArgument("memory and cpus limits must not be negative")
+    if res.memory_bytes and res.memory_bytes < MIN_MEMORY:
+        raise InvalidArgument("minimum memory limit allowed is 6MB")
+    if res.memory_bytes > MAX_MEMORY:
+        raise InvalidArgument(f"memory limit {res.memory_bytes} bytes is absurd (maximum 1PB)")
+    if res.nano_cpus and not MIN_NANO_CPUS <= res.nano_cpus <= cpus * 1_000_000_000:
+        raise InvalidArgument(f"range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available")
+    if res.pids_limit < -1:
+        raise InvalidArgument("pids limit must be positive, or -1 for unlimited")
+    out = types_pb2.Resources()
+    out.CopyFrom(res)
+    out.pids_limit = max(res.pids_limit, 0)
+    return out
+
+
+LOG_OPTS = ("max-size", "max-files")
+
+
+def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
+    """(max segment bytes, max segments) from ``--log-opt``; 0 means the engine's default."""
+    unknown = set(opts) - set(LOG_OPTS)
+    if unknown:
+        raise InvalidArgument(f"unknown log option {sorted(unknown)[0]!r}: use max-size or max-files")
+    size, files = 0, 0
+    if "max-size" in opts:
+        m = re.fullmatch(r"(\d+)([kmg]?)b?", opts["max-size"].strip().lower())
+        if not m or int(m.group(1)) == 0:
+            raise InvalidArgument(f"invalid max-size {opts['max-size']!r}: want e.g. 10m")
+        size = int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2)]
+        if size < 4096:
+            raise InvalidArgument("max-size must be at least 4k")
+    if "max-files" in opts:
+        if not opts["max-files"].isdigit() or not 1 <= int(opts["max-files"]) <= 1000:
+            raise InvalidArgument(f"invalid max-files {opts['max-files']!r}: want 1 to 1000")
+        files = int(opts["max-files"])
+    return size, files
+
+
+def container_spec(
+    config: gw.ContainerConfig, image: st.Image, cpus: int | None = None, apparmor: bool = False
+) -> rt.ContainerSpec:
+    """The runtime spec for ``config`` on ``image`` (without rootfs and log path, which come later);
+    ``apparmor`` says whether the host has AppArmor (for ``--security-opt apparmor=...``)."""
+    ic = image.config
+    cwd = config.working_dir or ic.working_dir or "/"
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"the working directory {cwd!r} is invalid: it needs to be an absolute path")
+    if config.hostname and not _HOSTNAME.fullmatch(config.hostname):
+        raise InvalidArgument(f"invalid hostname {config.hostname!r}")
+    log_options(config.log_opts)
+    process = types_pb2.Process(
+        args=command(config, ic),
+        env=merge_env(list(ic.env), list(config.env)),
+        cwd=cwd,
+        user=config.user or ic.user,
+        terminal=config.tty,
+        open_stdin=config.open_stdin,
+    )
+    spec = rt.ContainerSpec(
+        image_ref=config.image,
+        image_id=image.id,
+        process=process,
+        hostname=config.hostname,
+        resources=check_resources(config.resources, cpus or os.cpu_count() or 1),
+        auto_remove=config.auto_remove,
+        stop_signal=ic.stop_signal or "SIGTERM",
+        stop_timeout=config.stop_timeout if config.stop_timeout > 0 else 10,
+        labels={**ic.labels, **config.labels},
+    )
+    spec.security.CopyFrom(security_of(config, apparmor))
+    spec.network = config.network
+    spec.ports.extend(config.ports)  # validated by the runtime, which knows the networks
+    spec.extensions[CONFIG_KEY] = config.SerializeToString()
+    return spec
+
+
+COMMIT_FIELDS = ("entrypoint", "cmd", "env", "working_dir", "user", "stop_signal", "labels")
+
+
+def commit_config(
+    spec: rt.ContainerSpec, image: types_pb2.ImageConfig, changes: types_pb2.ImageConfig, changed: Iterable[str]
+) -> types_pb2.ImageConfig:
+    """The committed image's config: the container's (as it runs), then ``--change`` fields on top."""
+    config = gw.ContainerConfig()
+    config.ParseFromString(spec.extensions.get(CONFIG_KEY, b""))
+    out = types_pb2.ImageConfig(
+        entrypoint=list(config.entrypoint.values) if config.HasField("entrypoint") else list(image.entrypoint),
+        cmd=list(config.cmd) or ([] if config.HasField("entrypoint") else list(image.cmd)),
+        env=list(spec.process.env),
+        working_dir=spec.process.cwd if spec.process.cwd != "/" else image.working_dir,
+        user=spec.process.user,
+        stop_signal=spec.stop_signal if spec.stop_signal != "SIGTERM" else image.stop_signal,
+        labels=dict(spec.labels),
+    )
+    for name in changed:
+        if name not in COMMIT_FIELDS:
+            raise InvalidArgument(f"unknown config field {name!r} in changes")
+        if name == "env":
+            out.env[:] = merge_env(list(out.env), list(changes.env))
+        elif name == "labels":
+            out.labels.update(changes.labels)
+        elif name in ("entrypoint", "cmd"):
+            getattr(out, name)[:] = list(getattr(changes, name))
+        else:
+            setattr(out, name, getattr(changes, name))
+    return out

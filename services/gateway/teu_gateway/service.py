@@ -1,0 +1,105 @@
+"""gRPC adapters of the public API: convert, call the flows, convert back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TypeAlias
+
+import grpc
+
+from teu_api.errors import InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.gateway.v1 import gateway_pb2_grpc
+from teu_common.opening import first_message
+from teu_common.signals import parse_signal
+from teu_gateway import convert, stdio
+from teu_gateway.flows import Flows
+
+Ctx: TypeAlias = grpc.aio.ServicerContext  # grpc is untyped, so this is Any to mypy
+
+
+class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
+    """The standard operations on containers."""
+
+    def __init__(self, flows: Flows) -> None:
+        self.f = flows
+
+    async def Create(self, request: gw.CreateRequest, context: Ctx) -> gw.CreateResponse:
+        c = await self.f.create(request.config)
+        return gw.CreateResponse(id=c.id, name=c.name)
+
+    async def Run(self, request: gw.RunRequest, context: Ctx) -> AsyncIterator[gw.RunResponse]:
+        async for frame in self.f.run(request.config, request.detach):
+            yield frame
+
+    async def Start(self, request: gw.StartRequest, context: Ctx) -> gw.StartResponse:
+        c = await self.f.find(request.container)
+        await self.f.start(c.id, require_running=True)
+        return gw.StartResponse(id=c.id)
+
+    async def Stop(self, request: gw.StopRequest, context: Ctx) -> gw.StopResponse:
+        c = await self.f.find(request.container)
+        await self.f.stop(c.id, request.timeout_seconds if request.HasField("timeout_seconds") else -1)
+        return gw.StopResponse(id=c.id)
+
+    async def Kill(self, request: gw.KillRequest, context: Ctx) -> gw.KillResponse:
+        sig = parse_signal(request.signal or "SIGKILL")
+        c = await self.f.find(request.container)
+        await self.f.kill(c.id, sig)
+        return gw.KillResponse(id=c.id)
+
+    async def Restart(self, request: gw.RestartRequest, context: Ctx) -> gw.RestartResponse:
+        c = await self.f.find(request.container)
+        await self.f.restart(c.id, request.timeout_seconds if request.HasField("timeout_seconds") else -1)
+        return gw.RestartResponse(id=c.id)
+
+    async def Wait(self, request: gw.WaitRequest, context: Ctx) -> gw.WaitResponse:
+        c = await self.f.wait((await self.f.find(request.container)).id)
+        return gw.WaitResponse(exit_code=c.exit_code, oom_killed=c.oom_killed)
+
+    async def List(self, request: gw.ListRequest, context: Ctx) -> gw.ListResponse:
+        return gw.ListResponse(containers=[convert.summary(c) for c in await self.f.containers(request.all)])
+
+    async def Inspect(self, request: gw.InspectRequest, context: Ctx) -> gw.InspectResponse:
+        return gw.InspectResponse(container=convert.details(await self.f.find(request.container)))
+
+    async def Remove(self, request: gw.RemoveRequest, context: Ctx) -> gw.RemoveResponse:
+        c = await self.f.find(request.container)
+        await self.f.remove(c.id, request.force)
+        return gw.RemoveResponse(id=c.id)
+
+    async def Logs(self, request: gw.LogsRequest, context: Ctx) -> AsyncIterator[gw.LogsResponse]:
+        if not request.containers:
+            raise InvalidArgument("name at least one container")
+        containers = [await self.f.find(ref) for ref in request.containers]
+        async for batch in self.f.logs.logs(containers, request):
+            if batch.lines or batch.chunks:
+                yield batch
+
+    async def Attach(self, request_iterator: AsyncIterator[gw.AttachRequest], context: Ctx) -> AsyncIterator[gw.AttachResponse]:
+        async for resp in stdio.attach(self.f, request_iterator):
+            yield resp
+
+    async def Exec(self, request_iterator: AsyncIterator[gw.ExecRequest], context: Ctx) -> AsyncIterator[gw.ExecResponse]:
+        async for resp in stdio.exec_(self.f, request_iterator):
+            yield resp
+
+    async def Diff(self, request: gw.DiffRequest, context: Ctx) -> gw.DiffResponse:
+        return gw.DiffResponse(changes=await self.f.fs.diff(await self.f.find(request.container)))
+
+    async def Commit(self, request: gw.CommitRequest, context: Ctx) -> gw.CommitResponse:
+        return gw.CommitResponse(image=await self.f.fs.commit(await self.f.find(request.container), request))
+
+    async def Export(self, request: gw.ExportRequest, context: Ctx) -> AsyncIterator[gw.ExportResponse]:
+        async for chunk in self.f.fs.export(await self.f.find(request.container)):
+            yield gw.ExportResponse(chunk=chunk)
+
+    async def CopyFrom(self, request: gw.CopyFromRequest, context: Ctx) -> AsyncIterator[gw.CopyFromResponse]:
+        async for chunk in self.f.fs.copy_from(await self.f.find(request.container), request.path):
+            yield gw.CopyFromResponse(chunk=chunk)
+
+    async def CopyTo(self, request_iterator: AsyncIterator[gw.CopyToRequest], context: Ctx) -> gw.CopyToResponse:
+        header: gw.CopyToHeader = (await first_message(request_iterator, "header")).header
+        c = await self.f.find(header.container)
+        chunks = (part.chunk async for part in request_iterator)
+        return gw.CopyToResponse(files=await self.f.fs.copy_to(c, header.path, chunks))

@@ -1,0 +1,27 @@
+"""Entry point: ``python -m teu_logs --root R --run-dir D``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from teu_api.logs.v1 import logs_pb2_grpc
+from teu_common.config import Config
+from teu_common.server import Lifecycle, Service, main
+from teu_logs.logdirs import LogStore
+from teu_logs.service import LogsServicer
+
+
+async def build(cfg: Config) -> Lifecycle:
+    """The logs service over the state directory ``<root>/logs``, with its rotation task."""
+    store = LogStore(cfg.state_dir("logs"))
+    # First round now: logs that outgrew their bound while the service was down rotate at once.
+    await store.tick()
+    rotation = asyncio.create_task(store.maintain(), name="log-rotation")
+    return Lifecycle(
+        services=[Service(logs_pb2_grpc.add_LogsServiceServicer_to_server, LogsServicer(store), "teu.logs.v1.LogsService")],
+        background=[rotation],
+    )
+
+
+if __name__ == "__main__":
+    main("logs", build)

@@ -1,0 +1,203 @@
+"""Where container logs live: ``<root>/<container id>/``, one directory per container.
+
+conmon writes ``ctr.log``; this class rotates it into segments, serves reads over all of them, and
+keeps the per-log retention settings in ``state.json`` so they survive restarts of the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from teu_api.errors import InvalidArgument, NotFound
+from teu_logs.k8sfile import STDERR, STDOUT
+from teu_logs.reader import Batch, ReadOptions, read_log
+from teu_logs.rotation import Rotator, apply_retention
+from teu_logs.scan import Filter
+from teu_logs.segments import LOG_NAME, STATE_NAME, LogConfig, LogDir
+
+log = structlog.get_logger()
+
+_ID: Final = re.compile(r"[0-9a-f]{64}")
+DEFAULT_MAX_SIZE: Final = 20 * 1024 * 1024
+DEFAULT_MAX_FILES: Final = 5
+#: How often the background task looks at the configured logs (a stat each).
+CHECK_INTERVAL: Final = 0.25
+
+
+def env_int(name: str, default: int) -> int:
+    """A positive integer from the environment; ``default`` when unset or not a positive integer."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        log.warning("bad_environment_value", name=name, value=raw, default=default)
+        return default
+    return value
+
+
+class LogStore:
+    """The log directories under one root: conmon writes the files, this class rotates and serves them."""
+
+    def __init__(self, root: Path, *, max_size: int | None = None, max_files: int | None = None) -> None:
+        self.root = root.absolute()
+        self.max_size = max_size or env_int("TEU_LOG_MAX_SIZE", DEFAULT_MAX_SIZE)
+        self.max_files = max_files or env_int("TEU_LOG_MAX_FILES", DEFAULT_MAX_FILES)
+        self._dirs: dict[str, LogDir] = {}
+        self._rotator = Rotator()
+        # Serialises rotation against configuration and removal (readers never take it).
+        self._lock = asyncio.Lock()
+        self._load()
+
+    def _load(self) -> None:
+        """Picks up the logs that have retention settings, so rotation resumes after a restart."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if _ID.fullmatch(entry.name) and os.path.exists(os.path.join(entry.path, STATE_NAME)):
+                self._dirs[entry.name] = LogDir(Path(entry.path))
+
+    def _check_id(self, container_id: str) -> Path:
+        """The log directory of ``container_id``; InvalidArgument unless it is 64 lowercase hex digits."""
+        if not _ID.fullmatch(container_id):
+            raise InvalidArgument(f"invalid container id {container_id!r}: want 64 lowercase hex digits")
+        return self.root / container_id
+
+    def _dir(self, container_id: str) -> LogDir:
+        """The (shared) LogDir of an existing log; NotFound if there is none."""
+        path = self._check_id(container_id)
+        d = self._dirs.get(container_id)
+        if d is not None and d.exists():
+            return d
+        if not path.is_dir():
+            raise NotFound(f"no log for container {container_id}")
+        d = self._dirs[container_id] = LogDir(path)
+        return d
+
+    async def prepare(self, container_id: str) -> Path:
+        """Creates the container's log directory and returns the path conmon must write the log to."""
+        directory = self._check_id(container_id)
+        await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
+        log.info("log_prepared", container_id=container_id)
+        return directory / LOG_NAME
+
+    async def configure(self, container_id: str, max_size: int, max_files: int, control_path: str) -> LogConfig:
+        """Sets the log's retention (0 = engine default) and conmon's control fifo; returns what is in force."""
+        if max_size < 0 or max_files < 0:
+            raise InvalidArgument(f"max_size and max_files must not be negative, got {max_size} and {max_files}")
+        if control_path and not os.path.isabs(control_path):
+            raise InvalidArgument(f"control_path must be absolute, got {control_path!r}")
+        cfg = LogConfig(max_size or self.max_size, max_files or self.max_files, control_path)
+        async with self._lock:
+            d = await asyncio.to_thread(self._dir, container_id)
+            d.config = cfg
+            await asyncio.to_thread(d.save)
+            # A smaller max_files applies now; a smaller max_size at the next check.
+            await asyncio.to_thread(apply_retention, d, cfg.max_files)
+        log.info("log_configured", container_id=container_id, max_size=cfg.max_size, max_files=cfg.max_files)
+        return cfg
+
+    async def read(self, container_id: str, opts: ReadOptions) -> AsyncGenerator[Batch, None]:
+        """Batches of the container's log; see :func:`teu_logs.reader.read_log`. NotFound if it has no log."""
+        if opts.offset < 0:
+            raise InvalidArgument(f"offset must not be negative, got {opts.offset}")
+        if opts.tail < 0:
+            raise InvalidArgument(f"tail must not be negative, got {opts.tail}")
+        if opts.flt.since < 0 or opts.flt.until < 0:
+            raise InvalidArgument("since and until must not be negative")
+        if not opts.flt.streams or not opts.flt.streams <= {STDOUT, STDERR}:
+            raise InvalidArgument(f"streams must be stdout or stderr, got {sorted(opts.flt.streams)}")
+        d = await asyncio.to_thread(self._dir, container_id)
+        async with aclosing(read_log(d, opts)) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def remove(self, container_id: str) -> bool:
+        """Deletes the container's log directory; False if there was none."""
+        directory = self._check_id(container_id)
+        async with self._lock:
+            d = self._dirs.pop(container_id, None)
+            if d is not None:
+                self._rotator.forget(d)
+            try:
+                await asyncio.to_thread(shutil.rmtree, directory)
+            except FileNotFoundError:
+                return False
+        log.info("log_removed", container_id=container_id)
+        return True
+
+    async def usage(self) -> tuple[int, int]:
+        """(bytes of every file of every log, number of logs)."""
+        return await asyncio.to_thread(self._usage)
+
+    def _usage(self) -> tuple[int, int]:
+        """Blocking part of :meth:`usage`: one directory listing per log."""
+        total = count = 0
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return 0, 0
+        for entry in entries:
+            if not _ID.fullmatch(entry.name) or not entry.is_dir():
+                continue
+            count += 1
+            try:
+                with os.scandir(entry.path) as files:
+                    for f in files:
+                        if f.name.endswith(".log"):
+                            try:
+                                total += f.stat().st_size
+                            except FileNotFoundError:
+                                continue
+            except FileNotFoundError:
+                count -= 1
+        return total, count
+
+    def _tick(self) -> None:
+        """One round of rotation checks over the configured logs (runs in a worker thread)."""
+        for d in list(self._dirs.values()):
+            try:
+                self._rotator.check(d)
+            except OSError as exc:
+                log.warning("log_rotation_failed", path=str(d.path), error=str(exc))
+
+    async def tick(self) -> None:
+        """One round of rotation checks."""
+        async with self._lock:
+            await asyncio.to_thread(self._tick)
+
+    async def maintain(self, interval: float = CHECK_INTERVAL) -> None:
+        """Rotates the configured logs as they grow, until cancelled (the service's background task)."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("log_maintenance_failed")  # keep going: one bad round must not stop rotation
+            await asyncio.sleep(interval)
+
+
+def make_filter(streams: list[int], grep: str, since: int, until: int, timestamps: bool) -> Filter:
+    """A :class:`Filter` from request fields; InvalidArgument for a bad pattern or stream."""
+    if grep:
+        try:
+            rx: re.Pattern[bytes] | None = re.compile(grep.encode())
+        except re.error as exc:
+            raise InvalidArgument(f"invalid grep pattern {grep!r}: {exc}") from None
+    else:
+        rx = None
+    wanted = frozenset(streams) if streams else frozenset((STDOUT, STDERR))
+    return Filter(streams=wanted, grep=rx, since=since, until=until, records=timestamps)

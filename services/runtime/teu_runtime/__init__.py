@@ -1,0 +1,1 @@
+"""The runtime service: containers and their processes, through conmon and an OCI runtime."""

@@ -1,0 +1,79 @@
+"""Entry point: ``python -m teu_runtime [--root R] [--run-dir D]``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from teu_api.errors import Unavailable
+from teu_api.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from teu_common import idmap, perms
+from teu_common.config import Config
+from teu_common.server import Lifecycle, Service, main
+from teu_runtime import cgroups, confine, ociruntime
+from teu_runtime.database import Store
+from teu_runtime.manager import Manager, Settings
+from teu_runtime.network.addressing import DEFAULT_SUBNET
+from teu_runtime.network.networks import Networks, owner_of
+from teu_runtime.service import RuntimeServicer
+from teu_runtime.spec import Host
+
+
+async def build(cfg: Config) -> Lifecycle:
+    """Probes the host, opens the database, reconciles, and returns the service to serve."""
+    state = cfg.state_dir("runtime")
+    layout = cgroups.detect()
+    cgroups.open_parents()
+    choice = ociruntime.choose(layout, os.environ.get("TEU_OCI_RUNTIME") or None)
+    conmon_path = shutil.which("conmon")
+    if not conmon_path:
+        raise Unavailable("conmon is not installed")
+    runtime_root = cfg.run_dir / choice.name
+    runtime_root.mkdir(parents=True, exist_ok=True)
+    runtime = ociruntime.CliRuntime(choice.name, choice.path, runtime_root)
+    host = Host(limits=confine.host_limits(), held_caps=confine.held_capabilities(), cgroup_v2=layout.version == 2)
+    store = Store(state / "runtime.db")
+    # The engine-wide default network. Built in: "none". "bridge" (Docker's default) creates a bridge,
+    # NAT rules and IPv4 forwarding in the namespace this service runs in on first use, so it must be
+    # asked for (TEU_DEFAULT_NETWORK=bridge): an engine started casually in a shared host namespace
+    # must not change that namespace's network. Containers can still ask for "bridge" explicitly.
+    networks = Networks(
+        store,
+        owner=owner_of(cfg.root),
+        default=os.environ.get("TEU_DEFAULT_NETWORK") or "none",
+        subnet=os.environ.get("TEU_BRIDGE_SUBNET") or DEFAULT_SUBNET,
+        firewall_backend=os.environ.get("TEU_FIREWALL") or None,
+    )
+    await networks.setup()
+    remap = idmap.configured()
+    gid = remap.gid if remap else None
+    perms.traversable(state, gid)
+    bundles = perms.traversable(state / "containers", gid)
+    manager = Manager(store, runtime, Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap), networks)
+    await manager.reconcile()
+    info = runtime_pb2.GetRuntimeInfoResponse(
+        oci_runtime=choice.name,
+        oci_runtime_version=await ociruntime.version_line(choice.path),
+        oci_runtime_reason=choice.reason,
+        cgroup_version=layout.version,
+        conmon_version=await ociruntime.version_line(conmon_path),
+        security_options=[
+            "name=seccomp,profile=builtin",
+            *(["name=cgroupns"] if host.cgroup_v2 else []),
+            *([remap.describe()] if remap else []),
+        ],
+    )
+
+    async def stop() -> None:
+        await manager.close()
+        store.close()
+
+    servicer = RuntimeServicer(manager, info)
+    return Lifecycle(
+        services=[Service(runtime_pb2_grpc.add_RuntimeServiceServicer_to_server, servicer, "teu.runtime.v1.RuntimeService")],
+        on_stop=stop,
+    )
+
+
+if __name__ == "__main__":
+    main("runtime", build)

@@ -1,0 +1,86 @@
+"""conmon's attach socket and control fifo: a container's (or exec session's) stdio, both ways.
+
+The socket is AF_UNIX SOCK_SEQPACKET. Each packet from conmon is one read of the process's output,
+prefixed by one byte naming the stream (2 stdout, 3 stderr); input is raw bytes, at most 32 KiB per
+packet (conmon silently cuts larger ones). Shutting down our write side is an EOF on the process's
+stdin. Resizes go to the ``ctl`` fifo as ``1 <rows> <cols>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from teu_api.types.v1 import types_pb2
+
+MAX_INPUT_PACKET = 32 * 1024
+_STREAMS = {2: types_pb2.STREAM_STDOUT, 3: types_pb2.STREAM_STDERR}
+
+
+class AttachSocket:
+    """One client connection to a conmon attach socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    @classmethod
+    async def connect(cls, path: Path) -> AttachSocket:
+        """Connects to ``path``; long paths are reached through /proc/self/fd (sun_path is 108 bytes)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.setblocking(False)
+        fd = os.open(path, os.O_PATH)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{fd}")
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.close(fd)
+        return cls(sock)
+
+    async def output(self) -> AsyncIterator[tuple[types_pb2.Stream.ValueType, bytes]]:
+        """(stream, bytes) packets until conmon closes the connection."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                packet = await loop.sock_recv(self._sock, 65536)
+            except (ConnectionResetError, BrokenPipeError):
+                return
+            if not packet:
+                return
+            stream = _STREAMS.get(packet[0])
+            if stream is not None and len(packet) > 1:
+                yield stream, packet[1:]
+
+    async def send(self, data: bytes) -> None:
+        """Input for the process, in packets conmon takes whole."""
+        loop = asyncio.get_running_loop()
+        for i in range(0, len(data), MAX_INPUT_PACKET):
+            await loop.sock_sendall(self._sock, data[i : i + MAX_INPUT_PACKET])
+
+    def close_stdin(self) -> None:
+        """EOF on the process's stdin (conmon closes it when our side stops writing)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        """Disconnects (a detach: the process keeps running)."""
+        self._sock.close()
+
+
+def resize(ctl: Path, rows: int, cols: int) -> None:
+    """Asks conmon to resize the terminal; a no-op once conmon is gone (ENXIO)."""
+    try:
+        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fd, f"1 {rows} {cols}\n".encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

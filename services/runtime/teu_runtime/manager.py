@@ -1,0 +1,499 @@
+"""The runtime's core: an explicit container state machine over conmon and the OCI runtime.
+
+    created ──start──▶ running ──(process exits)──▶ exited ──start──▶ running ...
+       │                  │                            │
+       └──────delete──────┴────delete(force)───────────┘
+
+A container is running from a successful ``<runtime> start`` until its conmon reports the exit.
+Exits are observed through a pidfd on conmon, so a restarted runtime service picks up where it
+left off (``reconcile``): containers never depend on this process staying alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal as signals
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from teu_api.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
+from teu_api.runtime.v1 import runtime_pb2
+from teu_api.types.v1 import types_pb2
+from teu_common import perms
+from teu_common.idmap import IdMap
+from teu_common.signals import parse_signal
+from teu_runtime import cgroups, confine, conmon, copyin, execs, mounts, names, spec, users
+from teu_runtime.bundle import Bundle
+from teu_runtime.database import Container, Store
+from teu_runtime.network.networks import HOST, Networks, Plan
+from teu_runtime.ociruntime import OciRuntime
+
+log = structlog.get_logger()
+CREATED, RUNNING, EXITED = (
+    types_pb2.CONTAINER_STATE_CREATED,
+    types_pb2.CONTAINER_STATE_RUNNING,
+    types_pb2.CONTAINER_STATE_EXITED,
+)
+LOST_EXIT = 255
+OnCreated = Callable[[Bundle], Awaitable[None]]
+DEFAULT_STOP_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where and how the manager runs containers."""
+
+    bundles: Path
+    conmon: str
+    host: spec.Host
+    remap: IdMap | None = None
+
+
+def _now() -> int:
+    return time.time_ns()
+
+
+class Manager:
+    """Creates, starts, stops and deletes containers, and tracks their exits."""
+
+    def __init__(self, store: Store, oci: OciRuntime, settings: Settings, networks: Networks) -> None:
+        self.store = store
+        self.oci = oci
+        self.settings = settings
+        self.networks = networks
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._exited: dict[str, asyncio.Event] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def bundle(self, cid: str) -> Bundle:
+        """The container's bundle directory and the paths in it."""
+        return Bundle(self.settings.bundles / cid)
+
+    def _lock(self, cid: str) -> asyncio.Lock:
+        return self._locks.setdefault(cid, asyncio.Lock())
+
+    def _event(self, cid: str) -> asyncio.Event:
+        return self._exited.setdefault(cid, asyncio.Event())
+
+    # -- create ---------------------------------------------------------------------------------
+
+    async def create(self, cid: str, name: str, cspec: runtime_pb2.ContainerSpec) -> Container:
+        """Records a container and writes its bundle; nothing runs yet."""
+        names.check_id(cid)
+        name = names.check_name(name) if name else self._free_name()
+        _check_spec(cspec)
+        host = self.settings.host
+        confine.check(cspec.security, host.held_caps, host.limits)
+        confine.remapping(cspec.security, self.settings.remap, self.networks.resolve(cspec.network)[0] == HOST)
+        await asyncio.to_thread(confine.gather_devices, cspec.security)  # a missing device fails now
+        self.networks.check(cspec)
+        c = Container(id=cid, name=name, spec=cspec, state=CREATED, created_at=_now())
+        bundle = self.bundle(cid)
+        if bundle.path.exists():
+            raise FailedPrecondition(f"bundle for {cid} already exists")
+        perms.traversable(bundle.path, self._traverse_gid())
+        try:
+            hostname = spec.hostname_of(cid, cspec)
+            perms.public_file(bundle.hostname, hostname + "\n")  # /etc/hosts is the network's, written at start
+            self.store.insert(c)
+        except BaseException:
+            shutil.rmtree(bundle.path, ignore_errors=True)
+            raise
+        self._exited[cid] = asyncio.Event()
+        log.info("container_created", container=cid[:12], name=name)
+        return c
+
+    def _traverse_gid(self) -> int | None:
+        """The group that may traverse bundles (a remapped container's root must reach its rootfs)."""
+        return self.settings.remap.gid if self.settings.remap else None
+
+    def _free_name(self) -> str:
+        return names.free({c.name for c in self.store.list()})
+
+    # -- start ----------------------------------------------------------------------------------
+
+    async def start(self, cid: str, on_created: OnCreated | None = None) -> Container:
+        """Starts a created or exited container; returns it running, or exited if it could not run.
+
+        ``on_created`` runs between the runtime's create and start, with the bundle dir: an attach
+        made there sees every byte of output.
+        """
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            if c.state == RUNNING:
+                raise FailedPrecondition(f"container {c.name} is already running")
+            await self._forget_runtime_state(cid)
+            try:
+                # address and host ports first: a refusal (port in use) must leave nothing behind
+                plan = await self.networks.prepare(c)
+            except TeuError as exc:
+                c.error = exc.message
+                self.store.update(c)
+                raise
+            try:
+                return await self._start_planned(c, plan, on_created)
+            except BaseException:
+                await self.networks.release(cid)
+                raise
+
+    async def _start_planned(self, c: Container, plan: Plan, on_created: OnCreated | None) -> Container:
+        """The start proper, once the network plan is recorded (the caller releases it on failure)."""
+        cid = c.id
+        bundle = self.bundle(cid)
+        remap = confine.remapping(c.spec.security, self.settings.remap, plan.kind == HOST)
+        perms.traversable(bundle.path, remap.gid if remap else None)
+        await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, bundle.rootfs, remap)
+        try:
+            created = await self._launch(c, bundle, plan, remap)
+        except BaseException as exc:
+            raise await self._abort_start(c, exc, runtime_created=False) from exc
+        if created.pid <= 0:
+            return await self._fail_start(c, created.error)
+        try:
+            # the namespaces exist, the process has not started: it finds its network ready, and an
+            # attach made now sees every byte of output
+            await self.networks.attach(cid, created.pid, plan)
+            if on_created is not None:
+                await on_created(bundle)
+        except BaseException as exc:
+            raise await self._abort_start(c, exc, runtime_created=True) from exc
+        started_at = _now()
+        try:
+            await self.oci.start(cid)
+        except TeuError as exc:
+            await self.oci.delete(cid, force=True)
+            return await self._fail_start(c, exc.message)
+        first = c.started_at == 0
+        c.state, c.pid, c.monitor_pid = RUNNING, created.pid, conmon.monitor_pid(bundle)
+        c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = started_at, 0, 0, False, ""
+        c.restart_count += 0 if first else 1
+        self.store.update(c)
+        if self._event(cid).is_set():  # a waiter from before this start keeps its event: it wakes at this exit
+            self._exited[cid] = asyncio.Event()
+        self._watch(cid, c.monitor_pid)
+        log.info("container_started", container=cid[:12], pid=c.pid, monitor=c.monitor_pid)
+        return c
+
+    async def _launch(self, c: Container, bundle: Bundle, plan: Plan, remap: IdMap | None) -> conmon.Created:
+        user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs)
+        binds = self.networks.write_files(plan, c, bundle)
+        devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
+        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{cgroups.PARENT}/{c.id}",
+                         network_namespace=plan.kind != HOST, devices=devices, remap=remap)  # fmt: skip
+        bundle.config.write_text(json.dumps(doc))
+        return await conmon.launch(self._monitor(c, bundle, c.spec.process))
+
+    def _monitor(self, c: Container, bundle: Bundle, proc: types_pb2.Process) -> conmon.Launch:
+        """What conmon needs to run ``proc`` of container ``c`` (its main process or an exec)."""
+        return conmon.Launch(conmon=self.settings.conmon, runtime=self.oci.path, runtime_root=self.oci.root, cid=c.id,
+                             name=c.name, bundle=bundle, log_path=c.spec.log_path, terminal=proc.terminal,
+                             stdin=proc.open_stdin)  # fmt: skip
+
+    async def _abort_start(self, c: Container, exc: BaseException, runtime_created: bool) -> BaseException:
+        """Undoes a start that failed after the mount (runtime state, mount), records why, and returns
+        the error to raise: Teu errors as they are, anything else as Internal with its message."""
+        if runtime_created:
+            await self.oci.delete(c.id, force=True)
+        await asyncio.to_thread(mounts.unmount, self.bundle(c.id).rootfs)
+        err: BaseException
+        if isinstance(exc, TeuError):
+            c.error, err = exc.message, exc
+        elif isinstance(exc, Exception):
+            c.error = f"starting the container failed: {exc}"
+            err = Internal(c.error)
+        else:
+            c.error, err = "the start was cancelled", exc
+        self.store.update(c)
+        log.warning("start_aborted", container=c.id[:12], error=c.error)
+        return err
+
+    async def _fail_start(self, c: Container, error: str) -> Container:
+        await asyncio.to_thread(mounts.unmount, self.bundle(c.id).rootfs)
+        await self.networks.release(c.id)
+        c.state, c.exit_code, c.error, c.finished_at, c.pid = EXITED, spec.exit_code_for_start_error(error), error, _now(), 0
+        self.store.update(c)
+        self._event(c.id).set()
+        log.info("container_start_failed", container=c.id[:12], error=error, exit_code=c.exit_code)
+        return c
+
+    async def _forget_runtime_state(self, cid: str) -> None:
+        """``<runtime> delete`` if the runtime still knows ``cid`` (normally already done at exit)."""
+        if self.oci.knows(cid):
+            await self.oci.delete(cid, force=True)
+
+    # -- exec -----------------------------------------------------------------------------------
+
+    async def exec(self, cid: str, proc: types_pb2.Process, size: tuple[int, int] | None) -> execs.Session:
+        """Starts an exec session in a running container, connected before its process runs."""
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        if not proc.args:
+            raise InvalidArgument("no command specified")
+        bundle = self.bundle(cid)
+        user = await asyncio.to_thread(users.resolve_in_rootfs, proc.user or c.spec.process.user, bundle.rootfs)
+        sid = secrets.token_hex(32)
+        doc = spec.exec_process(cid, c.spec, proc, user, self.settings.host)
+        edir = bundle.session(sid)
+        session = await execs.launch(execs.argv(self._monitor(c, bundle, proc), sid, edir), edir, doc, sid, size)
+        record = runtime_pb2.ExecSession(id=sid, args=list(proc.args), running=session.pid > 0, pid=max(session.pid, 0),
+                                         terminal=proc.terminal)  # fmt: skip
+        if session.error:
+            record.exit_code = spec.exit_code_for_start_error(session.error)
+        self.store.save_exec(cid, record)
+        log.info("exec_started", container=cid[:12], exec_id=sid[:12], pid=session.pid, error=session.error)
+        return session
+
+    async def copy_to(self, cid: str, path: str, chunks: AsyncIterator[bytes]) -> int:
+        """Extracts a tar stream into directory ``path`` of a running container (chrooted into its
+        root filesystem, see :mod:`teu_runtime.copyin`); returns the members extracted."""
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        if c.spec.security.read_only:
+            raise FailedPrecondition(f"container {c.name}'s root filesystem is marked read-only")
+        mapping = await asyncio.to_thread(copyin.id_mapping, c.pid)
+        files = await copyin.copy_into(self.bundle(cid).rootfs, path, chunks, mapping)
+        log.info("copied_into_container", container=cid[:12], path=path, files=files)
+        return files
+
+    def exec_ended(self, cid: str, sid: str, exit_code: int) -> None:
+        """Records the end of an exec session."""
+        for record in self.store.execs_of(cid):
+            if record.id == sid:
+                record.running, record.exit_code, record.pid = False, exit_code, 0
+                self.store.save_exec(cid, record)
+
+    def describe(self, c: Container, execs: list[runtime_pb2.ExecSession] | None = None) -> Container:
+        """The container record with its exec sessions (``execs`` when the caller loaded them already),
+        control fifo and network attachment."""
+        c.execs.extend(self.store.execs_of(c.id) if execs is None else execs)
+        c.control_path = str(self.bundle(c.id).ctl)
+        if c.state == RUNNING and (attachment := self.networks.attachment(c)) is not None:
+            c.network.CopyFrom(attachment)
+        return c
+
+    # -- exits ----------------------------------------------------------------------------------
+
+    def _watch(self, cid: str, pid: int) -> None:
+        self.background(self._wait_exit(cid, pid))
+
+    def background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Runs ``work`` in the background, kept alive until it ends (cancelled by close)."""
+        task = asyncio.create_task(work)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _wait_exit(self, cid: str, pid: int) -> None:
+        try:
+            await _pid_exit(pid)
+            await self._finish(cid)
+        except Exception:
+            log.exception("exit_watch_failed", container=cid[:12])
+
+    async def _finish(self, cid: str) -> None:
+        """Records the exit reported by conmon, wakes the waiters, then releases the runtime state and
+        mounts (still under the lock, so a start or delete that follows finds them released; should this
+        process die in between, start and delete release them too)."""
+        async with self._lock(cid):
+            try:
+                c = self.store.get(cid)
+            except NotFound:
+                return
+            if c.state != RUNNING:
+                return
+            bundle = self.bundle(cid)
+            status = conmon.exit_status(bundle)
+            if status is None:
+                c.exit_code, c.oom_killed, c.error = LOST_EXIT, False, "exit status lost: the container's monitor was killed"
+            else:
+                c.exit_code, c.oom_killed = status
+            exit_file = bundle.exit_file
+            # the file's mtime says when it exited even if we learn it late (after a restart); the
+            # kernel stamps files with a coarse clock, so never let it precede the start
+            c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
+            c.state, c.pid, c.monitor_pid = EXITED, 0, 0
+            self.store.update(c)
+            # before waking the waiters: a stop or run --rm that returns has its ports free again
+            await self._release_network(cid)
+            self._event(cid).set()
+            log.info("container_exited", container=cid[:12], exit_code=c.exit_code, oom=c.oom_killed)
+            await self.oci.delete(cid, force=True)
+            await asyncio.to_thread(mounts.unmount, bundle.rootfs)
+
+    async def wait(self, cid: str) -> Container:
+        """Blocks until the container is not running (created containers wait for a run)."""
+        c = self.store.get(cid)
+        if c.state == EXITED:
+            return c
+        await self._event(cid).wait()
+        return self.store.get(cid)
+
+    # -- signals --------------------------------------------------------------------------------
+
+    async def kill(self, cid: str, sig: int) -> Container:
+        """Sends ``sig`` to the container's main process."""
+        if not 1 <= sig <= 64:
+            raise InvalidArgument(f"invalid signal {sig}")
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        await self.oci.kill(cid, sig)
+        return c
+
+    async def stop(self, cid: str, timeout: int) -> Container:
+        """Sends the stop signal, waits up to ``timeout`` seconds, then SIGKILL."""
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            return c
+        if timeout < 0:
+            timeout = c.spec.stop_timeout if c.spec.stop_timeout > 0 else DEFAULT_STOP_TIMEOUT
+        sig = parse_signal(c.spec.stop_signal or "SIGTERM")
+        event = self._event(cid)
+        await _ignore_not_running(self.oci.kill(cid, sig))
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            log.info("stop_timeout_kill", container=cid[:12], timeout=timeout)
+            await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
+            await event.wait()
+        return self.store.get(cid)
+
+    # -- delete ---------------------------------------------------------------------------------
+
+    async def delete(self, cid: str, force: bool) -> Container:
+        """Forgets a container, killing it first when ``force``; removes its bundle."""
+        c = self.store.get(cid)
+        if c.state == RUNNING:
+            if not force:
+                raise FailedPrecondition(f"cannot remove container {c.name}: container is running: stop it first or force remove")
+            await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
+            await self._event(cid).wait()
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            bundle = self.bundle(cid)
+            await self._forget_runtime_state(cid)
+            await self._release_network(cid)
+            await asyncio.to_thread(mounts.unmount, bundle.rootfs)
+            await asyncio.to_thread(shutil.rmtree, bundle.path, True)
+            self.store.delete(cid)
+        self._locks.pop(cid, None)
+        self._event(cid).set()
+        self._exited.pop(cid, None)
+        self.store.delete_execs(cid)
+        log.info("container_deleted", container=cid[:12])
+        return c
+
+    # -- restart of this service ----------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Brings the records in line with reality after this service (re)starts."""
+        for c in self.store.list():
+            event = self._event(c.id)
+            if c.state == EXITED:
+                event.set()
+            elif c.state == RUNNING:
+                if c.monitor_pid and conmon.is_monitor(c.monitor_pid, c.id):
+                    self._watch(c.id, c.monitor_pid)
+                elif c.pid and _alive(c.pid):
+                    log.warning("monitor_lost", container=c.id[:12])
+                    self._watch(c.id, c.pid)
+                else:
+                    await self._finish(c.id)
+            self._reconcile_execs(c)
+        running = {c.id for c in self.store.list() if c.state == RUNNING}
+        try:
+            await self.networks.reconcile(running)
+        except Exception:  # containers run on regardless; the next restart audits again
+            log.exception("network_reconcile_failed")
+        log.info("reconciled", containers=len(self._exited))
+
+    def _reconcile_execs(self, c: Container) -> None:
+        """Exec sessions that ended while this service was down get their exit code from conmon's exit
+        file; those still running are watched again."""
+        for record in self.store.execs_of(c.id):
+            if not record.running:
+                continue
+            exits = self.bundle(c.id).session(record.id).exit_file(c.id)
+            if record.pid and _alive(record.pid):
+                self.background(self._exec_exit_later(c.id, record.id, record.pid, exits))
+            else:
+                self.exec_ended(c.id, record.id, _read_exit(exits))
+
+    async def _exec_exit_later(self, cid: str, sid: str, pid: int, exit_file: Path) -> None:
+        await _pid_exit(pid)
+        for _ in range(20):  # conmon writes the file just after the process is reaped
+            if exit_file.exists():
+                break
+            await asyncio.sleep(0.1)
+        self.exec_ended(cid, sid, _read_exit(exit_file))
+
+    async def _release_network(self, cid: str) -> None:
+        """Frees the container's address, ports, veth and rules; a failure is logged, not raised
+        (the exit is recorded already, and the next reconcile retries)."""
+        try:
+            await self.networks.release(cid)
+        except Exception:
+            log.exception("network_release_failed", container=cid[:12])
+
+    async def close(self) -> None:
+        """Stops watching exits and answering DNS (containers keep running)."""
+        for task in list(self._watchers):
+            task.cancel()
+        await self.networks.close()
+
+
+def _check_spec(s: runtime_pb2.ContainerSpec) -> None:
+    if not s.process.args:
+        raise InvalidArgument("no command specified")
+    if not s.log_path.startswith("/"):
+        raise InvalidArgument("log_path must be absolute")
+    if not s.rootfs:
+        raise InvalidArgument("a root filesystem mount is required")
+    r = s.resources
+    if r.memory_bytes < 0 or r.nano_cpus < 0 or r.pids_limit < 0:
+        raise InvalidArgument("resource limits must not be negative")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def _pid_exit(pid: int) -> None:
+    """Returns once process ``pid`` (not necessarily a child) has exited."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        await conmon.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
+async def _ignore_not_running(call: Awaitable[None]) -> None:
+    try:
+        await call
+    except FailedPrecondition:
+        pass
+
+
+def _read_exit(path: Path) -> int:
+    """An exit file's code; -1 when it is missing (the code is lost)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return -1

@@ -1,0 +1,1 @@
+"""Container networking: bridges, addresses, published ports, the firewall and the DNS responder."""

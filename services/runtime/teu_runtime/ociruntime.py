@@ -1,0 +1,122 @@
+"""The OCI runtime (runc or crun), driven through its CLI behind one small interface.
+
+Both runtimes share the verbs Teu needs (``start``, ``kill``, ``delete``, ``state``) and their flags,
+so one class serves both; conmon runs ``create`` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from teu_api.errors import FailedPrecondition, Internal, Unavailable
+from teu_runtime.cgroups import CgroupLayout
+
+
+class OciRuntime(Protocol):
+    """What the runtime service needs from an OCI runtime."""
+
+    name: str
+    path: str
+    root: Path
+
+    async def start(self, cid: str) -> None:
+        """Starts the user process of a created container."""
+
+    async def kill(self, cid: str, signal: int) -> None:
+        """Sends ``signal`` to the container's init process."""
+
+    async def delete(self, cid: str, force: bool = False) -> None:
+        """Removes the container's runtime state and cgroups; no error if it is unknown."""
+
+    def knows(self, cid: str) -> bool:
+        """Whether the runtime still holds state for ``cid`` (cheap: no process is started)."""
+
+
+@dataclass
+class CliRuntime:
+    """runc or crun, through its command line, with a private state root."""
+
+    name: str
+    path: str
+    root: Path
+
+    async def _run(self, *args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            self.path,
+            f"--root={self.root}",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace").strip()
+
+    async def start(self, cid: str) -> None:
+        """Runs ``<runtime> start``."""
+        code, _, err = await self._run("start", cid)
+        if code:
+            raise Internal(f"{self.name} start failed: {err}")
+
+    async def kill(self, cid: str, signal: int) -> None:
+        """Runs ``<runtime> kill``; a container that is already gone is not an error of the caller."""
+        code, _, err = await self._run("kill", cid, str(signal))
+        if code:
+            if "not running" in err or "does not exist" in err:
+                raise FailedPrecondition(f"container {cid[:12]} is not running")
+            raise Internal(f"{self.name} kill failed: {err}")
+
+    async def delete(self, cid: str, force: bool = False) -> None:
+        """Runs ``<runtime> delete``, ignoring containers it does not know."""
+        code, _, err = await self._run("delete", *(["--force"] if force else []), cid)
+        if code and "not exist" not in err:
+            raise Internal(f"{self.name} delete failed: {err}")
+
+    def knows(self, cid: str) -> bool:
+        """runc and crun both keep one directory per container under their root."""
+        return (self.root / cid).exists()
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which runtime to use, and why."""
+
+    name: str
+    path: str
+    reason: str
+
+
+def choose(layout: CgroupLayout, wanted: str | None = None) -> Choice:
+    """Picks the OCI runtime by probing the host.
+
+    crun is preferred where it works (it starts containers several times faster than runc), but
+    crun 1.8 refuses hybrid hosts whose cgroup2 mount holds controllers; runc handles them.
+    """
+    found = {n: p for n in ("crun", "runc") if (p := shutil.which(n, path=_PATH))}
+    if wanted:
+        if wanted not in found:
+            raise Unavailable(f"OCI runtime {wanted!r} requested but not installed")
+        return Choice(wanted, found[wanted], "requested by TEU_OCI_RUNTIME")
+    if "crun" in found and not (layout.hybrid and layout.v2_controllers):
+        return Choice("crun", found["crun"], f"crun found; cgroups {layout.describe()}")
+    if "runc" in found:
+        reason = "crun refuses hybrid cgroups with controllers on cgroup2" if "crun" in found else "only runc found"
+        return Choice("runc", found["runc"], f"{reason}; cgroups {layout.describe()}")
+    raise Unavailable("no OCI runtime found: install runc or crun")
+
+
+_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+
+
+async def version_line(path: str) -> str:
+    """First line of ``<tool> --version``."""
+    proc = await asyncio.create_subprocess_exec(
+        path, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    out, _ = await proc.communicate()
+    return out.decode(errors="replace").splitlines()[0] if out else "unknown"

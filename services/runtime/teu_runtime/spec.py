@@ -1,0 +1,180 @@
+"""Builds a container's OCI runtime config (config.json) from its spec. Pure: no I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from teu_api.runtime.v1 import runtime_pb2
+from teu_common.idmap import IdMap
+from teu_runtime import confine
+from teu_runtime.confine import HostDevice
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CPU_PERIOD = 100_000
+
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+]  # fmt: skip
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+@dataclass(frozen=True)
+class User:
+    """A user resolved against the image's /etc/passwd and /etc/group."""
+
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...] = ()
+    home: str = "/"
+
+
+@dataclass(frozen=True)
+class Host:
+    """Facts about the host that bound the spec: the engine's hard rlimits (by Docker's ulimit
+    name), the capabilities it can hand on, and whether cgroups are v2 (a private cgroup namespace)."""
+
+    limits: Mapping[str, int]
+    held_caps: tuple[str, ...] = confine.KNOWN_CAPS
+    cgroup_v2: bool = False
+
+
+def hostname_of(cid: str, spec: runtime_pb2.ContainerSpec) -> str:
+    """The container's hostname: the one asked for, else the short id."""
+    return spec.hostname or cid[:12]
+
+
+def environment(env: list[str], user: User, hostname: str, terminal: bool) -> list[str]:
+    """The process environment: the given one plus PATH, HOSTNAME, HOME and TERM defaults."""
+    keys = {e.split("=", 1)[0] for e in env}
+    out = list(env)
+    if "PATH" not in keys:
+        out.insert(0, DEFAULT_PATH)
+    if "HOSTNAME" not in keys:
+        out.append(f"HOSTNAME={hostname}")
+    if "HOME" not in keys:
+        out.append(f"HOME={user.home}")
+    if terminal and "TERM" not in keys:
+        out.append("TERM=xterm")
+    return out
+
+
+def _mounts(extra: list[dict[str, Any]], privileged: bool) -> list[dict[str, Any]]:
+    base: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]  # fmt: skip
+    if privileged:  # Docker's --privileged: /sys and the cgroup tree writable
+        for m in base[-2:]:
+            m["options"] = [o for o in m["options"] if o != "ro"]
+    return base + extra
+
+
+def _resources(res: Any, device_rules: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"devices": device_rules}
+    if res.memory_bytes:
+        out["memory"] = {"limit": res.memory_bytes}
+    if res.nano_cpus:
+        out["cpu"] = {"quota": res.nano_cpus * CPU_PERIOD // 1_000_000_000, "period": CPU_PERIOD}
+    if res.pids_limit:
+        out["pids"] = {"limit": res.pids_limit}
+    return out
+
+
+def build(
+    cid: str,
+    spec: runtime_pb2.ContainerSpec,
+    user: User,
+    host: Host,
+    bind_files: dict[str, str],
+    cgroups_path: str,
+    network_namespace: bool = True,
+    devices: Sequence[HostDevice] = (),
+    remap: IdMap | None = None,
+) -> dict[str, Any]:
+    """The OCI config.json document for container ``cid``.
+
+    ``bind_files`` maps container paths (e.g. /etc/hosts) to host files that are bind-mounted there.
+    Without ``network_namespace`` (``--network host``) the container shares the engine's network.
+    ``devices`` are the host devices it gets (see :func:`confine.gather_devices`); with ``remap``
+    it runs in a user namespace where its ids are that range of the host's.
+    """
+    proc, sec = spec.process, spec.security
+    hostname = hostname_of(cid, spec)
+    binds = [
+        {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+        for dst, src in sorted(bind_files.items())
+    ]
+    nodes, device_rules = confine.devices_section(devices, sec.privileged)
+    namespaces = [t for t in ("pid", "network", "ipc", "uts", "mount") if network_namespace or t != "network"]
+    namespaces += ["user"] if remap else []
+    linux: dict[str, Any] = {
+        "cgroupsPath": cgroups_path,
+        "resources": _resources(spec.resources, device_rules),
+        "namespaces": [{"type": t} for t in [*namespaces, *(["cgroup"] if host.cgroup_v2 else [])]],
+        "maskedPaths": [] if sec.privileged else MASKED_PATHS,
+        "readonlyPaths": [] if sec.privileged else READONLY_PATHS,
+        "devices": nodes,
+    }
+    process = _process(proc, spec, user, host, environment(list(proc.env), user, hostname, proc.terminal))
+    if (filters := confine.seccomp_section(sec, process["capabilities"]["bounding"])) is not None:
+        linux["seccomp"] = filters
+    if remap:
+        linux["uidMappings"] = [{"containerID": 0, "hostID": remap.uid, "size": remap.size}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": remap.gid, "size": remap.size}]
+    return {
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": "rootfs", "readonly": sec.read_only},
+        "hostname": hostname,
+        "mounts": _mounts(binds, sec.privileged),
+        "linux": linux,
+    }
+
+
+def _process(proc: Any, spec: runtime_pb2.ContainerSpec, user: User, host: Host, env: list[str]) -> dict[str, Any]:
+    """An OCI ``process``: the container's capabilities, rlimits and no-new-privileges for ``proc``."""
+    caps = confine.capabilities(spec.security, host.held_caps)
+    return {
+        "terminal": proc.terminal,
+        "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
+        "args": list(proc.args),
+        "env": env,
+        "cwd": proc.cwd or spec.process.cwd or "/",
+        "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), caps),
+        "rlimits": confine.rlimits(spec.security, host.limits),
+        "noNewPrivileges": spec.security.no_new_privileges,
+    }
+
+
+def exit_code_for_start_error(message: str) -> int:
+    """Docker's exit codes for a process that could not be started: 127 not found, 126 not runnable."""
+    lowered = message.lower()
+    if "no such file or directory" in lowered or "not found" in lowered:
+        return 127
+    if "permission denied" in lowered or "is a directory" in lowered or "exec format error" in lowered:
+        return 126
+    return 125
+
+
+def exec_process(cid: str, container: runtime_pb2.ContainerSpec, proc: Any, user: User, host: Host) -> dict[str, Any]:
+    """The OCI ``process`` of an exec session: the container's environment plus the session's own,
+    the container's capabilities, limits and no-new-privileges, the session's user, directory and
+    terminal (the container's seccomp filter applies to it too)."""
+    hostname = hostname_of(cid, container)
+    base_env = environment(list(container.process.env), user, hostname, proc.terminal)
+    keys = {e.split("=", 1)[0] for e in proc.env}
+    env = [e for e in base_env if e.split("=", 1)[0] not in keys] + list(proc.env)
+    return _process(proc, container, user, host, env)

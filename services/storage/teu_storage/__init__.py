@@ -1,0 +1,1 @@
+"""The storage service: layers, images, copy-on-write snapshots, registries and archives."""
