@@ -76,6 +76,23 @@ def test_create_start_wait_inspect(client: Client) -> None:
     client.remove("lifecycle1")
 
 
+def test_inspect_shows_the_overlay_the_container_writes_to(client: Client) -> None:
+    """inspect shows the root filesystem mount (Docker's GraphDriver data); a file the container
+    writes lands in its upper directory, and a restart runs on the same one."""
+    cid = client.create(ContainerOptions(image="busybox", cmd=["sh", "-c", "echo x >> /mark; wc -l < /mark"])).id
+    try:
+        (mount,) = client.inspect(cid).mounts
+        assert (mount.type, mount.destination) == ("overlay", "/")
+        upper = Path(next(o for o in mount.options if o.startswith("upperdir=")).removeprefix("upperdir="))
+        for expected in (1, 2):
+            client.start(cid)
+            assert client.wait(cid).exit_code == 0
+            assert (upper / "mark").read_text() == "x\n" * expected
+        assert b"".join(line.data for line in client.logs(cid)) == b"1\n2\n"
+    finally:
+        client.remove(cid, force=True)
+
+
 def test_start_running_is_failed_precondition(client: Client) -> None:
     """Starting a running container is FAILED_PRECONDITION."""
     cid = sleeper(client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
+from teu_api.types.v1 import types_pb2 as t
 from teu_gateway.options import CONFIG_KEY
 
 
@@ -23,8 +24,8 @@ def summary(c: rt.Container) -> gw.ContainerSummary:
     )
 
 
-def details(c: rt.Container) -> gw.ContainerDetails:
-    """Everything about a container, as ``inspect`` shows it."""
+def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
+    """Everything about a container, as ``inspect`` shows it (``rootfs``: its mounts, from storage)."""
     config = gw.ContainerConfig()
     if CONFIG_KEY in c.spec.extensions:
         config.ParseFromString(c.spec.extensions[CONFIG_KEY])
@@ -39,7 +40,7 @@ def details(c: rt.Container) -> gw.ContainerDetails:
         log_path=c.spec.log_path,
         monitor_pid=c.monitor_pid,
         restart_count=c.restart_count,
-        mounts=list(c.spec.rootfs),
+        mounts=rootfs,
         network=c.network,
         execs=[
             gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)

@@ -22,7 +22,7 @@ from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
-from teu_gateway import options, security
+from teu_gateway import convert, options, security
 from teu_gateway.backends import Backends, call, retry_unavailable
 from teu_gateway.filesystem import Filesystem
 from teu_gateway.logflows import LogReader, outputs
@@ -59,10 +59,9 @@ class Flows:
         image = (await call("storage", self.b.storage.GetImage(st.GetImageRequest(ref=config.image)))).image
         spec = options.container_spec(config, image, apparmor=security.apparmor_enabled())
         cid = secrets.token_hex(32)
-        snap = await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=cid, image_id=image.id)))
+        await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=cid, image_id=image.id)))
         try:
             log_path = (await call("logs", self.b.logs.PrepareLog(lg.PrepareLogRequest(container_id=cid)))).path
-            spec.rootfs.extend(snap.mounts)
             spec.log_path = log_path
             req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
             created: rt.CreateContainerResponse = await call("runtime", self.b.runtime.CreateContainer(req))
@@ -102,12 +101,23 @@ class Flows:
     async def start(self, cid: str, watch_remove: bool = True, require_running: bool = False) -> rt.Container:
         """Starts a container; the returned record says whether its process could run (with
         ``require_running``, a process that could not run is FAILED_PRECONDITION, as for `teu start`)."""
-        c: rt.Container = (await call("runtime", self.b.runtime.StartContainer(rt.StartContainerRequest(id=cid)))).container
+        req = rt.StartContainerRequest(id=cid, rootfs=await self.rootfs(cid))
+        c: rt.Container = (await call("runtime", self.b.runtime.StartContainer(req))).container
         if c.spec.auto_remove and watch_remove:
             self.watch_auto_remove(cid)
         if require_running and c.error:
             raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
         return c
+
+    async def rootfs(self, cid: str) -> list[types_pb2.Mount]:
+        """The container's root filesystem mounts, asked of storage (their one owner) at each start."""
+        resp = await call("storage", self.b.storage.GetSnapshotMounts(st.GetSnapshotMountsRequest(key=cid)))
+        return list(resp.mounts)
+
+    async def inspect(self, ref: str) -> gw.ContainerDetails:
+        """Everything about a container, its root filesystem mounts as storage has them now."""
+        c = await self.find(ref)
+        return convert.details(c, await self.rootfs(c.id))
 
     async def stop(self, cid: str, timeout: int) -> None:
         """Stops a container (its stop signal, then SIGKILL after ``timeout`` seconds; -1: its own)."""

@@ -61,7 +61,7 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         return gw.ListResponse(containers=[convert.summary(c) for c in await self.f.containers(request.all)])
 
     async def Inspect(self, request: gw.InspectRequest, context: Ctx) -> gw.InspectResponse:
-        return gw.InspectResponse(container=convert.details(await self.f.find(request.container)))
+        return gw.InspectResponse(container=await self.f.inspect(request.container))
 
     async def Remove(self, request: gw.RemoveRequest, context: Ctx) -> gw.RemoveResponse:
         c = await self.f.find(request.container)

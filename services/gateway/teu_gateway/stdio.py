@@ -27,7 +27,8 @@ async def attach(f: Flows, requests: AsyncIterator[gw.AttachRequest]) -> AsyncIt
     once they exit, also when the client detached first."""
     start: gw.AttachStart = (await first_message(requests, "start")).start
     c = await f.find(start.container)
-    opening = rt.AttachRequest(open=rt.AttachOpen(id=c.id, stdin=start.stdin, start=start.start, size=start.size))
+    rootfs = await f.rootfs(c.id) if start.start else []
+    opening = rt.AttachRequest(open=rt.AttachOpen(id=c.id, stdin=start.stdin, start=start.start, size=start.size, rootfs=rootfs))
     exited = False
     try:
         async for resp in stream("runtime", f.b.runtime.Attach(_relay(requests, opening, rt.AttachRequest))):

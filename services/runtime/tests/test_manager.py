@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from teu_api.errors import AlreadyExists, FailedPrecondition, NotFound
+from teu_api.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.types.v1 import types_pb2 as t
 from teu_runtime import confine, conmon, mounts, spec
@@ -117,10 +117,13 @@ def drive(tmp_path: Path, monitor: FakeMonitor) -> Callable[[Body], None]:
     return go
 
 
+#: The root filesystem storage would hand each start.
+ROOTFS = [t.Mount(type="overlay", source="overlay", destination="/", options=["lowerdir=/x"])]
+
+
 def container_spec(**kw: object) -> rt.ContainerSpec:
     """A spec as the gateway would send it."""
-    mount = t.Mount(type="overlay", source="overlay", destination="/", options=["lowerdir=/x"])
-    return rt.ContainerSpec(process=t.Process(args=["sh"]), rootfs=[mount], log_path="/logs/c.log", network="none", **kw)  # type: ignore[arg-type]
+    return rt.ContainerSpec(process=t.Process(args=["sh"]), log_path="/logs/c.log", network="none", **kw)  # type: ignore[arg-type]
 
 
 def test_create_records_the_container_and_its_private_bundle(drive: Callable[[Body], None]) -> None:
@@ -144,11 +147,11 @@ def test_start_runs_and_an_exit_is_recorded(drive: Callable[[Body], None], monit
 
     async def body(m: Manager, oci: FakeOci) -> None:
         await m.create(CID, "web", container_spec())
-        c = await m.start(CID)
+        c = await m.start(CID, ROOTFS)
         assert c.state == RUNNING and c.pid > 0 and ("start", CID) in oci.calls
         assert "seccomp" in m.bundle(CID).config.read_text()
         with pytest.raises(FailedPrecondition, match="already running"):
-            await m.start(CID)
+            await m.start(CID, ROOTFS)
         monitor.exit(m.bundle(CID), CID, 3)
         done = await asyncio.wait_for(m.wait(CID), 10)
         assert (done.state, done.exit_code, done.pid) == (EXITED, 3, 0)
@@ -166,9 +169,21 @@ def test_stop_and_kill(drive: Callable[[Body], None]) -> None:
         with pytest.raises(FailedPrecondition, match="not running"):
             await m.kill(CID, signal.SIGTERM)
         assert (await m.stop(CID, 5)).state == CREATED
-        await m.start(CID)
+        await m.start(CID, ROOTFS)
         stopped = await asyncio.wait_for(m.stop(CID, 5), 10)
         assert (stopped.state, stopped.exit_code) == (EXITED, 128 + signal.SIGTERM)
+
+    drive(body)
+
+
+def test_a_start_needs_the_root_filesystem(drive: Callable[[Body], None]) -> None:
+    """A start without root filesystem mounts is refused and leaves the container created."""
+
+    async def body(m: Manager, _: FakeOci) -> None:
+        await m.create(CID, "web", container_spec())
+        with pytest.raises(InvalidArgument, match="root filesystem"):
+            await m.start(CID, [])
+        assert m.store.get(CID).state == CREATED
 
     drive(body)
 
@@ -179,7 +194,7 @@ def test_a_start_the_runtime_refuses_ends_exited_with_dockers_code(drive: Callab
     async def body(m: Manager, _: FakeOci) -> None:
         await m.create(CID, "web", container_spec())
         monitor.fail_with = 'exec: "nope": executable file not found in $PATH'
-        c = await m.start(CID)
+        c = await m.start(CID, ROOTFS)
         assert (c.state, c.exit_code) == (EXITED, 127) and "nope" in c.error
 
     drive(body)
@@ -190,7 +205,7 @@ def test_delete_refuses_a_running_container_unless_forced(drive: Callable[[Body]
 
     async def body(m: Manager, _: FakeOci) -> None:
         await m.create(CID, "web", container_spec())
-        await m.start(CID)
+        await m.start(CID, ROOTFS)
         with pytest.raises(FailedPrecondition, match="running"):
             await m.delete(CID, force=False)
         await asyncio.wait_for(m.delete(CID, force=True), 10)

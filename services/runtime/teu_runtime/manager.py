@@ -18,7 +18,7 @@ import secrets
 import shutil
 import signal as signals
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,12 +121,15 @@ class Manager:
 
     # -- start ----------------------------------------------------------------------------------
 
-    async def start(self, cid: str, on_created: OnCreated | None = None) -> Container:
-        """Starts a created or exited container; returns it running, or exited if it could not run.
+    async def start(self, cid: str, rootfs: Sequence[types_pb2.Mount], on_created: OnCreated | None = None) -> Container:
+        """Starts a created or exited container on the root filesystem ``rootfs`` (storage's mounts for
+        this start); returns it running, or exited if it could not run.
 
         ``on_created`` runs between the runtime's create and start, with the bundle dir: an attach
         made there sees every byte of output.
         """
+        if not rootfs:
+            raise InvalidArgument("a root filesystem mount is required")
         async with self._lock(cid):
             c = self.store.get(cid)
             if c.state == RUNNING:
@@ -140,18 +143,20 @@ class Manager:
                 self.store.update(c)
                 raise
             try:
-                return await self._start_planned(c, plan, on_created)
+                return await self._start_planned(c, rootfs, plan, on_created)
             except BaseException:
                 await self.networks.release(cid)
                 raise
 
-    async def _start_planned(self, c: Container, plan: Plan, on_created: OnCreated | None) -> Container:
+    async def _start_planned(
+        self, c: Container, rootfs: Sequence[types_pb2.Mount], plan: Plan, on_created: OnCreated | None
+    ) -> Container:
         """The start proper, once the network plan is recorded (the caller releases it on failure)."""
         cid = c.id
         bundle = self.bundle(cid)
         remap = confine.remapping(c.spec.security, self.settings.remap, plan.kind == HOST)
         perms.traversable(bundle.path, remap.gid if remap else None)
-        await asyncio.to_thread(mounts.mount_rootfs, c.spec.rootfs, bundle.rootfs, remap)
+        await asyncio.to_thread(mounts.mount_rootfs, rootfs, bundle.rootfs, remap)
         try:
             created = await self._launch(c, bundle, plan, remap)
         except BaseException as exc:
@@ -457,8 +462,6 @@ def _check_spec(s: runtime_pb2.ContainerSpec) -> None:
         raise InvalidArgument("no command specified")
     if not s.log_path.startswith("/"):
         raise InvalidArgument("log_path must be absolute")
-    if not s.rootfs:
-        raise InvalidArgument("a root filesystem mount is required")
     r = s.resources
     if r.memory_bytes < 0 or r.nano_cpus < 0 or r.pids_limit < 0:
         raise InvalidArgument("resource limits must not be negative")

@@ -30,7 +30,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def StartContainer(
         self, request: pb.StartContainerRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartContainerResponse:
-        return pb.StartContainerResponse(container=self.m.describe(await self.m.start(request.id)))
+        return pb.StartContainerResponse(container=self.m.describe(await self.m.start(request.id, request.rootfs)))
 
     async def StopContainer(
         self, request: pb.StopContainerRequest, context: grpc.aio.ServicerContext

@@ -89,7 +89,7 @@ async def attach(m: Manager, open_: pb.AttachOpen, frames: Frames) -> AsyncItera
     if open_.stdin and not (c.spec.process.open_stdin or c.spec.process.terminal):
         raise InvalidArgument("the container was not created with an open stdin (-i) or a terminal (-t)")
     if open_.start:
-        c = await m.start(c.id, on_created=connect)
+        c = await m.start(c.id, open_.rootfs, on_created=connect)
         if c.state != RUNNING:
             yield t.OutputFrame(exit=t.ExitStatus(exit_code=c.exit_code, error=c.error))
             return

@@ -212,6 +212,7 @@ class AttachOpen(_message.Message):
     STDIN_FIELD_NUMBER: _builtins.int
     START_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
+    ROOTFS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Full container id."""
     stdin: _builtins.bool
@@ -222,6 +223,10 @@ class AttachOpen(_message.Message):
     def size(self) -> _types_pb2.WindowSize:
         """Initial terminal size (containers with a terminal)."""
 
+    @_builtins.property
+    def rootfs(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
+        """With start: the root filesystem mounts (see StartContainerRequest.rootfs)."""
+
     def __init__(
         self,
         *,
@@ -229,10 +234,11 @@ class AttachOpen(_message.Message):
         stdin: _builtins.bool = ...,
         start: _builtins.bool = ...,
         size: _types_pb2.WindowSize | None = ...,
+        rootfs: _abc.Iterable[_types_pb2.Mount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["size", b"size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "size", b"size", "start", b"start", "stdin", b"stdin"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "rootfs", b"rootfs", "size", b"size", "start", b"start", "stdin", b"stdin"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -563,7 +569,6 @@ class ContainerSpec(_message.Message):
     PROCESS_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
-    ROOTFS_FIELD_NUMBER: _builtins.int
     LOG_PATH_FIELD_NUMBER: _builtins.int
     AUTO_REMOVE_FIELD_NUMBER: _builtins.int
     STOP_SIGNAL_FIELD_NUMBER: _builtins.int
@@ -598,10 +603,6 @@ class ContainerSpec(_message.Message):
         """cgroup limits."""
 
     @_builtins.property
-    def rootfs(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
-        """Root filesystem mounts, as returned by the storage service."""
-
-    @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels."""
 
@@ -627,7 +628,6 @@ class ContainerSpec(_message.Message):
         process: _types_pb2.Process | None = ...,
         hostname: _builtins.str = ...,
         resources: _types_pb2.Resources | None = ...,
-        rootfs: _abc.Iterable[_types_pb2.Mount] | None = ...,
         log_path: _builtins.str = ...,
         auto_remove: _builtins.bool = ...,
         stop_signal: _builtins.str = ...,
@@ -640,7 +640,7 @@ class ContainerSpec(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "rootfs", b"rootfs", "security", b"security", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -797,16 +797,22 @@ class StartContainerRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    ROOTFS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Full container id."""
+    @_builtins.property
+    def rootfs(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
+        """Root filesystem mounts, as storage's GetSnapshotMounts returns them for this start."""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        rootfs: _abc.Iterable[_types_pb2.Mount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "rootfs", b"rootfs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

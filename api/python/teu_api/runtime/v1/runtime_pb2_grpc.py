@@ -132,8 +132,8 @@ class RuntimeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartContainer(self, request, context):
-        """Mounts the root filesystem, launches conmon and the OCI runtime, and starts the process.
-        FAILED_PRECONDITION if it is already running. A command that cannot be executed leaves
+        """Mounts the root filesystem given, launches conmon and the OCI runtime, and starts the process.
+        FAILED_PRECONDITION if it is already running; INVALID_ARGUMENT without root filesystem mounts. A command that cannot be executed leaves
         the container exited with code 126 or 127 and is reported in the response, not as an error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

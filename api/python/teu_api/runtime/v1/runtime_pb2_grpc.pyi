@@ -40,8 +40,8 @@ class RuntimeServiceStub:
     ALREADY_EXISTS if the id or name is taken; INVALID_ARGUMENT for a bad id, name or option.
     """
     StartContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.StartContainerRequest, _runtime_pb2.StartContainerResponse]
-    """Mounts the root filesystem, launches conmon and the OCI runtime, and starts the process.
-    FAILED_PRECONDITION if it is already running. A command that cannot be executed leaves
+    """Mounts the root filesystem given, launches conmon and the OCI runtime, and starts the process.
+    FAILED_PRECONDITION if it is already running; INVALID_ARGUMENT without root filesystem mounts. A command that cannot be executed leaves
     the container exited with code 126 or 127 and is reported in the response, not as an error.
     """
     StopContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.StopContainerRequest, _runtime_pb2.StopContainerResponse]
@@ -97,8 +97,8 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     ALREADY_EXISTS if the id or name is taken; INVALID_ARGUMENT for a bad id, name or option.
     """
     StartContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.StartContainerRequest, _runtime_pb2.StartContainerResponse]  # type: ignore[assignment]
-    """Mounts the root filesystem, launches conmon and the OCI runtime, and starts the process.
-    FAILED_PRECONDITION if it is already running. A command that cannot be executed leaves
+    """Mounts the root filesystem given, launches conmon and the OCI runtime, and starts the process.
+    FAILED_PRECONDITION if it is already running; INVALID_ARGUMENT without root filesystem mounts. A command that cannot be executed leaves
     the container exited with code 126 or 127 and is reported in the response, not as an error.
     """
     StopContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.StopContainerRequest, _runtime_pb2.StopContainerResponse]  # type: ignore[assignment]
@@ -163,8 +163,8 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runtime_pb2.StartContainerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.StartContainerResponse, _abc.Awaitable[_runtime_pb2.StartContainerResponse]]:
-        """Mounts the root filesystem, launches conmon and the OCI runtime, and starts the process.
-        FAILED_PRECONDITION if it is already running. A command that cannot be executed leaves
+        """Mounts the root filesystem given, launches conmon and the OCI runtime, and starts the process.
+        FAILED_PRECONDITION if it is already running; INVALID_ARGUMENT without root filesystem mounts. A command that cannot be executed leaves
         the container exited with code 126 or 127 and is reported in the response, not as an error.
         """
 
