@@ -16,18 +16,21 @@ from dataclasses import dataclass
 
 import structlog
 
-from teu_api.errors import FailedPrecondition, NotFound, TeuError
+from teu_api.errors import FailedPrecondition, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
 from teu_gateway import convert, options, security
+from teu_gateway.autoremove import AutoRemover
 from teu_gateway.backends import Backends, call, retry_unavailable
 from teu_gateway.filesystem import Filesystem
 from teu_gateway.logflows import LogReader, outputs
 
 log = structlog.get_logger()
+#: How long a failed start of a ``--rm`` container waits for its removal before reporting the error.
+REMOVAL_PATIENCE = 10.0
 RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
 
 
@@ -45,7 +48,7 @@ class Flows:
 
     def __init__(self, b: Backends) -> None:
         self.b = b
-        self._removers: dict[str, asyncio.Task[None]] = {}
+        self.auto_remover = AutoRemover(self.wait, lambda cid: self.remove(cid, force=False))
         self.logs = LogReader(b, self.wait)
         self.fs = Filesystem(b)
 
@@ -98,16 +101,32 @@ class Flows:
             one("logs", self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
         )
 
-    async def start(self, cid: str, watch_remove: bool = True, require_running: bool = False) -> rt.Container:
+    async def start(self, cid: str, hand_over: bool = True, require_running: bool = False) -> rt.Container:
         """Starts a container; the returned record says whether its process could run (with
-        ``require_running``, a process that could not run is FAILED_PRECONDITION, as for `teu start`)."""
-        req = rt.StartContainerRequest(id=cid, rootfs=await self.rootfs(cid))
-        c: rt.Container = (await call("runtime", self.b.runtime.StartContainer(req))).container
-        if c.spec.auto_remove and watch_remove:
-            self.watch_auto_remove(cid)
+        ``require_running``, a process that could not run is FAILED_PRECONDITION, as for `teu start`).
+        A ``--rm`` container is handed to the auto-remover once started (``hand_over``), and whenever
+        the start fails."""
+        try:
+            req = rt.StartContainerRequest(id=cid, rootfs=await self.rootfs(cid))
+            c: rt.Container = (await call("runtime", self.b.runtime.StartContainer(req))).container
+        except BaseException as exc:
+            await self._hand_over_after_failed_start(cid, wait=isinstance(exc, Exception))
+            raise
+        if c.spec.auto_remove and (hand_over or c.state != RUNNING):
+            self.auto_remover.watch(cid)
         if require_running and c.error:
             raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
         return c
+
+    async def _hand_over_after_failed_start(self, cid: str, wait: bool) -> None:
+        """A ``--rm`` container whose start failed is removed; with ``wait``, the error is reported
+        once it is gone (or after REMOVAL_PATIENCE, the removal going on meanwhile)."""
+        with contextlib.suppress(TeuError, TimeoutError):
+            if (await self.find(cid)).spec.auto_remove:
+                if wait:
+                    await asyncio.wait_for(self.auto_remover.removed(cid), REMOVAL_PATIENCE)
+                else:
+                    self.auto_remover.watch(cid)
 
     async def rootfs(self, cid: str) -> list[types_pb2.Mount]:
         """The container's root filesystem mounts, asked of storage (their one owner) at each start."""
@@ -152,32 +171,14 @@ class Flows:
         await self._release(cid)
         return c
 
-    def watch_auto_remove(self, cid: str) -> None:
-        """Removes ``cid`` once it exits (for ``--rm`` containers)."""
-        if cid not in self._removers:
-            self._removers[cid] = asyncio.create_task(self._auto_remove(cid))
-
-    async def _auto_remove(self, cid: str) -> None:
-        try:
-            await self.wait(cid)
-            await self.remove(cid, force=False)
-        except NotFound:
-            pass
-        except TeuError as exc:
-            log.warning("auto_remove_failed", container=cid[:12], error=exc.message)
-        finally:
-            self._removers.pop(cid, None)
-
     async def resume_auto_removals(self) -> None:
-        """After a gateway restart: watch every ``--rm`` container again."""
+        """After a gateway restart: hands every started ``--rm`` container to the auto-remover again."""
         try:
             listed = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=True)))
         except TeuError as exc:
             log.warning("resume_auto_remove_failed", error=exc.message)
             return
-        for c in listed.containers:
-            if c.spec.auto_remove and c.started_at:
-                self.watch_auto_remove(c.id)
+        self.auto_remover.resume(listed.containers)
 
     async def run(self, config: gw.ContainerConfig, detach: bool) -> AsyncIterator[gw.RunResponse]:
         """create → start → (attached) output until exit → (``--rm``) remove."""
@@ -185,27 +186,20 @@ class Flows:
         created = gw.RunResponse(created=gw.RunCreated(id=c.id, name=c.name))
         if not detach:
             yield created  # the caller learns the id before any output
-        try:
-            c = await self.start(c.id, watch_remove=detach)
-        except BaseException:
-            if config.auto_remove:
-                await self.remove(c.id, force=True)
-            raise
+        c = await self.start(c.id, hand_over=detach)
         if detach:
             yield created  # only once it runs: a detached caller may hang up right after
             return
-        finished = False
+        removal: asyncio.Task[None] | None = None
         try:
             if c.state == RUNNING:
                 async for batch in self.logs.follow(c.id, running=True):
                     for out in outputs(batch):
                         yield gw.RunResponse(output=gw.RunOutput(stream=out.stream, data=out.data))
                 c = await self.wait(c.id)
-            finished = True
         finally:
-            if config.auto_remove and not finished:
-                self.watch_auto_remove(c.id)  # the client went away: remove it when it exits
+            if config.auto_remove:  # the output is streamed, or the client went away: removed once it exits
+                removal = self.auto_remover.watch(c.id)
         yield gw.RunResponse(exit=gw.RunExit(exit_code=c.exit_code, oom_killed=c.oom_killed, error=c.error))
-        if config.auto_remove:
-            with contextlib.suppress(NotFound):
-                await self.remove(c.id, force=False)
+        if removal is not None:
+            await asyncio.shield(removal)

@@ -99,7 +99,7 @@ def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
 def container_spec(
     config: gw.ContainerConfig, image: st.Image, cpus: int | None = None, apparmor: bool = False
 ) -> rt.ContainerSpec:
-    """The runtime spec for ``config`` on ``image`` (without rootfs and log path, which come later);
+    """The runtime spec for ``config`` on ``image`` (without the log path, which comes later);
     ``apparmor`` says whether the host has AppArmor (for ``--security-opt apparmor=...``)."""
     ic = image.config
     cwd = config.working_dir or ic.working_dir or "/"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from teu_api.errors import InvalidArgument, NotFound
+from teu_api.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.types.v1 import types_pb2 as t
@@ -29,18 +29,17 @@ async def attach(f: Flows, requests: AsyncIterator[gw.AttachRequest]) -> AsyncIt
     c = await f.find(start.container)
     rootfs = await f.rootfs(c.id) if start.start else []
     opening = rt.AttachRequest(open=rt.AttachOpen(id=c.id, stdin=start.stdin, start=start.start, size=start.size, rootfs=rootfs))
+    removal: asyncio.Task[None] | None = None
     exited = False
     try:
         async for resp in stream("runtime", f.b.runtime.Attach(_relay(requests, opening, rt.AttachRequest))):
             exited = exited or resp.frame.WhichOneof("frame") == "exit"
             yield gw.AttachResponse(frame=resp.frame)
     finally:
-        if c.spec.auto_remove:
-            if exited:
-                with contextlib.suppress(NotFound):
-                    await f.remove(c.id, force=False)
-            else:
-                f.watch_auto_remove(c.id)
+        if c.spec.auto_remove:  # the output is streamed, or the client detached: removed once it exits
+            removal = f.auto_remover.watch(c.id)
+    if removal is not None and exited:
+        await asyncio.shield(removal)  # the stream ends once the container is gone, as `run --rm` does
 
 
 async def exec_(f: Flows, requests: AsyncIterator[gw.ExecRequest]) -> AsyncIterator[gw.ExecResponse]:

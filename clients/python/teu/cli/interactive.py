@@ -205,18 +205,10 @@ def run_attached(c: Client, a: argparse.Namespace, options: ContainerOptions) ->
     """``run -i``/``-t`` without -d: create, attach with start, stream until it exits."""
     keys = detach_keys(a.detach_keys)
     cid = c.create(options).id
-    try:
-        session = c.attach(cid, stdin=options.interactive, start=True, size=_size(options.tty))
-        with SignalProxy(c, cid) if a.sig_proxy and not options.tty else nullcontext():
-            return pump(session, tty=options.tty, stdin=options.interactive, close_on_eof=True, keys=keys)
-    except TeuError:
-        if options.remove:
-            try:
-                # It may never have started, so the engine's auto-remove never fires; a running one is refused.
-                c.remove(cid)
-            except TeuError:
-                pass
-        raise
+    # With --rm the engine removes the container once it exits, or at once if its start fails.
+    session = c.attach(cid, stdin=options.interactive, start=True, size=_size(options.tty))
+    with SignalProxy(c, cid) if a.sig_proxy and not options.tty else nullcontext():
+        return pump(session, tty=options.tty, stdin=options.interactive, close_on_eof=True, keys=keys)
 
 
 def cmd_attach(c: Client, a: argparse.Namespace) -> int:
