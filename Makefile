@@ -56,14 +56,22 @@ lint: venv
 unit: venv
 	$(PYTEST) api/python/tests services/*/tests clients/python/tests bench/tests -q
 
-integration: deps venv $(IMAGE_TAR)
+integration: deps venv $(IMAGE_TAR) $(NODE_DEPS)
 	$(PYTEST) tests/integration tests/security -q
+
+# The Node.js client's packages (@grpc/grpc-js from the npm registry, pinned by its lock file), for the
+# test that drives a private engine with it.
+NODE_DEPS := clients/node/node_modules/.package-lock.json
+$(NODE_DEPS): clients/node/package-lock.json
+	@command -v npm >/dev/null || scripts/install-deps.sh nodejs npm
+	@cd clients/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # Test-only host packages: docker-registry (pull/push on 127.0.0.1), podman and skopeo (image interchange).
 test-deps:
 	@scripts/install-deps.sh docker-registry podman skopeo
 
-test: deps test-deps venv $(IMAGE_TAR) check-protos
+test: deps test-deps venv $(IMAGE_TAR) $(NODE_DEPS) check-protos
 	$(VENV)/bin/buf lint protos
 	$(VENV)/bin/ruff check api clients services tests bench
 	$(VENV)/bin/ruff format --check api clients services tests bench
