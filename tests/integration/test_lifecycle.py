@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
 from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from teu.testing import wait_until
 from teu_api.types.v1 import types_pb2
 
 RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
@@ -61,6 +62,11 @@ def test_rm_force_leaves_nothing(client: Client, engine: Engine) -> None:
     assert client.inspect(cid).summary.state == RUNNING
     client.remove(cid, force=True)
     assert leftovers(engine, cid) == []
+
+
+def logged(client: Client, cid: str) -> bytes:
+    """Everything the container has written so far."""
+    return b"".join(line.data for line in client.logs(cid))
 
 
 def test_create_start_wait_inspect(client: Client) -> None:
@@ -139,9 +145,9 @@ def test_stop_waits_timeout_then_kills(client: Client) -> None:
 def test_stop_with_handler_exits_promptly(client: Client) -> None:
     """A process that handles SIGTERM ends with its own code, well before the timeout."""
     cid = client.run_detached(
-        ContainerOptions(image="busybox", cmd=["sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"])
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done"])
     )
-    time.sleep(0.3)
+    wait_until(lambda: logged(client, cid) == b"ready\n", what="the trap")
     t0 = time.monotonic()
     client.stop(cid, timeout=10)
     assert time.monotonic() - t0 < 3
@@ -152,9 +158,9 @@ def test_stop_with_handler_exits_promptly(client: Client) -> None:
 def test_kill_with_signal_and_restart(client: Client) -> None:
     """kill -s sends the named signal; restart runs the container again."""
     cid = client.run_detached(
-        ContainerOptions(image="busybox", cmd=["sh", "-c", "trap 'exit 10' USR1; while :; do sleep 0.1; done"])
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "trap 'exit 10' USR1; echo ready; while :; do sleep 0.1; done"])
     )
-    time.sleep(0.3)
+    wait_until(lambda: logged(client, cid) == b"ready\n", what="the trap")
     client.kill(cid, "USR1")
     assert client.wait(cid).exit_code == 10
     with pytest.raises(FailedPrecondition):

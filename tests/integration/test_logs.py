@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO, Engine, wait_ready
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument, TeuError
+from teu.testing import wait_until
 from teu_api.gateway.v1 import gateway_pb2 as gw
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
@@ -65,6 +67,17 @@ def test_several_containers_merged_in_time_order(client: Client, engine: Engine)
     client.remove(a), client.remove(b)
 
 
+def log_sizes(log_dir: Path) -> list[int]:
+    """The sizes of a container's log files (current and rotated) as they are now."""
+    sizes = []
+    for p in log_dir.glob("*.log"):
+        try:
+            sizes.append(p.stat().st_size)
+        except FileNotFoundError:  # removed by retention meanwhile
+            pass
+    return sizes
+
+
 def test_rotation_keeps_every_line_within_retention(client: Client, engine: Engine) -> None:
     """With max-size 64k and max-files 3, the log rotates, -f misses nothing, and disk stays bounded."""
     # 20 bursts of 1000 lines, paced so that the engine's size checks see the log grow between bursts
@@ -76,9 +89,8 @@ def test_rotation_keeps_every_line_within_retention(client: Client, engine: Engi
     followed = text(client.logs(cid, follow=True))
     assert followed == [f"line-{i}-xxxxxxxxxxxxxxxxxxxxxxxxxxxx\n".encode() for i in range(1, 20001)]
     log_dir = engine.root / "logs" / cid
-    time.sleep(0.6)
-    sizes = [p.stat().st_size for p in log_dir.glob("*.log")]
-    assert 2 <= len(sizes) <= 4 and sum(sizes) < 400 * 1024  # 800 KB were written
+
+    wait_until(lambda: 2 <= len(sizes := log_sizes(log_dir)) <= 4 and sum(sizes) < 400 * 1024, what="retention")  # 800 KB written
     kept = text(client.logs(cid))
     assert kept and kept[-1] == b"line-20000-xxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
     client.remove(cid)
@@ -88,8 +100,9 @@ def test_no_line_lost_when_logs_service_is_killed(client: Client, engine: Engine
     """A container writes 100 MB of numbered lines while the logs service is SIGKILLed twice: every line is there."""
     n = 12_500_000  # "00000001\n"... : 9 bytes a line, 112 MB (675 MB of log records: keep them all)
     cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", f"seq -w 1 {n}"], log_opts={"max-size": "2g"}))
-    for _ in range(2):
-        time.sleep(0.3)
+    log_dir = engine.root / "logs" / cid
+    for grown in (10 << 20, 40 << 20):  # each kill lands while the container writes
+        wait_until(lambda: sum(log_sizes(log_dir)) > grown, what=f"a log of {grown} bytes")  # noqa: B023
         os.kill(engine.service_pid("logs"), signal.SIGKILL)
     client.wait(cid)
     wait_ready(client)

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from conftest import IMAGE_TAR
 from teu.client import Client, ContainerOptions
 from teu.errors import FailedPrecondition, InvalidArgument, TeuError, from_status
-from teu.testing import PrivateEngine, wait_ready
+from teu.testing import PrivateEngine, wait_ready, wait_until
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.runtime.v1 import runtime_pb2_grpc
@@ -186,14 +185,6 @@ def fetch(ns: str, url: str) -> str:
     done = in_ns(ns, sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def wait_until(check: object, timeout: float = STEP) -> None:
-    """Polls ``check()`` until it is true."""
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def test_bridge_gives_eth0_with_an_address_and_default_route(teu: Client) -> None:

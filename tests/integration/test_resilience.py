@@ -11,7 +11,8 @@ import pytest
 
 from conftest import Engine, wait_ready
 from teu.client import Client, ContainerOptions
-from teu.errors import Unavailable
+from teu.errors import TeuError, Unavailable
+from teu.testing import wait_until
 from teu_api.types.v1 import types_pb2
 
 RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
@@ -83,6 +84,14 @@ def test_other_services_sigkill(engine: Engine, client: Client, service: str) ->
         fresh.remove(cid, force=True)
 
 
+def logged(client: Client, ref: str) -> bytes:
+    """Everything the container has written so far; nothing while it cannot be found or read."""
+    try:
+        return b"".join(line.data for line in client.logs(ref))
+    except TeuError:
+        return b""
+
+
 @pytest.mark.parametrize("service", ["runtime", "logs"])
 def test_attached_run_survives_service_restart(engine: Engine, client: Client, service: str) -> None:
     """An attached run keeps streaming, loses no line and gets the exit code across a restart of a backend."""
@@ -93,12 +102,14 @@ def test_attached_run_survives_service_restart(engine: Engine, client: Client, s
     def attached() -> None:
         with Client(engine.target) as c:
             result["r"] = c.run(
-                ContainerOptions(image="busybox", cmd=["sh", "-c", "echo a; sleep 2; echo b; exit 5"], remove=True)
+                ContainerOptions(
+                    image="busybox", cmd=["sh", "-c", "echo a; sleep 2; echo b; exit 5"], remove=True, name=f"survivor-{service}"
+                )
             )
 
     t = threading.Thread(target=attached)
     t.start()
-    time.sleep(0.8)
+    wait_until(lambda: logged(client, f"survivor-{service}") == b"a\n", what="the first line")
     restart_by_sigkill(engine, client, service)
     t.join(timeout=30)
     r = result["r"]
@@ -111,9 +122,15 @@ def test_backend_down_is_unavailable_then_recovers(engine: Engine, client: Clien
     os.kill(engine.proc.pid, signal.SIGSTOP)
     try:
         os.kill(engine.service_pid("storage"), signal.SIGKILL)
-        time.sleep(0.3)
-        with pytest.raises(Unavailable):
-            client.list_images()
+
+        def unavailable() -> bool:
+            try:
+                client.list_images()
+            except Unavailable:
+                return True
+            return False
+
+        wait_until(unavailable, what="UNAVAILABLE")
     finally:
         os.kill(engine.proc.pid, signal.SIGCONT)
     wait_ready(client)

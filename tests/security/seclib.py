@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
-
-import pytest
 
 NOBODY = 65534
 
@@ -20,12 +16,3 @@ def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
         )
     except PermissionError as exc:  # the exec itself was refused
         return subprocess.CompletedProcess(list(argv), 126, "", f"{exc.strerror}: {argv[0]}")
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Polls ``check`` until it holds; fails the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.05)

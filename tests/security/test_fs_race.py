@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from seclib import wait_until
 
 from teu.client import Client, ContainerOptions
 from teu.errors import TeuError
-from teu.testing import PrivateEngine
+from teu.testing import PrivateEngine, wait_until
 
 # In /w, walked in this order: "a" holds many files, so a walk spends a while between listing /w and
 # descending into the others; "b" is turned into a symlink to a small host directory and back (so a

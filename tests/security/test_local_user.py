@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from seclib import as_nobody, wait_until
+from seclib import as_nobody
 
 from teu.client import Client, ContainerOptions
-from teu.testing import PrivateEngine
+from teu.testing import PrivateEngine, wait_until
 
 
 @pytest.fixture()

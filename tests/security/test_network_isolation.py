@@ -16,11 +16,11 @@ from contextlib import contextmanager
 
 import grpc
 import pytest
-from test_network import STEP, NamespacedEngine, attachment, in_ns, port, run, wait_until
+from test_network import STEP, NamespacedEngine, attachment, in_ns, port, run
 
 from conftest import IMAGE_TAR
 from teu.client import Client
-from teu.testing import wait_ready
+from teu.testing import wait_ready, wait_until
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.runtime.v1 import runtime_pb2_grpc
 from teu_api.types.v1 import types_pb2

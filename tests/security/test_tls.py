@@ -12,11 +12,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from seclib import wait_until
 
 from teu.client import Client, ContainerOptions, TlsConfig
 from teu.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
-from teu.testing import PrivateEngine
+from teu.testing import PrivateEngine, wait_until
 from teu_api.types.v1 import types_pb2
 
 RUNNING = types_pb2.CONTAINER_STATE_RUNNING

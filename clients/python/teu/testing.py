@@ -11,14 +11,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from teu.client import Client
 from teu.errors import TeuError
 
-__all__ = ["PrivateEngine", "wait_ready"]
+__all__ = ["PrivateEngine", "wait_ready", "wait_until"]
+
+
+def wait_until(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    """Polls ``check`` until it returns something true; TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached in {timeout} s")
+        time.sleep(0.05)
 
 
 def wait_ready(client: Client, timeout: float = 30.0) -> None:
