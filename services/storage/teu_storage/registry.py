@@ -36,31 +36,28 @@ from typing import IO, Any, TypeVar, cast
 import structlog
 
 from teu_api.errors import Cancelled, Internal, InvalidArgument, NotFound, Unavailable
-from teu_storage import distribution, imagearchive, imagespec, refs
+from teu_storage import distribution, imagearchive, imagespec, ocispec, refs
 from teu_storage.core import MAX_UPLOAD, Storage
 from teu_storage.credentials import Credentials
 from teu_storage.distribution import Client, expect
 from teu_storage.metadata import Blob, Image, NewImage
+from teu_storage.ocispec import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+)
 from teu_storage.threadio import HashingFile
 
 __all__ = ["Progress", "Remote", "parse_remote", "pull", "push"]
 
 log = structlog.get_logger()
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-_DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
 _ACCEPT = ", ".join((OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST))
-_GZIP_TYPES = (OCI_LAYER_GZIP, "application/vnd.docker.image.rootfs.diff.tar.gzip")
-_TAR_TYPES = (OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar")
 _MAX_MANIFEST = 4 << 20  # what registries themselves accept
 _MAX_CONFIG = 8 << 20
 _CONCURRENCY = 3  # Docker's default for downloads: enough to fill a link, few enough to be polite
@@ -115,9 +112,8 @@ class Remote:
 def parse_remote(ref: str, *, allow_digest: bool) -> Remote:
     """Parses "[registry/]name[:tag][@sha256:...]" (Docker's rules: see refs.py).
 
-    The registry is the first component if more follow and it looks like a host (a dot, a port or
-    "localhost"); otherwise it is Docker Hub, where one-component names live under "library/".
-    InvalidArgument for a malformed reference, or a digest when ``allow_digest`` is False.
+    The registry and repository are as :func:`refs.split_name` gives them. InvalidArgument for a
+    malformed reference, or a digest when ``allow_digest`` is False.
     """
     name_tag, at, digest = ref.partition("@")
     if at:
@@ -128,12 +124,7 @@ def parse_remote(ref: str, *, allow_digest: bool) -> Remote:
     has_tag = name_tag.rfind(":") > name_tag.rfind("/")
     parsed = refs.parse(name_tag)
     tag = parsed.tag if has_tag or not at else ""
-    parts = parsed.name.split("/")
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        registry, repository = parts[0], "/".join(parts[1:])
-    else:
-        registry = "docker.io"
-        repository = parsed.name if len(parts) > 1 else f"library/{parsed.name}"
+    registry, repository = refs.split_name(parsed.name)
     return Remote(registry, repository, parsed.name, tag, digest)
 
 
@@ -197,13 +188,13 @@ class _Puller:
         started = time.monotonic()
         digest, manifest = self._manifest()
         self.emit(Progress(digest, 0, 0, "resolved"))
-        config_desc = _descriptor(manifest.get("config"), "config")
+        config_desc = ocispec.descriptor(manifest.get("config"), "manifest config")
         config = self._small_blob(config_desc, _MAX_CONFIG, "config")
         diff_ids = _diff_ids(config)
-        layer_docs = manifest.get("layers")
-        if not isinstance(layer_docs, list) or len(layer_docs) != len(diff_ids):
+        layer_descs = ocispec.descriptors(manifest, "layers", "manifest layer", f"manifest {digest}: ")
+        if len(layer_descs) != len(diff_ids):
             raise InvalidArgument(f"manifest {digest} and its config disagree on the number of layers")
-        layers = [_layer(_descriptor(d, "layer"), diff_id) for d, diff_id in zip(layer_docs, diff_ids, strict=True)]
+        layers = [_layer(d, diff_id) for d, diff_id in zip(layer_descs, diff_ids, strict=True)]
         by_diff_id: dict[str, _Layer] = {}
         for layer in layers:
             by_diff_id.setdefault(layer.diff_id, layer)
@@ -262,18 +253,17 @@ class _Puller:
                 raw = resp.read_limited(_MAX_MANIFEST, what)
                 content_type = resp.header("Content-Type").split(";")[0].strip()
                 claimed = resp.header("Docker-Content-Digest")
-            digest = _sha256(raw)
+            digest = ocispec.digest(raw)
             if expected and digest != expected:
                 raise InvalidArgument(f"{what}: digest mismatch, the registry sent {digest}")
             if not expected and claimed and claimed != digest:
                 raise InvalidArgument(f"{what}: the registry says {claimed} but sent {digest}")
             doc = _json(raw, what)
-            media = doc.get("mediaType") or content_type
-            if media in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
-                entry = _pick_platform(doc, what)
-                expected = reference = entry["digest"]
+            if ocispec.is_index(doc, content_type):
+                expected = reference = ocispec.pick_platform(doc, what)["digest"]
                 continue
-            if media in _DOCKER_SCHEMA1 or doc.get("schemaVersion") == 1:
+            media = doc.get("mediaType") or content_type
+            if media in DOCKER_SCHEMA1 or doc.get("schemaVersion") == 1:
                 raise InvalidArgument(f"{what}: Docker schema 1 manifests are not supported")
             if media and media not in (OCI_MANIFEST, DOCKER_MANIFEST):
                 raise InvalidArgument(f"{what}: unsupported manifest type {media!r}")
@@ -286,7 +276,7 @@ class _Puller:
             raise InvalidArgument(f"{what} {digest} is larger than {limit} bytes")
         with expect(self.client.request("GET", self.blobs + digest), (200,), f"{what} {digest}") as resp:
             data = resp.read_limited(size, f"{what} {digest}")
-        if len(data) != size or _sha256(data) != digest:
+        if len(data) != size or ocispec.digest(data) != digest:
             raise InvalidArgument(f"{what} {digest}: digest or size mismatch")
         return data
 
@@ -384,38 +374,15 @@ def _layer(desc: dict[str, Any], diff_id: str) -> _Layer:
     media = str(desc.get("mediaType", ""))
     if "zstd" in media:
         raise InvalidArgument(f"layer {desc['digest']} is zstd-compressed ({media}): Teu supports gzip and plain tar layers only")
-    if media in _GZIP_TYPES or media.endswith(("+gzip", ".gzip")):
+    if media in ocispec.GZIP_LAYERS or media.endswith(("+gzip", ".gzip")):
         oci_type = OCI_LAYER_GZIP
-    elif media in _TAR_TYPES or media.endswith(".tar"):
+    elif media in ocispec.TAR_LAYERS or media.endswith(".tar"):
         oci_type = OCI_LAYER
     else:
         raise InvalidArgument(f"layer {desc['digest']} has unsupported media type {media!r}")
     if desc["size"] > MAX_UPLOAD:
         raise InvalidArgument(f"layer {desc['digest']} is larger than {MAX_UPLOAD} bytes")
     return _Layer(desc["digest"], desc["size"], oci_type, diff_id)
-
-
-def _pick_platform(index: dict[str, Any], what: str) -> dict[str, Any]:
-    """The entry of an index for linux on this host's architecture."""
-    entries = index.get("manifests")
-    if not isinstance(entries, list):
-        raise InvalidArgument(f"{what}: image index without a manifests list")
-    arch = imagespec.host_architecture()
-    for entry in entries:
-        desc = _descriptor(entry, "index entry")
-        platform = desc.get("platform")
-        if isinstance(platform, dict) and platform.get("os") == "linux" and platform.get("architecture") == arch:
-            return desc
-    raise NotFound(f"{what}: no matching manifest for linux/{arch} in the manifest list entries")
-
-
-def _descriptor(doc: Any, what: str) -> dict[str, Any]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("digest"), str) or not imagespec.DIGEST.fullmatch(doc["digest"]):
-        raise InvalidArgument(f"manifest has a bad {what} descriptor (only sha256 digests are supported)")
-    size = doc.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidArgument(f"manifest {what} {doc['digest']} has no valid size")
-    return doc
 
 
 def _diff_ids(config: bytes) -> list[str]:
@@ -492,7 +459,7 @@ class _Pusher:
             },
             separators=(",", ":"),
         ).encode()
-        digest = _sha256(manifest)
+        digest = ocispec.digest(manifest)
         path = f"/v2/{self.repo}/manifests/{self.remote.tag}"
         request = self.client.request("PUT", path, headers={"Content-Type": OCI_MANIFEST}, body=manifest)
         with expect(request, (201,), f"manifest {self.remote}") as resp:
@@ -647,7 +614,3 @@ def _run_all(items: Sequence[T], work: Callable[[T, threading.Event], R]) -> lis
             raise Cancelled("transfer aborted")
         raise error
     return [results[i] for i in range(len(items))]
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
