@@ -55,7 +55,7 @@ def test_commit_writes_oci_whiteouts_and_keeps_attributes(storage: Storage, tars
     assert members["srv/tool2"].islnk() and members["srv/tool2"].linkname == "srv/tool"
     assert members["srv/link"].linkname == "/etc/passwd"
     assert members["srv/null"].ischr() and (members["srv/null"].devmajor, members["srv/null"].devminor) == (1, 3)
-    layer = storage.layer_dirs.path(image.layers[-1])
+    layer = storage.layers.dirs.path(image.layers[-1])
     assert stat.S_ISCHR(os.lstat(layer / "bin/su").st_mode) and os.lstat(layer / "bin/su").st_rdev == 0
     assert os.getxattr(layer / "home", "trusted.overlay.opaque") == b"y"
     assert os.getxattr(layer / "srv/tool", "user.note") == b"\xffbinary"

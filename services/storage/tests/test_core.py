@@ -30,7 +30,7 @@ def _import(storage: Storage, data: bytes, ref: str = "", config: ImageConfig | 
 
 
 def _leftovers(storage: Storage) -> list[str]:
-    return sorted(os.listdir(storage.tmp)) + sorted(os.listdir(storage.layers))
+    return sorted(os.listdir(storage.tmp)) + sorted(os.listdir(storage.layers.dirs.dir))
 
 
 def test_import_records_content_addressed_image(storage: Storage, tars: Any) -> None:
@@ -43,7 +43,7 @@ def test_import_records_content_addressed_image(storage: Storage, tars: Any) -> 
     assert image.repo_tags == ("busybox:latest",)
     assert image.config == ImageConfig(cmd=("sh",), env=("PATH=/bin",), labels={"a": "b"})
     assert image.size > 0
-    layer = storage.layers / hexdigest
+    layer = storage.layers.dirs.dir / hexdigest
     assert stat.S_IMODE(os.lstat(layer / "tmp").st_mode) == 0o1777
     assert os.listdir(storage.tmp) == []
     raw = storage._store._query("SELECT config FROM images", ())[0][0]
@@ -79,7 +79,7 @@ def test_layers_are_shared_and_tags_move(storage: Storage, tars: Any) -> None:
     first = _import(storage, tars.busybox(), "app", ImageConfig(cmd=["a"]))
     second = _import(storage, tars.busybox(), "app", ImageConfig(cmd=["b"]))
     assert first.layers == second.layers and first.id != second.id
-    assert len(os.listdir(storage.layers)) == 1
+    assert len(os.listdir(storage.layers.dirs.dir)) == 1
     assert [(i.id, i.repo_tags) for i in storage.list_images()] == [
         (second.id, ("app:latest",)),
         (first.id, ()),
@@ -112,8 +112,8 @@ def test_snapshot_lifecycle(storage: Storage, tars: Any) -> None:
     image = _import(storage, tars.busybox())
     [mount] = storage.prepare_snapshot(KEY, image.id)
     snap = storage.snapshots / KEY
-    lower = storage.layer_dirs.link(image.layers[0])
-    assert lower.resolve() == storage.layers / image.layers[0].removeprefix("sha256:")
+    lower = storage.layers.dirs.link(image.layers[0])
+    assert lower.resolve() == storage.layers.dirs.dir / image.layers[0].removeprefix("sha256:")
     assert (mount.type, mount.source, mount.destination) == ("overlay", "overlay", "/")
     assert mount.options == (f"lowerdir={snap / 'init'}:{lower}", f"upperdir={snap / 'upper'}", f"workdir={snap / 'work'}")
     assert (snap / "init" / "etc" / "hosts").is_file() and (snap / "init" / "proc").is_dir()

@@ -46,12 +46,12 @@ def _check_consistent(root: Path) -> None:
         reachable = set()
         for image in storage.list_images():
             for diff_id in image.layers:
-                assert storage.layer_dirs.exists(diff_id) and storage.layer_dirs.split(diff_id).exists()
+                assert storage.layers.dirs.exists(diff_id) and storage.layers.dirs.split(diff_id).exists()
                 reachable.add(diff_id)
-        assert storage.layer_dirs.on_disk() == reachable
+        assert storage.layers.dirs.on_disk() == reachable
         assert set(storage._store.layer_sizes()) == reachable
-        assert {p.name for p in storage.layer_dirs.splits.iterdir()} == {d[7:] + ".gz" for d in reachable}
-        assert len(list(storage.layer_dirs.links.iterdir())) == len(reachable)
+        assert {p.name for p in storage.layers.dirs.splits.iterdir()} == {d[7:] + ".gz" for d in reachable}
+        assert len(list(storage.layers.dirs.links.iterdir())) == len(reachable)
         assert list(storage.tmp.iterdir()) == []
     finally:
         storage.close()

@@ -51,7 +51,7 @@ def test_import_from_url(storage: Storage, server: str, tars: Any) -> None:
     """The tar at the URL becomes the image, with the same layer as a streamed import."""
     image = _import_url(storage, f"{server}/rootfs.tar")
     assert image.repo_tags == ("web:latest",) and image.comment == f"Imported from {server}/rootfs.tar"
-    assert (storage.layer_dirs.path(image.layers[0]) / "etc/passwd").exists()
+    assert (storage.layers.dirs.path(image.layers[0]) / "etc/passwd").exists()
 
 
 @pytest.mark.parametrize(

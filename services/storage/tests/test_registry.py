@@ -133,12 +133,12 @@ def _forget(storage: Storage) -> None:
     """Removes every image (and so every layer) from the store."""
     for image in storage.list_images():
         storage.remove_image(image.id, force=False)
-    assert storage.list_images() == [] and list(storage.layers.iterdir()) == []
+    assert storage.list_images() == [] and list(storage.layers.dirs.dir.iterdir()) == []
 
 
 def _assert_nothing_left(storage: Storage) -> None:
     assert storage.list_images() == []
-    assert list(storage.layers.iterdir()) == []
+    assert list(storage.layers.dirs.dir.iterdir()) == []
     assert list(storage.tmp.iterdir()) == []
 
 
@@ -207,7 +207,7 @@ def test_push_then_pull_round_trip(storage: Storage, local_registry: LocalRegist
     assert storage.image_config(pulled.id) == config
     assert (events[0].status, events[0].digest) == ("resolved", digest)
     assert {"downloading", "extracting", "done"} <= {e.status for e in events}
-    assert (storage.layer_dirs.path(pulled.layers[1]) / "hello").read_text() == f"hello from {ref}"
+    assert (storage.layers.dirs.path(pulled.layers[1]) / "hello").read_text() == f"hello from {ref}"
     assert list(storage.tmp.iterdir()) == []
 
     again, events = _pull(storage, ref)

@@ -77,7 +77,7 @@ def test_save_load_round_trip(storage: Storage, tars: Any, kit: Any, tmp_path: P
     [loaded] = _load(other, data)
     assert (loaded.id, loaded.layers, loaded.repo_tags) == (image.id, image.layers, ("app:1",))
     assert loaded.config.cmd == ("sh",)
-    top = other.layer_dirs.path(image.layers[-1])
+    top = other.layers.dirs.path(image.layers[-1])
     assert (top / "new").read_text() == "new" and os.lstat(top / "bin/su").st_rdev == 0
     assert _save(other, ["app:1"], fmt) == data  # tar-splits rebuild the very same bytes
     assert [h.created_by for h in other.history("app:1")] == ["commit: add", "teu import"]
@@ -147,8 +147,8 @@ def test_hostile_archive_is_refused_leaving_nothing(storage: Storage, tars: Any,
     other = Storage.open(tmp_path / "other")
     with pytest.raises(InvalidArgument):
         _load(other, data)
-    assert other.list_images() == [] and other.layer_dirs.on_disk() == set()
-    assert os.listdir(other.tmp) == [] and os.listdir(other.layer_dirs.splits) == []
+    assert other.list_images() == [] and other.layers.dirs.on_disk() == set()
+    assert os.listdir(other.tmp) == [] and os.listdir(other.layers.dirs.splits) == []
     other.close()
 
 
@@ -160,7 +160,7 @@ def test_oci_blob_mismatch_is_refused(storage: Storage, tars: Any, kit: Any, tmp
     other = Storage.open(tmp_path / "other")
     with pytest.raises(InvalidArgument, match="digest mismatch"):
         _load(other, data)
-    assert other.layer_dirs.on_disk() == set()
+    assert other.layers.dirs.on_disk() == set()
     other.close()
 
 
@@ -220,5 +220,5 @@ def test_nested_index_without_this_platform_is_refused(storage: Storage, tars: A
     other = Storage.open(tmp_path / "other")
     with pytest.raises(NotFound, match=f"no matching manifest for linux/{host_architecture()}"):
         _load(other, data)
-    assert other.list_images() == [] and other.layer_dirs.on_disk() == set()
+    assert other.list_images() == [] and other.layers.dirs.on_disk() == set()
     other.close()

@@ -28,34 +28,30 @@ import os
 import shutil
 import stat
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import IO
 
 import structlog
 
 from teu_api.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
-from teu_storage import archive, diff, fetch, gc, imagearchive, imagespec, refs, snapshots, tarsplit, tarwriter
+from teu_storage import archive, diff, fetch, gc, imagearchive, imagespec, refs, snapshots, tarwriter, uploads
 from teu_storage.imagespec import HistoryItem, ImageConfig, build_config
-from teu_storage.layers import LayerDirs, remove_tree
+from teu_storage.layers import remove_tree
+from teu_storage.layerstore import LayerStore
 from teu_storage.merged import View
 from teu_storage.metadata import Image, NewImage, Store
 from teu_storage.safefs import Dir
 from teu_storage.snapshots import Mount
-from teu_storage.threadio import HashingFile
 
-__all__ = ["HistoryEntry", "Storage", "StorageInfo", "Upload", "import_image", "receive"]
+__all__ = ["HistoryEntry", "Storage", "StorageInfo", "import_image"]
 
 log = structlog.get_logger()
 
-# The spooled tar may carry headers and padding on top of the content archive.MAX_TOTAL_SIZE caps.
-MAX_UPLOAD = archive.MAX_TOTAL_SIZE + (1 << 30)
 # The kernel copies mount options into one page; the runtime adds nothing to the overlay's.
 MAX_MOUNT_OPTIONS = 4096 - 1
 
@@ -81,79 +77,6 @@ class HistoryEntry:
     comment: str
 
 
-class Upload:
-    """A tar stream being received: spooled to a file in tmp/ and hashed as it arrives."""
-
-    def __init__(self, tmp: Path) -> None:
-        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=tmp)
-        self.path = Path(name)
-        self._file: BinaryIO = os.fdopen(fd, "wb")
-        self._hash = hashlib.sha256()
-        self._size = 0
-
-    def write(self, chunk: bytes) -> None:
-        """Appends ``chunk``; InvalidArgument once the stream exceeds the size cap."""
-        self._size += len(chunk)
-        if self._size > MAX_UPLOAD:
-            raise InvalidArgument(f"image tar exceeds {MAX_UPLOAD} bytes")
-        self._file.write(chunk)
-        self._hash.update(chunk)
-
-    def finish(self) -> str:
-        """Closes the spool file and returns the diff id, "sha256:<hex>" of every byte received."""
-        self._file.close()
-        return "sha256:" + self._hash.hexdigest()
-
-    def discard(self) -> None:
-        """Deletes the spool file; safe to call more than once."""
-        self._file.close()
-        self.path.unlink(missing_ok=True)
-
-
-class _FileSource:
-    """A layer tar regenerated into a temp file (layers stored before tar-splits existed)."""
-
-    def __init__(self, path: Path) -> None:
-        self.size = path.stat().st_size
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by finish()
-        path.unlink()  # the open file keeps the data; nothing to clean up after a crash
-
-    def read(self, n: int = -1) -> bytes:
-        """The next bytes."""
-        return self._file.read(n)
-
-    def finish(self) -> None:
-        """Closes the file (its digest was checked when it was made)."""
-        self._file.close()
-
-
-class _SplitSource:
-    """A layer tar rebuilt from its tar-split; finish() checks the digest."""
-
-    def __init__(self, split: Path, layer_dir: Path, diff_id: str) -> None:
-        self.size = tarsplit.tar_size(split)
-        self._reader = tarsplit.SplitReader(split, layer_dir, diff_id)
-
-    def read(self, n: int = -1) -> bytes:
-        """The next ``n`` bytes (fewer only at the end): tarfile's copy loop wants full reads."""
-        if n < 0:
-            return self._reader.readall()
-        parts = []
-        while n > 0:
-            chunk = self._reader.read(n)
-            if not chunk:
-                break
-            parts.append(chunk)
-            n -= len(chunk)
-        return b"".join(parts)
-
-    def finish(self) -> None:
-        """Raises Internal if the rebuilt bytes are not the layer's."""
-        if self._reader.read(1):
-            raise Internal("layer tar is longer than recorded")
-        self._reader.close()
-
-
 class Storage:
     """An open store rooted at one state directory."""
 
@@ -161,12 +84,8 @@ class Storage:
         self.root = root
         self.snapshots = root / "snapshots"
         self.tmp = root / "tmp"
-        self.layer_dirs = LayerDirs(root, self.tmp)
-        self.layers = self.layer_dirs.dir
+        self.layers = LayerStore(root, self.tmp, store)
         self._store = store
-        # Guards the layer dirs and the pins: install, pin/unpin and the GC mark+sweep.
-        self._gc_lock = threading.Lock()
-        self._pins: Counter[str] = Counter()
 
     @classmethod
     def open(cls, root: Path) -> Storage:
@@ -186,20 +105,20 @@ class Storage:
 
     # --- images in ---------------------------------------------------------------------------
 
-    def begin_import(self) -> Upload:
+    def begin_import(self) -> uploads.Upload:
         """Starts receiving a tar stream; pass the upload to :meth:`commit_import` or discard it."""
-        return Upload(self.tmp)
+        return uploads.Upload(self.tmp)
 
-    def commit_import(self, upload: Upload, ref: refs.Reference | None, config: ImageConfig, comment: str = "") -> Image:
+    def commit_import(self, upload: uploads.Upload, ref: refs.Reference | None, config: ImageConfig, comment: str = "") -> Image:
         """Unpacks the received tar as a layer and records a one-layer image, tagged ``ref`` if given.
 
         Consumes ``upload`` whatever happens. InvalidArgument for a bad tar, after which no layer,
         temp file or database row is left.
         """
-        with self._pinning() as pins:
+        with self.layers.pinning() as pins:
             try:
                 diff_id = upload.finish()
-                size = self._add_layer(upload.path, diff_id, pins)
+                size = self.layers.add(upload.path, diff_id, pins)
             finally:
                 upload.discard()
             created = time.time_ns()
@@ -227,16 +146,11 @@ class Storage:
         """
         reference = refs.parse(ref) if ref else None
         parent, upper, _ = self._snapshot(key)
-        with self._pinning() as pins:
-            self._pin_existing(parent.layers, pins)
-            fd, name = tempfile.mkstemp(prefix="commit-", suffix=".tar", dir=self.tmp)
-            tar_path = Path(name)
+        with self.layers.pinning() as pins:
+            self.layers.pin_existing(parent.layers, pins)
+            tar_path, diff_id = self.layers.write_tar(upper, "commit-")
             try:
-                hasher = hashlib.sha256()
-                with os.fdopen(fd, "wb") as raw_out:
-                    tarwriter.write_layer(str(upper), _hashing(raw_out, hasher))
-                diff_id = "sha256:" + hasher.hexdigest()
-                size = self._add_layer(tar_path, diff_id, pins, trusted=True)
+                size = self.layers.add(tar_path, diff_id, pins, trusted=True)
             finally:
                 tar_path.unlink(missing_ok=True)
             created = time.time_ns()
@@ -281,7 +195,7 @@ class Storage:
         """
         loaded: list[NewImage] = []
         try:
-            with self._pinning() as pins:
+            with self.layers.pinning() as pins:
                 source = imagearchive.Archive(tar_path)
                 try:
                     items = source.items()
@@ -309,12 +223,12 @@ class Storage:
         tar_path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out, source.open(layer.member) as src:
-                blob, diff_id = imagearchive.spool_layer(src, out, MAX_UPLOAD)
+                blob, diff_id = imagearchive.spool_layer(src, out, uploads.MAX_UPLOAD)
             if layer.blob_digest is not None and blob != layer.blob_digest:
                 raise InvalidArgument(f"invalid archive: digest mismatch for layer blob {layer.blob_digest}")
             if diff_id != layer.diff_id:
                 raise InvalidArgument(f"invalid archive: layer {layer.member} has digest {diff_id}, not {layer.diff_id}")
-            return self._add_layer(tar_path, diff_id, pins)
+            return self.layers.add(tar_path, diff_id, pins)
         finally:
             tar_path.unlink(missing_ok=True)
 
@@ -425,25 +339,10 @@ class Storage:
                     mtime=image.created_at // 1_000_000_000,
                 )
             )
-        with self._pinning() as pins:
+        with self.layers.pinning() as pins:
             for item in items:
-                self._pin_existing(item.layers, pins)
-            imagearchive.write_archive(items, fmt, self._layer_source, out)
-
-    def _layer_source(self, diff_id: str) -> imagearchive.LayerSource:
-        split = self.layer_dirs.split(diff_id)
-        layer_dir = self.layer_dirs.path(diff_id)
-        if split.exists():
-            return _SplitSource(split, layer_dir, diff_id)
-        # A layer stored before tar-splits: Teu's own canonical tar may still match (commits do).
-        fd, name = tempfile.mkstemp(prefix="save-", suffix=".tar", dir=self.tmp)
-        hasher = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            tarwriter.write_layer(str(layer_dir), _hashing(out, hasher))
-        if "sha256:" + hasher.hexdigest() != diff_id:
-            Path(name).unlink()
-            raise FailedPrecondition(f"layer {diff_id} cannot be rebuilt byte for byte; import or load the image again")
-        return _FileSource(Path(name))
+                self.layers.pin_existing(item.layers, pins)
+            imagearchive.write_archive(items, fmt, self.layers.tar, out)
 
     # --- snapshots ---------------------------------------------------------------------------
 
@@ -550,63 +449,21 @@ class Storage:
 
     def collect_garbage(self) -> int:
         """Deletes layers no image reaches (rows, dirs, links, tar-splits); returns bytes reclaimed."""
-        with self._gc_lock:
-            live = gc.mark(self._store.layer_lists(), self._pins)
+        dirs = self.layers.dirs
+        with self.layers.exclusive() as pinned:
+            live = gc.mark(self._store.layer_lists(), pinned)
             recorded = self._store.layer_sizes()
-            on_disk = self.layer_dirs.on_disk()
+            on_disk = dirs.on_disk()
             plan = gc.plan(live, recorded, on_disk)
             self._store.delete_layers(sorted(plan.rows))
-            trash = [self.layer_dirs.take_out(d) for d in sorted(plan.dirs)]
-            self.layer_dirs.tidy(live & on_disk)
+            trash = [dirs.take_out(d) for d in sorted(plan.dirs)]
+            dirs.tidy(live & on_disk)
         for t in trash:
             remove_tree(t)
         reclaimed = sum(recorded.get(d, 0) for d in plan.dirs)
         if plan.dirs or plan.rows:
             log.info("layers_collected", layers=len(plan.dirs), rows=len(plan.rows), reclaimed=reclaimed)
         return reclaimed
-
-    @contextmanager
-    def _pinning(self) -> Iterator[list[str]]:
-        """Pins collected in the body (by _add_layer/_pin_existing) are released at the end."""
-        pins: list[str] = []
-        try:
-            yield pins
-        finally:
-            with self._gc_lock:
-                self._pins.subtract(pins)
-                self._pins = +self._pins  # drops the zero counts
-
-    def _pin_existing(self, diff_ids: Sequence[str], pins: list[str]) -> None:
-        with self._gc_lock:
-            missing = [d for d in diff_ids if not self.layer_dirs.exists(d)]
-            if missing:
-                raise Internal(f"layers {missing} are missing from the store")
-            self._pins.update(diff_ids)
-            pins.extend(diff_ids)
-
-    def _add_layer(self, tar_path: Path, diff_id: str, pins: list[str], trusted: bool = False) -> int:
-        """Makes sure layers/<hex> holds the unpacked tar (pinned until ``pins`` is released); its size."""
-        with self._gc_lock:
-            size = self._store.layer_size(diff_id)
-            if size is not None and self.layer_dirs.exists(diff_id):
-                self._pins[diff_id] += 1
-                pins.append(diff_id)
-                return size  # same bytes as a tar already checked and unpacked
-        staging = Path(tempfile.mkdtemp(prefix="layer-", dir=self.tmp))
-        split = staging.with_suffix(".split")
-        try:
-            options = archive.Options(whiteouts=True, devices=trusted, record=True)
-            stats = archive.extract(tar_path, staging, options)
-            tarsplit.write(tar_path, stats.segments, split)
-            with self._gc_lock:
-                self.layer_dirs.install(diff_id, staging, split)
-                self._pins[diff_id] += 1
-                pins.append(diff_id)
-            return stats.size
-        finally:
-            split.unlink(missing_ok=True)
-            if staging.exists():
-                shutil.rmtree(staging)
 
     # --- for registry pulls and pushes (registry.py) ---------------------------------------
 
@@ -617,30 +474,24 @@ class Storage:
 
     def pinning(self) -> AbstractContextManager[list[str]]:
         """Layers pinned in the body (pin_present, add_layer, pin_existing) are safe from GC until its end."""
-        return self._pinning()
+        return self.layers.pinning()
 
     def pin_present(self, diff_id: str, pins: list[str]) -> int | None:
         """Pins layer ``diff_id`` if it is already unpacked and recorded; its size, or None if it is not."""
-        with self._gc_lock:
-            size = self._store.layer_size(diff_id)
-            if size is None or not self.layer_dirs.exists(diff_id):
-                return None
-            self._pins[diff_id] += 1
-            pins.append(diff_id)
-            return size
+        return self.layers.pin_present(diff_id, pins)
 
     def add_layer(self, tar_path: Path, diff_id: str, pins: list[str]) -> int:
         """Unpacks the verified layer tar at ``tar_path`` (safely: hostile tars raise InvalidArgument),
         pinned in ``pins``; returns its unpacked size."""
-        return self._add_layer(tar_path, diff_id, pins)
+        return self.layers.add(tar_path, diff_id, pins)
 
     def pin_existing(self, diff_ids: Sequence[str], pins: list[str]) -> None:
         """Pins layers that must be present (Internal if one is missing)."""
-        self._pin_existing(diff_ids, pins)
+        self.layers.pin_existing(diff_ids, pins)
 
     def layer_tar(self, diff_id: str) -> imagearchive.LayerSource:
         """The exact tar of layer ``diff_id`` (rebuilt from its tar-split; finish() checks it)."""
-        return self._layer_source(diff_id)
+        return self.layers.tar(diff_id)
 
     def image_config(self, image_id: str) -> bytes:
         """The stored config bytes of ``image_id`` (whose sha256 is the id)."""
@@ -678,7 +529,7 @@ class Storage:
         if image_id is None:
             raise NotFound(f"No such snapshot: {key}")
         image = self._image(image_id)
-        lowers = [str(self.layer_dirs.path(d)) for d in reversed(image.layers)]
+        lowers = [str(self.layers.dirs.path(d)) for d in reversed(image.layers)]
         return image, self.snapshots / key / "upper", lowers
 
     def _view(self, key: str) -> View:
@@ -686,7 +537,7 @@ class Storage:
         return View([str(upper), *lowers])
 
     def _mount(self, image: Image, snapshot_dir: Path, with_init: bool) -> Mount:
-        lower = [self.layer_dirs.link(diff_id) for diff_id in reversed(image.layers)]
+        lower = [self.layers.dirs.link(diff_id) for diff_id in reversed(image.layers)]
         if with_init:
             lower.insert(0, snapshot_dir / "init")
         mount = snapshots.overlay_mount(lower, snapshot_dir)
@@ -705,11 +556,6 @@ class Storage:
             if entry.name not in keys:
                 log.warning("orphan_snapshot_removed", path=str(entry))
                 shutil.rmtree(entry)
-
-
-def _hashing(out: IO[bytes], hasher: object) -> IO[bytes]:
-    """A file object writing to ``out`` and hashing with ``hasher`` (a hashlib object)."""
-    return cast(IO[bytes], HashingFile(out, hasher))
 
 
 def _copy_up_dirs(view: View, upper: Path, rel: str) -> Path:
@@ -756,23 +602,5 @@ async def import_image(storage: Storage, ref: str, config: ImageConfig, chunks: 
                 raise InvalidArgument("ImportImage: an import from a URL carries no tar chunks")
         return await asyncio.to_thread(storage.import_url, url, reference, config)
     upload = await asyncio.to_thread(storage.begin_import)
-    try:
-        async for chunk in chunks:
-            await asyncio.to_thread(upload.write, chunk)
-    except BaseException:
-        upload.discard()  # directly: the task may be cancelled, and this is quick
-        raise
+    await uploads.fill(upload, chunks)
     return await asyncio.to_thread(storage.commit_import, upload, reference, config)
-
-
-async def receive(storage: Storage, chunks: AsyncIterable[bytes]) -> Path:
-    """Spools a client's byte stream to a file in tmp/ (load, cp); the caller deletes it."""
-    upload = await asyncio.to_thread(storage.begin_import)
-    try:
-        async for chunk in chunks:
-            await asyncio.to_thread(upload.write, chunk)
-        await asyncio.to_thread(upload.finish)
-    except BaseException:
-        upload.discard()
-        raise
-    return upload.path

@@ -37,7 +37,7 @@ import structlog
 
 from teu_api.errors import Cancelled, Internal, InvalidArgument, NotFound, Unavailable
 from teu_storage import distribution, imagearchive, imagespec, ocispec, refs
-from teu_storage.core import MAX_UPLOAD, Storage
+from teu_storage.core import Storage
 from teu_storage.credentials import Credentials
 from teu_storage.distribution import Client, expect
 from teu_storage.metadata import Blob, Image, NewImage
@@ -52,6 +52,7 @@ from teu_storage.ocispec import (
     OCI_MANIFEST,
 )
 from teu_storage.threadio import HashingFile
+from teu_storage.uploads import MAX_UPLOAD
 
 __all__ = ["Progress", "Remote", "parse_remote", "pull", "push"]
 

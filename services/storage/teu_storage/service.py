@@ -11,7 +11,7 @@ from teu_api.errors import InvalidArgument
 from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu_api.types.v1 import types_pb2
 from teu_common.opening import first_message
-from teu_storage import core, credentials, registry
+from teu_storage import core, credentials, registry, uploads
 from teu_storage.imagespec import ImageConfig
 from teu_storage.metadata import Image
 from teu_storage.snapshots import Mount
@@ -115,7 +115,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         first = await first_message(request_iterator, "header")
         header = first.header
         await asyncio.to_thread(self._storage.snapshot_mounts, header.key)  # NotFound before the upload
-        tar_path = await core.receive(self._storage, _chunks(request_iterator))
+        tar_path = await uploads.receive(self._storage.tmp, _chunks(request_iterator))
         try:
             files = await asyncio.to_thread(self._storage.copy_to, header.key, header.path, tar_path)
         finally:
@@ -161,7 +161,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         request_iterator: AsyncIterator[storage_pb2.LoadImagesRequest],
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.LoadImagesResponse:
-        tar_path = await core.receive(self._storage, (r.chunk async for r in request_iterator))
+        tar_path = await uploads.receive(self._storage.tmp, (r.chunk async for r in request_iterator))
         try:
             images = await asyncio.to_thread(self._storage.load, tar_path)
         finally:
