@@ -112,7 +112,7 @@ def test_gc_spares_pinned_layers(storage: Storage, tars: Any, kit: Any) -> None:
     with storage.layers.pinning() as pins:
         storage.layers.pin_existing(image.layers, pins)
         storage._store.remove_image(image.id, None, force=False)
-        storage.collect_garbage()
+        storage.gc.collect()
         assert storage.layers.dirs.exists(image.layers[0])
-    storage.collect_garbage()
+    storage.gc.collect()
     assert not storage.layers.dirs.exists(image.layers[0])

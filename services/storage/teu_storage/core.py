@@ -41,7 +41,6 @@ import structlog
 from teu_api.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 from teu_storage import archive, diff, fetch, gc, imagearchive, imagespec, refs, snapshots, tarwriter, uploads
 from teu_storage.imagespec import HistoryItem, ImageConfig, build_config
-from teu_storage.layers import remove_tree
 from teu_storage.layerstore import LayerStore
 from teu_storage.merged import View
 from teu_storage.metadata import Image, NewImage, Store
@@ -85,6 +84,7 @@ class Storage:
         self.snapshots = root / "snapshots"
         self.tmp = root / "tmp"
         self.layers = LayerStore(root, self.tmp, store)
+        self.gc = gc.Collector(store, self.layers, self.snapshots)
         self._store = store
 
     @classmethod
@@ -95,8 +95,8 @@ class Storage:
         for sub in ("layers", "snapshots", "tmp"):
             (root / sub).mkdir(mode=0o700, exist_ok=True)
         storage = cls(root, Store.open(root / "meta.db"))
-        storage._sweep_snapshot_dirs()
-        storage.collect_garbage()
+        storage.gc.sweep_snapshots()
+        storage.gc.collect()
         return storage
 
     def close(self) -> None:
@@ -213,7 +213,7 @@ class Storage:
                     loaded.append(NewImage(item.image_id, item.config, created, layers, tuple(item.refs)))
                 self._store.add_images(loaded)
         except BaseException:
-            self.collect_garbage()  # layers of a refused archive go right away
+            self.gc.collect()  # layers of a refused archive go right away
             raise
         log.info("images_loaded", images=[i.id for i in loaded])
         return [self._image(i.id) for i in loaded]
@@ -276,7 +276,7 @@ class Storage:
         named = str(refs.parse(ref)) if self._tagged(ref) == image.id else None
         untagged, deleted = self._store.remove_image(image.id, [named] if named else None, force)
         if deleted:
-            self.collect_garbage()
+            self.gc.collect()
         log.info("image_removed", image_id=image.id, untagged=untagged, deleted=deleted)
         return untagged, [image.id] if deleted else []
 
@@ -286,7 +286,7 @@ class Storage:
         Returns (image ids deleted, bytes reclaimed).
         """
         deleted = self._store.prune(everything)
-        reclaimed = self.collect_garbage()
+        reclaimed = self.gc.collect()
         log.info("images_pruned", deleted=len(deleted), reclaimed=reclaimed)
         return deleted, reclaimed
 
@@ -445,26 +445,6 @@ class Storage:
         images, snaps = self._store.counts()
         return StorageInfo(driver="overlay", images=images, snapshots=snaps, root=str(self.root))
 
-    # --- garbage collection ------------------------------------------------------------------
-
-    def collect_garbage(self) -> int:
-        """Deletes layers no image reaches (rows, dirs, links, tar-splits); returns bytes reclaimed."""
-        dirs = self.layers.dirs
-        with self.layers.exclusive() as pinned:
-            live = gc.mark(self._store.layer_lists(), pinned)
-            recorded = self._store.layer_sizes()
-            on_disk = dirs.on_disk()
-            plan = gc.plan(live, recorded, on_disk)
-            self._store.delete_layers(sorted(plan.rows))
-            trash = [dirs.take_out(d) for d in sorted(plan.dirs)]
-            dirs.tidy(live & on_disk)
-        for t in trash:
-            remove_tree(t)
-        reclaimed = sum(recorded.get(d, 0) for d in plan.dirs)
-        if plan.dirs or plan.rows:
-            log.info("layers_collected", layers=len(plan.dirs), rows=len(plan.rows), reclaimed=reclaimed)
-        return reclaimed
-
     # --- for registry pulls and pushes (registry.py) ---------------------------------------
 
     @property
@@ -548,14 +528,6 @@ class Storage:
                 f"({length} bytes of options, the kernel takes {MAX_MOUNT_OPTIONS})"
             )
         return mount
-
-    def _sweep_snapshot_dirs(self) -> None:
-        """Removes snapshot dirs no row owns (a crash in the middle of a create or remove)."""
-        keys = self._store.snapshot_keys()
-        for entry in self.snapshots.iterdir():
-            if entry.name not in keys:
-                log.warning("orphan_snapshot_removed", path=str(entry))
-                shutil.rmtree(entry)
 
 
 def _copy_up_dirs(view: View, upper: Path, rel: str) -> Path:

@@ -219,7 +219,7 @@ class _Puller:
                     )
                 )
         except BaseException:
-            self.storage.collect_garbage()  # layers of a refused pull go right away
+            self.storage.gc.collect()  # layers of a refused pull go right away
             raise
         # Only blobs checked against their diff id here or before: a later push trusts these records.
         store = self.storage.store
