@@ -68,7 +68,7 @@ def test_commit_records_config_history_and_author(storage: Storage, tars: Any, k
     base = kit.import_tar(storage, tars.busybox(), "base")
     storage.prepare_snapshot(kit.KEY, base.id)
     image = storage.commit(kit.KEY, "", ImageConfig(env=["A=1"]), "msg", "Ann")
-    doc = json.loads(storage._config(image.id))
+    doc = json.loads(storage.images.config(image.id))
     assert doc["rootfs"]["diff_ids"] == list(image.layers) and doc["author"] == "Ann"
     assert [h["created_by"] for h in doc["history"]] == ["teu import", "commit: msg"]
     history = storage.history(image.id)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from teu_api.errors import InvalidArgument, Unavailable
-from teu_storage.core import Storage, import_image
+from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
 
 
@@ -44,7 +44,7 @@ async def _none() -> AsyncIterator[bytes]:
 
 
 def _import_url(storage: Storage, url: str) -> Any:
-    return asyncio.run(import_image(storage, "web", ImageConfig(), _none(), url=url))
+    return asyncio.run(storage.import_image("web", ImageConfig(), _none(), url=url))
 
 
 def test_import_from_url(storage: Storage, server: str, tars: Any) -> None:

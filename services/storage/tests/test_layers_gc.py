@@ -38,7 +38,7 @@ def test_commit_stacks_layers_top_most_first(storage: Storage, tars: Any, kit: A
     assert child.layers[0] == base.layers[0] and len(child.layers) == 2 and child.parent == base.id
     [mount] = storage.prepare_snapshot("d" * 64, child.id)
     init, *lower = mount.options[0].removeprefix("lowerdir=").split(":")
-    assert Path(init) == storage.snapshots / ("d" * 64) / "init"  # the mount points, above the image's layers
+    assert Path(init) == storage.snapshots.dir / ("d" * 64) / "init"  # the mount points, above the image's layers
     assert [Path(p).resolve() for p in lower] == [storage.layers.dirs.path(d) for d in reversed(child.layers)]
     assert all(len(Path(p).name) == 12 for p in lower)
 
@@ -46,10 +46,10 @@ def test_commit_stacks_layers_top_most_first(storage: Storage, tars: Any, kit: A
 def test_too_many_layers_for_one_mount_is_refused(storage: Storage) -> None:
     """Mount options past one page are FailedPrecondition, before any snapshot dir is made."""
     layers = [("sha256:" + f"{i:064x}", 0) for i in range(200)]
-    storage._store.add_image("sha256:" + "e" * 64, b"{}", 1, layers, None)
+    storage.store.add_image("sha256:" + "e" * 64, b"{}", 1, layers, None)
     with pytest.raises(FailedPrecondition, match="too many layers"):
         storage.prepare_snapshot("d" * 64, "sha256:" + "e" * 64)
-    assert os.listdir(storage.snapshots) == []
+    assert os.listdir(storage.snapshots.dir) == []
 
 
 def test_remove_image_collects_unshared_layers_only(storage: Storage, tars: Any, kit: Any) -> None:
@@ -64,7 +64,7 @@ def test_remove_image_collects_unshared_layers_only(storage: Storage, tars: Any,
     assert not storage.layers.dirs.path(own).exists() and not storage.layers.dirs.split(own).exists()
     assert not storage.layers.dirs.link(own).is_symlink()
     assert storage.layers.dirs.path(base.layers[0]).is_dir() and storage.layers.dirs.link(base.layers[0]).exists()
-    assert storage._store.layer_sizes().keys() == {base.layers[0]}
+    assert storage.store.layer_sizes().keys() == {base.layers[0]}
 
 
 def test_start_up_sweeps_what_a_crash_left(tmp_path: Path, tars: Any, kit: Any) -> None:
@@ -111,7 +111,7 @@ def test_gc_spares_pinned_layers(storage: Storage, tars: Any, kit: Any) -> None:
     image = kit.import_tar(storage, tars.busybox(), "x")
     with storage.layers.pinning() as pins:
         storage.layers.pin_existing(image.layers, pins)
-        storage._store.remove_image(image.id, None, force=False)
+        storage.store.remove_image(image.id, None, force=False)
         storage.gc.collect()
         assert storage.layers.dirs.exists(image.layers[0])
     storage.gc.collect()

@@ -193,7 +193,7 @@ def test_push_then_pull_round_trip(storage: Storage, local_registry: LocalRegist
     """A pushed two-layer image, removed locally and pulled back, has the same id, layers, config and files."""
     ref = f"{local_registry.host}/app:1"
     image = _two_layer_image(storage, tars, kit, ref)
-    config = storage.image_config(image.id)
+    config = storage.images.config(image.id)
     digest, events = _push(storage, ref)
     assert digest.startswith("sha256:")
     statuses = {e.status for e in events}
@@ -204,7 +204,7 @@ def test_push_then_pull_round_trip(storage: Storage, local_registry: LocalRegist
     pulled, events = _pull(storage, ref)
     assert pulled.id == image.id and pulled.layers == image.layers
     assert pulled.repo_tags == (ref,) and pulled.config == image.config
-    assert storage.image_config(pulled.id) == config
+    assert storage.images.config(pulled.id) == config
     assert (events[0].status, events[0].digest) == ("resolved", digest)
     assert {"downloading", "extracting", "done"} <= {e.status for e in events}
     assert (storage.layers.dirs.path(pulled.layers[1]) / "hello").read_text() == f"hello from {ref}"

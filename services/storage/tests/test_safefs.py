@@ -55,7 +55,7 @@ def _outputs(storage: Storage, key: str) -> Iterator[tuple[str, Callable[[io.Byt
     yield "cp /", lambda buf: storage.copy_from(key, "/", buf)
     yield "cp /d", lambda buf: storage.copy_from(key, "/d", buf)
     yield "diff", lambda buf: buf.write(repr(storage.diff(key)).encode())
-    yield "layer", lambda buf: tarwriter.write_layer(str(storage.snapshots / key / "upper"), buf)
+    yield "layer", lambda buf: tarwriter.write_layer(str(storage.snapshots.dir / key / "upper"), buf)
 
 
 _ENTRIES = safefs.Dir.entries

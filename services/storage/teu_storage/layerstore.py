@@ -139,6 +139,10 @@ class LayerStore:
             raise FailedPrecondition(f"layer {diff_id} cannot be rebuilt byte for byte; import or load the image again")
         return _FileSource(path)
 
+    def sizes(self) -> dict[str, int]:
+        """Every recorded layer with its unpacked size."""
+        return self._store.layer_sizes()
+
     def blobs_of(self, diff_id: str) -> list[Blob]:
         """Registry blobs known to hold layer ``diff_id``, oldest first."""
         return self._store.blobs_of(diff_id)

@@ -32,8 +32,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.ImportImageResponse:
         first = await first_message(request_iterator, "header")
-        image = await core.import_image(
-            self._storage,
+        image = await self._storage.import_image(
             first.header.ref,
             _config_from_proto(first.header.config),
             _chunks(request_iterator),
