@@ -12,7 +12,8 @@ State directory layout::
 
 :class:`Storage` opens that directory and composes the parts, each with one job: the layer store
 (layerstore.py), the garbage collector (gc.py), image records (images.py), imports, loads and
-commits (imports.py), snapshots (snapshots.py), the container filesystem they hold (containerfs.py).
+commits (imports.py), snapshots (snapshots.py), the container filesystem they hold (containerfs.py),
+registry pulls (pull.py) and pushes (push.py).
 Its methods are what the gRPC adapter (service.py) calls.
 
 Crash safety: a layer is unpacked in tmp/ and renamed into layers/ whole; an image row appears in
@@ -30,19 +31,22 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from teu_storage import diff, imagearchive, imports
+from teu_storage import diff, imports
 from teu_storage.containerfs import ContainerFS
+from teu_storage.credentials import Credentials
 from teu_storage.gc import Collector
 from teu_storage.images import HistoryEntry, Images
 from teu_storage.imagespec import ImageConfig
 from teu_storage.imports import Importer
 from teu_storage.layerstore import LayerStore
-from teu_storage.metadata import Image, NewImage, Store
+from teu_storage.metadata import Image, Store
+from teu_storage.pull import Puller
+from teu_storage.push import Pusher
+from teu_storage.remote import Emit
 from teu_storage.snapshots import Mount, Snapshots
 
 __all__ = ["Storage", "StorageInfo"]
@@ -71,6 +75,8 @@ class Storage:
         self.snapshots = Snapshots(root / "snapshots", self.tmp, store, self.images, self.layers.dirs)
         self.importer = Importer(self.layers, self.images, self.snapshots, self.gc)
         self.fs = ContainerFS(self.snapshots)
+        self.puller = Puller(self.layers, self.images, self.gc)
+        self.pusher = Pusher(self.layers, self.images)
 
     @classmethod
     def open(cls, root: Path) -> Storage:
@@ -165,34 +171,12 @@ class Storage:
         """See :meth:`ContainerFS.copy_to`."""
         return self.fs.copy_to(key, path, tar_path)
 
-    # --- for registry pulls and pushes (registry.py) ---------------------------------------
+    # --- registries (pull.py, push.py) --------------------------------------------------------
 
-    def pinning(self) -> AbstractContextManager[list[str]]:
-        """Layers pinned in the body (pin_present, add_layer, pin_existing) are safe from GC until its end."""
-        return self.layers.pinning()
+    def pull(self, ref: str, insecure: bool, emit: Emit, *, credentials: Credentials | None = None) -> Image:
+        """See :meth:`Puller.pull`."""
+        return self.puller.pull(ref, insecure, emit, credentials=credentials)
 
-    def pin_present(self, diff_id: str, pins: list[str]) -> int | None:
-        """Pins layer ``diff_id`` if it is already unpacked and recorded; its size, or None if it is not."""
-        return self.layers.pin_present(diff_id, pins)
-
-    def add_layer(self, tar_path: Path, diff_id: str, pins: list[str]) -> int:
-        """Unpacks the verified layer tar at ``tar_path`` (safely: hostile tars raise InvalidArgument),
-        pinned in ``pins``; returns its unpacked size."""
-        return self.layers.add(tar_path, diff_id, pins)
-
-    def pin_existing(self, diff_ids: Sequence[str], pins: list[str]) -> None:
-        """Pins layers that must be present (Internal if one is missing)."""
-        self.layers.pin_existing(diff_ids, pins)
-
-    def layer_tar(self, diff_id: str) -> imagearchive.LayerSource:
-        """The exact tar of layer ``diff_id`` (rebuilt from its tar-split; finish() checks it)."""
-        return self.layers.tar(diff_id)
-
-    def image_config(self, image_id: str) -> bytes:
-        """The stored config bytes of ``image_id`` (whose sha256 is the id)."""
-        return self.images.config(image_id)
-
-    def record_image(self, image: NewImage) -> Image:
-        """Records ``image`` (its layers pinned and unpacked) with its refs, in one transaction."""
-        [recorded] = self.images.record([image])
-        return recorded
+    def push(self, ref: str, insecure: bool, emit: Emit, *, credentials: Credentials | None = None) -> str:
+        """See :meth:`Pusher.push`."""
+        return self.pusher.push(ref, insecure, emit, credentials=credentials)

@@ -11,7 +11,7 @@ from teu_api.errors import InvalidArgument
 from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu_api.types.v1 import types_pb2
 from teu_common.opening import first_message
-from teu_storage import core, credentials, registry, uploads
+from teu_storage import core, credentials, remote, uploads
 from teu_storage.imagespec import ImageConfig
 from teu_storage.metadata import Image
 from teu_storage.snapshots import Mount
@@ -170,11 +170,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def Pull(
         self, request: storage_pb2.PullRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.PullResponse]:
-        registry.parse_remote(request.ref, allow_digest=True)  # InvalidArgument before any thread starts
+        remote.parse_remote(request.ref, allow_digest=True)  # InvalidArgument before any thread starts
         auth = credentials.from_proto(request.auth)  # for this reference's registry only
 
-        def work(emit: Callable[[registry.Progress | Image], None]) -> None:
-            emit(registry.pull(self._storage, request.ref, request.insecure, emit, credentials=auth))
+        def work(emit: Callable[[remote.Progress | Image], None]) -> None:
+            emit(self._storage.pull(request.ref, request.insecure, emit, credentials=auth))
 
         async for event in events_from_thread(work):
             if isinstance(event, Image):
@@ -185,11 +185,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def Push(
         self, request: storage_pb2.PushRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.PushResponse]:
-        registry.parse_remote(request.ref, allow_digest=False)
+        remote.parse_remote(request.ref, allow_digest=False)
         auth = credentials.from_proto(request.auth)  # for this reference's registry only
 
-        def work(emit: Callable[[registry.Progress | str], None]) -> None:
-            emit(registry.push(self._storage, request.ref, request.insecure, emit, credentials=auth))
+        def work(emit: Callable[[remote.Progress | str], None]) -> None:
+            emit(self._storage.push(request.ref, request.insecure, emit, credentials=auth))
 
         async for event in events_from_thread(work):
             if isinstance(event, str):
@@ -249,7 +249,7 @@ def _image_to_proto(image: Image) -> storage_pb2.Image:
     )
 
 
-def _progress_to_proto(progress: registry.Progress) -> storage_pb2.Progress:
+def _progress_to_proto(progress: remote.Progress) -> storage_pb2.Progress:
     return storage_pb2.Progress(digest=progress.digest, done=progress.done, total=progress.total, status=progress.status)
 
 
