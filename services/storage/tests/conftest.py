@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
 from teu_storage.metadata import Image
 from teu_storage.snapshots import Mount
+from teu_storage.storage import Storage
 
 
 class Tars:

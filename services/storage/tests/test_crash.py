@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from teu_storage.core import Storage
+from teu_storage.storage import Storage
 
 _WORKER = """
 import asyncio, sys
 from pathlib import Path
-from teu_storage.core import Storage
+from teu_storage.storage import Storage
 from teu_storage.imagespec import ImageConfig
 root, what, src = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 storage = Storage.open(root)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from teu_api.errors import InvalidArgument, Unavailable
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 
 @pytest.fixture

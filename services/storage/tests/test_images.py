@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 
 def test_tag_adds_references(storage: Storage, tars: Any, kit: Any) -> None:

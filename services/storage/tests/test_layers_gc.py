@@ -10,9 +10,9 @@ import pytest
 
 from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_storage import gc
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
 from teu_storage.layers import short_name
+from teu_storage.storage import Storage
 
 
 def test_mark_is_pure_reachability() -> None:

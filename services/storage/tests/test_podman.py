@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 pytestmark = pytest.mark.skipif(
     shutil.which("podman") is None, reason="podman is not installed: interchange with it cannot be tested"

@@ -31,7 +31,6 @@ from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu_api.types.v1 import types_pb2
 from teu_common.interceptor import ErrorInterceptor
 from teu_storage import credentials, distribution, ocispec
-from teu_storage.core import Storage
 from teu_storage.credentials import Credentials
 from teu_storage.distribution import Client, parse_challenges
 from teu_storage.imagespec import ImageConfig, host_architecture
@@ -39,6 +38,7 @@ from teu_storage.metadata import Blob, Image
 from teu_storage.push import _Push
 from teu_storage.remote import Progress, parse_remote
 from teu_storage.service import StorageServicer
+from teu_storage.storage import Storage
 from teu_storage.threadio import events_from_thread
 
 REGISTRY_BIN = "/usr/bin/docker-registry"

@@ -14,9 +14,9 @@ import pytest
 
 from teu_api.errors import FailedPrecondition
 from teu_storage import safefs, tarwriter
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
 from teu_storage.merged import Node, View
+from teu_storage.storage import Storage
 
 SECRET = b"HOST-SECRET-4f1c"  # content and (as a name) marker of the host's files
 

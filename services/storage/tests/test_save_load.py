@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from teu_api.errors import InvalidArgument, NotFound
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig, host_architecture
+from teu_storage.storage import Storage
 
 
 def _save(storage: Storage, refs: list[str], fmt: str) -> bytes:

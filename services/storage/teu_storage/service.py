@@ -1,4 +1,4 @@
-"""gRPC adapter of the storage service: requests in, core calls (in threads), responses out."""
+"""gRPC adapter of the storage service: requests in, :class:`Storage` calls (in threads), responses out."""
 
 from __future__ import annotations
 
@@ -11,19 +11,20 @@ from teu_api.errors import InvalidArgument
 from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu_api.types.v1 import types_pb2
 from teu_common.opening import first_message
-from teu_storage import core, credentials, remote, uploads
+from teu_storage import credentials, remote, uploads
 from teu_storage.imagespec import ImageConfig
 from teu_storage.metadata import Image
 from teu_storage.snapshots import Mount
+from teu_storage.storage import Storage
 from teu_storage.threadio import events_from_thread, stream_from_thread
 
 __all__ = ["StorageServicer"]
 
 
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
-    """Implements teu.storage.v1.StorageService over a :class:`core.Storage`."""
+    """Implements teu.storage.v1.StorageService over a :class:`Storage`."""
 
-    def __init__(self, storage: core.Storage) -> None:
+    def __init__(self, storage: Storage) -> None:
         self._storage = storage
 
     async def ImportImage(

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from teu_api.errors import AlreadyExists, InvalidArgument, NotFound
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 KEY = "c" * 64
 
