@@ -7,6 +7,9 @@ nothing; such archives are refused anyway as hostile. Every digest is checked: c
 image id it claims (file name or descriptor), OCI blobs against their descriptors, and every layer's
 uncompressed bytes against the config's diff ids.
 
+An OCI index entry that is itself a multi-platform index loads this host's platform, or nothing
+(NotFound), by the same rule as a pull (ocispec.pick_platform).
+
 docker-archive written::
 
     <diff hex>/layer.tar ...   <config hex>.json   manifest.json   repositories

@@ -13,8 +13,8 @@ State directory layout::
 :class:`Storage` opens that directory and composes the parts, each with one job: the layer store
 (layerstore.py), the garbage collector (gc.py), image records (images.py), imports, loads and
 commits (imports.py), snapshots (snapshots.py), the container filesystem they hold (containerfs.py),
-registry pulls (pull.py) and pushes (push.py).
-Its methods are what the gRPC adapter (service.py) calls.
+registry pulls (pull.py) and pushes (push.py). Its methods are what the gRPC adapter (service.py)
+calls; each says which part does the work.
 
 Crash safety: a layer is unpacked in tmp/ and renamed into layers/ whole; an image row appears in
 one transaction with all its layers and tags. Garbage collection then removes layers no image
