@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from teu_storage.core import Storage, import_image
 from teu_storage.imagespec import ImageConfig
 from teu_storage.metadata import Image
 from teu_storage.snapshots import Mount
+from teu_storage.storage import Storage
 
 
 class Tars:
@@ -115,7 +115,7 @@ class Kit:
     @staticmethod
     def import_tar(storage: Storage, data: bytes, ref: str = "", config: ImageConfig | None = None) -> Image:
         """Imports ``data`` as a one-layer image (the async import run to completion)."""
-        return asyncio.run(import_image(storage, ref, config or ImageConfig(), _one_chunk(data)))
+        return asyncio.run(storage.import_image(ref, config or ImageConfig(), _one_chunk(data)))
 
     @staticmethod
     def whiteout(path: Path) -> None:
@@ -130,7 +130,7 @@ class Kit:
     @staticmethod
     def upper(storage: Storage, key: str = KEY) -> Path:
         """The writable dir of snapshot ``key``."""
-        return storage.snapshots / key / "upper"
+        return storage.snapshots.dir / key / "upper"
 
     @staticmethod
     @contextmanager

@@ -10,8 +10,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 
 def _layer_tar(storage: Storage, ref: str) -> bytes:
@@ -55,7 +55,7 @@ def test_commit_writes_oci_whiteouts_and_keeps_attributes(storage: Storage, tars
     assert members["srv/tool2"].islnk() and members["srv/tool2"].linkname == "srv/tool"
     assert members["srv/link"].linkname == "/etc/passwd"
     assert members["srv/null"].ischr() and (members["srv/null"].devmajor, members["srv/null"].devminor) == (1, 3)
-    layer = storage.layer_dirs.path(image.layers[-1])
+    layer = storage.layers.dirs.path(image.layers[-1])
     assert stat.S_ISCHR(os.lstat(layer / "bin/su").st_mode) and os.lstat(layer / "bin/su").st_rdev == 0
     assert os.getxattr(layer / "home", "trusted.overlay.opaque") == b"y"
     assert os.getxattr(layer / "srv/tool", "user.note") == b"\xffbinary"
@@ -68,7 +68,7 @@ def test_commit_records_config_history_and_author(storage: Storage, tars: Any, k
     base = kit.import_tar(storage, tars.busybox(), "base")
     storage.prepare_snapshot(kit.KEY, base.id)
     image = storage.commit(kit.KEY, "", ImageConfig(env=["A=1"]), "msg", "Ann")
-    doc = json.loads(storage._config(image.id))
+    doc = json.loads(storage.images.config(image.id))
     assert doc["rootfs"]["diff_ids"] == list(image.layers) and doc["author"] == "Ann"
     assert [h["created_by"] for h in doc["history"]] == ["teu import", "commit: msg"]
     history = storage.history(image.id)

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from teu_storage.core import Storage
+from teu_storage.storage import Storage
 
 _WORKER = """
 import asyncio, sys
 from pathlib import Path
-from teu_storage.core import Storage, import_image
+from teu_storage.storage import Storage
 from teu_storage.imagespec import ImageConfig
 root, what, src = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 storage = Storage.open(root)
@@ -29,7 +29,7 @@ async def chunks():
 print("ready", flush=True)
 for i in range(100):
     if what == "import":
-        asyncio.run(import_image(storage, f"img:{i}", ImageConfig(), chunks()))
+        asyncio.run(storage.import_image(f"img:{i}", ImageConfig(), chunks()))
     elif what == "commit":
         storage.commit("c" * 64, f"img:{i}", ImageConfig(), str(i), "")
     else:
@@ -46,12 +46,12 @@ def _check_consistent(root: Path) -> None:
         reachable = set()
         for image in storage.list_images():
             for diff_id in image.layers:
-                assert storage.layer_dirs.exists(diff_id) and storage.layer_dirs.split(diff_id).exists()
+                assert storage.layers.dirs.exists(diff_id) and storage.layers.dirs.split(diff_id).exists()
                 reachable.add(diff_id)
-        assert storage.layer_dirs.on_disk() == reachable
-        assert set(storage._store.layer_sizes()) == reachable
-        assert {p.name for p in storage.layer_dirs.splits.iterdir()} == {d[7:] + ".gz" for d in reachable}
-        assert len(list(storage.layer_dirs.links.iterdir())) == len(reachable)
+        assert storage.layers.dirs.on_disk() == reachable
+        assert set(storage.store.layer_sizes()) == reachable
+        assert {p.name for p in storage.layers.dirs.splits.iterdir()} == {d[7:] + ".gz" for d in reachable}
+        assert len(list(storage.layers.dirs.links.iterdir())) == len(reachable)
         assert list(storage.tmp.iterdir()) == []
     finally:
         storage.close()

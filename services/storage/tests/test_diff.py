@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from teu_storage.core import Storage
 from teu_storage.diff import changes
+from teu_storage.storage import Storage
 
 
 def _as_pairs(storage: Storage, key: str) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from teu_api.errors import InvalidArgument, NotFound
-from teu_storage.core import Storage
+from teu_storage.storage import Storage
 
 
 def _snapshot(storage: Storage, tars: Any, kit: Any) -> Path:

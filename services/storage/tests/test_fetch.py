@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from teu_api.errors import InvalidArgument, Unavailable
-from teu_storage.core import Storage, import_image
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 
 @pytest.fixture
@@ -44,14 +44,14 @@ async def _none() -> AsyncIterator[bytes]:
 
 
 def _import_url(storage: Storage, url: str) -> Any:
-    return asyncio.run(import_image(storage, "web", ImageConfig(), _none(), url=url))
+    return asyncio.run(storage.import_image("web", ImageConfig(), _none(), url=url))
 
 
 def test_import_from_url(storage: Storage, server: str, tars: Any) -> None:
     """The tar at the URL becomes the image, with the same layer as a streamed import."""
     image = _import_url(storage, f"{server}/rootfs.tar")
     assert image.repo_tags == ("web:latest",) and image.comment == f"Imported from {server}/rootfs.tar"
-    assert (storage.layer_dirs.path(image.layers[0]) / "etc/passwd").exists()
+    assert (storage.layers.dirs.path(image.layers[0]) / "etc/passwd").exists()
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 
 def test_tag_adds_references(storage: Storage, tars: Any, kit: Any) -> None:
@@ -29,7 +29,7 @@ def test_remove_by_name_untags_then_deletes(storage: Storage, tars: Any, kit: An
     storage.tag("a", "b")
     assert storage.remove_image("a", force=False) == (["a:latest"], [])
     assert storage.remove_image("b", force=False) == (["b:latest"], [image.id])
-    assert storage.list_images() == [] and storage.layer_dirs.on_disk() == set()
+    assert storage.list_images() == [] and storage.layers.dirs.on_disk() == set()
 
 
 def test_remove_used_image_needs_force(storage: Storage, tars: Any, kit: Any) -> None:
@@ -40,10 +40,10 @@ def test_remove_used_image_needs_force(storage: Storage, tars: Any, kit: Any) ->
         storage.remove_image("a", force=False)
     assert storage.get_image("a").id == image.id
     assert storage.remove_image("a", force=True) == (["a:latest"], [])
-    assert storage.get_image(image.id).repo_tags == () and storage.layer_dirs.exists(image.layers[0])
+    assert storage.get_image(image.id).repo_tags == () and storage.layers.dirs.exists(image.layers[0])
     storage.remove_snapshot(kit.KEY)
     assert storage.prune(everything=False)[0] == [image.id]
-    assert storage.layer_dirs.on_disk() == set()
+    assert storage.layers.dirs.on_disk() == set()
 
 
 def test_remove_by_id_drops_every_tag(storage: Storage, tars: Any, kit: Any) -> None:
@@ -69,7 +69,7 @@ def test_prune_keeps_used_tagged_and_parents(storage: Storage, tars: Any, kit: A
     assert {i.id for i in storage.list_images()} == {base.id, child.id}  # base is child's parent
     deleted, reclaimed = storage.prune(everything=True)
     assert sorted(deleted) == sorted([base.id, child.id]) and reclaimed == base.size + 1
-    assert storage.layer_dirs.on_disk() == set()
+    assert storage.layers.dirs.on_disk() == set()
 
 
 def test_history_follows_parents(storage: Storage, tars: Any, kit: Any) -> None:

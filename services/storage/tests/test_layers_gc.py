@@ -10,9 +10,9 @@ import pytest
 
 from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_storage import gc
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
 from teu_storage.layers import short_name
+from teu_storage.storage import Storage
 
 
 def test_mark_is_pure_reachability() -> None:
@@ -38,18 +38,18 @@ def test_commit_stacks_layers_top_most_first(storage: Storage, tars: Any, kit: A
     assert child.layers[0] == base.layers[0] and len(child.layers) == 2 and child.parent == base.id
     [mount] = storage.prepare_snapshot("d" * 64, child.id)
     init, *lower = mount.options[0].removeprefix("lowerdir=").split(":")
-    assert Path(init) == storage.snapshots / ("d" * 64) / "init"  # the mount points, above the image's layers
-    assert [Path(p).resolve() for p in lower] == [storage.layer_dirs.path(d) for d in reversed(child.layers)]
+    assert Path(init) == storage.snapshots.dir / ("d" * 64) / "init"  # the mount points, above the image's layers
+    assert [Path(p).resolve() for p in lower] == [storage.layers.dirs.path(d) for d in reversed(child.layers)]
     assert all(len(Path(p).name) == 12 for p in lower)
 
 
 def test_too_many_layers_for_one_mount_is_refused(storage: Storage) -> None:
     """Mount options past one page are FailedPrecondition, before any snapshot dir is made."""
     layers = [("sha256:" + f"{i:064x}", 0) for i in range(200)]
-    storage._store.add_image("sha256:" + "e" * 64, b"{}", 1, layers, None)
+    storage.store.add_image("sha256:" + "e" * 64, b"{}", 1, layers, None)
     with pytest.raises(FailedPrecondition, match="too many layers"):
         storage.prepare_snapshot("d" * 64, "sha256:" + "e" * 64)
-    assert os.listdir(storage.snapshots) == []
+    assert os.listdir(storage.snapshots.dir) == []
 
 
 def test_remove_image_collects_unshared_layers_only(storage: Storage, tars: Any, kit: Any) -> None:
@@ -59,12 +59,12 @@ def test_remove_image_collects_unshared_layers_only(storage: Storage, tars: Any,
     (kit.upper(storage) / "new").write_text("x")
     child = storage.commit(kit.KEY, "child", ImageConfig(), "", "")
     own = child.layers[1]
-    assert storage.layer_dirs.path(own).is_dir() and storage.layer_dirs.split(own).exists()
+    assert storage.layers.dirs.path(own).is_dir() and storage.layers.dirs.split(own).exists()
     assert storage.remove_image("child", force=False) == (["child:latest"], [child.id])
-    assert not storage.layer_dirs.path(own).exists() and not storage.layer_dirs.split(own).exists()
-    assert not storage.layer_dirs.link(own).is_symlink()
-    assert storage.layer_dirs.path(base.layers[0]).is_dir() and storage.layer_dirs.link(base.layers[0]).exists()
-    assert storage._store.layer_sizes().keys() == {base.layers[0]}
+    assert not storage.layers.dirs.path(own).exists() and not storage.layers.dirs.split(own).exists()
+    assert not storage.layers.dirs.link(own).is_symlink()
+    assert storage.layers.dirs.path(base.layers[0]).is_dir() and storage.layers.dirs.link(base.layers[0]).exists()
+    assert storage.store.layer_sizes().keys() == {base.layers[0]}
 
 
 def test_start_up_sweeps_what_a_crash_left(tmp_path: Path, tars: Any, kit: Any) -> None:
@@ -72,16 +72,16 @@ def test_start_up_sweeps_what_a_crash_left(tmp_path: Path, tars: Any, kit: Any) 
     storage = Storage.open(tmp_path / "s")
     image = kit.import_tar(storage, tars.busybox(), "keep")
     orphan = "sha256:" + "9" * 64
-    (storage.layer_dirs.path(orphan) / "etc").mkdir(parents=True)  # crash: renamed in, never recorded
-    storage.layer_dirs.split(orphan).write_bytes(b"x")
-    storage.layer_dirs.ensure_link(orphan)
-    storage.layer_dirs.link(image.layers[0]).unlink()  # crash before its link was made
+    (storage.layers.dirs.path(orphan) / "etc").mkdir(parents=True)  # crash: renamed in, never recorded
+    storage.layers.dirs.split(orphan).write_bytes(b"x")
+    storage.layers.dirs.ensure_link(orphan)
+    storage.layers.dirs.link(image.layers[0]).unlink()  # crash before its link was made
     (storage.tmp / "layer-half").mkdir()
     storage.close()
     reopened = Storage.open(tmp_path / "s")
-    assert reopened.layer_dirs.on_disk() == {image.layers[0]}
-    assert sorted(os.listdir(reopened.layer_dirs.links)) == [short_name(image.layers[0])]
-    assert os.listdir(reopened.layer_dirs.splits) == [image.layers[0][7:] + ".gz"]
+    assert reopened.layers.dirs.on_disk() == {image.layers[0]}
+    assert sorted(os.listdir(reopened.layers.dirs.links)) == [short_name(image.layers[0])]
+    assert os.listdir(reopened.layers.dirs.splits) == [image.layers[0][7:] + ".gz"]
     assert os.listdir(reopened.tmp) == []
     assert reopened.get_image("keep").id == image.id
     reopened.close()
@@ -91,8 +91,8 @@ def test_failed_import_leaves_no_layer(storage: Storage, tars: Any, kit: Any) ->
     """A hostile tar is refused and neither a layer dir, link, tar-split nor row remains."""
     with pytest.raises(InvalidArgument):
         kit.import_tar(storage, tars.build(tars.file("a"), tars.file("../x")))
-    assert storage.layer_dirs.on_disk() == set() and os.listdir(storage.layer_dirs.links) == []
-    assert os.listdir(storage.layer_dirs.splits) == [] and os.listdir(storage.tmp) == []
+    assert storage.layers.dirs.on_disk() == set() and os.listdir(storage.layers.dirs.links) == []
+    assert os.listdir(storage.layers.dirs.splits) == [] and os.listdir(storage.tmp) == []
 
 
 def test_layer_whose_short_name_collides_is_refused(storage: Storage, tars: Any, kit: Any,
@@ -100,19 +100,19 @@ def test_layer_whose_short_name_collides_is_refused(storage: Storage, tars: Any,
     """A new layer with the short link name of a stored one is refused; the stored one keeps its link."""
     first = kit.import_tar(storage, tars.build(tars.file("a")), "first")
     monkeypatch.setattr("teu_storage.layers.short_name", lambda _diff_id: "collidingname")
-    storage.layer_dirs.ensure_link(first.layers[0])
+    storage.layers.dirs.ensure_link(first.layers[0])
     with pytest.raises(InvalidArgument, match="short name"):
         kit.import_tar(storage, tars.build(tars.file("b")), "second")
-    assert os.readlink(storage.layer_dirs.links / "collidingname").endswith(first.layers[0].removeprefix("sha256:"))
+    assert os.readlink(storage.layers.dirs.links / "collidingname").endswith(first.layers[0].removeprefix("sha256:"))
 
 
 def test_gc_spares_pinned_layers(storage: Storage, tars: Any, kit: Any) -> None:
     """A layer unpacked by an operation in flight survives a concurrent collection."""
     image = kit.import_tar(storage, tars.busybox(), "x")
-    with storage._pinning() as pins:
-        storage._pin_existing(image.layers, pins)
-        storage._store.remove_image(image.id, None, force=False)
-        storage.collect_garbage()
-        assert storage.layer_dirs.exists(image.layers[0])
-    storage.collect_garbage()
-    assert not storage.layer_dirs.exists(image.layers[0])
+    with storage.layers.pinning() as pins:
+        storage.layers.pin_existing(image.layers, pins)
+        storage.store.remove_image(image.id, None, force=False)
+        storage.gc.collect()
+        assert storage.layers.dirs.exists(image.layers[0])
+    storage.gc.collect()
+    assert not storage.layers.dirs.exists(image.layers[0])

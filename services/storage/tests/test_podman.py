@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 pytestmark = pytest.mark.skipif(
     shutil.which("podman") is None, reason="podman is not installed: interchange with it cannot be tested"
@@ -112,7 +112,7 @@ def test_teu_loads_what_podman_saves(storage: Storage, tars: Any, podman: Any, t
     [loaded] = storage.load(archive)
     assert loaded.id == "sha256:" + podman_id
     assert "localhost/pod/img:2" in loaded.repo_tags
-    layer = storage.layer_dirs.path(loaded.layers[0])
+    layer = storage.layers.dirs.path(loaded.layers[0])
     assert (layer / "etc/passwd").read_bytes() == b"root:x:0:0::/root:/bin/sh\n"
     assert oct(os.lstat(layer / "tmp").st_mode & 0o7777) == "0o1777"
     buf = io.BytesIO()

@@ -64,3 +64,21 @@ def test_id_prefix_recognition() -> None:
     assert not refs.is_id_prefix("sha256:")
     assert not refs.is_id_prefix("busybox")
     assert not refs.is_id_prefix("0" * 65)
+
+
+@pytest.mark.parametrize(
+    ("ref", "registry", "repository", "canonical"),
+    [
+        ("busybox", "docker.io", "library/busybox", "docker.io/library/busybox:latest"),
+        ("docker.io/library/busybox:musl", "docker.io", "library/busybox", "docker.io/library/busybox:musl"),
+        ("foo/bar:v1", "docker.io", "foo/bar", "docker.io/foo/bar:v1"),
+        ("localhost:5000/team/app:1", "localhost:5000", "team/app", "localhost:5000/team/app:1"),
+        ("localhost/app", "localhost", "app", "localhost/app:latest"),
+        ("registry.example.com/app", "registry.example.com", "app", "registry.example.com/app:latest"),
+    ],
+)
+def test_familiar_names_expand_to_their_registry(ref: str, registry: str, repository: str, canonical: str) -> None:
+    """A stored name splits into registry and repository as Docker's rule says; canonical is the full form."""
+    parsed = refs.parse(ref)
+    assert refs.split_name(parsed.name) == (registry, repository)
+    assert parsed.canonical == canonical

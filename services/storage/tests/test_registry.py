@@ -30,14 +30,15 @@ from teu_api.errors import Cancelled, FailedPrecondition, InvalidArgument, NotFo
 from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu_api.types.v1 import types_pb2
 from teu_common.interceptor import ErrorInterceptor
-from teu_storage import credentials, distribution, registry
-from teu_storage.core import Storage
+from teu_storage import credentials, distribution, ocispec
 from teu_storage.credentials import Credentials
 from teu_storage.distribution import Client, parse_challenges
 from teu_storage.imagespec import ImageConfig, host_architecture
 from teu_storage.metadata import Blob, Image
-from teu_storage.registry import Progress, parse_remote
+from teu_storage.push import _Push
+from teu_storage.remote import Progress, parse_remote
 from teu_storage.service import StorageServicer
+from teu_storage.storage import Storage
 from teu_storage.threadio import events_from_thread
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -121,24 +122,24 @@ def _two_layer_image(storage: Storage, tars: Any, kit: Any, ref: str) -> Image:
 
 def _push(storage: Storage, ref: str) -> tuple[str, list[Progress]]:
     events: list[Progress] = []
-    return registry.push(storage, ref, False, events.append), events
+    return storage.push(ref, False, events.append), events
 
 
 def _pull(storage: Storage, ref: str) -> tuple[Image, list[Progress]]:
     events: list[Progress] = []
-    return registry.pull(storage, ref, False, events.append), events
+    return storage.pull(ref, False, events.append), events
 
 
 def _forget(storage: Storage) -> None:
     """Removes every image (and so every layer) from the store."""
     for image in storage.list_images():
         storage.remove_image(image.id, force=False)
-    assert storage.list_images() == [] and list(storage.layers.iterdir()) == []
+    assert storage.list_images() == [] and list(storage.layers.dirs.dir.iterdir()) == []
 
 
 def _assert_nothing_left(storage: Storage) -> None:
     assert storage.list_images() == []
-    assert list(storage.layers.iterdir()) == []
+    assert list(storage.layers.dirs.dir.iterdir()) == []
     assert list(storage.tmp.iterdir()) == []
 
 
@@ -179,8 +180,8 @@ def _raw_image(client: Client, repo: str, tag: str, layer: bytes, media: str, co
         tag,
         {
             "schemaVersion": 2,
-            "mediaType": registry.OCI_MANIFEST,
-            "config": {"mediaType": registry.OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "mediaType": ocispec.OCI_MANIFEST,
+            "config": {"mediaType": ocispec.OCI_CONFIG, "digest": config_digest, "size": len(config)},
             "layers": [{"mediaType": media, "digest": blob_digest, "size": len(blob)}],
         },
     )
@@ -193,7 +194,7 @@ def test_push_then_pull_round_trip(storage: Storage, local_registry: LocalRegist
     """A pushed two-layer image, removed locally and pulled back, has the same id, layers, config and files."""
     ref = f"{local_registry.host}/app:1"
     image = _two_layer_image(storage, tars, kit, ref)
-    config = storage.image_config(image.id)
+    config = storage.images.config(image.id)
     digest, events = _push(storage, ref)
     assert digest.startswith("sha256:")
     statuses = {e.status for e in events}
@@ -204,10 +205,10 @@ def test_push_then_pull_round_trip(storage: Storage, local_registry: LocalRegist
     pulled, events = _pull(storage, ref)
     assert pulled.id == image.id and pulled.layers == image.layers
     assert pulled.repo_tags == (ref,) and pulled.config == image.config
-    assert storage.image_config(pulled.id) == config
+    assert storage.images.config(pulled.id) == config
     assert (events[0].status, events[0].digest) == ("resolved", digest)
     assert {"downloading", "extracting", "done"} <= {e.status for e in events}
-    assert (storage.layer_dirs.path(pulled.layers[1]) / "hello").read_text() == f"hello from {ref}"
+    assert (storage.layers.dirs.path(pulled.layers[1]) / "hello").read_text() == f"hello from {ref}"
     assert list(storage.tmp.iterdir()) == []
 
     again, events = _pull(storage, ref)
@@ -292,7 +293,7 @@ def test_hostile_layer_is_refused(storage: Storage, local_registry: LocalRegistr
     """A correctly digested layer that climbs out of its root is refused by the safe extraction; nothing stays."""
     client = Client(local_registry.host)
     hostile = tars.build(tars.file("ok", b"fine"), tars.file("../../escape", b"pwned"))
-    _raw_image(client, "hostile", "1", hostile, registry.OCI_LAYER_GZIP)
+    _raw_image(client, "hostile", "1", hostile, ocispec.OCI_LAYER_GZIP)
     with pytest.raises(InvalidArgument, match=r"\.\."):
         _pull(storage, f"{local_registry.host}/hostile:1")
     _assert_nothing_left(storage)
@@ -302,7 +303,7 @@ def test_hostile_layer_is_refused(storage: Storage, local_registry: LocalRegistr
 def test_layer_not_matching_its_diff_id_is_refused(storage: Storage, local_registry: LocalRegistry, tars: Any) -> None:
     """A blob that is intact but does not unpack to the config's diff id is refused before extraction."""
     client = Client(local_registry.host)
-    _raw_image(client, "wrongdiff", "1", tars.busybox(), registry.OCI_LAYER_GZIP, diff_id="sha256:" + "c" * 64)
+    _raw_image(client, "wrongdiff", "1", tars.busybox(), ocispec.OCI_LAYER_GZIP, diff_id="sha256:" + "c" * 64)
     with pytest.raises(InvalidArgument, match="not the config's"):
         _pull(storage, f"{local_registry.host}/wrongdiff:1")
     _assert_nothing_left(storage)
@@ -321,7 +322,7 @@ def test_uncompressed_layer_pulls(storage: Storage, local_registry: LocalRegistr
     """A plain-tar layer (blob digest = diff id) is pulled as well as a gzip one."""
     client = Client(local_registry.host)
     layer = tars.busybox()
-    _raw_image(client, "plain", "1", layer, registry.OCI_LAYER, compress=False)
+    _raw_image(client, "plain", "1", layer, ocispec.OCI_LAYER, compress=False)
     pulled, _ = _pull(storage, f"{local_registry.host}/plain:1")
     assert pulled.layers == ("sha256:" + hashlib.sha256(layer).hexdigest(),)
 
@@ -337,16 +338,16 @@ def test_index_resolves_to_this_platform(storage: Storage, local_registry: Local
     foreign = "s390x" if host_architecture() != "s390x" else "amd64"
     index = {
         "schemaVersion": 2,
-        "mediaType": registry.OCI_INDEX,
+        "mediaType": ocispec.OCI_INDEX,
         "manifests": [
             {
-                "mediaType": registry.OCI_MANIFEST,
+                "mediaType": ocispec.OCI_MANIFEST,
                 "digest": other_digest,
                 "size": manifest_size[other_digest],
                 "platform": {"os": "linux", "architecture": foreign},
             },
             {
-                "mediaType": registry.OCI_MANIFEST,
+                "mediaType": ocispec.OCI_MANIFEST,
                 "digest": ours_digest,
                 "size": manifest_size[ours_digest],
                 "platform": {"os": "linux", "architecture": host_architecture()},
@@ -363,7 +364,7 @@ def test_index_resolves_to_this_platform(storage: Storage, local_registry: Local
 
 
 def _get(client: Client, path: str) -> bytes:
-    accept = {"Accept": registry.OCI_MANIFEST}
+    accept = {"Accept": ocispec.OCI_MANIFEST}
     with distribution.expect(client.request("GET", path, headers=accept), (200,), path) as resp:
         return resp.read()
 
@@ -389,7 +390,7 @@ def test_pull_cancelled_midway_leaves_nothing(storage: Storage, local_registry: 
             raise Cancelled("the client went away")
 
     with pytest.raises(Cancelled):
-        registry.pull(storage, ref, False, emit)
+        storage.pull(ref, False, emit)
     _assert_nothing_left(storage)
 
 
@@ -744,7 +745,7 @@ def test_environment_credentials_are_ignored(
     """TEU_REGISTRY_AUTH no longer exists: a pull without credentials stays anonymous whatever the environment holds."""
     monkeypatch.setenv("TEU_REGISTRY_AUTH", f"{_FakeRegistry.USER}:{_FakeRegistry.PASSWORD}")
     with pytest.raises(InvalidArgument):  # the fake's "manifest" is not one; what matters is what it was sent
-        registry.pull(storage, f"{fake_registry.host}/app:1", False, lambda p: None)
+        storage.pull(f"{fake_registry.host}/app:1", False, lambda p: None)
     assert fake_registry.token_requests == [{"service": ["fake"], "scope": ["repository:app:pull"]}]
     assert fake_registry.authorizations() == ["Bearer anon|repository:app:pull"]
 
@@ -890,7 +891,9 @@ def test_credentials_from_the_request() -> None:
 def test_gzip_blob_is_deterministic(storage: Storage, tars: Any, kit: Any) -> None:
     """Compressing the same layer twice gives the same blob, so re-pushes from another store can be found too."""
     image = kit.import_tar(storage, tars.busybox(), "det")
-    pusher = registry._Pusher(storage, Client("localhost:1"), parse_remote("localhost:1/x", allow_digest=False), lambda p: None)
+    pusher = _Push(
+        storage.layers, storage.images, Client("localhost:1"), parse_remote("localhost:1/x", allow_digest=False), lambda p: None
+    )
     first, path1 = pusher._compress(image.layers[0], threading.Event())
     second, path2 = pusher._compress(image.layers[0], threading.Event())
     assert first == second and path1.read_bytes() == path2.read_bytes()
@@ -902,7 +905,7 @@ def test_gzip_blob_is_deterministic(storage: Storage, tars: Any, kit: Any) -> No
 def test_blob_records_go_with_their_layer(storage: Storage, tars: Any, kit: Any) -> None:
     """When a layer is collected, its blob records (and where they were seen) are forgotten too."""
     image = kit.import_tar(storage, tars.busybox(), "rec")
-    blob = Blob("sha256:" + "b" * 64, image.layers[0], 10, registry.OCI_LAYER_GZIP)
+    blob = Blob("sha256:" + "b" * 64, image.layers[0], 10, ocispec.OCI_LAYER_GZIP)
     storage.store.record_blobs([blob], "localhost:1", "x")
     assert storage.store.blobs_of(image.layers[0]) == [blob]
     assert storage.store.repositories_with("localhost:1", blob.digest) == ["x"]

@@ -14,9 +14,9 @@ import pytest
 
 from teu_api.errors import FailedPrecondition
 from teu_storage import safefs, tarwriter
-from teu_storage.core import Storage
 from teu_storage.imagespec import ImageConfig
 from teu_storage.merged import Node, View
+from teu_storage.storage import Storage
 
 SECRET = b"HOST-SECRET-4f1c"  # content and (as a name) marker of the host's files
 
@@ -55,7 +55,7 @@ def _outputs(storage: Storage, key: str) -> Iterator[tuple[str, Callable[[io.Byt
     yield "cp /", lambda buf: storage.copy_from(key, "/", buf)
     yield "cp /d", lambda buf: storage.copy_from(key, "/d", buf)
     yield "diff", lambda buf: buf.write(repr(storage.diff(key)).encode())
-    yield "layer", lambda buf: tarwriter.write_layer(str(storage.snapshots / key / "upper"), buf)
+    yield "layer", lambda buf: tarwriter.write_layer(str(storage.snapshots.dir / key / "upper"), buf)
 
 
 _ENTRIES = safefs.Dir.entries

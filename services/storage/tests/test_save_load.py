@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -13,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from teu_api.errors import InvalidArgument
-from teu_storage.core import Storage
-from teu_storage.imagespec import ImageConfig
+from teu_api.errors import InvalidArgument, NotFound
+from teu_storage.imagespec import ImageConfig, host_architecture
+from teu_storage.storage import Storage
 
 
 def _save(storage: Storage, refs: list[str], fmt: str) -> bytes:
@@ -76,7 +77,7 @@ def test_save_load_round_trip(storage: Storage, tars: Any, kit: Any, tmp_path: P
     [loaded] = _load(other, data)
     assert (loaded.id, loaded.layers, loaded.repo_tags) == (image.id, image.layers, ("app:1",))
     assert loaded.config.cmd == ("sh",)
-    top = other.layer_dirs.path(image.layers[-1])
+    top = other.layers.dirs.path(image.layers[-1])
     assert (top / "new").read_text() == "new" and os.lstat(top / "bin/su").st_rdev == 0
     assert _save(other, ["app:1"], fmt) == data  # tar-splits rebuild the very same bytes
     assert [h.created_by for h in other.history("app:1")] == ["commit: add", "teu import"]
@@ -146,8 +147,8 @@ def test_hostile_archive_is_refused_leaving_nothing(storage: Storage, tars: Any,
     other = Storage.open(tmp_path / "other")
     with pytest.raises(InvalidArgument):
         _load(other, data)
-    assert other.list_images() == [] and other.layer_dirs.on_disk() == set()
-    assert os.listdir(other.tmp) == [] and os.listdir(other.layer_dirs.splits) == []
+    assert other.list_images() == [] and other.layers.dirs.on_disk() == set()
+    assert os.listdir(other.tmp) == [] and os.listdir(other.layers.dirs.splits) == []
     other.close()
 
 
@@ -159,5 +160,65 @@ def test_oci_blob_mismatch_is_refused(storage: Storage, tars: Any, kit: Any, tmp
     other = Storage.open(tmp_path / "other")
     with pytest.raises(InvalidArgument, match="digest mismatch"):
         _load(other, data)
-    assert other.layer_dirs.on_disk() == set()
+    assert other.layers.dirs.on_disk() == set()
+    other.close()
+
+
+def _behind_nested_index(data: bytes, architectures: list[str]) -> bytes:
+    """An OCI archive whose index.json names an image index (as a multi-platform ``docker save`` writes)
+    listing its one image manifest under each of ``architectures``."""
+    index = json.loads(_member(data, "index.json"))
+    [entry] = index["manifests"]
+    platforms = [{**entry, "platform": {"os": "linux", "architecture": a}} for a in architectures]
+    for p in platforms:
+        p.pop("annotations", None)
+    nested = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": platforms}
+    ).encode()
+    digest = "sha256:" + hashlib.sha256(nested).hexdigest()
+    top = {**entry, "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": len(nested)}
+    rewritten = _rebuild(
+        data, lambda n, c: (n, json.dumps({**index, "manifests": [top]}).encode()) if n == "index.json" else (n, c)
+    )
+    return _with_member(rewritten, f"blobs/sha256/{digest[7:]}", nested)
+
+
+def _member(data: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        f = tar.extractfile(name)
+        assert f is not None
+        return f.read()
+
+
+def _with_member(data: bytes, name: str, content: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member) if member.isreg() else None)
+        info = tarfile.TarInfo(name)
+        info.size = len(content)
+        dst.addfile(info, io.BytesIO(content))
+    return out.getvalue()
+
+
+def test_nested_index_loads_this_platform(storage: Storage, tars: Any, kit: Any, tmp_path: Path) -> None:
+    """An archive's multi-platform index loads the linux entry of this host's architecture, whatever comes first."""
+    image = kit.import_tar(storage, tars.busybox(), "base")
+    foreign = "s390x" if host_architecture() != "s390x" else "amd64"
+    data = _behind_nested_index(_save(storage, ["base"], "oci-archive"), [foreign, host_architecture()])
+    other = Storage.open(tmp_path / "other")
+    [loaded] = _load(other, data)
+    assert (loaded.id, loaded.repo_tags) == (image.id, ("base:latest",))
+    other.close()
+
+
+def test_nested_index_without_this_platform_is_refused(storage: Storage, tars: Any, kit: Any, tmp_path: Path) -> None:
+    """As a pull does: no entry for this platform is NotFound naming it, not some other platform's image."""
+    kit.import_tar(storage, tars.busybox(), "base")
+    foreign = "s390x" if host_architecture() != "s390x" else "amd64"
+    data = _behind_nested_index(_save(storage, ["base"], "oci-archive"), [foreign])
+    other = Storage.open(tmp_path / "other")
+    with pytest.raises(NotFound, match=f"no matching manifest for linux/{host_architecture()}"):
+        _load(other, data)
+    assert other.list_images() == [] and other.layers.dirs.on_disk() == set()
     other.close()

@@ -13,8 +13,8 @@ import pytest
 from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu_api.types.v1 import types_pb2
 from teu_common.interceptor import ErrorInterceptor
-from teu_storage.core import Storage
 from teu_storage.service import StorageServicer
+from teu_storage.storage import Storage
 
 KEY = "e" * 64
 

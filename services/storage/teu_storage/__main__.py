@@ -7,8 +7,8 @@ import asyncio
 from teu_api.storage.v1 import storage_pb2_grpc
 from teu_common.config import Config
 from teu_common.server import Lifecycle, Service, main
-from teu_storage.core import Storage
 from teu_storage.service import StorageServicer
+from teu_storage.storage import Storage
 
 
 async def build(cfg: Config) -> Lifecycle:

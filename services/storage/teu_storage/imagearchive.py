@@ -7,6 +7,9 @@ nothing; such archives are refused anyway as hostile. Every digest is checked: c
 image id it claims (file name or descriptor), OCI blobs against their descriptors, and every layer's
 uncompressed bytes against the config's diff ids.
 
+An OCI index entry that is itself a multi-platform index loads this host's platform, or nothing
+(NotFound), by the same rule as a pull (ocispec.pick_platform).
+
 docker-archive written::
 
     <diff hex>/layer.tar ...   <config hex>.json   manifest.json   repositories
@@ -31,8 +34,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
 from teu_api.errors import InvalidArgument
-from teu_storage import archive, imagespec, refs
-from teu_storage.imagespec import host_architecture
+from teu_storage import archive, imagespec, ocispec, refs
+from teu_storage.ocispec import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 
 __all__ = [
     "FORMATS",
@@ -46,13 +49,9 @@ __all__ = [
 ]
 
 FORMATS = ("docker-archive", "oci-archive")
-_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 _REF_NAME = "org.opencontainers.image.ref.name"
 _CONTAINERD_NAME = "io.containerd.image.name"
+_INVALID = "invalid archive: "  # what every refusal of a malformed archive starts with
 _MAX_JSON = 8 << 20  # manifests and configs are kilobytes; refuse to read absurd ones into memory
 _MAX_MEMBERS = 100_000
 _CHUNK = 1 << 20
@@ -133,34 +132,34 @@ def write_archive(items: Sequence[SaveItem], fmt: str, open_layer: Callable[[str
             descriptors = []
             for diff_id in item.layers:
                 if diff_id in written:
-                    descriptors.append(_descriptor(_OCI_LAYER, diff_id, written_sizes[diff_id]))
+                    descriptors.append(_descriptor(OCI_LAYER, diff_id, written_sizes[diff_id]))
                     continue
                 written.add(diff_id)
                 size = add_layer(f"blobs/sha256/{_hex(diff_id)}", diff_id)
                 written_sizes[diff_id] = size
-                descriptors.append(_descriptor(_OCI_LAYER, diff_id, size))
+                descriptors.append(_descriptor(OCI_LAYER, diff_id, size))
             if item.image_id not in written:
                 written.add(item.image_id)
                 add_bytes(f"blobs/sha256/{_hex(item.image_id)}", item.config)
             manifest_doc = _json(
                 {
                     "schemaVersion": 2,
-                    "mediaType": _OCI_MANIFEST,
-                    "config": _descriptor(_OCI_CONFIG, item.image_id, len(item.config)),
+                    "mediaType": OCI_MANIFEST,
+                    "config": _descriptor(OCI_CONFIG, item.image_id, len(item.config)),
                     "layers": descriptors,
                 }
             )
-            digest = "sha256:" + hashlib.sha256(manifest_doc).hexdigest()
+            digest = ocispec.digest(manifest_doc)
             if digest not in written:
                 written.add(digest)
                 add_bytes(f"blobs/sha256/{_hex(digest)}", manifest_doc)
-            entry = _descriptor(_OCI_MANIFEST, digest, len(manifest_doc))
+            entry = _descriptor(OCI_MANIFEST, digest, len(manifest_doc))
             for ref in item.refs or ("",):
                 named = dict(entry)
                 if ref:
-                    named["annotations"] = {_REF_NAME: ref, _CONTAINERD_NAME: _full_name(ref)}
+                    named["annotations"] = {_REF_NAME: ref, _CONTAINERD_NAME: refs.parse(ref).canonical}
                 index.append(named)
-        add_bytes("index.json", _json({"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": index}))
+        add_bytes("index.json", _json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index}))
     else:
         raise InvalidArgument(f"unknown archive format {fmt!r}: want one of {', '.join(FORMATS)}")
     tar.close()
@@ -271,7 +270,7 @@ class Archive:
                 raise InvalidArgument("invalid archive: bad manifest.json entry")
             config_name = entry["Config"]
             config = self.read(config_name)
-            image_id = "sha256:" + hashlib.sha256(config).hexdigest()
+            image_id = ocispec.digest(config)
             claimed = re.fullmatch(r"(?:blobs/sha256/)?([a-f0-9]{64})(?:\.json)?", config_name)
             if claimed and "sha256:" + claimed.group(1) != image_id:
                 raise InvalidArgument(f"invalid archive: digest mismatch for config {config_name}")
@@ -298,7 +297,7 @@ class Archive:
     def _oci_items(self) -> list[LoadItem]:
         index = _load_json(self.read("index.json"), "index.json")
         items: dict[str, LoadItem] = {}
-        for desc in _descriptors(index, "manifests"):
+        for desc in ocispec.descriptors(index, "manifests", "index entry", _INVALID):
             item = self._oci_manifest(desc, depth=0)
             found = items.setdefault(item.image_id, item)
             ref = _oci_ref(desc.get("annotations"))
@@ -307,20 +306,19 @@ class Archive:
         return list(items.values())
 
     def _oci_manifest(self, desc: dict[str, Any], depth: int) -> LoadItem:
-        media = desc.get("mediaType", "")
         doc = _load_json(self._blob(desc), desc["digest"])
-        media = doc.get("mediaType") or media
-        if media in (_OCI_INDEX, _DOCKER_LIST) or "manifests" in doc:
+        if not isinstance(doc, dict):
+            raise InvalidArgument(f"invalid archive: {desc['digest']} is not a JSON object")
+        if ocispec.is_index(doc, desc.get("mediaType", "")):
             if depth > 2:
                 raise InvalidArgument("invalid archive: nested indexes are too deep")
-            return self._oci_manifest(_pick_platform(_descriptors(doc, "manifests")), depth + 1)
-        config_desc = doc.get("config")
-        if not isinstance(config_desc, dict):
+            return self._oci_manifest(ocispec.pick_platform(doc, f"image index {desc['digest']} in the archive"), depth + 1)
+        if doc.get("config") is None:
             raise InvalidArgument("invalid archive: manifest without config")
-        _check_descriptor(config_desc)
+        config_desc = ocispec.descriptor(doc["config"], "config", _INVALID)
         config = self._blob(config_desc)
         diff_ids = _diff_ids(config)
-        layer_descs = _descriptors(doc, "layers")
+        layer_descs = ocispec.descriptors(doc, "layers", "layer", _INVALID)
         if len(layer_descs) != len(diff_ids):
             raise InvalidArgument("invalid archive: manifest and config disagree on the number of layers")
         return LoadItem(
@@ -333,7 +331,7 @@ class Archive:
 
     def _blob(self, desc: dict[str, Any]) -> bytes:
         data = self.read(_blob_name(desc["digest"]))
-        if "sha256:" + hashlib.sha256(data).hexdigest() != desc["digest"]:
+        if ocispec.digest(data) != desc["digest"]:
             raise InvalidArgument(f"invalid archive: digest mismatch for blob {desc['digest']}")
         return data
 
@@ -413,32 +411,6 @@ def _diff_ids(config: bytes) -> list[str]:
     return imagespec.diff_ids(_load_json(config, "image config"), "invalid archive: ")
 
 
-def _descriptors(doc: Any, key: str) -> list[dict[str, Any]]:
-    found = doc.get(key) if isinstance(doc, dict) else None
-    if not isinstance(found, list):
-        raise InvalidArgument(f"invalid archive: no {key} list")
-    for desc in found:
-        _check_descriptor(desc)
-    return found
-
-
-def _check_descriptor(desc: Any) -> None:
-    if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str) or not imagespec.DIGEST.fullmatch(desc["digest"]):
-        raise InvalidArgument("invalid archive: bad descriptor (only sha256 digests are supported)")
-
-
-def _pick_platform(manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    """The entry of a multi-platform index for this host (linux/<arch>), else the first."""
-    if not manifests:
-        raise InvalidArgument("invalid archive: empty index")
-    arch = host_architecture()
-    for desc in manifests:
-        plat = desc.get("platform") or {}
-        if plat.get("os") == "linux" and plat.get("architecture") == arch:
-            return desc
-    return manifests[0]
-
-
 def _oci_ref(annotations: Any) -> str | None:
     """The reference an index entry names: containerd's full name, else an OCI ref.name that is one."""
     if not isinstance(annotations, dict):
@@ -468,11 +440,3 @@ def _hex(digest: str) -> str:
 
 def _json(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def _full_name(ref: str) -> str:
-    """docker.io/library/busybox:latest for busybox:latest; names with a registry stay as they are."""
-    first = ref.split("/", 1)[0]
-    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
-        return ref
-    return f"docker.io/{ref}" if "/" in ref else f"docker.io/library/{ref}"

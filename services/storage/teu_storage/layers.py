@@ -13,7 +13,7 @@ costs ~36 (over 100 layers, Docker's limit is 128). The short name is derived fr
 (base32 of its first 60 bits), so it needs no bookkeeping and is the same after any restart.
 
 Crash safety: a layer is complete once ``layers/<hex>`` exists; it is renamed in from tmp/ after its
-tar-split, and its link is made after it. GC (core.py) removes what no image reaches, so a crash
+tar-split, and its link is made after it. GC (gc.py) removes what no image reaches, so a crash
 anywhere leaves, at worst, files the next start-up sweeps.
 """
 
@@ -37,7 +37,7 @@ def short_name(diff_id: str) -> str:
 
 
 class LayerDirs:
-    """The on-disk side of layers; the database side is metadata.py. Not locked: core.py serialises."""
+    """The on-disk side of layers; the database side is metadata.py. Not locked: layerstore.py serialises."""
 
     def __init__(self, root: Path, tmp: Path) -> None:
         self.dir = root / "layers"

@@ -3,7 +3,8 @@
 The grammar follows Docker's reference package: a name is one or more lowercase path components
 separated by "/", optionally preceded by a registry host[:port]; the tag is ``[\\w][\\w.-]{0,127}``.
 References are stored in their familiar form ("busybox:latest", not "docker.io/library/busybox:latest"),
-so every spelling of the same Docker Hub name maps to one stored tag.
+so every spelling of the same Docker Hub name maps to one stored tag; :func:`split_name` and
+:attr:`Reference.canonical` are the one place a familiar name is expanded back to its registry.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 
 from teu_api.errors import InvalidArgument
 
-__all__ = ["DEFAULT_TAG", "Reference", "is_id_prefix", "parse"]
+__all__ = ["DEFAULT_TAG", "Reference", "is_id_prefix", "parse", "split_name"]
 
 DEFAULT_TAG = "latest"
+_DOCKER_HUB = "docker.io"
 _MAX_NAME = 255
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.ASCII)
 _HOST = re.compile(
@@ -26,7 +28,7 @@ _HOST = re.compile(
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _HEX64 = re.compile(r"[a-f0-9]{64}", re.ASCII)
 _HEX_PREFIX = re.compile(r"(?:sha256:)?[a-f0-9]{1,64}", re.ASCII)
-_HUB_HOSTS = ("docker.io", "index.docker.io")
+_HUB_HOSTS = (_DOCKER_HUB, "index.docker.io")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,12 @@ class Reference:
 
     def __str__(self) -> str:
         return f"{self.name}:{self.tag}"
+
+    @property
+    def canonical(self) -> str:
+        """The fully qualified form: "docker.io/library/busybox:latest" for "busybox:latest"."""
+        registry, repository = split_name(self.name)
+        return f"{registry}/{repository}:{self.tag}"
 
 
 def parse(ref: str) -> Reference:
@@ -69,12 +77,29 @@ def is_id_prefix(ref: str) -> bool:
     return _HEX_PREFIX.fullmatch(ref) is not None
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """(registry, repository) of a name as :func:`parse` returns it.
+
+    Docker's rule: the first component is a registry if more follow and it looks like a host (a
+    dot, a port or "localhost"); otherwise the name is on Docker Hub, where one-component names
+    live under "library/". "busybox" is ("docker.io", "library/busybox").
+    """
+    first, slash, rest = name.partition("/")
+    if slash and _is_host(first):
+        return first, rest
+    return _DOCKER_HUB, name if slash else f"library/{name}"
+
+
+def _is_host(component: str) -> bool:
+    return "." in component or ":" in component or component == "localhost"
+
+
 def _validate_name(name: str, ref: str) -> str:
     if not name or len(name) > _MAX_NAME:
         raise InvalidArgument(f"invalid reference format: {ref}")
     parts = name.split("/")
-    # Docker's rule: the first component is a registry only if more follow and it looks like a host.
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+    # The first component is a registry only if more follow and it looks like a host (split_name).
+    if len(parts) > 1 and _is_host(parts[0]):
         if not _HOST.fullmatch(parts[0]):
             raise InvalidArgument(f"invalid registry host in reference: {ref}")
         parts = parts[1:]

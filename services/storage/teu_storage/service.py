@@ -1,4 +1,4 @@
-"""gRPC adapter of the storage service: requests in, core calls (in threads), responses out."""
+"""gRPC adapter of the storage service: requests in, :class:`Storage` calls (in threads), responses out."""
 
 from __future__ import annotations
 
@@ -11,19 +11,20 @@ from teu_api.errors import InvalidArgument
 from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu_api.types.v1 import types_pb2
 from teu_common.opening import first_message
-from teu_storage import core, credentials, registry
+from teu_storage import credentials, remote, uploads
 from teu_storage.imagespec import ImageConfig
 from teu_storage.metadata import Image
 from teu_storage.snapshots import Mount
+from teu_storage.storage import Storage
 from teu_storage.threadio import events_from_thread, stream_from_thread
 
 __all__ = ["StorageServicer"]
 
 
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
-    """Implements teu.storage.v1.StorageService over a :class:`core.Storage`."""
+    """Implements teu.storage.v1.StorageService over a :class:`Storage`."""
 
-    def __init__(self, storage: core.Storage) -> None:
+    def __init__(self, storage: Storage) -> None:
         self._storage = storage
 
     async def ImportImage(
@@ -32,8 +33,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.ImportImageResponse:
         first = await first_message(request_iterator, "header")
-        image = await core.import_image(
-            self._storage,
+        image = await self._storage.import_image(
             first.header.ref,
             _config_from_proto(first.header.config),
             _chunks(request_iterator),
@@ -115,7 +115,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         first = await first_message(request_iterator, "header")
         header = first.header
         await asyncio.to_thread(self._storage.snapshot_mounts, header.key)  # NotFound before the upload
-        tar_path = await core.receive(self._storage, _chunks(request_iterator))
+        tar_path = await uploads.receive(self._storage.tmp, _chunks(request_iterator))
         try:
             files = await asyncio.to_thread(self._storage.copy_to, header.key, header.path, tar_path)
         finally:
@@ -161,7 +161,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         request_iterator: AsyncIterator[storage_pb2.LoadImagesRequest],
         context: grpc.aio.ServicerContext,
     ) -> storage_pb2.LoadImagesResponse:
-        tar_path = await core.receive(self._storage, (r.chunk async for r in request_iterator))
+        tar_path = await uploads.receive(self._storage.tmp, (r.chunk async for r in request_iterator))
         try:
             images = await asyncio.to_thread(self._storage.load, tar_path)
         finally:
@@ -171,11 +171,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def Pull(
         self, request: storage_pb2.PullRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.PullResponse]:
-        registry.parse_remote(request.ref, allow_digest=True)  # InvalidArgument before any thread starts
+        remote.parse_remote(request.ref, allow_digest=True)  # InvalidArgument before any thread starts
         auth = credentials.from_proto(request.auth)  # for this reference's registry only
 
-        def work(emit: Callable[[registry.Progress | Image], None]) -> None:
-            emit(registry.pull(self._storage, request.ref, request.insecure, emit, credentials=auth))
+        def work(emit: Callable[[remote.Progress | Image], None]) -> None:
+            emit(self._storage.pull(request.ref, request.insecure, emit, credentials=auth))
 
         async for event in events_from_thread(work):
             if isinstance(event, Image):
@@ -186,11 +186,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def Push(
         self, request: storage_pb2.PushRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.PushResponse]:
-        registry.parse_remote(request.ref, allow_digest=False)
+        remote.parse_remote(request.ref, allow_digest=False)
         auth = credentials.from_proto(request.auth)  # for this reference's registry only
 
-        def work(emit: Callable[[registry.Progress | str], None]) -> None:
-            emit(registry.push(self._storage, request.ref, request.insecure, emit, credentials=auth))
+        def work(emit: Callable[[remote.Progress | str], None]) -> None:
+            emit(self._storage.push(request.ref, request.insecure, emit, credentials=auth))
 
         async for event in events_from_thread(work):
             if isinstance(event, str):
@@ -250,7 +250,7 @@ def _image_to_proto(image: Image) -> storage_pb2.Image:
     )
 
 
-def _progress_to_proto(progress: registry.Progress) -> storage_pb2.Progress:
+def _progress_to_proto(progress: remote.Progress) -> storage_pb2.Progress:
     return storage_pb2.Progress(digest=progress.digest, done=progress.done, total=progress.total, status=progress.status)
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from teu_api.errors import AlreadyExists, InvalidArgument, NotFound
-from teu_storage.core import Storage, import_image
 from teu_storage.imagespec import ImageConfig
+from teu_storage.storage import Storage
 
 KEY = "c" * 64
 
@@ -26,11 +26,11 @@ async def _chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
 
 
 def _import(storage: Storage, data: bytes, ref: str = "", config: ImageConfig | None = None) -> Any:
-    return asyncio.run(import_image(storage, ref, config or ImageConfig(), _chunks(data)))
+    return asyncio.run(storage.import_image(ref, config or ImageConfig(), _chunks(data)))
 
 
 def _leftovers(storage: Storage) -> list[str]:
-    return sorted(os.listdir(storage.tmp)) + sorted(os.listdir(storage.layers))
+    return sorted(os.listdir(storage.tmp)) + sorted(os.listdir(storage.layers.dirs.dir))
 
 
 def test_import_records_content_addressed_image(storage: Storage, tars: Any) -> None:
@@ -43,10 +43,10 @@ def test_import_records_content_addressed_image(storage: Storage, tars: Any) -> 
     assert image.repo_tags == ("busybox:latest",)
     assert image.config == ImageConfig(cmd=("sh",), env=("PATH=/bin",), labels={"a": "b"})
     assert image.size > 0
-    layer = storage.layers / hexdigest
+    layer = storage.layers.dirs.dir / hexdigest
     assert stat.S_IMODE(os.lstat(layer / "tmp").st_mode) == 0o1777
     assert os.listdir(storage.tmp) == []
-    raw = storage._store._query("SELECT config FROM images", ())[0][0]
+    raw = storage.store._query("SELECT config FROM images", ())[0][0]
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == image.id
     doc = json.loads(raw)
     assert doc["rootfs"] == {"type": "layers", "diff_ids": list(image.layers)}
@@ -79,7 +79,7 @@ def test_layers_are_shared_and_tags_move(storage: Storage, tars: Any) -> None:
     first = _import(storage, tars.busybox(), "app", ImageConfig(cmd=["a"]))
     second = _import(storage, tars.busybox(), "app", ImageConfig(cmd=["b"]))
     assert first.layers == second.layers and first.id != second.id
-    assert len(os.listdir(storage.layers)) == 1
+    assert len(os.listdir(storage.layers.dirs.dir)) == 1
     assert [(i.id, i.repo_tags) for i in storage.list_images()] == [
         (second.id, ("app:latest",)),
         (first.id, ()),
@@ -101,7 +101,7 @@ def test_get_image_by_name_id_and_prefix(storage: Storage, tars: Any) -> None:
 def test_ambiguous_prefix_is_invalid(storage: Storage) -> None:
     """A prefix matching two ids raises InvalidArgument."""
     for image_id in ("sha256:ab1", "sha256:ab2"):
-        storage._store.add_image(image_id, b"{}", 1, [("sha256:" + "0" * 64, 0)], None)
+        storage.store.add_image(image_id, b"{}", 1, [("sha256:" + "0" * 64, 0)], None)
     with pytest.raises(InvalidArgument, match="ambiguous"):
         storage.get_image("ab")
     assert storage.get_image("ab2").id == "sha256:ab2"
@@ -111,9 +111,9 @@ def test_snapshot_lifecycle(storage: Storage, tars: Any) -> None:
     """Prepare returns the overlay mount, mounts can be fetched again, remove deletes everything."""
     image = _import(storage, tars.busybox())
     [mount] = storage.prepare_snapshot(KEY, image.id)
-    snap = storage.snapshots / KEY
-    lower = storage.layer_dirs.link(image.layers[0])
-    assert lower.resolve() == storage.layers / image.layers[0].removeprefix("sha256:")
+    snap = storage.snapshots.dir / KEY
+    lower = storage.layers.dirs.link(image.layers[0])
+    assert lower.resolve() == storage.layers.dirs.dir / image.layers[0].removeprefix("sha256:")
     assert (mount.type, mount.source, mount.destination) == ("overlay", "overlay", "/")
     assert mount.options == (f"lowerdir={snap / 'init'}:{lower}", f"upperdir={snap / 'upper'}", f"workdir={snap / 'work'}")
     assert (snap / "init" / "etc" / "hosts").is_file() and (snap / "init" / "proc").is_dir()
@@ -139,7 +139,7 @@ def test_snapshot_argument_errors(storage: Storage) -> None:
         storage.remove_snapshot(KEY.upper())
     with pytest.raises(NotFound):
         storage.prepare_snapshot(KEY, "sha256:" + "0" * 64)
-    assert os.listdir(storage.snapshots) == []
+    assert os.listdir(storage.snapshots.dir) == []
 
 
 def test_open_cleans_crash_leftovers(tmp_path: Path, tars: Any) -> None:
@@ -148,10 +148,10 @@ def test_open_cleans_crash_leftovers(tmp_path: Path, tars: Any) -> None:
     image = _import(storage, tars.busybox())
     storage.prepare_snapshot(KEY, image.id)
     (storage.tmp / "upload-junk.tar").write_bytes(b"x")
-    (storage.snapshots / ("d" * 64)).mkdir()
+    (storage.snapshots.dir / ("d" * 64)).mkdir()
     storage.close()
     reopened = Storage.open(tmp_path / "s")
     assert os.listdir(reopened.tmp) == []
-    assert os.listdir(reopened.snapshots) == [KEY]
+    assert os.listdir(reopened.snapshots.dir) == [KEY]
     assert reopened.get_image(image.id).id == image.id
     reopened.close()

@@ -1,0 +1,182 @@
+"""The storage engine: images made of shared unpacked layers, and overlay snapshots over them.
+
+State directory layout::
+
+    layers/<hex>/           one unpacked layer per diff id (sha256 of its tar), shared by images,
+                            in overlay form (whiteouts are 0:0 char devices); see layers.py
+    l/<short>               short links to layer dirs, named in overlay mount options
+    tarsplit/<hex>.gz       what rebuilds each layer's exact tar for save (tarsplit.py)
+    snapshots/<key>/{upper,work,init}   see snapshots.py
+    tmp/                    uploads and half-made layers; emptied at start-up
+    meta.db                 SQLite metadata, see metadata.py
+
+:class:`Storage` opens that directory and composes the parts, each with one job: the layer store
+(layerstore.py), the garbage collector (gc.py), image records (images.py), imports, loads and
+commits (imports.py), snapshots (snapshots.py), the container filesystem they hold (containerfs.py),
+registry pulls (pull.py) and pushes (push.py). Its methods are what the gRPC adapter (service.py)
+calls; each says which part does the work.
+
+Crash safety: a layer is unpacked in tmp/ and renamed into layers/ whole; an image row appears in
+one transaction with all its layers and tags. Garbage collection then removes layers no image
+reaches, at start-up and after RemoveImage/Prune, so a crash at any point leaves no half image and,
+after the next start, no orphan data. Operations in flight pin the layers they have unpacked but not
+yet recorded, and GC decides while holding the layer store still, so it never removes a layer about
+to be recorded.
+
+Every method is blocking; the gRPC adapter runs them in threads. ``import_image`` is the one async
+entry point, because it consumes the client's stream.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from teu_storage import diff, imports
+from teu_storage.containerfs import ContainerFS
+from teu_storage.credentials import Credentials
+from teu_storage.gc import Collector
+from teu_storage.images import HistoryEntry, Images
+from teu_storage.imagespec import ImageConfig
+from teu_storage.imports import Importer
+from teu_storage.layerstore import LayerStore
+from teu_storage.metadata import Image, Store
+from teu_storage.pull import Puller
+from teu_storage.push import Pusher
+from teu_storage.remote import Emit
+from teu_storage.snapshots import Mount, Snapshots
+
+__all__ = ["Storage", "StorageInfo"]
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    """What GetStorageInfo reports."""
+
+    driver: str
+    images: int
+    snapshots: int
+    root: str
+
+
+class Storage:
+    """An open store rooted at one state directory: its parts, and the calls the gRPC adapter makes."""
+
+    def __init__(self, root: Path, store: Store) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.store = store
+        self.layers = LayerStore(root, self.tmp, store)
+        self.gc = Collector(store, self.layers, root / "snapshots")
+        self.images = Images(store, self.layers, self.gc)
+        self.snapshots = Snapshots(root / "snapshots", self.tmp, store, self.images, self.layers.dirs)
+        self.importer = Importer(self.layers, self.images, self.snapshots, self.gc)
+        self.fs = ContainerFS(self.snapshots)
+        self.puller = Puller(self.layers, self.images, self.gc)
+        self.pusher = Pusher(self.layers, self.images)
+
+    @classmethod
+    def open(cls, root: Path) -> Storage:
+        """Opens the store at ``root``, creating it if needed and clearing what a crash left behind."""
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(root / "tmp", ignore_errors=True)
+        for sub in ("layers", "snapshots", "tmp"):
+            (root / sub).mkdir(mode=0o700, exist_ok=True)
+        storage = cls(root, Store.open(root / "meta.db"))
+        storage.gc.sweep_snapshots()
+        storage.gc.collect()
+        return storage
+
+    def close(self) -> None:
+        """Closes the metadata database."""
+        self.store.close()
+
+    def info(self) -> StorageInfo:
+        """Driver, counts and root of the store."""
+        images, snaps = self.store.counts()
+        return StorageInfo(driver="overlay", images=images, snapshots=snaps, root=str(self.root))
+
+    # --- images (images.py, imports.py) -----------------------------------------------------
+
+    async def import_image(self, ref: str, config: ImageConfig, chunks: AsyncIterable[bytes], url: str = "") -> Image:
+        """See :func:`imports.import_image`."""
+        return await imports.import_image(self.importer, ref, config, chunks, url)
+
+    def commit(self, key: str, ref: str, config: ImageConfig, message: str, author: str) -> Image:
+        """See :meth:`Importer.commit`."""
+        return self.importer.commit(key, ref, config, message, author)
+
+    def load(self, tar_path: Path) -> list[Image]:
+        """See :meth:`Importer.load`."""
+        return self.importer.load(tar_path)
+
+    def get_image(self, ref: str) -> Image:
+        """See :meth:`Images.get`."""
+        return self.images.get(ref)
+
+    def list_images(self) -> list[Image]:
+        """See :meth:`Images.all`."""
+        return self.images.all()
+
+    def tag(self, source: str, target: str) -> Image:
+        """See :meth:`Images.tag`."""
+        return self.images.tag(source, target)
+
+    def remove_image(self, ref: str, force: bool) -> tuple[list[str], list[str]]:
+        """See :meth:`Images.remove`."""
+        return self.images.remove(ref, force)
+
+    def prune(self, everything: bool) -> tuple[list[str], int]:
+        """See :meth:`Images.prune`."""
+        return self.images.prune(everything)
+
+    def history(self, ref: str) -> list[HistoryEntry]:
+        """See :meth:`Images.history`."""
+        return self.images.history(ref)
+
+    def save(self, names: Sequence[str], fmt: str, out: IO[bytes]) -> None:
+        """See :meth:`Images.save`."""
+        self.images.save(names, fmt, out)
+
+    # --- snapshots (snapshots.py, containerfs.py) -------------------------------------------
+
+    def prepare_snapshot(self, key: str, image_id: str) -> list[Mount]:
+        """See :meth:`Snapshots.prepare`."""
+        return self.snapshots.prepare(key, image_id)
+
+    def snapshot_mounts(self, key: str) -> list[Mount]:
+        """See :meth:`Snapshots.mounts`."""
+        return self.snapshots.mounts(key)
+
+    def remove_snapshot(self, key: str) -> bool:
+        """See :meth:`Snapshots.remove`."""
+        return self.snapshots.remove(key)
+
+    def diff(self, key: str) -> list[diff.Change]:
+        """See :meth:`ContainerFS.diff`."""
+        return self.fs.diff(key)
+
+    def export(self, key: str, out: IO[bytes]) -> None:
+        """See :meth:`ContainerFS.export`."""
+        self.fs.export(key, out)
+
+    def copy_from(self, key: str, path: str, out: IO[bytes]) -> None:
+        """See :meth:`ContainerFS.copy_from`."""
+        self.fs.copy_from(key, path, out)
+
+    def copy_to(self, key: str, path: str, tar_path: Path) -> int:
+        """See :meth:`ContainerFS.copy_to`."""
+        return self.fs.copy_to(key, path, tar_path)
+
+    # --- registries (pull.py, push.py) --------------------------------------------------------
+
+    def pull(self, ref: str, insecure: bool, emit: Emit, *, credentials: Credentials | None = None) -> Image:
+        """See :meth:`Puller.pull`."""
+        return self.puller.pull(ref, insecure, emit, credentials=credentials)
+
+    def push(self, ref: str, insecure: bool, emit: Emit, *, credentials: Credentials | None = None) -> str:
+        """See :meth:`Pusher.push`."""
+        return self.pusher.push(ref, insecure, emit, credentials=credentials)
