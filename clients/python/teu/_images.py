@@ -6,12 +6,13 @@ import builtins
 import io
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO
 
 from teu._rpc import stream, unary
 from teu.changes import changes as parse_changes
 from teu.changes import fields
 from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.types.v1 import types_pb2
 
 CHUNK = 1 << 20
@@ -26,19 +27,19 @@ def chunks_of(source: BinaryIO) -> Iterator[bytes]:
 class ImagesMixin:
     """diff, commit, export, cp, tag, rmi, history, save, load, pull, push, prune."""
 
-    containers: Any
-    images: Any
+    containers: gateway_pb2_grpc.ContainersServiceStub
+    images: gateway_pb2_grpc.ImagesServiceStub
 
     def diff(self, container: str) -> builtins.list[gw.Change]:
         """Changes to a container's filesystem."""
-        return list(cast(gw.DiffResponse, unary(self.containers.Diff, gw.DiffRequest(container=container))).changes)
+        return list(unary(self.containers.Diff, gw.DiffRequest(container=container)).changes)
 
     def commit(self, container: str, ref: str = "", message: str = "", author: str = "",
                changes: Sequence[str] = ()) -> gw.ImageSummary:  # fmt: skip
         """Makes an image of a container; ``changes`` are Dockerfile instructions (CMD, ENV...)."""
         req = gw.CommitRequest(container=container, ref=ref, message=message, author=author,
                                changes=parse_changes(list(changes)), changed=fields(list(changes)))  # fmt: skip
-        return cast(gw.CommitResponse, unary(self.containers.Commit, req)).image
+        return unary(self.containers.Commit, req).image
 
     def export(self, container: str) -> Iterator[bytes]:
         """A container's filesystem as tar chunks."""
@@ -69,19 +70,19 @@ class ImagesMixin:
             for chunk in tar:
                 yield gw.CopyToRequest(chunk=chunk)
 
-        return int(cast(gw.CopyToResponse, unary(self.containers.CopyTo, parts())).files)
+        return int(unary(self.containers.CopyTo, parts()).files)
 
     def tag(self, source: str, target: str) -> gw.ImageSummary:
         """Adds a name to an image."""
-        return cast(gw.TagResponse, unary(self.images.Tag, gw.TagRequest(source=source, target=target))).image
+        return unary(self.images.Tag, gw.TagRequest(source=source, target=target)).image
 
     def remove_image(self, image: str, force: bool = False) -> gw.RemoveImageResponse:
         """Removes a name (and the image once unnamed and unused)."""
-        return cast(gw.RemoveImageResponse, unary(self.images.RemoveImage, gw.RemoveImageRequest(image=image, force=force)))
+        return unary(self.images.RemoveImage, gw.RemoveImageRequest(image=image, force=force))
 
     def history(self, image: str) -> builtins.list[gw.HistoryEntry]:
         """An image's history, newest first."""
-        return list(cast(gw.HistoryResponse, unary(self.images.History, gw.HistoryRequest(image=image))).entries)
+        return list(unary(self.images.History, gw.HistoryRequest(image=image)).entries)
 
     def save(self, images: Sequence[str], format: str = "docker-archive") -> Iterator[bytes]:
         """Images as archive chunks."""
@@ -91,7 +92,7 @@ class ImagesMixin:
     def load(self, source: BinaryIO) -> builtins.list[gw.ImageSummary]:
         """Loads images from an archive."""
         req = (gw.LoadRequest(chunk=c) for c in chunks_of(source))
-        return list(cast(gw.LoadResponse, unary(self.images.Load, req)).images)
+        return list(unary(self.images.Load, req).images)
 
     def pull(self, image: str, insecure: bool = False,
              auth: types_pb2.RegistryAuth | None = None) -> Iterator[gw.PullResponse]:  # fmt: skip
@@ -107,7 +108,7 @@ class ImagesMixin:
 
     def prune_images(self, all: bool = False) -> gw.PruneImagesResponse:
         """Removes unused images."""
-        return cast(gw.PruneImagesResponse, unary(self.images.PruneImages, gw.PruneImagesRequest(all=all)))
+        return unary(self.images.PruneImages, gw.PruneImagesRequest(all=all))
 
     def import_image(self, source: BinaryIO | None, ref: str = "", config: types_pb2.ImageConfig | None = None,
                      url: str = "") -> gw.ImageSummary:  # fmt: skip
@@ -119,4 +120,4 @@ class ImagesMixin:
                 for chunk in chunks_of(source):
                     yield gw.ImportRequest(chunk=chunk)
 
-        return cast(gw.ImportResponse, unary(self.images.Import, parts())).image
+        return unary(self.images.Import, parts()).image

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import grpc
 
@@ -22,14 +22,20 @@ def error(exc: grpc.RpcError) -> TeuError:
     return from_status(exc.code(), details)
 
 
-def unary(method: Any, request: Any) -> Any:
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def unary(method: Callable[[Req], Resp], request: Req) -> Resp:
+    """Calls a unary (or client-streaming) method; its failure as a Teu error."""
     try:
         return method(request)
     except grpc.RpcError as exc:
         raise error(exc) from None
 
 
-def stream(responses: Any) -> Iterator[Any]:
+def stream(responses: Iterable[Resp]) -> Iterator[Resp]:
+    """A server stream's messages; its failure as a Teu error."""
     try:
         yield from responses
     except grpc.RpcError as exc:

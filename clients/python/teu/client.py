@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import grpc
 
@@ -209,7 +209,7 @@ class Client(ImagesMixin):
 
     def create(self, options: ContainerOptions) -> gw.CreateResponse:
         """Creates a container; returns its id and name."""
-        return cast(gw.CreateResponse, unary(self.containers.Create, gw.CreateRequest(config=options.to_proto())))
+        return unary(self.containers.Create, gw.CreateRequest(config=options.to_proto()))
 
     def run_stream(self, options: ContainerOptions, detach: bool = False) -> Iterator[gw.RunResponse]:
         """The frames of a run: created, output..., exit (detached: created only)."""
@@ -261,7 +261,7 @@ class Client(ImagesMixin):
 
     def wait(self, container: str) -> gw.WaitResponse:
         """Blocks until the container stops; returns its exit code."""
-        return cast(gw.WaitResponse, unary(self.containers.Wait, gw.WaitRequest(container=container)))
+        return unary(self.containers.Wait, gw.WaitRequest(container=container))
 
     def list(self, all: bool = False) -> list[gw.ContainerSummary]:
         """Containers, newest first (running only unless ``all``)."""
@@ -269,7 +269,7 @@ class Client(ImagesMixin):
 
     def inspect(self, container: str) -> gw.ContainerDetails:
         """Everything about one container."""
-        return cast(gw.InspectResponse, unary(self.containers.Inspect, gw.InspectRequest(container=container))).container
+        return unary(self.containers.Inspect, gw.InspectRequest(container=container)).container
 
     def remove(self, container: str, force: bool = False) -> str:
         """Removes a container; returns its id."""
@@ -348,43 +348,43 @@ class Client(ImagesMixin):
 
     def inspect_image(self, image: str) -> gw.ImageSummary:
         """Everything about one image."""
-        return cast(gw.InspectImageResponse, unary(self.images.InspectImage, gw.InspectImageRequest(image=image))).image
+        return unary(self.images.InspectImage, gw.InspectImageRequest(image=image)).image
 
     # -- system -----------------------------------------------------------------------------------
 
     def info(self) -> gw.InfoResponse:
         """Engine-wide information."""
-        return cast(gw.InfoResponse, unary(self.system.Info, gw.InfoRequest()))
+        return unary(self.system.Info, gw.InfoRequest())
 
     def version(self) -> gw.VersionResponse:
         """Versions of the engine's parts."""
-        return cast(gw.VersionResponse, unary(self.system.Version, gw.VersionRequest()))
+        return unary(self.system.Version, gw.VersionRequest())
 
     def disk_usage(self) -> gw.DiskUsageResponse:
         """Disk used by images, containers and logs."""
-        return cast(gw.DiskUsageResponse, unary(self.system.DiskUsage, gw.DiskUsageRequest()))
+        return unary(self.system.DiskUsage, gw.DiskUsageRequest())
 
     def prune(self, all: bool = False) -> gw.PruneResponse:
         """Removes stopped containers and unused images."""
-        return cast(gw.PruneResponse, unary(self.system.Prune, gw.PruneRequest(all=all)))
+        return unary(self.system.Prune, gw.PruneRequest(all=all))
 
     # -- networks ---------------------------------------------------------------------------------
 
     def create_network(self, name: str, subnet: str = "") -> types_pb2.Network:
         """Creates a bridge network."""
         req = gw.CreateNetworkRequest(name=name, subnet=subnet)
-        return cast(gw.CreateNetworkResponse, unary(self.networks.CreateNetwork, req)).network
+        return unary(self.networks.CreateNetwork, req).network
 
     def list_networks(self) -> builtins.list[types_pb2.Network]:
         """Networks by name."""
-        return list(cast(gw.ListNetworksResponse, unary(self.networks.ListNetworks, gw.ListNetworksRequest())).networks)
+        return list(unary(self.networks.ListNetworks, gw.ListNetworksRequest()).networks)
 
     def inspect_network(self, network: str) -> types_pb2.Network:
         """One network."""
         req = gw.InspectNetworkRequest(network=network)
-        return cast(gw.InspectNetworkResponse, unary(self.networks.InspectNetwork, req)).network
+        return unary(self.networks.InspectNetwork, req).network
 
     def remove_network(self, network: str) -> types_pb2.Network:
         """Removes a network."""
         req = gw.RemoveNetworkRequest(network=network)
-        return cast(gw.RemoveNetworkResponse, unary(self.networks.RemoveNetwork, req)).network
+        return unary(self.networks.RemoveNetwork, req).network

@@ -28,6 +28,7 @@ import structlog
 
 from teu_api.errors import PermissionDenied, Unauthenticated
 from teu_common.interceptor import rewrap
+from teu_common.rpctypes import Ctx, Handler
 
 __all__ = ["TIERS", "AuthzInterceptor", "Peer", "Role", "authorize", "parse_subject", "peer_of", "required_role"]
 
@@ -153,7 +154,7 @@ def authorize(method: str, peer: Peer) -> Role:
     return peer.role
 
 
-def _check(method: str, context: grpc.aio.ServicerContext) -> None:
+def _check(method: str, context: Ctx) -> None:
     """Authorizes one call; logs refusals and every call above the viewer tier."""
     peer: Peer | None = None
     try:
@@ -174,7 +175,7 @@ def _check(method: str, context: grpc.aio.ServicerContext) -> None:
 
 
 def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(request: Any, context: Ctx) -> Any:
         _check(method, context)
         return await behavior(request, context)
 
@@ -182,7 +183,7 @@ def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[...
 
 
 def _stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def wrapper(request: Any, context: Ctx) -> AsyncIterator[Any]:
         _check(method, context)
         async for item in behavior(request, context):
             yield item
@@ -190,14 +191,14 @@ def _stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callabl
     return wrapper
 
 
-class AuthzInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuthzInterceptor(grpc.aio.ServerInterceptor):
     """Checks every call against the caller's role before the servicer sees it (TCP server only)."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None:
             return handler

@@ -14,6 +14,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from teu_api.errors import Internal, TeuError, to_status
+from teu_common.rpctypes import Ctx, Handler
 
 log = structlog.get_logger()
 
@@ -25,7 +26,6 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
-Handler: TypeAlias = grpc.RpcMethodHandler  # grpc is untyped, so this is Any to mypy
 
 # How long a refused client-streaming call keeps reading what its client still sends (see _drain).
 DRAIN_PATIENCE = 60.0
@@ -47,14 +47,14 @@ def rewrap(handler: Handler, method: str, unary: Wrap, stream: Wrap) -> Handler:
     return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream, method), **kw)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps TeuError to status codes, logs unexpected failures, records metrics."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> Handler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None:
             return handler
@@ -70,7 +70,7 @@ class _Outcome:
         self.start = time.perf_counter()
         structlog.contextvars.bind_contextvars(request_id=uuid.uuid4().hex[:12], method=method)
 
-    async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    async def fail(self, context: Ctx, exc: BaseException) -> None:
         """Aborts the call with the status that reports ``exc``."""
         if not isinstance(exc, TeuError):
             log.error("rpc_failed", exc_info=exc)
@@ -94,7 +94,7 @@ def _draining(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
     such a client of the back ends, as an internal error half of the time. Answering only once the client
     has finished sending (or after DRAIN_PATIENCE) gives every client the status the server meant."""
 
-    async def wrapper(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(requests: AsyncIterator[Any], context: Ctx) -> Any:
         try:
             return await behavior(requests, context)
         except Exception:
@@ -116,7 +116,7 @@ async def _drain(requests: AsyncIterator[Any]) -> None:
 
 
 def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(request: Any, context: Ctx) -> Any:
         outcome = _Outcome(method)
         try:
             return await behavior(request, context)
@@ -131,7 +131,7 @@ def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[...
 
 
 def _stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def wrapper(request: Any, context: Ctx) -> AsyncIterator[Any]:
         outcome = _Outcome(method)
         try:
             async for item in behavior(request, context):

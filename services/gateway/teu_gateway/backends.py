@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar, cast
 
 import grpc
-from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from teu_api.errors import TeuError, Unavailable, from_status
 from teu_api.logs.v1 import logs_pb2_grpc
@@ -20,14 +20,22 @@ from teu_common.config import Config
 T = TypeVar("T")
 
 
+class HealthCheck(Protocol):
+    """The part of grpc's health service the gateway calls (its stubs leave the methods untyped)."""
+
+    def Check(self, request: health_pb2.HealthCheckRequest) -> Awaitable[health_pb2.HealthCheckResponse]:
+        """The service's serving status."""
+        ...
+
+
 @dataclass
 class Backends:
     """Stubs of the runtime, storage and logs services."""
 
-    runtime: runtime_pb2_grpc.RuntimeServiceStub
-    storage: storage_pb2_grpc.StorageServiceStub
-    logs: logs_pb2_grpc.LogsServiceStub
-    logs_health: health_pb2_grpc.HealthStub
+    runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub
+    storage: storage_pb2_grpc.StorageServiceAsyncStub
+    logs: logs_pb2_grpc.LogsServiceAsyncStub
+    logs_health: HealthCheck
     channels: tuple[grpc.aio.Channel, ...]
 
     async def close(self) -> None:
@@ -43,7 +51,7 @@ def open_backends(cfg: Config) -> Backends:
         runtime_pb2_grpc.RuntimeServiceStub(rt),
         storage_pb2_grpc.StorageServiceStub(st),
         logs_pb2_grpc.LogsServiceStub(lg),
-        health_pb2_grpc.HealthStub(lg),
+        cast(HealthCheck, health_pb2_grpc.HealthStub(lg)),
         (rt, st, lg),
     )
 
@@ -63,7 +71,7 @@ async def call(service: str, awaitable: Awaitable[T]) -> T:
         raise translate(exc, service) from None
 
 
-async def stream(service: str, responses: AsyncIterator[T]) -> AsyncIterator[T]:
+async def stream(service: str, responses: AsyncIterable[T]) -> AsyncIterator[T]:
     """Iterates a server-streaming backend call, translating its errors."""
     try:
         async for item in responses:

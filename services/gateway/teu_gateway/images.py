@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.storage.v1 import storage_pb2 as st
+from teu_common.rpctypes import Ctx
 from teu_gateway import convert
 from teu_gateway.backends import call, stream
 from teu_gateway.flows import Flows
-from teu_gateway.service import Ctx
 
 
 class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):

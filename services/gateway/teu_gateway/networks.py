@@ -5,9 +5,9 @@ from __future__ import annotations
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_common.rpctypes import Ctx
 from teu_gateway.backends import call
 from teu_gateway.flows import Flows
-from teu_gateway.service import Ctx
 
 
 class NetworksServicer(gateway_pb2_grpc.NetworksServiceServicer):

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeAlias
-
-import grpc
 
 from teu_api.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_common.opening import first_message
+from teu_common.rpctypes import Ctx
 from teu_common.signals import parse_signal
 from teu_gateway import convert, stdio
 from teu_gateway.flows import Flows
-
-Ctx: TypeAlias = grpc.aio.ServicerContext  # grpc is untyped, so this is Any to mypy
 
 
 class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):

@@ -11,9 +11,9 @@ from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
+from teu_common.rpctypes import Ctx
 from teu_gateway.backends import call
 from teu_gateway.flows import Flows
-from teu_gateway.service import Ctx
 
 
 class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):

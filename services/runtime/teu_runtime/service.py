@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-
 from teu_api.runtime.v1 import runtime_pb2 as pb
 from teu_api.runtime.v1 import runtime_pb2_grpc
 from teu_api.types.v1 import types_pb2 as t
 from teu_common.opening import first_message
+from teu_common.rpctypes import Ctx
 from teu_runtime import stdio
 from teu_runtime.manager import CREATED, EXITED, RUNNING, Manager
 
@@ -22,49 +21,33 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         self.m = manager
         self.info = info
 
-    async def CreateContainer(
-        self, request: pb.CreateContainerRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CreateContainerResponse:
+    async def CreateContainer(self, request: pb.CreateContainerRequest, context: Ctx) -> pb.CreateContainerResponse:
         return pb.CreateContainerResponse(container=self.m.describe(await self.m.create(request.id, request.name, request.spec)))
 
-    async def StartContainer(
-        self, request: pb.StartContainerRequest, context: grpc.aio.ServicerContext
-    ) -> pb.StartContainerResponse:
+    async def StartContainer(self, request: pb.StartContainerRequest, context: Ctx) -> pb.StartContainerResponse:
         return pb.StartContainerResponse(container=self.m.describe(await self.m.start(request.id, request.rootfs)))
 
-    async def StopContainer(
-        self, request: pb.StopContainerRequest, context: grpc.aio.ServicerContext
-    ) -> pb.StopContainerResponse:
+    async def StopContainer(self, request: pb.StopContainerRequest, context: Ctx) -> pb.StopContainerResponse:
         return pb.StopContainerResponse(container=await self.m.stop(request.id, request.timeout_seconds))
 
-    async def KillContainer(
-        self, request: pb.KillContainerRequest, context: grpc.aio.ServicerContext
-    ) -> pb.KillContainerResponse:
+    async def KillContainer(self, request: pb.KillContainerRequest, context: Ctx) -> pb.KillContainerResponse:
         return pb.KillContainerResponse(container=await self.m.kill(request.id, request.signal))
 
-    async def WaitContainer(
-        self, request: pb.WaitContainerRequest, context: grpc.aio.ServicerContext
-    ) -> pb.WaitContainerResponse:
+    async def WaitContainer(self, request: pb.WaitContainerRequest, context: Ctx) -> pb.WaitContainerResponse:
         return pb.WaitContainerResponse(container=await self.m.wait(request.id))
 
-    async def DeleteContainer(
-        self, request: pb.DeleteContainerRequest, context: grpc.aio.ServicerContext
-    ) -> pb.DeleteContainerResponse:
+    async def DeleteContainer(self, request: pb.DeleteContainerRequest, context: Ctx) -> pb.DeleteContainerResponse:
         return pb.DeleteContainerResponse(container=await self.m.delete(request.id, request.force))
 
-    async def GetContainer(self, request: pb.GetContainerRequest, context: grpc.aio.ServicerContext) -> pb.GetContainerResponse:
+    async def GetContainer(self, request: pb.GetContainerRequest, context: Ctx) -> pb.GetContainerResponse:
         return pb.GetContainerResponse(container=self.m.describe(self.m.store.find(request.ref)))
 
-    async def ListContainers(
-        self, request: pb.ListContainersRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListContainersResponse:
+    async def ListContainers(self, request: pb.ListContainersRequest, context: Ctx) -> pb.ListContainersResponse:
         execs = self.m.store.all_execs()
         found = [self.m.describe(c, execs.get(c.id, [])) for c in self.m.store.list() if request.all or c.state == RUNNING]
         return pb.ListContainersResponse(containers=found)
 
-    async def GetRuntimeInfo(
-        self, request: pb.GetRuntimeInfoRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetRuntimeInfoResponse:
+    async def GetRuntimeInfo(self, request: pb.GetRuntimeInfoRequest, context: Ctx) -> pb.GetRuntimeInfoResponse:
         states = [c.state for c in self.m.store.list()]
         out = pb.GetRuntimeInfoResponse()
         out.CopyFrom(self.info)
@@ -73,32 +56,24 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         out.containers_exited = states.count(EXITED)
         return out
 
-    async def CreateNetwork(
-        self, request: pb.CreateNetworkRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CreateNetworkResponse:
+    async def CreateNetwork(self, request: pb.CreateNetworkRequest, context: Ctx) -> pb.CreateNetworkResponse:
         return pb.CreateNetworkResponse(network=await self.m.networks.create(request.name, request.subnet))
 
-    async def GetNetwork(self, request: pb.GetNetworkRequest, context: grpc.aio.ServicerContext) -> pb.GetNetworkResponse:
+    async def GetNetwork(self, request: pb.GetNetworkRequest, context: Ctx) -> pb.GetNetworkResponse:
         return pb.GetNetworkResponse(network=self.m.networks.get(request.ref))
 
-    async def ListNetworks(self, request: pb.ListNetworksRequest, context: grpc.aio.ServicerContext) -> pb.ListNetworksResponse:
+    async def ListNetworks(self, request: pb.ListNetworksRequest, context: Ctx) -> pb.ListNetworksResponse:
         return pb.ListNetworksResponse(networks=self.m.networks.list())
 
-    async def RemoveNetwork(
-        self, request: pb.RemoveNetworkRequest, context: grpc.aio.ServicerContext
-    ) -> pb.RemoveNetworkResponse:
+    async def RemoveNetwork(self, request: pb.RemoveNetworkRequest, context: Ctx) -> pb.RemoveNetworkResponse:
         return pb.RemoveNetworkResponse(network=await self.m.networks.remove(request.ref))
 
-    async def Attach(
-        self, request_iterator: AsyncIterator[pb.AttachRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.AttachResponse]:
+    async def Attach(self, request_iterator: AsyncIterator[pb.AttachRequest], context: Ctx) -> AsyncIterator[pb.AttachResponse]:
         first = await first_message(request_iterator, "open")
         async for frame in stdio.attach(self.m, first.open, _frames(request_iterator)):
             yield pb.AttachResponse(frame=frame)
 
-    async def Exec(
-        self, request_iterator: AsyncIterator[pb.ExecRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ExecResponse]:
+    async def Exec(self, request_iterator: AsyncIterator[pb.ExecRequest], context: Ctx) -> AsyncIterator[pb.ExecResponse]:
         first = await first_message(request_iterator, "open")
         async for item in stdio.exec_(self.m, first.open, _frames(request_iterator)):
             if isinstance(item, str):
@@ -106,9 +81,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
             else:
                 yield pb.ExecResponse(frame=item)
 
-    async def CopyTo(
-        self, request_iterator: AsyncIterator[pb.CopyToRequest], context: grpc.aio.ServicerContext
-    ) -> pb.CopyToResponse:
+    async def CopyTo(self, request_iterator: AsyncIterator[pb.CopyToRequest], context: Ctx) -> pb.CopyToResponse:
         header = (await first_message(request_iterator, "header")).header
         chunks = (part.chunk async for part in request_iterator)
         return pb.CopyToResponse(files=await self.m.copy_to(header.id, header.path, chunks))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-import grpc
-
 from teu_api.errors import InvalidArgument
 from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
 from teu_api.types.v1 import types_pb2
 from teu_common.opening import first_message
+from teu_common.rpctypes import Ctx
 from teu_storage import credentials, remote, uploads
 from teu_storage.imagespec import ImageConfig
 from teu_storage.metadata import Image
@@ -30,7 +29,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def ImportImage(
         self,
         request_iterator: AsyncIterator[storage_pb2.ImportImageRequest],
-        context: grpc.aio.ServicerContext,
+        context: Ctx,
     ) -> storage_pb2.ImportImageResponse:
         first = await first_message(request_iterator, "header")
         image = await self._storage.import_image(
@@ -41,49 +40,45 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         )
         return storage_pb2.ImportImageResponse(image=_image_to_proto(image))
 
-    async def GetImage(
-        self, request: storage_pb2.GetImageRequest, context: grpc.aio.ServicerContext
-    ) -> storage_pb2.GetImageResponse:
+    async def GetImage(self, request: storage_pb2.GetImageRequest, context: Ctx) -> storage_pb2.GetImageResponse:
         image = await asyncio.to_thread(self._storage.get_image, request.ref)
         return storage_pb2.GetImageResponse(image=_image_to_proto(image))
 
-    async def ListImages(
-        self, request: storage_pb2.ListImagesRequest, context: grpc.aio.ServicerContext
-    ) -> storage_pb2.ListImagesResponse:
+    async def ListImages(self, request: storage_pb2.ListImagesRequest, context: Ctx) -> storage_pb2.ListImagesResponse:
         images = await asyncio.to_thread(self._storage.list_images)
         return storage_pb2.ListImagesResponse(images=[_image_to_proto(i) for i in images])
 
     async def PrepareSnapshot(
-        self, request: storage_pb2.PrepareSnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: storage_pb2.PrepareSnapshotRequest, context: Ctx
     ) -> storage_pb2.PrepareSnapshotResponse:
         mounts = await asyncio.to_thread(self._storage.prepare_snapshot, request.key, request.image_id)
         return storage_pb2.PrepareSnapshotResponse(mounts=[_mount_to_proto(m) for m in mounts])
 
     async def GetSnapshotMounts(
-        self, request: storage_pb2.GetSnapshotMountsRequest, context: grpc.aio.ServicerContext
+        self, request: storage_pb2.GetSnapshotMountsRequest, context: Ctx
     ) -> storage_pb2.GetSnapshotMountsResponse:
         mounts = await asyncio.to_thread(self._storage.snapshot_mounts, request.key)
         return storage_pb2.GetSnapshotMountsResponse(mounts=[_mount_to_proto(m) for m in mounts])
 
     async def RemoveSnapshot(
-        self, request: storage_pb2.RemoveSnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: storage_pb2.RemoveSnapshotRequest, context: Ctx
     ) -> storage_pb2.RemoveSnapshotResponse:
         removed = await asyncio.to_thread(self._storage.remove_snapshot, request.key)
         return storage_pb2.RemoveSnapshotResponse(removed=removed)
 
     async def GetStorageInfo(
-        self, request: storage_pb2.GetStorageInfoRequest, context: grpc.aio.ServicerContext
+        self, request: storage_pb2.GetStorageInfoRequest, context: Ctx
     ) -> storage_pb2.GetStorageInfoResponse:
         info = await asyncio.to_thread(self._storage.info)
         return storage_pb2.GetStorageInfoResponse(
             driver=info.driver, images=info.images, snapshots=info.snapshots, root=info.root
         )
 
-    async def Diff(self, request: storage_pb2.DiffRequest, context: grpc.aio.ServicerContext) -> storage_pb2.DiffResponse:
+    async def Diff(self, request: storage_pb2.DiffRequest, context: Ctx) -> storage_pb2.DiffResponse:
         changes = await asyncio.to_thread(self._storage.diff, request.key)
         return storage_pb2.DiffResponse(changes=[storage_pb2.Change(kind=c.kind, path=c.path) for c in changes])
 
-    async def Commit(self, request: storage_pb2.CommitRequest, context: grpc.aio.ServicerContext) -> storage_pb2.CommitResponse:
+    async def Commit(self, request: storage_pb2.CommitRequest, context: Ctx) -> storage_pb2.CommitResponse:
         image = await asyncio.to_thread(
             self._storage.commit,
             request.key,
@@ -94,23 +89,19 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         )
         return storage_pb2.CommitResponse(image=_image_to_proto(image))
 
-    async def Export(
-        self, request: storage_pb2.ExportRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[storage_pb2.ExportResponse]:
+    async def Export(self, request: storage_pb2.ExportRequest, context: Ctx) -> AsyncIterator[storage_pb2.ExportResponse]:
         await asyncio.to_thread(self._storage.snapshot_mounts, request.key)  # NotFound before any byte
         async for chunk in stream_from_thread(lambda out: self._storage.export(request.key, out)):
             yield storage_pb2.ExportResponse(chunk=chunk)
 
-    async def CopyFrom(
-        self, request: storage_pb2.CopyFromRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[storage_pb2.CopyFromResponse]:
+    async def CopyFrom(self, request: storage_pb2.CopyFromRequest, context: Ctx) -> AsyncIterator[storage_pb2.CopyFromResponse]:
         async for chunk in stream_from_thread(lambda out: self._storage.copy_from(request.key, request.path, out)):
             yield storage_pb2.CopyFromResponse(chunk=chunk)
 
     async def CopyTo(
         self,
         request_iterator: AsyncIterator[storage_pb2.CopyToRequest],
-        context: grpc.aio.ServicerContext,
+        context: Ctx,
     ) -> storage_pb2.CopyToResponse:
         first = await first_message(request_iterator, "header")
         header = first.header
@@ -122,21 +113,15 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             tar_path.unlink(missing_ok=True)
         return storage_pb2.CopyToResponse(files=files)
 
-    async def TagImage(
-        self, request: storage_pb2.TagImageRequest, context: grpc.aio.ServicerContext
-    ) -> storage_pb2.TagImageResponse:
+    async def TagImage(self, request: storage_pb2.TagImageRequest, context: Ctx) -> storage_pb2.TagImageResponse:
         image = await asyncio.to_thread(self._storage.tag, request.source, request.target)
         return storage_pb2.TagImageResponse(image=_image_to_proto(image))
 
-    async def RemoveImage(
-        self, request: storage_pb2.RemoveImageRequest, context: grpc.aio.ServicerContext
-    ) -> storage_pb2.RemoveImageResponse:
+    async def RemoveImage(self, request: storage_pb2.RemoveImageRequest, context: Ctx) -> storage_pb2.RemoveImageResponse:
         untagged, deleted = await asyncio.to_thread(self._storage.remove_image, request.ref, request.force)
         return storage_pb2.RemoveImageResponse(untagged=untagged, deleted=deleted)
 
-    async def History(
-        self, request: storage_pb2.HistoryRequest, context: grpc.aio.ServicerContext
-    ) -> storage_pb2.HistoryResponse:
+    async def History(self, request: storage_pb2.HistoryRequest, context: Ctx) -> storage_pb2.HistoryResponse:
         entries = await asyncio.to_thread(self._storage.history, request.ref)
         return storage_pb2.HistoryResponse(
             entries=[
@@ -148,7 +133,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         )
 
     async def SaveImages(
-        self, request: storage_pb2.SaveImagesRequest, context: grpc.aio.ServicerContext
+        self, request: storage_pb2.SaveImagesRequest, context: Ctx
     ) -> AsyncIterator[storage_pb2.SaveImagesResponse]:
         names, fmt = list(request.refs), request.format
         for name in names:  # NotFound before any byte is sent
@@ -159,7 +144,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def LoadImages(
         self,
         request_iterator: AsyncIterator[storage_pb2.LoadImagesRequest],
-        context: grpc.aio.ServicerContext,
+        context: Ctx,
     ) -> storage_pb2.LoadImagesResponse:
         tar_path = await uploads.receive(self._storage.tmp, (r.chunk async for r in request_iterator))
         try:
@@ -168,9 +153,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             tar_path.unlink(missing_ok=True)
         return storage_pb2.LoadImagesResponse(images=[_image_to_proto(i) for i in images])
 
-    async def Pull(
-        self, request: storage_pb2.PullRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[storage_pb2.PullResponse]:
+    async def Pull(self, request: storage_pb2.PullRequest, context: Ctx) -> AsyncIterator[storage_pb2.PullResponse]:
         remote.parse_remote(request.ref, allow_digest=True)  # InvalidArgument before any thread starts
         auth = credentials.from_proto(request.auth)  # for this reference's registry only
 
@@ -183,9 +166,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             else:
                 yield storage_pb2.PullResponse(progress=_progress_to_proto(event))
 
-    async def Push(
-        self, request: storage_pb2.PushRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[storage_pb2.PushResponse]:
+    async def Push(self, request: storage_pb2.PushRequest, context: Ctx) -> AsyncIterator[storage_pb2.PushResponse]:
         remote.parse_remote(request.ref, allow_digest=False)
         auth = credentials.from_proto(request.auth)  # for this reference's registry only
 
@@ -198,7 +179,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             else:
                 yield storage_pb2.PushResponse(progress=_progress_to_proto(event))
 
-    async def Prune(self, request: storage_pb2.PruneRequest, context: grpc.aio.ServicerContext) -> storage_pb2.PruneResponse:
+    async def Prune(self, request: storage_pb2.PruneRequest, context: Ctx) -> storage_pb2.PruneResponse:
         deleted, reclaimed = await asyncio.to_thread(self._storage.prune, request.all)
         return storage_pb2.PruneResponse(deleted=deleted, reclaimed=reclaimed)
 
