@@ -122,7 +122,7 @@ class FakeLogs:
         return lg.PrepareLogResponse(path=f"/logs/{req.container_id}/ctr.log")
 
     async def ConfigureLog(self, req: lg.ConfigureLogRequest) -> lg.ConfigureLogResponse:
-        return lg.ConfigureLogResponse()
+        return lg.ConfigureLogResponse(max_size=req.max_size or 20 << 20, max_files=req.max_files or 5)
 
     async def RemoveLog(self, req: lg.RemoveLogRequest) -> lg.RemoveLogResponse:
         self.lines.pop(req.container_id, None)
@@ -284,5 +284,17 @@ def test_after_a_gateway_restart_started_rm_containers_are_watched_again() -> No
         fakes.runtime.exit(keep.id, 0)
         await restarted.auto_remover.removed(rm.id)
         assert list(fakes.runtime.containers) == [keep.id]
+
+    drive(body)
+
+
+def test_create_bounds_conmons_log_above_the_rotation_size_in_force() -> None:
+    """The runtime gets conmon's backstop: 4x the rotation size the logs service put in force, at least 16 MiB."""
+
+    async def body(f: Flows, fakes: Fakes) -> None:
+        big = await f.create(gw.ContainerConfig(image="busybox", cmd=["true"], log_opts={"max-size": "10m"}))
+        default = await f.create(gw.ContainerConfig(image="busybox", cmd=["true"]))
+        small = await f.create(gw.ContainerConfig(image="busybox", cmd=["true"], log_opts={"max-size": "1m"}))
+        assert [c.spec.log_size_max for c in (big, default, small)] == [40 << 20, 80 << 20, 16 << 20]
 
     drive(body)

@@ -64,28 +64,22 @@ class Flows:
         cid = secrets.token_hex(32)
         await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=cid, image_id=image.id)))
         try:
-            log_path = (await call("logs", self.b.logs.PrepareLog(lg.PrepareLogRequest(container_id=cid)))).path
-            spec.log_path = log_path
+            spec.log_path, spec.log_size_max = await self._prepare_log(cid, config)
             req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
             created: rt.CreateContainerResponse = await call("runtime", self.b.runtime.CreateContainer(req))
         except BaseException:
             await self._release(cid)
             raise
-        await self._configure_log(created.container)
         return created.container
 
-    async def _configure_log(self, c: rt.Container) -> None:
-        """Hands the logs service the container's retention and conmon's control fifo (for rotation).
-        The logs service keeps it; if it is down now, the container still runs (its log just does not
-        rotate until it is configured)."""
-        config = gw.ContainerConfig()
-        config.ParseFromString(c.spec.extensions.get(options.CONFIG_KEY, b""))
+    async def _prepare_log(self, cid: str, config: gw.ContainerConfig) -> tuple[str, int]:
+        """The log conmon will write, with its retention set: (path, conmon's backstop bound, a multiple
+        of the rotation size in force, for when the logs service cannot rotate)."""
+        path = (await call("logs", self.b.logs.PrepareLog(lg.PrepareLogRequest(container_id=cid)))).path
         size, files = options.log_options(config.log_opts)
-        req = lg.ConfigureLogRequest(container_id=c.id, max_size=size, max_files=files, control_path=c.control_path)
-        try:
-            await call("logs", self.b.logs.ConfigureLog(req))
-        except TeuError as exc:
-            log.warning("configure_log_failed", container=c.id[:12], error=exc.message)
+        req = lg.ConfigureLogRequest(container_id=cid, max_size=size, max_files=files)
+        in_force = await call("logs", self.b.logs.ConfigureLog(req))
+        return path, options.log_backstop(in_force.max_size)
 
     async def _release(self, cid: str) -> None:
         """Removes a container's snapshot and log (concurrently), best effort."""

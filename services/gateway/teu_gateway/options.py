@@ -76,6 +76,14 @@ def check_resources(res: types_pb2.Resources, cpus: int) -> types_pb2.Resources:
 LOG_OPTS = ("max-size", "max-files")
 
 
+def log_backstop(max_size: int) -> int:
+    """conmon's own bound on a log file (--log-size-max) for a log rotated at ``max_size``: what bounds
+    the disk while the logs service cannot rotate, far enough above the rotation size (4x, at least
+    16 MiB) that a writer as fast as conmon can log never reaches it while the logs service rotates
+    (it would cost lines: conmon starts the file anew)."""
+    return max(4 * max_size, 16 << 20)
+
+
 def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
     """(max segment bytes, max segments) from ``--log-opt``; 0 means the engine's default."""
     unknown = set(opts) - set(LOG_OPTS)

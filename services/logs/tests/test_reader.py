@@ -73,7 +73,7 @@ def test_offsets_are_global_across_rotations_and_retention(d: LogDir) -> None:
     for n in range(4):
         append(d, numbered(n * 10, 10))
         if n < 3:
-            assert rotate(d, 2, "")
+            assert rotate(d, 2)
     apply_retention(d, 2)  # what the next check does once conmon has reopened
     assert len(d.segments()) == 1
     batches = read(d)
@@ -85,7 +85,7 @@ def test_resuming_from_every_offset_continues_without_gap_or_repeat(d: LogDir) -
     """Each batch offset, given back, yields exactly what follows it, across segment boundaries."""
     for n in range(3):
         append(d, numbered(n * 3000, 3000))
-        rotate(d, 10, "")
+        rotate(d, 10)
     append(d, numbered(9000, 500))
     batches = read(d, flt=Filter(records=True))
     assert lines(batches) == [b"line %d\n" % i for i in range(9500)]
@@ -98,23 +98,23 @@ def test_offset_in_a_deleted_segment_continues_at_the_oldest_data(d: LogDir) -> 
     """A position inside a segment retention removed resumes at the oldest remaining record."""
     append(d, numbered(0, 10))
     first = read(d)
-    rotate(d, 5, "")
+    rotate(d, 5)
     append(d, numbered(10, 10))
-    rotate(d, 5, "")
+    rotate(d, 5)
     append(d, numbered(20, 10))
-    rotate(d, 1, "")
+    rotate(d, 1)
     assert text(read(d, offset=first[0].offset // 2)) == b"".join(b"line %d\n" % i for i in range(20, 30))
 
 
 def test_restart_continues_offsets(d: LogDir) -> None:
     """A new LogDir on the same directory (a restarted service) keeps positions, even with every segment gone."""
     append(d, numbered(0, 10))
-    rotate(d, 1, "")
+    rotate(d, 1)
     append(d, numbered(10, 10))
-    rotate(d, 1, "")
+    rotate(d, 1)
     append(d, numbered(20, 10))
     end = read(d)[-1].offset
-    rotate(d, 1, "")
+    rotate(d, 1)
     append(d, numbered(30, 5))
     apply_retention(d, 1)
     assert d.segments() == []
@@ -185,7 +185,7 @@ def test_since_binary_search_matches_a_linear_scan(d: LogDir, seed: int) -> None
         append(d, part)
         raw += part
         if n < 2:
-            rotate(d, 10, "")
+            rotate(d, 10)
     t0 = parse_timestamp(SECOND % (0, 0))
     for t in [t0 - 5, t0, t0 + ns, t0 + ns + 1] + [t0 + rng.randint(0, ns) for _ in range(40)]:
         assert find_time(d, t) == linear_first_at_or_after(raw, t), t
@@ -194,7 +194,7 @@ def test_since_binary_search_matches_a_linear_scan(d: LogDir, seed: int) -> None
 def test_since_and_until_read(d: LogDir) -> None:
     """A read with since and until returns exactly the records in [since, until)."""
     append(d, numbered(0, 50))
-    rotate(d, 10, "")
+    rotate(d, 10)
     append(d, numbered(50, 50))
     t0 = parse_timestamp(SECOND % (0, 0))
     batches = read(d, flt=Filter(since=t0 + 30, until=t0 + 70, records=True))
@@ -204,9 +204,9 @@ def test_since_and_until_read(d: LogDir) -> None:
 def test_tail_reaches_into_older_segments(d: LogDir) -> None:
     """Tail N takes lines from the previous segment when the current file holds fewer than N."""
     append(d, numbered(0, 10))
-    rotate(d, 10, "")
+    rotate(d, 10)
     append(d, numbered(10, 10))
-    rotate(d, 10, "")
+    rotate(d, 10)
     append(d, numbered(20, 2))
     assert text(read(d, tail=5)) == b"".join(b"line %d\n" % i for i in range(17, 22))
     assert text(read(d, tail=100)) == b"".join(b"line %d\n" % i for i in range(22))
@@ -257,7 +257,7 @@ def test_follow_across_manual_rotations_has_no_gap_or_repeat(d: LogDir) -> None:
         for n in range(30):
             append(d, numbered(n * 100, 100))
             if n % 7 == 6:
-                rotate(d, 3, "")
+                rotate(d, 3)
             await asyncio.sleep(0.002)
         return await asyncio.wait_for(follower, 5)
 
@@ -387,7 +387,7 @@ def test_tail_matches_the_last_lines_of_a_full_read(d: LogDir, seed: int, monkey
             ),
         )
         if n < 2:
-            rotate(d, 10, "")
+            rotate(d, 10)
     for flt in (
         Filter(records=True),
         Filter(streams=frozenset({STDERR}), records=True),

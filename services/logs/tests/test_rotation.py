@@ -11,12 +11,29 @@ from pathlib import Path
 
 from teu_logs.logdirs import LogStore
 from teu_logs.reader import ReadOptions, read_log
-from teu_logs.rotation import Rotator, send_reopen
+from teu_logs.rotation import Reopen, Rotator, apply_retention
 from teu_logs.scan import Filter
 from teu_logs.segments import LogConfig, LogDir
 
 CID = "cd" * 32
 TS = b"2026-11-30T06:24:30.%09d+00:00"
+
+
+def fifo_reopen(ctl: Path) -> Reopen:
+    """A reopen that writes ``2 0 0`` to a fake conmon's control fifo, as the runtime does."""
+
+    async def reopen(_cid: str) -> bool:
+        try:
+            fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            os.write(fd, b"2 0 0\n")
+        finally:
+            os.close(fd)
+        return True
+
+    return reopen
 
 
 class FakeConmon(threading.Thread):
@@ -63,11 +80,11 @@ def test_rotation_with_fake_conmon_loses_and_repeats_nothing(tmp_path: Path) -> 
     count = 6000
 
     async def scenario() -> tuple[list[bytes], FakeConmon, int]:
-        store = LogStore(tmp_path)
-        path = await store.prepare(CID)
         ctl = tmp_path / "ctl"
+        store = LogStore(tmp_path, reopen=fifo_reopen(ctl))
+        path = await store.prepare(CID)
         conmon = FakeConmon(path, ctl, count)
-        await store.configure(CID, 4096, 6, str(ctl))
+        await store.configure(CID, 4096, 6)
         maintainer = asyncio.create_task(store.maintain(interval=0.01))
         got: list[bytes] = []
         conmon.start()
@@ -96,10 +113,10 @@ def test_batch_read_after_rotations_is_the_retained_suffix(tmp_path: Path) -> No
     count = 3000
 
     async def scenario() -> list[bytes]:
-        store = LogStore(tmp_path)
+        store = LogStore(tmp_path, reopen=fifo_reopen(tmp_path / "ctl"))
         path = await store.prepare(CID)
         conmon = FakeConmon(path, tmp_path / "ctl", count)
-        await store.configure(CID, 2048, 3, str(tmp_path / "ctl"))
+        await store.configure(CID, 2048, 3)
         maintainer = asyncio.create_task(store.maintain(interval=0.005))
         conmon.start()
         await asyncio.to_thread(conmon.join)
@@ -113,47 +130,62 @@ def test_batch_read_after_rotations_is_the_retained_suffix(tmp_path: Path) -> No
     assert first > 0
 
 
-def test_reopen_to_a_fifo_without_conmon_reports_it_gone(tmp_path: Path) -> None:
-    """With no reader on the fifo (conmon gone) the reopen fails fast instead of blocking."""
-    ctl = tmp_path / "ctl"
-    os.mkfifo(ctl)
-    assert not send_reopen(str(ctl))
-    assert not send_reopen(str(tmp_path / "missing"))
-
-
-def test_rotation_without_conmon_just_renames(tmp_path: Path) -> None:
-    """When conmon is gone, rotation renames the file and positions stay continuous."""
+def test_a_log_whose_conmon_is_gone_is_trimmed_to_its_bound(tmp_path: Path) -> None:
+    """When the reopen finds no conmon (the container exited), the oversized log is renamed and cut to
+    max_size x max_files at a record boundary; positions stay what they were."""
     d = LogDir(tmp_path)
-    d.config = LogConfig(100, 5, str(tmp_path / "ctl"))
-    d.current.write_bytes(b"".join(b"%s stdout F line %d\n" % (TS % i, i) for i in range(10)))
+    d.config = LogConfig(100, 3)
+    records = [b"%s stdout F line %d\n" % (TS % i, i) for i in range(10)]
+    d.current.write_bytes(b"".join(records))
     size = d.current.stat().st_size
-    Rotator().check(d)
+    asyncio.run(Rotator(fifo_reopen(tmp_path / "ctl")).check(CID, d))
+    kept = b"".join(records[-5:])  # 5 records of 52 bytes fit in 300
     assert not d.current.exists()
-    assert d.segments() == [(0, tmp_path / "seg-00000000000000000000.log")]
+    assert d.segments() == [(size - len(kept), tmp_path / f"seg-{size - len(kept):020d}.log")]
+    assert d.segments()[0][1].read_bytes() == kept
     assert d.current_base() == size
 
 
-def test_lost_reopen_is_resent_once_conmon_keeps_writing_to_the_old_file(tmp_path: Path) -> None:
-    """If the service died between rename and reopen, a later check sends the reopen once growth proves it safe."""
-    ctl = tmp_path / "ctl"
-    os.mkfifo(ctl)
-    rfd = os.open(ctl, os.O_RDONLY | os.O_NONBLOCK)
-    try:
+def test_lost_reopen_is_asked_again_once_conmon_keeps_writing_to_the_old_file(tmp_path: Path) -> None:
+    """If the reopen was lost (the service died between rename and reopen, or the runtime could not be
+    reached), a later check asks again once growth proves it safe."""
+    asked: list[str] = []
+
+    async def reopen(cid: str) -> bool:
+        asked.append(cid)
+        return True
+
+    async def scenario() -> None:
         d = LogDir(tmp_path)
-        d.config = LogConfig(10**6, 5, str(ctl))
+        d.config = LogConfig(10**6, 5)
         seg = tmp_path / "seg-00000000000000000000.log"
         seg.write_bytes(TS % 0 + b" stdout F a\n")
-        rotator = Rotator()
-        rotator.check(d, now=100.0)
-        rotator.check(d, now=101.5)  # checkpoint of the size, a while after the gap began
-        rotator.check(d, now=101.6)
-        assert os.read(rfd, 64) == b""  # no growth yet: nothing sent
+        rotator = Rotator(reopen)
+        await rotator.check(CID, d, now=100.0)
+        await rotator.check(CID, d, now=101.5)  # checkpoint of the size, a while after the gap began
+        await rotator.check(CID, d, now=101.6)
+        assert asked == []  # no growth yet: nothing asked
         with open(seg, "ab") as f:
             f.write(TS % 1 + b" stdout F b\n")
-        rotator.check(d, now=101.7)
-        assert os.read(rfd, 64) == b"2 0 0\n"
-    finally:
-        os.close(rfd)
+        await rotator.check(CID, d, now=101.7)
+        assert asked == [CID]
+
+    asyncio.run(scenario())
+
+
+def test_retention_keeps_the_byte_bound_too(tmp_path: Path) -> None:
+    """Retention deletes the oldest segments while the log holds more than max_size x max_files bytes,
+    even with fewer files than max_files (a segment that grew past max_size while conmon had not
+    reopened yet), and never the file conmon may still write."""
+    d = LogDir(tmp_path)
+    d.config = LogConfig(100, 3)
+    for base, size in ((0, 100), (100, 150)):
+        (tmp_path / f"seg-{base:020d}.log").write_bytes(b"x" * size)
+    d.current.write_bytes(b"x" * 60)
+    asyncio.run(Rotator(None).check(CID, d))
+    assert [b for b, _ in d.segments()] == [100] and d.floor == 250
+    d.current.unlink()
+    assert apply_retention(d, 3, 10) == 0  # ctr.log absent: the newest segment may still be written
 
 
 def test_store_restart_reloads_config_and_rotates_oversized_logs(tmp_path: Path) -> None:
@@ -162,7 +194,7 @@ def test_store_restart_reloads_config_and_rotates_oversized_logs(tmp_path: Path)
     async def scenario() -> None:
         store = LogStore(tmp_path)
         path = await store.prepare(CID)
-        cfg = await store.configure(CID, 100, 2, str(tmp_path / "ctl"))
+        cfg = await store.configure(CID, 100, 2)
         assert (cfg.max_size, cfg.max_files) == (100, 2)
         path.write_bytes(b"".join(b"%s stdout F line %d\n" % (TS % i, i) for i in range(10)))
         offset = [b async for b in store.read(CID, ReadOptions())][-1].offset

@@ -89,11 +89,10 @@ def test_configure_log_applies_defaults_and_persists(tmp_path: Path) -> None:
 
     async def scenario(stub: logs_pb2_grpc.LogsServiceStub) -> None:
         await stub.PrepareLog(logs_pb2.PrepareLogRequest(container_id=CID))
-        ctl = str(tmp_path / "ctl")
-        response = await stub.ConfigureLog(logs_pb2.ConfigureLogRequest(container_id=CID, max_files=3, control_path=ctl))
+        response = await stub.ConfigureLog(logs_pb2.ConfigureLogRequest(container_id=CID, max_files=3))
         assert (response.max_size, response.max_files) == (20 * 1024 * 1024, 3)
         cfg = LogDir(tmp_path / CID).config
-        assert cfg is not None and (cfg.max_size, cfg.max_files, cfg.control_path) == (20 * 1024 * 1024, 3, ctl)
+        assert cfg is not None and (cfg.max_size, cfg.max_files) == (20 * 1024 * 1024, 3)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.ConfigureLog(logs_pb2.ConfigureLogRequest(container_id=CID, max_size=-1))
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

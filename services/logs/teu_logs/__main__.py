@@ -8,17 +8,20 @@ from teu_api.logs.v1 import logs_pb2_grpc
 from teu_common.config import Config
 from teu_common.server import Lifecycle, Service, main
 from teu_logs.logdirs import LogStore
+from teu_logs.reopen import RuntimeReopen
 from teu_logs.service import LogsServicer
 
 
 async def build(cfg: Config) -> Lifecycle:
     """The logs service over the state directory ``<root>/logs``, with its rotation task."""
-    store = LogStore(cfg.state_dir("logs"))
+    reopen = RuntimeReopen(cfg)
+    store = LogStore(cfg.state_dir("logs"), reopen=reopen)
     # First round now: logs that outgrew their bound while the service was down rotate at once.
     await store.tick()
     rotation = asyncio.create_task(store.maintain(), name="log-rotation")
     return Lifecycle(
         services=[Service(logs_pb2_grpc.add_LogsServiceServicer_to_server, LogsServicer(store), "teu.logs.v1.LogsService")],
+        on_stop=reopen.close,
         background=[rotation],
     )
 

@@ -18,9 +18,10 @@ from typing import Final
 import structlog
 
 from teu_api.errors import InvalidArgument, NotFound
+from teu_logs.inotify import Inotify
 from teu_logs.k8sfile import STDERR, STDOUT
 from teu_logs.reader import Batch, ReadOptions, read_log
-from teu_logs.rotation import Rotator, apply_retention
+from teu_logs.rotation import Reopen, Rotator, apply_retention
 from teu_logs.scan import Filter
 from teu_logs.segments import LOG_NAME, STATE_NAME, LogConfig, LogDir
 
@@ -29,8 +30,11 @@ log = structlog.get_logger()
 _ID: Final = re.compile(r"[0-9a-f]{64}")
 DEFAULT_MAX_SIZE: Final = 20 * 1024 * 1024
 DEFAULT_MAX_FILES: Final = 5
-#: How often the background task looks at the configured logs (a stat each).
-CHECK_INTERVAL: Final = 0.25
+#: How often the background task looks at every configured log even if inotify reported nothing.
+CHECK_INTERVAL: Final = 1.0
+#: The least time between two looks at the logs that changed: a writer that never pauses makes
+#: events without end, and a look every 2 ms keeps rotation within a fraction of a MiB of the size.
+MIN_INTERVAL: Final = 0.002
 
 
 def env_int(name: str, default: int) -> int:
@@ -51,12 +55,19 @@ def env_int(name: str, default: int) -> int:
 class LogStore:
     """The log directories under one root: conmon writes the files, this class rotates and serves them."""
 
-    def __init__(self, root: Path, *, max_size: int | None = None, max_files: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, reopen: Reopen | None = None, max_size: int | None = None, max_files: int | None = None
+    ) -> None:
+        """``reopen`` asks conmon, through the runtime, to reopen a container's log after a rotation
+        (None: logs are renamed only, as for a container whose conmon is gone)."""
         self.root = root.absolute()
         self.max_size = max_size or env_int("TEU_LOG_MAX_SIZE", DEFAULT_MAX_SIZE)
         self.max_files = max_files or env_int("TEU_LOG_MAX_FILES", DEFAULT_MAX_FILES)
         self._dirs: dict[str, LogDir] = {}
-        self._rotator = Rotator()
+        self._rotator = Rotator(reopen)
+        # Set by maintain(): the watches of the configured logs' directories.
+        self._inotify: Inotify | None = None
+        self._watches: dict[int, str] = {}
         # Serialises rotation against configuration and removal (readers never take it).
         self._lock = asyncio.Lock()
         self._load()
@@ -95,19 +106,18 @@ class LogStore:
         log.info("log_prepared", container_id=container_id)
         return directory / LOG_NAME
 
-    async def configure(self, container_id: str, max_size: int, max_files: int, control_path: str) -> LogConfig:
-        """Sets the log's retention (0 = engine default) and conmon's control fifo; returns what is in force."""
+    async def configure(self, container_id: str, max_size: int, max_files: int) -> LogConfig:
+        """Sets the log's retention (0 = engine default); returns what is in force."""
         if max_size < 0 or max_files < 0:
             raise InvalidArgument(f"max_size and max_files must not be negative, got {max_size} and {max_files}")
-        if control_path and not os.path.isabs(control_path):
-            raise InvalidArgument(f"control_path must be absolute, got {control_path!r}")
-        cfg = LogConfig(max_size or self.max_size, max_files or self.max_files, control_path)
+        cfg = LogConfig(max_size or self.max_size, max_files or self.max_files)
         async with self._lock:
             d = await asyncio.to_thread(self._dir, container_id)
             d.config = cfg
             await asyncio.to_thread(d.save)
-            # A smaller max_files applies now; a smaller max_size at the next check.
-            await asyncio.to_thread(apply_retention, d, cfg.max_files)
+            # A smaller bound applies now; a smaller max_size at the next check.
+            await asyncio.to_thread(apply_retention, d, cfg.max_files, cfg.max_size * cfg.max_files)
+            self._watch(container_id, d)
         log.info("log_configured", container_id=container_id, max_size=cfg.max_size, max_files=cfg.max_files)
         return cfg
 
@@ -133,6 +143,7 @@ class LogStore:
             d = self._dirs.pop(container_id, None)
             if d is not None:
                 self._rotator.forget(d)
+                self._unwatch(container_id)
             try:
                 await asyncio.to_thread(shutil.rmtree, directory)
             except FileNotFoundError:
@@ -167,27 +178,71 @@ class LogStore:
                 count -= 1
         return total, count
 
-    def _tick(self) -> None:
-        """One round of rotation checks over the configured logs (runs in a worker thread)."""
-        for d in list(self._dirs.values()):
-            try:
-                self._rotator.check(d)
-            except OSError as exc:
-                log.warning("log_rotation_failed", path=str(d.path), error=str(exc))
+    def _watch(self, container_id: str, d: LogDir) -> None:
+        """Wakes rotation when the log's directory changes (once maintain() runs)."""
+        if self._inotify is None or container_id in self._watches.values():
+            return
+        try:
+            self._watches[self._inotify.watch(d.path)] = container_id
+        except OSError as exc:  # the periodic round still looks at it
+            log.warning("log_watch_failed", path=str(d.path), error=str(exc))
+
+    def _unwatch(self, container_id: str) -> None:
+        for wd, cid in list(self._watches.items()):
+            if cid == container_id:
+                del self._watches[wd]
+                if self._inotify is not None:
+                    self._inotify.unwatch(wd)
+
+    async def _check(self, container_ids: list[str]) -> None:
+        """One look at each of these logs (rotation, reopen, retention)."""
+        async with self._lock:
+            for cid in container_ids:
+                d = self._dirs.get(cid)
+                if d is None:
+                    continue
+                try:
+                    await self._rotator.check(cid, d)
+                except OSError as exc:
+                    log.warning("log_rotation_failed", path=str(d.path), error=str(exc))
 
     async def tick(self) -> None:
-        """One round of rotation checks."""
-        async with self._lock:
-            await asyncio.to_thread(self._tick)
+        """One look at every configured log."""
+        await self._check(list(self._dirs))
 
     async def maintain(self, interval: float = CHECK_INTERVAL) -> None:
-        """Rotates the configured logs as they grow, until cancelled (the service's background task)."""
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("log_maintenance_failed")  # keep going: one bad round must not stop rotation
-            await asyncio.sleep(interval)
+        """Keeps the configured logs within their bounds until cancelled (the service's background task):
+        a look at a log as soon as inotify says it changed, and at every log each ``interval``."""
+        loop = asyncio.get_running_loop()
+        inotify = self._inotify = Inotify()
+        woken = asyncio.Event()
+        changed: set[int] = set()
+
+        def readable() -> None:
+            changed.update(inotify.changed())
+            woken.set()
+
+        loop.add_reader(inotify.fd, readable)
+        try:
+            for cid, d in list(self._dirs.items()):
+                self._watch(cid, d)
+            while True:
+                try:
+                    await asyncio.wait_for(woken.wait(), interval)
+                    woken.clear()
+                    due = [self._watches[wd] for wd in changed if wd in self._watches]
+                    changed.clear()
+                    await self._check(due)
+                except TimeoutError:
+                    await self.tick()
+                except Exception:
+                    log.exception("log_maintenance_failed")  # keep going: one bad round must not stop rotation
+                await asyncio.sleep(MIN_INTERVAL)
+        finally:
+            loop.remove_reader(inotify.fd)
+            self._inotify = None
+            self._watches.clear()
+            inotify.close()
 
 
 def make_filter(streams: list[int], grep: str, since: int, until: int, timestamps: bool) -> Filter:

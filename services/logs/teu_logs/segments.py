@@ -60,7 +60,6 @@ class LogConfig:
 
     max_size: int
     max_files: int
-    control_path: str
 
 
 class LogDir:
@@ -88,7 +87,7 @@ class LogDir:
         self.floor = int(raw.get("floor", 0))
         cfg = raw.get("config")
         if cfg:
-            self.config = LogConfig(int(cfg["max_size"]), int(cfg["max_files"]), str(cfg["control_path"]))
+            self.config = LogConfig(int(cfg["max_size"]), int(cfg["max_files"]))
 
     def save(self) -> None:
         """Writes ``state.json`` atomically (temp file, fsync, rename) so a crash leaves old or new."""

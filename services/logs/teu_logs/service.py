@@ -26,8 +26,8 @@ class LogsServicer(logs_pb2_grpc.LogsServiceServicer):
         return logs_pb2.PrepareLogResponse(path=str(path))
 
     async def ConfigureLog(self, request: logs_pb2.ConfigureLogRequest, context: object) -> logs_pb2.ConfigureLogResponse:
-        """Sets the log's retention and control fifo; answers with the values in force."""
-        cfg = await self.store.configure(request.container_id, request.max_size, request.max_files, request.control_path)
+        """Sets the log's retention; answers with the values in force."""
+        cfg = await self.store.configure(request.container_id, request.max_size, request.max_files)
         return logs_pb2.ConfigureLogResponse(max_size=cfg.max_size, max_files=cfg.max_files)
 
     async def ReadLog(self, request: logs_pb2.ReadLogRequest, context: object) -> AsyncIterator[logs_pb2.ReadLogResponse]:

@@ -43,3 +43,10 @@ def test_container_and_exec_command_lines_share_their_base() -> None:
     assert "-t" in main and "-i" in exe and "--full-attach" in main and "--full-attach" in exe
     assert exe[-4:] == ["-e", "--exec-attach", "--exec-process-spec", str(edir.process_spec)]
     assert m["--persist-dir"] == str(launch().bundle.persist)
+
+
+def test_the_monitor_bounds_its_log_only_when_asked() -> None:
+    """conmon gets --log-size-max from the spec's backstop; without one (older containers) it has none."""
+    bounded = conmon.Launch(**{**launch().__dict__, "log_size_max": 16 << 20})
+    assert flags(conmon.argv(bounded))["--log-size-max"] == str(16 << 20)
+    assert "--log-size-max" not in conmon.argv(launch())

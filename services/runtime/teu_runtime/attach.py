@@ -3,7 +3,8 @@
 The socket is AF_UNIX SOCK_SEQPACKET. Each packet from conmon is one read of the process's output,
 prefixed by one byte naming the stream (2 stdout, 3 stderr); input is raw bytes, at most 32 KiB per
 packet (conmon silently cuts larger ones). Shutting down our write side is an EOF on the process's
-stdin. Resizes go to the ``ctl`` fifo as ``1 <rows> <cols>``.
+stdin. The ``ctl`` fifo takes ``1 <rows> <cols>`` (resize) and ``2 0 0`` (reopen the log file); the
+runtime is its only writer.
 """
 
 from __future__ import annotations
@@ -73,14 +74,31 @@ class AttachSocket:
 
 
 def resize(ctl: Path, rows: int, cols: int) -> None:
-    """Asks conmon to resize the terminal; a no-op once conmon is gone (ENXIO)."""
+    """Asks conmon to resize the terminal; a no-op once conmon is gone."""
+    _control(ctl, f"1 {rows} {cols}\n".encode())
+
+
+def reopen_log(ctl: Path) -> bool:
+    """Asks conmon to reopen its log file (it creates a new one at its path); False if conmon is gone.
+
+    The logs service asks this right after renaming the file into a segment: conmon goes on writing to
+    the renamed file until it reads this line, so nothing is lost. Sent while the file still exists
+    under its name, the new file would replace it (notes on conmon's truncation in docs)."""
+    return _control(ctl, b"2 0 0\n")
+
+
+def _control(ctl: Path, line: bytes) -> bool:
+    """Writes one command line to conmon's control fifo, never blocking: with conmon gone there is no
+    reader and the open fails (ENXIO), with the fifo full the write does (EAGAIN). A line is shorter
+    than PIPE_BUF, so it arrives whole."""
     try:
-        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return
+        return False
     try:
-        os.write(fd, f"1 {rows} {cols}\n".encode())
+        os.write(fd, line)
+        return True
     except OSError:
-        pass
+        return False
     finally:
         os.close(fd)

@@ -35,6 +35,7 @@ class Launch:
     log_path: str
     terminal: bool
     stdin: bool
+    log_size_max: int = 0  # conmon's --log-size-max (0: none); exec sessions have no log
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ def command(launch: Launch, uuid: str, workdir: ConmonDir, pidfile: Path, exit_d
 def argv(launch: Launch) -> list[str]:
     """The container monitor's command line (pure)."""
     b = launch.bundle
+    bound = ["--log-size-max", str(launch.log_size_max)] if launch.log_size_max > 0 else []
     return command(launch, launch.cid, b, b.pidfile, b.exits, f"k8s-file:{launch.log_path}",
-                   "--persist-dir", str(b.persist), "-P", str(b.conmon_pid))  # fmt: skip
+                   "--persist-dir", str(b.persist), "-P", str(b.conmon_pid), *bound)  # fmt: skip
 
 
 _LOGRUS_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')

@@ -31,7 +31,7 @@ from teu_api.types.v1 import types_pb2
 from teu_common import perms
 from teu_common.idmap import IdMap
 from teu_common.signals import parse_signal
-from teu_runtime import cgroups, confine, conmon, copyin, execs, mounts, names, spec, users
+from teu_runtime import attach, cgroups, confine, conmon, copyin, execs, mounts, names, spec, users
 from teu_runtime.bundle import Bundle
 from teu_runtime.database import Container, Store
 from teu_runtime.network.networks import HOST, Networks, Plan
@@ -201,7 +201,7 @@ class Manager:
         """What conmon needs to run ``proc`` of container ``c`` (its main process or an exec)."""
         return conmon.Launch(conmon=self.settings.conmon, runtime=self.oci.path, runtime_root=self.oci.root, cid=c.id,
                              name=c.name, bundle=bundle, log_path=c.spec.log_path, terminal=proc.terminal,
-                             stdin=proc.open_stdin)  # fmt: skip
+                             stdin=proc.open_stdin, log_size_max=c.spec.log_size_max)  # fmt: skip
 
     async def _abort_start(self, c: Container, exc: BaseException, runtime_created: bool) -> BaseException:
         """Undoes a start that failed after the mount (runtime state, mount), records why, and returns
@@ -271,6 +271,13 @@ class Manager:
         log.info("copied_into_container", container=cid[:12], path=path, files=files)
         return files
 
+    def reopen_log(self, cid: str) -> bool:
+        """Asks the container's conmon to reopen its log file; False when no conmon listens."""
+        self.store.get(cid)  # NotFound for an unknown container
+        reopened = attach.reopen_log(self.bundle(cid).ctl)
+        log.info("log_reopen_asked", container=cid[:12], reopened=reopened)
+        return reopened
+
     def exec_ended(self, cid: str, sid: str, exit_code: int) -> None:
         """Records the end of an exec session."""
         for record in self.store.execs_of(cid):
@@ -279,10 +286,9 @@ class Manager:
                 self.store.save_exec(cid, record)
 
     def describe(self, c: Container, execs: list[runtime_pb2.ExecSession] | None = None) -> Container:
-        """The container record with its exec sessions (``execs`` when the caller loaded them already),
-        control fifo and network attachment."""
+        """The container record with its exec sessions (``execs`` when the caller loaded them already)
+        and network attachment."""
         c.execs.extend(self.store.execs_of(c.id) if execs is None else execs)
-        c.control_path = str(self.bundle(c.id).ctl)
         if c.state == RUNNING and (attachment := self.networks.attachment(c)) is not None:
             c.network.CopyFrom(attachment)
         return c

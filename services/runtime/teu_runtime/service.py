@@ -86,6 +86,9 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         chunks = (part.chunk async for part in request_iterator)
         return pb.CopyToResponse(files=await self.m.copy_to(header.id, header.path, chunks))
 
+    async def ReopenLog(self, request: pb.ReopenLogRequest, context: Ctx) -> pb.ReopenLogResponse:
+        return pb.ReopenLogResponse(reopened=self.m.reopen_log(request.id))  # a non-blocking write
+
 
 async def _frames(requests: AsyncIterator[Any]) -> AsyncIterator[t.StdinFrame]:
     """The stdin frames that follow the opening message."""

@@ -134,26 +134,24 @@ class ConfigureLogRequest(_message.Message):
     CONTAINER_ID_FIELD_NUMBER: _builtins.int
     MAX_SIZE_FIELD_NUMBER: _builtins.int
     MAX_FILES_FIELD_NUMBER: _builtins.int
-    CONTROL_PATH_FIELD_NUMBER: _builtins.int
     container_id: _builtins.str
     """Container id."""
     max_size: _builtins.int
     """Rotate when the current segment exceeds this many bytes; 0 means the engine's default."""
     max_files: _builtins.int
-    """Keep at most this many segments (the current one included); 0 means the engine's default."""
-    control_path: _builtins.str
-    """conmon's control fifo of this container (where "2 0 0" asks it to reopen the log)."""
+    """Keep at most this many segments (the current one included), and no more than max_size x
+    max_files bytes; 0 means the engine's default.
+    """
     def __init__(
         self,
         *,
         container_id: _builtins.str = ...,
         max_size: _builtins.int = ...,
         max_files: _builtins.int = ...,
-        control_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "control_path", b"control_path", "max_files", b"max_files", "max_size", b"max_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "max_files", b"max_files", "max_size", b"max_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -76,8 +76,8 @@ class LogsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfigureLog(self, request, context):
-        """Sets a container's retention (segment size, number of segments) and the control fifo through
-        which conmon is asked to reopen its log after a rotation. Call again after each start.
+        """Sets a container's retention (segment size, number of segments). After a rotation the logs
+        service asks the runtime (ReopenLog) to have conmon reopen the log.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

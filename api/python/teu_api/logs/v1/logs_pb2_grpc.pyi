@@ -38,8 +38,8 @@ class LogsServiceStub:
     PrepareLog: _grpc.UnaryUnaryMultiCallable[_logs_pb2.PrepareLogRequest, _logs_pb2.PrepareLogResponse]
     """Reserves the log of a container and returns the path conmon must write to."""
     ConfigureLog: _grpc.UnaryUnaryMultiCallable[_logs_pb2.ConfigureLogRequest, _logs_pb2.ConfigureLogResponse]
-    """Sets a container's retention (segment size, number of segments) and the control fifo through
-    which conmon is asked to reopen its log after a rotation. Call again after each start.
+    """Sets a container's retention (segment size, number of segments). After a rotation the logs
+    service asks the runtime (ReopenLog) to have conmon reopen the log.
     """
     ReadLog: _grpc.UnaryStreamMultiCallable[_logs_pb2.ReadLogRequest, _logs_pb2.ReadLogResponse]
     """Streams a container's log. With follow, keeps streaming new output (across rotations) until the
@@ -60,8 +60,8 @@ class LogsServiceAsyncStub(LogsServiceStub):
     PrepareLog: _aio.UnaryUnaryMultiCallable[_logs_pb2.PrepareLogRequest, _logs_pb2.PrepareLogResponse]  # type: ignore[assignment]
     """Reserves the log of a container and returns the path conmon must write to."""
     ConfigureLog: _aio.UnaryUnaryMultiCallable[_logs_pb2.ConfigureLogRequest, _logs_pb2.ConfigureLogResponse]  # type: ignore[assignment]
-    """Sets a container's retention (segment size, number of segments) and the control fifo through
-    which conmon is asked to reopen its log after a rotation. Call again after each start.
+    """Sets a container's retention (segment size, number of segments). After a rotation the logs
+    service asks the runtime (ReopenLog) to have conmon reopen the log.
     """
     ReadLog: _aio.UnaryStreamMultiCallable[_logs_pb2.ReadLogRequest, _logs_pb2.ReadLogResponse]  # type: ignore[assignment]
     """Streams a container's log. With follow, keeps streaming new output (across rotations) until the
@@ -91,8 +91,8 @@ class LogsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _logs_pb2.ConfigureLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_logs_pb2.ConfigureLogResponse, _abc.Awaitable[_logs_pb2.ConfigureLogResponse]]:
-        """Sets a container's retention (segment size, number of segments) and the control fifo through
-        which conmon is asked to reopen its log after a rotation. Call again after each start.
+        """Sets a container's retention (segment size, number of segments). After a rotation the logs
+        service asks the runtime (ReopenLog) to have conmon reopen the log.
         """
 
     @_abc_1.abstractmethod

@@ -413,6 +413,50 @@ class CopyToResponse(_message.Message):
 Global___CopyToResponse: _TypeAlias = CopyToResponse  # noqa: Y015
 
 @_typing.final
+class ReopenLogRequest(_message.Message):
+    """Request of ReopenLog."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReopenLogRequest: _TypeAlias = ReopenLogRequest  # noqa: Y015
+
+@_typing.final
+class ReopenLogResponse(_message.Message):
+    """Response of ReopenLog."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REOPENED_FIELD_NUMBER: _builtins.int
+    reopened: _builtins.bool
+    """Whether conmon was there to be asked."""
+    def __init__(
+        self,
+        *,
+        reopened: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reopened", b"reopened"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReopenLogResponse: _TypeAlias = ReopenLogResponse  # noqa: Y015
+
+@_typing.final
 class ExecRequest(_message.Message):
     """One message of an Exec stream from the client."""
 
@@ -577,6 +621,7 @@ class ContainerSpec(_message.Message):
     NETWORK_FIELD_NUMBER: _builtins.int
     PORTS_FIELD_NUMBER: _builtins.int
     SECURITY_FIELD_NUMBER: _builtins.int
+    LOG_SIZE_MAX_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -594,6 +639,11 @@ class ContainerSpec(_message.Message):
     """Seconds stop waits before SIGKILL when the request gives none."""
     network: _builtins.str
     """Network to join: "" (the engine's default), "none", "host", "bridge" or a user network's name."""
+    log_size_max: _builtins.int
+    """conmon's own bound on the log file it writes (--log-size-max): past this many bytes since it
+    opened the file, conmon starts a new one. A backstop far above the logs service's rotation size,
+    for when the logs service is down; 0 means none.
+    """
     @_builtins.property
     def process(self) -> _types_pb2.Process:
         """The process to run."""
@@ -636,11 +686,12 @@ class ContainerSpec(_message.Message):
         network: _builtins.str = ...,
         ports: _abc.Iterable[_types_pb2.PortMapping] | None = ...,
         security: _types_pb2.Security | None = ...,
+        log_size_max: _builtins.int = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -666,7 +717,6 @@ class Container(_message.Message):
     MONITOR_PID_FIELD_NUMBER: _builtins.int
     RESTART_COUNT_FIELD_NUMBER: _builtins.int
     EXECS_FIELD_NUMBER: _builtins.int
-    CONTROL_PATH_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """64 lowercase hex characters."""
@@ -692,8 +742,6 @@ class Container(_message.Message):
     """Host pid of the conmon monitor while running; 0 otherwise."""
     restart_count: _builtins.int
     """How many times the container was started after its first start."""
-    control_path: _builtins.str
-    """conmon's control fifo (resize, log reopen) while it runs."""
     @_builtins.property
     def spec(self) -> Global___ContainerSpec:
         """What the container was created with."""
@@ -723,12 +771,11 @@ class Container(_message.Message):
         monitor_pid: _builtins.int = ...,
         restart_count: _builtins.int = ...,
         execs: _abc.Iterable[Global___ExecSession] | None = ...,
-        control_path: _builtins.str = ...,
         network: _types_pb2.NetworkAttachment | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["network", b"network", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_path", b"control_path", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -96,6 +96,11 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToResponse.FromString,
                 _registered_method=True)
+        self.ReopenLog = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/ReopenLog',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ReopenLogRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ReopenLogResponse.FromString,
+                _registered_method=True)
         self.CreateNetwork = channel.unary_unary(
                 '/teu.runtime.v1.RuntimeService/CreateNetwork',
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CreateNetworkRequest.SerializeToString,
@@ -216,6 +221,14 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReopenLog(self, request, context):
+        """Asks a running container's conmon to reopen its log file (after the logs service renamed it
+        into a segment). reopened is false when no conmon listens any more (the container exited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateNetwork(self, request, context):
         """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
         overlapping subnet (with another network or a route of the host).
@@ -307,6 +320,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.CopyTo,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToResponse.SerializeToString,
+            ),
+            'ReopenLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReopenLog,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ReopenLogRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ReopenLogResponse.SerializeToString,
             ),
             'CreateNetwork': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateNetwork,
@@ -655,6 +673,33 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/CopyTo',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.CopyToResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReopenLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/ReopenLog',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ReopenLogRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ReopenLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

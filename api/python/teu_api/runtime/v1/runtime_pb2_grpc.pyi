@@ -74,6 +74,10 @@ class RuntimeServiceStub:
     the container's view (the extraction runs chrooted into it, so no path leads out of it).
     FAILED_PRECONDITION if the container is not running (storage writes into stopped ones).
     """
+    ReopenLog: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ReopenLogRequest, _runtime_pb2.ReopenLogResponse]
+    """Asks a running container's conmon to reopen its log file (after the logs service renamed it
+    into a segment). reopened is false when no conmon listens any more (the container exited).
+    """
     CreateNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.CreateNetworkRequest, _runtime_pb2.CreateNetworkResponse]
     """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
     overlapping subnet (with another network or a route of the host).
@@ -130,6 +134,10 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     """Extracts a tar stream into a directory of a running container's root filesystem, resolved in
     the container's view (the extraction runs chrooted into it, so no path leads out of it).
     FAILED_PRECONDITION if the container is not running (storage writes into stopped ones).
+    """
+    ReopenLog: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ReopenLogRequest, _runtime_pb2.ReopenLogResponse]  # type: ignore[assignment]
+    """Asks a running container's conmon to reopen its log file (after the logs service renamed it
+    into a segment). reopened is false when no conmon listens any more (the container exited).
     """
     CreateNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.CreateNetworkRequest, _runtime_pb2.CreateNetworkResponse]  # type: ignore[assignment]
     """Creates a bridge network. ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for a bad or
@@ -256,6 +264,16 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         """Extracts a tar stream into a directory of a running container's root filesystem, resolved in
         the container's view (the extraction runs chrooted into it, so no path leads out of it).
         FAILED_PRECONDITION if the container is not running (storage writes into stopped ones).
+        """
+
+    @_abc_1.abstractmethod
+    def ReopenLog(
+        self,
+        request: _runtime_pb2.ReopenLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.ReopenLogResponse, _abc.Awaitable[_runtime_pb2.ReopenLogResponse]]:
+        """Asks a running container's conmon to reopen its log file (after the logs service renamed it
+        into a segment). reopened is false when no conmon listens any more (the container exited).
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,81 @@
+"""A log's disk use stays within its bound whatever the writer's speed, with or without the logs service."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Engine
+from teu.client import Client, ContainerOptions
+from teu.testing import wait_until
+
+MIB = 1 << 20
+# --log-opt max-size=1m --log-opt max-files=2: the rotated log keeps 2 MiB; conmon itself starts anew a
+# file that is not rotated at 16 MiB (the backstop: 4 x max-size, at least 16 MiB), so the disk never
+# holds more than the sum.
+RETAINED = 2 * MIB
+BACKSTOP = 16 * MIB
+
+
+def log_bytes(log_dir: Path) -> int:
+    """Bytes of every file of a container's log, as they are now."""
+    total = 0
+    for p in log_dir.glob("*.log"):
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:  # rotated or deleted meanwhile
+            pass
+    return total
+
+
+def peak_while(log_dir: Path, seconds: float) -> int:
+    """The most the log held, sampled every 5 ms for ``seconds``."""
+    peak = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        peak = max(peak, log_bytes(log_dir))
+        time.sleep(0.005)
+    return peak
+
+
+@pytest.fixture()
+def yes(client: Client, engine: Engine) -> Iterator[tuple[str, Path]]:
+    """A container running ``yes`` (as fast as conmon can log) with a 2 x 1 MiB log, and its log directory."""
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["yes"], log_opts={"max-size": "1m", "max-files": "2"}))
+    try:
+        yield cid, engine.root / "logs" / cid
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_a_fast_writer_stays_within_the_bound(client: Client, yes: tuple[str, Path]) -> None:
+    """With the logs service up, a log under ``yes`` never holds more than what it keeps plus conmon's
+    backstop, and once the container stops no more than max-size x max-files, its newest lines still there."""
+    cid, log_dir = yes
+    peak = peak_while(log_dir, 4)
+    client.stop(cid, timeout=0)
+    wait_until(lambda: log_bytes(log_dir) <= RETAINED, timeout=10, what="retention after the exit")
+    assert peak <= RETAINED + BACKSTOP
+    tail = [line.data for line in client.logs(cid, tail=100)]
+    assert tail == [b"y\n"] * 100
+
+
+def test_the_bound_holds_while_the_logs_service_is_down(client: Client, engine: Engine, yes: tuple[str, Path]) -> None:
+    """With the logs service killed (and not restarted), conmon's backstop alone keeps ``yes`` within the
+    bound; once the service is back, retention brings the stopped container's log down to its bound."""
+    cid, log_dir = yes
+    assert engine.proc is not None
+    os.kill(engine.proc.pid, signal.SIGSTOP)  # the supervisor would restart the logs service at once
+    try:
+        os.kill(engine.service_pid("logs"), signal.SIGKILL)
+        peak = peak_while(log_dir, 3)
+    finally:
+        os.kill(engine.proc.pid, signal.SIGCONT)
+    client.stop(cid, timeout=0)
+    assert peak <= RETAINED + BACKSTOP
+    wait_until(lambda: log_bytes(log_dir) <= RETAINED, timeout=20, what="retention once the logs service is back")
