@@ -64,3 +64,31 @@ def test_ago_units() -> None:
     """Ages read like Docker's."""
     assert fmt.ago(0, now=90.0) == "1 minute"
     assert fmt.ago(0, now=7200.0) == "2 hours"
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan", "1e308", "-1"])
+def test_absurd_cpus_are_invalid_not_a_traceback(text: str) -> None:
+    """--cpus that is not a finite, non-negative number of CPUs is INVALID_ARGUMENT."""
+    with pytest.raises(InvalidArgument):
+        parse.nano_cpus(text)
+
+
+def test_a_size_beyond_64_bits_is_invalid() -> None:
+    """-m 9223372036854775808 does not fit the API's 64 bits: INVALID_ARGUMENT, the value shortened."""
+    with pytest.raises(InvalidArgument, match="out of range"):
+        parse.memory("9223372036854775808")
+    with pytest.raises(InvalidArgument) as raised:
+        parse.memory("x" * 100_000)
+    assert len(raised.value.message) < 100
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["logs", "--tail", "2147483648", "c"], ["run", "--pids-limit", "9223372036854775808", "busybox"], ["stop", "-t", "x", "c"]],
+)
+def test_out_of_range_numbers_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Numbers a flag cannot carry are refused by the parser with a usage error (exit 2), not a traceback."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err

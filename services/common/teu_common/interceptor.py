@@ -27,6 +27,8 @@ LATENCY = Histogram(
 )
 
 
+#: The longest error message a status carries.
+MAX_MESSAGE = 2048
 # How long a refused client-streaming call keeps reading what its client still sends (see _drain).
 DRAIN_PATIENCE = 60.0
 
@@ -78,12 +80,18 @@ class _Outcome:
         else:
             log.info("rpc_error", error=exc.message, error_type=type(exc).__name__)
         self.code = to_status(exc)
-        await context.abort(self.code, exc.message)
+        await context.abort(self.code, _bounded(exc.message))
 
     def done(self) -> None:
         """Records the call in the metrics."""
         RPCS.labels(self.method, self.code.name).inc()
         LATENCY.labels(self.method).observe(time.perf_counter() - self.start)
+
+
+def _bounded(message: str) -> str:
+    """An error message short enough for a status (gRPC's metadata is capped): a value quoted whole
+    from a huge request must not turn a clear refusal into an INTERNAL error."""
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def _draining(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

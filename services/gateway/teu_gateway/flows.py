@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from teu_api.errors import FailedPrecondition, TeuError
+from teu_api.errors import FailedPrecondition, InvalidArgument, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
-from teu_gateway import convert, options, security
+from teu_gateway import convert, limits, options, security
 from teu_gateway.autoremove import AutoRemover
 from teu_gateway.backends import Backends, call, retry_unavailable
 from teu_gateway.filesystem import Filesystem
@@ -54,11 +54,13 @@ class Flows:
 
     async def find(self, ref: str) -> rt.Container:
         """The container named by id, id prefix or name."""
+        limits.check_length(ref, limits.MAX_REF, "container")
         resp: rt.GetContainerResponse = await call("runtime", self.b.runtime.GetContainer(rt.GetContainerRequest(ref=ref)))
         return resp.container
 
     async def create(self, config: gw.ContainerConfig) -> rt.Container:
         """Creates a container; on failure nothing is left behind."""
+        limits.check_config(config)
         image = (await call("storage", self.b.storage.GetImage(st.GetImageRequest(ref=config.image)))).image
         spec = options.container_spec(config, image, apparmor=security.apparmor_enabled())
         cid = secrets.token_hex(32)
@@ -131,6 +133,22 @@ class Flows:
         """Everything about a container, its root filesystem mounts as storage has them now."""
         c = await self.find(ref)
         return convert.details(c, await self.rootfs(c.id))
+
+    async def read_logs(self, request: gw.LogsRequest) -> AsyncIterator[gw.LogsResponse]:
+        """The Logs stream of the containers named, each read once however often it is named, at most
+        MAX_LOG_CONTAINERS of them (each one read holds files open in the logs service)."""
+        refs = list(dict.fromkeys(request.containers))
+        if not refs:
+            raise InvalidArgument("name at least one container")
+        if len(refs) > limits.MAX_LOG_CONTAINERS:
+            raise InvalidArgument(f"containers names {len(refs)} containers, at most {limits.MAX_LOG_CONTAINERS}")
+        found: dict[str, rt.Container] = {}
+        for ref in refs:
+            c = await self.find(ref)
+            found.setdefault(c.id, c)
+        async for batch in self.logs.logs(list(found.values()), request):
+            if batch.lines or batch.chunks:
+                yield batch
 
     async def stop(self, cid: str, timeout: int) -> None:
         """Stops a container (its stop signal, then SIGKILL after ``timeout`` seconds; -1: its own)."""

@@ -11,6 +11,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
+from teu_gateway import limits
 from teu_gateway.security import security_of
 
 MIN_MEMORY = 6 << 20  # Docker's minimum: a smaller limit cannot even start a process
@@ -109,6 +110,7 @@ def container_spec(
 ) -> rt.ContainerSpec:
     """The runtime spec for ``config`` on ``image`` (without the log path, which comes later);
     ``apparmor`` says whether the host has AppArmor (for ``--security-opt apparmor=...``)."""
+    limits.check_config(config)
     ic = image.config
     cwd = config.working_dir or ic.working_dir or "/"
     if not cwd.startswith("/"):
@@ -124,6 +126,7 @@ def container_spec(
         terminal=config.tty,
         open_stdin=config.open_stdin,
     )
+    limits.check_argv_env(process.args, process.env)  # with the image's environment
     spec = rt.ContainerSpec(
         image_ref=config.image,
         image_id=image.id,

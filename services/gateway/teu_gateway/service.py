@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from teu_api.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_common.opening import first_message
@@ -65,12 +64,8 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         return gw.RemoveResponse(id=c.id)
 
     async def Logs(self, request: gw.LogsRequest, context: Ctx) -> AsyncIterator[gw.LogsResponse]:
-        if not request.containers:
-            raise InvalidArgument("name at least one container")
-        containers = [await self.f.find(ref) for ref in request.containers]
-        async for batch in self.f.logs.logs(containers, request):
-            if batch.lines or batch.chunks:
-                yield batch
+        async for batch in self.f.read_logs(request):
+            yield batch
 
     async def Attach(self, request_iterator: AsyncIterator[gw.AttachRequest], context: Ctx) -> AsyncIterator[gw.AttachResponse]:
         async for resp in stdio.attach(self.f, request_iterator):

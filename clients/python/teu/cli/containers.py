@@ -28,13 +28,17 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hostname", default="", help="container hostname")
     p.add_argument("-m", "--memory", default="0", help="memory limit (e.g. 64m)")
     p.add_argument("--cpus", default="0", help="number of CPUs (e.g. 0.5)")
-    p.add_argument("--pids-limit", type=int, default=0, help="maximum number of processes (-1: unlimited)")
+    p.add_argument(
+        "--pids-limit", type=parse.integer(-1, parse.INT64_MAX), default=0, help="maximum number of processes (-1: unlimited)"
+    )
     p.add_argument("--entrypoint", default=None, help="overwrite the image's entrypoint")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     p.add_argument("-l", "--label", action="append", default=[], help="set metadata")
-    p.add_argument("--stop-timeout", type=int, default=0, help="seconds to wait before killing on stop")
+    p.add_argument(
+        "--stop-timeout", type=parse.integer(-1, parse.INT32_MAX), default=0, help="seconds to wait before killing on stop"
+    )
     p.add_argument("--network", "--net", default="", help="network: bridge, none, host or a user network")
     p.add_argument("-p", "--publish", action="append", default=[], help="publish a port: [ip:]host:container[/proto]")
     p.add_argument("--log-opt", action="append", default=[], help="log option: max-size=10m, max-files=3")
@@ -265,7 +269,7 @@ def register(sub: Any) -> None:
     container_flags(p)
     p.set_defaults(func=cmd_create, engine_error=ENGINE_ERROR)
     verb(sub, "start", "start stopped containers").set_defaults(func=lambda c, a: each(a.names, c.start, lambda n, _r: n))
-    timeout = lambda p: p.add_argument("-t", "--time", type=int, default=None)  # noqa: E731
+    timeout = lambda p: p.add_argument("-t", "--time", type=parse.integer(-1, parse.INT32_MAX), default=None)  # noqa: E731
     p = verb(sub, "stop", "stop running containers", timeout)
     p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.stop(n, a.time), lambda n, _r: n))
     p = verb(sub, "restart", "restart containers", timeout)
@@ -285,7 +289,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_ps)
     p = sub.add_parser("logs", help="fetch the logs of one or more containers")
     p.add_argument("-f", "--follow", action="store_true", help="follow output until the containers exit")
-    p.add_argument("-n", "--tail", type=int, default=0, help="only the last N lines")
+    p.add_argument("-n", "--tail", type=parse.integer(0, parse.INT32_MAX), default=0, help="only the last N lines")
     p.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
     p.add_argument("--since", default="", help="only lines since a time (RFC 3339) or a duration ago (10m)")
     p.add_argument("--until", default="", help="only lines before a time (RFC 3339) or a duration ago")

@@ -2,32 +2,63 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import math
 import os
 import re
 import time
+from collections.abc import Callable
 
 from teu.changes import changes as changes  # re-exported for the CLI
 from teu.errors import InvalidArgument as InvalidArgument
 from teu_api.types.v1 import types_pb2
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+INT32_MAX = (1 << 31) - 1
+INT64_MAX = (1 << 63) - 1
+
+
+def _shown(value: str) -> str:
+    """A value as an error message may quote it: never more than 40 characters of it."""
+    return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
 def memory(value: str) -> int:
     """Bytes for "16m", "1g", "512k", "100" (units of 1024, as Docker)."""
     m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*", value.lower())
     if not m:
-        raise InvalidArgument(f"invalid size: {value!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+        raise InvalidArgument(f"invalid size: {_shown(value)}")
+    size = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if not -1 <= size <= INT64_MAX:
+        raise InvalidArgument(f"invalid size: {_shown(value)} is out of range")
+    return size
 
 
 def nano_cpus(value: str) -> int:
     """Billionths of a CPU for "0.5", "2"."""
     try:
-        return round(float(value) * 1_000_000_000)
+        cpus = float(value)
     except ValueError:
-        raise InvalidArgument(f"invalid cpus value: {value!r}") from None
+        raise InvalidArgument(f"invalid cpus value: {_shown(value)}") from None
+    if not math.isfinite(cpus) or not 0 <= cpus * 1_000_000_000 <= INT64_MAX:
+        raise InvalidArgument(f"invalid cpus value: {_shown(value)} is out of range")
+    return round(cpus * 1_000_000_000)
+
+
+def integer(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (a usage error otherwise, not a traceback)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {_shown(value)}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{_shown(value)} is out of range ({low} to {high})")
+        return number
+
+    return parse
 
 
 def env(items: list[str]) -> list[str]:

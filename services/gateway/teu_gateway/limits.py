@@ -1,0 +1,121 @@
+"""What one request may carry: a documented bound for every field of a container's configuration,
+checked once, at the gateway, before any back end is asked anything. Pure.
+
+A value out of bounds is INVALID_ARGUMENT naming the field; the value itself is never echoed whole
+(:func:`shown`), so a huge one cannot make the error bigger than the request. The bounds are the
+kernel's where it has one (an argument string, the argument and environment area, a path, a
+hostname, pid_max), and otherwise far above what any real container uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sized
+from typing import Final
+
+from teu_api.errors import InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
+
+#: An image reference, a container name, id or id prefix, a network name, as given.
+MAX_REF: Final = 1024
+#: A container name (Docker's pattern, checked by the runtime, allows 253 characters after the first).
+MAX_NAME: Final = 254
+#: A path (PATH_MAX).
+MAX_PATH: Final = 4096
+#: One argument or environment string (the kernel's MAX_ARG_STRLEN).
+MAX_ARG: Final = 128 << 10
+#: All arguments and environment strings of the process together, with a pointer each: half of
+#: Linux's ARG_MAX under the default 8 MiB stack, so the image's own environment still fits.
+MAX_ARGV_ENV: Final = 1 << 20
+#: A user or group, "user[:group]" with names or ids.
+MAX_USER: Final = 256
+#: Labels: how many, and the bytes of all keys and values together.
+MAX_LABELS: Final = 1000
+MAX_LABEL_BYTES: Final = 256 << 10
+#: Published ports, devices, ulimits, capabilities, security options (each list).
+MAX_PORTS: Final = 1024
+MAX_DEVICES: Final = 256
+MAX_ULIMITS: Final = 64
+MAX_CAPS: Final = 64
+MAX_SECURITY_OPTS: Final = 16
+#: One security option; "seccomp=<profile JSON>" carries a whole profile (Docker's is ~30 KiB).
+MAX_SECURITY_OPT: Final = 1 << 20
+#: --pids-limit: the kernel's PID_MAX_LIMIT on 64-bit.
+MAX_PIDS: Final = 1 << 22
+#: Containers one Logs request reads (each holds files open in the logs service while it follows).
+MAX_LOG_CONTAINERS: Final = 64
+#: Short strings: capability names, log options, the user namespace mode, the stop signal.
+MAX_WORD: Final = 64
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """``value`` as an error message may quote it: at most ``limit`` characters of it."""
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
+
+
+def check_length(value: str, limit: int, field: str) -> None:
+    """InvalidArgument naming ``field`` when ``value`` is longer than ``limit`` bytes."""
+    size = len(value.encode())
+    if size > limit:
+        raise InvalidArgument(f"{field} is too long: {size} bytes, at most {limit} ({shown(value)})")
+
+
+def _check_all(values: Iterable[str], limit: int, field: str) -> None:
+    for value in values:
+        check_length(value, limit, field)
+
+
+def _check_count(items: Sized, limit: int, field: str) -> None:
+    count = len(items)
+    if count > limit:
+        raise InvalidArgument(f"{field} has {count} entries, at most {limit}")
+
+
+def check_argv_env(args: Iterable[str], env: Iterable[str]) -> None:
+    """The process's command and environment (the image's merged in) fit the kernel's limits."""
+    total = 0
+    for field, values in (("cmd", args), ("env", env)):
+        for value in values:
+            check_length(value, MAX_ARG, field)
+            total += len(value.encode()) + 1 + 8  # the string, its NUL, its pointer
+    if total > MAX_ARGV_ENV:
+        raise InvalidArgument(f"cmd and env together take {total} bytes, at most {MAX_ARGV_ENV}")
+
+
+def check_labels(labels: Mapping[str, str]) -> None:
+    """Labels: at most MAX_LABELS of them, MAX_LABEL_BYTES in all."""
+    _check_count(labels, MAX_LABELS, "labels")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in labels.items())
+    if size > MAX_LABEL_BYTES:
+        raise InvalidArgument(f"labels take {size} bytes, at most {MAX_LABEL_BYTES}")
+
+
+def check_config(config: gw.ContainerConfig) -> None:
+    """Every field of a container's configuration within its bound (InvalidArgument naming the first
+    that is not)."""
+    check_length(config.image, MAX_REF, "image")
+    check_length(config.name, MAX_NAME, "name")
+    check_argv_env([*config.entrypoint.values, *config.cmd], config.env)
+    check_length(config.working_dir, MAX_PATH, "working_dir")
+    check_length(config.user, MAX_USER, "user")
+    check_length(config.hostname, 253, "hostname")
+    check_labels(config.labels)
+    check_length(config.network, MAX_REF, "network")
+    _check_count(config.ports, MAX_PORTS, "ports")
+    _check_count(config.log_opts, 8, "log_opts")
+    _check_all([*config.log_opts, *config.log_opts.values()], MAX_WORD, "log_opts")
+    for field, caps in (("cap_add", config.cap_add), ("cap_drop", config.cap_drop)):
+        _check_count(caps, MAX_CAPS, field)
+        _check_all(caps, MAX_WORD, field)
+    _check_count(config.security_opt, MAX_SECURITY_OPTS, "security_opt")
+    _check_all(config.security_opt, MAX_SECURITY_OPT, "security_opt")
+    _check_count(config.devices, MAX_DEVICES, "devices")
+    for d in config.devices:
+        _check_all((d.path_on_host, d.path_in_container), MAX_PATH, "devices")
+        check_length(d.cgroup_permissions, 3, "devices")
+    _check_count(config.ulimits, MAX_ULIMITS, "ulimits")
+    _check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
+    check_length(config.userns, MAX_WORD, "userns")
+    if config.resources.pids_limit > MAX_PIDS:
+        raise InvalidArgument(f"pids_limit {config.resources.pids_limit} is above the kernel's limit of {MAX_PIDS} processes")
+    if config.stop_timeout < -1:
+        raise InvalidArgument(f"stop_timeout must be -1 (the default) or more, got {config.stop_timeout}")
