@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
-from teu_api.errors import FailedPrecondition, NotFound, TeuError
+from teu_api.errors import FailedPrecondition, NotFound, TeuError, Unavailable
 from teu_api.runtime.v1 import runtime_pb2 as rt
 
 log = structlog.get_logger()
+#: Pause before a removal is repeated because a back end was unavailable.
+RETRY_DELAY = 0.5
 
 Wait = Callable[[str], Awaitable[rt.Container]]
 Remove = Callable[[str], Awaitable[object]]
@@ -57,6 +59,8 @@ class AutoRemover:
                     return
                 except FailedPrecondition:
                     continue  # started again meanwhile: remove it after this run
+                except Unavailable:
+                    await asyncio.sleep(RETRY_DELAY)  # a back end restarts: the removal is repeated
         except NotFound:
             pass
         except TeuError as exc:

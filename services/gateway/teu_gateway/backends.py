@@ -80,6 +80,16 @@ async def stream(service: str, responses: AsyncIterable[T]) -> AsyncIterator[T]:
         raise translate(exc, service) from None
 
 
+#: How long a call that may be repeated is repeated while its service restarts.
+IDEMPOTENT_PATIENCE = 30.0
+
+
+async def idempotent(service: str, make: Callable[[], Awaitable[T]]) -> T:
+    """A call that may be sent twice (a read, or a write whose repeat changes nothing), repeated when
+    its service dies during it, for up to IDEMPOTENT_PATIENCE seconds."""
+    return await retry_unavailable(service, make, IDEMPOTENT_PATIENCE)
+
+
 async def retry_unavailable(service: str, make: Callable[[], Awaitable[T]], patience: float = 120.0) -> T:
     """Calls ``make()`` until the service answers, for long waits that must survive its restart."""
     loop = asyncio.get_running_loop()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
-from teu_api.errors import FailedPrecondition, InvalidArgument, TeuError
+from teu_api.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TeuError, Unavailable
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
@@ -24,7 +25,7 @@ from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
 from teu_gateway import convert, limits, options, security
 from teu_gateway.autoremove import AutoRemover
-from teu_gateway.backends import Backends, call, retry_unavailable
+from teu_gateway.backends import Backends, call, idempotent, retry_unavailable
 from teu_gateway.filesystem import Filesystem
 from teu_gateway.logflows import LogReader, outputs
 
@@ -55,46 +56,71 @@ class Flows:
     async def find(self, ref: str) -> rt.Container:
         """The container named by id, id prefix or name."""
         limits.check_length(ref, limits.MAX_REF, "container")
-        resp: rt.GetContainerResponse = await call("runtime", self.b.runtime.GetContainer(rt.GetContainerRequest(ref=ref)))
+        resp = await idempotent("runtime", lambda: self.b.runtime.GetContainer(rt.GetContainerRequest(ref=ref)))
         return resp.container
 
     async def create(self, config: gw.ContainerConfig) -> rt.Container:
         """Creates a container; on failure nothing is left behind."""
         limits.check_config(config)
-        image = (await call("storage", self.b.storage.GetImage(st.GetImageRequest(ref=config.image)))).image
+        image = (await idempotent("storage", lambda: self.b.storage.GetImage(st.GetImageRequest(ref=config.image)))).image
         spec = options.container_spec(config, image, apparmor=security.apparmor_enabled())
         cid = secrets.token_hex(32)
-        await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=cid, image_id=image.id)))
+        await self._prepare_snapshot(cid, image.id)
         try:
             spec.log_path, spec.log_size_max = await self._prepare_log(cid, config)
             req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
-            created: rt.CreateContainerResponse = await call("runtime", self.b.runtime.CreateContainer(req))
+            try:
+                return (await call("runtime", self.b.runtime.CreateContainer(req))).container
+            except Unavailable:
+                return await self._created_after_all(cid)
         except BaseException:
             await self._release(cid)
             raise
-        return created.container
+
+    async def _prepare_snapshot(self, cid: str, image_id: str) -> None:
+        """PrepareSnapshot for a new container, repeated while storage restarts: the key is new, so
+        ALREADY_EXISTS on a repeat means the first call made it."""
+        req = st.PrepareSnapshotRequest(key=cid, image_id=image_id)
+        try:
+            await call("storage", self.b.storage.PrepareSnapshot(req))
+        except Unavailable:
+            with contextlib.suppress(AlreadyExists):
+                await idempotent("storage", lambda: self.b.storage.PrepareSnapshot(req))
+
+    async def _created_after_all(self, cid: str) -> rt.Container:
+        """The truth about a create whose answer was lost (the runtime died during the call): the
+        container if the runtime recorded it, else the Unavailable error (the caller undoes the rest)."""
+        try:
+            return (await self._get_when_back(cid)).container
+        except NotFound:
+            raise Unavailable("the runtime service stopped while creating the container; nothing was created") from None
+
+    async def _get_when_back(self, cid: str) -> rt.GetContainerResponse:
+        """GetContainer, waiting for a restarting runtime."""
+        return await retry_unavailable("runtime", lambda: self.b.runtime.GetContainer(rt.GetContainerRequest(ref=cid)))
 
     async def _prepare_log(self, cid: str, config: gw.ContainerConfig) -> tuple[str, int]:
         """The log conmon will write, with its retention set: (path, conmon's backstop bound, a multiple
         of the rotation size in force, for when the logs service cannot rotate)."""
-        path = (await call("logs", self.b.logs.PrepareLog(lg.PrepareLogRequest(container_id=cid)))).path
+        path = (await idempotent("logs", lambda: self.b.logs.PrepareLog(lg.PrepareLogRequest(container_id=cid)))).path
         size, files = options.log_options(config.log_opts)
         req = lg.ConfigureLogRequest(container_id=cid, max_size=size, max_files=files)
-        in_force = await call("logs", self.b.logs.ConfigureLog(req))
+        in_force = await idempotent("logs", lambda: self.b.logs.ConfigureLog(req))
         return path, options.log_backstop(in_force.max_size)
 
     async def _release(self, cid: str) -> None:
-        """Removes a container's snapshot and log (concurrently), best effort."""
+        """Removes a container's snapshot and log (concurrently), each repeated while its service
+        restarts (both removals are idempotent); a failure beyond that is logged."""
 
-        async def one(service: str, coro: Awaitable[object]) -> None:
+        async def one(service: str, make: Callable[[], Awaitable[object]]) -> None:
             try:
-                await call(service, coro)
+                await retry_unavailable(service, make)
             except TeuError as exc:
                 log.warning("release_failed", container=cid[:12], service=service, error=exc.message)
 
         await asyncio.gather(
-            one("storage", self.b.storage.RemoveSnapshot(st.RemoveSnapshotRequest(key=cid))),
-            one("logs", self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
+            one("storage", lambda: self.b.storage.RemoveSnapshot(st.RemoveSnapshotRequest(key=cid))),
+            one("logs", lambda: self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
         )
 
     async def start(self, cid: str, hand_over: bool = True, require_running: bool = False) -> rt.Container:
@@ -103,8 +129,7 @@ class Flows:
         A ``--rm`` container is handed to the auto-remover once started (``hand_over``), and whenever
         the start fails."""
         try:
-            req = rt.StartContainerRequest(id=cid, rootfs=await self.rootfs(cid))
-            c: rt.Container = (await call("runtime", self.b.runtime.StartContainer(req))).container
+            c = await self._start_once(cid)
         except BaseException as exc:
             await self._hand_over_after_failed_start(cid, wait=isinstance(exc, Exception))
             raise
@@ -113,6 +138,21 @@ class Flows:
         if require_running and c.error:
             raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
         return c
+
+    async def _start_once(self, cid: str) -> rt.Container:
+        """StartContainer; when the runtime dies during the call, the truth once it is back: the
+        container as that start left it, or a second start if the first never happened (the runtime
+        undoes a start it was cut short in when it comes back)."""
+        req = rt.StartContainerRequest(id=cid, rootfs=await self.rootfs(cid))
+        asked = time.time_ns()
+        try:
+            return (await call("runtime", self.b.runtime.StartContainer(req))).container
+        except Unavailable:
+            c = (await self._get_when_back(cid)).container
+            if c.started_at >= asked or c.state == RUNNING:
+                return c
+            log.warning("start_repeated", container=cid[:12])
+            return (await call("runtime", self.b.runtime.StartContainer(req))).container
 
     async def _hand_over_after_failed_start(self, cid: str, wait: bool) -> None:
         """A ``--rm`` container whose start failed is removed; with ``wait``, the error is reported
@@ -126,7 +166,7 @@ class Flows:
 
     async def rootfs(self, cid: str) -> list[types_pb2.Mount]:
         """The container's root filesystem mounts, asked of storage (their one owner) at each start."""
-        resp = await call("storage", self.b.storage.GetSnapshotMounts(st.GetSnapshotMountsRequest(key=cid)))
+        resp = await idempotent("storage", lambda: self.b.storage.GetSnapshotMounts(st.GetSnapshotMountsRequest(key=cid)))
         return list(resp.mounts)
 
     async def inspect(self, ref: str) -> gw.ContainerDetails:
@@ -152,7 +192,9 @@ class Flows:
 
     async def stop(self, cid: str, timeout: int) -> None:
         """Stops a container (its stop signal, then SIGKILL after ``timeout`` seconds; -1: its own)."""
-        await call("runtime", self.b.runtime.StopContainer(rt.StopContainerRequest(id=cid, timeout_seconds=timeout)))
+        await idempotent(
+            "runtime", lambda: self.b.runtime.StopContainer(rt.StopContainerRequest(id=cid, timeout_seconds=timeout))
+        )
 
     async def kill(self, cid: str, sig: int) -> None:
         """Sends ``sig`` to a running container's main process."""
@@ -165,7 +207,7 @@ class Flows:
 
     async def containers(self, all_: bool) -> list[rt.Container]:
         """Running containers, or every container with ``all_``."""
-        found = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=all_)))
+        found = await idempotent("runtime", lambda: self.b.runtime.ListContainers(rt.ListContainersRequest(all=all_)))
         return list(found.containers)
 
     async def wait(self, cid: str) -> rt.Container:
@@ -176,10 +218,16 @@ class Flows:
         return resp.container
 
     async def remove(self, cid: str, force: bool) -> rt.Container:
-        """Deletes a container (runtime), then its snapshot (storage) and log (logs)."""
-        c: rt.Container = (
-            await call("runtime", self.b.runtime.DeleteContainer(rt.DeleteContainerRequest(id=cid, force=force)))
-        ).container
+        """Deletes a container (runtime), then its snapshot (storage) and log (logs). ``cid`` is a full
+        id: when the runtime no longer knows it (a delete whose answer was lost, repeated), what the
+        other services hold of it goes all the same, and NotFound is raised."""
+        try:
+            c: rt.Container = (
+                await call("runtime", self.b.runtime.DeleteContainer(rt.DeleteContainerRequest(id=cid, force=force)))
+            ).container
+        except NotFound:
+            await self._release(cid)
+            raise
         await self._release(cid)
         return c
 

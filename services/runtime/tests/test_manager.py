@@ -60,6 +60,7 @@ class FakeOci:
     def __init__(self, monitor: FakeMonitor, bundles: Path) -> None:
         self.calls: list[tuple[str, str]] = []
         self.monitor, self.bundles = monitor, bundles
+        self.known: set[str] = set()  # containers the runtime holds state for
 
     async def start(self, cid: str) -> None:
         self.calls.append(("start", cid))
@@ -71,9 +72,10 @@ class FakeOci:
 
     async def delete(self, cid: str, force: bool = False) -> None:
         self.calls.append(("delete", cid))
+        self.known.discard(cid)
 
     def knows(self, cid: str) -> bool:
-        return False
+        return cid in self.known
 
 
 @pytest.fixture()
@@ -212,5 +214,27 @@ def test_delete_refuses_a_running_container_unless_forced(drive: Callable[[Body]
         with pytest.raises(NotFound):
             m.store.get(CID)
         assert not m.bundle(CID).path.exists()
+
+    drive(body)
+
+
+def test_reconcile_undoes_a_start_the_service_died_in(drive: Callable[[Body], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container left created with the runtime's state and its root filesystem mounted (the service
+    was killed between the runtime's create and start) has both undone when the service comes back,
+    and says why; a container with nothing left behind is not touched."""
+    unmounted: list[Path] = []
+    monkeypatch.setattr(mounts, "unmount", unmounted.append)
+    monkeypatch.setattr(mounts, "is_mounted", lambda target: target.parent.name == CID and target.name == "rootfs")
+
+    async def body(m: Manager, oci: FakeOci) -> None:
+        await m.create(CID, "cut-short", container_spec())
+        await m.create(OTHER, "untouched", container_spec())
+        oci.known.add(CID)
+        await m.reconcile()
+        assert ("delete", CID) in oci.calls and ("delete", OTHER) not in oci.calls
+        assert unmounted == [m.bundle(CID).rootfs]
+        c = m.store.get(CID)
+        assert c.state == CREATED and "cut short" in c.error
+        assert m.store.get(OTHER).error == ""
 
     drive(body)

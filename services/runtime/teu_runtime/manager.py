@@ -410,6 +410,8 @@ class Manager:
         """Brings the records in line with reality after this service (re)starts."""
         for c in self.store.list():
             event = self._event(c.id)
+            if c.state != RUNNING:
+                await self._undo_half_start(c)
             if c.state == EXITED:
                 event.set()
             elif c.state == RUNNING:
@@ -427,6 +429,25 @@ class Manager:
         except Exception:  # containers run on regardless; the next restart audits again
             log.exception("network_reconcile_failed")
         log.info("reconciled", containers=len(self._exited))
+
+    async def _undo_half_start(self, c: Container) -> None:
+        """Undoes what a start cut short by this service's death left of a container that is not
+        running: the runtime's state (its ``init`` process and cgroup; conmon then exits too) and the
+        root filesystem mount. Its network is released by the network reconcile."""
+        bundle = self.bundle(c.id)
+        leftovers = self.oci.knows(c.id) or await asyncio.to_thread(mounts.is_mounted, bundle.rootfs)
+        if not leftovers:
+            return
+        log.warning("start_undone", container=c.id[:12], state=c.state)
+        try:
+            await self._forget_runtime_state(c.id)
+            await asyncio.to_thread(mounts.unmount, bundle.rootfs)
+        except TeuError as exc:  # the next start or delete tries again
+            log.warning("start_undo_failed", container=c.id[:12], error=exc.message)
+            return
+        if c.state == CREATED and not c.error:
+            c.error = "the start was cut short: the runtime service stopped during it"
+            self.store.update(c)
 
     def _reconcile_execs(self, c: Container) -> None:
         """Exec sessions that ended while this service was down get their exit code from conmon's exit
