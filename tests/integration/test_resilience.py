@@ -154,3 +154,26 @@ def test_exec_sessions_survive_runtime_restart(engine: Engine, client: Client) -
     assert execs[done.exec_id].exit_code == 4
     assert (execs[session.exec_id].running, execs[session.exec_id].exit_code) == (False, 6)
     client.remove(cid, force=True)
+
+
+def test_logs_follow_continues_across_a_gateway_restart(engine: Engine, client: Client) -> None:
+    """``logs -f`` through the SDK while the gateway is SIGKILLed: the stream waits for the new gateway
+    and goes on from where it was, every line once."""
+    import threading
+
+    cid = client.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "for i in $(seq 1 40); do echo line-$i; sleep 0.05; done"])
+    )
+    got: list[bytes] = []
+
+    def follow() -> None:
+        with Client(engine.target) as c:
+            got.extend(line.data for line in c.logs(cid, follow=True))
+
+    t = threading.Thread(target=follow)
+    t.start()
+    wait_until(lambda: len(got) >= 5, what="the first lines")
+    restart_by_sigkill(engine, client, "gateway")
+    t.join(timeout=60)
+    assert got == [f"line-{i}\n".encode() for i in range(1, 41)]
+    client.remove(cid, force=True)

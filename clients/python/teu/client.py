@@ -21,6 +21,7 @@ from __future__ import annotations
 import builtins
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import grpc
 
 from teu._images import ImagesMixin
 from teu._rpc import stream, unary
-from teu.errors import InvalidArgument, from_status
+from teu.errors import InvalidArgument, Unavailable, from_status
 from teu.session import ExecResult, Session, feed, window
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
@@ -40,7 +41,15 @@ __all__ = ["Client", "ContainerOptions", "ExecResult", "RunResult", "Session", "
 CHUNK = 1 << 20
 
 
-_MESSAGE_SIZES = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
+_MESSAGE_SIZES = [
+    ("grpc.max_receive_message_length", 16 << 20),
+    ("grpc.max_send_message_length", 16 << 20),
+    # a restarted gateway is back within a second: reconnect as soon
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+#: How long a followed log waits for a gateway that restarts before giving up.
+RESUME_PATIENCE = 30.0
 
 
 def default_target() -> str:
@@ -283,12 +292,30 @@ class Client(ImagesMixin):
     def logs_many(self, containers: Sequence[str], tail: int = 0, follow: bool = False, **filters: Any) -> Iterator[gw.LogLine]:
         """Lines of several containers, merged in time order, each naming its container."""
         req = gw.LogsRequest(containers=list(containers), tail=tail, follow=follow, timestamps=True, **filters)
-        for batch in stream(self.containers.Logs(req)):
+        for batch in self.log_chunks(req):
             yield from batch.lines
 
     def log_chunks(self, request: gw.LogsRequest) -> Iterator[gw.LogsResponse]:
-        """The raw Logs stream (chunks when no timestamps are asked for): the fast path of ``teu logs``."""
-        return stream(self.containers.Logs(request))
+        """The raw Logs stream (chunks when no timestamps are asked for): the fast path of ``teu logs``.
+
+        Following one container, a gateway that restarts (up to RESUME_PATIENCE seconds) is waited for,
+        and the stream continues from the last position it gave: no line missed, none repeated."""
+        req = gw.LogsRequest()
+        req.CopyFrom(request)
+        resumable = req.follow and len(req.containers) == 1
+        deadline = 0.0
+        while True:
+            try:
+                for batch in stream(self.containers.Logs(req)):
+                    if batch.offset:
+                        req.offset, deadline = batch.offset, 0.0
+                    yield batch
+                return
+            except Unavailable:
+                deadline = deadline or time.monotonic() + RESUME_PATIENCE
+                if not resumable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     # -- interactive stdio -------------------------------------------------------------------------
 

@@ -20,7 +20,10 @@ from teu_common import config as configmod
 from teu_common import perms
 from teu_common.config import SERVICES, Config, TlsListen
 
-RESTART_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: Delays before restarting a service that died, growing while it keeps dying (back to the first once
+#: it stayed up 30 s): a service that cannot start costs one attempt every 2 s, not a busy loop, and
+#: the longest wait stays well within how long the gateway's calls wait for a back end (10 s).
+RESTART_BACKOFF = (0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started: float = field(default=0.0)
+    restart_at: float | None = None  # when a dead service is due to start again
 
 
 def _spawn(child: Child, cfg: Config, logs: Path) -> None:
@@ -73,18 +77,25 @@ def supervise(cfg: Config, tls: TlsListen | None = None) -> int:
         _spawn(child, cfg, logs)
     while not stopping:
         time.sleep(0.1)
+        now = time.monotonic()
         for child in children:
             assert child.proc is not None
-            code = child.proc.poll()
-            if code is None or stopping:
+            if stopping:
+                break
+            if child.restart_at is not None:
+                if now >= child.restart_at:  # each service on its own clock: one's delay holds up no other
+                    child.restart_at = None
+                    child.restarts += 1
+                    _spawn(child, cfg, logs)
                 continue
-            if time.monotonic() - child.started > 30:
+            code = child.proc.poll()
+            if code is None:
+                continue
+            if now - child.started > 30:
                 child.restarts = 0
             delay = RESTART_BACKOFF[min(child.restarts, len(RESTART_BACKOFF) - 1)]
             _say(f"{child.name} exited with {code}; restarting in {delay}s")
-            time.sleep(delay)
-            child.restarts += 1
-            _spawn(child, cfg, logs)
+            child.restart_at = now + delay
     for child in reversed(children):
         if child.proc and child.proc.poll() is None:
             child.proc.send_signal(signal.SIGTERM)

@@ -7,7 +7,7 @@ import heapq
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any
 
-from teu_api.errors import Unavailable
+from teu_api.errors import InvalidArgument, Unavailable
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
@@ -76,22 +76,25 @@ class LogReader:
                     raise
                 await asyncio.sleep(0.2)
 
-    async def follow(self, cid: str, running: bool, query: lg.ReadLogRequest | None = None) -> AsyncIterator[lg.ReadLogResponse]:
-        """Log batches; when ``running``, keeps following until the container exits, then drains.
+    async def follow(
+        self, cid: str, running: bool, query: lg.ReadLogRequest | None = None, start: int = 0
+    ) -> AsyncIterator[lg.ReadLogResponse]:
+        """Log batches from position ``start`` (0: the query's tail, or the beginning); when ``running``,
+        keeps following until the container exits, then drains.
 
         When the wait returns, conmon has already drained and fsynced the log, so one more read from
         the last offset after cancelling the follow delivers exactly what is left.
         """
         q = query or lg.ReadLogRequest()
         if not running:
-            async for batch in self.read(cid, 0, False, q):
+            async for batch in self.read(cid, start, False, q):
                 yield batch
             return
         queue: asyncio.Queue[lg.ReadLogResponse] = asyncio.Queue(maxsize=64)
-        offset = 0
+        offset = start
 
         async def pump() -> None:
-            async for item in self.read(cid, 0, True, q):
+            async for item in self.read(cid, start, True, q):
                 await queue.put(item)
 
         pumper = asyncio.create_task(pump())
@@ -127,9 +130,13 @@ class LogReader:
         query = query_of(req)
         if len(containers) == 1:
             c = containers[0]
-            async for batch in self.follow(c.id, req.follow and c.state == RUNNING, query):
-                yield _response(batch, "")
+            async for batch in self.follow(c.id, req.follow and c.state == RUNNING, query, req.offset):
+                response = _response(batch, "")
+                response.offset = batch.offset
+                yield response
             return
+        if req.offset:
+            raise InvalidArgument("offset continues the log of one container: name only one")
         sources = [self._lines(c, req.follow and c.state == RUNNING, query) for c in containers]
         merged = _arrival(sources) if req.follow else _by_time(sources)
         pending: list[gw.LogLine] = []

@@ -2292,6 +2292,7 @@ class LogsRequest(_message.Message):
     STDERR_ONLY_FIELD_NUMBER: _builtins.int
     GREP_FIELD_NUMBER: _builtins.int
     TIMESTAMPS_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     tail: _builtins.int
     """Only the last N lines (of each container); 0 means all."""
     follow: _builtins.bool
@@ -2308,6 +2309,10 @@ class LogsRequest(_message.Message):
     """Only lines matching this regular expression (Python syntax), filtered on the server."""
     timestamps: _builtins.bool
     """Send per-line timestamps (lines); without, output may come as chunks."""
+    offset: _builtins.int
+    """Continue from this position of the log (an earlier response's offset; one container only), with
+    no gap and no repeat, across rotations and restarts of the engine. tail is then ignored.
+    """
     @_builtins.property
     def containers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids, id prefixes or names; with several, their lines are merged in time order and each line
@@ -2326,10 +2331,11 @@ class LogsRequest(_message.Message):
         stderr_only: _builtins.bool = ...,
         grep: _builtins.str = ...,
         timestamps: _builtins.bool = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "follow", b"follow", "grep", b"grep", "since", b"since", "stderr_only", b"stderr_only", "stdout_only", b"stdout_only", "tail", b"tail", "timestamps", b"timestamps", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "follow", b"follow", "grep", b"grep", "offset", b"offset", "since", b"since", "stderr_only", b"stderr_only", "stdout_only", b"stdout_only", "tail", b"tail", "timestamps", b"timestamps", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2343,6 +2349,11 @@ class LogsResponse(_message.Message):
 
     LINES_FIELD_NUMBER: _builtins.int
     CHUNKS_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    """Position in the log just past this batch (one container only; 0 otherwise): a request with this
+    offset continues where this one stopped.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogLine]:
         """Lines in order (with timestamps, or when several containers are merged)."""
@@ -2356,10 +2367,11 @@ class LogsResponse(_message.Message):
         *,
         lines: _abc.Iterable[Global___LogLine] | None = ...,
         chunks: _abc.Iterable[_types_pb2.OutputChunk] | None = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "lines", b"lines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "lines", b"lines", "offset", b"offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
