@@ -6,7 +6,7 @@ TEU := $(VENV)/bin/teu
 IMAGE_TAR := build/busybox.tar
 PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 
-.PHONY: run start stop deps test-deps venv protos check-protos image image-debian lint test unit integration bench certs clean
+.PHONY: run start stop deps test-deps venv protos check-protos image image-debian lint test unit integration bench soak certs clean
 
 run: start
 	@$(TEU) run --rm busybox echo "Hello from Teu: a process manager with superpowers."
@@ -83,6 +83,11 @@ bench: deps venv $(IMAGE_TAR)
 	@scripts/install-deps.sh podman docker.io
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/run.py $(if $(QUICK),--quick)
+
+# 30 minutes of mixed load on a private engine, a random service SIGKILLed every minute, then a leak
+# audit that must read zero (MINUTES=5 for a shorter one). Not part of `make test`.
+soak: deps venv $(IMAGE_TAR)
+	$(PY) bench/soak.py --minutes $(or $(MINUTES),30)
 
 # Development CA, gateway certificate (127.0.0.1, localhost) and admin/operator/viewer client certs
 # in build/certs, for `teu-engine --tls-listen` and `teu -H tcp://...` (TEU_CERT_PATH=build/certs/<role>).

@@ -72,7 +72,7 @@ class Flows:
             try:
                 return (await call("runtime", self.b.runtime.CreateContainer(req))).container
             except Unavailable:
-                return await self._created_after_all(cid)
+                return await self._created_after_all(req)
         except BaseException:
             await self._release(cid)
             raise
@@ -87,13 +87,14 @@ class Flows:
             with contextlib.suppress(AlreadyExists):
                 await idempotent("storage", lambda: self.b.storage.PrepareSnapshot(req))
 
-    async def _created_after_all(self, cid: str) -> rt.Container:
-        """The truth about a create whose answer was lost (the runtime died during the call): the
-        container if the runtime recorded it, else the Unavailable error (the caller undoes the rest)."""
+    async def _created_after_all(self, req: rt.CreateContainerRequest) -> rt.Container:
+        """The truth about a create whose answer was lost (the runtime died during the call), once the
+        runtime is back: the container if it was recorded, else the outcome of asking once more."""
         try:
-            return (await self._get_when_back(cid)).container
+            return (await self._get_when_back(req.id)).container
         except NotFound:
-            raise Unavailable("the runtime service stopped while creating the container; nothing was created") from None
+            log.warning("create_repeated", container=req.id[:12])
+            return (await call("runtime", self.b.runtime.CreateContainer(req))).container
 
     async def _get_when_back(self, cid: str) -> rt.GetContainerResponse:
         """GetContainer, waiting for a restarting runtime."""
@@ -252,10 +253,12 @@ class Flows:
             return
         removal: asyncio.Task[None] | None = None
         try:
-            if c.state == RUNNING:
-                async for batch in self.logs.follow(c.id, running=True):
-                    for out in outputs(batch):
-                        yield gw.RunResponse(output=gw.RunOutput(stream=out.stream, data=out.data))
+            # a process may have run its course already (its start was settled after a runtime restart)
+            running = c.state == RUNNING
+            async for batch in self.logs.follow(c.id, running=running):
+                for out in outputs(batch):
+                    yield gw.RunResponse(output=gw.RunOutput(stream=out.stream, data=out.data))
+            if running:
                 c = await self.wait(c.id)
         finally:
             if config.auto_remove:  # the output is streamed, or the client went away: removed once it exits

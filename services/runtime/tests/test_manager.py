@@ -61,6 +61,7 @@ class FakeOci:
         self.calls: list[tuple[str, str]] = []
         self.monitor, self.bundles = monitor, bundles
         self.known: set[str] = set()  # containers the runtime holds state for
+        self.statuses: dict[str, tuple[str, int]] = {}  # their status, "created" unless set
 
     async def start(self, cid: str) -> None:
         self.calls.append(("start", cid))
@@ -76,6 +77,9 @@ class FakeOci:
 
     def knows(self, cid: str) -> bool:
         return cid in self.known
+
+    async def status(self, cid: str) -> tuple[str, int] | None:
+        return self.statuses.get(cid, ("created", 4242)) if cid in self.known else None
 
 
 @pytest.fixture()
@@ -236,5 +240,29 @@ def test_reconcile_undoes_a_start_the_service_died_in(drive: Callable[[Body], No
         c = m.store.get(CID)
         assert c.state == CREATED and "cut short" in c.error
         assert m.store.get(OTHER).error == ""
+
+    drive(body)
+
+
+def test_reconcile_records_a_start_that_happened_before_the_service_died(
+    drive: Callable[[Body], None], monitor: FakeMonitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container the OCI runtime started and that already exited, though the record still says
+    created (the service died right after the runtime's start), gets its exit recorded: it is never
+    started a second time."""
+    monkeypatch.setattr(mounts, "is_mounted", lambda target: False)
+
+    async def body(m: Manager, oci: FakeOci) -> None:
+        await m.create(CID, "ran", container_spec())
+        bundle = m.bundle(CID)
+        bundle.persist.mkdir(exist_ok=True)
+        bundle.exit_file.write_text("0")
+        oci.known.add(CID)
+        oci.statuses[CID] = ("stopped", 0)
+        monkeypatch.setattr(conmon, "is_monitor", lambda pid, cid: False)
+        await m.reconcile()
+        c = await asyncio.wait_for(m.wait(CID), 10)
+        assert (c.state, c.exit_code, c.error) == (EXITED, 0, "") and c.started_at > 0
+        assert ("start", CID) not in oci.calls
 
     drive(body)

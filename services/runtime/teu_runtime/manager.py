@@ -411,7 +411,7 @@ class Manager:
         for c in self.store.list():
             event = self._event(c.id)
             if c.state != RUNNING:
-                await self._undo_half_start(c)
+                await self._settle_half_start(c)
             if c.state == EXITED:
                 event.set()
             elif c.state == RUNNING:
@@ -423,6 +423,7 @@ class Manager:
                 else:
                     await self._finish(c.id)
             self._reconcile_execs(c)
+        await self._remove_orphan_bundles()
         running = {c.id for c in self.store.list() if c.state == RUNNING}
         try:
             await self.networks.reconcile(running)
@@ -430,13 +431,21 @@ class Manager:
             log.exception("network_reconcile_failed")
         log.info("reconciled", containers=len(self._exited))
 
-    async def _undo_half_start(self, c: Container) -> None:
-        """Undoes what a start cut short by this service's death left of a container that is not
-        running: the runtime's state (its ``init`` process and cgroup; conmon then exits too) and the
-        root filesystem mount. Its network is released by the network reconcile."""
+    async def _settle_half_start(self, c: Container) -> None:
+        """Settles a start this service died in, for a record that does not say running: if the OCI
+        runtime started the process, the record is brought up to date (it runs, or it ran and its exit
+        is recorded below), so it is never started a second time; if it did not, what the start left
+        (the runtime's state and ``init`` process, the root filesystem mount; conmon then exits too)
+        is undone and the record stays created, saying why. The network reconcile frees its network."""
         bundle = self.bundle(c.id)
-        leftovers = self.oci.knows(c.id) or await asyncio.to_thread(mounts.is_mounted, bundle.rootfs)
-        if not leftovers:
+        if not self.oci.knows(c.id) and not await asyncio.to_thread(mounts.is_mounted, bundle.rootfs):
+            return
+        found = await self.oci.status(c.id) if self.oci.knows(c.id) else None
+        if found is not None and found[0] in ("running", "stopped") and not self._recorded_exit(c):
+            log.warning("start_completed_after_restart", container=c.id[:12], status=found[0])
+            c.state, c.pid, c.monitor_pid = RUNNING, found[1], conmon.monitor_pid(bundle)
+            c.started_at, c.finished_at, c.exit_code, c.error = _now(), 0, 0, ""
+            self.store.update(c)
             return
         log.warning("start_undone", container=c.id[:12], state=c.state)
         try:
@@ -448,6 +457,31 @@ class Manager:
         if c.state == CREATED and not c.error:
             c.error = "the start was cut short: the runtime service stopped during it"
             self.store.update(c)
+
+    async def _remove_orphan_bundles(self) -> None:
+        """Removes bundles with no record: a create cut short between writing the bundle and recording
+        the container (nothing of it ever ran, and a repeated create would find the bundle in its way)."""
+        known = {c.id for c in self.store.list()}
+        try:
+            entries = list(os.scandir(self.settings.bundles))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.is_dir() and names.is_id(entry.name) and entry.name not in known and not self.oci.knows(entry.name):
+                bundle = self.bundle(entry.name)
+                if not await asyncio.to_thread(mounts.is_mounted, bundle.rootfs):
+                    log.warning("orphan_bundle_removed", container=entry.name[:12])
+                    await asyncio.to_thread(shutil.rmtree, bundle.path, True)
+
+    def _recorded_exit(self, c: Container) -> bool:
+        """Whether an exited record already tells the end of the run the OCI runtime knows (its exit
+        was recorded and only the release of the runtime state was cut short)."""
+        if c.state != EXITED:
+            return False
+        try:
+            return self.bundle(c.id).exit_file.stat().st_mtime_ns <= c.finished_at
+        except FileNotFoundError:
+            return True
 
     def _reconcile_execs(self, c: Container) -> None:
         """Exec sessions that ended while this service was down get their exit code from conmon's exit

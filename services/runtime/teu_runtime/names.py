@@ -65,9 +65,14 @@ _NOUNS = [
 ]
 
 
+def is_id(text: str) -> bool:
+    """Whether ``text`` is a full container id (64 lowercase hex characters)."""
+    return _ID.fullmatch(text) is not None
+
+
 def check_id(cid: str) -> str:
     """Returns ``cid`` if it is 64 lowercase hex characters; InvalidArgument otherwise."""
-    if not _ID.fullmatch(cid):
+    if not is_id(cid):
         raise InvalidArgument(f"invalid container id {cid!r}: want 64 lowercase hex characters")
     return cid
 

@@ -7,6 +7,7 @@ so one class serves both; conmon runs ``create`` itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ class OciRuntime(Protocol):
 
     def knows(self, cid: str) -> bool:
         """Whether the runtime still holds state for ``cid`` (cheap: no process is started)."""
+
+    async def status(self, cid: str) -> tuple[str, int] | None:
+        """(status, init pid) from ``<runtime> state``: "created", "running" or "stopped"; None if unknown."""
 
 
 @dataclass
@@ -80,6 +84,17 @@ class CliRuntime:
     def knows(self, cid: str) -> bool:
         """runc and crun both keep one directory per container under their root."""
         return (self.root / cid).exists()
+
+    async def status(self, cid: str) -> tuple[str, int] | None:
+        """Runs ``<runtime> state``."""
+        code, out, _ = await self._run("state", cid)
+        if code:
+            return None
+        try:
+            doc = json.loads(out)
+            return str(doc["status"]), int(doc.get("pid") or 0)
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 @dataclass(frozen=True)
