@@ -1,31 +1,4 @@
 """The errors every SDK call raises: Teu's one error vocabulary, defined in :mod:`teu_api.errors`."""
 
-from teu_api.errors import (
-    AlreadyExists,
-    Cancelled,
-    FailedPrecondition,
-    Internal,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    TeuError,
-    Unauthenticated,
-    Unavailable,
-    Unimplemented,
-    from_status,
-)
-
-__all__ = [
-    "AlreadyExists",
-    "Cancelled",
-    "FailedPrecondition",
-    "Internal",
-    "InvalidArgument",
-    "NotFound",
-    "PermissionDenied",
-    "TeuError",
-    "Unauthenticated",
-    "Unavailable",
-    "Unimplemented",
-    "from_status",
-]
+from teu_api.errors import *  # noqa: F403 - the vocabulary, re-exported whole
+from teu_api.errors import __all__ as __all__

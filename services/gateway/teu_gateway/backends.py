@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
 
 import grpc
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from teu_api.errors import TeuError, Unavailable, from_status
@@ -18,6 +19,8 @@ from teu_common.channels import connect
 from teu_common.config import Config
 
 T = TypeVar("T")
+log = structlog.get_logger()
+_CORE_ERROR = "Internal error from Core"
 
 
 class HealthCheck(Protocol):
@@ -57,10 +60,15 @@ def open_backends(cfg: Config) -> Backends:
 
 
 def translate(exc: grpc.aio.AioRpcError, service: str) -> TeuError:
-    """A backend's status as the Teu error the gateway reports."""
-    if exc.code() == grpc.StatusCode.UNAVAILABLE:
-        return Unavailable(f"the {service} service is unavailable: {exc.details()}")
-    return from_status(exc.code(), exc.details() or "")
+    """A backend's status as the Teu error the gateway reports. A service that cannot be reached is
+    one message whatever the transport said (its words are logged): the connection was refused,
+    reset, or broke in the middle of a write (which grpc's asyncio client reports as INTERNAL
+    "Internal error from Core")."""
+    details = exc.details() or ""
+    if exc.code() == grpc.StatusCode.UNAVAILABLE or (exc.code() == grpc.StatusCode.INTERNAL and details == _CORE_ERROR):
+        log.warning("backend_unavailable", service=service, code=exc.code().name, details=details)
+        return Unavailable(f"the {service} service is not answering (it may be restarting): try again")
+    return from_status(exc.code(), details)
 
 
 async def call(service: str, awaitable: Awaitable[T]) -> T:
