@@ -72,6 +72,7 @@ def worker(engine: PrivateEngine, n: int, stop: threading.Event, tally: Tally) -
                 one_round(c, n, i, tally)
             except (TeuError, TimeoutError) as exc:
                 tally.add(f"failed: {type(exc).__name__}")
+                stop.wait(0.5)  # a service restarts: do not count one outage a thousand times
 
 
 def killer(engine: PrivateEngine, every: float, stop: threading.Event, tally: Tally) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from conftest import Engine
 from teu.client import Client, ContainerOptions
 from teu.testing import wait_until
+from teu_runtime import conmon
 
 MIB = 1 << 20
 # --log-opt max-size=1m --log-opt max-files=2: the rotated log keeps 2 MiB; conmon itself starts anew a
@@ -66,6 +68,13 @@ def test_a_fast_writer_stays_within_the_bound(client: Client, yes: tuple[str, Pa
     assert tail == [b"y\n"] * 100
 
 
+def conmon_bounds_logs() -> bool:
+    """Whether this host's conmon may bound a log itself (2.1.9 or later, see teu_runtime.conmon)."""
+    line = subprocess.run(["conmon", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return conmon.bounds_logs_safely(line)
+
+
+@pytest.mark.skipif(not conmon_bounds_logs(), reason="conmon before 2.1.9 cannot bound a log without losing lines")
 def test_the_bound_holds_while_the_logs_service_is_down(client: Client, engine: Engine, yes: tuple[str, Path]) -> None:
     """With the logs service killed (and not restarted), conmon's backstop alone keeps ``yes`` within the
     bound; once the service is back, retention brings the stopped container's log down to its bound."""
@@ -80,3 +89,20 @@ def test_the_bound_holds_while_the_logs_service_is_down(client: Client, engine: 
     client.stop(cid, timeout=0)
     assert peak <= RETAINED + 2 * BACKSTOP
     wait_until(lambda: log_bytes(log_dir) <= RETAINED, timeout=20, what="retention once the logs service is back")
+
+
+def test_a_fast_writer_loses_no_line_past_conmons_own_bound(client: Client) -> None:
+    """18 MB of numbered lines as fast as conmon logs them, rotated at 1 MiB: every line is in the log
+    (more than conmon's 16 MiB backstop went through, which must never cut a log it reopened)."""
+    n = 2_600_000
+    cid = client.create(
+        ContainerOptions(image="busybox", cmd=["seq", str(n)], log_opts={"max-size": "1m", "max-files": "1000"})
+    ).id
+    try:
+        client.start(cid)
+        client.wait(cid)
+        numbers = b"".join(line.data for line in client.logs(cid)).split()
+        assert len(numbers) == n and numbers[0] == b"1" and numbers[-1] == str(n).encode()
+        assert numbers == [str(i).encode() for i in range(1, n + 1)]
+    finally:
+        client.remove(cid, force=True)

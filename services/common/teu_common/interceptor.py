@@ -27,8 +27,9 @@ LATENCY = Histogram(
 )
 
 
-#: The longest error message a status carries.
-MAX_MESSAGE = 2048
+#: The longest error message a status carries, in UTF-8 bytes (gRPC percent-encodes it in its
+#: metadata, capped at 8 KiB: 1 KiB stays within that even when every byte is encoded).
+MAX_MESSAGE = 1024
 # How long a refused client-streaming call keeps reading what its client still sends (see _drain).
 DRAIN_PATIENCE = 60.0
 
@@ -91,7 +92,10 @@ class _Outcome:
 def _bounded(message: str) -> str:
     """An error message short enough for a status (gRPC's metadata is capped): a value quoted whole
     from a huge request must not turn a clear refusal into an INTERNAL error."""
-    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+    raw = message.encode()
+    if len(raw) <= MAX_MESSAGE:
+        return message
+    return raw[: MAX_MESSAGE - 3].decode(errors="ignore") + "..."
 
 
 def _draining(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -53,14 +53,14 @@ class AutoRemover:
     async def _remove_when_stopped(self, cid: str) -> None:
         try:
             while True:
-                await self._wait(cid)
                 try:
+                    await self._wait(cid)
                     await self._remove(cid)
                     return
                 except FailedPrecondition:
                     continue  # started again meanwhile: remove it after this run
                 except Unavailable:
-                    await asyncio.sleep(RETRY_DELAY)  # a back end restarts: the removal is repeated
+                    await asyncio.sleep(RETRY_DELAY)  # a back end restarts: the wait and removal are repeated
         except NotFound:
             pass
         except TeuError as exc:

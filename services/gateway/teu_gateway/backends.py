@@ -59,13 +59,18 @@ def open_backends(cfg: Config) -> Backends:
     )
 
 
+def unreachable(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a call failed because its service could not be reached (it is down or restarting)."""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE or (exc.code() == grpc.StatusCode.INTERNAL and exc.details() == _CORE_ERROR)
+
+
 def translate(exc: grpc.aio.AioRpcError, service: str) -> TeuError:
     """A backend's status as the Teu error the gateway reports. A service that cannot be reached is
     one message whatever the transport said (its words are logged): the connection was refused,
     reset, or broke in the middle of a write (which grpc's asyncio client reports as INTERNAL
     "Internal error from Core")."""
     details = exc.details() or ""
-    if exc.code() == grpc.StatusCode.UNAVAILABLE or (exc.code() == grpc.StatusCode.INTERNAL and details == _CORE_ERROR):
+    if unreachable(exc):
         log.warning("backend_unavailable", service=service, code=exc.code().name, details=details)
         return Unavailable(f"the {service} service is not answering (it may be restarting): try again")
     return from_status(exc.code(), details)
@@ -99,13 +104,16 @@ async def idempotent(service: str, make: Callable[[], Awaitable[T]]) -> T:
 
 
 async def retry_unavailable(service: str, make: Callable[[], Awaitable[T]], patience: float = 120.0) -> T:
-    """Calls ``make()`` until the service answers, for long waits that must survive its restart."""
+    """Calls ``make()`` until the service answers, for long waits that must survive its restart: it
+    is called again while the service cannot be reached, for up to ``patience`` seconds from the first
+    failure (a wait may have run for hours before it)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
+    deadline = 0.0
     while True:
         try:
             return await make()
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or loop.time() > deadline:
+            deadline = deadline or loop.time() + patience
+            if not unreachable(exc) or loop.time() > deadline:
                 raise translate(exc, service) from None
             await asyncio.sleep(0.2)

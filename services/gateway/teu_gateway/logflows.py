@@ -111,6 +111,8 @@ class LogReader:
                 getter.cancel()
                 if pumper in done and (exc := pumper.exception()):
                     raise exc
+                if exited in done and (exc := exited.exception()):
+                    raise exc  # the wait failed (the runtime is gone for good): not an exit
                 break
             while not queue.empty():
                 batch = queue.get_nowait()
@@ -120,9 +122,9 @@ class LogReader:
             pumper.cancel()
             if not exited.done():
                 exited.cancel()
-        if offset or q.tail == 0:
-            async for batch in self.read(cid, offset, False, q):
-                yield batch
+        # what is left after the exit (with nothing sent yet, the tail asked for)
+        async for batch in self.read(cid, offset, False, q):
+            yield batch
 
     async def logs(self, containers: list[rt.Container], req: gw.LogsRequest) -> AsyncIterator[gw.LogsResponse]:
         """The public Logs stream: one container as is; several merged in time order (or, when

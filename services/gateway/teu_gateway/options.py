@@ -96,8 +96,8 @@ def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
         if not m or int(m.group(1)) == 0:
             raise InvalidArgument(f"invalid max-size {opts['max-size']!r}: want e.g. 10m")
         size = int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2)]
-        if size < 4096:
-            raise InvalidArgument("max-size must be at least 4k")
+        if not 4096 <= size <= 1 << 40:
+            raise InvalidArgument("max-size must be from 4k to 1t")
     if "max-files" in opts:
         if not opts["max-files"].isdigit() or not 1 <= int(opts["max-files"]) <= 1000:
             raise InvalidArgument(f"invalid max-files {opts['max-files']!r}: want 1 to 1000")

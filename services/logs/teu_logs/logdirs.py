@@ -7,6 +7,7 @@ keeps the per-log retention settings in ``state.json`` so they survive restarts 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -226,15 +227,19 @@ class LogStore:
         try:
             for cid, d in list(self._dirs.items()):
                 self._watch(cid, d)
+            last_round = loop.time()
             while True:
                 try:
-                    await asyncio.wait_for(woken.wait(), interval)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), interval)
                     woken.clear()
                     due = [self._watches[wd] for wd in changed if wd in self._watches]
                     changed.clear()
-                    await self._check(due)
-                except TimeoutError:
-                    await self.tick()
+                    if loop.time() - last_round >= interval:  # every log, even while others keep writing
+                        last_round = loop.time()
+                        await self.tick()
+                    else:
+                        await self._check(due)
                 except Exception:
                     log.exception("log_maintenance_failed")  # keep going: one bad round must not stop rotation
                 await asyncio.sleep(MIN_INTERVAL)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -101,38 +102,39 @@ def rename_current(d: LogDir) -> bool:
     return True
 
 
-def trim(d: LogDir, max_files: int, max_bytes: int) -> None:
+def trim(d: LogDir, max_files: int, max_bytes: int) -> bool:
     """Brings a log no conmon writes any more within ``max_bytes``: its oldest files go, then the head
     of the oldest one left, at a record boundary (the rest is copied into the segment of its new base,
-    so positions stay what they were). ``ctr.log``, if any, becomes a segment first."""
+    so positions stay what they were). False, doing nothing, if a ``ctr.log`` has appeared since (a
+    new conmon of the restarted container writes it)."""
     if d.current.exists():
-        rename_current(d)
+        return False
     apply_retention(d, max_files, max_bytes, writer=False)
     segments = d.segments()
     if not segments:
-        return
+        return True
     base, path = segments[0]
+    total = sum(os.stat(p).st_size for _, p in segments)
+    if total <= max_bytes:
+        return True
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        total = size + sum(os.stat(p).st_size for _, p in segments[1:])
-        if total <= max_bytes:
-            return
         f.seek(total - max_bytes)
         f.readline()  # to the end of the record the cut falls in
         cut = f.tell()
-        rest = f.read()
-    target = d.path / segment_name(base + cut)
-    tmp = d.path / (target.name + ".tmp")
-    with open(tmp, "wb") as out:
-        out.write(rest)
-        out.flush()
-        os.fsync(out.fileno())
+        target = d.path / segment_name(base + cut)
+        tmp = d.path / (target.name + ".tmp")
+        with open(tmp, "wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)  # in pieces: the file may be as large as conmon's bound
+            out.flush()
+            os.fsync(out.fileno())
     os.rename(tmp, target)
     if d.floor < base + size:
         d.floor = base + size
         d.save()
     path.unlink()
     log.info("log_trimmed", path=str(d.path), base=base + cut)
+    return True
 
 
 def _bound(cfg: LogConfig) -> int:
@@ -190,10 +192,9 @@ class Rotator:
         trims the log to its bound instead, so no excess stays after the exit."""
         if self._reopen is None:
             return
-        answer = await self._reopen(cid)
-        if answer is False and d.config is not None:
+        gone = await self._reopen(cid) is False
+        if gone and d.config is not None and await asyncio.to_thread(trim, d, d.config.max_files, _bound(d.config)):
             self._closed.add(str(d.path))
-            await asyncio.to_thread(trim, d, d.config.max_files, _bound(d.config))
 
     def _resend_due(self, d: LogDir, now: float) -> bool:
         """Whether to ask for the reopen again: ``ctr.log`` is still missing well after the rename (the

@@ -50,3 +50,11 @@ def test_the_monitor_bounds_its_log_only_when_asked() -> None:
     bounded = conmon.Launch(**{**launch().__dict__, "log_size_max": 16 << 20})
     assert flags(conmon.argv(bounded))["--log-size-max"] == str(16 << 20)
     assert "--log-size-max" not in conmon.argv(launch())
+
+
+def test_conmon_bounds_logs_only_from_2_1_9() -> None:
+    """Older conmon kept counting across reopens and cut logs it had just reopened: no bound for it."""
+    assert not conmon.bounds_logs_safely("conmon version 2.1.6")
+    assert conmon.bounds_logs_safely("conmon version 2.1.9")
+    assert conmon.bounds_logs_safely("conmon version 2.2.0")
+    assert not conmon.bounds_logs_safely("unknown")

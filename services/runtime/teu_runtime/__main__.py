@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import shutil
 
+import structlog
+
 from teu_api.errors import Unavailable
 from teu_api.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from teu_common import idmap, perms
 from teu_common.config import Config
 from teu_common.server import Lifecycle, Service, main
-from teu_runtime import cgroups, confine, ociruntime
+from teu_runtime import cgroups, confine, conmon, ociruntime
 from teu_runtime.database import Store
 from teu_runtime.manager import Manager, Settings
 from teu_runtime.network.addressing import DEFAULT_SUBNET
 from teu_runtime.network.networks import Networks, owner_of
 from teu_runtime.service import RuntimeServicer
 from teu_runtime.spec import Host
+
+log = structlog.get_logger()
 
 
 async def build(cfg: Config) -> Lifecycle:
@@ -49,14 +53,19 @@ async def build(cfg: Config) -> Lifecycle:
     gid = remap.gid if remap else None
     perms.traversable(state, gid)
     bundles = perms.traversable(state / "containers", gid)
-    manager = Manager(store, runtime, Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap), networks)
+    conmon_version = await ociruntime.version_line(conmon_path)
+    log_bound = conmon.bounds_logs_safely(conmon_version)
+    if not log_bound:
+        log.warning("conmon_log_bound_off", conmon=conmon_version, reason="conmon before 2.1.9 would cut logs it reopened")
+    settings = Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap, conmon_log_bound=log_bound)
+    manager = Manager(store, runtime, settings, networks)
     await manager.reconcile()
     info = runtime_pb2.GetRuntimeInfoResponse(
         oci_runtime=choice.name,
         oci_runtime_version=await ociruntime.version_line(choice.path),
         oci_runtime_reason=choice.reason,
         cgroup_version=layout.version,
-        conmon_version=await ociruntime.version_line(conmon_path),
+        conmon_version=conmon_version,
         security_options=[
             "name=seccomp,profile=builtin",
             *(["name=cgroupns"] if host.cgroup_v2 else []),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from teu_api.errors import Internal
 from teu_api.types.v1 import types_pb2
 
 MAX_INPUT_PACKET = 32 * 1024
@@ -74,8 +76,9 @@ class AttachSocket:
 
 
 def resize(ctl: Path, rows: int, cols: int) -> None:
-    """Asks conmon to resize the terminal; a no-op once conmon is gone."""
-    _control(ctl, f"1 {rows} {cols}\n".encode())
+    """Asks conmon to resize the terminal; a no-op once conmon is gone or not listening."""
+    with contextlib.suppress(Internal):
+        _control(ctl, f"1 {rows} {cols}\n".encode())
 
 
 def reopen_log(ctl: Path) -> bool:
@@ -88,17 +91,19 @@ def reopen_log(ctl: Path) -> bool:
 
 
 def _control(ctl: Path, line: bytes) -> bool:
-    """Writes one command line to conmon's control fifo, never blocking: with conmon gone there is no
-    reader and the open fails (ENXIO), with the fifo full the write does (EAGAIN). A line is shorter
-    than PIPE_BUF, so it arrives whole."""
+    """Writes one command line to conmon's control fifo, never blocking; False when no conmon listens
+    (the fifo is gone, or has no reader: ENXIO). A line is shorter than PIPE_BUF, so it arrives whole;
+    a full fifo (conmon not reading) is an error, not a conmon that is gone."""
     try:
         fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENXIO):
+            return False
+        raise Internal(f"conmon's control fifo: {exc.strerror}") from None
     try:
         os.write(fd, line)
         return True
-    except OSError:
-        return False
+    except BlockingIOError:
+        raise Internal("conmon's control fifo is full: conmon is not reading it") from None
     finally:
         os.close(fd)

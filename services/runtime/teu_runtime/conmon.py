@@ -63,6 +63,19 @@ def command(launch: Launch, uuid: str, workdir: ConmonDir, pidfile: Path, exit_d
     return [*args, *extra]
 
 
+#: The first conmon whose --log-size-max counts the bytes of the file it has open, reset when it reopens
+#: the log (containers/conmon#468). Before it, the count ran on across reopens, so conmon cut a log
+#: it had just reopened after the logs service rotated it, and lines were lost: no bound is passed.
+LOG_BOUND_SINCE = (2, 1, 9)
+
+
+def bounds_logs_safely(version_line: str) -> bool:
+    """Whether the conmon that printed ``version_line`` ("conmon version 2.1.6") may be given
+    --log-size-max without losing lines."""
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", version_line)
+    return m is not None and tuple(int(x) for x in m.groups()) >= LOG_BOUND_SINCE
+
+
 def argv(launch: Launch) -> list[str]:
     """The container monitor's command line (pure)."""
     b = launch.bundle

@@ -56,6 +56,8 @@ class Settings:
     conmon: str
     host: spec.Host
     remap: IdMap | None = None
+    #: Whether conmon may bound a log itself (see conmon.LOG_BOUND_SINCE).
+    conmon_log_bound: bool = False
 
 
 def _now() -> int:
@@ -201,7 +203,8 @@ class Manager:
         """What conmon needs to run ``proc`` of container ``c`` (its main process or an exec)."""
         return conmon.Launch(conmon=self.settings.conmon, runtime=self.oci.path, runtime_root=self.oci.root, cid=c.id,
                              name=c.name, bundle=bundle, log_path=c.spec.log_path, terminal=proc.terminal,
-                             stdin=proc.open_stdin, log_size_max=c.spec.log_size_max)  # fmt: skip
+                             stdin=proc.open_stdin,
+                             log_size_max=c.spec.log_size_max if self.settings.conmon_log_bound else 0)  # fmt: skip
 
     async def _abort_start(self, c: Container, exc: BaseException, runtime_created: bool) -> BaseException:
         """Undoes a start that failed after the mount (runtime state, mount), records why, and returns
@@ -441,7 +444,7 @@ class Manager:
         if not self.oci.knows(c.id) and not await asyncio.to_thread(mounts.is_mounted, bundle.rootfs):
             return
         found = await self.oci.status(c.id) if self.oci.knows(c.id) else None
-        if found is not None and found[0] in ("running", "stopped") and not self._recorded_exit(c):
+        if found is not None and (found[0] == "running" or (found[0] == "stopped" and not self._recorded_exit(c))):
             log.warning("start_completed_after_restart", container=c.id[:12], status=found[0])
             c.state, c.pid, c.monitor_pid = RUNNING, found[1], conmon.monitor_pid(bundle)
             c.started_at, c.finished_at, c.exit_code, c.error = _now(), 0, 0, ""
@@ -475,11 +478,12 @@ class Manager:
 
     def _recorded_exit(self, c: Container) -> bool:
         """Whether an exited record already tells the end of the run the OCI runtime knows (its exit
-        was recorded and only the release of the runtime state was cut short)."""
+        was recorded and only the release of the runtime state was cut short), rather than a later
+        start cut short: conmon's pidfile, written by each launch, is older than the recorded exit."""
         if c.state != EXITED:
             return False
         try:
-            return self.bundle(c.id).exit_file.stat().st_mtime_ns <= c.finished_at
+            return self.bundle(c.id).conmon_pid.stat().st_mtime_ns <= c.finished_at
         except FileNotFoundError:
             return True
 
