@@ -305,6 +305,7 @@ class Client(ImagesMixin):
         resumable = req.follow and len(req.containers) == 1
         deadline = 0.0
         while True:
+            attempt = time.monotonic()
             try:
                 for batch in stream(self.containers.Logs(req)):
                     if batch.offset:
@@ -312,6 +313,8 @@ class Client(ImagesMixin):
                     yield batch
                 return
             except Unavailable:
+                if time.monotonic() - attempt > 1.0:
+                    deadline = 0.0  # the stream was up (a quiet log sends nothing): a new outage
                 deadline = deadline or time.monotonic() + RESUME_PATIENCE
                 if not resumable or time.monotonic() > deadline:
                     raise
