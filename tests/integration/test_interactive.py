@@ -23,6 +23,7 @@ import pytest
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
 from teu.errors import NotFound
+from teu.testing import wait_until
 from teu_api.types.v1 import types_pb2
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
@@ -337,10 +338,10 @@ def test_exec_detached_returns_at_once(engine: Engine, client: Client, worker: s
     p = teu(engine, "exec", "-d", worker, "sh", "-c", "sleep 3; touch /tmp/exec-d-done")
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - started < 2.5, "exec -d waited for the command"
-    deadline = time.monotonic() + TIMEOUT
-    while teu(engine, "exec", worker, "test", "-e", "/tmp/exec-d-done").returncode != 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    # The file is looked for through cp (storage), not a second exec: an exec started right after
+    # an exec -d into the same container can hang until conmon's 30 s handshake timeout (a known
+    # defect of the exec path, reproduced on older code too; see the closing notes).
+    wait_until(lambda: any(n.endswith("exec-d-done") for n in client.copy_from(worker, "/tmp")), timeout=TIMEOUT, what="the file")
 
 
 def test_attach_to_exited_container_is_an_error(engine: Engine, client: Client) -> None:
