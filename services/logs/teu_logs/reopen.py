@@ -25,7 +25,7 @@ class RuntimeReopen:
     """The :data:`teu_logs.rotation.Reopen` of a running engine: ReopenLog on the runtime service."""
 
     def __init__(self, cfg: Config) -> None:
-        self._channel = connect(cfg, "runtime", wait=False)  # rotation must not wait: it asks again later
+        self._channel = connect(cfg, "runtime", patience=0)  # rotation must not wait: it asks again later
         self._runtime = runtime_pb2_grpc.RuntimeServiceStub(self._channel)
 
     async def __call__(self, container_id: str) -> bool | None:
