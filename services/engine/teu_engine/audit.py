@@ -12,17 +12,12 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 
-from teu_runtime import cgroups
-
-
-def is_id(name: str) -> bool:
-    """Whether ``name`` is a full container id (64 lowercase hex digits)."""
-    return len(name) == 64 and all(ch in "0123456789abcdef" for ch in name)
+from teu_runtime import cgroups, names
 
 
 def container_of(text: str) -> str:
     """The first full container id among the path components of ``text``, or ""."""
-    return next((part for part in text.replace(":", "/").split("/") if is_id(part)), "")
+    return next((part for part in text.replace(":", "/").split("/") if names.is_id(part)), "")
 
 
 def leftovers(root: Path, run_dir: Path, live: Collection[str], runtime_pid: int) -> dict[str, list[str]]:
@@ -39,10 +34,10 @@ def leftovers(root: Path, run_dir: Path, live: Collection[str], runtime_pid: int
         "mounts": [p for p in _mount_points() if p.startswith(f"{root}/") and gone(container_of(p))],
         "runtime states": [str(p) for p in _dirs(run_dir / "runc") + _dirs(run_dir / "crun") if gone(p.name)],
         "init processes": [pid for pid, cid in _runtime_inits() if cid in ours and gone(cid)],
-        "cgroups": [str(d) for d in cgroup_dirs if is_id(d.name) and gone(d.name)],
+        "cgroups": [str(d) for d in cgroup_dirs if names.is_id(d.name) and gone(d.name)],
         "bundles": [str(p) for p in _dirs(root / "runtime" / "containers") if gone(p.name)],
         "snapshots": [str(p) for p in _dirs(root / "storage" / "snapshots") if gone(p.name)],
-        "logs": [str(p) for p in _dirs(root / "logs") if is_id(p.name) and gone(p.name)],
+        "logs": [str(p) for p in _dirs(root / "logs") if names.is_id(p.name) and gone(p.name)],
     }
     return {kind: items for kind, items in found.items() if items}
 

@@ -109,8 +109,8 @@ def container_spec(
     config: gw.ContainerConfig, image: st.Image, cpus: int | None = None, apparmor: bool = False
 ) -> rt.ContainerSpec:
     """The runtime spec for ``config`` on ``image`` (without the log path, which comes later);
-    ``apparmor`` says whether the host has AppArmor (for ``--security-opt apparmor=...``)."""
-    limits.check_config(config)
+    ``apparmor`` says whether the host has AppArmor (for ``--security-opt apparmor=...``). ``config``
+    is within :func:`limits.check_config` already (the caller checks it before asking for the image)."""
     ic = image.config
     cwd = config.working_dir or ic.working_dir or "/"
     if not cwd.startswith("/"):
