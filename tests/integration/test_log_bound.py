@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,15 +13,14 @@ import pytest
 from conftest import Engine
 from teu.client import Client, ContainerOptions
 from teu.testing import wait_until
-from teu_runtime import conmon
+from teu_api.types.v1 import types_pb2
 
 MIB = 1 << 20
-# --log-opt max-size=1m --log-opt max-files=2: the rotated log keeps 2 MiB; conmon itself starts anew a
-# file that is not rotated at 16 MiB (the backstop: 4 x max-size, at least 16 MiB). With the logs service
-# up the disk holds no more than the sum; with it down, a rotation it left half-done (the file renamed,
-# the reopen not asked) lets conmon fill the renamed file to the backstop and a new one after it: twice.
+# --log-opt max-size=1m --log-opt max-files=2: the rotated log keeps 2 MiB; no log file grows past 64 MiB
+# (the backstop: 4 x max-size, at least 64 MiB, conmon's RLIMIT_FSIZE). Whether the logs service is up
+# or down, the disk holds no more than the sum.
 RETAINED = 2 * MIB
-BACKSTOP = 16 * MIB
+BACKSTOP = 64 * MIB
 
 
 def log_bytes(log_dir: Path) -> int:
@@ -68,16 +66,11 @@ def test_a_fast_writer_stays_within_the_bound(client: Client, yes: tuple[str, Pa
     assert tail == [b"y\n"] * 100
 
 
-def conmon_bounds_logs() -> bool:
-    """Whether this host's conmon may bound a log itself (2.1.9 or later, see teu_runtime.conmon)."""
-    line = subprocess.run(["conmon", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    return conmon.bounds_logs_safely(line)
-
-
-@pytest.mark.skipif(not conmon_bounds_logs(), reason="conmon before 2.1.9 cannot bound a log without losing lines")
 def test_the_bound_holds_while_the_logs_service_is_down(client: Client, engine: Engine, yes: tuple[str, Path]) -> None:
-    """With the logs service killed (and not restarted), conmon's backstop alone keeps ``yes`` within the
-    bound; once the service is back, retention brings the stopped container's log down to its bound."""
+    """With the logs service killed (and not restarted), the backstop alone keeps ``yes`` within the
+    bound: conmon, the container and its log outlive the outage, and once the service is back the log
+    rotates again, its newest lines written after the outage, and the stopped container's log comes
+    down to its bound."""
     cid, log_dir = yes
     assert engine.proc is not None
     os.kill(engine.proc.pid, signal.SIGSTOP)  # the supervisor would restart the logs service at once
@@ -86,14 +79,38 @@ def test_the_bound_holds_while_the_logs_service_is_down(client: Client, engine: 
         peak = peak_while(log_dir, 3)
     finally:
         os.kill(engine.proc.pid, signal.SIGCONT)
+    assert peak <= RETAINED + BACKSTOP
+    wait_until(lambda: log_bytes(log_dir) < BACKSTOP, timeout=20, what="rotation once the logs service is back")
+    assert client.inspect(cid).summary.state == types_pb2.CONTAINER_STATE_RUNNING
     client.stop(cid, timeout=0)
-    assert peak <= RETAINED + 2 * BACKSTOP
     wait_until(lambda: log_bytes(log_dir) <= RETAINED, timeout=20, what="retention once the logs service is back")
+    assert [line.data for line in client.logs(cid, tail=100)] == [b"y\n"] * 100
 
 
-def test_a_fast_writer_loses_no_line_past_conmons_own_bound(client: Client) -> None:
-    """18 MB of numbered lines as fast as conmon logs them, rotated at 1 MiB: every line is in the log
-    (more than conmon's 16 MiB backstop went through, which must never cut a log it reopened)."""
+def test_a_container_has_no_file_size_limit_of_its_conmon(client: Client) -> None:
+    """The log's backstop is conmon's own limit: the container gets the engine's (unlimited here) and
+    SIGXFSZ's default action, as under Docker, and can write a file larger than the backstop."""
+    out = client.run(
+        ContainerOptions(
+            image="busybox",
+            cmd=[
+                "sh",
+                "-c",
+                """ulimit -f; grep SigIgn /proc/self/status;
+        dd if=/dev/zero of=/tmp/big bs=1M count=80 2>/dev/null; wc -c < /tmp/big""",
+            ],
+            remove=True,
+        )
+    )
+    limit, ignored, size = out.stdout.decode().split("\n")[:3]
+    assert limit == "unlimited"
+    assert not int(ignored.split()[1], 16) >> (signal.SIGXFSZ - 1) & 1
+    assert int(size) == 80 * MIB
+
+
+def test_a_fast_writer_loses_no_line(client: Client) -> None:
+    """18 MB of numbered lines as fast as conmon logs them, rotated at 1 MiB (18 rotations): every line
+    is in the log, in order."""
     n = 2_600_000
     cid = client.create(
         ContainerOptions(image="busybox", cmd=["seq", str(n)], log_opts={"max-size": "1m", "max-files": "1000"})

@@ -289,12 +289,12 @@ def test_after_a_gateway_restart_started_rm_containers_are_watched_again() -> No
 
 
 def test_create_bounds_conmons_log_above_the_rotation_size_in_force() -> None:
-    """The runtime gets conmon's backstop: 4x the rotation size the logs service put in force, at least 16 MiB."""
+    """The runtime gets the log file's backstop: 4x the rotation size the logs service put in force, at least 64 MiB."""
 
     async def body(f: Flows, fakes: Fakes) -> None:
-        big = await f.create(gw.ContainerConfig(image="busybox", cmd=["true"], log_opts={"max-size": "10m"}))
+        big = await f.create(gw.ContainerConfig(image="busybox", cmd=["true"], log_opts={"max-size": "30m"}))
         default = await f.create(gw.ContainerConfig(image="busybox", cmd=["true"]))
         small = await f.create(gw.ContainerConfig(image="busybox", cmd=["true"], log_opts={"max-size": "1m"}))
-        assert [c.spec.log_size_max for c in (big, default, small)] == [40 << 20, 80 << 20, 16 << 20]
+        assert [c.spec.log_size_max for c in (big, default, small)] == [120 << 20, 80 << 20, 64 << 20]
 
     drive(body)

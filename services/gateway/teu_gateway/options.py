@@ -78,11 +78,12 @@ LOG_OPTS = ("max-size", "max-files")
 
 
 def log_backstop(max_size: int) -> int:
-    """conmon's own bound on a log file (--log-size-max) for a log rotated at ``max_size``: what bounds
-    the disk while the logs service cannot rotate, far enough above the rotation size (4x, at least
-    16 MiB) that a writer as fast as conmon can log never reaches it while the logs service rotates
-    (it would cost lines: conmon starts the file anew)."""
-    return max(4 * max_size, 16 << 20)
+    """The most bytes one file of a log rotated at ``max_size`` may reach (conmon's RLIMIT_FSIZE): what
+    bounds the disk while the logs service cannot rotate. Far enough above the rotation size (4x, at
+    least 64 MiB) that a writer as fast as conmon can log never reaches it while the logs service
+    rotates: output past it is dropped. Under ``yes`` on two busy cores a file rotated at 1 MiB was
+    seen to reach 21 MB before conmon took the reopen (docs/architecture.md, Logs)."""
+    return max(4 * max_size, 64 << 20)
 
 
 def log_options(opts: Mapping[str, str]) -> tuple[int, int]:

@@ -150,6 +150,17 @@ def test_incomplete_final_record_is_read_once_complete(d: LogDir) -> None:
     assert text(read(d, offset=first[-1].offset)) == b"half-written\n"
 
 
+def test_a_file_cut_at_its_size_limit_is_read_up_to_its_last_whole_record(d: LogDir) -> None:
+    """A file the file-size limit stopped in the middle of a record (the logs service was down), then
+    rotated: its whole records, then the next file's, the cut record's head skipped, forwards and from the tail."""
+    append(d, numbered(0, 10) + rec(b"cut off")[:20])
+    assert rotate(d, 10)
+    append(d, numbered(10, 5))
+    want = [b"line %d\n" % i for i in range(15)]
+    assert lines(read(d, flt=Filter(records=True))) == want
+    assert text(read(d, tail=7)) == b"".join(want[-7:])
+
+
 def test_partial_line_at_the_end_is_returned_as_partial(d: LogDir) -> None:
     """Output that stopped mid-line comes back as one partial record when not following."""
     append(d, rec(b"a") + rec(b"b1", partial=True) + rec(b"b2", partial=True))

@@ -45,16 +45,12 @@ def test_container_and_exec_command_lines_share_their_base() -> None:
     assert m["--persist-dir"] == str(launch().bundle.persist)
 
 
-def test_the_monitor_bounds_its_log_only_when_asked() -> None:
-    """conmon gets --log-size-max from the spec's backstop; without one (older containers) it has none."""
+def test_the_monitor_bounds_its_log_file_through_its_rlimit_only_when_asked() -> None:
+    """conmon runs under prlimit with a soft RLIMIT_FSIZE of the spec's backstop, never above the
+    engine's hard limit; without a backstop (older containers) it runs as it is."""
     bounded = conmon.Launch(**{**launch().__dict__, "log_size_max": 16 << 20})
-    assert flags(conmon.argv(bounded))["--log-size-max"] == str(16 << 20)
-    assert "--log-size-max" not in conmon.argv(launch())
-
-
-def test_conmon_bounds_logs_only_from_2_1_9() -> None:
-    """Older conmon kept counting across reopens and cut logs it had just reopened: no bound for it."""
-    assert not conmon.bounds_logs_safely("conmon version 2.1.6")
-    assert conmon.bounds_logs_safely("conmon version 2.1.9")
-    assert conmon.bounds_logs_safely("conmon version 2.2.0")
-    assert not conmon.bounds_logs_safely("unknown")
+    line = conmon.bounded(bounded, -1)
+    assert line[:3] == ["prlimit", f"--fsize={16 << 20}:", "--"] and line[3:] == conmon.argv(bounded)
+    assert conmon.bounded(bounded, 1 << 20)[1] == f"--fsize={1 << 20}:"
+    assert conmon.bounded(launch(), -1) == conmon.argv(launch())
+    assert "--log-size-max" not in conmon.argv(bounded)

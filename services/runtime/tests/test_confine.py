@@ -43,9 +43,10 @@ def test_held_capabilities_read_the_bounding_set() -> None:
 
 
 def test_rlimits_defaults_and_ulimits() -> None:
-    """nofile/nproc default to the host's hard limits; --ulimit overrides; above the host is refused."""
+    """nofile/nproc/fsize default to the host's hard limits (fsize so that the container does not inherit
+    the bound its conmon has on the log); --ulimit overrides; above the host is refused."""
     got = {r["type"]: (r["soft"], r["hard"]) for r in confine.rlimits(t.Security(), LIMITS)}
-    assert got == {"RLIMIT_NOFILE": (20000, 20000), "RLIMIT_NPROC": (4000, 4000)}
+    assert got == {"RLIMIT_NOFILE": (20000, 20000), "RLIMIT_NPROC": (4000, 4000), "RLIMIT_FSIZE": (2**64 - 1,) * 2}
     sec = t.Security(ulimits=[t.Ulimit(name="core", soft=-1, hard=-1), t.Ulimit(name="nofile", soft=10, hard=20)])
     got = {r["type"]: (r["soft"], r["hard"]) for r in confine.rlimits(sec, LIMITS)}
     assert got["RLIMIT_CORE"] == (2**64 - 1, 2**64 - 1) and got["RLIMIT_NOFILE"] == (10, 20)

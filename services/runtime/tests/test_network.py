@@ -14,7 +14,7 @@ import pytest
 from teu_api.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, Unavailable
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.types.v1 import types_pb2
-from teu_runtime import spec
+from teu_runtime import confine, spec
 from teu_runtime.database import Store
 from teu_runtime.network import addressing, dns, firewall, links, netconf, ports
 from teu_runtime.network.networks import Networks
@@ -357,7 +357,7 @@ def test_container_files() -> None:
 def test_host_network_spec_has_no_network_namespace() -> None:
     """--network host drops the network namespace from the OCI spec; the others keep it."""
     s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"]))
-    user, host = spec.User(0, 0), spec.Host(limits={"nofile": 1024, "nproc": 1024})
+    user, host = spec.User(0, 0), spec.Host(limits={**confine.host_limits(), "nofile": 1024, "nproc": 1024})
     kinds = [n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x", network_namespace=False)["linux"]["namespaces"]]
     assert "network" not in kinds and "uts" in kinds
     assert "network" in [n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x")["linux"]["namespaces"]]

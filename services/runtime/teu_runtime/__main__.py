@@ -12,7 +12,7 @@ from teu_api.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from teu_common import idmap, perms
 from teu_common.config import Config
 from teu_common.server import Lifecycle, Service, main
-from teu_runtime import cgroups, confine, conmon, ociruntime
+from teu_runtime import cgroups, confine, ociruntime
 from teu_runtime.database import Store
 from teu_runtime.manager import Manager, Settings
 from teu_runtime.network.addressing import DEFAULT_SUBNET
@@ -54,10 +54,7 @@ async def build(cfg: Config) -> Lifecycle:
     perms.traversable(state, gid)
     bundles = perms.traversable(state / "containers", gid)
     conmon_version = await ociruntime.version_line(conmon_path)
-    log_bound = conmon.bounds_logs_safely(conmon_version)
-    if not log_bound:
-        log.warning("conmon_log_bound_off", conmon=conmon_version, reason="conmon before 2.1.9 would cut logs it reopened")
-    settings = Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap, conmon_log_bound=log_bound)
+    settings = Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap)
     manager = Manager(store, runtime, settings, networks)
     await manager.reconcile()
     info = runtime_pb2.GetRuntimeInfoResponse(

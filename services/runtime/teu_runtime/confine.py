@@ -147,11 +147,13 @@ def _default_filter(caps: tuple[str, ...]) -> dict[str, Any]:
 
 
 def rlimits(sec: types_pb2.Security, limits: Mapping[str, int]) -> list[dict[str, Any]]:
-    """The process's rlimits: nofile and nproc as high as the host allows (up to 2**20), then the
-    ``--ulimit`` ones, each checked against the host's hard limit."""
+    """The process's rlimits: nofile and nproc as high as the host allows (up to 2**20), fsize as high
+    as the host allows (the container must not inherit the bound its conmon has on the log file),
+    then the ``--ulimit`` ones, each checked against the host's hard limit."""
     out = {
         "nofile": (min(1 << 20, limits["nofile"]),) * 2,
         "nproc": (min(1 << 20, limits["nproc"]),) * 2,
+        "fsize": (limits["fsize"],) * 2,
     }
     for u in sec.ulimits:
         name = u.name.strip().lower()

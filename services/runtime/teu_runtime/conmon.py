@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class Launch:
     log_path: str
     terminal: bool
     stdin: bool
-    log_size_max: int = 0  # conmon's --log-size-max (0: none); exec sessions have no log
+    log_size_max: int = 0  # the most bytes a log file may reach (0: no bound); exec sessions have no log
 
 
 @dataclass(frozen=True)
@@ -63,25 +64,25 @@ def command(launch: Launch, uuid: str, workdir: ConmonDir, pidfile: Path, exit_d
     return [*args, *extra]
 
 
-#: The first conmon whose --log-size-max counts the bytes of the file it has open, reset when it reopens
-#: the log (containers/conmon#468). Before it, the count ran on across reopens, so conmon cut a log
-#: it had just reopened after the logs service rotated it, and lines were lost: no bound is passed.
-LOG_BOUND_SINCE = (2, 1, 9)
-
-
-def bounds_logs_safely(version_line: str) -> bool:
-    """Whether the conmon that printed ``version_line`` ("conmon version 2.1.6") may be given
-    --log-size-max without losing lines."""
-    m = re.search(r"(\d+)\.(\d+)\.(\d+)", version_line)
-    return m is not None and tuple(int(x) for x in m.groups()) >= LOG_BOUND_SINCE
+def bounded(launch: Launch, hard_limit: int) -> list[str]:
+    """conmon's command line behind ``prlimit``, which gives conmon (and nothing it leaves the limit
+    to) a soft RLIMIT_FSIZE of the log's backstop, kept under the engine's hard limit (raising it needs
+    CAP_SYS_RESOURCE). The kernel then refuses every write that would take a log file past it, at any
+    writer speed and whatever conmon's version: conmon's own --log-size-max truncates the file,
+    which loses lines, and before 2.1.9 it even cut files it had just reopened (docs/architecture.md,
+    Logs). The container gets its own limit from its OCI spec (confine.rlimits)."""
+    line = argv(launch)
+    if launch.log_size_max <= 0:
+        return line
+    soft = launch.log_size_max if hard_limit < 0 else min(launch.log_size_max, hard_limit)
+    return ["prlimit", f"--fsize={soft}:", "--", *line]
 
 
 def argv(launch: Launch) -> list[str]:
     """The container monitor's command line (pure)."""
     b = launch.bundle
-    bound = ["--log-size-max", str(launch.log_size_max)] if launch.log_size_max > 0 else []
     return command(launch, launch.cid, b, b.pidfile, b.exits, f"k8s-file:{launch.log_path}",
-                   "--persist-dir", str(b.persist), "-P", str(b.conmon_pid), *bound)  # fmt: skip
+                   "--persist-dir", str(b.persist), "-P", str(b.conmon_pid))  # fmt: skip
 
 
 _LOGRUS_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
@@ -116,8 +117,11 @@ async def launch(spec: Launch) -> Created:
     env = {"_OCI_SYNCPIPE": str(write_fd), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv(spec),
+            *bounded(spec, resource.getrlimit(resource.RLIMIT_FSIZE)[1]),
             pass_fds=(write_fd,),
+            # SIGXFSZ stays ignored (Python ignores it): a write past the bound fails with EFBIG, and
+            # conmon drops that output instead of dying. runc hands the container default handlers.
+            restore_signals=False,
             env=env,
             cwd=b.path,
             stdin=asyncio.subprocess.DEVNULL,

@@ -56,8 +56,6 @@ class Settings:
     conmon: str
     host: spec.Host
     remap: IdMap | None = None
-    #: Whether conmon may bound a log itself (see conmon.LOG_BOUND_SINCE).
-    conmon_log_bound: bool = False
 
 
 def _now() -> int:
@@ -203,8 +201,7 @@ class Manager:
         """What conmon needs to run ``proc`` of container ``c`` (its main process or an exec)."""
         return conmon.Launch(conmon=self.settings.conmon, runtime=self.oci.path, runtime_root=self.oci.root, cid=c.id,
                              name=c.name, bundle=bundle, log_path=c.spec.log_path, terminal=proc.terminal,
-                             stdin=proc.open_stdin,
-                             log_size_max=c.spec.log_size_max if self.settings.conmon_log_bound else 0)  # fmt: skip
+                             stdin=proc.open_stdin, log_size_max=c.spec.log_size_max)  # fmt: skip
 
     async def _abort_start(self, c: Container, exc: BaseException, runtime_created: bool) -> BaseException:
         """Undoes a start that failed after the mount (runtime state, mount), records why, and returns

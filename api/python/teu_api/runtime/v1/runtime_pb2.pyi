@@ -640,9 +640,9 @@ class ContainerSpec(_message.Message):
     network: _builtins.str
     """Network to join: "" (the engine's default), "none", "host", "bridge" or a user network's name."""
     log_size_max: _builtins.int
-    """conmon's own bound on the log file it writes (--log-size-max): past this many bytes since it
-    opened the file, conmon starts a new one. A backstop far above the logs service's rotation size,
-    for when the logs service is down; 0 means none.
+    """The most bytes one log file may reach (conmon runs with this RLIMIT_FSIZE: output that would
+    take the file past it is dropped). A backstop far above the logs service's rotation size, for
+    when the logs service is down; 0 means none.
     """
     @_builtins.property
     def process(self) -> _types_pb2.Process:
