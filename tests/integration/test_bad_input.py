@@ -10,6 +10,7 @@ import pytest
 from conftest import Engine
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 
 MB = 1 << 20
@@ -37,6 +38,9 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("devices", {"devices": [types_pb2.Device(path_on_host="/" + "d" * 5000)]}),
     ("ulimits", {"ulimits": [types_pb2.Ulimit(name="nofile", soft=1, hard=1)] * 100}),
     ("userns", {"userns": "u" * 100}),
+    ("mounts", {"mounts": [gw.MountSpec(type="tmpfs", target="/t")] * 300}),
+    ("mounts", {"mounts": [gw.MountSpec(type="bind", source="/" + "d" * 5000, target="/t")]}),
+    ("mounts.tmpfs_options", {"mounts": [gw.MountSpec(type="tmpfs", target="/t", tmpfs_options=["x" * 100])]}),
     ("pids_limit", {"pids_limit": (1 << 63) - 1}),
     ("stop_timeout", {"stop_timeout": -5}),
 ]

@@ -144,6 +144,7 @@ class ContainerOptions:
     devices: list[types_pb2.Device] = field(default_factory=list)
     ulimits: list[types_pb2.Ulimit] = field(default_factory=list)
     userns: str = ""
+    mounts: list[gw.MountSpec] = field(default_factory=list)
 
     def to_proto(self) -> gw.ContainerConfig:
         """The API message for these options."""
@@ -172,6 +173,7 @@ class ContainerOptions:
             devices=self.devices,
             ulimits=self.ulimits,
             userns=self.userns,
+            mounts=self.mounts,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

@@ -6,6 +6,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2 as t
+from teu_gateway.mounts import PROPAGATIONS
 from teu_gateway.options import CONFIG_KEY
 
 
@@ -41,12 +42,27 @@ def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
         monitor_pid=c.monitor_pid,
         restart_count=c.restart_count,
         mounts=rootfs,
+        mount_points=mount_points(config, c.spec),
         network=c.network,
         execs=[
             gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)
             for e in c.execs
         ],
     )
+
+
+def mount_points(config: gw.ContainerConfig, spec: rt.ContainerSpec) -> list[gw.MountPoint]:
+    """The user's mounts (``config``) with where the runtime mounts them from (``spec``, in the same order)."""
+    out = []
+    for asked, done in zip(config.mounts, spec.mounts, strict=False):
+        m = done.mount
+        propagation = next((o for o in m.options if o in PROPAGATIONS), "") if m.type == "bind" else ""
+        out.append(gw.MountPoint(
+            type=asked.type, name=asked.source if asked.type == "volume" else "",
+            source=m.source if m.type == "bind" else "", destination=m.destination,
+            rw="ro" not in m.options, propagation=propagation,
+        ))  # fmt: skip
+    return out
 
 
 def progress(p: st.Progress) -> gw.Progress:

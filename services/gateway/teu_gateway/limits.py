@@ -43,6 +43,9 @@ MAX_SECURITY_OPT: Final = 1 << 20
 MAX_PIDS: Final = 1 << 22
 #: Containers one Logs request reads (each holds files open in the logs service while it follows).
 MAX_LOG_CONTAINERS: Final = 64
+#: Mounts of one container; options of one tmpfs or one volume.
+MAX_MOUNTS: Final = 256
+MAX_MOUNT_OPTIONS: Final = 32
 #: Short strings: capability names, log options, the user namespace mode, the stop signal.
 MAX_WORD: Final = 64
 
@@ -115,6 +118,16 @@ def check_config(config: gw.ContainerConfig) -> None:
     _check_count(config.ulimits, MAX_ULIMITS, "ulimits")
     _check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
     check_length(config.userns, MAX_WORD, "userns")
+    _check_count(config.mounts, MAX_MOUNTS, "mounts")
+    for m in config.mounts:
+        check_length(m.type, MAX_WORD, "mounts.type")
+        check_length(m.propagation, MAX_WORD, "mounts.propagation")
+        _check_all((m.source, m.target), MAX_PATH, "mounts")
+        _check_count(m.tmpfs_options, MAX_MOUNT_OPTIONS, "mounts.tmpfs_options")
+        _check_all(m.tmpfs_options, MAX_WORD, "mounts.tmpfs_options")
+        check_labels(m.volume_labels)
+        _check_count(m.volume_options, MAX_MOUNT_OPTIONS, "mounts.volume_options")
+        _check_all([*m.volume_options, *m.volume_options.values()], MAX_PATH, "mounts.volume_options")
     if config.resources.pids_limit > MAX_PIDS:
         raise InvalidArgument(f"pids_limit {config.resources.pids_limit} is above the kernel's limit of {MAX_PIDS} processes")
     if config.stop_timeout < -1:

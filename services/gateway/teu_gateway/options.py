@@ -11,7 +11,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
-from teu_gateway import limits
+from teu_gateway import limits, mounts
 from teu_gateway.security import security_of
 
 MIN_MEMORY = 6 << 20  # Docker's minimum: a smaller limit cannot even start a process
@@ -142,6 +142,7 @@ def container_spec(
     spec.security.CopyFrom(security_of(config, apparmor))
     spec.network = config.network
     spec.ports.extend(config.ports)  # validated by the runtime, which knows the networks
+    spec.mounts.extend(mounts.resolve(config.mounts))
     spec.extensions[CONFIG_KEY] = config.SerializeToString()
     return spec
 

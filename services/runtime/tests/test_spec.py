@@ -150,3 +150,18 @@ def test_remapped_container_gets_a_user_namespace() -> None:
     assert "user" in [n["type"] for n in linux["namespaces"]]  # type: ignore[index]
     assert linux["uidMappings"] == [{"containerID": 0, "hostID": 100000, "size": 65536}]  # type: ignore[index]
     assert linux["gidMappings"] == [{"containerID": 0, "hostID": 200000, "size": 65536}]  # type: ignore[index]
+
+
+def test_user_mounts_come_last_parents_first_and_replace_the_engines_at_their_path() -> None:
+    """A user's mount at /dev/shm or /etc/hosts replaces the engine's; /a before /a/b whatever the order asked."""
+
+    def bind(src: str, dst: str) -> rt.ContainerMount:
+        return rt.ContainerMount(mount=types_pb2.Mount(type="bind", source=src, destination=dst, options=["rbind", "ro"]))
+
+    s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"]))
+    s.mounts.extend([bind("/h/ab", "/a/b"), bind("/h/a", "/a"), bind("/h/shm", "/dev/shm"), bind("/h/hosts", "/etc/hosts")])
+    doc = spec.build(CID, s, spec.User(0, 0, (), "/root"), HOST, {"/etc/hosts": "/b/hosts"}, "teu/x")
+    mounts = [(m["destination"], m["source"]) for m in doc["mounts"]]  # type: ignore[attr-defined]
+    assert mounts.count(("/dev/shm", "/h/shm")) == 1 and ("/dev/shm", "shm") not in mounts
+    assert ("/etc/hosts", "/b/hosts") not in mounts
+    assert mounts[-4:] == [("/a", "/h/a"), ("/a/b", "/h/ab"), ("/dev/shm", "/h/shm"), ("/etc/hosts", "/h/hosts")]

@@ -31,7 +31,7 @@ from teu_api.types.v1 import types_pb2
 from teu_common import perms
 from teu_common.idmap import IdMap
 from teu_common.signals import parse_signal
-from teu_runtime import attach, cgroups, confine, conmon, copyin, execs, mounts, names, spec, users
+from teu_runtime import attach, cgroups, confine, conmon, copyin, execs, mounts, names, spec, usermounts, users
 from teu_runtime.bundle import Bundle
 from teu_runtime.database import Container, Store
 from teu_runtime.network.networks import HOST, Networks, Plan
@@ -95,6 +95,7 @@ class Manager:
         confine.check(cspec.security, host.held_caps, host.limits)
         confine.remapping(cspec.security, self.settings.remap, self.networks.resolve(cspec.network)[0] == HOST)
         await asyncio.to_thread(confine.gather_devices, cspec.security)  # a missing device fails now
+        await asyncio.to_thread(usermounts.check, cspec.mounts)  # so does a missing bind source
         self.networks.check(cspec)
         c = Container(id=cid, name=name, spec=cspec, state=CREATED, created_at=_now())
         bundle = self.bundle(cid)
@@ -190,6 +191,7 @@ class Manager:
 
     async def _launch(self, c: Container, bundle: Bundle, plan: Plan, remap: IdMap | None) -> conmon.Created:
         user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs)
+        await asyncio.to_thread(usermounts.prepare, c.spec.mounts)
         binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
         doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{cgroups.PARENT}/{c.id}",

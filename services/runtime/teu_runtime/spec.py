@@ -8,7 +8,7 @@ from typing import Any
 
 from teu_api.runtime.v1 import runtime_pb2
 from teu_common.idmap import IdMap
-from teu_runtime import confine
+from teu_runtime import confine, usermounts
 from teu_runtime.confine import HostDevice
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -62,7 +62,9 @@ def environment(env: list[str], user: User, hostname: str, terminal: bool) -> li
     return out
 
 
-def _mounts(extra: list[dict[str, Any]], privileged: bool) -> list[dict[str, Any]]:
+def _mounts(extra: list[dict[str, Any]], privileged: bool, user: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The engine's mounts, then ``extra`` (the network's files), then the user's (parents before
+    their children); one of the user's replaces the engine's at the same path."""
     base: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -79,7 +81,9 @@ def _mounts(extra: list[dict[str, Any]], privileged: bool) -> list[dict[str, Any
     if privileged:  # Docker's --privileged: /sys and the cgroup tree writable
         for m in base[-2:]:
             m["options"] = [o for o in m["options"] if o != "ro"]
-    return base + extra
+    taken = {m["destination"] for m in user}
+    ordered = sorted(user, key=lambda m: m["destination"].rstrip("/").count("/"))
+    return [m for m in base + extra if m["destination"] not in taken] + ordered
 
 
 def _resources(res: Any, device_rules: list[dict[str, Any]]) -> dict[str, Any]:
@@ -139,7 +143,7 @@ def build(
         "process": process,
         "root": {"path": "rootfs", "readonly": sec.read_only},
         "hostname": hostname,
-        "mounts": _mounts(binds, sec.privileged),
+        "mounts": _mounts(binds, sec.privileged, usermounts.oci(spec.mounts)),
         "linux": linux,
     }
 

@@ -10,6 +10,7 @@ import tarfile
 from contextlib import nullcontext
 from typing import Any, BinaryIO
 
+from teu import mounts
 from teu.cli import format as fmt
 from teu.cli import interactive, parse
 from teu.cli.common import ENGINE_ERROR, each, inspect_all, verb
@@ -51,6 +52,11 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", action="append", default=[], help="add a host device: HOST[:CONTAINER][:rwm]")
     p.add_argument("--ulimit", action="append", default=[], help="resource limit: NAME=SOFT[:HARD]")
     p.add_argument("--userns", default="", help='user namespace: "host" opts out of the engine\'s remapping')
+    p.add_argument("-v", "--volume", action="append", default=[],
+                   help="bind a host path or mount a volume: [SOURCE:]TARGET[:ro|rw|nocopy|PROPAGATION]")  # fmt: skip
+    p.add_argument("--mount", action="append", default=[],
+                   help="attach a mount: type=bind|volume|tmpfs,source=,target=,readonly,...")  # fmt: skip
+    p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs: TARGET[:size=64m,mode=1777,...]")
     p.add_argument("image", help="image to run")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -85,6 +91,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         devices=[parse.device(d) for d in a.device],
         ulimits=[parse.ulimit(u) for u in a.ulimit],
         userns=a.userns,
+        mounts=[*map(mounts.volume, a.volume), *map(mounts.mount, a.mount), *map(mounts.tmpfs, a.tmpfs)],
     )
 
 

@@ -106,6 +106,18 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
             "PidsLimit": cfg.resources.pids_limit or None,
             "AutoRemove": cfg.auto_remove,
         },
+        "Mounts": [
+            {
+                "Type": m.type,
+                **({"Name": m.name, "Driver": "local"} if m.type == "volume" else {}),
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": "" if m.type != "volume" else "z",
+                "RW": m.rw,
+                "Propagation": m.propagation,
+            }
+            for m in d.mount_points
+        ],
         "GraphDriver": {"Name": "overlay", "Data": dict(o.split("=", 1) for m in d.mounts for o in m.options if "=" in o)},
         "Monitor": {"Pid": d.monitor_pid},
     }

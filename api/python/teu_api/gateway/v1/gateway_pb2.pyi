@@ -1448,6 +1448,7 @@ class ContainerConfig(_message.Message):
     DEVICES_FIELD_NUMBER: _builtins.int
     ULIMITS_FIELD_NUMBER: _builtins.int
     USERNS_FIELD_NUMBER: _builtins.int
+    MOUNTS_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -1524,6 +1525,10 @@ class ContainerConfig(_message.Message):
     def ulimits(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Ulimit]:
         """--ulimit NAME=SOFT[:HARD]."""
 
+    @_builtins.property
+    def mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___MountSpec]:
+        """-v, --mount, --tmpfs: what is mounted over the image's filesystem."""
+
     def __init__(
         self,
         *,
@@ -1552,14 +1557,131 @@ class ContainerConfig(_message.Message):
         devices: _abc.Iterable[_types_pb2.Device] | None = ...,
         ulimits: _abc.Iterable[_types_pb2.Ulimit] | None = ...,
         userns: _builtins.str = ...,
+        mounts: _abc.Iterable[Global___MountSpec] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entrypoint", b"entrypoint", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "name", b"name", "network", b"network", "open_stdin", b"open_stdin", "ports", b"ports", "privileged", b"privileged", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "stop_timeout", b"stop_timeout", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "open_stdin", b"open_stdin", "ports", b"ports", "privileged", b"privileged", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "stop_timeout", b"stop_timeout", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContainerConfig: _TypeAlias = ContainerConfig  # noqa: Y015
+
+@_typing.final
+class MountSpec(_message.Message):
+    """A mount a container asks for (Docker's --mount fields; -v and --tmpfs are spellings of it)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class VolumeLabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class VolumeOptionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
+    PROPAGATION_FIELD_NUMBER: _builtins.int
+    CREATE_HOST_PATH_FIELD_NUMBER: _builtins.int
+    TMPFS_SIZE_FIELD_NUMBER: _builtins.int
+    TMPFS_MODE_FIELD_NUMBER: _builtins.int
+    TMPFS_OPTIONS_FIELD_NUMBER: _builtins.int
+    NO_COPY_FIELD_NUMBER: _builtins.int
+    VOLUME_LABELS_FIELD_NUMBER: _builtins.int
+    VOLUME_OPTIONS_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """"bind", "volume" or "tmpfs"."""
+    source: _builtins.str
+    """bind: an absolute host path; volume: a volume's name (empty: a new anonymous volume);
+    tmpfs: empty.
+    """
+    target: _builtins.str
+    """Absolute path in the container."""
+    read_only: _builtins.bool
+    """Mounted read-only."""
+    propagation: _builtins.str
+    """bind: "rprivate" (the default), "private", "rshared", "shared", "rslave" or "slave"."""
+    create_host_path: _builtins.bool
+    """bind: create a missing source directory (-v does, --mount refuses a missing source)."""
+    tmpfs_size: _builtins.int
+    """tmpfs: the size in bytes (0: the kernel's default, half of memory)."""
+    tmpfs_mode: _builtins.int
+    """tmpfs: the mode of its root (0: 1777)."""
+    no_copy: _builtins.bool
+    """volume: do not fill a new volume with the image's content at the target (volume-nocopy)."""
+    @_builtins.property
+    def tmpfs_options(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """tmpfs: further mount options (--tmpfs /run:exec,uid=1000): exec, noexec, suid, nosuid, dev,
+        nodev, uid=, gid=, nr_inodes=, and atime options.
+        """
+
+    @_builtins.property
+    def volume_labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """volume: labels of a volume this mount creates."""
+
+    @_builtins.property
+    def volume_options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """volume: driver options of a volume this mount creates (volume-opt: type, device, o)."""
+
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        source: _builtins.str = ...,
+        target: _builtins.str = ...,
+        read_only: _builtins.bool = ...,
+        propagation: _builtins.str = ...,
+        create_host_path: _builtins.bool = ...,
+        tmpfs_size: _builtins.int = ...,
+        tmpfs_mode: _builtins.int = ...,
+        tmpfs_options: _abc.Iterable[_builtins.str] | None = ...,
+        no_copy: _builtins.bool = ...,
+        volume_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        volume_options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_host_path", b"create_host_path", "no_copy", b"no_copy", "propagation", b"propagation", "read_only", b"read_only", "source", b"source", "target", b"target", "tmpfs_mode", b"tmpfs_mode", "tmpfs_options", b"tmpfs_options", "tmpfs_size", b"tmpfs_size", "type", b"type", "volume_labels", b"volume_labels", "volume_options", b"volume_options"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MountSpec: _TypeAlias = MountSpec  # noqa: Y015
 
 @_typing.final
 class ContainerSummary(_message.Message):
@@ -2142,6 +2264,7 @@ class ContainerDetails(_message.Message):
     MOUNTS_FIELD_NUMBER: _builtins.int
     EXECS_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
+    MOUNT_POINTS_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """Host pid of the main process while running."""
     oom_killed: _builtins.bool
@@ -2180,6 +2303,10 @@ class ContainerDetails(_message.Message):
     def network(self) -> _types_pb2.NetworkAttachment:
         """Network attachment while running."""
 
+    @_builtins.property
+    def mount_points(self) -> _containers.RepeatedCompositeFieldContainer[Global___MountPoint]:
+        """What is mounted over the root filesystem (Docker's "Mounts"), in the order asked."""
+
     def __init__(
         self,
         *,
@@ -2196,14 +2323,57 @@ class ContainerDetails(_message.Message):
         mounts: _abc.Iterable[_types_pb2.Mount] | None = ...,
         execs: _abc.Iterable[Global___ExecInfo] | None = ...,
         network: _types_pb2.NetworkAttachment | None = ...,
+        mount_points: _abc.Iterable[Global___MountPoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "network", b"network", "process", b"process", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "error", b"error", "execs", b"execs", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "error", b"error", "execs", b"execs", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContainerDetails: _TypeAlias = ContainerDetails  # noqa: Y015
+
+@_typing.final
+class MountPoint(_message.Message):
+    """A mount of a container as inspect shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    RW_FIELD_NUMBER: _builtins.int
+    PROPAGATION_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """"bind", "volume" or "tmpfs"."""
+    name: _builtins.str
+    """The volume's name (volumes only)."""
+    source: _builtins.str
+    """Where the data lives on the host (empty for a tmpfs)."""
+    destination: _builtins.str
+    """Path in the container."""
+    rw: _builtins.bool
+    """Writable."""
+    propagation: _builtins.str
+    """Bind propagation ("rprivate"...), empty for others."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        name: _builtins.str = ...,
+        source: _builtins.str = ...,
+        destination: _builtins.str = ...,
+        rw: _builtins.bool = ...,
+        propagation: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "name", b"name", "propagation", b"propagation", "rw", b"rw", "source", b"source", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MountPoint: _TypeAlias = MountPoint  # noqa: Y015
 
 @_typing.final
 class InspectResponse(_message.Message):

@@ -563,6 +563,42 @@ class ExecSession(_message.Message):
 Global___ExecSession: _TypeAlias = ExecSession  # noqa: Y015
 
 @_typing.final
+class ContainerMount(_message.Message):
+    """A mount of a container, with what the runtime does before it mounts it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOUNT_FIELD_NUMBER: _builtins.int
+    CREATE_SOURCE_FIELD_NUMBER: _builtins.int
+    COPY_UP_FIELD_NUMBER: _builtins.int
+    create_source: _builtins.bool
+    """Create a missing bind source as a directory at start (Docker's -v); otherwise a missing source
+    is INVALID_ARGUMENT at create and a failed start.
+    """
+    copy_up: _builtins.bool
+    """Copy what the image holds at the destination into the source directory when the source is
+    empty, at start (a volume's first use, as Docker fills a new volume).
+    """
+    @_builtins.property
+    def mount(self) -> _types_pb2.Mount:
+        """The OCI mount (type "bind" with options "rbind", "ro", a propagation; or "tmpfs")."""
+
+    def __init__(
+        self,
+        *,
+        mount: _types_pb2.Mount | None = ...,
+        create_source: _builtins.bool = ...,
+        copy_up: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mount", b"mount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copy_up", b"copy_up", "create_source", b"create_source", "mount", b"mount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerMount: _TypeAlias = ContainerMount  # noqa: Y015
+
+@_typing.final
 class ContainerSpec(_message.Message):
     """Everything the runtime needs to create a container."""
 
@@ -622,6 +658,7 @@ class ContainerSpec(_message.Message):
     PORTS_FIELD_NUMBER: _builtins.int
     SECURITY_FIELD_NUMBER: _builtins.int
     LOG_SIZE_MAX_FIELD_NUMBER: _builtins.int
+    MOUNTS_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -665,6 +702,12 @@ class ContainerSpec(_message.Message):
         """Confinement: capabilities, seccomp, devices, read-only root, rlimits, user namespace."""
 
     @_builtins.property
+    def mounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerMount]:
+        """Mounts over the root filesystem (binds, volumes, tmpfs), in the order given; one at a path
+        the engine mounts by default (/dev/shm, /etc/hosts...) replaces that one.
+        """
+
+    @_builtins.property
     def extensions(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]:
         """Opaque data the caller keeps with the container (the gateway stores the user's original
         request here, so inspect can show it exactly). The runtime never reads it.
@@ -687,11 +730,12 @@ class ContainerSpec(_message.Message):
         ports: _abc.Iterable[_types_pb2.PortMapping] | None = ...,
         security: _types_pb2.Security | None = ...,
         log_size_max: _builtins.int = ...,
+        mounts: _abc.Iterable[Global___ContainerMount] | None = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
