@@ -9,7 +9,7 @@ from teu_api.types.v1 import types_pb2
 
 __all__ = ["changes", "fields"]
 _FIELDS = {"CMD": "cmd", "ENTRYPOINT": "entrypoint", "ENV": "env", "WORKDIR": "working_dir", "USER": "user",
-           "LABEL": "labels", "STOPSIGNAL": "stop_signal"}  # fmt: skip
+           "LABEL": "labels", "STOPSIGNAL": "stop_signal", "VOLUME": "volumes"}  # fmt: skip
 
 
 def fields(instructions: list[str]) -> list[str]:
@@ -31,7 +31,7 @@ def _argv(text: str) -> list[str]:
 
 
 def changes(items: list[str]) -> types_pb2.ImageConfig:
-    """``--change`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL) as a config."""
+    """``--change`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME) as a config."""
     config = types_pb2.ImageConfig()
     for item in items:
         word, _, rest = item.strip().partition(" ")
@@ -54,6 +54,11 @@ def changes(items: list[str]) -> types_pb2.ImageConfig:
             config.labels[key] = value.strip('"')
         elif word == "STOPSIGNAL":
             config.stop_signal = rest.strip()
+        elif word == "VOLUME":
+            paths = _argv(rest) if rest.strip().startswith("[") else rest.split()
+            if not paths or not all(p.startswith("/") for p in paths):
+                raise InvalidArgument(f"VOLUME needs absolute paths: {rest.strip()!r}")
+            config.volumes.extend(p for p in paths if p not in config.volumes)
         else:
             raise InvalidArgument(f"unsupported --change instruction: {word}")
     return config

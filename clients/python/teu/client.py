@@ -145,6 +145,7 @@ class ContainerOptions:
     ulimits: list[types_pb2.Ulimit] = field(default_factory=list)
     userns: str = ""
     mounts: list[gw.MountSpec] = field(default_factory=list)
+    volumes_from: list[str] = field(default_factory=list)
 
     def to_proto(self) -> gw.ContainerConfig:
         """The API message for these options."""
@@ -174,6 +175,7 @@ class ContainerOptions:
             ulimits=self.ulimits,
             userns=self.userns,
             mounts=self.mounts,
+            volumes_from=self.volumes_from,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)
@@ -205,6 +207,7 @@ class Client(ImagesMixin):
         self.images = gateway_pb2_grpc.ImagesServiceStub(self._channel)
         self.system = gateway_pb2_grpc.SystemServiceStub(self._channel)
         self.networks = gateway_pb2_grpc.NetworksServiceStub(self._channel)
+        self.volumes = gateway_pb2_grpc.VolumesServiceStub(self._channel)
 
     def close(self) -> None:
         """Closes the connection."""
@@ -282,9 +285,9 @@ class Client(ImagesMixin):
         """Everything about one container."""
         return unary(self.containers.Inspect, gw.InspectRequest(container=container)).container
 
-    def remove(self, container: str, force: bool = False) -> str:
-        """Removes a container; returns its id."""
-        return str(unary(self.containers.Remove, gw.RemoveRequest(container=container, force=force)).id)
+    def remove(self, container: str, force: bool = False, volumes: bool = False) -> str:
+        """Removes a container (with ``volumes``, its anonymous volumes no other container uses); returns its id."""
+        return str(unary(self.containers.Remove, gw.RemoveRequest(container=container, force=force, volumes=volumes)).id)
 
     def logs(self, container: str, tail: int = 0, follow: bool = False, **filters: Any) -> Iterator[gw.LogLine]:
         """The container's output lines, from its log. ``filters``: since, until (Unix ns),
@@ -420,3 +423,28 @@ class Client(ImagesMixin):
         """Removes a network."""
         req = gw.RemoveNetworkRequest(network=network)
         return unary(self.networks.RemoveNetwork, req).network
+
+    # -- volumes ----------------------------------------------------------------------------------
+
+    def create_volume(
+        self, name: str = "", labels: dict[str, str] | None = None, options: dict[str, str] | None = None
+    ) -> gw.Volume:
+        """Creates a volume (or returns the one of that name); a random name without one."""
+        req = gw.CreateVolumeRequest(name=name, labels=labels or {}, options=options or {})
+        return unary(self.volumes.CreateVolume, req).volume
+
+    def inspect_volume(self, name: str) -> gw.Volume:
+        """One volume, with its size and the containers using it."""
+        return unary(self.volumes.InspectVolume, gw.InspectVolumeRequest(name=name)).volume
+
+    def list_volumes(self, filters: Sequence[str] = ()) -> builtins.list[gw.Volume]:
+        """Volumes by name; ``filters`` as Docker's (name=, label=, dangling=)."""
+        return list(unary(self.volumes.ListVolumes, gw.ListVolumesRequest(filters=list(filters))).volumes)
+
+    def remove_volume(self, name: str, force: bool = False) -> bool:
+        """Removes a volume; FailedPrecondition while a container uses it."""
+        return bool(unary(self.volumes.RemoveVolume, gw.RemoveVolumeRequest(name=name, force=force)).removed)
+
+    def prune_volumes(self, all: bool = False, filters: Sequence[str] = ()) -> gw.PruneVolumesResponse:
+        """Removes unused volumes: anonymous ones, or every one with ``all``."""
+        return unary(self.volumes.PruneVolumes, gw.PruneVolumesRequest(all=all, filters=list(filters)))

@@ -11,12 +11,12 @@ from teu_api.gateway.v1 import gateway_pb2
 from teu_common import authz, config
 from teu_common.authz import Peer, Role
 
-PUBLIC = ("ContainersService", "ImagesService", "SystemService", "NetworksService")
+PUBLIC = ("ContainersService", "ImagesService", "SystemService", "NetworksService", "VolumesService")
 C = "/teu.gateway.v1.ContainersService/"
 
 
 def public_methods() -> list[str]:
-    """Every method of the four public services, as gRPC names them (``/package.Service/Method``)."""
+    """Every method of the five public services, as gRPC names them (``/package.Service/Method``)."""
     return [
         f"/{service.full_name}/{method.name}"
         for name in PUBLIC
@@ -31,7 +31,7 @@ def ssl_context(subject: str) -> dict[str, list[bytes]]:
 
 
 def test_every_public_method_is_in_exactly_one_tier() -> None:
-    """Each method of the four public services sits in exactly one tier, and the tiers name nothing else."""
+    """Each method of the five public services sits in exactly one tier, and the tiers name nothing else."""
     listed = [method for methods in authz.TIERS.values() for method in methods]
     assert len(listed) == len(set(listed)), "a method is in two tiers"
     assert sorted(listed) == sorted(public_methods())

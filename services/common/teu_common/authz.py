@@ -52,8 +52,9 @@ _C = "/teu.gateway.v1.ContainersService/"
 _I = "/teu.gateway.v1.ImagesService/"
 _N = "/teu.gateway.v1.NetworksService/"
 _S = "/teu.gateway.v1.SystemService/"
+_V = "/teu.gateway.v1.VolumesService/"
 
-# Every method of the four public services, in exactly one tier (a unit test holds this to the proto).
+# Every method of the five public services, in exactly one tier (a unit test holds this to the proto).
 TIERS: Mapping[Role, frozenset[str]] = {
     # Reads that show state but neither change it nor return file contents.
     Role.VIEWER: frozenset({
@@ -61,6 +62,7 @@ TIERS: Mapping[Role, frozenset[str]] = {
         _I + "ListImages", _I + "InspectImage", _I + "History",
         _N + "ListNetworks", _N + "InspectNetwork",
         _S + "Info", _S + "Version", _S + "DiskUsage",
+        _V + "ListVolumes", _V + "InspectVolume",
     }),
     # The lifecycle of existing containers; Wait is here because it holds a call open indefinitely.
     Role.OPERATOR: frozenset({
@@ -74,6 +76,7 @@ TIERS: Mapping[Role, frozenset[str]] = {
         _I + "Import", _I + "Tag", _I + "RemoveImage", _I + "Save", _I + "Load", _I + "Pull", _I + "Push",
         _I + "PruneImages",
         _N + "CreateNetwork", _N + "RemoveNetwork",
+        _V + "CreateVolume", _V + "RemoveVolume", _V + "PruneVolumes",
         _S + "Prune",
     }),
 }  # fmt: skip

@@ -13,6 +13,7 @@ from teu_gateway.images import ImagesServicer
 from teu_gateway.networks import NetworksServicer
 from teu_gateway.service import ContainersServicer
 from teu_gateway.system import SystemServicer
+from teu_gateway.volumes import VolumesServicer
 
 
 async def build(cfg: Config) -> Lifecycle:
@@ -26,6 +27,7 @@ async def build(cfg: Config) -> Lifecycle:
             Service(g.add_ImagesServiceServicer_to_server, ImagesServicer(flows), "teu.gateway.v1.ImagesService"),
             Service(g.add_SystemServiceServicer_to_server, SystemServicer(flows), "teu.gateway.v1.SystemService"),
             Service(g.add_NetworksServiceServicer_to_server, NetworksServicer(flows), "teu.gateway.v1.NetworksService"),
+            Service(g.add_VolumesServiceServicer_to_server, VolumesServicer(flows), "teu.gateway.v1.VolumesService"),
         ],
         on_stop=backends.close,
         background=[resume],

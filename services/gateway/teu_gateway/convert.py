@@ -42,7 +42,7 @@ def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
         monitor_pid=c.monitor_pid,
         restart_count=c.restart_count,
         mounts=rootfs,
-        mount_points=mount_points(config, c.spec),
+        mount_points=mount_points(c.spec),
         network=c.network,
         execs=[
             gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)
@@ -51,16 +51,16 @@ def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
     )
 
 
-def mount_points(config: gw.ContainerConfig, spec: rt.ContainerSpec) -> list[gw.MountPoint]:
-    """The user's mounts (``config``) with where the runtime mounts them from (``spec``, in the same order)."""
+def mount_points(spec: rt.ContainerSpec) -> list[gw.MountPoint]:
+    """What is mounted over the container's root filesystem, as inspect shows it."""
     out = []
-    for asked, done in zip(config.mounts, spec.mounts, strict=False):
-        m = done.mount
-        propagation = next((o for o in m.options if o in PROPAGATIONS), "") if m.type == "bind" else ""
+    for cm in spec.mounts:
+        m = cm.mount
+        bind = m.type == "bind"
         out.append(gw.MountPoint(
-            type=asked.type, name=asked.source if asked.type == "volume" else "",
-            source=m.source if m.type == "bind" else "", destination=m.destination,
-            rw="ro" not in m.options, propagation=propagation,
+            type="volume" if cm.volume else m.type, name=cm.volume, source=m.source if bind else "",
+            destination=m.destination, rw="ro" not in m.options,
+            propagation=next((o for o in m.options if o in PROPAGATIONS), "") if bind and not cm.volume else "",
         ))  # fmt: skip
     return out
 

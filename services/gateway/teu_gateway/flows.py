@@ -23,11 +23,12 @@ from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
-from teu_gateway import convert, limits, options, security
+from teu_gateway import convert, limits, mounts, options, security
 from teu_gateway.autoremove import AutoRemover
 from teu_gateway.backends import Backends, call, idempotent, retry_unavailable
 from teu_gateway.filesystem import Filesystem
 from teu_gateway.logflows import LogReader, outputs
+from teu_gateway.volumeflows import Attached, VolumeFlows
 
 log = structlog.get_logger()
 #: How long a failed start of a ``--rm`` container waits for its removal before reporting the error.
@@ -49,9 +50,10 @@ class Flows:
 
     def __init__(self, b: Backends) -> None:
         self.b = b
-        self.auto_remover = AutoRemover(self.wait, lambda cid: self.remove(cid, force=False))
+        self.auto_remover = AutoRemover(self.wait, lambda cid: self.remove(cid, force=False, volumes=True))
         self.logs = LogReader(b, self.wait)
         self.fs = Filesystem(b)
+        self.volumes = VolumeFlows(b)
 
     async def find(self, ref: str) -> rt.Container:
         """The container named by id, id prefix or name."""
@@ -60,13 +62,37 @@ class Flows:
         return resp.container
 
     async def create(self, config: gw.ContainerConfig) -> rt.Container:
-        """Creates a container; on failure nothing is left behind."""
+        """Creates a container; on failure nothing is left behind (volumes it made included)."""
         limits.check_config(config)
         image = (await idempotent("storage", lambda: self.b.storage.GetImage(st.GetImageRequest(ref=config.image)))).image
         spec = options.container_spec(config, image, apparmor=security.apparmor_enabled())
+        inherited = [m for ref in config.volumes_from for m in await self._inherit(ref)]
+        planned = mounts.plan(config.mounts, inherited, image.config.volumes)
         cid = secrets.token_hex(32)
-        await self._prepare_snapshot(cid, image.id)
+        # a volume must not go between being found here and its container being recorded
+        uses_volumes = any(isinstance(p, mounts.VolumeRequest) or p.volume for p in planned)
+        async with self.volumes.lock if uses_volumes else contextlib.nullcontext():
+            attached = await self.volumes.attach(planned)
+            spec.mounts.extend(attached.mounts)
+            try:
+                return await self._create_recorded(cid, config, spec, image.id, attached)
+            except BaseException:
+                await self.volumes.undo(attached.made)
+                raise
+
+    async def _inherit(self, ref: str) -> list[rt.ContainerMount]:
+        """The mounts ``--volumes-from C[:ro|rw]`` takes from C."""
+        name, _, mode = ref.partition(":")
+        return mounts.inherit(await self.find(name), mode)
+
+    async def _create_recorded(
+        self, cid: str, config: gw.ContainerConfig, spec: rt.ContainerSpec, image_id: str, attached: Attached
+    ) -> rt.Container:
+        """Snapshot, new volumes filled from it, log, then the runtime's record; on failure the
+        snapshot and log go again."""
+        await self._prepare_snapshot(cid, image_id)
         try:
+            await self.volumes.fill(cid, attached)
             spec.log_path, spec.log_size_max = await self._prepare_log(cid, config)
             req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
             try:
@@ -218,10 +244,11 @@ class Flows:
         )
         return resp.container
 
-    async def remove(self, cid: str, force: bool) -> rt.Container:
-        """Deletes a container (runtime), then its snapshot (storage) and log (logs). ``cid`` is a full
-        id: when the runtime no longer knows it (a delete whose answer was lost, repeated), what the
-        other services hold of it goes all the same, and NotFound is raised."""
+    async def remove(self, cid: str, force: bool, volumes: bool = False) -> rt.Container:
+        """Deletes a container (runtime), then its snapshot (storage) and log (logs), and with
+        ``volumes`` its anonymous volumes no other container uses. ``cid`` is a full id: when the
+        runtime no longer knows it (a delete whose answer was lost, repeated), what the other
+        services hold of it goes all the same, and NotFound is raised."""
         try:
             c: rt.Container = (
                 await call("runtime", self.b.runtime.DeleteContainer(rt.DeleteContainerRequest(id=cid, force=force)))
@@ -230,6 +257,8 @@ class Flows:
             await self._release(cid)
             raise
         await self._release(cid)
+        if volumes:
+            await self.volumes.release(c)
         return c
 
     async def resume_auto_removals(self) -> None:

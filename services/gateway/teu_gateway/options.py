@@ -11,7 +11,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
-from teu_gateway import limits, mounts
+from teu_gateway import limits
 from teu_gateway.security import security_of
 
 MIN_MEMORY = 6 << 20  # Docker's minimum: a smaller limit cannot even start a process
@@ -142,12 +142,11 @@ def container_spec(
     spec.security.CopyFrom(security_of(config, apparmor))
     spec.network = config.network
     spec.ports.extend(config.ports)  # validated by the runtime, which knows the networks
-    spec.mounts.extend(mounts.resolve(config.mounts))
     spec.extensions[CONFIG_KEY] = config.SerializeToString()
     return spec
 
 
-COMMIT_FIELDS = ("entrypoint", "cmd", "env", "working_dir", "user", "stop_signal", "labels")
+COMMIT_FIELDS = ("entrypoint", "cmd", "env", "working_dir", "user", "stop_signal", "labels", "volumes")
 
 
 def commit_config(
@@ -164,6 +163,7 @@ def commit_config(
         user=spec.process.user,
         stop_signal=spec.stop_signal if spec.stop_signal != "SIGTERM" else image.stop_signal,
         labels=dict(spec.labels),
+        volumes=list(image.volumes),
     )
     for name in changed:
         if name not in COMMIT_FIELDS:
@@ -172,6 +172,8 @@ def commit_config(
             out.env[:] = merge_env(list(out.env), list(changes.env))
         elif name == "labels":
             out.labels.update(changes.labels)
+        elif name == "volumes":
+            out.volumes.extend(v for v in changes.volumes if v not in out.volumes)
         elif name in ("entrypoint", "cmd"):
             getattr(out, name)[:] = list(getattr(changes, name))
         else:

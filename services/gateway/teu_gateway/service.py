@@ -60,7 +60,7 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
 
     async def Remove(self, request: gw.RemoveRequest, context: Ctx) -> gw.RemoveResponse:
         c = await self.f.find(request.container)
-        await self.f.remove(c.id, request.force)
+        await self.f.remove(c.id, request.force, volumes=request.volumes)
         return gw.RemoveResponse(id=c.id)
 
     async def Logs(self, request: gw.LogsRequest, context: Ctx) -> AsyncIterator[gw.LogsResponse]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -62,6 +63,22 @@ class ContainerFS:
             if node is None:
                 raise NotFound(f"Could not find the file {path} in container {key[:12]}")
             tarwriter.write_view(view, node, rel.rpartition("/")[2], out)
+
+    def fill(self, key: str, path: str, dest: Path, tmp: Path) -> bool:
+        """Copies what directory ``path`` of snapshot ``key`` holds into the empty directory ``dest``,
+        the directory's owner and mode included (a new volume mounted there, as Docker fills one);
+        False, copying nothing, if ``path`` is not a directory there. Read as ``copy_from`` reads, and
+        extracted with the checks of an import."""
+        with _merged(self._snapshots.get(key)) as view:
+            _rel, node = view.resolve(path, follow_last=True)
+            if node is None or not node.is_dir:
+                return False
+            with tempfile.NamedTemporaryFile(dir=tmp, prefix="fill-") as f:
+                tarwriter.write_view(view, node, ".", f)
+                f.flush()
+                stats = archive.extract(Path(f.name), dest)
+        log.info("volume_filled", key=key, path=path, files=stats.files)
+        return True
 
     def copy_to(self, key: str, path: str, tar_path: Path) -> int:
         """Extracts the tar at ``tar_path`` into directory ``path`` of snapshot ``key``; returns members.

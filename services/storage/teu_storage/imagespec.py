@@ -53,6 +53,8 @@ class ImageConfig:
     user: str = ""
     stop_signal: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: Paths that get a volume in every container (Dockerfile VOLUME), sorted.
+    volumes: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def build_config(
         ("User", config.user),
         ("StopSignal", config.stop_signal),
         ("Labels", dict(sorted(config.labels.items()))),
+        ("Volumes", {path: {} for path in sorted(config.volumes)}),
     ):
         if value:
             runnable[key] = value
@@ -191,6 +194,7 @@ def parse_config(raw: bytes) -> ImageConfig:
             user=str(runnable.get("User") or ""),
             stop_signal=str(runnable.get("StopSignal") or ""),
             labels=dict(runnable.get("Labels") or {}),
+            volumes=tuple(sorted(runnable.get("Volumes") or {})),
         )
     except (ValueError, AttributeError, TypeError) as exc:
         raise Internal(f"corrupt image config in store: {exc}") from exc

@@ -16,6 +16,7 @@ from teu_storage.metadata import Image
 from teu_storage.snapshots import Mount
 from teu_storage.storage import Storage
 from teu_storage.threadio import events_from_thread, stream_from_thread
+from teu_storage.volumes import Volume
 
 __all__ = ["StorageServicer"]
 
@@ -183,6 +184,31 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         deleted, reclaimed = await asyncio.to_thread(self._storage.prune, request.all)
         return storage_pb2.PruneResponse(deleted=deleted, reclaimed=reclaimed)
 
+    async def CreateVolume(self, request: storage_pb2.CreateVolumeRequest, context: Ctx) -> storage_pb2.CreateVolumeResponse:
+        volume, created = await asyncio.to_thread(
+            self._storage.create_volume, request.name, dict(request.labels), dict(request.options), request.anonymous
+        )
+        return storage_pb2.CreateVolumeResponse(volume=_volume_to_proto(volume), created=created)
+
+    async def GetVolume(self, request: storage_pb2.GetVolumeRequest, context: Ctx) -> storage_pb2.GetVolumeResponse:
+        volume = await asyncio.to_thread(self._storage.get_volume, request.name)
+        size = await asyncio.to_thread(self._storage.volumes.size, volume) if request.size else -1
+        return storage_pb2.GetVolumeResponse(volume=_volume_to_proto(volume, size))
+
+    async def ListVolumes(self, request: storage_pb2.ListVolumesRequest, context: Ctx) -> storage_pb2.ListVolumesResponse:
+        def listed() -> list[storage_pb2.Volume]:
+            sizes = self._storage.volumes.size if request.size else lambda _v: -1
+            return [_volume_to_proto(v, sizes(v)) for v in self._storage.list_volumes()]
+
+        return storage_pb2.ListVolumesResponse(volumes=await asyncio.to_thread(listed))
+
+    async def RemoveVolume(self, request: storage_pb2.RemoveVolumeRequest, context: Ctx) -> storage_pb2.RemoveVolumeResponse:
+        return storage_pb2.RemoveVolumeResponse(removed=await asyncio.to_thread(self._storage.remove_volume, request.name))
+
+    async def FillVolume(self, request: storage_pb2.FillVolumeRequest, context: Ctx) -> storage_pb2.FillVolumeResponse:
+        filled = await asyncio.to_thread(self._storage.fill_volume, request.name, request.key, request.path)
+        return storage_pb2.FillVolumeResponse(filled=filled)
+
 
 async def _chunks(
     requests: AsyncIterator[storage_pb2.ImportImageRequest] | AsyncIterator[storage_pb2.CopyToRequest],
@@ -203,6 +229,7 @@ def _config_from_proto(config: types_pb2.ImageConfig) -> ImageConfig:
         user=config.user,
         stop_signal=config.stop_signal,
         labels=dict(config.labels),
+        volumes=tuple(config.volumes),
     )
 
 
@@ -215,6 +242,7 @@ def _config_to_proto(config: ImageConfig) -> types_pb2.ImageConfig:
         user=config.user,
         stop_signal=config.stop_signal,
         labels=config.labels,
+        volumes=config.volumes,
     )
 
 
@@ -237,3 +265,10 @@ def _progress_to_proto(progress: remote.Progress) -> storage_pb2.Progress:
 
 def _mount_to_proto(mount: Mount) -> types_pb2.Mount:
     return types_pb2.Mount(type=mount.type, source=mount.source, destination=mount.destination, options=mount.options)
+
+
+def _volume_to_proto(volume: Volume, size: int = -1) -> storage_pb2.Volume:
+    return storage_pb2.Volume(
+        name=volume.name, mountpoint=str(volume.data), created_at=volume.created_at, labels=volume.labels,
+        options=volume.options, anonymous=volume.anonymous, mount=_mount_to_proto(volume.mount()), size=size,
+    )  # fmt: skip

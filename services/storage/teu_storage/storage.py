@@ -7,13 +7,14 @@ State directory layout::
     l/<short>               short links to layer dirs, named in overlay mount options
     tarsplit/<hex>.gz       what rebuilds each layer's exact tar for save (tarsplit.py)
     snapshots/<key>/{upper,work,init}   see snapshots.py
+    volumes/<name>/{volume.json,_data}  see volumes.py
     tmp/                    uploads and half-made layers; emptied at start-up
     meta.db                 SQLite metadata, see metadata.py
 
 :class:`Storage` opens that directory and composes the parts, each with one job: the layer store
 (layerstore.py), the garbage collector (gc.py), image records (images.py), imports, loads and
 commits (imports.py), snapshots (snapshots.py), the container filesystem they hold (containerfs.py),
-registry pulls (pull.py) and pushes (push.py). Its methods are what the gRPC adapter (service.py)
+registry pulls (pull.py) and pushes (push.py), and volumes (volumes.py). Its methods are what the gRPC adapter (service.py)
 calls; each says which part does the work.
 
 Crash safety: a layer is unpacked in tmp/ and renamed into layers/ whole; an image row appears in
@@ -30,7 +31,7 @@ entry point, because it consumes the client's stream.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -48,6 +49,7 @@ from teu_storage.pull import Puller
 from teu_storage.push import Pusher
 from teu_storage.remote import Emit
 from teu_storage.snapshots import Mount, Snapshots
+from teu_storage.volumes import Volume, Volumes
 
 __all__ = ["Storage", "StorageInfo"]
 
@@ -77,13 +79,14 @@ class Storage:
         self.fs = ContainerFS(self.snapshots)
         self.puller = Puller(self.layers, self.images, self.gc)
         self.pusher = Pusher(self.layers, self.images)
+        self.volumes = Volumes(root / "volumes", self.tmp)
 
     @classmethod
     def open(cls, root: Path) -> Storage:
         """Opens the store at ``root``, creating it if needed and clearing what a crash left behind."""
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(root / "tmp", ignore_errors=True)
-        for sub in ("layers", "snapshots", "tmp"):
+        for sub in ("layers", "snapshots", "tmp", "volumes"):
             (root / sub).mkdir(mode=0o700, exist_ok=True)
         storage = cls(root, Store.open(root / "meta.db"))
         storage.gc.sweep_snapshots()
@@ -180,3 +183,29 @@ class Storage:
     def push(self, ref: str, insecure: bool, emit: Emit, *, credentials: Credentials | None = None) -> str:
         """See :meth:`Pusher.push`."""
         return self.pusher.push(ref, insecure, emit, credentials=credentials)
+
+    def create_volume(
+        self, name: str, labels: Mapping[str, str], options: Mapping[str, str], anonymous: bool
+    ) -> tuple[Volume, bool]:
+        """volumes.py: the volume, made unless it exists; whether it was made now."""
+        return self.volumes.create(name, labels, options, anonymous)
+
+    def get_volume(self, name: str) -> Volume:
+        """volumes.py."""
+        return self.volumes.get(name)
+
+    def list_volumes(self) -> list[Volume]:
+        """volumes.py."""
+        return self.volumes.list()
+
+    def remove_volume(self, name: str) -> bool:
+        """volumes.py."""
+        return self.volumes.remove(name)
+
+    def fill_volume(self, name: str, key: str, path: str) -> bool:
+        """containerfs.py: a plain volume that holds nothing gets what snapshot ``key`` holds at
+        ``path``; False if it was not empty, not plain, or the path is no directory there."""
+        volume = self.volumes.get(name)
+        if not self.volumes.is_empty(volume):
+            return False
+        return self.fs.fill(key, path, volume.data, self.tmp)

@@ -57,6 +57,7 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mount", action="append", default=[],
                    help="attach a mount: type=bind|volume|tmpfs,source=,target=,readonly,...")  # fmt: skip
     p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs: TARGET[:size=64m,mode=1777,...]")
+    p.add_argument("--volumes-from", action="append", default=[], help="mount the binds and volumes of a container: C[:ro|rw]")
     p.add_argument("image", help="image to run")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -92,6 +93,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         ulimits=[parse.ulimit(u) for u in a.ulimit],
         userns=a.userns,
         mounts=[*map(mounts.volume, a.volume), *map(mounts.mount, a.mount), *map(mounts.tmpfs, a.tmpfs)],
+        volumes_from=a.volumes_from,
     )
 
 
@@ -286,7 +288,8 @@ def register(sub: Any) -> None:
     p = verb(sub, "wait", "block until containers stop, then print their exit codes")
     p.set_defaults(func=lambda c, a: each(a.names, c.wait, lambda _n, r: str(r.exit_code)))
     p = verb(sub, "rm", "remove containers", lambda p: p.add_argument("-f", "--force", action="store_true"))
-    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.remove(n, a.force), lambda n, _r: n))
+    p.add_argument("-v", "--volumes", action="store_true", help="also remove the container's anonymous volumes")
+    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.remove(n, a.force, a.volumes), lambda n, _r: n))
     p = verb(sub, "inspect", "show details of containers as JSON")
     p.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect, fmt.inspect_json))
     p = sub.add_parser("ps", help="list containers")

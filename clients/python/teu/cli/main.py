@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from teu.cli import containers, images, interactive, login, system
+from teu.cli import containers, images, interactive, login, system, volumes
 from teu.client import Client, TlsConfig
 from teu.errors import TeuError
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.register(sub)
     login.register(sub)
     system.register(sub)
+    volumes.register(sub)
     return root
 
 

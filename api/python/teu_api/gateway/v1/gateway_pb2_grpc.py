@@ -1582,6 +1582,260 @@ class NetworksService:
             _registered_method=True)
 
 
+class VolumesServiceStub:
+    """Volumes: data that outlives containers (Docker's local driver).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateVolume = channel.unary_unary(
+                '/teu.gateway.v1.VolumesService/CreateVolume',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateVolumeRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateVolumeResponse.FromString,
+                _registered_method=True)
+        self.InspectVolume = channel.unary_unary(
+                '/teu.gateway.v1.VolumesService/InspectVolume',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectVolumeRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectVolumeResponse.FromString,
+                _registered_method=True)
+        self.ListVolumes = channel.unary_unary(
+                '/teu.gateway.v1.VolumesService/ListVolumes',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ListVolumesRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ListVolumesResponse.FromString,
+                _registered_method=True)
+        self.RemoveVolume = channel.unary_unary(
+                '/teu.gateway.v1.VolumesService/RemoveVolume',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveVolumeRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveVolumeResponse.FromString,
+                _registered_method=True)
+        self.PruneVolumes = channel.unary_unary(
+                '/teu.gateway.v1.VolumesService/PruneVolumes',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneVolumesRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneVolumesResponse.FromString,
+                _registered_method=True)
+
+
+class VolumesServiceServicer:
+    """Volumes: data that outlives containers (Docker's local driver).
+    """
+
+    def CreateVolume(self, request, context):
+        """Creates a volume; an existing one of that name is returned as it is (Docker's rule). Without a
+        name, a new volume gets a random one. INVALID_ARGUMENT for a bad name or driver option.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectVolume(self, request, context):
+        """One volume, with its size and the containers using it. NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumes(self, request, context):
+        """Volumes by name, filtered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveVolume(self, request, context):
+        """Removes a volume and its data. FAILED_PRECONDITION naming the containers that use it;
+        NOT_FOUND if unknown (unless force).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneVolumes(self, request, context):
+        """Removes the volumes no container uses: anonymous ones, or all with all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_VolumesServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVolume,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateVolumeRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateVolumeResponse.SerializeToString,
+            ),
+            'InspectVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectVolume,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectVolumeRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectVolumeResponse.SerializeToString,
+            ),
+            'ListVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumes,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ListVolumesRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ListVolumesResponse.SerializeToString,
+            ),
+            'RemoveVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveVolume,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveVolumeRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveVolumeResponse.SerializeToString,
+            ),
+            'PruneVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneVolumes,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneVolumesRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneVolumesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'teu.gateway.v1.VolumesService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('teu.gateway.v1.VolumesService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class VolumesService:
+    """Volumes: data that outlives containers (Docker's local driver).
+    """
+
+    @staticmethod
+    def CreateVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.VolumesService/CreateVolume',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateVolumeRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.CreateVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.VolumesService/InspectVolume',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectVolumeRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.InspectVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.VolumesService/ListVolumes',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ListVolumesRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ListVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.VolumesService/RemoveVolume',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveVolumeRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.VolumesService/PruneVolumes',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneVolumesRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class SystemServiceStub:
     """Engine-wide information.
     """

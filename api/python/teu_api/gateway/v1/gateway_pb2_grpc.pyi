@@ -526,6 +526,97 @@ class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
 
 def add_NetworksServiceServicer_to_server(servicer: NetworksServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
+class VolumesServiceStub:
+    """Volumes: data that outlives containers (Docker's local driver)."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> VolumesServiceAsyncStub: ...
+    CreateVolume: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CreateVolumeRequest, _gateway_pb2.CreateVolumeResponse]
+    """Creates a volume; an existing one of that name is returned as it is (Docker's rule). Without a
+    name, a new volume gets a random one. INVALID_ARGUMENT for a bad name or driver option.
+    """
+    InspectVolume: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.InspectVolumeRequest, _gateway_pb2.InspectVolumeResponse]
+    """One volume, with its size and the containers using it. NOT_FOUND if unknown."""
+    ListVolumes: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListVolumesRequest, _gateway_pb2.ListVolumesResponse]
+    """Volumes by name, filtered."""
+    RemoveVolume: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RemoveVolumeRequest, _gateway_pb2.RemoveVolumeResponse]
+    """Removes a volume and its data. FAILED_PRECONDITION naming the containers that use it;
+    NOT_FOUND if unknown (unless force).
+    """
+    PruneVolumes: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneVolumesRequest, _gateway_pb2.PruneVolumesResponse]
+    """Removes the volumes no container uses: anonymous ones, or all with all."""
+
+@_typing.type_check_only
+class VolumesServiceAsyncStub(VolumesServiceStub):
+    """Volumes: data that outlives containers (Docker's local driver)."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateVolume: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CreateVolumeRequest, _gateway_pb2.CreateVolumeResponse]  # type: ignore[assignment]
+    """Creates a volume; an existing one of that name is returned as it is (Docker's rule). Without a
+    name, a new volume gets a random one. INVALID_ARGUMENT for a bad name or driver option.
+    """
+    InspectVolume: _aio.UnaryUnaryMultiCallable[_gateway_pb2.InspectVolumeRequest, _gateway_pb2.InspectVolumeResponse]  # type: ignore[assignment]
+    """One volume, with its size and the containers using it. NOT_FOUND if unknown."""
+    ListVolumes: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListVolumesRequest, _gateway_pb2.ListVolumesResponse]  # type: ignore[assignment]
+    """Volumes by name, filtered."""
+    RemoveVolume: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RemoveVolumeRequest, _gateway_pb2.RemoveVolumeResponse]  # type: ignore[assignment]
+    """Removes a volume and its data. FAILED_PRECONDITION naming the containers that use it;
+    NOT_FOUND if unknown (unless force).
+    """
+    PruneVolumes: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneVolumesRequest, _gateway_pb2.PruneVolumesResponse]  # type: ignore[assignment]
+    """Removes the volumes no container uses: anonymous ones, or all with all."""
+
+class VolumesServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Volumes: data that outlives containers (Docker's local driver)."""
+
+    @_abc_1.abstractmethod
+    def CreateVolume(
+        self,
+        request: _gateway_pb2.CreateVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.CreateVolumeResponse, _abc.Awaitable[_gateway_pb2.CreateVolumeResponse]]:
+        """Creates a volume; an existing one of that name is returned as it is (Docker's rule). Without a
+        name, a new volume gets a random one. INVALID_ARGUMENT for a bad name or driver option.
+        """
+
+    @_abc_1.abstractmethod
+    def InspectVolume(
+        self,
+        request: _gateway_pb2.InspectVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.InspectVolumeResponse, _abc.Awaitable[_gateway_pb2.InspectVolumeResponse]]:
+        """One volume, with its size and the containers using it. NOT_FOUND if unknown."""
+
+    @_abc_1.abstractmethod
+    def ListVolumes(
+        self,
+        request: _gateway_pb2.ListVolumesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.ListVolumesResponse, _abc.Awaitable[_gateway_pb2.ListVolumesResponse]]:
+        """Volumes by name, filtered."""
+
+    @_abc_1.abstractmethod
+    def RemoveVolume(
+        self,
+        request: _gateway_pb2.RemoveVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.RemoveVolumeResponse, _abc.Awaitable[_gateway_pb2.RemoveVolumeResponse]]:
+        """Removes a volume and its data. FAILED_PRECONDITION naming the containers that use it;
+        NOT_FOUND if unknown (unless force).
+        """
+
+    @_abc_1.abstractmethod
+    def PruneVolumes(
+        self,
+        request: _gateway_pb2.PruneVolumesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.PruneVolumesResponse, _abc.Awaitable[_gateway_pb2.PruneVolumesResponse]]:
+        """Removes the volumes no container uses: anonymous ones, or all with all."""
+
+def add_VolumesServiceServicer_to_server(servicer: VolumesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
 class SystemServiceStub:
     """Engine-wide information."""
 

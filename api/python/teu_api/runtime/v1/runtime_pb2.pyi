@@ -570,15 +570,18 @@ class ContainerMount(_message.Message):
 
     MOUNT_FIELD_NUMBER: _builtins.int
     CREATE_SOURCE_FIELD_NUMBER: _builtins.int
-    COPY_UP_FIELD_NUMBER: _builtins.int
+    VOLUME_FIELD_NUMBER: _builtins.int
+    ANONYMOUS_VOLUME_FIELD_NUMBER: _builtins.int
     create_source: _builtins.bool
     """Create a missing bind source as a directory at start (Docker's -v); otherwise a missing source
     is INVALID_ARGUMENT at create and a failed start.
     """
-    copy_up: _builtins.bool
-    """Copy what the image holds at the destination into the source directory when the source is
-    empty, at start (a volume's first use, as Docker fills a new volume).
+    volume: _builtins.str
+    """The volume mounted (its name), kept for the engine's bookkeeping: which containers use a
+    volume. The runtime does not read it.
     """
+    anonymous_volume: _builtins.bool
+    """That volume was made for this container (rm -v and --rm remove it with the container)."""
     @_builtins.property
     def mount(self) -> _types_pb2.Mount:
         """The OCI mount (type "bind" with options "rbind", "ro", a propagation; or "tmpfs")."""
@@ -588,11 +591,12 @@ class ContainerMount(_message.Message):
         *,
         mount: _types_pb2.Mount | None = ...,
         create_source: _builtins.bool = ...,
-        copy_up: _builtins.bool = ...,
+        volume: _builtins.str = ...,
+        anonymous_volume: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["mount", b"mount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["copy_up", b"copy_up", "create_source", b"create_source", "mount", b"mount"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_volume", b"anonymous_volume", "create_source", b"create_source", "mount", b"mount", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -136,6 +136,31 @@ class StorageServiceStub:
                 request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.PruneRequest.SerializeToString,
                 response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.PruneResponse.FromString,
                 _registered_method=True)
+        self.CreateVolume = channel.unary_unary(
+                '/teu.storage.v1.StorageService/CreateVolume',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CreateVolumeRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CreateVolumeResponse.FromString,
+                _registered_method=True)
+        self.GetVolume = channel.unary_unary(
+                '/teu.storage.v1.StorageService/GetVolume',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.GetVolumeRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.GetVolumeResponse.FromString,
+                _registered_method=True)
+        self.ListVolumes = channel.unary_unary(
+                '/teu.storage.v1.StorageService/ListVolumes',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.ListVolumesRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.ListVolumesResponse.FromString,
+                _registered_method=True)
+        self.RemoveVolume = channel.unary_unary(
+                '/teu.storage.v1.StorageService/RemoveVolume',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.RemoveVolumeRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.RemoveVolumeResponse.FromString,
+                _registered_method=True)
+        self.FillVolume = channel.unary_unary(
+                '/teu.storage.v1.StorageService/FillVolume',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -290,6 +315,44 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVolume(self, request, context):
+        """Makes a volume, or returns the one of that name (idempotent, as Docker's); INVALID_ARGUMENT for
+        a bad name or driver option.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVolume(self, request, context):
+        """One volume. NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumes(self, request, context):
+        """Every volume, by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveVolume(self, request, context):
+        """Deletes a volume and its data. Removing an unknown name succeeds (idempotent). Storage does
+        not know which containers use a volume: the caller checks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FillVolume(self, request, context):
+        """Copies what a snapshot holds at a path into a volume that holds nothing yet (a new volume's
+        first mount). NOT_FOUND for an unknown volume or snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -392,6 +455,31 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.Prune,
                     request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.PruneRequest.FromString,
                     response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.PruneResponse.SerializeToString,
+            ),
+            'CreateVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVolume,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CreateVolumeRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CreateVolumeResponse.SerializeToString,
+            ),
+            'GetVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVolume,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.GetVolumeRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.GetVolumeResponse.SerializeToString,
+            ),
+            'ListVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumes,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.ListVolumesRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.ListVolumesResponse.SerializeToString,
+            ),
+            'RemoveVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveVolume,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.RemoveVolumeRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.RemoveVolumeResponse.SerializeToString,
+            ),
+            'FillVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.FillVolume,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -936,6 +1024,141 @@ class StorageService:
             '/teu.storage.v1.StorageService/Prune',
             teu_dot_storage_dot_v1_dot_storage__pb2.PruneRequest.SerializeToString,
             teu_dot_storage_dot_v1_dot_storage__pb2.PruneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/CreateVolume',
+            teu_dot_storage_dot_v1_dot_storage__pb2.CreateVolumeRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.CreateVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/GetVolume',
+            teu_dot_storage_dot_v1_dot_storage__pb2.GetVolumeRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.GetVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/ListVolumes',
+            teu_dot_storage_dot_v1_dot_storage__pb2.ListVolumesRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.ListVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/RemoveVolume',
+            teu_dot_storage_dot_v1_dot_storage__pb2.RemoveVolumeRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.RemoveVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FillVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/FillVolume',
+            teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeResponse.FromString,
             options,
             channel_credentials,
             insecure,

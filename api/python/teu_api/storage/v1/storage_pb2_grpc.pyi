@@ -89,6 +89,22 @@ class StorageServiceStub:
     """Deletes untagged images that no snapshot uses (all unused images with all), and layers nothing
     references any more (garbage collection by reachability).
     """
+    CreateVolume: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateVolumeRequest, _storage_pb2.CreateVolumeResponse]
+    """Makes a volume, or returns the one of that name (idempotent, as Docker's); INVALID_ARGUMENT for
+    a bad name or driver option.
+    """
+    GetVolume: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetVolumeRequest, _storage_pb2.GetVolumeResponse]
+    """One volume. NOT_FOUND if unknown."""
+    ListVolumes: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListVolumesRequest, _storage_pb2.ListVolumesResponse]
+    """Every volume, by name."""
+    RemoveVolume: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RemoveVolumeRequest, _storage_pb2.RemoveVolumeResponse]
+    """Deletes a volume and its data. Removing an unknown name succeeds (idempotent). Storage does
+    not know which containers use a volume: the caller checks.
+    """
+    FillVolume: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FillVolumeRequest, _storage_pb2.FillVolumeResponse]
+    """Copies what a snapshot holds at a path into a volume that holds nothing yet (a new volume's
+    first mount). NOT_FOUND for an unknown volume or snapshot.
+    """
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -150,6 +166,22 @@ class StorageServiceAsyncStub(StorageServiceStub):
     Prune: _aio.UnaryUnaryMultiCallable[_storage_pb2.PruneRequest, _storage_pb2.PruneResponse]  # type: ignore[assignment]
     """Deletes untagged images that no snapshot uses (all unused images with all), and layers nothing
     references any more (garbage collection by reachability).
+    """
+    CreateVolume: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateVolumeRequest, _storage_pb2.CreateVolumeResponse]  # type: ignore[assignment]
+    """Makes a volume, or returns the one of that name (idempotent, as Docker's); INVALID_ARGUMENT for
+    a bad name or driver option.
+    """
+    GetVolume: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetVolumeRequest, _storage_pb2.GetVolumeResponse]  # type: ignore[assignment]
+    """One volume. NOT_FOUND if unknown."""
+    ListVolumes: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListVolumesRequest, _storage_pb2.ListVolumesResponse]  # type: ignore[assignment]
+    """Every volume, by name."""
+    RemoveVolume: _aio.UnaryUnaryMultiCallable[_storage_pb2.RemoveVolumeRequest, _storage_pb2.RemoveVolumeResponse]  # type: ignore[assignment]
+    """Deletes a volume and its data. Removing an unknown name succeeds (idempotent). Storage does
+    not know which containers use a volume: the caller checks.
+    """
+    FillVolume: _aio.UnaryUnaryMultiCallable[_storage_pb2.FillVolumeRequest, _storage_pb2.FillVolumeResponse]  # type: ignore[assignment]
+    """Copies what a snapshot holds at a path into a volume that holds nothing yet (a new volume's
+    first mount). NOT_FOUND for an unknown volume or snapshot.
     """
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -329,6 +361,52 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_storage_pb2.PruneResponse, _abc.Awaitable[_storage_pb2.PruneResponse]]:
         """Deletes untagged images that no snapshot uses (all unused images with all), and layers nothing
         references any more (garbage collection by reachability).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateVolume(
+        self,
+        request: _storage_pb2.CreateVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.CreateVolumeResponse, _abc.Awaitable[_storage_pb2.CreateVolumeResponse]]:
+        """Makes a volume, or returns the one of that name (idempotent, as Docker's); INVALID_ARGUMENT for
+        a bad name or driver option.
+        """
+
+    @_abc_1.abstractmethod
+    def GetVolume(
+        self,
+        request: _storage_pb2.GetVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.GetVolumeResponse, _abc.Awaitable[_storage_pb2.GetVolumeResponse]]:
+        """One volume. NOT_FOUND if unknown."""
+
+    @_abc_1.abstractmethod
+    def ListVolumes(
+        self,
+        request: _storage_pb2.ListVolumesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ListVolumesResponse, _abc.Awaitable[_storage_pb2.ListVolumesResponse]]:
+        """Every volume, by name."""
+
+    @_abc_1.abstractmethod
+    def RemoveVolume(
+        self,
+        request: _storage_pb2.RemoveVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.RemoveVolumeResponse, _abc.Awaitable[_storage_pb2.RemoveVolumeResponse]]:
+        """Deletes a volume and its data. Removing an unknown name succeeds (idempotent). Storage does
+        not know which containers use a volume: the caller checks.
+        """
+
+    @_abc_1.abstractmethod
+    def FillVolume(
+        self,
+        request: _storage_pb2.FillVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.FillVolumeResponse, _abc.Awaitable[_storage_pb2.FillVolumeResponse]]:
+        """Copies what a snapshot holds at a path into a volume that holds nothing yet (a new volume's
+        first mount). NOT_FOUND for an unknown volume or snapshot.
         """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -166,6 +166,7 @@ class ImageConfig(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     STOP_SIGNAL_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
     working_dir: _builtins.str
     """Default working directory; empty means "/"."""
     user: _builtins.str
@@ -188,6 +189,10 @@ class ImageConfig(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels."""
 
+    @_builtins.property
+    def volumes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Paths that get a new anonymous volume in every container (Dockerfile VOLUME)."""
+
     def __init__(
         self,
         *,
@@ -198,10 +203,11 @@ class ImageConfig(_message.Message):
         user: _builtins.str = ...,
         stop_signal: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        volumes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "labels", b"labels", "stop_signal", b"stop_signal", "user", b"user", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "labels", b"labels", "stop_signal", b"stop_signal", "user", b"user", "volumes", b"volumes", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
