@@ -157,3 +157,13 @@ def test_the_cli_speaks_dockers_volume_commands(engine: Engine) -> None:
     assert (shown["Name"], shown["Driver"], shown["Labels"], shown["Scope"]) == ("cli-vol", "local", {"tier": "db"}, "local")
     assert teu("run", "--rm", "-v", "cli-vol:/d", "busybox", "sh", "-c", "echo ok > /d/f; cat /d/f").strip() == "ok"
     assert teu("volume", "rm", "cli-vol").strip() == "cli-vol"
+
+
+def test_system_df_counts_volumes(client: Client, names: list[str]) -> None:
+    names.append("sized")
+    before = client.disk_usage()
+    client.run(sh("dd if=/dev/urandom of=/d/f bs=1k count=300 2>/dev/null", "sized:/d"))
+    after = client.disk_usage()
+    assert after.volumes == before.volumes + 1
+    assert after.volumes_bytes - before.volumes_bytes >= 300 << 10
+    assert client.inspect_volume("sized").size >= 300 << 10

@@ -47,11 +47,14 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
         images = await call("storage", self.b.storage.ListImages(st.ListImagesRequest()))
         containers = await call("runtime", self.b.runtime.ListContainers(rt.ListContainersRequest(all=True)))
         logs = await call("logs", self.b.logs.GetLogUsage(lg.GetLogUsageRequest()))
+        volumes = await self.flows.volumes.listed(size=True)
         return gw.DiskUsageResponse(
             images=len(images.images),
             images_bytes=sum(i.size for i in images.images),
             containers=len(containers.containers),
             logs_bytes=logs.bytes,
+            volumes=len(volumes),
+            volumes_bytes=sum(max(v.size, 0) for v in volumes),
         )
 
     async def Version(self, request: gw.VersionRequest, context: Ctx) -> gw.VersionResponse:

@@ -32,10 +32,11 @@ def cmd_version(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_df(c: Client, a: argparse.Namespace) -> int:
-    """Prints disk usage by images, containers and logs."""
+    """Prints disk usage by images, containers, volumes and logs."""
     u = c.disk_usage()
     rows = [["TYPE", "TOTAL", "SIZE"], ["Images", str(u.images), fmt.size(u.images_bytes)],
-            ["Containers", str(u.containers), ""], ["Logs", "", fmt.size(u.logs_bytes)]]  # fmt: skip
+            ["Containers", str(u.containers), ""], ["Local Volumes", str(u.volumes), fmt.size(u.volumes_bytes)],
+            ["Logs", "", fmt.size(u.logs_bytes)]]  # fmt: skip
     print(fmt.table(rows))
     return 0
 

@@ -1755,6 +1755,8 @@ class DiskUsageResponse(_message.Message):
     IMAGES_BYTES_FIELD_NUMBER: _builtins.int
     CONTAINERS_FIELD_NUMBER: _builtins.int
     LOGS_BYTES_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
+    VOLUMES_BYTES_FIELD_NUMBER: _builtins.int
     images: _builtins.int
     """Number of images."""
     images_bytes: _builtins.int
@@ -1763,6 +1765,10 @@ class DiskUsageResponse(_message.Message):
     """Number of containers."""
     logs_bytes: _builtins.int
     """Bytes of the containers' logs (all segments)."""
+    volumes: _builtins.int
+    """Number of volumes."""
+    volumes_bytes: _builtins.int
+    """Bytes of the volumes' files (those whose data storage holds)."""
     def __init__(
         self,
         *,
@@ -1770,10 +1776,12 @@ class DiskUsageResponse(_message.Message):
         images_bytes: _builtins.int = ...,
         containers: _builtins.int = ...,
         logs_bytes: _builtins.int = ...,
+        volumes: _builtins.int = ...,
+        volumes_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "images", b"images", "images_bytes", b"images_bytes", "logs_bytes", b"logs_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "images", b"images", "images_bytes", b"images_bytes", "logs_bytes", b"logs_bytes", "volumes", b"volumes", "volumes_bytes", b"volumes_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
