@@ -146,6 +146,26 @@ class ContainerOptions:
     userns: str = ""
     mounts: list[gw.MountSpec] = field(default_factory=list)
     volumes_from: list[str] = field(default_factory=list)
+    stop_signal: str = ""
+    shm_size: int = 0
+    group_add: list[str] = field(default_factory=list)
+    oom_score_adj: int = 0
+    sysctls: dict[str, str] = field(default_factory=dict)
+    memory_swap: int = 0
+    memory_reservation: int = 0
+    cpu_shares: int = 0
+    cpuset_cpus: str = ""
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    oom_kill_disable: bool = False
+
+    def resources(self) -> types_pb2.Resources:
+        """The resource limits of these options."""
+        return types_pb2.Resources(
+            memory_bytes=self.memory, nano_cpus=self.nano_cpus, pids_limit=self.pids_limit, memory_swap=self.memory_swap,
+            memory_reservation=self.memory_reservation, cpu_shares=self.cpu_shares, cpuset_cpus=self.cpuset_cpus,
+            cpu_period=self.cpu_period, cpu_quota=self.cpu_quota, oom_kill_disable=self.oom_kill_disable,
+        )  # fmt: skip
 
     def to_proto(self) -> gw.ContainerConfig:
         """The API message for these options."""
@@ -157,7 +177,7 @@ class ContainerOptions:
             working_dir=self.workdir,
             user=self.user,
             hostname=self.hostname,
-            resources=types_pb2.Resources(memory_bytes=self.memory, nano_cpus=self.nano_cpus, pids_limit=self.pids_limit),
+            resources=self.resources(),
             auto_remove=self.remove,
             tty=self.tty,
             open_stdin=self.interactive,
@@ -176,6 +196,11 @@ class ContainerOptions:
             userns=self.userns,
             mounts=self.mounts,
             volumes_from=self.volumes_from,
+            stop_signal=self.stop_signal,
+            shm_size=self.shm_size,
+            group_add=self.group_add,
+            oom_score_adj=self.oom_score_adj,
+            sysctls=self.sysctls,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

@@ -11,12 +11,9 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
-from teu_gateway import limits
+from teu_gateway import limits, resources
 from teu_gateway.security import security_of
 
-MIN_MEMORY = 6 << 20  # Docker's minimum: a smaller limit cannot even start a process
-MAX_MEMORY = 1 << 50  # 1 PiB: anything above is a typo
-MIN_NANO_CPUS = 10_000_000  # 0.01 CPU
 CONFIG_KEY = "teu.gateway.config"
 _HOSTNAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*")
 _ENV_KEY = re.compile(r"[^=\0]+")
@@ -56,25 +53,7 @@ def command(config: gw.ContainerConfig, image: types_pb2.ImageConfig) -> list[st
     return args
 
 
-def check_resources(res: types_pb2.Resources, cpus: int) -> types_pb2.Resources:
-    """Validates limits; InvalidArgument with Docker's wording for those out of range."""
-    if res.memory_bytes < 0 or res.nano_cpus < 0:
-        raise InvalidArgument("memory and cpus limits must not be negative")
-    if res.memory_bytes and res.memory_bytes < MIN_MEMORY:
-        raise InvalidArgument("minimum memory limit allowed is 6MB")
-    if res.memory_bytes > MAX_MEMORY:
-        raise InvalidArgument(f"memory limit {res.memory_bytes} bytes is absurd (maximum 1PB)")
-    if res.nano_cpus and not MIN_NANO_CPUS <= res.nano_cpus <= cpus * 1_000_000_000:
-        raise InvalidArgument(f"range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available")
-    if res.pids_limit < -1:
-        raise InvalidArgument("pids limit must be positive, or -1 for unlimited")
-    out = types_pb2.Resources()
-    out.CopyFrom(res)
-    out.pids_limit = max(res.pids_limit, 0)
-    return out
-
-
-LOG_OPTS = ("max-size", "max-files")
+LOG_OPTS = ("max-size", "max-file", "max-files")
 
 
 def log_backstop(max_size: int) -> int:
@@ -90,7 +69,10 @@ def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
     """(max segment bytes, max segments) from ``--log-opt``; 0 means the engine's default."""
     unknown = set(opts) - set(LOG_OPTS)
     if unknown:
-        raise InvalidArgument(f"unknown log option {sorted(unknown)[0]!r}: use max-size or max-files")
+        raise InvalidArgument(f"unknown log option {sorted(unknown)[0]!r}: use max-size or max-file")
+    if "max-file" in opts and "max-files" in opts:
+        raise InvalidArgument("give max-file or its alias max-files, not both")
+    count = opts.get("max-file", opts.get("max-files"))
     size, files = 0, 0
     if "max-size" in opts:
         m = re.fullmatch(r"(\d+)([kmg]?)b?", opts["max-size"].strip().lower())
@@ -99,10 +81,10 @@ def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
         size = int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2)]
         if not 4096 <= size <= 1 << 40:
             raise InvalidArgument("max-size must be from 4k to 1t")
-    if "max-files" in opts:
-        if not opts["max-files"].isdigit() or not 1 <= int(opts["max-files"]) <= 1000:
-            raise InvalidArgument(f"invalid max-files {opts['max-files']!r}: want 1 to 1000")
-        files = int(opts["max-files"])
+    if count is not None:
+        if not count.isdigit() or not 1 <= int(count) <= 1000:
+            raise InvalidArgument(f"invalid max-file {count[:40]!r}: want 1 to 1000")
+        files = int(count)
     return size, files
 
 
@@ -133,15 +115,19 @@ def container_spec(
         image_id=image.id,
         process=process,
         hostname=config.hostname,
-        resources=check_resources(config.resources, cpus or os.cpu_count() or 1),
+        resources=resources.check_resources(config.resources, cpus or os.cpu_count() or 1),
         auto_remove=config.auto_remove,
-        stop_signal=ic.stop_signal or "SIGTERM",
+        stop_signal=resources.stop_signal(config.stop_signal or ic.stop_signal or "SIGTERM"),
         stop_timeout=config.stop_timeout if config.stop_timeout > 0 else 10,
         labels={**ic.labels, **config.labels},
     )
     spec.security.CopyFrom(security_of(config, apparmor))
     spec.network = config.network
     spec.ports.extend(config.ports)  # validated by the runtime, which knows the networks
+    spec.shm_size = resources.check_shm_size(config.shm_size)
+    spec.sysctls.update(resources.check_sysctls(config.sysctls, config.network))
+    spec.oom_score_adj = resources.check_oom_score_adj(config.oom_score_adj)
+    spec.group_add.extend(config.group_add)
     spec.extensions[CONFIG_KEY] = config.SerializeToString()
     return spec
 

@@ -35,7 +35,8 @@ async def build(cfg: Config) -> Lifecycle:
     runtime_root = cfg.run_dir / choice.name
     runtime_root.mkdir(parents=True, exist_ok=True)
     runtime = ociruntime.CliRuntime(choice.name, choice.path, runtime_root)
-    host = Host(limits=confine.host_limits(), held_caps=confine.held_capabilities(), cgroup_v2=layout.version == 2)
+    host = Host(limits=confine.host_limits(), held_caps=confine.held_capabilities(), cgroup_v2=layout.version == 2,
+                swap_limit=cgroups.swap_limit(layout))  # fmt: skip
     store = Store(state / "runtime.db")
     # The engine-wide default network. Built in: "none". "bridge" (Docker's default) creates a bridge,
     # NAT rules and IPv4 forwarding in the namespace this service runs in on first use, so it must be

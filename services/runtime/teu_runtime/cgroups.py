@@ -36,6 +36,15 @@ def detect(root: Path = Path("/sys/fs/cgroup")) -> CgroupLayout:
     return CgroupLayout(1, False, ())
 
 
+def swap_limit(layout: CgroupLayout, root: Path = Path("/sys/fs/cgroup")) -> bool:
+    """Whether the kernel accounts swap, so a container's memory-plus-swap can be limited (v1 needs
+    swapaccount; v2 has memory.swap.max in every cgroup but the root when it does)."""
+    if layout.version == 2:
+        own = Path("/proc/self/cgroup").read_text().strip().rpartition("::")[2].lstrip("/")
+        return (root / own / "memory.swap.max").exists() or any(root.glob("*/memory.swap.max"))
+    return (root / "memory" / "memory.memsw.limit_in_bytes").exists()
+
+
 PARENT = "teu"  # containers' cgroups are PARENT/<id>, relative to this service's own cgroups
 
 

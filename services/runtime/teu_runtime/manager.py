@@ -190,7 +190,7 @@ class Manager:
         return c
 
     async def _launch(self, c: Container, bundle: Bundle, plan: Plan, remap: IdMap | None) -> conmon.Created:
-        user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs)
+        user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs, c.spec.group_add)
         await asyncio.to_thread(usermounts.prepare, c.spec.mounts)
         binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)

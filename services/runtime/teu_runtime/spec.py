@@ -35,11 +35,13 @@ class User:
 @dataclass(frozen=True)
 class Host:
     """Facts about the host that bound the spec: the engine's hard rlimits (by Docker's ulimit
-    name), the capabilities it can hand on, and whether cgroups are v2 (a private cgroup namespace)."""
+    name), the capabilities it can hand on, whether cgroups are v2 (a private cgroup namespace), and
+    whether swap is accounted (else a swap limit is left out, as Docker does with a warning)."""
 
     limits: Mapping[str, int]
     held_caps: tuple[str, ...] = confine.KNOWN_CAPS
     cgroup_v2: bool = False
+    swap_limit: bool = True
 
 
 def hostname_of(cid: str, spec: runtime_pb2.ContainerSpec) -> str:
@@ -62,7 +64,7 @@ def environment(env: list[str], user: User, hostname: str, terminal: bool) -> li
     return out
 
 
-def _mounts(extra: list[dict[str, Any]], privileged: bool, user: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _mounts(extra: list[dict[str, Any]], privileged: bool, user: list[dict[str, Any]], shm_size: int = 0) -> list[dict[str, Any]]:
     """The engine's mounts, then ``extra`` (the network's files), then the user's (parents before
     their children); one of the user's replaces the engine's at the same path."""
     base: list[dict[str, Any]] = [
@@ -72,7 +74,7 @@ def _mounts(extra: list[dict[str, Any]], privileged: bool, user: list[dict[str, 
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or 64 << 20}"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
@@ -86,12 +88,34 @@ def _mounts(extra: list[dict[str, Any]], privileged: bool, user: list[dict[str, 
     return [m for m in base + extra if m["destination"] not in taken] + ordered
 
 
-def _resources(res: Any, device_rules: list[dict[str, Any]]) -> dict[str, Any]:
+def _resources(res: Any, device_rules: list[dict[str, Any]], swap_limit: bool) -> dict[str, Any]:
+    """The OCI ``linux.resources``: Docker's meaning of each flag (swap twice the memory unless
+    asked, an explicit CFS period or quota over the one --cpus implies)."""
     out: dict[str, Any] = {"devices": device_rules}
+    memory: dict[str, Any] = {}
     if res.memory_bytes:
-        out["memory"] = {"limit": res.memory_bytes}
+        memory["limit"] = res.memory_bytes
+        if swap_limit:
+            memory["swap"] = res.memory_swap or 2 * res.memory_bytes  # -1: unlimited
+    if res.memory_reservation:
+        memory["reservation"] = res.memory_reservation
+    if res.oom_kill_disable:
+        memory["disableOOMKiller"] = True
+    if memory:
+        out["memory"] = memory
+    cpu: dict[str, Any] = {}
     if res.nano_cpus:
-        out["cpu"] = {"quota": res.nano_cpus * CPU_PERIOD // 1_000_000_000, "period": CPU_PERIOD}
+        cpu = {"quota": res.nano_cpus * CPU_PERIOD // 1_000_000_000, "period": CPU_PERIOD}
+    if res.cpu_period:
+        cpu["period"] = res.cpu_period
+    if res.cpu_quota:
+        cpu["quota"] = res.cpu_quota
+    if res.cpu_shares:
+        cpu["shares"] = res.cpu_shares
+    if res.cpuset_cpus:
+        cpu["cpus"] = res.cpuset_cpus
+    if cpu:
+        out["cpu"] = cpu
     if res.pids_limit:
         out["pids"] = {"limit": res.pids_limit}
     return out
@@ -126,7 +150,7 @@ def build(
     namespaces += ["user"] if remap else []
     linux: dict[str, Any] = {
         "cgroupsPath": cgroups_path,
-        "resources": _resources(spec.resources, device_rules),
+        "resources": _resources(spec.resources, device_rules, host.swap_limit),
         "namespaces": [{"type": t} for t in [*namespaces, *(["cgroup"] if host.cgroup_v2 else [])]],
         "maskedPaths": [] if sec.privileged else MASKED_PATHS,
         "readonlyPaths": [] if sec.privileged else READONLY_PATHS,
@@ -135,6 +159,8 @@ def build(
     process = _process(proc, spec, user, host, environment(list(proc.env), user, hostname, proc.terminal))
     if (filters := confine.seccomp_section(sec, process["capabilities"]["bounding"])) is not None:
         linux["seccomp"] = filters
+    if spec.sysctls:
+        linux["sysctl"] = dict(spec.sysctls)
     if remap:
         linux["uidMappings"] = [{"containerID": 0, "hostID": remap.uid, "size": remap.size}]
         linux["gidMappings"] = [{"containerID": 0, "hostID": remap.gid, "size": remap.size}]
@@ -143,7 +169,7 @@ def build(
         "process": process,
         "root": {"path": "rootfs", "readonly": sec.read_only},
         "hostname": hostname,
-        "mounts": _mounts(binds, sec.privileged, usermounts.oci(spec.mounts)),
+        "mounts": _mounts(binds, sec.privileged, usermounts.oci(spec.mounts), spec.shm_size),
         "linux": linux,
     }
 
@@ -160,6 +186,7 @@ def _process(proc: Any, spec: runtime_pb2.ContainerSpec, user: User, host: Host,
         "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), caps),
         "rlimits": confine.rlimits(spec.security, host.limits),
         "noNewPrivileges": spec.security.no_new_privileges,
+        **({"oomScoreAdj": spec.oom_score_adj} if spec.oom_score_adj else {}),
     }
 
 

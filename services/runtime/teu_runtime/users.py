@@ -8,9 +8,11 @@ and without blocking, so a FIFO there is refused instead of stalling the runtime
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import stat
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 from teu_api.errors import InvalidArgument
@@ -79,9 +81,28 @@ def resolve(spec: str, passwd: bytes | None, group: bytes | None) -> User:
     return User(uid=uid, gid=gid, additional_gids=extra, home=home)
 
 
-def resolve_in_rootfs(spec: str, rootfs: Path) -> User:
-    """Resolves ``spec`` against the passwd and group files of a mounted root filesystem."""
-    if spec.replace(":", "").isdigit() and ":" in spec:
+def group_ids(names: Sequence[str], group: bytes | None) -> tuple[int, ...]:
+    """--group-add: each name's gid from the group file, or the number given."""
+    groups = _table(group)
+    out = []
+    for name in names:
+        row = next((r for r in groups if r[0] == name), None)
+        if row is not None and row[2].isdigit():
+            out.append(int(row[2]))
+        elif name.isdigit():
+            out.append(int(name))
+        else:
+            raise InvalidArgument(f"unable to find group {name}: no matching entries in group file")
+    return tuple(out)
+
+
+def resolve_in_rootfs(spec: str, rootfs: Path, group_add: Sequence[str] = ()) -> User:
+    """Resolves ``spec`` against the passwd and group files of a mounted root filesystem, with the
+    groups of ``group_add`` added."""
+    if spec.replace(":", "").isdigit() and ":" in spec and not group_add:
         uid, gid = spec.split(":", 1)
         return User(uid=int(uid), gid=int(gid))
-    return resolve(spec, read_in_root(rootfs, "/etc/passwd"), read_in_root(rootfs, "/etc/group"))
+    group = read_in_root(rootfs, "/etc/group")
+    user = resolve(spec, read_in_root(rootfs, "/etc/passwd"), group)
+    added = tuple(g for g in group_ids(group_add, group) if g != user.gid and g not in user.additional_gids)
+    return dataclasses.replace(user, additional_gids=user.additional_gids + added)

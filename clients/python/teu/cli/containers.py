@@ -7,6 +7,7 @@ import io
 import os
 import sys
 import tarfile
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any, BinaryIO
 
@@ -42,7 +43,7 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--network", "--net", default="", help="network: bridge, none, host or a user network")
     p.add_argument("-p", "--publish", action="append", default=[], help="publish a port: [ip:]host:container[/proto]")
-    p.add_argument("--log-opt", action="append", default=[], help="log option: max-size=10m, max-files=3")
+    p.add_argument("--log-opt", action="append", default=[], help="log option: max-size=10m, max-file=3")
     p.add_argument("--cap-add", action="append", default=[], help="add a Linux capability (or ALL)")
     p.add_argument("--cap-drop", action="append", default=[], help="drop a Linux capability (or ALL)")
     p.add_argument("--privileged", action="store_true", help="all capabilities and devices, no seccomp, no masked paths")
@@ -58,6 +59,26 @@ def container_flags(p: argparse.ArgumentParser) -> None:
                    help="attach a mount: type=bind|volume|tmpfs,source=,target=,readonly,...")  # fmt: skip
     p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs: TARGET[:size=64m,mode=1777,...]")
     p.add_argument("--volumes-from", action="append", default=[], help="mount the binds and volumes of a container: C[:ro|rw]")
+    p.add_argument("--env-file", action="append", default=[], help="read environment variables from a file")
+    p.add_argument("--label-file", action="append", default=[], help="read labels from a file")
+    p.add_argument("--stop-signal", default="", help="signal to stop the container (default: the image's, else SIGTERM)")
+    p.add_argument("--shm-size", default="0", help="size of /dev/shm (e.g. 128m; default 64m)")
+    p.add_argument("--group-add", action="append", default=[], help="add a group to the process")
+    p.add_argument(
+        "--oom-score-adj", type=parse.integer(-1000, 1000), default=0, help="tune the OOM killer's preference (-1000 to 1000)"
+    )
+    p.add_argument("--oom-kill-disable", action="store_true", help="disable the OOM killer (with a memory limit)")
+    p.add_argument("--sysctl", action="append", default=[], help="namespaced kernel parameter: KEY=VALUE")
+    p.add_argument("--memory-swap", default="0", help="memory plus swap (-1: unlimited swap)")
+    p.add_argument("--memory-reservation", default="0", help="soft memory limit")
+    p.add_argument("-c", "--cpu-shares", type=parse.integer(0, 262_144), default=0, help="relative CPU weight")
+    p.add_argument("--cpuset-cpus", default="", help="CPUs to run on (0-3, 0,1)")
+    p.add_argument("--cpu-period", type=parse.integer(0, 1_000_000), default=0, help="CFS period in microseconds")
+    p.add_argument("--cpu-quota", type=parse.integer(-1, parse.INT64_MAX), default=0, help="CFS quota in microseconds")
+    p.add_argument("--cidfile", default="", help="write the container's id to this file")
+    p.add_argument(
+        "-a", "--attach", action="append", default=[], help="attach to stdin, stdout or stderr (default: both outputs)"
+    )
     p.add_argument("image", help="image to run")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -69,7 +90,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         cmd=list(a.command),
         name=a.name,
         entrypoint=None if a.entrypoint is None else ([a.entrypoint] if a.entrypoint else []),
-        env=parse.env(a.env),
+        env=parse.env_files(a.env_file) + parse.env(a.env),
         workdir=a.workdir,
         user=a.user,
         hostname=a.hostname,
@@ -79,7 +100,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         remove=a.rm,
         tty=a.tty,
         interactive=a.interactive,
-        labels=parse.labels(a.label),
+        labels={**parse.label_files(a.label_file), **parse.labels(a.label)},
         stop_timeout=a.stop_timeout,
         network=a.network,
         ports=[parse.port(p) for p in a.publish],
@@ -94,24 +115,73 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         userns=a.userns,
         mounts=[*map(mounts.volume, a.volume), *map(mounts.mount, a.mount), *map(mounts.tmpfs, a.tmpfs)],
         volumes_from=a.volumes_from,
+        stop_signal=a.stop_signal,
+        shm_size=parse.memory(a.shm_size),
+        group_add=a.group_add,
+        oom_score_adj=a.oom_score_adj,
+        oom_kill_disable=a.oom_kill_disable,
+        sysctls=parse.labels(a.sysctl),
+        memory_swap=parse.memory(a.memory_swap),
+        memory_reservation=parse.memory(a.memory_reservation),
+        cpu_shares=a.cpu_shares,
+        cpuset_cpus=a.cpuset_cpus,
+        cpu_period=a.cpu_period,
+        cpu_quota=a.cpu_quota,
     )
 
 
 def cmd_run(c: Client, a: argparse.Namespace) -> int:
     """Runs a command in a new container; exits with its exit code."""
+    opts, record = options(a), cidfile(a.cidfile)
     if a.detach:
-        print(c.run_detached(options(a)))
+        cid = c.run_detached(opts)
+        record(cid)
+        print(cid)
         return 0
     if a.interactive or a.tty:
-        return interactive.run_attached(c, a, options(a))
+        return interactive.run_attached(c, a, opts, record)
     out, err = sys.stdout.buffer, sys.stderr.buffer
+    shown = streams(a.attach)
     code = ENGINE_ERROR
     with interactive.SignalProxy(c) if a.sig_proxy else nullcontext() as proxy:
-        for frame in c.run_stream(options(a)):
+        for frame in c.run_stream(opts):
+            if frame.WhichOneof("event") == "output" and frame.output.stream not in shown:
+                continue
             code = run_frame(frame, out, err, code)
-            if proxy is not None and frame.WhichOneof("event") == "created":
-                proxy.target(frame.created.id)
+            if frame.WhichOneof("event") == "created":
+                record(frame.created.id)
+                if proxy is not None:
+                    proxy.target(frame.created.id)
     return code
+
+
+def streams(attach: list[str]) -> set[int]:
+    """The output streams ``-a`` shows (both without it)."""
+    names = {"stdout": types_pb2.STREAM_STDOUT, "stderr": types_pb2.STREAM_STDERR, "stdin": None}
+    for name in attach:
+        if name.lower() not in names:
+            raise InvalidArgument(f"invalid argument {name!r} for -a: want stdin, stdout or stderr")
+    if not attach:
+        return {types_pb2.STREAM_STDOUT, types_pb2.STREAM_STDERR}
+    return {s for s in (names[n.lower()] for n in attach) if s is not None}
+
+
+def cidfile(path: str) -> Callable[[str], None]:
+    """``--cidfile``: claimed now (refused if it exists, as Docker does), written once the id is known."""
+    if not path:
+        return lambda _cid: None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise InvalidArgument(f"container ID file found, make sure the other container isn't running or delete {path}") from None
+    except OSError as exc:
+        raise InvalidArgument(f"cannot create the container ID file {path}: {exc.strerror}") from None
+
+    def write(cid: str) -> None:
+        os.write(fd, cid.encode())
+        os.close(fd)
+
+    return write
 
 
 def run_frame(frame: gw.RunResponse, out: BinaryIO, err: BinaryIO, code: int) -> int:
@@ -130,7 +200,10 @@ def run_frame(frame: gw.RunResponse, out: BinaryIO, err: BinaryIO, code: int) ->
 
 def cmd_create(c: Client, a: argparse.Namespace) -> int:
     """Creates a container without starting it; prints its id."""
-    print(c.create(options(a)).id)
+    opts, record = options(a), cidfile(a.cidfile)
+    cid = c.create(opts).id
+    record(cid)
+    print(cid)
     return 0
 
 

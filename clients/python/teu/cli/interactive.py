@@ -201,10 +201,12 @@ def _size(tty: bool) -> tuple[int, int] | None:
     return window_size(1, 0) if tty else None
 
 
-def run_attached(c: Client, a: argparse.Namespace, options: ContainerOptions) -> int:
-    """``run -i``/``-t`` without -d: create, attach with start, stream until it exits."""
+def run_attached(c: Client, a: argparse.Namespace, options: ContainerOptions, created: Callable[[str], None]) -> int:
+    """``run -i``/``-t`` without -d: create, attach with start, stream until it exits (``created``
+    learns the id first)."""
     keys = detach_keys(a.detach_keys)
     cid = c.create(options).id
+    created(cid)
     # With --rm the engine removes the container once it exits, or at once if its start fails.
     session = c.attach(cid, stdin=options.interactive, start=True, size=_size(options.tty))
     with SignalProxy(c, cid) if a.sig_proxy and not options.tty else nullcontext():

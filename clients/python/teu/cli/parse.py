@@ -72,6 +72,28 @@ def env(items: list[str]) -> list[str]:
     return out
 
 
+def _file_lines(path: str) -> list[str]:
+    """Docker's env-file format: one entry a line, ``#`` comments and blank lines skipped, no quoting."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(1 << 20)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {_shown(path)}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{_shown(path)} is not UTF-8 text") from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def env_files(paths: list[str]) -> list[str]:
+    """``--env-file`` contents, as ``-e`` values (a bare KEY takes the caller's value)."""
+    return env([line for path in paths for line in _file_lines(path)])
+
+
+def label_files(paths: list[str]) -> dict[str, str]:
+    """``--label-file`` contents as labels."""
+    return labels([line for path in paths for line in _file_lines(path)])
+
+
 def labels(items: list[str]) -> dict[str, str]:
     """``-l K=V`` values as a dict."""
     return {key: value for key, _, value in (item.partition("=") for item in items)}

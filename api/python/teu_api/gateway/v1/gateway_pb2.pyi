@@ -1833,6 +1833,26 @@ class ContainerConfig(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class SysctlsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     IMAGE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     CMD_FIELD_NUMBER: _builtins.int
@@ -1860,6 +1880,11 @@ class ContainerConfig(_message.Message):
     USERNS_FIELD_NUMBER: _builtins.int
     MOUNTS_FIELD_NUMBER: _builtins.int
     VOLUMES_FROM_FIELD_NUMBER: _builtins.int
+    STOP_SIGNAL_FIELD_NUMBER: _builtins.int
+    SHM_SIZE_FIELD_NUMBER: _builtins.int
+    GROUP_ADD_FIELD_NUMBER: _builtins.int
+    OOM_SCORE_ADJ_FIELD_NUMBER: _builtins.int
+    SYSCTLS_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -1886,6 +1911,12 @@ class ContainerConfig(_message.Message):
     """--read-only: a read-only root filesystem."""
     userns: _builtins.str
     """--userns: "" follows the engine, "host" opts out of the engine's user namespace remapping."""
+    stop_signal: _builtins.str
+    """--stop-signal: the signal stop sends first; empty keeps the image's (else SIGTERM)."""
+    shm_size: _builtins.int
+    """--shm-size: bytes of /dev/shm; 0 means 64 MiB."""
+    oom_score_adj: _builtins.int
+    """--oom-score-adj: -1000 to 1000."""
     @_builtins.property
     def cmd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command; empty means the image's Cmd."""
@@ -1944,6 +1975,14 @@ class ContainerConfig(_message.Message):
     def volumes_from(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """--volumes-from C[:ro|rw]: the binds and volumes of these containers, at the same paths."""
 
+    @_builtins.property
+    def group_add(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """--group-add: more groups for the process (names from the image's /etc/group, or numbers)."""
+
+    @_builtins.property
+    def sysctls(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """--sysctl: kernel parameters of the container's own namespaces (net.*, kernel.shm*, fs.mqueue.*...)."""
+
     def __init__(
         self,
         *,
@@ -1974,10 +2013,15 @@ class ContainerConfig(_message.Message):
         userns: _builtins.str = ...,
         mounts: _abc.Iterable[Global___MountSpec] | None = ...,
         volumes_from: _abc.Iterable[_builtins.str] | None = ...,
+        stop_signal: _builtins.str = ...,
+        shm_size: _builtins.int = ...,
+        group_add: _abc.Iterable[_builtins.str] | None = ...,
+        oom_score_adj: _builtins.int = ...,
+        sysctls: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entrypoint", b"entrypoint", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "entrypoint", b"entrypoint", "env", b"env", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "open_stdin", b"open_stdin", "ports", b"ports", "privileged", b"privileged", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "stop_timeout", b"stop_timeout", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "entrypoint", b"entrypoint", "env", b"env", "group_add", b"group_add", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "ports", b"ports", "privileged", b"privileged", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -629,6 +629,26 @@ class ContainerSpec(_message.Message):
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     @_typing.final
+    class SysctlsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
     class ExtensionsEntry(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
@@ -663,6 +683,10 @@ class ContainerSpec(_message.Message):
     SECURITY_FIELD_NUMBER: _builtins.int
     LOG_SIZE_MAX_FIELD_NUMBER: _builtins.int
     MOUNTS_FIELD_NUMBER: _builtins.int
+    SHM_SIZE_FIELD_NUMBER: _builtins.int
+    SYSCTLS_FIELD_NUMBER: _builtins.int
+    OOM_SCORE_ADJ_FIELD_NUMBER: _builtins.int
+    GROUP_ADD_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -685,6 +709,10 @@ class ContainerSpec(_message.Message):
     take the file past it is dropped). A backstop far above the logs service's rotation size, for
     when the logs service is down; 0 means none.
     """
+    shm_size: _builtins.int
+    """Bytes of /dev/shm; 0 means 64 MiB."""
+    oom_score_adj: _builtins.int
+    """The OOM killer's score adjustment of the container's processes."""
     @_builtins.property
     def process(self) -> _types_pb2.Process:
         """The process to run."""
@@ -712,6 +740,14 @@ class ContainerSpec(_message.Message):
         """
 
     @_builtins.property
+    def sysctls(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Kernel parameters of the container's namespaces (checked by the gateway to be namespaced)."""
+
+    @_builtins.property
+    def group_add(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More groups for the process: names in the image's /etc/group, or numbers."""
+
+    @_builtins.property
     def extensions(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]:
         """Opaque data the caller keeps with the container (the gateway stores the user's original
         request here, so inspect can show it exactly). The runtime never reads it.
@@ -735,11 +771,15 @@ class ContainerSpec(_message.Message):
         security: _types_pb2.Security | None = ...,
         log_size_max: _builtins.int = ...,
         mounts: _abc.Iterable[Global___ContainerMount] | None = ...,
+        shm_size: _builtins.int = ...,
+        sysctls: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        oom_score_adj: _builtins.int = ...,
+        group_add: _abc.Iterable[_builtins.str] | None = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "oom_score_adj", b"oom_score_adj", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

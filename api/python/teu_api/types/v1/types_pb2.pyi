@@ -222,22 +222,50 @@ class Resources(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     NANO_CPUS_FIELD_NUMBER: _builtins.int
     PIDS_LIMIT_FIELD_NUMBER: _builtins.int
+    MEMORY_SWAP_FIELD_NUMBER: _builtins.int
+    MEMORY_RESERVATION_FIELD_NUMBER: _builtins.int
+    CPU_SHARES_FIELD_NUMBER: _builtins.int
+    CPUSET_CPUS_FIELD_NUMBER: _builtins.int
+    CPU_PERIOD_FIELD_NUMBER: _builtins.int
+    CPU_QUOTA_FIELD_NUMBER: _builtins.int
+    OOM_KILL_DISABLE_FIELD_NUMBER: _builtins.int
     memory_bytes: _builtins.int
     """Memory limit in bytes (memory.limit_in_bytes on cgroup v1, memory.max on v2)."""
     nano_cpus: _builtins.int
     """CPU quota in billionths of a CPU (Docker's NanoCPUs): 500000000 is half a CPU."""
     pids_limit: _builtins.int
     """Maximum number of processes (pids.max)."""
+    memory_swap: _builtins.int
+    """Memory plus swap in bytes (--memory-swap); -1 unlimited swap; 0 twice the memory limit, as Docker."""
+    memory_reservation: _builtins.int
+    """Soft memory limit in bytes (--memory-reservation)."""
+    cpu_shares: _builtins.int
+    """Relative CPU weight (--cpu-shares; 1024 is the default weight)."""
+    cpuset_cpus: _builtins.str
+    """CPUs the container may run on, e.g. "0-1" or "0,2" (--cpuset-cpus)."""
+    cpu_period: _builtins.int
+    """CFS period in microseconds (--cpu-period)."""
+    cpu_quota: _builtins.int
+    """CFS quota in microseconds per period (--cpu-quota); -1 none."""
+    oom_kill_disable: _builtins.bool
+    """The OOM killer spares the container (--oom-kill-disable; only with a memory limit)."""
     def __init__(
         self,
         *,
         memory_bytes: _builtins.int = ...,
         nano_cpus: _builtins.int = ...,
         pids_limit: _builtins.int = ...,
+        memory_swap: _builtins.int = ...,
+        memory_reservation: _builtins.int = ...,
+        cpu_shares: _builtins.int = ...,
+        cpuset_cpus: _builtins.str = ...,
+        cpu_period: _builtins.int = ...,
+        cpu_quota: _builtins.int = ...,
+        oom_kill_disable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["memory_bytes", b"memory_bytes", "nano_cpus", b"nano_cpus", "pids_limit", b"pids_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_period", b"cpu_period", "cpu_quota", b"cpu_quota", "cpu_shares", b"cpu_shares", "cpuset_cpus", b"cpuset_cpus", "memory_bytes", b"memory_bytes", "memory_reservation", b"memory_reservation", "memory_swap", b"memory_swap", "nano_cpus", b"nano_cpus", "oom_kill_disable", b"oom_kill_disable", "pids_limit", b"pids_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,135 @@
+"""The run/create flags people paste from Docker's documentation, checked from inside and outside the container."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Engine
+from teu.client import Client, ContainerOptions
+from teu.errors import InvalidArgument
+
+TEU = str(REPO / ".venv" / "bin" / "teu")
+
+
+def teu(engine: Engine, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TEU, *args], env=engine.env(), capture_output=True, text=True, timeout=60)
+
+
+def sh(script: str, **kw: object) -> ContainerOptions:
+    return ContainerOptions(image="busybox", cmd=["sh", "-c", script], remove=True, **kw)  # type: ignore[arg-type]
+
+
+def cgroup_file(pid: int, controller: str, name: str) -> str:
+    """A cgroup file of process ``pid``, read on the host (v2: the unified tree; v1: the controller's)."""
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if v2 and controllers == "":
+            return (Path("/sys/fs/cgroup") / path.lstrip("/") / name).read_text().strip()
+        if not v2 and controller in controllers.split(","):
+            return (Path("/sys/fs/cgroup") / controller / path.lstrip("/") / name).read_text().strip()
+    raise FileNotFoundError(f"no {controller} cgroup for {pid}")
+
+
+def test_env_file_label_file_and_cidfile(engine: Engine, client: Client, tmp_path: Path) -> None:
+    (tmp_path / "env").write_text("# settings\nGREETING=hello world\n\nFROM_CALLER\n")
+    (tmp_path / "labels").write_text("tier=web\n# no\nowner=ops\n")
+    cidfile = tmp_path / "cid"
+    out = subprocess.run(
+        [TEU, "run", "--env-file", str(tmp_path / "env"), "--label-file", str(tmp_path / "labels"), "-l", "owner=me",
+         "--cidfile", str(cidfile), "busybox", "sh", "-c", 'echo "$GREETING/$FROM_CALLER"'],
+        env={**engine.env(), "FROM_CALLER": "inherited"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "hello world/inherited\n"
+    cid = cidfile.read_text()
+    assert len(cid) == 64
+    assert dict(client.inspect(cid).config.labels) == {"tier": "web", "owner": "me"}
+    again = teu(engine, "create", "--cidfile", str(cidfile), "busybox")
+    assert again.returncode != 0 and "container ID file found" in again.stderr
+    client.remove(cid)
+
+
+def test_attach_chooses_the_streams_shown(engine: Engine) -> None:
+    out = teu(engine, "run", "--rm", "-a", "stderr", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "err\n")
+
+
+def test_stop_signal_is_what_stop_sends(client: Client) -> None:
+    script = 'trap "exit 42" USR1; while :; do sleep 0.1; done'
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", script], stop_signal="SIGUSR1"))
+    try:
+        client.stop(cid, timeout=10)
+        assert client.wait(cid).exit_code == 42
+    finally:
+        client.remove(cid, force=True)
+    with pytest.raises(InvalidArgument, match="invalid signal"):
+        client.create(sh("true", stop_signal="SIGNOPE"))
+
+
+def test_shm_size_group_add_oom_score_adj_and_sysctls(client: Client) -> None:
+    script = (
+        "df -k /dev/shm | tail -1; id -G; cat /proc/self/oom_score_adj; cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni"
+    )
+    r = client.run(sh(script, shm_size=128 << 20, group_add=["1234"], oom_score_adj=500,
+                      sysctls={"net.ipv4.ip_forward": "1", "kernel.shmmni": "1000"}))  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    shm, groups, oom, forward, shmmni = r.stdout.decode().splitlines()
+    assert shm.split()[1] == str(128 << 10)
+    assert "1234" in groups.split()
+    assert (oom, forward, shmmni) == ("500", "1", "1000")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"sysctls": {"kernel.hostname": "x"}}, "not in a namespace"),
+        ({"sysctls": {"vm.swappiness": "1"}}, "not in a namespace"),
+        ({"sysctls": {"net.ipv4.ip_forward": "1"}, "network": "host"}, "--network host"),
+        ({"oom_score_adj": 2000}, "oom score adj"),
+        ({"memory_swap": 64 << 20}, "memory limit"),
+        ({"memory": 64 << 20, "memory_swap": 32 << 20}, "memoryswap"),
+        ({"memory": 64 << 20, "memory_reservation": 128 << 20}, "reservation"),
+        ({"cpuset_cpus": "0-99"}, "not available"),
+        ({"cpuset_cpus": "zero"}, "cpuset"),
+        ({"cpu_period": 10}, "period"),
+        ({"cpu_shares": 1}, "shares"),
+        ({"nano_cpus": 500_000_000, "cpu_quota": 50_000}, "conflicting"),
+        ({"shm_size": -1}, "shm"),
+        ({"log_opts": {"max-file": "2", "max-files": "2"}}, "max-file"),
+    ],
+)
+def test_bad_values_are_refused_with_dockers_reasons(client: Client, options: dict[str, object], match: str) -> None:
+    before = {c.id for c in client.list(all=True)}
+    with pytest.raises(InvalidArgument, match=match):
+        client.create(ContainerOptions(image="busybox", cmd=["true"], **options))  # type: ignore[arg-type]
+    assert {c.id for c in client.list(all=True)} == before
+
+
+def test_cgroup_limits_land_where_the_kernel_reads_them(client: Client) -> None:
+    """--memory-swap, --memory-reservation, --cpu-shares, --cpuset-cpus, --cpu-period/--cpu-quota, and max-file."""
+    cid = client.run_detached(ContainerOptions(
+        image="busybox", cmd=["sleep", "60"], memory=64 << 20, memory_swap=128 << 20, memory_reservation=32 << 20,
+        cpu_shares=512, cpuset_cpus="0", cpu_period=50_000, cpu_quota=25_000, log_opts={"max-file": "2"},
+    ))  # fmt: skip
+    try:
+        pid = client.inspect(cid).pid
+        assert Path(f"/proc/{pid}/status").read_text().split("Cpus_allowed_list:")[1].split()[0] == "0"
+        if Path("/sys/fs/cgroup/cgroup.controllers").exists():  # v2
+            assert cgroup_file(pid, "", "memory.max") == str(64 << 20)
+            assert cgroup_file(pid, "", "cpu.max") == "25000 50000"
+        else:
+            assert cgroup_file(pid, "memory", "memory.limit_in_bytes") == str(64 << 20)
+            assert cgroup_file(pid, "memory", "memory.soft_limit_in_bytes") == str(32 << 20)
+            if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+                assert cgroup_file(pid, "memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
+            assert cgroup_file(pid, "cpu", "cpu.shares") == "512"
+            assert (cgroup_file(pid, "cpu", "cpu.cfs_quota_us"), cgroup_file(pid, "cpu", "cpu.cfs_period_us")) == (
+                "25000",
+                "50000",
+            )
+    finally:
+        client.remove(cid, force=True)
