@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import IMAGE_TAR
+from conftest import IMAGE_TAR, REPO
 from teu.client import Client, ContainerOptions
 from teu.errors import FailedPrecondition, InvalidArgument, TeuError, from_status
 from teu.testing import PrivateEngine, wait_ready, wait_until
@@ -407,3 +407,34 @@ def test_cli_network_commands_and_publish(neteng: NamespacedEngine, netns: str) 
     assert cli("rm", "-f", "cliweb").returncode == 0
     assert cli("network", "rm", "clinet").returncode == 0
     assert "clinet" not in cli("network", "ls").stdout
+
+
+def test_free_host_ports_publish_all_and_ranges(teu: Client, neteng: NamespacedEngine, netns: str) -> None:
+    """-p 127.0.0.1::80 and -P with --expose get free host ports, -p 9000-9001:80-81 a range; each
+    reaches its httpd, and `teu port` prints what inspect shows."""
+    from teu.cli import parse
+
+    serve = "mkdir /www && echo served > /www/index.html && httpd -p 80 -h /www && exec httpd -f -p 81 -h /www"
+    free = teu.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", serve], ports=parse.ports("127.0.0.1::80"),
+                                             publish_all=True, expose=parse.exposed("81")))  # fmt: skip
+    ranged = teu.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", serve], ports=parse.ports("127.0.0.1:9000-9001:80-81"))
+    )
+    try:
+        published = {p.container_port: p for p in teu.inspect(free).network.ports}
+        assert set(published) == {80, 81} and all(p.host_port >= 1024 for p in published.values())
+        assert published[80].host_ip == "127.0.0.1" and published[81].host_ip == ""
+        assert [(p.host_port, p.container_port) for p in teu.inspect(ranged).network.ports] == [(9000, 80), (9001, 81)]
+        for host_port in (published[80].host_port, published[81].host_port, 9000, 9001):
+            wait_until(lambda hp=host_port: in_ns(netns, sys.executable, "-c",  # type: ignore[misc]
+                       f"import socket; socket.create_connection(('127.0.0.1', {hp}), 2)").returncode == 0)  # fmt: skip
+            assert fetch(netns, f"http://127.0.0.1:{host_port}/") == "served\n"
+        shown = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "teu"), "port", free], env=neteng.env(), capture_output=True, text=True
+        )
+        assert sorted(shown.stdout.splitlines()) == [
+            f"80/tcp -> 127.0.0.1:{published[80].host_port}", f"81/tcp -> 0.0.0.0:{published[81].host_port}",
+        ]  # fmt: skip
+    finally:
+        teu.remove(free, force=True)
+        teu.remove(ranged, force=True)

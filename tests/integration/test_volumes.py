@@ -92,10 +92,11 @@ def test_anonymous_volumes_go_with_rm_v_and_run_rm_and_stay_otherwise(client: Cl
 def test_an_images_volume_paths_get_anonymous_volumes_filled_from_the_image(client: Client) -> None:
     """VOLUME /data set by commit --change: each container gets its own volume there, holding the image's files."""
     base = client.run(sh("mkdir /data && echo seeded > /data/seed", remove=False))
-    client.commit(base.id, "with-volume:1", changes=["VOLUME /data"])
+    client.commit(base.id, "with-volume:1", changes=["VOLUME /data", "EXPOSE 8080 53/udp"])
     client.remove(base.id)
     try:
-        assert list(client.inspect_image("with-volume:1").config.volumes) == ["/data"]
+        config = client.inspect_image("with-volume:1").config
+        assert (list(config.volumes), list(config.exposed_ports)) == (["/data"], ["53/udp", "8080/tcp"])
         c = client.run(sh("cat /data/seed; echo mine > /data/own", remove=False, image="with-volume:1"))
         assert c.stdout == b"seeded\n"
         (mp,) = client.inspect(c.id).mount_points

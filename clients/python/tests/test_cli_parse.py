@@ -92,3 +92,20 @@ def test_out_of_range_numbers_are_usage_errors(argv: list[str], capsys: pytest.C
         build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_ports_take_dockers_forms() -> None:
+    """-p 80 (a free host port), [ip:]host:ctr, ip::ctr, ranges of equal size, /udp."""
+
+    def shown(value: str) -> list[tuple[str, int, int, str]]:
+        return [(m.host_ip, m.host_port, m.container_port, m.protocol) for m in parse.ports(value)]
+
+    assert shown("80") == [("", 0, 80, "tcp")]
+    assert shown("8080:80/udp") == [("", 8080, 80, "udp")]
+    assert shown("127.0.0.1::53/udp") == [("127.0.0.1", 0, 53, "udp")]
+    assert shown("127.0.0.1:8000-8001:80-81") == [("127.0.0.1", 8000, 80, "tcp"), ("127.0.0.1", 8001, 81, "tcp")]
+    assert shown("[::1]:8080:80") == [("::1", 8080, 80, "tcp")]
+    for bad in ("8000-8002:80-81", "http", "0:80", "80-70", "1:2:3:4"):
+        with pytest.raises(parse.InvalidArgument):
+            parse.ports(bad)
+    assert parse.exposed("8000-8001/udp") == ["8000/udp", "8001/udp"]

@@ -9,7 +9,7 @@ from teu_api.types.v1 import types_pb2
 
 __all__ = ["changes", "fields"]
 _FIELDS = {"CMD": "cmd", "ENTRYPOINT": "entrypoint", "ENV": "env", "WORKDIR": "working_dir", "USER": "user",
-           "LABEL": "labels", "STOPSIGNAL": "stop_signal", "VOLUME": "volumes"}  # fmt: skip
+           "LABEL": "labels", "STOPSIGNAL": "stop_signal", "VOLUME": "volumes", "EXPOSE": "exposed_ports"}  # fmt: skip
 
 
 def fields(instructions: list[str]) -> list[str]:
@@ -31,7 +31,7 @@ def _argv(text: str) -> list[str]:
 
 
 def changes(items: list[str]) -> types_pb2.ImageConfig:
-    """``--change`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME) as a config."""
+    """``--change`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME, EXPOSE) as a config."""
     config = types_pb2.ImageConfig()
     for item in items:
         word, _, rest = item.strip().partition(" ")
@@ -59,6 +59,12 @@ def changes(items: list[str]) -> types_pb2.ImageConfig:
             if not paths or not all(p.startswith("/") for p in paths):
                 raise InvalidArgument(f"VOLUME needs absolute paths: {rest.strip()!r}")
             config.volumes.extend(p for p in paths if p not in config.volumes)
+        elif word == "EXPOSE":
+            for port in rest.split():
+                number, _, proto = port.partition("/")
+                if not number.isdigit() or not 1 <= int(number) <= 65535 or proto not in ("", "tcp", "udp"):
+                    raise InvalidArgument(f"invalid EXPOSE port {port!r}")
+                config.exposed_ports.append(f"{int(number)}/{proto or 'tcp'}")
         else:
             raise InvalidArgument(f"unsupported --change instruction: {word}")
     return config

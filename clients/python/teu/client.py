@@ -158,6 +158,8 @@ class ContainerOptions:
     cpu_period: int = 0
     cpu_quota: int = 0
     oom_kill_disable: bool = False
+    publish_all: bool = False
+    expose: list[str] = field(default_factory=list)
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -201,6 +203,8 @@ class ContainerOptions:
             group_add=self.group_add,
             oom_score_adj=self.oom_score_adj,
             sysctls=self.sysctls,
+            publish_all=self.publish_all,
+            expose=self.expose,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

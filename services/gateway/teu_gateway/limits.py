@@ -104,6 +104,8 @@ def check_config(config: gw.ContainerConfig) -> None:
     check_labels(config.labels)
     check_length(config.network, MAX_REF, "network")
     _check_count(config.ports, MAX_PORTS, "ports")
+    _check_count(config.expose, MAX_PORTS, "expose")
+    _check_all(config.expose, MAX_WORD, "expose")
     _check_count(config.log_opts, 8, "log_opts")
     _check_all([*config.log_opts, *config.log_opts.values()], MAX_WORD, "log_opts")
     for field, caps in (("cap_add", config.cap_add), ("cap_drop", config.cap_drop)):

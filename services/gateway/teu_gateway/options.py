@@ -88,6 +88,21 @@ def log_options(opts: Mapping[str, str]) -> tuple[int, int]:
     return size, files
 
 
+def publish_all(config: gw.ContainerConfig, image: types_pb2.ImageConfig) -> list[types_pb2.PortMapping]:
+    """-P: each exposed port (the image's, then --expose) not published already, on a free host port."""
+    taken = {(p.container_port, p.protocol or "tcp") for p in config.ports}
+    out = []
+    for entry in dict.fromkeys([*image.exposed_ports, *config.expose]):
+        number, _, proto = entry.partition("/")
+        if not number.isdigit() or not 1 <= int(number) <= 65535 or proto not in ("", "tcp", "udp"):
+            raise InvalidArgument(f"invalid exposed port {limits.shown(entry)}: want PORT[/tcp|udp]")
+        key = (int(number), proto or "tcp")
+        if key not in taken:
+            taken.add(key)
+            out.append(types_pb2.PortMapping(host_port=0, container_port=key[0], protocol=key[1]))
+    return out
+
+
 def container_spec(
     config: gw.ContainerConfig, image: st.Image, cpus: int | None = None, apparmor: bool = False
 ) -> rt.ContainerSpec:
@@ -124,6 +139,8 @@ def container_spec(
     spec.security.CopyFrom(security_of(config, apparmor))
     spec.network = config.network
     spec.ports.extend(config.ports)  # validated by the runtime, which knows the networks
+    if config.publish_all:
+        spec.ports.extend(publish_all(config, ic))
     spec.shm_size = resources.check_shm_size(config.shm_size)
     spec.sysctls.update(resources.check_sysctls(config.sysctls, config.network))
     spec.oom_score_adj = resources.check_oom_score_adj(config.oom_score_adj)
@@ -132,7 +149,7 @@ def container_spec(
     return spec
 
 
-COMMIT_FIELDS = ("entrypoint", "cmd", "env", "working_dir", "user", "stop_signal", "labels", "volumes")
+COMMIT_FIELDS = ("entrypoint", "cmd", "env", "working_dir", "user", "stop_signal", "labels", "volumes", "exposed_ports")
 
 
 def commit_config(
@@ -150,6 +167,7 @@ def commit_config(
         stop_signal=spec.stop_signal if spec.stop_signal != "SIGTERM" else image.stop_signal,
         labels=dict(spec.labels),
         volumes=list(image.volumes),
+        exposed_ports=list(image.exposed_ports),
     )
     for name in changed:
         if name not in COMMIT_FIELDS:
@@ -158,8 +176,9 @@ def commit_config(
             out.env[:] = merge_env(list(out.env), list(changes.env))
         elif name == "labels":
             out.labels.update(changes.labels)
-        elif name == "volumes":
-            out.volumes.extend(v for v in changes.volumes if v not in out.volumes)
+        elif name in ("volumes", "exposed_ports"):
+            have = getattr(out, name)
+            have.extend(v for v in getattr(changes, name) if v not in have)
         elif name in ("entrypoint", "cmd"):
             getattr(out, name)[:] = list(getattr(changes, name))
         else:

@@ -55,6 +55,8 @@ class ImageConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     #: Paths that get a volume in every container (Dockerfile VOLUME), sorted.
     volumes: Sequence[str] = ()
+    #: Ports the image listens on, "80/tcp" each (Dockerfile EXPOSE), sorted.
+    exposed_ports: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def build_config(
         ("StopSignal", config.stop_signal),
         ("Labels", dict(sorted(config.labels.items()))),
         ("Volumes", {path: {} for path in sorted(config.volumes)}),
+        ("ExposedPorts", {port: {} for port in sorted(config.exposed_ports)}),
     ):
         if value:
             runnable[key] = value
@@ -195,6 +198,7 @@ def parse_config(raw: bytes) -> ImageConfig:
             stop_signal=str(runnable.get("StopSignal") or ""),
             labels=dict(runnable.get("Labels") or {}),
             volumes=tuple(sorted(runnable.get("Volumes") or {})),
+            exposed_ports=tuple(sorted(runnable.get("ExposedPorts") or {})),
         )
     except (ValueError, AttributeError, TypeError) as exc:
         raise Internal(f"corrupt image config in store: {exc}") from exc

@@ -230,6 +230,7 @@ def _config_from_proto(config: types_pb2.ImageConfig) -> ImageConfig:
         stop_signal=config.stop_signal,
         labels=dict(config.labels),
         volumes=tuple(config.volumes),
+        exposed_ports=tuple(config.exposed_ports),
     )
 
 
@@ -243,6 +244,7 @@ def _config_to_proto(config: ImageConfig) -> types_pb2.ImageConfig:
         stop_signal=config.stop_signal,
         labels=config.labels,
         volumes=config.volumes,
+        exposed_ports=config.exposed_ports,
     )
 
 

@@ -16,7 +16,7 @@ from teu.cli import format as fmt
 from teu.cli import interactive, parse
 from teu.cli.common import ENGINE_ERROR, each, inspect_all, verb
 from teu.client import Client, ContainerOptions
-from teu.errors import InvalidArgument
+from teu.errors import InvalidArgument, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 
@@ -42,7 +42,10 @@ def container_flags(p: argparse.ArgumentParser) -> None:
         "--stop-timeout", type=parse.integer(-1, parse.INT32_MAX), default=0, help="seconds to wait before killing on stop"
     )
     p.add_argument("--network", "--net", default="", help="network: bridge, none, host or a user network")
-    p.add_argument("-p", "--publish", action="append", default=[], help="publish a port: [ip:]host:container[/proto]")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   help="publish a port: [ip:][host[-end]:]container[-end][/proto] (no host port: a free one)")  # fmt: skip
+    p.add_argument("-P", "--publish-all", action="store_true", help="publish every exposed port on a free host port")
+    p.add_argument("--expose", action="append", default=[], help="expose a port or range: PORT[-END][/proto]")
     p.add_argument("--log-opt", action="append", default=[], help="log option: max-size=10m, max-file=3")
     p.add_argument("--cap-add", action="append", default=[], help="add a Linux capability (or ALL)")
     p.add_argument("--cap-drop", action="append", default=[], help="drop a Linux capability (or ALL)")
@@ -103,7 +106,9 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         labels={**parse.label_files(a.label_file), **parse.labels(a.label)},
         stop_timeout=a.stop_timeout,
         network=a.network,
-        ports=[parse.port(p) for p in a.publish],
+        ports=[m for p in a.publish for m in parse.ports(p)],
+        publish_all=a.publish_all,
+        expose=[e for x in a.expose for e in parse.exposed(x)],
         log_opts=parse.labels(a.log_opt),
         cap_add=a.cap_add,
         cap_drop=a.cap_drop,
@@ -196,6 +201,22 @@ def run_frame(frame: gw.RunResponse, out: BinaryIO, err: BinaryIO, code: int) ->
         if frame.exit.error:
             print(f"Error: {frame.exit.error}", file=sys.stderr)
     return code
+
+
+def cmd_port(c: Client, a: argparse.Namespace) -> int:
+    """Lists a container's published ports, or where one private port is published."""
+    ports = c.inspect(a.container).network.ports
+    if a.port:
+        number, _, proto = a.port.partition("/")
+        chosen = [p for p in ports if str(p.container_port) == number and (p.protocol or "tcp") == (proto or "tcp")]
+        if not chosen:
+            raise NotFound(f"no public port '{a.port}' published for {a.container}")
+        for p in chosen:
+            print(f"{p.host_ip or '0.0.0.0'}:{p.host_port}")
+        return 0
+    for p in ports:
+        print(f"{p.container_port}/{p.protocol or 'tcp'} -> {p.host_ip or '0.0.0.0'}:{p.host_port}")
+    return 0
 
 
 def cmd_create(c: Client, a: argparse.Namespace) -> int:
@@ -363,6 +384,10 @@ def register(sub: Any) -> None:
     p = verb(sub, "rm", "remove containers", lambda p: p.add_argument("-f", "--force", action="store_true"))
     p.add_argument("-v", "--volumes", action="store_true", help="also remove the container's anonymous volumes")
     p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.remove(n, a.force, a.volumes), lambda n, _r: n))
+    p = sub.add_parser("port", help="list a container's published ports")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?", help="PRIVATE_PORT[/PROTO]")
+    p.set_defaults(func=cmd_port)
     p = verb(sub, "inspect", "show details of containers as JSON")
     p.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect, fmt.inspect_json))
     p = sub.add_parser("ps", help="list containers")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from teu_api.gateway.v1 import gateway_pb2 as gw
@@ -106,6 +107,7 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
             "PidsLimit": cfg.resources.pids_limit or None,
             "AutoRemove": cfg.auto_remove,
         },
+        "NetworkSettings": network_settings(d.network),
         "Mounts": [
             {
                 "Type": m.type,
@@ -120,6 +122,27 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
         ],
         "GraphDriver": {"Name": "overlay", "Data": dict(o.split("=", 1) for m in d.mounts for o in m.options if "=" in o)},
         "Monitor": {"Pid": d.monitor_pid},
+    }
+
+
+def port_bindings(ports: Iterable[types_pb2.PortMapping]) -> dict[str, list[dict[str, str]]]:
+    """Published ports as Docker shows them: {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        out.setdefault(f"{p.container_port}/{p.protocol or 'tcp'}", []).append(
+            {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port) if p.host_port else ""}
+        )
+    return out
+
+
+def network_settings(n: types_pb2.NetworkAttachment) -> dict[str, Any]:
+    """A running container's network as ``docker inspect`` shows it (empty values when it has none)."""
+    ip, _, prefix = n.address.partition("/")
+    endpoint = {"IPAddress": ip, "IPPrefixLen": int(prefix or 0), "Gateway": n.gateway, "MacAddress": n.mac}
+    return {
+        **endpoint,
+        "Ports": port_bindings(n.ports),
+        "Networks": {n.network: endpoint} if n.network else {},
     }
 
 

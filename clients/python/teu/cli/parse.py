@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import ipaddress
 import math
 import os
 import re
@@ -123,16 +124,42 @@ def when(value: str, now_ns: int | None = None) -> int:
     return int(stamp.timestamp()) * 10**9 + stamp.microsecond * 1000
 
 
-def port(value: str) -> types_pb2.PortMapping:
-    """``-p [ip:]host:container[/proto]`` (or ``container`` alone is refused: no random ports yet)."""
+def _port_range(text: str, value: str) -> range:
+    low, dash, high = text.partition("-")
+    if not low.isdigit() or (dash and not high.isdigit()):
+        raise InvalidArgument(f"invalid port {_shown(text)} in {_shown(value)}")
+    first, last = int(low), int(high or low)
+    if not 1 <= first <= last <= 65535:
+        raise InvalidArgument(f"invalid port range {_shown(text)} in {_shown(value)}: ports are 1-65535")
+    return range(first, last + 1)
+
+
+def ports(value: str) -> list[types_pb2.PortMapping]:
+    """``-p [ip:][host[-end]:]container[-end][/proto]``: one mapping per port of a range, a host
+    port of 0 (the engine picks a free one) where none is given."""
     spec, _, proto = value.partition("/")
     parts = spec.rsplit(":", 2)
-    if len(parts) == 2:
-        parts = ["", *parts]
-    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-        raise InvalidArgument(f"invalid port mapping {value!r}: want [ip:]host:container[/tcp|udp]")
-    return types_pb2.PortMapping(host_ip=parts[0].strip("[]"), host_port=int(parts[1]), container_port=int(parts[2]),
-                                 protocol=proto or "tcp")  # fmt: skip
+    ip, host, ctr = ["", "", *parts][-3:] if len(parts) < 3 else parts
+    container = _port_range(ctr, value)
+    hosts = _port_range(host, value) if host else None
+    if hosts is not None and len(hosts) != len(container):
+        raise InvalidArgument(f"invalid port mapping {_shown(value)}: the host and container port ranges differ in size")
+    ip, proto = ip.strip("[]"), proto or "tcp"
+    if ip:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise InvalidArgument(f"invalid IP address {_shown(ip)} in {_shown(value)}") from None
+    return [
+        types_pb2.PortMapping(host_ip=ip, host_port=hosts[i] if hosts else 0, container_port=c, protocol=proto)
+        for i, c in enumerate(container)
+    ]
+
+
+def exposed(value: str) -> list[str]:
+    """``--expose PORT[-END][/PROTO]`` as "port/proto" entries."""
+    spec, _, proto = value.partition("/")
+    return [f"{p}/{proto or 'tcp'}" for p in _port_range(spec, value)]
 
 
 def device(value: str) -> types_pb2.Device:

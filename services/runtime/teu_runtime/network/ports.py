@@ -31,14 +31,14 @@ def normalize(ports: Iterable[types_pb2.PortMapping], mode: str) -> list[types_p
         proto = (p.protocol or "tcp").lower()
         if proto not in PROTOCOLS:
             raise InvalidArgument(f"invalid protocol {p.protocol!r} for port {p.host_port}: want tcp or udp")
-        for what, value in (("host", p.host_port), ("container", p.container_port)):
-            if not 1 <= value <= 65535:
-                raise InvalidArgument(f"invalid {what} port {value}: ports are 1-65535")
+        for what, value, low in (("host", p.host_port, 0), ("container", p.container_port, 1)):
+            if not low <= value <= 65535:
+                raise InvalidArgument(f"invalid {what} port {value}: ports are 1-65535 (a host port of 0 picks a free one)")
         host_ip = _host_ip(p.host_ip)
         if mode != "bridge":
             raise InvalidArgument(f"ports cannot be published with --network {mode}")
         key = (host_ip, p.host_port, proto)
-        if any(conflicts(key, other) for other in seen):
+        if p.host_port and any(conflicts(key, other) for other in seen):
             raise InvalidArgument(f"port {p.host_port}/{proto} is published twice")
         seen.add(key)
         out.append(types_pb2.PortMapping(host_ip=host_ip, host_port=p.host_port, container_port=p.container_port, protocol=proto))
@@ -65,7 +65,10 @@ def conflicts(a: tuple[str, int, str], b: tuple[str, int, str]) -> bool:
 
 def check_host_free(p: types_pb2.PortMapping) -> None:
     """InvalidArgument naming the port if a socket of this namespace holds it (or the address is
-    not local). Binding, without listening, is the kernel's own answer to "is it taken?"."""
+    not local). Binding, without listening, is the kernel's own answer to "is it taken?". A host
+    port of 0 is picked later, free by construction (:func:`free_port`)."""
+    if not p.host_port:
+        return
     kind = socket.SOCK_STREAM if p.protocol == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
         if kind == socket.SOCK_STREAM:
@@ -78,3 +81,17 @@ def check_host_free(p: types_pb2.PortMapping) -> None:
             if exc.errno == errno.EADDRNOTAVAIL:
                 raise InvalidArgument(f"host address {p.host_ip} is not an address of this host ({describe(p)})") from exc
             raise InvalidArgument(f"cannot publish {describe(p)}: {exc.strerror}") from exc
+
+
+def free_port(p: types_pb2.PortMapping, held: Iterable[tuple[str, int, str]]) -> int:
+    """A host port for ``p`` that no socket of this namespace holds (the kernel's pick among its
+    ephemeral ports, as Docker picks from that range) and no other mapping in ``held`` uses."""
+    kind = socket.SOCK_STREAM if p.protocol == "tcp" else socket.SOCK_DGRAM
+    taken = list(held)
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((p.host_ip or "0.0.0.0", 0))
+            port = int(s.getsockname()[1])
+        if not any(conflicts((p.host_ip, port, p.protocol), other) for other in taken):
+            return port
+    raise InvalidArgument(f"no free host port for {describe(p)}")

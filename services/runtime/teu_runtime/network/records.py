@@ -8,7 +8,7 @@ or host port.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -82,19 +82,24 @@ class Records:
     # -- attachments ------------------------------------------------------------------------------
 
     def allocate(self, cid: str, network: types_pb2.Network | str, host_if: str,
-                 mappings: Iterable[types_pb2.PortMapping]) -> Attachment:  # fmt: skip
+                 mappings: Sequence[types_pb2.PortMapping]) -> Attachment:  # fmt: skip
         """Records ``cid``'s attachment in one transaction: a free address of ``network`` (a bridge
-        network; "none"/"host" get none) and its host ports. InvalidArgument names a host port that
-        another container holds; Unavailable if the subnet is full. Earlier rows of ``cid`` go."""
+        network; "none"/"host" get none) and its host ports (a free one for each host port of 0, set
+        in ``mappings`` itself).
+        InvalidArgument names a host port that another container holds; Unavailable if the subnet
+        is full. Earlier rows of ``cid`` go."""
         wanted = list(mappings)
         with self.store.tx() as db:
             db.execute("DELETE FROM attachments WHERE container_id = ?", (cid,))
             db.execute("DELETE FROM ports WHERE container_id = ?", (cid,))
             held = [(str(h), int(p), str(pr)) for h, p, pr in db.execute("SELECT host_ip, host_port, protocol FROM ports")]
             for m in wanted:
-                if any(ports.conflicts((m.host_ip, m.host_port, m.protocol), other) for other in held):
+                if any(ports.conflicts((m.host_ip, m.host_port, m.protocol), other) for other in held) and m.host_port:
                     what = f"port {m.host_port}/{m.protocol}"
                     raise InvalidArgument(f"{what} is already in use by another container ({ports.describe(m)})")
+            for m in wanted:  # the free ports asked for, once the fixed ones are known to be free
+                if not m.host_port:
+                    m.host_port = ports.free_port(m, [*held, *((w.host_ip, w.host_port, w.protocol) for w in wanted)])
             if isinstance(network, str):
                 att = Attachment(cid, network)
             else:

@@ -1885,6 +1885,8 @@ class ContainerConfig(_message.Message):
     GROUP_ADD_FIELD_NUMBER: _builtins.int
     OOM_SCORE_ADJ_FIELD_NUMBER: _builtins.int
     SYSCTLS_FIELD_NUMBER: _builtins.int
+    PUBLISH_ALL_FIELD_NUMBER: _builtins.int
+    EXPOSE_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -1917,6 +1919,8 @@ class ContainerConfig(_message.Message):
     """--shm-size: bytes of /dev/shm; 0 means 64 MiB."""
     oom_score_adj: _builtins.int
     """--oom-score-adj: -1000 to 1000."""
+    publish_all: _builtins.bool
+    """-P: publish every exposed port (the image's and --expose) on a free host port."""
     @_builtins.property
     def cmd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command; empty means the image's Cmd."""
@@ -1983,6 +1987,10 @@ class ContainerConfig(_message.Message):
     def sysctls(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """--sysctl: kernel parameters of the container's own namespaces (net.*, kernel.shm*, fs.mqueue.*...)."""
 
+    @_builtins.property
+    def expose(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """--expose: more ports the container listens on, "80/tcp" each."""
+
     def __init__(
         self,
         *,
@@ -2018,10 +2026,12 @@ class ContainerConfig(_message.Message):
         group_add: _abc.Iterable[_builtins.str] | None = ...,
         oom_score_adj: _builtins.int = ...,
         sysctls: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        publish_all: _builtins.bool = ...,
+        expose: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entrypoint", b"entrypoint", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "entrypoint", b"entrypoint", "env", b"env", "group_add", b"group_add", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "ports", b"ports", "privileged", b"privileged", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "group_add", b"group_add", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

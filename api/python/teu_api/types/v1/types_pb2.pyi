@@ -167,6 +167,7 @@ class ImageConfig(_message.Message):
     STOP_SIGNAL_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     VOLUMES_FIELD_NUMBER: _builtins.int
+    EXPOSED_PORTS_FIELD_NUMBER: _builtins.int
     working_dir: _builtins.str
     """Default working directory; empty means "/"."""
     user: _builtins.str
@@ -193,6 +194,10 @@ class ImageConfig(_message.Message):
     def volumes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Paths that get a new anonymous volume in every container (Dockerfile VOLUME)."""
 
+    @_builtins.property
+    def exposed_ports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ports the image says it listens on, "80/tcp" each (Dockerfile EXPOSE); -P publishes them."""
+
     def __init__(
         self,
         *,
@@ -204,10 +209,11 @@ class ImageConfig(_message.Message):
         stop_signal: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         volumes: _abc.Iterable[_builtins.str] | None = ...,
+        exposed_ports: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "labels", b"labels", "stop_signal", b"stop_signal", "user", b"user", "volumes", b"volumes", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "exposed_ports", b"exposed_ports", "labels", b"labels", "stop_signal", b"stop_signal", "user", b"user", "volumes", b"volumes", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -634,7 +640,7 @@ class PortMapping(_message.Message):
     host_ip: _builtins.str
     """Host address to listen on; empty means all host addresses (0.0.0.0)."""
     host_port: _builtins.int
-    """Host port, 1-65535."""
+    """Host port, 1-65535; 0 asks the engine for a free one when the container starts."""
     container_port: _builtins.int
     """Container port, 1-65535."""
     protocol: _builtins.str
