@@ -438,3 +438,13 @@ def test_free_host_ports_publish_all_and_ranges(teu: Client, neteng: NamespacedE
     finally:
         teu.remove(free, force=True)
         teu.remove(ranged, force=True)
+
+
+def test_dns_flags_and_host_gateway_on_the_bridge(teu: Client) -> None:
+    """On the default bridge, --dns replaces the nameservers and host-gateway is the bridge's own address."""
+    r = teu.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "cat /etc/resolv.conf /etc/hosts; ip route"], remove=True,
+                                 dns=["192.0.2.53"], extra_hosts=["gw:host-gateway"]))  # fmt: skip
+    out = r.stdout.decode().splitlines()
+    assert [ln for ln in out if ln.startswith("nameserver")] == ["nameserver 192.0.2.53"]
+    (gw,) = [ln.split("\t")[0] for ln in out if ln.endswith("\tgw")]
+    assert f"default via {gw} dev eth0" in [ln.strip() for ln in out]

@@ -133,3 +133,31 @@ def test_cgroup_limits_land_where_the_kernel_reads_them(client: Client) -> None:
             )
     finally:
         client.remove(cid, force=True)
+
+
+def test_add_host_and_dns_flags_land_in_the_containers_files(client: Client) -> None:
+    """--add-host (host-gateway is the engine's bridge address), --dns, --dns-search, --dns-option."""
+    r = client.run(sh("cat /etc/hosts; echo ---; cat /etc/resolv.conf", extra_hosts=["db:10.1.2.3", "gw:host-gateway"],
+                      dns=["192.0.2.53"], dns_search=["example.test"], dns_options=["ndots:2"]))  # fmt: skip
+    hosts, resolv = r.stdout.decode().split("---\n")
+    assert "10.1.2.3\tdb" in hosts.splitlines()
+    (gw,) = [line.split("\t")[0] for line in hosts.splitlines() if line.endswith("\tgw")]
+    assert gw.count(".") == 3 and gw.endswith(".1")
+    lines = resolv.splitlines()
+    assert [ln for ln in lines if ln.startswith("nameserver")] == ["nameserver 192.0.2.53"]
+    assert "search example.test" in lines and "options ndots:2" in lines
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"extra_hosts": ["no-address"]}, "--add-host"),
+        ({"extra_hosts": ["db:999.1.1.1"]}, "invalid IP address"),
+        ({"dns": ["resolver.example"]}, "invalid IP address"),
+        ({"dns_options": ["bad option"]}, "--dns-option"),
+        ({"dns": ["192.0.2.53"], "network": "host"}, "--network host"),
+    ],
+)
+def test_bad_name_resolution_options_are_refused(client: Client, options: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        client.create(ContainerOptions(image="busybox", cmd=["true"], **options))  # type: ignore[arg-type]

@@ -160,6 +160,10 @@ class ContainerOptions:
     oom_kill_disable: bool = False
     publish_all: bool = False
     expose: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -205,6 +209,10 @@ class ContainerOptions:
             sysctls=self.sysctls,
             publish_all=self.publish_all,
             expose=self.expose,
+            extra_hosts=self.extra_hosts,
+            dns=self.dns,
+            dns_search=self.dns_search,
+            dns_options=self.dns_options,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

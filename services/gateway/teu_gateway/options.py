@@ -11,7 +11,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
-from teu_gateway import limits, resources
+from teu_gateway import limits, netopts, resources
 from teu_gateway.security import security_of
 
 CONFIG_KEY = "teu.gateway.config"
@@ -145,6 +145,12 @@ def container_spec(
     spec.sysctls.update(resources.check_sysctls(config.sysctls, config.network))
     spec.oom_score_adj = resources.check_oom_score_adj(config.oom_score_adj)
     spec.group_add.extend(config.group_add)
+    spec.extra_hosts.extend(netopts.extra_hosts(config.extra_hosts))
+    if config.network == "host" and (config.dns or config.dns_search or config.dns_options):
+        raise InvalidArgument("conflicting options: --dns, --dns-search and --dns-option cannot be used with --network host")
+    spec.dns.extend(netopts.nameservers(config.dns))
+    spec.dns_search.extend(netopts.search_domains(config.dns_search))
+    spec.dns_options.extend(netopts.resolver_options(config.dns_options))
     spec.extensions[CONFIG_KEY] = config.SerializeToString()
     return spec
 

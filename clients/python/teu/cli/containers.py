@@ -79,6 +79,10 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-period", type=parse.integer(0, 1_000_000), default=0, help="CFS period in microseconds")
     p.add_argument("--cpu-quota", type=parse.integer(-1, parse.INT64_MAX), default=0, help="CFS quota in microseconds")
     p.add_argument("--cidfile", default="", help="write the container's id to this file")
+    p.add_argument("--add-host", action="append", default=[], help="add a line to /etc/hosts: NAME:IP (IP may be host-gateway)")
+    p.add_argument("--dns", action="append", default=[], help="nameserver for the container")
+    p.add_argument("--dns-search", action="append", default=[], help="DNS search domain")
+    p.add_argument("--dns-option", action="append", default=[], help="resolv.conf option (ndots:2...)")
     p.add_argument(
         "-a", "--attach", action="append", default=[], help="attach to stdin, stdout or stderr (default: both outputs)"
     )
@@ -109,6 +113,10 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         ports=[m for p in a.publish for m in parse.ports(p)],
         publish_all=a.publish_all,
         expose=[e for x in a.expose for e in parse.exposed(x)],
+        extra_hosts=a.add_host,
+        dns=a.dns,
+        dns_search=a.dns_search,
+        dns_options=a.dns_option,
         log_opts=parse.labels(a.log_opt),
         cap_add=a.cap_add,
         cap_drop=a.cap_drop,

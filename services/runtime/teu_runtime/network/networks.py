@@ -215,20 +215,38 @@ class Networks:
         (container path → bundle file) to add to its spec."""
         binds = {"/etc/hostname": str(bundle.hostname), "/etc/hosts": str(bundle.hosts)}
         hostname = spec.hostname_of(c.id, c.spec)
+        extra = [(name, self._host_gateway(plan) if ip == "host-gateway" else ip)
+                 for name, _, ip in (e.partition(":") for e in c.spec.extra_hosts)]  # fmt: skip
+        s = c.spec
         if plan.kind == NONE:
-            perms.public_file(bundle.hosts, netconf.hosts(hostname, None))  # loopback only
-            return binds
-        if plan.kind == HOST:
-            perms.public_file(bundle.hosts, netconf.read_host_file(Path("/etc/hosts")) or netconf.hosts(hostname, None))
+            perms.public_file(bundle.hosts, netconf.hosts(hostname, None, extra=extra))  # loopback only
+            if not (s.dns or s.dns_search or s.dns_options):
+                return binds
+            resolv = netconf.resolv_from_host(netconf.read_host_file())
+        elif plan.kind == HOST:
+            host_hosts = netconf.read_host_file(Path("/etc/hosts")) or netconf.hosts(hostname, None)
+            perms.public_file(bundle.hosts, host_hosts + "".join(f"{ip}\t{name}\n" for name, ip in extra))
             resolv = netconf.read_host_file()
         else:
             assert plan.record is not None and plan.attachment is not None and plan.attachment.address is not None
-            perms.public_file(bundle.hosts, netconf.hosts(hostname, plan.attachment.address.ip, c.name))
+            perms.public_file(bundle.hosts, netconf.hosts(hostname, plan.attachment.address.ip, c.name, extra))
             gateway = IPv4Address(plan.record.gateway)
-            resolv = netconf.resolv_for_dns(gateway) if plan.record.dns else netconf.resolv_from_host(netconf.read_host_file())
-        perms.public_file(bundle.resolv_conf, resolv)
+            if plan.record.dns:  # the network's responder first: --dns servers follow it
+                resolv = netconf.resolv_for_dns(gateway) + "".join(f"nameserver {ns}\n" for ns in s.dns)
+            else:
+                resolv = netconf.with_overrides(netconf.resolv_from_host(netconf.read_host_file()), s.dns, (), ())
+        perms.public_file(bundle.resolv_conf, netconf.with_overrides(
+            resolv, s.dns if plan.kind != BRIDGE else (), s.dns_search, s.dns_options))  # fmt: skip
         binds["/etc/resolv.conf"] = str(bundle.resolv_conf)
         return binds
+
+    def _host_gateway(self, plan: Plan) -> str:
+        """What --add-host NAME:host-gateway means: the address of the container's bridge, else the
+        default bridge's (as Docker's docker0 address)."""
+        record = plan.record or self.records.find_network(DEFAULT_NAME)
+        if record is not None:
+            return record.gateway
+        return str(addressing.gateway_of(IPv4Network(self._subnet)))
 
     async def attach(self, cid: str, pid: int, plan: Plan) -> None:
         """Plugs the created container (init ``pid``, not yet started) into its bridge network:

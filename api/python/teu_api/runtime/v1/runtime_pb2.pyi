@@ -687,6 +687,10 @@ class ContainerSpec(_message.Message):
     SYSCTLS_FIELD_NUMBER: _builtins.int
     OOM_SCORE_ADJ_FIELD_NUMBER: _builtins.int
     GROUP_ADD_FIELD_NUMBER: _builtins.int
+    EXTRA_HOSTS_FIELD_NUMBER: _builtins.int
+    DNS_FIELD_NUMBER: _builtins.int
+    DNS_SEARCH_FIELD_NUMBER: _builtins.int
+    DNS_OPTIONS_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -748,6 +752,22 @@ class ContainerSpec(_message.Message):
         """More groups for the process: names in the image's /etc/group, or numbers."""
 
     @_builtins.property
+    def extra_hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More lines of /etc/hosts, "NAME:IP" each; IP "host-gateway" is the engine's bridge address."""
+
+    @_builtins.property
+    def dns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """resolv.conf's nameservers (replacing the host's)."""
+
+    @_builtins.property
+    def dns_search(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """resolv.conf's search domains."""
+
+    @_builtins.property
+    def dns_options(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """resolv.conf's options."""
+
+    @_builtins.property
     def extensions(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]:
         """Opaque data the caller keeps with the container (the gateway stores the user's original
         request here, so inspect can show it exactly). The runtime never reads it.
@@ -775,11 +795,15 @@ class ContainerSpec(_message.Message):
         sysctls: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         oom_score_adj: _builtins.int = ...,
         group_add: _abc.Iterable[_builtins.str] | None = ...,
+        extra_hosts: _abc.Iterable[_builtins.str] | None = ...,
+        dns: _abc.Iterable[_builtins.str] | None = ...,
+        dns_search: _abc.Iterable[_builtins.str] | None = ...,
+        dns_options: _abc.Iterable[_builtins.str] | None = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "extensions", b"extensions", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "oom_score_adj", b"oom_score_adj", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "oom_score_adj", b"oom_score_adj", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
