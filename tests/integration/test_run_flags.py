@@ -161,3 +161,44 @@ def test_add_host_and_dns_flags_land_in_the_containers_files(client: Client) -> 
 def test_bad_name_resolution_options_are_refused(client: Client, options: dict[str, object], match: str) -> None:
     with pytest.raises(InvalidArgument, match=match):
         client.create(ContainerOptions(image="busybox", cmd=["true"], **options))  # type: ignore[arg-type]
+
+
+def test_network_container_shares_loopback_and_names(client: Client) -> None:
+    """--network container:web: a second container reaches web's server on 127.0.0.1 and shows web's hostname."""
+    serve = "mkdir /www && echo shared > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"
+    web = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", serve], name="web", hostname="webhost"))
+    try:
+        script = "for i in $(seq 50); do wget -qO- http://127.0.0.1:8080/ && break; sleep 0.1; done; hostname"
+        r = client.run(sh(script, network="container:web"))
+        assert r.stdout.decode().split() == ["shared", "webhost"], r.stderr
+        with pytest.raises(InvalidArgument, match="conflicting options"):
+            client.create(sh("true", network="container:web", hostname="other"))
+    finally:
+        client.remove(web, force=True)
+
+
+def test_ipc_pid_and_uts_sharing(client: Client) -> None:
+    """--ipc container: needs a shareable donor and sees its /dev/shm; --pid container: sees its
+    processes; --pid host and --uts host are the host's."""
+    import socket
+
+    from teu.errors import FailedPrecondition
+
+    donor = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "echo x > /dev/shm/marker; exec sleep 60"],
+                                                 name="donor", ipc="shareable"))  # fmt: skip
+    private = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "60"], name="private-donor"))
+    try:
+        r = client.run(sh("for i in $(seq 50); do [ -e /dev/shm/marker ] && break; sleep 0.1; done; cat /dev/shm/marker; ps -o comm | grep -c sleep",
+                          ipc="container:donor", pid="container:donor"))  # fmt: skip
+        assert r.stdout.decode().split() == ["x", "1"], r
+        before = {c.id for c in client.list(all=True)}
+        with pytest.raises(FailedPrecondition, match="non-shareable IPC"):
+            client.run(sh("true", ipc="container:private-donor"))
+        assert {c.id for c in client.list(all=True)} == before  # --rm took the container whose start was refused
+        host = client.run(sh("cat /proc/1/comm; hostname", pid="host", uts="host")).stdout.decode().split()
+        assert host[0] != "sh" and host[1] == socket.gethostname()
+        with pytest.raises(InvalidArgument, match="--ipc mode"):
+            client.create(sh("true", ipc="sideways"))
+    finally:
+        client.remove(donor, force=True)
+        client.remove(private, force=True)

@@ -164,6 +164,9 @@ class ContainerOptions:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
+    ipc: str = ""
+    pid: str = ""
+    uts: str = ""
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -213,6 +216,9 @@ class ContainerOptions:
             dns=self.dns,
             dns_search=self.dns_search,
             dns_options=self.dns_options,
+            ipc=self.ipc,
+            pid=self.pid,
+            uts=self.uts,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

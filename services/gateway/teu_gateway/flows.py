@@ -182,10 +182,14 @@ class Flows:
             return (await call("runtime", self.b.runtime.StartContainer(req))).container
 
     async def _hand_over_after_failed_start(self, cid: str, wait: bool) -> None:
-        """A ``--rm`` container whose start failed is removed; with ``wait``, the error is reported
-        once it is gone (or after REMOVAL_PATIENCE, the removal going on meanwhile)."""
+        """A ``--rm`` container whose start failed is removed: at once if it never ran (the start was
+        refused), else once it is not running; with ``wait``, the error is reported once it is gone
+        (or after REMOVAL_PATIENCE, the removal going on meanwhile)."""
         with contextlib.suppress(TeuError, TimeoutError):
-            if (await self.find(cid)).spec.auto_remove:
+            c = await self.find(cid)
+            if c.spec.auto_remove and c.state == types_pb2.CONTAINER_STATE_CREATED:
+                await self.remove(cid, force=False, volumes=True)  # refused before it ran: no exit to wait for
+            elif c.spec.auto_remove:
                 if wait:
                     await asyncio.wait_for(self.auto_remover.removed(cid), REMOVAL_PATIENCE)
                 else:

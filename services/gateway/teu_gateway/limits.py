@@ -124,6 +124,8 @@ def check_config(config: gw.ContainerConfig) -> None:
     _check_count(config.ulimits, MAX_ULIMITS, "ulimits")
     _check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
     check_length(config.userns, MAX_WORD, "userns")
+    for field, value in (("ipc", config.ipc), ("pid", config.pid), ("uts", config.uts)):
+        check_length(value, MAX_REF, field)
     _check_count(config.mounts, MAX_MOUNTS, "mounts")
     for m in config.mounts:
         check_length(m.type, MAX_WORD, "mounts.type")

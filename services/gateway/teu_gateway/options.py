@@ -103,6 +103,18 @@ def publish_all(config: gw.ContainerConfig, image: types_pb2.ImageConfig) -> lis
     return out
 
 
+def check_joined_network(config: gw.ContainerConfig) -> None:
+    """--network container:NAME takes that container's network, names and files: Docker refuses what
+    would change them."""
+    if not config.network.startswith("container:"):
+        return
+    for given, flag in ((config.hostname, "--hostname"), (config.ports or config.publish_all, "published ports"),
+                        (config.dns or config.dns_search or config.dns_options, "--dns options"),
+                        (config.extra_hosts, "--add-host")):  # fmt: skip
+        if given:
+            raise InvalidArgument(f"conflicting options: {flag} and the network mode container:")
+
+
 def container_spec(
     config: gw.ContainerConfig, image: st.Image, cpus: int | None = None, apparmor: bool = False
 ) -> rt.ContainerSpec:
@@ -146,6 +158,8 @@ def container_spec(
     spec.oom_score_adj = resources.check_oom_score_adj(config.oom_score_adj)
     spec.group_add.extend(config.group_add)
     spec.extra_hosts.extend(netopts.extra_hosts(config.extra_hosts))
+    check_joined_network(config)
+    spec.ipc, spec.pid, spec.uts = config.ipc, config.pid, config.uts
     if config.network == "host" and (config.dns or config.dns_search or config.dns_options):
         raise InvalidArgument("conflicting options: --dns, --dns-search and --dns-option cannot be used with --network host")
     spec.dns.extend(netopts.nameservers(config.dns))

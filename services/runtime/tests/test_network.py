@@ -358,7 +358,9 @@ def test_host_network_spec_has_no_network_namespace() -> None:
     """--network host drops the network namespace from the OCI spec; the others keep it."""
     s = rt.ContainerSpec(process=types_pb2.Process(args=["sh"]))
     user, host = spec.User(0, 0), spec.Host(limits={**confine.host_limits(), "nofile": 1024, "nproc": 1024})
-    kinds = [n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x", network_namespace=False)["linux"]["namespaces"]]
+    kinds = [
+        n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x", spec.Shared({"network": None}))["linux"]["namespaces"]
+    ]
     assert "network" not in kinds and "uts" in kinds
     assert "network" in [n["type"] for n in spec.build(CID, s, user, host, {}, "teu/x")["linux"]["namespaces"]]
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from teu_runtime import mounts
+
 __all__ = ["Bundle", "ConmonDir", "ExecDir"]
 
 
@@ -70,6 +72,17 @@ class Bundle(ConmonDir):
     def rootfs(self) -> Path:
         """Mount point of the root filesystem (the spec's ``root.path`` is relative: ``rootfs``)."""
         return self.path / "rootfs"
+
+    @property
+    def shm(self) -> Path:
+        """A shareable-IPC container's /dev/shm: a tmpfs mounted here, in the engine's namespace,
+        so that containers joining its IPC namespace can bind the same one."""
+        return self.path / "shm"
+
+    def unmount_all(self) -> None:
+        """Unmounts the shared /dev/shm (if any), then the root filesystem."""
+        mounts.unmount(self.shm)
+        mounts.unmount(self.rootfs)
 
     @property
     def config(self) -> Path:

@@ -12,6 +12,7 @@ left off (``reconcile``): containers never depend on this process staying alive.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -31,7 +32,7 @@ from teu_api.types.v1 import types_pb2
 from teu_common import perms
 from teu_common.idmap import IdMap
 from teu_common.signals import parse_signal
-from teu_runtime import attach, cgroups, confine, conmon, copyin, execs, mounts, names, spec, usermounts, users
+from teu_runtime import attach, cgroups, confine, conmon, copyin, execs, mounts, names, sharing, spec, usermounts, users
 from teu_runtime.bundle import Bundle
 from teu_runtime.database import Container, Store
 from teu_runtime.network.networks import HOST, Networks, Plan
@@ -93,7 +94,8 @@ class Manager:
         _check_spec(cspec)
         host = self.settings.host
         confine.check(cspec.security, host.held_caps, host.limits)
-        confine.remapping(cspec.security, self.settings.remap, self.networks.resolve(cspec.network)[0] == HOST)
+        remapped = confine.remapping(cspec.security, self.settings.remap, self.networks.resolve(cspec.network)[0] == HOST)
+        sharing.check(cspec, lambda ref: self.store.find(ref).id, remapped is not None)
         await asyncio.to_thread(confine.gather_devices, cspec.security)  # a missing device fails now
         await asyncio.to_thread(usermounts.check, cspec.mounts)  # so does a missing bind source
         self.networks.check(cspec)
@@ -192,12 +194,45 @@ class Manager:
     async def _launch(self, c: Container, bundle: Bundle, plan: Plan, remap: IdMap | None) -> conmon.Created:
         user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs, c.spec.group_add)
         await asyncio.to_thread(usermounts.prepare, c.spec.mounts)
-        binds = self.networks.write_files(plan, c, bundle)
+        donors = self._donors(c.spec)
+        if c.spec.ipc == "shareable":
+            await asyncio.to_thread(mounts.mount_shm, bundle.shm, c.spec.shm_size or spec.SHM_SIZE)
+        shm = sharing.shm_source(c.spec, bundle.shm, {cid: self.bundle(cid).shm for cid in donors})
+        shared = spec.Shared(sharing.namespaces(c.spec, donors, plan.kind == HOST), shm)
+        if donor := donors.get(sharing.joined(c.spec.network)):
+            binds, shared = self._donor_files(donor.id), dataclasses.replace(shared, hostname=self._hostname(donor.id))
+        else:
+            binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
         doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{cgroups.PARENT}/{c.id}",
-                         network_namespace=plan.kind != HOST, devices=devices, remap=remap)  # fmt: skip
+                         shared=shared, devices=devices, remap=remap)  # fmt: skip
         bundle.config.write_text(json.dumps(doc))
         return await conmon.launch(self._monitor(c, bundle, c.spec.process))
+
+    def _donors(self, cspec: runtime_pb2.ContainerSpec) -> dict[str, sharing.Donor]:
+        """The running containers whose namespaces ``cspec`` joins, by id (one not running is left
+        out: sharing.namespaces then refuses the start)."""
+        out = {}
+        for mode in (cspec.network, cspec.ipc, cspec.pid):
+            cid = sharing.joined(mode)
+            if not cid:
+                continue
+            try:
+                d = self.store.get(cid)
+            except NotFound:
+                continue
+            if d.state == RUNNING and d.pid > 0:
+                out[cid] = sharing.Donor(d.id, d.name, d.pid, d.spec.ipc)
+        return out
+
+    def _donor_files(self, cid: str) -> dict[str, str]:
+        """The hostname, hosts and resolv.conf files of a container whose network another joins."""
+        b = self.bundle(cid)
+        files = {"/etc/hostname": b.hostname, "/etc/hosts": b.hosts, "/etc/resolv.conf": b.resolv_conf}
+        return {dst: str(src) for dst, src in files.items() if src.exists()}
+
+    def _hostname(self, cid: str) -> str:
+        return spec.hostname_of(cid, self.store.get(cid).spec)
 
     def _monitor(self, c: Container, bundle: Bundle, proc: types_pb2.Process) -> conmon.Launch:
         """What conmon needs to run ``proc`` of container ``c`` (its main process or an exec)."""
@@ -210,7 +245,7 @@ class Manager:
         the error to raise: Teu errors as they are, anything else as Internal with its message."""
         if runtime_created:
             await self.oci.delete(c.id, force=True)
-        await asyncio.to_thread(mounts.unmount, self.bundle(c.id).rootfs)
+        await asyncio.to_thread(self.bundle(c.id).unmount_all)
         err: BaseException
         if isinstance(exc, TeuError):
             c.error, err = exc.message, exc
@@ -224,7 +259,7 @@ class Manager:
         return err
 
     async def _fail_start(self, c: Container, error: str) -> Container:
-        await asyncio.to_thread(mounts.unmount, self.bundle(c.id).rootfs)
+        await asyncio.to_thread(self.bundle(c.id).unmount_all)
         await self.networks.release(c.id)
         c.state, c.exit_code, c.error, c.finished_at, c.pid = EXITED, spec.exit_code_for_start_error(error), error, _now(), 0
         self.store.update(c)
@@ -341,7 +376,7 @@ class Manager:
             self._event(cid).set()
             log.info("container_exited", container=cid[:12], exit_code=c.exit_code, oom=c.oom_killed)
             await self.oci.delete(cid, force=True)
-            await asyncio.to_thread(mounts.unmount, bundle.rootfs)
+            await asyncio.to_thread(bundle.unmount_all)
 
     async def wait(self, cid: str) -> Container:
         """Blocks until the container is not running (created containers wait for a run)."""
@@ -396,7 +431,7 @@ class Manager:
             bundle = self.bundle(cid)
             await self._forget_runtime_state(cid)
             await self._release_network(cid)
-            await asyncio.to_thread(mounts.unmount, bundle.rootfs)
+            await asyncio.to_thread(bundle.unmount_all)
             await asyncio.to_thread(shutil.rmtree, bundle.path, True)
             self.store.delete(cid)
         self._locks.pop(cid, None)
@@ -452,7 +487,7 @@ class Manager:
         log.warning("start_undone", container=c.id[:12], state=c.state)
         try:
             await self._forget_runtime_state(c.id)
-            await asyncio.to_thread(mounts.unmount, bundle.rootfs)
+            await asyncio.to_thread(bundle.unmount_all)
         except TeuError as exc:  # the next start or delete tries again
             log.warning("start_undo_failed", container=c.id[:12], error=exc.message)
             return

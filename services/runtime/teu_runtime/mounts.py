@@ -51,6 +51,17 @@ def mount_rootfs(mounts: Sequence[types_pb2.Mount], target: Path, mapping: IdMap
             raise Internal(f"mounting the root filesystem failed: {os.strerror(err)}")
 
 
+def mount_shm(target: Path, size: int) -> None:
+    """A tmpfs for /dev/shm at ``target`` (idempotent): nosuid, nodev, noexec, mode 1777, ``size`` bytes."""
+    target.mkdir(exist_ok=True)
+    if is_mounted(target):
+        return
+    flags = 2 | 4 | 8  # MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if _libc.mount(b"shm", os.fsencode(target), b"tmpfs", flags, f"mode=1777,size={size}".encode()) != 0:
+        err = ctypes.get_errno()
+        raise Internal(f"mounting the shared /dev/shm failed: {os.strerror(err)}")
+
+
 def unmount(target: Path) -> None:
     """Unmounts ``target`` if it is mounted (lazily, so a stray open file cannot block removal)."""
     while is_mounted(target):

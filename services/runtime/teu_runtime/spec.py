@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from teu_api.runtime.v1 import runtime_pb2
@@ -13,6 +13,7 @@ from teu_runtime.confine import HostDevice
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD = 100_000
+SHM_SIZE = 64 << 20  # Docker's default /dev/shm
 
 MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -65,8 +66,8 @@ def environment(env: list[str], user: User, hostname: str, terminal: bool) -> li
 
 
 def _mounts(extra: list[dict[str, Any]], privileged: bool, user: list[dict[str, Any]], shm_size: int = 0) -> list[dict[str, Any]]:
-    """The engine's mounts, then ``extra`` (the network's files), then the user's (parents before
-    their children); one of the user's replaces the engine's at the same path."""
+    """The engine's mounts, then ``extra`` (the network's files, a shared /dev/shm), then the user's
+    (parents before their children); a later one replaces an earlier one at the same path."""
     base: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -74,7 +75,7 @@ def _mounts(extra: list[dict[str, Any]], privileged: bool, user: list[dict[str, 
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or 64 << 20}"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or SHM_SIZE}"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
@@ -85,7 +86,9 @@ def _mounts(extra: list[dict[str, Any]], privileged: bool, user: list[dict[str, 
             m["options"] = [o for o in m["options"] if o != "ro"]
     taken = {m["destination"] for m in user}
     ordered = sorted(user, key=lambda m: m["destination"].rstrip("/").count("/"))
-    return [m for m in base + extra if m["destination"] not in taken] + ordered
+    extra = [m for m in extra if m["destination"] not in taken]
+    taken |= {m["destination"] for m in extra}
+    return [m for m in base if m["destination"] not in taken] + extra + ordered
 
 
 def _resources(res: Any, device_rules: list[dict[str, Any]], swap_limit: bool) -> dict[str, Any]:
@@ -121,6 +124,17 @@ def _resources(res: Any, device_rules: list[dict[str, Any]], swap_limit: bool) -
     return out
 
 
+@dataclass(frozen=True)
+class Shared:
+    """The namespaces a container does not make for itself: a path to join, or None for the host's
+    (see sharing.py); where /dev/shm comes from when IPC is shared; the hostname it shows when it
+    shares another container's network (the donor's)."""
+
+    namespaces: Mapping[str, str | None] = field(default_factory=dict)
+    shm_source: str = ""
+    hostname: str = ""
+
+
 def build(
     cid: str,
     spec: runtime_pb2.ContainerSpec,
@@ -128,30 +142,33 @@ def build(
     host: Host,
     bind_files: dict[str, str],
     cgroups_path: str,
-    network_namespace: bool = True,
+    shared: Shared = Shared(),
     devices: Sequence[HostDevice] = (),
     remap: IdMap | None = None,
 ) -> dict[str, Any]:
     """The OCI config.json document for container ``cid``.
 
     ``bind_files`` maps container paths (e.g. /etc/hosts) to host files that are bind-mounted there.
-    Without ``network_namespace`` (``--network host``) the container shares the engine's network.
+    ``shared`` says which namespaces it joins or takes from the host (``--network host``...).
     ``devices`` are the host devices it gets (see :func:`confine.gather_devices`); with ``remap``
     it runs in a user namespace where its ids are that range of the host's.
     """
     proc, sec = spec.process, spec.security
-    hostname = hostname_of(cid, spec)
+    hostname = shared.hostname or hostname_of(cid, spec)
     binds = [
         {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
         for dst, src in sorted(bind_files.items())
     ]
+    if shared.shm_source:
+        binds.append({"destination": "/dev/shm", "type": "bind", "source": shared.shm_source, "options": ["rbind", "rprivate"]})
     nodes, device_rules = confine.devices_section(devices, sec.privileged)
-    namespaces = [t for t in ("pid", "network", "ipc", "uts", "mount") if network_namespace or t != "network"]
-    namespaces += ["user"] if remap else []
+    kinds = ["pid", "network", "ipc", "uts", "mount", *(["user"] if remap else []), *(["cgroup"] if host.cgroup_v2 else [])]
+    namespaces = [{"type": t, **({"path": path} if (path := shared.namespaces.get(t)) else {})}
+                  for t in kinds if t not in shared.namespaces or shared.namespaces[t]]  # fmt: skip
     linux: dict[str, Any] = {
         "cgroupsPath": cgroups_path,
         "resources": _resources(spec.resources, device_rules, host.swap_limit),
-        "namespaces": [{"type": t} for t in [*namespaces, *(["cgroup"] if host.cgroup_v2 else [])]],
+        "namespaces": namespaces,
         "maskedPaths": [] if sec.privileged else MASKED_PATHS,
         "readonlyPaths": [] if sec.privileged else READONLY_PATHS,
         "devices": nodes,
@@ -168,7 +185,7 @@ def build(
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": "rootfs", "readonly": sec.read_only},
-        "hostname": hostname,
+        **({"hostname": hostname} if "uts" not in shared.namespaces else {}),
         "mounts": _mounts(binds, sec.privileged, usermounts.oci(spec.mounts), spec.shm_size),
         "linux": linux,
     }

@@ -41,7 +41,7 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stop-timeout", type=parse.integer(-1, parse.INT32_MAX), default=0, help="seconds to wait before killing on stop"
     )
-    p.add_argument("--network", "--net", default="", help="network: bridge, none, host or a user network")
+    p.add_argument("--network", "--net", default="", help="network: bridge, none, host, container:NAME or a user network")
     p.add_argument("-p", "--publish", action="append", default=[],
                    help="publish a port: [ip:][host[-end]:]container[-end][/proto] (no host port: a free one)")  # fmt: skip
     p.add_argument("-P", "--publish-all", action="store_true", help="publish every exposed port on a free host port")
@@ -83,6 +83,9 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dns", action="append", default=[], help="nameserver for the container")
     p.add_argument("--dns-search", action="append", default=[], help="DNS search domain")
     p.add_argument("--dns-option", action="append", default=[], help="resolv.conf option (ndots:2...)")
+    p.add_argument("--ipc", default="", help="IPC namespace: private, shareable, container:NAME, host")
+    p.add_argument("--pid", default="", help="PID namespace: container:NAME, host")
+    p.add_argument("--uts", default="", help="UTS namespace: host")
     p.add_argument(
         "-a", "--attach", action="append", default=[], help="attach to stdin, stdout or stderr (default: both outputs)"
     )
@@ -117,6 +120,9 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         dns=a.dns,
         dns_search=a.dns_search,
         dns_options=a.dns_option,
+        ipc=a.ipc,
+        pid=a.pid,
+        uts=a.uts,
         log_opts=parse.labels(a.log_opt),
         cap_add=a.cap_add,
         cap_drop=a.cap_drop,

@@ -36,6 +36,7 @@ from teu_runtime.network.records import Attachment, Records
 
 log = structlog.get_logger()
 NONE, HOST, BRIDGE = "none", "host", "bridge"
+CONTAINER = "container:"  # another container's network namespace, joined (see sharing.py)
 # A veth dies with its container's namespace, but the kernel destroys namespaces in a deferred
 # work item, and deleting the veth ourselves costs ~15 ms of RTNL time on the exit path; so an exited
 # container's veth is checked for (and removed) only after this grace period, in the background.
@@ -188,7 +189,7 @@ class Networks:
     def resolve(self, ref: str) -> tuple[str, types_pb2.Network | None]:
         """(name as shown, bridge network record or None for none/host) of a container's network."""
         name = ref or self.default
-        if name in (NONE, HOST):
+        if name in (NONE, HOST) or name.startswith(CONTAINER):
             return name, None
         found = self.records.find_network(name)
         if found is None:

@@ -1891,6 +1891,9 @@ class ContainerConfig(_message.Message):
     DNS_FIELD_NUMBER: _builtins.int
     DNS_SEARCH_FIELD_NUMBER: _builtins.int
     DNS_OPTIONS_FIELD_NUMBER: _builtins.int
+    IPC_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    UTS_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -1925,6 +1928,12 @@ class ContainerConfig(_message.Message):
     """--oom-score-adj: -1000 to 1000."""
     publish_all: _builtins.bool
     """-P: publish every exposed port (the image's and --expose) on a free host port."""
+    ipc: _builtins.str
+    """--ipc: "" or "private" (its own), "shareable" (its own, others may join), "container:NAME", "host"."""
+    pid: _builtins.str
+    """--pid: "" (its own), "container:NAME", "host"."""
+    uts: _builtins.str
+    """--uts: "" (its own), "host"."""
     @_builtins.property
     def cmd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command; empty means the image's Cmd."""
@@ -2052,10 +2061,13 @@ class ContainerConfig(_message.Message):
         dns: _abc.Iterable[_builtins.str] | None = ...,
         dns_search: _abc.Iterable[_builtins.str] | None = ...,
         dns_options: _abc.Iterable[_builtins.str] | None = ...,
+        ipc: _builtins.str = ...,
+        pid: _builtins.str = ...,
+        uts: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entrypoint", b"entrypoint", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image", b"image", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image", b"image", "ipc", b"ipc", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "pid", b"pid", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "uts", b"uts", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

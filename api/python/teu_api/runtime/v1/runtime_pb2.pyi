@@ -691,6 +691,9 @@ class ContainerSpec(_message.Message):
     DNS_FIELD_NUMBER: _builtins.int
     DNS_SEARCH_FIELD_NUMBER: _builtins.int
     DNS_OPTIONS_FIELD_NUMBER: _builtins.int
+    IPC_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    UTS_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -717,6 +720,14 @@ class ContainerSpec(_message.Message):
     """Bytes of /dev/shm; 0 means 64 MiB."""
     oom_score_adj: _builtins.int
     """The OOM killer's score adjustment of the container's processes."""
+    ipc: _builtins.str
+    """IPC namespace: "" or "private", "shareable", "container:ID", "host". A network of
+    "container:ID" (in network) joins that container's network namespace the same way.
+    """
+    pid: _builtins.str
+    """PID namespace: "", "container:ID", "host"."""
+    uts: _builtins.str
+    """UTS namespace: "", "host"."""
     @_builtins.property
     def process(self) -> _types_pb2.Process:
         """The process to run."""
@@ -799,11 +810,14 @@ class ContainerSpec(_message.Message):
         dns: _abc.Iterable[_builtins.str] | None = ...,
         dns_search: _abc.Iterable[_builtins.str] | None = ...,
         dns_options: _abc.Iterable[_builtins.str] | None = ...,
+        ipc: _builtins.str = ...,
+        pid: _builtins.str = ...,
+        uts: _builtins.str = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "oom_score_adj", b"oom_score_adj", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
