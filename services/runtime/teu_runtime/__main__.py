@@ -38,14 +38,13 @@ async def build(cfg: Config) -> Lifecycle:
     host = Host(limits=confine.host_limits(), held_caps=confine.held_capabilities(), cgroup_v2=layout.version == 2,
                 swap_limit=cgroups.swap_limit(layout))  # fmt: skip
     store = Store(state / "runtime.db")
-    # The engine-wide default network. Built in: "none". "bridge" (Docker's default) creates a bridge,
-    # NAT rules and IPv4 forwarding in the namespace this service runs in on first use, so it must be
-    # asked for (TEU_DEFAULT_NETWORK=bridge): an engine started casually in a shared host namespace
-    # must not change that namespace's network. Containers can still ask for "bridge" explicitly.
+    # The engine-wide default network: Docker's, "bridge" (a bridge, NAT rules and IPv4 forwarding in
+    # the namespace this service runs in, made with the first container that uses it).
+    # TEU_DEFAULT_NETWORK=none keeps containers on loopback unless they ask for a network.
     networks = Networks(
         store,
         owner=owner_of(cfg.root),
-        default=os.environ.get("TEU_DEFAULT_NETWORK") or "none",
+        default=os.environ.get("TEU_DEFAULT_NETWORK") or "bridge",
         subnet=os.environ.get("TEU_BRIDGE_SUBNET") or DEFAULT_SUBNET,
         firewall_backend=os.environ.get("TEU_FIREWALL") or None,
     )
