@@ -236,7 +236,7 @@ def test_reconcile_undoes_a_start_the_service_died_in(drive: Callable[[Body], No
         oci.known.add(CID)
         await m.reconcile()
         assert ("delete", CID) in oci.calls and ("delete", OTHER) not in oci.calls
-        assert unmounted == [m.bundle(CID).rootfs]
+        assert unmounted == [m.bundle(CID).shm, m.bundle(CID).rootfs]  # each unmounted if mounted
         c = m.store.get(CID)
         assert c.state == CREATED and "cut short" in c.error
         assert m.store.get(OTHER).error == ""

@@ -128,7 +128,6 @@ def test_host_ports_are_held_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mappings", "mode", "message"),
     [
-        ([mapping(0)], "bridge", "host port 0"),
         ([mapping(70000)], "bridge", "host port 70000"),
         ([mapping(80, 0)], "bridge", "container port 0"),
         ([mapping(80, proto="sctp")], "bridge", "protocol"),
@@ -142,6 +141,15 @@ def test_port_specs_are_validated(mappings: list[types_pb2.PortMapping], mode: s
     """Ports 1-65535, tcp/udp, IPv4 host addresses, no duplicates, bridge networks only."""
     with pytest.raises(InvalidArgument, match=message):
         ports.normalize(mappings, mode)
+
+
+def test_a_host_port_of_zero_asks_for_a_free_one() -> None:
+    """Host port 0 (-p 80) passes, twice even, and free_port picks one no mapping holds."""
+    (a, b) = ports.normalize([mapping(0), mapping(0, 81)], "bridge")
+    assert a.host_port == b.host_port == 0
+    held = [("", 40000, "tcp")]
+    port = ports.free_port(a, held)
+    assert 1024 <= port <= 65535 and port != 40000
 
 
 def test_port_defaults() -> None:

@@ -100,13 +100,10 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
             "Tty": p.terminal,
             "OpenStdin": p.open_stdin,
             "Labels": dict(cfg.labels),
+            "StopSignal": cfg.stop_signal or None,
+            "ExposedPorts": {e: {} for e in cfg.expose} or None,
         },
-        "HostConfig": {
-            "Memory": cfg.resources.memory_bytes,
-            "NanoCpus": cfg.resources.nano_cpus,
-            "PidsLimit": cfg.resources.pids_limit or None,
-            "AutoRemove": cfg.auto_remove,
-        },
+        "HostConfig": host_config(cfg),
         "NetworkSettings": network_settings(d.network),
         "Mounts": [
             {
@@ -122,6 +119,49 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
         ],
         "GraphDriver": {"Name": "overlay", "Data": dict(o.split("=", 1) for m in d.mounts for o in m.options if "=" in o)},
         "Monitor": {"Pid": d.monitor_pid},
+    }
+
+
+def host_config(cfg: gw.ContainerConfig) -> dict[str, Any]:
+    """The options a container was created with, as ``docker inspect`` shows its HostConfig."""
+    r = cfg.resources
+    dash_v = [m for m in cfg.mounts if m.type == "bind" and m.create_host_path]  # -v spellings are Binds
+    others = [m for m in cfg.mounts if m not in dash_v]
+    return {
+        "Binds": [f"{m.source}:{m.target}" + (":ro" if m.read_only else "") for m in dash_v] or None,
+        "NetworkMode": cfg.network or "bridge",
+        "PortBindings": port_bindings(cfg.ports),
+        "PublishAllPorts": cfg.publish_all,
+        "AutoRemove": cfg.auto_remove,
+        "VolumesFrom": list(cfg.volumes_from) or None,
+        "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only} for m in others] or None,
+        "CapAdd": list(cfg.cap_add) or None,
+        "CapDrop": list(cfg.cap_drop) or None,
+        "Dns": list(cfg.dns),
+        "DnsOptions": list(cfg.dns_options),
+        "DnsSearch": list(cfg.dns_search),
+        "ExtraHosts": list(cfg.extra_hosts) or None,
+        "GroupAdd": list(cfg.group_add) or None,
+        "IpcMode": cfg.ipc or "private",
+        "PidMode": cfg.pid,
+        "UTSMode": cfg.uts,
+        "OomScoreAdj": cfg.oom_score_adj,
+        "Privileged": cfg.privileged,
+        "ReadonlyRootfs": cfg.read_only,
+        "SecurityOpt": list(cfg.security_opt) or None,
+        "ShmSize": cfg.shm_size or 64 << 20,
+        "Sysctls": dict(cfg.sysctls) or None,
+        "LogConfig": {"Type": "k8s-file", "Config": dict(cfg.log_opts)},
+        "Memory": r.memory_bytes,
+        "MemoryReservation": r.memory_reservation,
+        "MemorySwap": r.memory_swap,
+        "NanoCpus": r.nano_cpus,
+        "CpuShares": r.cpu_shares,
+        "CpuPeriod": r.cpu_period,
+        "CpuQuota": r.cpu_quota,
+        "CpusetCpus": r.cpuset_cpus,
+        "OomKillDisable": r.oom_kill_disable,
+        "PidsLimit": r.pids_limit or None,
     }
 
 
