@@ -202,3 +202,25 @@ def test_ipc_pid_and_uts_sharing(client: Client) -> None:
     finally:
         client.remove(donor, force=True)
         client.remove(private, force=True)
+
+
+def test_inspect_shows_the_options_as_dockers_host_config(engine: Engine, tmp_path: Path) -> None:
+    import json
+
+    created = teu(engine, "create", "-v", f"{tmp_path}:/data:ro", "--tmpfs", "/run", "--dns", "192.0.2.1", "--shm-size", "128m",
+                  "-m", "64m", "--memory-swap", "-1", "--cpu-shares", "512", "--sysctl", "net.ipv4.ip_forward=1",
+                  "--add-host", "db:10.0.0.9", "--stop-signal", "SIGINT", "--expose", "8080", "busybox")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    cid = created.stdout.strip()
+    try:
+        (shown,) = json.loads(teu(engine, "inspect", cid).stdout)
+        hc = shown["HostConfig"]
+        assert hc["Binds"] == [f"{tmp_path}:/data:ro"]
+        assert hc["Mounts"] == [{"Type": "tmpfs", "Source": "", "Target": "/run", "ReadOnly": False}]
+        assert (hc["Dns"], hc["ExtraHosts"], hc["ShmSize"], hc["Sysctls"]) == (
+            ["192.0.2.1"], ["db:10.0.0.9"], 128 << 20, {"net.ipv4.ip_forward": "1"},
+        )  # fmt: skip
+        assert (hc["Memory"], hc["MemorySwap"], hc["CpuShares"]) == (64 << 20, -1, 512)
+        assert (shown["Config"]["StopSignal"], shown["Config"]["ExposedPorts"]) == ("SIGINT", {"8080/tcp": {}})
+    finally:
+        teu(engine, "rm", cid)
