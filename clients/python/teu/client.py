@@ -320,9 +320,10 @@ class Client(ImagesMixin):
         """Blocks until the container stops; returns its exit code."""
         return unary(self.containers.Wait, gw.WaitRequest(container=container))
 
-    def list(self, all: bool = False) -> list[gw.ContainerSummary]:
-        """Containers, newest first (running only unless ``all``)."""
-        return list(unary(self.containers.List, gw.ListRequest(all=all)).containers)
+    def list(self, all: bool = False, filters: Sequence[str] = (), last: int = 0) -> list[gw.ContainerSummary]:
+        """Containers, newest first (running only unless ``all``); ``filters`` as Docker's ps
+        (``label=tier=web``, ``status=exited``...); ``last``: the newest N of any state."""
+        return list(unary(self.containers.List, gw.ListRequest(all=all, filters=list(filters), last=last)).containers)
 
     def inspect(self, container: str) -> gw.ContainerDetails:
         """Everything about one container."""

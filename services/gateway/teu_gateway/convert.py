@@ -22,6 +22,11 @@ def summary(c: rt.Container) -> gw.ContainerSummary:
         exit_code=c.exit_code,
         started_at=c.started_at,
         finished_at=c.finished_at,
+        labels=c.spec.labels,
+        ports=c.network.ports,
+        mounts=[m.volume or m.mount.source for m in c.spec.mounts],
+        network=c.network.network or c.spec.network,
+        error=c.error,
     )
 
 

@@ -9,7 +9,7 @@ from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_common.opening import first_message
 from teu_common.rpctypes import Ctx
 from teu_common.signals import parse_signal
-from teu_gateway import convert, stdio
+from teu_gateway import convert, listing, stdio
 from teu_gateway.flows import Flows
 
 
@@ -53,7 +53,10 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         return gw.WaitResponse(exit_code=c.exit_code, oom_killed=c.oom_killed)
 
     async def List(self, request: gw.ListRequest, context: Ctx) -> gw.ListResponse:
-        return gw.ListResponse(containers=[convert.summary(c) for c in await self.f.containers(request.all)])
+        plain = not request.filters and not request.last
+        found = await self.f.containers(request.all or not plain)
+        chosen = found if plain else listing.select(found, list(request.filters), request.all, request.last)
+        return gw.ListResponse(containers=[convert.summary(c) for c in chosen])
 
     async def Inspect(self, request: gw.InspectRequest, context: Ctx) -> gw.InspectResponse:
         return gw.InspectResponse(container=await self.f.inspect(request.container))

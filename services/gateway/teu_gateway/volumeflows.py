@@ -153,7 +153,8 @@ class VolumeFlows:
 
 def select(volumes: Iterable[st.Volume], users: Mapping[str, list[str]], filters: Sequence[str]) -> list[st.Volume]:
     """Docker's ``volume ls --filter``: name=SUBSTRING, label=KEY[=VALUE], dangling=true|false. Values
-    of one key are alternatives; different keys must all match. INVALID_ARGUMENT for another key."""
+    of one key are alternatives but labels must all match; different keys must all match.
+    INVALID_ARGUMENT for another key."""
     wanted: dict[str, list[str]] = {}
     for f in filters:
         key, eq, value = f.partition("=")
@@ -166,7 +167,7 @@ def select(volumes: Iterable[st.Volume], users: Mapping[str, list[str]], filters
     def passes(v: st.Volume) -> bool:
         if "name" in wanted and not any(n in v.name for n in wanted["name"]):
             return False
-        if "label" in wanted and not any(matches(v, [f]) for f in wanted["label"]):
+        if "label" in wanted and not matches(v, wanted["label"]):
             return False
         dangling = not users.get(v.name)
         return "dangling" not in wanted or any((d.lower() in ("true", "1")) == dangling for d in wanted["dangling"])

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from teu.cli import template
 from teu.client import Client
 from teu.errors import TeuError
 
@@ -30,8 +31,9 @@ def each(names: Sequence[str], action: Callable[[str], Any], show: Callable[[str
     return failed
 
 
-def inspect_all(names: Sequence[str], get: Callable[[str], Any], shape: Callable[[Any], dict[str, Any]]) -> int:
-    """Prints a JSON array of what ``get`` finds for each name; errors one line each."""
+def inspect_all(names: Sequence[str], get: Callable[[str], Any], shape: Callable[[Any], dict[str, Any]], fmt: str = "") -> int:
+    """Prints a JSON array of what ``get`` finds for each name, or with ``fmt`` (``-f``) that
+    template evaluated on each; errors one line each."""
     found, failed = [], 0
     for name in names:
         try:
@@ -39,8 +41,17 @@ def inspect_all(names: Sequence[str], get: Callable[[str], Any], shape: Callable
         except TeuError as exc:
             print(f"Error: {exc.message}", file=sys.stderr)
             failed = 1
-    print(json.dumps(found, indent=4))
+    if fmt:
+        for item in found:
+            print(template.render(fmt, item))
+    else:
+        print(json.dumps(found, indent=4))
     return failed
+
+
+def add_format(p: argparse.ArgumentParser) -> None:
+    """``-f/--format`` of the inspect verbs."""
+    p.add_argument("-f", "--format", default="", help="a Go template, e.g. '{{.State.Status}}' or '{{json .Config}}'")
 
 
 def verb(

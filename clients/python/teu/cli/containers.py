@@ -13,8 +13,8 @@ from typing import Any, BinaryIO
 
 from teu import mounts
 from teu.cli import format as fmt
-from teu.cli import interactive, parse
-from teu.cli.common import ENGINE_ERROR, each, inspect_all, verb
+from teu.cli import interactive, parse, template
+from teu.cli.common import ENGINE_ERROR, add_format, each, inspect_all, verb
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
@@ -242,25 +242,41 @@ def cmd_create(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT", "RunningFor": "CREATED",
+              "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Names": "NAMES", "Labels": "LABELS",
+              "Mounts": "MOUNTS", "Networks": "NETWORKS"}  # fmt: skip
+PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+
+
+def ps_row(s: gw.ContainerSummary, no_trunc: bool) -> dict[str, Any]:
+    """A container as ``ps --format`` sees it: Docker's field names, each a string."""
+    command = " ".join(s.command)
+    return {
+        "ID": s.id if no_trunc else s.id[:12],
+        "Image": s.image,
+        "Command": f'"{command if no_trunc else fmt.truncate(command, 20)}"',
+        "CreatedAt": fmt.local_time(s.created_at),
+        "RunningFor": f"{fmt.ago(s.created_at)} ago",
+        "Ports": fmt.ports(s.ports),
+        "State": fmt.STATES.get(s.state, "unknown"),
+        "Status": fmt.status(s),
+        "Names": s.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())),
+        "Mounts": ",".join(s.mounts),
+        "Networks": s.network,
+        "_labels": dict(s.labels),
+    }
+
+
 def cmd_ps(c: Client, a: argparse.Namespace) -> int:
     """Lists containers."""
-    found = c.list(all=a.all)
+    found = c.list(all=a.all, filters=a.filter, last=1 if a.latest else a.last)
     if a.quiet:
         for s in found:
             print(s.id if a.no_trunc else s.id[:12])
         return 0
-    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
-    for s in found:
-        command = " ".join(s.command)
-        rows.append([
-            s.id if a.no_trunc else s.id[:12],
-            s.image,
-            f'"{command if a.no_trunc else fmt.truncate(command, 20)}"',
-            f"{fmt.ago(s.created_at)} ago",
-            fmt.status(s),
-            s.name,
-        ])  # fmt: skip
-    print(fmt.table(rows))
+    for line in template.lines(a.format or PS_TABLE, (ps_row(s, a.no_trunc) for s in found), PS_HEADERS):
+        print(line)
     return 0
 
 
@@ -402,12 +418,17 @@ def register(sub: Any) -> None:
     p.add_argument("container")
     p.add_argument("port", nargs="?", help="PRIVATE_PORT[/PROTO]")
     p.set_defaults(func=cmd_port)
-    p = verb(sub, "inspect", "show details of containers as JSON")
-    p.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect, fmt.inspect_json))
+    p = verb(sub, "inspect", "show details of containers as JSON", add_format)
+    p.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect, fmt.inspect_json, a.format))
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="show all containers (default: running)")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    keys = "id, name, label, status, ancestor, exited, before, since, network, volume, publish, expose"
+    p.add_argument("-f", "--filter", action="append", default=[], help=f"KEY=VALUE; keys: {keys}")
+    p.add_argument("--format", default="", help="table, json, or a Go template: '{{.ID}}\\t{{.Names}}'")
+    p.add_argument("-n", "--last", type=parse.integer(0, parse.INT32_MAX), default=0, help="the newest N containers (all states)")
+    p.add_argument("-l", "--latest", action="store_true", help="the newest container (all states)")
     p.set_defaults(func=cmd_ps)
     p = sub.add_parser("logs", help="fetch the logs of one or more containers")
     p.add_argument("-f", "--follow", action="store_true", help="follow output until the containers exit")

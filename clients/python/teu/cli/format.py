@@ -25,6 +25,16 @@ def rfc3339(ns: int) -> str:
     return dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
 
 
+def local_time(ns: int) -> str:
+    """Docker's CreatedAt: "2026-12-06 05:00:00 +0000 UTC"."""
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+def ports(mappings: Iterable[types_pb2.PortMapping]) -> str:
+    """Docker's PORTS column: "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"."""
+    return ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.protocol or 'tcp'}" for p in mappings)
+
+
 def ago(ns: int, now: float | None = None) -> str:
     """ "5 seconds", "3 minutes", "2 hours", "4 days"."""
     delta = max(0.0, (now or time.time()) - ns / 1e9)

@@ -10,7 +10,7 @@ from typing import Any
 from teu import auth
 from teu.cli import format as fmt
 from teu.cli import parse
-from teu.cli.common import each, inspect_all, verb
+from teu.cli.common import add_format, each, inspect_all, verb
 from teu.cli.progress import CountingReader, Meter
 from teu.client import Client
 from teu.errors import FailedPrecondition
@@ -166,8 +166,8 @@ def register(sub: Any) -> None:
     _image_commands(sub)
     p = sub.add_parser("image", help="manage images")
     isub = p.add_subparsers(dest="image_verb", required=True, metavar="COMMAND")
-    ip = verb(isub, "inspect", "show details of images as JSON", metavar="IMAGE")
-    ip.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_image, fmt.image_json))
+    ip = verb(isub, "inspect", "show details of images as JSON", add_format, metavar="IMAGE")
+    ip.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_image, fmt.image_json, a.format))
     ip = isub.add_parser("ls", help="list images")
     ip.add_argument("-q", "--quiet", action="store_true", help="only ids")
     ip.set_defaults(func=cmd_images)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from teu.cli import format as fmt
-from teu.cli.common import each, inspect_all, verb
+from teu.cli.common import add_format, each, inspect_all, verb
 from teu.client import Client
 
 
@@ -88,7 +88,7 @@ def register(sub: Any) -> None:
     np.add_argument("name")
     np.set_defaults(func=lambda c, a: print(c.create_network(a.name, a.subnet).id) or 0)
     nsub.add_parser("ls", help="list networks").set_defaults(func=cmd_network_ls)
-    np = verb(nsub, "inspect", "show details of networks as JSON", metavar="NETWORK")
-    np.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_network, network_json))
+    np = verb(nsub, "inspect", "show details of networks as JSON", add_format, metavar="NETWORK")
+    np.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_network, network_json, a.format))
     np = verb(nsub, "rm", "remove networks", metavar="NETWORK")
     np.set_defaults(func=lambda c, a: each(a.names, c.remove_network, lambda n, _r: n))

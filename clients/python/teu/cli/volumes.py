@@ -6,11 +6,13 @@ import argparse
 from typing import Any
 
 from teu.cli import format as fmt
-from teu.cli import parse
-from teu.cli.common import each, inspect_all, verb
+from teu.cli import parse, template
+from teu.cli.common import add_format, each, inspect_all, verb
 from teu.client import Client
 from teu.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
+
+VOLUME_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS"}
 
 
 def volume_json(v: gw.Volume) -> dict[str, Any]:
@@ -25,6 +27,13 @@ def volume_json(v: gw.Volume) -> dict[str, Any]:
         "Scope": "local",
         "UsageData": {"Size": v.size, "RefCount": len(v.used_by)},
     }
+
+
+def volume_row(v: gw.Volume) -> dict[str, Any]:
+    """A volume as ``volume ls --format`` sees it."""
+    labels = ",".join(f"{k}={x}" for k, x in sorted(v.labels.items()))
+    return {"Name": v.name, "Driver": v.driver, "Scope": "local", "Mountpoint": v.mountpoint, "Labels": labels,
+            "_labels": dict(v.labels)}  # fmt: skip
 
 
 def cmd_create(c: Client, a: argparse.Namespace) -> int:
@@ -42,7 +51,9 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
         for v in found:
             print(v.name)
         return 0
-    print(fmt.table([["DRIVER", "VOLUME NAME"], *([v.driver, v.name] for v in found)]))
+    rows = (volume_row(v) for v in found)
+    for line in template.lines(a.format or "table {{.Driver}}\t{{.Name}}", rows, VOLUME_HEADERS):
+        print(line)
     return 0
 
 
@@ -68,9 +79,10 @@ def register(sub: Any) -> None:
     vp = vsub.add_parser("ls", help="list volumes")
     vp.add_argument("-q", "--quiet", action="store_true", help="only names")
     vp.add_argument("-f", "--filter", action="append", default=[], help="name=, label=KEY[=VALUE], dangling=true|false")
+    vp.add_argument("--format", default="", help="table, json, or a Go template: '{{.Name}}'")
     vp.set_defaults(func=cmd_ls)
-    vp = verb(vsub, "inspect", "show details of volumes as JSON", metavar="VOLUME")
-    vp.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_volume, volume_json))
+    vp = verb(vsub, "inspect", "show details of volumes as JSON", add_format, metavar="VOLUME")
+    vp.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_volume, volume_json, a.format))
     vp = verb(vsub, "rm", "remove volumes", lambda p: p.add_argument("-f", "--force", action="store_true",
               help="no error for a volume that does not exist"), metavar="VOLUME")  # fmt: skip
     vp.set_defaults(func=lambda c, a: each(a.names, lambda n: c.remove_volume(n, force=a.force), lambda n, _r: n))

@@ -2195,6 +2195,26 @@ class ContainerSummary(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
@@ -2204,6 +2224,11 @@ class ContainerSummary(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    PORTS_FIELD_NUMBER: _builtins.int
+    MOUNTS_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Full id."""
     name: _builtins.str
@@ -2220,9 +2245,25 @@ class ContainerSummary(_message.Message):
     """Last start time, Unix nanoseconds."""
     finished_at: _builtins.int
     """Last exit time, Unix nanoseconds."""
+    network: _builtins.str
+    """Network name ("bridge", "none", "host", a user network, "container:ID")."""
+    error: _builtins.str
+    """Why the last start failed."""
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command line (entrypoint + cmd)."""
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Labels."""
+
+    @_builtins.property
+    def ports(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.PortMapping]:
+        """Published ports while running (with the host ports picked)."""
+
+    @_builtins.property
+    def mounts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Mounts: a volume's name, else the source."""
 
     def __init__(
         self,
@@ -2236,10 +2277,15 @@ class ContainerSummary(_message.Message):
         exit_code: _builtins.int = ...,
         started_at: _builtins.int = ...,
         finished_at: _builtins.int = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        ports: _abc.Iterable[_types_pb2.PortMapping] | None = ...,
+        mounts: _abc.Iterable[_builtins.str] | None = ...,
+        network: _builtins.str = ...,
+        error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created_at", b"created_at", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "image", b"image", "name", b"name", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created_at", b"created_at", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "image", b"image", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2690,16 +2736,29 @@ class ListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALL_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
     all: _builtins.bool
     """Include containers that are not running."""
+    last: _builtins.int
+    """Only the newest N containers (ps -n), all states; 0 means no limit."""
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Docker's ps filters, "key=value" each: id, name, label (key or key=value), status, ancestor,
+        exited, before, since, network, volume, publish, expose. Values of one key are alternatives;
+        every key must match. A filter other than status=running implies all.
+        """
+
     def __init__(
         self,
         *,
         all: _builtins.bool = ...,
+        filters: _abc.Iterable[_builtins.str] | None = ...,
+        last: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "filters", b"filters", "last", b"last"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
