@@ -160,3 +160,27 @@ def test_sdk_pull_with_auth(client: Client, auth_registry: str) -> None:
         list(client.pull(ref))
     assert ref in list(client.pull(ref, auth=creds))[-1].image.repo_tags
     client.remove_image(ref)
+
+
+def test_run_pulls_a_missing_image_as_its_pull_policy_says(engine: Engine, client: Client, registry: str) -> None:
+    """run --pull missing (the default) pulls what is not here, never refuses it, always pulls again;
+    --platform refuses an image of another platform."""
+    ref = f"{registry}/teu/bb:run"
+    client.tag("busybox", ref)
+    assert _teu(engine.env(), "push", ref).returncode == 0
+    client.remove_image(ref)
+    try:
+        never = _teu(engine.env(), "run", "--rm", "--pull", "never", ref, "echo", "hi")
+        assert never.returncode == 125 and "No such image" in never.stderr
+        pulled = _teu(engine.env(), "run", "--rm", ref, "echo", "hi")
+        assert (pulled.returncode, pulled.stdout) == (0, "hi\n") and f"Unable to find image '{ref}' locally" in pulled.stderr
+        again = _teu(engine.env(), "create", "--pull", "always", ref)
+        assert again.returncode == 0 and len(again.stdout.strip()) == 64
+        client.remove(again.stdout.strip())
+        arch = client.inspect_image(ref).platform
+        other = "linux/arm64" if arch != "linux/arm64" else "linux/amd64"
+        mismatch = _teu(engine.env(), "run", "--rm", "--platform", other, ref, "true")
+        assert mismatch.returncode == 125 and "does not match the specified platform" in mismatch.stderr
+        assert _teu(engine.env(), "run", "--rm", "--platform", arch, ref, "true").returncode == 0
+    finally:
+        client.remove_image(ref, force=True)

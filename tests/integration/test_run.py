@@ -144,6 +144,6 @@ def test_cli_exit_codes(engine: Engine) -> None:
     assert (ok.returncode, ok.stdout) == (0, b"hello\n")
     three = subprocess.run([teu, "run", "--rm", "busybox", "sh", "-c", "exit 3"], env=env, capture_output=True)
     assert three.returncode == 3
-    bad = subprocess.run([teu, "run", "--rm", "nosuchimage"], env=env, capture_output=True)
+    bad = subprocess.run([teu, "run", "--rm", "--pull", "never", "nosuchimage"], env=env, capture_output=True)
     assert bad.returncode == 125
     assert bad.stderr.decode().strip().count("\n") == 0 and b"No such image" in bad.stderr

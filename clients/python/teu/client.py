@@ -167,6 +167,7 @@ class ContainerOptions:
     ipc: str = ""
     pid: str = ""
     uts: str = ""
+    platform: str = ""
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -219,6 +220,7 @@ class ContainerOptions:
             ipc=self.ipc,
             pid=self.pid,
             uts=self.uts,
+            platform=self.platform,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

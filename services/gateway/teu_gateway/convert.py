@@ -86,4 +86,5 @@ def image(i: st.Image) -> gw.ImageSummary:
         layers=list(i.layers),
         parent=i.parent,
         comment=i.comment,
+        platform=i.platform,
     )

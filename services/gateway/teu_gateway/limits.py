@@ -124,7 +124,7 @@ def check_config(config: gw.ContainerConfig) -> None:
     _check_count(config.ulimits, MAX_ULIMITS, "ulimits")
     _check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
     check_length(config.userns, MAX_WORD, "userns")
-    for field, value in (("ipc", config.ipc), ("pid", config.pid), ("uts", config.uts)):
+    for field, value in (("ipc", config.ipc), ("pid", config.pid), ("uts", config.uts), ("platform", config.platform)):
         check_length(value, MAX_REF, field)
     _check_count(config.mounts, MAX_MOUNTS, "mounts")
     for m in config.mounts:

@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-from teu_api.errors import InvalidArgument
+from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
@@ -103,6 +103,25 @@ def publish_all(config: gw.ContainerConfig, image: types_pb2.ImageConfig) -> lis
     return out
 
 
+_PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?|[a-z0-9_]+")
+
+
+def check_platform(config: gw.ContainerConfig, image: st.Image) -> None:
+    """--platform: the image must be of it (os/arch[/variant], the os linux if left out; no variant
+    asked matches any)."""
+    if not config.platform:
+        return
+    wanted = config.platform.lower()
+    if not _PLATFORM.fullmatch(wanted):
+        raise InvalidArgument(f"invalid platform {limits.shown(config.platform)}: want os/arch[/variant], e.g. linux/amd64")
+    if "/" not in wanted:
+        wanted = f"linux/{wanted}"
+    actual = image.platform.lower()
+    if actual != wanted and not actual.startswith(wanted + "/"):
+        raise FailedPrecondition(f"image with reference {limits.shown(config.image)} was found but does not match the "
+                                 f"specified platform: wanted {wanted}, actual: {actual or 'unknown'}")  # fmt: skip
+
+
 def check_joined_network(config: gw.ContainerConfig) -> None:
     """--network container:NAME takes that container's network, names and files: Docker refuses what
     would change them."""
@@ -122,6 +141,7 @@ def container_spec(
     ``apparmor`` says whether the host has AppArmor (for ``--security-opt apparmor=...``). ``config``
     is within :func:`limits.check_config` already (the caller checks it before asking for the image)."""
     ic = image.config
+    check_platform(config, image)
     cwd = config.working_dir or ic.working_dir or "/"
     if not cwd.startswith("/"):
         raise InvalidArgument(f"the working directory {cwd!r} is invalid: it needs to be an absolute path")

@@ -24,6 +24,7 @@ __all__ = [
     "parse_config",
     "parse_created",
     "platform_of",
+    "platform_string",
     "rfc3339",
 ]
 
@@ -170,6 +171,12 @@ def platform_of(raw: bytes) -> dict[str, str]:
         return {k: str(doc[k]) for k in ("architecture", "os", "variant") if doc.get(k)}
     except (ValueError, AttributeError) as exc:
         raise Internal(f"corrupt image config in store: {exc}") from exc
+
+
+def platform_string(raw: bytes) -> str:
+    """ "os/architecture[/variant]" of stored config ``raw`` ("" parts left out)."""
+    p = platform_of(raw)
+    return "/".join(x for x in (p.get("os", ""), p.get("architecture", ""), p.get("variant", "")) if x)
 
 
 def parse_created(stamp: str) -> int | None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from teu_api.errors import AlreadyExists, FailedPrecondition, NotFound
-from teu_storage.imagespec import ImageConfig, parse_config
+from teu_storage.imagespec import ImageConfig, parse_config, platform_string
 
 __all__ = ["Blob", "Image", "NewImage", "Store"]
 
@@ -98,6 +98,8 @@ class Image:
     layers: tuple[str, ...]
     parent: str = ""
     comment: str = ""
+    #: "os/architecture[/variant]" of its config.
+    platform: str = ""
 
 
 @dataclass(frozen=True)
@@ -399,6 +401,7 @@ class Store:
                 layers=tuple(diff_id for diff_id, _ in layers[image_id]),
                 parent=parent,
                 comment=comment,
+                platform=platform_string(config),
             )
             for image_id, config, created_at, parent, comment in rows
         ]

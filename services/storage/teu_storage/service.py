@@ -258,6 +258,7 @@ def _image_to_proto(image: Image) -> storage_pb2.Image:
         layers=image.layers,
         parent=image.parent,
         comment=image.comment,
+        platform=image.platform,
     )
 
 

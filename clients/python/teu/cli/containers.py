@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from teu import mounts
 from teu.cli import format as fmt
-from teu.cli import interactive, parse, template
+from teu.cli import images, interactive, parse, template
 from teu.cli.common import ENGINE_ERROR, add_format, each, inspect_all, verb
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument, NotFound
@@ -86,6 +86,8 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ipc", default="", help="IPC namespace: private, shareable, container:NAME, host")
     p.add_argument("--pid", default="", help="PID namespace: container:NAME, host")
     p.add_argument("--uts", default="", help="UTS namespace: host")
+    p.add_argument("--pull", default="missing", help="pull the image first: missing (default), always, never")
+    p.add_argument("--platform", default="", help="the image must be of this platform: os/arch[/variant]")
     p.add_argument(
         "-a", "--attach", action="append", default=[], help="attach to stdin, stdout or stderr (default: both outputs)"
     )
@@ -123,6 +125,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         ipc=a.ipc,
         pid=a.pid,
         uts=a.uts,
+        platform=a.platform,
         log_opts=parse.labels(a.log_opt),
         cap_add=a.cap_add,
         cap_drop=a.cap_drop,
@@ -152,6 +155,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
 def cmd_run(c: Client, a: argparse.Namespace) -> int:
     """Runs a command in a new container; exits with its exit code."""
     opts, record = options(a), cidfile(a.cidfile)
+    images.ensure_image(c, a.image, a.pull)
     if a.detach:
         cid = c.run_detached(opts)
         record(cid)
@@ -236,6 +240,7 @@ def cmd_port(c: Client, a: argparse.Namespace) -> int:
 def cmd_create(c: Client, a: argparse.Namespace) -> int:
     """Creates a container without starting it; prints its id."""
     opts, record = options(a), cidfile(a.cidfile)
+    images.ensure_image(c, a.image, a.pull)
     cid = c.create(opts).id
     record(cid)
     print(cid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any
@@ -13,7 +14,7 @@ from teu.cli import parse
 from teu.cli.common import add_format, each, inspect_all, verb
 from teu.cli.progress import CountingReader, Meter
 from teu.client import Client
-from teu.errors import FailedPrecondition
+from teu.errors import FailedPrecondition, NotFound
 
 
 def cmd_images(c: Client, a: argparse.Namespace) -> int:
@@ -73,6 +74,27 @@ def cmd_transfer(c: Client, a: argparse.Namespace, fn: str, final: str) -> int:
             raise FailedPrecondition(f"{exc.message} (not logged in: teu login{server})") from exc
         raise
     return 0
+
+
+def ensure_image(c: Client, image: str, policy: str) -> None:
+    """``run``/``create --pull missing|always|never``: pulls first when the policy says so (missing,
+    Docker's default: only when the image is not here). A loopback registry is spoken to over plain
+    HTTP, as Docker treats 127.0.0.0/8 as an insecure registry by default."""
+    if policy not in ("missing", "always", "never"):
+        raise parse.InvalidArgument(f"invalid pull option {policy!r}: must be missing, always or never")
+    if policy == "never":
+        return
+    if policy == "missing":
+        try:
+            c.inspect_image(image)
+            return
+        except NotFound:
+            print(f"Unable to find image '{image}' locally", file=sys.stderr)
+    registry = auth.registry_of(image)
+    host = registry.rsplit(":", 1)[0].strip("[]")
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    with contextlib.redirect_stdout(sys.stderr):
+        _progress(c.pull(image, insecure=loopback, auth=auth.lookup(registry)), "image")
 
 
 def cmd_save(c: Client, a: argparse.Namespace) -> int:

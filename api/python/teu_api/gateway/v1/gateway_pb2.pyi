@@ -1894,6 +1894,7 @@ class ContainerConfig(_message.Message):
     IPC_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     UTS_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -1934,6 +1935,8 @@ class ContainerConfig(_message.Message):
     """--pid: "" (its own), "container:NAME", "host"."""
     uts: _builtins.str
     """--uts: "" (its own), "host"."""
+    platform: _builtins.str
+    """--platform os/arch[/variant]: the image must be of it (FAILED_PRECONDITION otherwise)."""
     @_builtins.property
     def cmd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command; empty means the image's Cmd."""
@@ -2064,10 +2067,11 @@ class ContainerConfig(_message.Message):
         ipc: _builtins.str = ...,
         pid: _builtins.str = ...,
         uts: _builtins.str = ...,
+        platform: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entrypoint", b"entrypoint", "resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image", b"image", "ipc", b"ipc", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "pid", b"pid", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "uts", b"uts", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image", b"image", "ipc", b"ipc", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "pid", b"pid", "platform", b"platform", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "uts", b"uts", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3254,6 +3258,7 @@ class ImageSummary(_message.Message):
     LAYERS_FIELD_NUMBER: _builtins.int
     PARENT_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Content id ("sha256:...")."""
     created_at: _builtins.int
@@ -3264,6 +3269,8 @@ class ImageSummary(_message.Message):
     """Image it was committed from."""
     comment: _builtins.str
     """Commit message."""
+    platform: _builtins.str
+    """"os/architecture[/variant]", e.g. "linux/amd64"."""
     @_builtins.property
     def repo_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """References naming it."""
@@ -3287,10 +3294,11 @@ class ImageSummary(_message.Message):
         layers: _abc.Iterable[_builtins.str] | None = ...,
         parent: _builtins.str = ...,
         comment: _builtins.str = ...,
+        platform: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "config", b"config", "created_at", b"created_at", "id", b"id", "layers", b"layers", "parent", b"parent", "repo_tags", b"repo_tags", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "config", b"config", "created_at", b"created_at", "id", b"id", "layers", b"layers", "parent", b"parent", "platform", b"platform", "repo_tags", b"repo_tags", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

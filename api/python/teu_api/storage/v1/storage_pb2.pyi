@@ -1229,6 +1229,7 @@ class Image(_message.Message):
     LAYERS_FIELD_NUMBER: _builtins.int
     PARENT_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Content id: "sha256:" + hex digest of the image config."""
     created_at: _builtins.int
@@ -1239,6 +1240,8 @@ class Image(_message.Message):
     """Id of the image it was committed from; empty for imported or pulled images."""
     comment: _builtins.str
     """Commit message or import comment."""
+    platform: _builtins.str
+    """"os/architecture[/variant]", e.g. "linux/amd64"."""
     @_builtins.property
     def repo_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """References that name it, "name:tag"."""
@@ -1262,10 +1265,11 @@ class Image(_message.Message):
         layers: _abc.Iterable[_builtins.str] | None = ...,
         parent: _builtins.str = ...,
         comment: _builtins.str = ...,
+        platform: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "config", b"config", "created_at", b"created_at", "id", b"id", "layers", b"layers", "parent", b"parent", "repo_tags", b"repo_tags", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "config", b"config", "created_at", b"created_at", "id", b"id", "layers", b"layers", "parent", b"parent", "platform", b"platform", "repo_tags", b"repo_tags", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
