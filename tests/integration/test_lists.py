@@ -57,3 +57,20 @@ def test_volume_ls_format(client: Client, engine: Engine) -> None:
         assert teu(engine, "volume", "inspect", "-f", "{{.Name}} {{.Scope}}", "listed-vol") == "listed-vol local\n"
     finally:
         client.remove_volume("listed-vol")
+
+
+def test_images_filters_and_format(client: Client, engine: Engine) -> None:
+    client.tag("busybox", "listed/app:1")
+    try:
+        assert teu(engine, "images", "--filter", "reference=listed/*", "--format", "{{.Repository}}:{{.Tag}}").split() == [
+            "listed/app:1"
+        ]
+        rows = [
+            json.loads(line)
+            for line in teu(engine, "images", "--filter", "reference=listed/app", "--format", "json").splitlines()
+        ]
+        assert [(r["Repository"], r["Tag"]) for r in rows] == [("listed/app", "1")]
+        assert teu(engine, "images", "--filter", "dangling=true", "--filter", "reference=listed/*", "-q") == ""
+        assert teu(engine, "image", "inspect", "-f", "{{json .RepoTags}}", "listed/app:1").strip().startswith("[")
+    finally:
+        client.remove_image("listed/app:1")

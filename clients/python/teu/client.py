@@ -423,9 +423,9 @@ class Client(ImagesMixin):
 
     # -- images -----------------------------------------------------------------------------------
 
-    def list_images(self) -> builtins.list[gw.ImageSummary]:
-        """Images, newest first."""
-        return list(unary(self.images.ListImages, gw.ListImagesRequest()).images)
+    def list_images(self, filters: Sequence[str] = ()) -> builtins.list[gw.ImageSummary]:
+        """Images, newest first; ``filters`` as Docker's (dangling=, reference=, label=, before=, since=)."""
+        return list(unary(self.images.ListImages, gw.ListImagesRequest(filters=list(filters))).images)
 
     def inspect_image(self, image: str) -> gw.ImageSummary:
         """Everything about one image."""

@@ -6,6 +6,7 @@ import pytest
 
 from teu_api.errors import InvalidArgument
 from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2 as t
 from teu_gateway import listing
 
@@ -48,3 +49,30 @@ def test_keys_alternatives_and_conjunction() -> None:
 def test_bad_filters_are_invalid_argument(bad: str) -> None:
     with pytest.raises(InvalidArgument):
         listing.select(ALL, [bad], True)
+
+
+def image(n: int, *tags: str, **labels: str) -> st.Image:
+    i = st.Image(id="sha256:" + f"{n:02d}" * 32, repo_tags=list(tags), created_at=n)
+    i.config.labels.update(labels)
+    return i
+
+
+IMAGES = [
+    image(4, "app:2", "reg.local:5000/team/app:2", env="prod"),
+    image(3),
+    image(2, "app:1", env="dev"),
+    image(1, "busybox:latest"),
+]
+
+
+def test_image_filters() -> None:
+    def ids(filters: list[str]) -> list[int]:
+        return [int(i.id[7:9]) for i in listing.select_images(IMAGES, filters)]
+
+    assert ids(["dangling=true"]) == [3] and ids(["dangling=false"]) == [4, 2, 1]
+    assert ids(["reference=app"]) == [4, 2] and ids(["reference=app:1"]) == [2] and ids(["reference=*/team/*"]) == [4]
+    assert ids(["label=env"]) == [4, 2] and ids(["label=env=dev"]) == [2]
+    assert ids(["before=app:2"]) == [3, 2, 1] and ids(["since=app:1"]) == [4, 3]
+    for bad in ("size=1", "dangling=maybe", "before=nope"):
+        with pytest.raises(InvalidArgument):
+            listing.select_images(IMAGES, [bad])

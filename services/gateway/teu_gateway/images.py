@@ -8,7 +8,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_common.rpctypes import Ctx
-from teu_gateway import convert
+from teu_gateway import convert, listing
 from teu_gateway.backends import call, stream
 from teu_gateway.flows import Flows
 
@@ -33,7 +33,8 @@ class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):
 
     async def ListImages(self, request: gw.ListImagesRequest, context: Ctx) -> gw.ListImagesResponse:
         resp = await call("storage", self.st.ListImages(st.ListImagesRequest()))
-        return gw.ListImagesResponse(images=[convert.image(i) for i in resp.images])
+        chosen = listing.select_images(list(resp.images), list(request.filters))
+        return gw.ListImagesResponse(images=[convert.image(i) for i in chosen])
 
     async def InspectImage(self, request: gw.InspectImageRequest, context: Ctx) -> gw.InspectImageResponse:
         resp = await call("storage", self.st.GetImage(st.GetImageRequest(ref=request.image)))

@@ -7,12 +7,14 @@ INVALID_ARGUMENT rather than an empty list.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Callable, Sequence
 from typing import Final
 
 from teu_api.errors import InvalidArgument, NotFound
 from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
 from teu_gateway.limits import shown
 
@@ -120,3 +122,67 @@ def _pattern(value: str) -> re.Pattern[str]:
         return re.compile(value)
     except re.error:
         raise InvalidArgument(f"invalid filter 'name={shown(value)}': not a regular expression") from None
+
+
+IMAGE_KEYS: Final = frozenset({"dangling", "reference", "label", "before", "since"})
+
+
+def select_images(images: Sequence[st.Image], filters: Sequence[str]) -> list[st.Image]:
+    """``images --filter``: dangling (untagged), reference (a glob on name[:tag], as Docker's),
+    label (every one must match), before/since (an image named by name or id)."""
+    wanted: dict[str, list[str]] = {}
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or key not in IMAGE_KEYS:
+            raise InvalidArgument(f"invalid filter {shown(f)}: want one of {', '.join(sorted(IMAGE_KEYS))} as KEY=VALUE")
+        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
+            raise InvalidArgument(f"invalid filter 'dangling={shown(value)}': want true or false")
+        wanted.setdefault(key, []).append(value)
+
+    def anchor(ref: str) -> st.Image:
+        bare = ref.removeprefix("sha256:")
+        for i in images:
+            if (
+                ref in i.repo_tags
+                or f"{ref}:latest" in i.repo_tags
+                or (len(bare) >= 4 and i.id.removeprefix("sha256:").startswith(bare))
+            ):
+                return i
+        raise InvalidArgument(f"invalid filter: no such image {shown(ref)}")
+
+    bounds = [(anchor(r).created_at, -1) for r in wanted.get("before", [])] + [
+        (anchor(r).created_at, 1) for r in wanted.get("since", [])
+    ]
+
+    def passes(i: st.Image) -> bool:
+        if "dangling" in wanted and not any((d.lower() in ("true", "1")) == (not i.repo_tags) for d in wanted["dangling"]):
+            return False
+        if "reference" in wanted and not any(_reference(i, r) for r in wanted["reference"]):
+            return False
+        labels = i.config.labels
+        for f in wanted.get("label", []):
+            key, eq, value = f.partition("=")
+            if key not in labels or (eq and labels[key] != value):
+                return False
+        return all((i.created_at - at) * sign > 0 for at, sign in bounds)
+
+    chosen = [i for i in images if passes(i)]
+    if "reference" not in wanted:
+        return chosen
+    out = []
+    for i in chosen:  # as Docker, only the names that match are shown
+        narrowed = st.Image()
+        narrowed.CopyFrom(i)
+        narrowed.repo_tags[:] = [t for t in i.repo_tags if any(_tag_matches(t, r) for r in wanted["reference"])]
+        out.append(narrowed)
+    return out
+
+
+def _reference(i: st.Image, pattern: str) -> bool:
+    """Docker's reference filter: a glob on one of the names (name:tag, or the name alone)."""
+    return any(_tag_matches(tag, pattern) for tag in i.repo_tags)
+
+
+def _tag_matches(tag: str, pattern: str) -> bool:
+    name = tag.rpartition(":")[0] if ":" in tag.rpartition("/")[2] else tag
+    return fnmatch.fnmatchcase(tag, pattern) or fnmatch.fnmatchcase(name, pattern)

@@ -10,26 +10,38 @@ from typing import Any
 
 from teu import auth
 from teu.cli import format as fmt
-from teu.cli import parse
+from teu.cli import parse, template
 from teu.cli.common import add_format, each, inspect_all, verb
 from teu.cli.progress import CountingReader, Meter
 from teu.client import Client
 from teu.errors import FailedPrecondition, NotFound
+from teu_api.gateway.v1 import gateway_pb2 as gw
+
+IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                 "Size": "SIZE", "Digest": "DIGEST"}  # fmt: skip
+IMAGE_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+
+
+def image_rows(i: gw.ImageSummary) -> list[dict[str, Any]]:
+    """An image as ``images --format`` sees it: a row per tag (one ``<none>`` row without a tag)."""
+    rows = []
+    for tag in list(i.repo_tags) or ["<none>:<none>"]:
+        repo, _, t = tag.rpartition(":")
+        rows.append({"Repository": repo, "Tag": t, "ID": i.id.removeprefix("sha256:")[:12], "Digest": "<none>",
+                     "CreatedSince": f"{fmt.ago(i.created_at)} ago", "CreatedAt": fmt.local_time(i.created_at),
+                     "Size": fmt.size(i.size), "_labels": dict(i.config.labels)})  # fmt: skip
+    return rows
 
 
 def cmd_images(c: Client, a: argparse.Namespace) -> int:
     """Lists images."""
-    images = c.list_images()
+    images = c.list_images(a.filter)
     if a.quiet:
-        for i in images:
-            print(i.id.removeprefix("sha256:")[:12])
+        for i in dict.fromkeys(i.id.removeprefix("sha256:")[:12] for i in images):
+            print(i)
         return 0
-    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
-    for i in images:
-        for tag in list(i.repo_tags) or ["<none>:<none>"]:
-            repo, _, t = tag.rpartition(":")
-            rows.append([repo, t, i.id.removeprefix("sha256:")[:12], f"{fmt.ago(i.created_at)} ago", fmt.size(i.size)])
-    print(fmt.table(rows))
+    for line in template.lines(a.format or IMAGE_TABLE, (r for i in images for r in image_rows(i)), IMAGE_HEADERS):
+        print(line)
     return 0
 
 
@@ -175,11 +187,18 @@ def _image_commands(sub: Any, prefix: str = "") -> None:
         p.set_defaults(func=lambda c, a, fn=name, final=final: cmd_transfer(c, a, fn, final))
 
 
+def _list_flags(p: argparse.ArgumentParser) -> None:
+    """``images`` and ``image ls``."""
+    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("-f", "--filter", action="append", default=[], help="dangling=, reference=, label=, before=, since=")
+    p.add_argument("--format", default="", help="table, json, or a Go template: '{{.Repository}}:{{.Tag}}'")
+    p.set_defaults(func=cmd_images)
+
+
 def register(sub: Any) -> None:
     """Adds the image commands."""
     p = sub.add_parser("images", help="list images")
-    p.add_argument("-q", "--quiet", action="store_true", help="only ids")
-    p.set_defaults(func=cmd_images)
+    _list_flags(p)
     p = sub.add_parser("import", help="import a tarball (file, - for stdin, or http(s) URL) as an image")
     p.add_argument("-c", "--change", action="append", default=[], help="Dockerfile instruction (CMD, ENV...)")
     p.add_argument("file", help="tar file, - for stdin, or an http(s) URL")
@@ -190,9 +209,7 @@ def register(sub: Any) -> None:
     isub = p.add_subparsers(dest="image_verb", required=True, metavar="COMMAND")
     ip = verb(isub, "inspect", "show details of images as JSON", add_format, metavar="IMAGE")
     ip.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_image, fmt.image_json, a.format))
-    ip = isub.add_parser("ls", help="list images")
-    ip.add_argument("-q", "--quiet", action="store_true", help="only ids")
-    ip.set_defaults(func=cmd_images)
+    _list_flags(isub.add_parser("ls", help="list images"))
     ip = isub.add_parser("prune", help="remove unused images")
     ip.add_argument("-a", "--all", action="store_true", help="all unused images, not only untagged ones")
     ip.set_defaults(func=cmd_image_prune)
