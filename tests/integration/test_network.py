@@ -46,7 +46,8 @@ class NamespacedEngine(PrivateEngine):
         """Starts the supervisor under ``nsenter --net`` (only the network namespace changes) with
         bridge networking as the default and the given firewall back-end."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "TEU_METRICS_PORT_BASE": "0", "TEU_DEFAULT_NETWORK": "bridge", "TEU_FIREWALL": self.firewall}
+        env = {"TEU_DNS_UPSTREAM": "none", **os.environ, "TEU_METRICS_PORT_BASE": "0", "TEU_DEFAULT_NETWORK": "bridge",
+               "TEU_FIREWALL": self.firewall, **self.extra_env}  # fmt: skip
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{self.ns}", sys.executable, "-m", "teu_engine",
@@ -448,3 +449,47 @@ def test_dns_flags_and_host_gateway_on_the_bridge(teu: Client) -> None:
     assert [ln for ln in out if ln.startswith("nameserver")] == ["nameserver 192.0.2.53"]
     (gw,) = [ln.split("\t")[0] for ln in out if ln.endswith("\tgw")]
     assert f"default via {gw} dev eth0" in [ln.strip() for ln in out]
+
+
+UPSTREAM = """
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+print("up", flush=True)
+while True:
+    data, addr = s.recvfrom(512)
+    qid, flags = struct.unpack("!HH", data[:4])
+    end = data.index(b"\\0", 12) + 5
+    known = b"\\x08upstream\\x04test\\x00" in data[12:end]
+    header = struct.pack("!HHHHHH", qid, 0x8180 if known else 0x8183, 1, 1 if known else 0, 0, 0)
+    answer = struct.pack("!HHHIH", 0xC00C, 1, 1, 5, 4) + bytes([192, 0, 2, 99]) if known else b""
+    s.sendto(header + data[12:end] + answer, addr)
+"""
+
+
+def test_user_network_dns_answers_aliases_and_relays_to_the_containers_upstream(teu: Client, netns: str) -> None:
+    """--network-alias names answer on the network's DNS; a name no container has is relayed to the
+    asking container's --dns server (one this test runs on loopback in the engine's namespace)."""
+    upstream = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", UPSTREAM],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+    teu.create_network("aliased")
+    db = teu.run_detached(
+        ContainerOptions(image="busybox", cmd=["sleep", "300"], network="aliased", network_aliases=["database"])
+    )
+    try:
+        assert upstream.stdout is not None and upstream.stdout.readline().strip() == "up"
+        r = teu.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "nslookup database; nslookup upstream.test; cat /etc/resolv.conf"],
+                                     network="aliased", dns=["127.0.0.1"], remove=True))  # fmt: skip
+        out = r.stdout.decode()
+        address = teu.inspect(db).network.address.split("/")[0]
+        assert f"Address: {address}" in out and "Address: 192.0.2.99" in out, out
+        assert "nameserver 127.0.0.1" not in out  # the responder relays: the container asks it only
+        with pytest.raises(InvalidArgument, match="user-defined networks"):
+            teu.create(ContainerOptions(image="busybox", network="bridge", network_aliases=["x"]))
+        with pytest.raises(InvalidArgument, match="duplicate network alias"):
+            teu.create(ContainerOptions(image="busybox", network="aliased", network_aliases=["x", "X"]))
+    finally:
+        upstream.kill()
+        upstream.wait()
+        teu.remove(db, force=True)
+        teu.remove_network("aliased")

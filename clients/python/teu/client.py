@@ -168,6 +168,7 @@ class ContainerOptions:
     pid: str = ""
     uts: str = ""
     platform: str = ""
+    network_aliases: list[str] = field(default_factory=list)
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -221,6 +222,7 @@ class ContainerOptions:
             pid=self.pid,
             uts=self.uts,
             platform=self.platform,
+            network_aliases=self.network_aliases,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

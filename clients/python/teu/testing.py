@@ -43,11 +43,17 @@ def wait_ready(client: Client, timeout: float = 30.0) -> None:
             time.sleep(0.05)
 
 
+#: What a private engine starts with unless the environment says otherwise: no bridge by default, no DNS relaying.
+QUIET = {"TEU_DEFAULT_NETWORK": "none", "TEU_DNS_UPSTREAM": "none"}
+
+
 class PrivateEngine:
     """``teu-engine`` with its state and sockets under ``base``; stopping it removes every container.
 
     Containers default to ``--network none`` (loopback only) unless TEU_DEFAULT_NETWORK says otherwise:
-    a private engine in the host's network namespace must not create bridges or rules there.
+    a private engine in the host's network namespace must not create bridges or rules there. Its
+    user networks' DNS relays nothing (TEU_DNS_UPSTREAM=none) unless the caller names an upstream it
+    started itself.
     """
 
     def __init__(self, base: Path, wrap: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
@@ -75,7 +81,7 @@ class PrivateEngine:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*self.wrap, sys.executable, "-m", "teu_engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],
-                env={"TEU_DEFAULT_NETWORK": "none", **os.environ, "TEU_METRICS_PORT_BASE": "0", **self.extra_env},
+                env={**QUIET, **os.environ, "TEU_METRICS_PORT_BASE": "0", **self.extra_env},
                 stdout=log,
                 stderr=log,
                 start_new_session=True,

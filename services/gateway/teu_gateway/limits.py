@@ -107,7 +107,7 @@ def check_config(config: gw.ContainerConfig) -> None:
     _check_count(config.expose, MAX_PORTS, "expose")
     _check_all(config.expose, MAX_WORD, "expose")
     for field, values in (("extra_hosts", config.extra_hosts), ("dns", config.dns), ("dns_search", config.dns_search),
-                          ("dns_options", config.dns_options)):  # fmt: skip
+                          ("dns_options", config.dns_options), ("network_aliases", config.network_aliases)):  # fmt: skip
         _check_count(values, MAX_LABELS, field)
         _check_all(values, MAX_NAME, field)
     _check_count(config.log_opts, 8, "log_opts")

@@ -53,3 +53,19 @@ def resolver_options(entries: Sequence[str]) -> list[str]:
         if not _OPTION.fullmatch(e):
             raise InvalidArgument(f"invalid --dns-option {shown(e)}")
     return list(entries)
+
+
+def aliases(entries: Sequence[str], network: str) -> list[str]:
+    """--network-alias: DNS names on a user network (Docker's rule), each once."""
+    if not entries:
+        return []
+    if network in ("", "bridge", "none", "host") or network.startswith("container:"):
+        raise InvalidArgument("network-scoped aliases are supported only for containers on user-defined networks")
+    seen: set[str] = set()
+    for e in entries:
+        if not _NAME.fullmatch(e):
+            raise InvalidArgument(f"invalid network alias {shown(e)}")
+        if e.lower() in seen:
+            raise InvalidArgument(f"duplicate network alias {shown(e)}")
+        seen.add(e.lower())
+    return list(entries)

@@ -15,6 +15,7 @@ from teu_common.server import Lifecycle, Service, main
 from teu_runtime import cgroups, confine, ociruntime
 from teu_runtime.database import Store
 from teu_runtime.manager import Manager, Settings
+from teu_runtime.network import dns, netconf
 from teu_runtime.network.addressing import DEFAULT_SUBNET
 from teu_runtime.network.networks import Networks, owner_of
 from teu_runtime.service import RuntimeServicer
@@ -47,6 +48,7 @@ async def build(cfg: Config) -> Lifecycle:
         default=os.environ.get("TEU_DEFAULT_NETWORK") or "bridge",
         subnet=os.environ.get("TEU_BRIDGE_SUBNET") or DEFAULT_SUBNET,
         firewall_backend=os.environ.get("TEU_FIREWALL") or None,
+        upstreams=dns.parse_upstreams(os.environ.get("TEU_DNS_UPSTREAM"), netconf.read_host_file()),
     )
     await networks.setup()
     remap = idmap.configured()

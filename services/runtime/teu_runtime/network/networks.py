@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -68,8 +69,9 @@ class Networks:
     """The networks of this engine and the containers' places on them."""
 
     def __init__(self, store: Store, owner: str, default: str = NONE, subnet: str = addressing.DEFAULT_SUBNET,
-                 firewall_backend: str | None = None) -> None:  # fmt: skip
+                 firewall_backend: str | None = None, upstreams: Sequence[tuple[str, int]] = ()) -> None:  # fmt: skip
         self.store = store
+        self.upstreams = list(upstreams)  # the engine's DNS servers, where user networks' responders relay
         self.owner = owner  # alias of every link this engine makes: its audits touch no one else's
         self.records = Records(store)
         self.default = default or NONE
@@ -232,14 +234,20 @@ class Networks:
             assert plan.record is not None and plan.attachment is not None and plan.attachment.address is not None
             perms.public_file(bundle.hosts, netconf.hosts(hostname, plan.attachment.address.ip, c.name, extra))
             gateway = IPv4Address(plan.record.gateway)
-            if plan.record.dns:  # the network's responder first: --dns servers follow it
-                resolv = netconf.resolv_for_dns(gateway) + "".join(f"nameserver {ns}\n" for ns in s.dns)
+            if plan.record.dns:  # the network's responder only: it relays to the --dns servers
+                resolv = netconf.resolv_for_dns(gateway)
             else:
                 resolv = netconf.with_overrides(netconf.resolv_from_host(netconf.read_host_file()), s.dns, (), ())
         perms.public_file(bundle.resolv_conf, netconf.with_overrides(
             resolv, s.dns if plan.kind != BRIDGE else (), s.dns_search, s.dns_options))  # fmt: skip
         binds["/etc/resolv.conf"] = str(bundle.resolv_conf)
         return binds
+
+    def _upstreams(self, nid: str, client: str) -> Sequence[tuple[str, int]]:
+        """Where the responder of network ``nid`` relays a query of the container at ``client``: its
+        --dns servers, else the engine's."""
+        own = self.records.nameservers_of(nid, client)
+        return [(ns, 53) for ns in own] if own else self.upstreams
 
     def _host_gateway(self, plan: Plan) -> str:
         """What --add-host NAME:host-gateway means: the address of the container's bridge, else the
@@ -284,7 +292,9 @@ class Networks:
             if record.dns and record.id not in self._dns:
                 nid = record.id
                 try:
-                    self._dns[nid] = await Responder.start(record.gateway, lambda name: self.records.lookup(nid, name))
+                    self._dns[nid] = await Responder.start(
+                        record.gateway, lambda name: self.records.lookup(nid, name), lambda client: self._upstreams(nid, client)
+                    )
                 except OSError as exc:  # no name resolution is better than no network; retried on the next start
                     log.error("dns_unavailable", network=record.name, address=record.gateway, error=str(exc))
         if created:

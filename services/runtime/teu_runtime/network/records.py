@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from teu_api.errors import AlreadyExists, InvalidArgument, Unavailable
+from teu_api.runtime.v1 import runtime_pb2
 from teu_api.types.v1 import types_pb2
 from teu_runtime.database import Store
 from teu_runtime.network import addressing, ports
@@ -175,10 +176,26 @@ class Records:
         return {str(c): str(a) for c, a in rows}
 
     def lookup(self, nid: str, name: str) -> IPv4Address | None:
-        """The address on network ``nid`` of the container named ``name`` (or with that short id)."""
+        """The address on network ``nid`` of the container named ``name`` (or with that short id, or
+        that network alias)."""
+        want = name.lower().rstrip(".")
         rows = self.store.query(
-            "SELECT a.address FROM attachments a JOIN containers c ON c.id = a.container_id "
-            "WHERE a.network = ? AND a.address IS NOT NULL AND (lower(c.name) = ? OR substr(c.id, 1, 12) = ?)",
-            (nid, name.lower().rstrip("."), name.lower().rstrip(".")),
+            "SELECT a.address, c.name, c.id, c.spec FROM attachments a JOIN containers c ON c.id = a.container_id "
+            "WHERE a.network = ? AND a.address IS NOT NULL",
+            (nid,),
         )
-        return IPv4Address(rows[0][0]) if rows else None
+        for address, cname, cid, _ in rows:
+            if str(cname).lower() == want or str(cid)[:12] == want:
+                return IPv4Address(address)
+        for address, _, _, spec in rows:
+            if want in (a.lower() for a in runtime_pb2.ContainerSpec.FromString(spec).network_aliases):
+                return IPv4Address(address)
+        return None
+
+    def nameservers_of(self, nid: str, address: str) -> list[str]:
+        """The --dns servers of the container at ``address`` on network ``nid`` (none: the engine's)."""
+        rows = self.store.query(
+            "SELECT c.spec FROM attachments a JOIN containers c ON c.id = a.container_id WHERE a.network = ? AND a.address = ?",
+            (nid, address),
+        )
+        return list(runtime_pb2.ContainerSpec.FromString(rows[0][0]).dns) if rows else []
