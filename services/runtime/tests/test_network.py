@@ -193,7 +193,8 @@ def test_dns_answers_known_names() -> None:
 
 
 def test_dns_refuses_to_know_other_names() -> None:
-    """Unknown names are NXDOMAIN (never forwarded); AAAA of a known name is an empty NOERROR; junk is FORMERR or ignored."""
+    """Unknown names are NXDOMAIN when there is no upstream to relay to; AAAA of a known name is an
+    empty NOERROR; junk is FORMERR or ignored."""
     reply = dns.answer(dns.parse_query(query("example.com")), lookup)
     assert struct.unpack_from("!H", reply, 2)[0] & 0xF == dns.NXDOMAIN
     reply = dns.answer(dns.parse_query(query("db", dns.TYPE_AAAA)), lookup)
@@ -202,6 +203,40 @@ def test_dns_refuses_to_know_other_names() -> None:
         with pytest.raises(dns.Malformed):
             dns.parse_query(junk)
     assert dns.formerr(b"\x12") is None and dns.formerr(b"\x12\x34junk") is not None
+
+
+def test_dns_upstreams_from_the_setting_or_the_hosts_resolv_conf() -> None:
+    host = "# comment\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nsearch lan\n"
+    assert dns.parse_upstreams(None, host) == [("127.0.0.53", 53), ("fe80::1", 53)]
+    assert dns.parse_upstreams("10.0.0.1, 127.0.0.1:5353,[::1]:53", host) == [("10.0.0.1", 53), ("127.0.0.1", 5353), ("::1", 53)]
+    assert dns.parse_upstreams("none", host) == []
+
+
+def test_dns_relays_unknown_names_and_says_servfail_when_nobody_answers() -> None:
+    """A query for a name no container has goes to the upstream as it is and its reply comes back;
+    with no reply, SERVFAIL."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        up.bind(("127.0.0.1", 0))
+        up.setblocking(False)
+        port = up.getsockname()[1]
+
+        async def serve() -> None:
+            data, addr = await loop.sock_recvfrom(up, 512)
+            await loop.sock_sendto(up, data[:2] + b"\x81\x80" + data[4:], addr)
+
+        server = asyncio.create_task(serve())
+        reply = await dns.ask(("127.0.0.1", port), query("example.com"))
+        await server
+        assert reply is not None and reply[:2] == query("example.com")[:2] and reply[2:4] == b"\x81\x80"
+        assert await dns.ask(("127.0.0.1", port), query("example.com"), timeout=0.2) is None
+        up.close()
+        q = dns.parse_query(query("example.com"))
+        assert struct.unpack_from("!H", dns.servfail(q), 2)[0] & 0xF == dns.SERVFAIL
+
+    asyncio.run(body())
 
 
 # -- rules and files ----------------------------------------------------------------------------
