@@ -156,6 +156,8 @@ def options(a: argparse.Namespace) -> ContainerOptions:
 
 def cmd_run(c: Client, a: argparse.Namespace) -> int:
     """Runs a command in a new container; exits with its exit code."""
+    if a.interactive or a.tty:
+        interactive.detach_keys(a.detach_keys)  # a bad sequence is refused before the engine is asked anything
     opts, record = options(a), cidfile(a.cidfile)
     images.ensure_image(c, a.image, a.pull)
     if a.detach:
