@@ -405,8 +405,13 @@ def test_cli_network_commands_and_publish(neteng: NamespacedEngine, netns: str) 
         "while chunk := s.recv(4096): body += chunk\nprint(body.decode())"
     )  # read to EOF: headers and body may come apart
     assert "clipage" in in_ns(netns, sys.executable, "-c", fetch).stdout
+    assert "clinet" not in cli("network", "ls", "--filter", "dangling=true", "--format", "{{.Name}}").stdout.split()
     assert cli("rm", "-f", "cliweb").returncode == 0
-    assert cli("network", "rm", "clinet").returncode == 0
+    assert cli(
+        "network", "ls", "--filter", "type=custom", "--filter", "name=clin", "--format", "{{.Name}} {{.Driver}}"
+    ).stdout == ("clinet bridge\n")
+    assert cli("network", "ls", "--filter", "type=builtin", "-q").stdout.split() != []
+    assert cli("network", "prune", "-f").stdout.split() == ["Deleted", "Networks:", "clinet"]
     assert "clinet" not in cli("network", "ls").stdout
 
 

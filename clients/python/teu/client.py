@@ -458,9 +458,13 @@ class Client(ImagesMixin):
         req = gw.CreateNetworkRequest(name=name, subnet=subnet)
         return unary(self.networks.CreateNetwork, req).network
 
-    def list_networks(self) -> builtins.list[types_pb2.Network]:
-        """Networks by name."""
-        return list(unary(self.networks.ListNetworks, gw.ListNetworksRequest()).networks)
+    def list_networks(self, filters: Sequence[str] = ()) -> builtins.list[types_pb2.Network]:
+        """Networks by name; ``filters`` as Docker's (name=, id=, driver=, type=custom|builtin, dangling=)."""
+        return list(unary(self.networks.ListNetworks, gw.ListNetworksRequest(filters=list(filters))).networks)
+
+    def prune_networks(self) -> builtins.list[str]:
+        """Removes the user networks no container is on; returns their names."""
+        return list(unary(self.networks.PruneNetworks, gw.PruneNetworksRequest()).deleted)
 
     def inspect_network(self, network: str) -> types_pb2.Network:
         """One network."""

@@ -186,3 +186,28 @@ def _reference(i: st.Image, pattern: str) -> bool:
 def _tag_matches(tag: str, pattern: str) -> bool:
     name = tag.rpartition(":")[0] if ":" in tag.rpartition("/")[2] else tag
     return fnmatch.fnmatchcase(tag, pattern) or fnmatch.fnmatchcase(name, pattern)
+
+
+NETWORK_KEYS: Final = frozenset({"name", "id", "driver", "type", "dangling"})
+DEFAULT_NETWORK: Final = "bridge"
+
+
+def select_networks(networks: Sequence[types_pb2.Network], filters: Sequence[str]) -> list[types_pb2.Network]:
+    """``network ls --filter``: name (substring), id (prefix), driver, type=custom|builtin (the
+    default bridge is the built-in one), dangling (no container on it now)."""
+    wanted: dict[str, list[str]] = {}
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or key not in NETWORK_KEYS:
+            raise InvalidArgument(f"invalid filter {shown(f)}: want one of {', '.join(sorted(NETWORK_KEYS))} as KEY=VALUE")
+        if key == "type" and value not in ("custom", "builtin"):
+            raise InvalidArgument(f"invalid filter 'type={shown(value)}': want custom or builtin")
+        wanted.setdefault(key, []).append(value)
+    checks: dict[str, Callable[[types_pb2.Network, str], bool]] = {
+        "name": lambda n, v: v in n.name,
+        "id": lambda n, v: n.id.startswith(v),
+        "driver": lambda n, v: n.driver == v,
+        "type": lambda n, v: (n.name == DEFAULT_NETWORK) == (v == "builtin"),
+        "dangling": lambda n, v: (not n.containers) == (v.lower() in ("true", "1")),
+    }
+    return [n for n in networks if all(any(checks[k](n, v) for v in vs) for k, vs in wanted.items())]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from teu_api.errors import FailedPrecondition, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_common.rpctypes import Ctx
+from teu_gateway import listing
 from teu_gateway.backends import call
 from teu_gateway.flows import Flows
 
@@ -23,7 +25,8 @@ class NetworksServicer(gateway_pb2_grpc.NetworksServiceServicer):
 
     async def ListNetworks(self, request: gw.ListNetworksRequest, context: Ctx) -> gw.ListNetworksResponse:
         resp: rt.ListNetworksResponse = await call("runtime", self.rt.ListNetworks(rt.ListNetworksRequest()))
-        return gw.ListNetworksResponse(networks=list(resp.networks))
+        chosen = listing.select_networks(list(resp.networks), list(request.filters))
+        return gw.ListNetworksResponse(networks=chosen)
 
     async def InspectNetwork(self, request: gw.InspectNetworkRequest, context: Ctx) -> gw.InspectNetworkResponse:
         resp: rt.GetNetworkResponse = await call("runtime", self.rt.GetNetwork(rt.GetNetworkRequest(ref=request.network)))
@@ -33,3 +36,16 @@ class NetworksServicer(gateway_pb2_grpc.NetworksServiceServicer):
         req = rt.RemoveNetworkRequest(ref=request.network)
         resp: rt.RemoveNetworkResponse = await call("runtime", self.rt.RemoveNetwork(req))
         return gw.RemoveNetworkResponse(network=resp.network)
+
+    async def PruneNetworks(self, request: gw.PruneNetworksRequest, context: Ctx) -> gw.PruneNetworksResponse:
+        resp: rt.ListNetworksResponse = await call("runtime", self.rt.ListNetworks(rt.ListNetworksRequest()))
+        deleted = []
+        for n in resp.networks:
+            if n.name == listing.DEFAULT_NETWORK or n.containers:
+                continue
+            try:
+                await call("runtime", self.rt.RemoveNetwork(rt.RemoveNetworkRequest(ref=n.id)))
+            except (FailedPrecondition, NotFound):
+                continue  # a stopped container is on it, or it went meanwhile
+            deleted.append(n.name)
+        return gw.PruneNetworksResponse(deleted=deleted)

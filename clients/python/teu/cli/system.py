@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from teu.cli import format as fmt
+from teu.cli import template
 from teu.cli.common import add_format, each, inspect_all, verb
 from teu.client import Client
 
@@ -61,11 +62,29 @@ def network_json(n: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Subnet": "SUBNET",
+                   "CreatedAt": "CREATED AT"}  # fmt: skip
+
+
 def cmd_network_ls(c: Client, a: argparse.Namespace) -> int:
     """Lists networks."""
-    rows = [["NETWORK ID", "NAME", "DRIVER", "SUBNET"]]
-    rows += [[n.id[:12], n.name, n.driver, n.subnet] for n in c.list_networks()]
-    print(fmt.table(rows))
+    found = c.list_networks(a.filter)
+    if a.quiet:
+        for n in found:
+            print(n.id[:12])
+        return 0
+    rows = ({"ID": n.id[:12], "Name": n.name, "Driver": n.driver, "Scope": "local", "Subnet": n.subnet,
+             "CreatedAt": fmt.local_time(n.created_at)} for n in found)  # fmt: skip
+    for line in template.lines(a.format or "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}", rows, NETWORK_HEADERS):
+        print(line)
+    return 0
+
+
+def cmd_network_prune(c: Client, a: argparse.Namespace) -> int:
+    """Removes unused user networks."""
+    deleted = c.prune_networks()
+    if deleted:
+        print("Deleted Networks:\n" + "\n".join(deleted))
     return 0
 
 
@@ -87,7 +106,14 @@ def register(sub: Any) -> None:
     np.add_argument("--subnet", default="", help="IPv4 subnet in CIDR (default: a free /24)")
     np.add_argument("name")
     np.set_defaults(func=lambda c, a: print(c.create_network(a.name, a.subnet).id) or 0)
-    nsub.add_parser("ls", help="list networks").set_defaults(func=cmd_network_ls)
+    np = nsub.add_parser("ls", help="list networks")
+    np.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    np.add_argument("-f", "--filter", action="append", default=[], help="name=, id=, driver=, type=custom|builtin, dangling=")
+    np.add_argument("--format", default="", help="table, json, or a Go template: '{{.Name}}'")
+    np.set_defaults(func=cmd_network_ls)
+    np = nsub.add_parser("prune", help="remove the user networks no container is on")
+    np.add_argument("-f", "--force", action="store_true", help="do not ask (Teu never asks)")
+    np.set_defaults(func=cmd_network_prune)
     np = verb(nsub, "inspect", "show details of networks as JSON", add_format, metavar="NETWORK")
     np.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect_network, network_json, a.format))
     np = verb(nsub, "rm", "remove networks", metavar="NETWORK")

@@ -1403,6 +1403,11 @@ class NetworksServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkResponse.FromString,
                 _registered_method=True)
+        self.PruneNetworks = channel.unary_unary(
+                '/teu.gateway.v1.NetworksService/PruneNetworks',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksResponse.FromString,
+                _registered_method=True)
 
 
 class NetworksServiceServicer:
@@ -1438,6 +1443,13 @@ class NetworksServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PruneNetworks(self, request, context):
+        """Removes the user networks no container (of any state) is on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NetworksServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1460,6 +1472,11 @@ def add_NetworksServiceServicer_to_server(servicer, server):
                     servicer.RemoveNetwork,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkResponse.SerializeToString,
+            ),
+            'PruneNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneNetworks,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1571,6 +1588,33 @@ class NetworksService:
             '/teu.gateway.v1.NetworksService/RemoveNetwork',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.RemoveNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.NetworksService/PruneNetworks',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -470,6 +470,8 @@ class NetworksServiceStub:
     """One network with its containers. NOT_FOUND if unknown."""
     RemoveNetwork: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RemoveNetworkRequest, _gateway_pb2.RemoveNetworkResponse]
     """Removes a network. FAILED_PRECONDITION while containers use it."""
+    PruneNetworks: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneNetworksRequest, _gateway_pb2.PruneNetworksResponse]
+    """Removes the user networks no container (of any state) is on."""
 
 @_typing.type_check_only
 class NetworksServiceAsyncStub(NetworksServiceStub):
@@ -486,6 +488,8 @@ class NetworksServiceAsyncStub(NetworksServiceStub):
     """One network with its containers. NOT_FOUND if unknown."""
     RemoveNetwork: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RemoveNetworkRequest, _gateway_pb2.RemoveNetworkResponse]  # type: ignore[assignment]
     """Removes a network. FAILED_PRECONDITION while containers use it."""
+    PruneNetworks: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneNetworksRequest, _gateway_pb2.PruneNetworksResponse]  # type: ignore[assignment]
+    """Removes the user networks no container (of any state) is on."""
 
 class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
     """Networks containers join."""
@@ -523,6 +527,14 @@ class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.RemoveNetworkResponse, _abc.Awaitable[_gateway_pb2.RemoveNetworkResponse]]:
         """Removes a network. FAILED_PRECONDITION while containers use it."""
+
+    @_abc_1.abstractmethod
+    def PruneNetworks(
+        self,
+        request: _gateway_pb2.PruneNetworksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.PruneNetworksResponse, _abc.Awaitable[_gateway_pb2.PruneNetworksResponse]]:
+        """Removes the user networks no container (of any state) is on."""
 
 def add_NetworksServiceServicer_to_server(servicer: NetworksServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
