@@ -14,6 +14,8 @@ def _fmt(v: float | None, unit: str) -> str:
         return "n/a"
     if unit == "s":
         return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
+    if unit == "x":
+        return f"{v:.2f}x"
     return f"{v:.1f} {unit}"
 
 

@@ -255,14 +255,18 @@ def s6_scale(b: Bench) -> list[Result]:
     for size in sizes:
         for e in b.engines:
             _parallel([e.cmd("create", "--name", f"s{i}", "busybox", "true") for i in range(present, size)], e.env, workers=4)
-            subprocess.run(e.cmd("create", "--name", "probe", "busybox", "true"), env=e.env, check=True, capture_output=True)
+            subprocess.run(e.cmd("create", "--name", "probe", "-l", "bench=probe", "busybox", "true"), env=e.env, check=True,
+                           capture_output=True)  # fmt: skip
         present = size
         ps, insp = b.result(f"ps -a with {size} containers"), b.result(f"inspect with {size} containers")
+        labelled = b.result(f"ps -a --filter label=bench=probe with {size} containers")
         alternate(ps, {e.name: (lambda e=e: timed(e.cmd("ps", "-a"), e.env)) for e in b.engines}, runs=5, warmup=1)
+        alternate(labelled, {e.name: (lambda e=e: timed(e.cmd("ps", "-a", "--filter", "label=bench=probe"), e.env))
+                             for e in b.engines}, runs=5, warmup=1)  # fmt: skip
         alternate(insp, {e.name: (lambda e=e: timed(e.cmd("inspect", "probe"), e.env)) for e in b.engines}, runs=5, warmup=1)
         for e in b.engines:
             subprocess.run(e.cmd("rm", "probe"), env=e.env, check=True, capture_output=True)
-        results += [ps, insp]
+        results += [ps, labelled, insp]
     return results
 
 
@@ -288,6 +292,11 @@ def s7_network(b: Bench) -> list[Result]:
             "none": (["--network", "none"], ["--network", "none"]),
             "bridge": (["--network", "bridge"], ["--network", "podman"]),
         }
+        host_dir = b.base / "bind-source"
+        host_dir.mkdir(exist_ok=True)
+        rich = [*(f for i in (1, 2) for f in ("-v", f"benchvol{i}:/v{i}")), "-v", f"{host_dir}:/v3",
+                "-p", "127.0.0.1::80", "-p", "127.0.0.1::81"]  # fmt: skip
+        runs["bridge, 3 volumes + 2 published ports"] = (["--network", "bridge", *rich], ["--network", "podman", *rich])
         results = []
         for mode, (teu_flags, pod_flags) in runs.items():
             r = b.result(f"run --rm true, --network {mode} (in a netns)")
@@ -299,10 +308,13 @@ def s7_network(b: Bench) -> list[Result]:
             }, runs=8 if b.quick else 20, warmup=2)  # fmt: skip
             results.append(r)
         over = b.result("bridge overhead over none (median difference)")
-        over.na["docker"] = "not measured in a netns"
+        extra = b.result("3 volumes + 2 ports over a plain bridge run (median ratio)", unit="x")
+        for r in (over, extra):
+            r.na["docker"] = "not measured in a netns"
         for who in ("teu", "podman"):
             over.samples[who] = [(results[1].median(who) or 0) - (results[0].median(who) or 0)]
-        return [*results, over]
+            extra.samples[who] = [(results[2].median(who) or 0) / (results[1].median(who) or 1)]
+        return [*results, over, extra]
     finally:
         if engine:
             engine.stop()

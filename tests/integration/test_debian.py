@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from conftest import REPO, Engine
+from conftest import Engine, debian_tar
 from teu.client import Client, ContainerOptions
 from teu_api.types.v1 import types_pb2
-
-DEBIAN_TAR = REPO / "build" / "debian.tar"
 
 
 @pytest.fixture(scope="module")
 def debian(engine: Engine) -> str:
-    """The `debian` image, built once with `scripts/build-debian-image.sh` (skipped if the mirror is unreachable)."""
-    if not DEBIAN_TAR.exists():
-        DEBIAN_TAR.parent.mkdir(exist_ok=True)
-        built = subprocess.run([str(REPO / "scripts" / "build-debian-image.sh"), str(DEBIAN_TAR)],
-                               capture_output=True, text=True, timeout=900)  # fmt: skip
-        if built.returncode == 3:
-            pytest.skip(f"debootstrap cannot reach the Debian mirror: {built.stderr.strip()}")
-        assert built.returncode == 0, built.stderr
-    with Client(engine.target) as c, DEBIAN_TAR.open("rb") as f:
+    """The `debian` image (see conftest.debian_tar)."""
+    with Client(engine.target) as c, debian_tar().open("rb") as f:
         c.import_image(f, "debian:12", types_pb2.ImageConfig(cmd=["bash"]))
     return "debian:12"
 

@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from conftest import IMAGE_TAR, REPO
+from teu import mounts
 from teu.client import Client, ContainerOptions
 from teu.errors import FailedPrecondition, InvalidArgument, TeuError, from_status
 from teu.testing import PrivateEngine, wait_ready, wait_until
@@ -498,3 +499,29 @@ def test_user_network_dns_answers_aliases_and_relays_to_the_containers_upstream(
         upstream.wait()
         teu.remove(db, force=True)
         teu.remove_network("aliased")
+
+
+def test_debian_serves_a_bind_mounted_directory_on_a_published_port(teu: Client, netns: str, tmp_path: Path) -> None:
+    """A real payload: Debian's python3 serves a host directory bind-mounted read-only, on a port
+    published on a free host port; the host reads the file back, and a change made on the host shows."""
+    from conftest import debian_tar
+    from teu.cli import parse
+
+    with debian_tar().open("rb") as f:
+        teu.import_image(f, "debian:12", types_pb2.ImageConfig(cmd=["bash"]))
+    (tmp_path / "index.html").write_text("served from the host\n")
+    cid = teu.run_detached(ContainerOptions(
+        image="debian:12", cmd=["python3", "-m", "http.server", "8000", "--directory", "/srv/www"],
+        mounts=[mounts.volume(f"{tmp_path}:/srv/www:ro")], ports=parse.ports("127.0.0.1::8000"),
+    ))  # fmt: skip
+    try:
+        (published,) = teu.inspect(cid).network.ports
+        url = f"http://127.0.0.1:{published.host_port}/index.html"
+        wait_until(lambda: in_ns(netns, sys.executable, "-c",
+                                 f"import socket; socket.create_connection(('127.0.0.1', {published.host_port}), 2)").returncode == 0,
+                   timeout=30)  # fmt: skip
+        assert fetch(netns, url) == "served from the host\n"
+        (tmp_path / "index.html").write_text("changed on the host\n")
+        assert fetch(netns, url) == "changed on the host\n"
+    finally:
+        teu.remove(cid, force=True)
