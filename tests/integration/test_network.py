@@ -525,3 +525,30 @@ def test_debian_serves_a_bind_mounted_directory_on_a_published_port(teu: Client,
         assert fetch(netns, url) == "changed on the host\n"
     finally:
         teu.remove(cid, force=True)
+
+
+def test_network_create_options_gateway_ip_range_internal_labels(teu: Client, netns: str, backend: str) -> None:
+    """--gateway is the bridge's address, --ip-range where addresses come from, --internal drops the
+    masquerade, --label shows and filters; a gateway outside the subnet is refused and nothing is made."""
+    teu.create_network("opts", subnet="10.96.5.0/24", gateway="10.96.5.254", ip_range="10.96.5.128/25", internal=True,
+                       labels={"tier": "backend"})  # fmt: skip
+    try:
+        n = teu.inspect_network("opts")
+        assert (n.gateway, n.ip_range, n.internal, dict(n.labels)) == ("10.96.5.254", "10.96.5.128/25", True, {"tier": "backend"})
+        r = teu.run(
+            ContainerOptions(image="busybox", cmd=["sh", "-c", "ip -4 addr show eth0; ip route"], network="opts", remove=True)
+        )
+        out = r.stdout.decode()
+        assert "inet 10.96.5.128/24" in out and "default via 10.96.5.254" in out, out
+        assert [x.name for x in teu.list_networks(["label=tier=backend"])] == ["opts"]
+        rules = in_ns(netns, "nft", "list", "ruleset").stdout if backend == "nftables" else in_ns(netns, "iptables-save").stdout
+        assert "10.96.5.0/24" not in "\n".join(line for line in rules.splitlines() if "asquerade" in line.lower())
+        with pytest.raises(InvalidArgument, match="not a host address"):
+            teu.create_network("badgw", subnet="10.96.6.0/24", gateway="10.96.7.1")
+        with pytest.raises(InvalidArgument, match="not inside"):
+            teu.create_network("badrange", subnet="10.96.6.0/24", ip_range="10.96.7.0/25")
+        assert {x.name for x in teu.list_networks()} >= {"opts"} and not {"badgw", "badrange"} & {
+            x.name for x in teu.list_networks()
+        }
+    finally:
+        teu.remove_network("opts")

@@ -453,9 +453,11 @@ class Client(ImagesMixin):
 
     # -- networks ---------------------------------------------------------------------------------
 
-    def create_network(self, name: str, subnet: str = "") -> types_pb2.Network:
-        """Creates a bridge network."""
-        req = gw.CreateNetworkRequest(name=name, subnet=subnet)
+    def create_network(self, name: str, subnet: str = "", gateway: str = "", ip_range: str = "", internal: bool = False,
+                       labels: dict[str, str] | None = None) -> types_pb2.Network:  # fmt: skip
+        """Creates a bridge network (``internal``: nothing leaves it)."""
+        req = gw.CreateNetworkRequest(name=name, subnet=subnet, gateway=gateway, ip_range=ip_range, internal=internal,
+                                      labels=labels or {})  # fmt: skip
         return unary(self.networks.CreateNetwork, req).network
 
     def list_networks(self, filters: Sequence[str] = ()) -> builtins.list[types_pb2.Network]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from teu_api.errors import InvalidArgument, NotFound
@@ -46,8 +46,13 @@ def parse(filters: Sequence[str]) -> dict[str, list[str]]:
 
 
 def _label(c: rt.Container, want: str) -> bool:
+    return _labelled(c.spec.labels, want)
+
+
+def _labelled(labels: Mapping[str, str], want: str) -> bool:
+    """Whether ``labels`` has ``want``: "key" (any value) or "key=value"."""
     key, eq, value = want.partition("=")
-    return key in c.spec.labels and (not eq or c.spec.labels[key] == value)
+    return key in labels and (not eq or labels[key] == value)
 
 
 def _port(spec: str) -> tuple[int, str]:
@@ -188,13 +193,13 @@ def _tag_matches(tag: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(tag, pattern) or fnmatch.fnmatchcase(name, pattern)
 
 
-NETWORK_KEYS: Final = frozenset({"name", "id", "driver", "type", "dangling"})
+NETWORK_KEYS: Final = frozenset({"name", "id", "driver", "type", "dangling", "label"})
 DEFAULT_NETWORK: Final = "bridge"
 
 
 def select_networks(networks: Sequence[types_pb2.Network], filters: Sequence[str]) -> list[types_pb2.Network]:
     """``network ls --filter``: name (substring), id (prefix), driver, type=custom|builtin (the
-    default bridge is the built-in one), dangling (no container on it now)."""
+    default bridge is the built-in one), dangling (no container on it now), label (every one)."""
     wanted: dict[str, list[str]] = {}
     for f in filters:
         key, eq, value = f.partition("=")
@@ -209,5 +214,8 @@ def select_networks(networks: Sequence[types_pb2.Network], filters: Sequence[str
         "driver": lambda n, v: n.driver == v,
         "type": lambda n, v: (n.name == DEFAULT_NETWORK) == (v == "builtin"),
         "dangling": lambda n, v: (not n.containers) == (v.lower() in ("true", "1")),
+        "label": lambda n, v: (
+            v.partition("=")[0] in n.labels and (not v.partition("=")[1] or n.labels[v.partition("=")[0]] == v.partition("=")[2])
+        ),
     }
-    return [n for n in networks if all(any(checks[k](n, v) for v in vs) for k, vs in wanted.items())]
+    return [n for n in networks if all((all if k == "label" else any)(checks[k](n, v) for v in vs) for k, vs in wanted.items())]

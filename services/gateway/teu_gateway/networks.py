@@ -7,7 +7,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_common.rpctypes import Ctx
-from teu_gateway import listing
+from teu_gateway import limits, listing
 from teu_gateway.backends import call
 from teu_gateway.flows import Flows
 
@@ -19,7 +19,10 @@ class NetworksServicer(gateway_pb2_grpc.NetworksServiceServicer):
         self.rt = flows.b.runtime
 
     async def CreateNetwork(self, request: gw.CreateNetworkRequest, context: Ctx) -> gw.CreateNetworkResponse:
-        req = rt.CreateNetworkRequest(name=request.name, subnet=request.subnet)
+        limits.check_labels(request.labels)
+        r = request
+        req = rt.CreateNetworkRequest(name=r.name, subnet=r.subnet, gateway=r.gateway, ip_range=r.ip_range, internal=r.internal,
+                                      labels=r.labels)  # fmt: skip
         resp: rt.CreateNetworkResponse = await call("runtime", self.rt.CreateNetwork(req))
         return gw.CreateNetworkResponse(network=resp.network)
 

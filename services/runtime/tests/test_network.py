@@ -453,3 +453,24 @@ def test_user_networks_and_their_errors(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(FailedPrecondition):
         asyncio.run(n.remove("bridge"))
     assert [x.name for x in n.list()] == ["bridge", "one"]
+
+
+def test_an_internal_network_gets_no_masquerade_and_nothing_forwarded_out() -> None:
+    rs = firewall.Ruleset((firewall.Bridge("teu0", "10.88.0.0/16"), firewall.Bridge("teu-x", "10.96.0.0/24", internal=True)), ())
+    nft = firewall.render_nft(rs)
+    assert "ip saddr 10.88.0.0/16" in nft and "ip saddr 10.96.0.0/24" not in nft
+    assert 'iifname "teu-x" oifname != "teu-x" drop' in nft
+    ipt = firewall.render_iptables(rs)
+    assert "-s 10.96.0.0/24" not in ipt and "-A TEU-FORWARD -i teu-x ! -o teu-x -j DROP" in ipt
+
+
+def test_addresses_come_from_the_ip_range_and_a_gateway_must_be_in_the_subnet() -> None:
+    net = IPv4Network("10.96.5.0/24")
+    assert str(addressing.first_free_address(net, [], IPv4Network("10.96.5.128/25"))) == "10.96.5.128/24"
+    assert (
+        str(addressing.first_free_address(net, [IPv4Address("10.96.5.254")], IPv4Network("10.96.5.252/30"))) == "10.96.5.252/24"
+    )
+    with pytest.raises(InvalidArgument):
+        addressing.check_gateway(net, "10.96.5.255")
+    with pytest.raises(InvalidArgument):
+        addressing.check_ip_range(net, "10.96.0.0/16")

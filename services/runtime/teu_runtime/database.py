@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS networks (
     gateway TEXT NOT NULL,
     bridge TEXT NOT NULL UNIQUE,
     dns INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS attachments (
     container_id TEXT PRIMARY KEY,
@@ -112,6 +113,13 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Brings a database made by an earlier version up to the schema (columns added since)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(networks)")}
+        if "extra" not in columns:  # internal, ip_range, labels of a network (JSON)
+            self._db.execute("ALTER TABLE networks ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
 
     def close(self) -> None:
         """Closes the database."""

@@ -57,7 +57,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         return out
 
     async def CreateNetwork(self, request: pb.CreateNetworkRequest, context: Ctx) -> pb.CreateNetworkResponse:
-        return pb.CreateNetworkResponse(network=await self.m.networks.create(request.name, request.subnet))
+        return pb.CreateNetworkResponse(network=await self.m.networks.create(request.name, request.subnet, request))
 
     async def GetNetwork(self, request: pb.GetNetworkRequest, context: Ctx) -> pb.GetNetworkResponse:
         return pb.GetNetworkResponse(network=self.m.networks.get(request.ref))

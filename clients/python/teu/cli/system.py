@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from teu.cli import format as fmt
-from teu.cli import template
+from teu.cli import parse, template
 from teu.cli.common import add_format, each, inspect_all, verb
 from teu.client import Client
 
@@ -55,10 +55,12 @@ def cmd_prune(c: Client, a: argparse.Namespace) -> int:
 
 def network_json(n: Any) -> dict[str, Any]:
     """A network as ``docker network inspect`` shapes it."""
+    ipam = {"Subnet": n.subnet, "Gateway": n.gateway, **({"IPRange": n.ip_range} if n.ip_range else {})}
     return {
-        "Name": n.name, "Id": n.id, "Created": fmt.rfc3339(n.created_at), "Driver": n.driver,
-        "IPAM": {"Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]}, "Options": {"bridge": n.bridge},
+        "Name": n.name, "Id": n.id, "Created": fmt.rfc3339(n.created_at), "Scope": "local", "Driver": n.driver,
+        "Internal": n.internal, "IPAM": {"Driver": "default", "Config": [ipam]}, "Options": {"bridge": n.bridge},
         "Containers": {cid: {"IPv4Address": addr} for cid, addr in n.containers.items()}, "DNS": n.dns,
+        "Labels": dict(n.labels),
     }  # fmt: skip
 
 
@@ -104,8 +106,14 @@ def register(sub: Any) -> None:
     nsub = p.add_subparsers(dest="network_verb", required=True, metavar="COMMAND")
     np = nsub.add_parser("create", help="create a bridge network")
     np.add_argument("--subnet", default="", help="IPv4 subnet in CIDR (default: a free /24)")
+    np.add_argument("--gateway", default="", help="the bridge's address in the subnet")
+    np.add_argument("--ip-range", default="", help="give container addresses from this part of the subnet (CIDR)")
+    np.add_argument("--internal", action="store_true", help="nothing leaves the network")
+    np.add_argument("--label", action="append", default=[], help="set metadata")
+    np.add_argument("-d", "--driver", default="bridge", choices=["bridge"], help="network driver (bridge)")
     np.add_argument("name")
-    np.set_defaults(func=lambda c, a: print(c.create_network(a.name, a.subnet).id) or 0)
+    np.set_defaults(func=lambda c, a: print(c.create_network(a.name, a.subnet, a.gateway, a.ip_range, a.internal,
+                                                             parse.labels(a.label)).id) or 0)  # fmt: skip
     np = nsub.add_parser("ls", help="list networks")
     np.add_argument("-q", "--quiet", action="store_true", help="only ids")
     np.add_argument("-f", "--filter", action="append", default=[], help="name=, id=, driver=, type=custom|builtin, dangling=")

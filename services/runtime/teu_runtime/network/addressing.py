@@ -78,15 +78,40 @@ def gateway_of(net: IPv4Network) -> IPv4Address:
     return net.network_address + 1
 
 
-def first_free_address(net: IPv4Network, used: Iterable[IPv4Address]) -> IPv4Interface | None:
-    """The lowest host address of ``net`` that is neither the gateway nor in ``used``."""
+def first_free_address(net: IPv4Network, used: Iterable[IPv4Address], within: IPv4Network | None = None) -> IPv4Interface | None:
+    """The lowest host address of ``net`` (of ``within``, a part of it, if given) that is neither
+    the default gateway nor in ``used``."""
     taken = set(used) | {gateway_of(net)}
-    last = int(net.broadcast_address)
-    for value in range(int(net.network_address) + 2, last):
+    pool = within or net
+    first = max(int(pool.network_address), int(net.network_address) + 1)
+    last = min(int(pool.broadcast_address), int(net.broadcast_address) - 1)
+    for value in range(first, last + 1):
         addr = IPv4Address(value)
         if addr not in taken:
             return IPv4Interface(f"{addr}/{net.prefixlen}")
     return None
+
+
+def check_gateway(net: IPv4Network, text: str) -> IPv4Address:
+    """--gateway: a host address of ``net``; InvalidArgument otherwise."""
+    try:
+        addr = IPv4Address(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid gateway {text!r}: want an IPv4 address") from None
+    if addr not in net or addr in (net.network_address, net.broadcast_address):
+        raise InvalidArgument(f"gateway {addr} is not a host address of subnet {net}")
+    return addr
+
+
+def check_ip_range(net: IPv4Network, text: str) -> IPv4Network:
+    """--ip-range: a CIDR inside ``net``; InvalidArgument otherwise."""
+    try:
+        pool = IPv4Network(text, strict=True)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid ip range {text!r}: {exc}") from None
+    if not pool.subnet_of(net):
+        raise InvalidArgument(f"ip range {pool} is not inside subnet {net}")
+    return pool
 
 
 def mac_for(addr: IPv4Address) -> str:

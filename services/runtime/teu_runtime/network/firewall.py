@@ -61,6 +61,7 @@ class Bridge:
 
     name: str
     subnet: str
+    internal: bool = False  # nothing leaves it: no masquerade, nothing forwarded out
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,11 @@ def render_nft(rs: Ruleset) -> str:
     post = []
     loopback = [f"iifname {ANY_BRIDGE_NFT} ip saddr {LOOPBACK} drop", f"iifname {ANY_BRIDGE_NFT} ip daddr {LOOPBACK} drop"]
     forward = [f"oifname {ANY_BRIDGE_NFT} ct state established,related accept", f"oifname {ANY_BRIDGE_NFT} ct status dnat accept"]
+    internal = [f'iifname "{b.name}" oifname != "{b.name}" drop' for b in rs.bridges if b.internal]
+    forward = internal + forward  # an internal network's traffic goes nowhere else, replies included
     for b in rs.bridges:
-        post.append(f'ip saddr {b.subnet} oifname != "{b.name}" masquerade')
+        if not b.internal:
+            post.append(f'ip saddr {b.subnet} oifname != "{b.name}" masquerade')
         post.append(f'oifname "{b.name}" ip saddr {LOOPBACK} masquerade')
         forward.append(f'iifname "{b.name}" oifname "{b.name}" accept')  # between containers of one network
     forward.append(f"oifname {ANY_BRIDGE_NFT} drop")  # from another bridge or from outside, not published
@@ -137,8 +141,10 @@ def render_iptables(rs: Ruleset) -> str:
     forward = [["-o", ANY_BRIDGE_IPT, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
                ["-i", ANY_BRIDGE_IPT, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
                ["-o", ANY_BRIDGE_IPT, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"]]  # fmt: skip
+    forward = [["-i", b.name, "!", "-o", b.name, "-j", "DROP"] for b in rs.bridges if b.internal] + forward
     for b in rs.bridges:
-        post.append(["-s", b.subnet, "!", "-o", b.name, "-j", "MASQUERADE"])
+        if not b.internal:
+            post.append(["-s", b.subnet, "!", "-o", b.name, "-j", "MASQUERADE"])
         post.append(["-o", b.name, "-s", LOOPBACK, "-j", "MASQUERADE"])
         forward.append(["-i", b.name, "-o", b.name, "-j", "RETURN"])  # between containers of one network: the host decides
     forward.append(["-o", ANY_BRIDGE_IPT, "-j", "DROP"])  # from another bridge or from outside, not published

@@ -127,8 +127,12 @@ class Networks:
 
     # -- networks ---------------------------------------------------------------------------------
 
-    async def create(self, name: str, subnet: str) -> types_pb2.Network:
-        """A new user network; InvalidArgument for a bad or overlapping subnet."""
+    async def create(self, name: str, subnet: str, options: runtime_pb2.CreateNetworkRequest | None = None) -> types_pb2.Network:
+        """A new user network; InvalidArgument for a bad or overlapping subnet, or a gateway or ip
+        range (``options``) outside it."""
+        opts = options or runtime_pb2.CreateNetworkRequest()
+        if (opts.gateway or opts.ip_range) and not subnet:
+            raise InvalidArgument("a gateway or an ip range needs the subnet they belong to (--subnet)")
         addressing.check_network_name(name)
         if name in addressing.RESERVED_NAMES or self.records.find_network(name) is not None:
             raise AlreadyExists(f"network with name {name} already exists")
@@ -143,6 +147,12 @@ class Networks:
                 raise InvalidArgument("no free subnet left: give one")
             net = found
         record = self._new(name, net, default=False)
+        if opts.gateway:
+            record.gateway = str(addressing.check_gateway(net, opts.gateway))
+        if opts.ip_range:
+            record.ip_range = str(addressing.check_ip_range(net, opts.ip_range))
+        record.internal = opts.internal
+        record.labels.update(opts.labels)
         self.records.insert_network(record)
         log.info("network_created", network=name, subnet=str(net), bridge=record.bridge)
         return self.describe(record)
@@ -346,7 +356,9 @@ class Networks:
         """Installs the rules the database calls for (bridges that exist, ports of attached containers)."""
         async with self._lock:
             present = set(await links.link_names(addressing.BRIDGE_PREFIX, self.owner))
-            bridges = tuple(firewall.Bridge(n.bridge, n.subnet) for n in self.records.networks() if n.bridge in present)
+            bridges = tuple(
+                firewall.Bridge(n.bridge, n.subnet, n.internal) for n in self.records.networks() if n.bridge in present
+            )
             forwards = tuple(
                 firewall.Forward(m.host_ip, m.host_port, m.protocol, str(addr), m.container_port)
                 for m, addr in self.records.forwards()

@@ -7,6 +7,7 @@ or host port.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from teu_runtime.database import Store
 from teu_runtime.network import addressing, ports
 
 Network = types_pb2.Network
-_NET_FIELDS = "id, name, subnet, gateway, bridge, dns, created_at"
+_NET_FIELDS = "id, name, subnet, gateway, bridge, dns, created_at, extra"
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,16 @@ class Attachment:
 
 
 def _network(row: tuple[object, ...]) -> types_pb2.Network:
-    nid, name, subnet, gateway, bridge, dns, created = row
+    nid, name, subnet, gateway, bridge, dns, created, extra = row
+    more = json.loads(str(extra or "{}"))
     return Network(id=str(nid), name=str(name), driver="bridge", subnet=str(subnet), gateway=str(gateway),
-                   bridge=str(bridge), dns=bool(dns), created_at=int(str(created)))  # fmt: skip
+                   bridge=str(bridge), dns=bool(dns), created_at=int(str(created)), internal=bool(more.get("internal")),
+                   ip_range=str(more.get("ip_range", "")), labels=dict(more.get("labels", {})))  # fmt: skip
+
+
+def _extra(n: types_pb2.Network) -> str:
+    """The options kept in the ``extra`` column."""
+    return json.dumps({"internal": n.internal, "ip_range": n.ip_range, "labels": dict(n.labels)})
 
 
 class Records:
@@ -51,8 +59,8 @@ class Records:
         """Adds a network; AlreadyExists if its name is taken."""
         try:
             with self.store.tx() as db:
-                db.execute(f"INSERT INTO networks ({_NET_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (n.id, n.name, n.subnet, n.gateway, n.bridge, int(n.dns), n.created_at))  # fmt: skip
+                db.execute(f"INSERT INTO networks ({_NET_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (n.id, n.name, n.subnet, n.gateway, n.bridge, int(n.dns), n.created_at, _extra(n)))  # fmt: skip
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f"network with name {n.name} already exists") from exc
 
@@ -106,7 +114,9 @@ class Records:
             else:
                 subnet = IPv4Network(network.subnet)
                 used = [IPv4Address(a) for (a,) in db.execute("SELECT address FROM attachments WHERE network = ?", (network.id,))]
-                address = addressing.first_free_address(subnet, used)
+                used.append(IPv4Address(network.gateway))
+                within = IPv4Network(network.ip_range) if network.ip_range else None
+                address = addressing.first_free_address(subnet, used, within)
                 if address is None:
                     raise Unavailable(f"no free address left in network {network.name} ({network.subnet})")
                 att = Attachment(cid, network.id, address, addressing.mac_for(address.ip), host_if)

@@ -731,6 +731,26 @@ class Network(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     DRIVER_FIELD_NUMBER: _builtins.int
@@ -740,6 +760,9 @@ class Network(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CONTAINERS_FIELD_NUMBER: _builtins.int
     DNS_FIELD_NUMBER: _builtins.int
+    INTERNAL_FIELD_NUMBER: _builtins.int
+    IP_RANGE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name, unique."""
     id: _builtins.str
@@ -756,9 +779,17 @@ class Network(_message.Message):
     """Creation time, Unix ns."""
     dns: _builtins.bool
     """Whether containers on it resolve each other by name (user-defined networks)."""
+    internal: _builtins.bool
+    """No traffic leaves it: no masquerade, nothing forwarded out (--internal)."""
+    ip_range: _builtins.str
+    """The part of the subnet addresses are given from (--ip-range); empty: all of it."""
     @_builtins.property
     def containers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Containers attached now: container id -> address."""
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Labels."""
 
     def __init__(
         self,
@@ -772,10 +803,13 @@ class Network(_message.Message):
         created_at: _builtins.int = ...,
         containers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         dns: _builtins.bool = ...,
+        internal: _builtins.bool = ...,
+        ip_range: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bridge", b"bridge", "containers", b"containers", "created_at", b"created_at", "dns", b"dns", "driver", b"driver", "gateway", b"gateway", "id", b"id", "name", b"name", "subnet", b"subnet"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bridge", b"bridge", "containers", b"containers", "created_at", b"created_at", "dns", b"dns", "driver", b"driver", "gateway", b"gateway", "id", b"id", "internal", b"internal", "ip_range", b"ip_range", "labels", b"labels", "name", b"name", "subnet", b"subnet"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
