@@ -7,6 +7,7 @@ loopback or to a container of that namespace.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from conftest import IMAGE_TAR, REPO
 from teu import mounts
 from teu.client import Client, ContainerOptions
-from teu.errors import FailedPrecondition, InvalidArgument, TeuError, from_status
+from teu.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError, from_status
 from teu.testing import PrivateEngine, wait_ready, wait_until
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
@@ -552,3 +553,45 @@ def test_network_create_options_gateway_ip_range_internal_labels(teu: Client, ne
         }
     finally:
         teu.remove_network("opts")
+
+
+def test_network_connect_and_disconnect_a_running_container(teu: Client, neteng: NamespacedEngine) -> None:
+    """connect gives a running container eth1 on another network, where others reach it by name and
+    alias, and inspect shows both networks; disconnect takes it away; the refusals are Docker's."""
+    teu.create_network("left")
+    teu.create_network("right")
+    web = teu.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], network="left", name="multi"))
+    stopped = teu.create(ContainerOptions(image="busybox", cmd=["true"], network="left")).id
+    try:
+        att = teu.connect_network("right", "multi", aliases=["api"])
+        assert att.network == "right" and att.address
+        ip = att.address.split("/")[0]
+        shown = subprocess.run([str(REPO / ".venv" / "bin" / "teu"), "inspect", "-f", "{{json .NetworkSettings.Networks}}", "multi"],
+                               env=neteng.env(), capture_output=True, text=True)  # fmt: skip
+        assert set(json.loads(shown.stdout)) == {"left", "right"}
+        r = teu.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "ping -c1 -W2 multi && ping -c1 -W2 api"], network="right",
+                                     remove=True))  # fmt: skip
+        assert r.exit_code == 0 and ip in r.stdout.decode(), r.stdout
+        inside = teu.run(
+            ContainerOptions(image="busybox", cmd=["ip", "-4", "-o", "addr"], network="container:multi", remove=True)
+        )
+        assert any(ln.split()[1:4] == ["eth1", "inet", att.address] for ln in inside.stdout.decode().splitlines()), inside.stdout
+        with pytest.raises(FailedPrecondition, match="already"):
+            teu.connect_network("right", "multi")
+        with pytest.raises(FailedPrecondition, match="not running"):
+            teu.connect_network("right", stopped)
+        with pytest.raises(InvalidArgument, match="bridge networks"):
+            teu.connect_network("none", "multi")
+        with pytest.raises(FailedPrecondition, match="started on"):
+            teu.disconnect_network("left", "multi")
+        teu.disconnect_network("right", "multi")
+        assert "eth1" not in teu.run(ContainerOptions(image="busybox", cmd=["ip", "-o", "link"], network="container:multi",
+                                                      remove=True)).stdout.decode()  # fmt: skip
+        with pytest.raises(NotFound):
+            teu.disconnect_network("right", "multi")
+        teu.disconnect_network("right", "multi", force=True)
+    finally:
+        teu.remove(web, force=True)
+        teu.remove(stopped, force=True)
+        teu.remove_network("left")
+        teu.remove_network("right")

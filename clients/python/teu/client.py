@@ -464,6 +464,17 @@ class Client(ImagesMixin):
         """Networks by name; ``filters`` as Docker's (name=, id=, driver=, type=custom|builtin, dangling=)."""
         return list(unary(self.networks.ListNetworks, gw.ListNetworksRequest(filters=list(filters))).networks)
 
+    def connect_network(
+        self, network: str, container: str, ip: str = "", aliases: Sequence[str] = ()
+    ) -> types_pb2.NetworkAttachment:
+        """Connects a running container to one more network (for this run of it)."""
+        req = gw.ConnectNetworkRequest(network=network, container=container, ip=ip, aliases=list(aliases))
+        return unary(self.networks.ConnectNetwork, req).attachment
+
+    def disconnect_network(self, network: str, container: str, force: bool = False) -> None:
+        """Disconnects a running container from a network it was connected to."""
+        unary(self.networks.DisconnectNetwork, gw.DisconnectNetworkRequest(network=network, container=container, force=force))
+
     def prune_networks(self) -> builtins.list[str]:
         """Removes the user networks no container is on; returns their names."""
         return list(unary(self.networks.PruneNetworks, gw.PruneNetworksRequest()).deleted)

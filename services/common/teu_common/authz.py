@@ -75,7 +75,7 @@ TIERS: Mapping[Role, frozenset[str]] = {
         _C + "Export", _C + "CopyFrom", _C + "CopyTo",
         _I + "Import", _I + "Tag", _I + "RemoveImage", _I + "Save", _I + "Load", _I + "Pull", _I + "Push",
         _I + "PruneImages",
-        _N + "CreateNetwork", _N + "RemoveNetwork", _N + "PruneNetworks",
+        _N + "CreateNetwork", _N + "RemoveNetwork", _N + "PruneNetworks", _N + "ConnectNetwork", _N + "DisconnectNetwork",
         _V + "CreateVolume", _V + "RemoveVolume", _V + "PruneVolumes",
         _S + "Prune",
     }),

@@ -49,6 +49,7 @@ def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
         mounts=rootfs,
         mount_points=mount_points(c.spec),
         network=c.network,
+        connected=c.connected,
         execs=[
             gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)
             for e in c.execs

@@ -7,7 +7,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_common.rpctypes import Ctx
-from teu_gateway import limits, listing
+from teu_gateway import limits, listing, netopts
 from teu_gateway.backends import call
 from teu_gateway.flows import Flows
 
@@ -52,3 +52,16 @@ class NetworksServicer(gateway_pb2_grpc.NetworksServiceServicer):
                 continue  # a stopped container is on it, or it went meanwhile
             deleted.append(n.name)
         return gw.PruneNetworksResponse(deleted=deleted)
+
+    async def ConnectNetwork(self, request: gw.ConnectNetworkRequest, context: Ctx) -> gw.ConnectNetworkResponse:
+        limits.check_length(request.container, limits.MAX_REF, "container")
+        aliases = netopts.aliases(list(request.aliases), request.network)
+        req = rt.ConnectNetworkRequest(container=request.container, network=request.network, ip=request.ip, aliases=aliases)
+        resp: rt.ConnectNetworkResponse = await call("runtime", self.rt.ConnectNetwork(req))
+        return gw.ConnectNetworkResponse(attachment=resp.attachment)
+
+    async def DisconnectNetwork(self, request: gw.DisconnectNetworkRequest, context: Ctx) -> gw.DisconnectNetworkResponse:
+        limits.check_length(request.container, limits.MAX_REF, "container")
+        req = rt.DisconnectNetworkRequest(container=request.container, network=request.network, force=request.force)
+        await call("runtime", self.rt.DisconnectNetwork(req))
+        return gw.DisconnectNetworkResponse()

@@ -78,7 +78,7 @@ def test_allocation_release_and_exhaustion(tmp_path: Path) -> None:
     assert [str(a) for a in got] == [f"10.89.0.{i}/29" for i in range(2, 7)]
     with pytest.raises(Unavailable):
         records.allocate("f" * 64, net, "vteuf", [])
-    att, _ = records.release(f"{2:064x}")
+    att, _, _ = records.release(f"{2:064x}")
     assert att is not None and str(att.address) == "10.89.0.4/29"
     assert str(records.allocate("f" * 64, net, "vteuf", []).address) == "10.89.0.4/29"
     assert records.members(net.id)["f" * 64] == "10.89.0.4"
@@ -474,3 +474,30 @@ def test_addresses_come_from_the_ip_range_and_a_gateway_must_be_in_the_subnet() 
         addressing.check_gateway(net, "10.96.5.255")
     with pytest.raises(InvalidArgument):
         addressing.check_ip_range(net, "10.96.0.0/16")
+
+
+def test_connections_take_free_addresses_next_ethn_and_answer_dns_with_aliases(tmp_path: Path) -> None:
+    """A connected container gets an address no attachment or connection holds, eth1 then eth2, its
+    name and aliases on that network's DNS; a taken or outside address is refused; release forgets it."""
+    store = Store(tmp_path / "rt.db")
+    records = Records(store)
+    net = types_pb2.Network(id="n" * 64, name="side", subnet="10.90.0.0/29", gateway="10.90.0.1", bridge="teu-side", dns=True)
+    other = types_pb2.Network(id="m" * 64, name="third", subnet="10.91.0.0/29", gateway="10.91.0.1", bridge="teu-third", dns=True)
+    records.insert_network(net)
+    records.insert_network(other)
+    cid = "c" * 64
+    store.insert(rt.Container(id=cid, name="web", spec=rt.ContainerSpec(process=types_pb2.Process(args=["sh"])), state=1))
+    records.allocate("d" * 64, net, "vteud", [])  # another container started on it: 10.90.0.2
+    first = records.connect(cid, net, "vteux1", "", ["api"])
+    assert (str(first.address), first.ifname) == ("10.90.0.3/29", "eth1")
+    assert records.connect(cid, other, "vteux2", "10.91.0.5", []).ifname == "eth2"
+    assert records.lookup(net.id, "web") == IPv4Address("10.90.0.3") and records.lookup(net.id, "API") == IPv4Address("10.90.0.3")
+    assert records.members(net.id) == {"d" * 64: "10.90.0.2", cid: "10.90.0.3"}
+    with pytest.raises(FailedPrecondition, match="already connected"):
+        records.connect(cid, net, "vteux3", "", [])
+    with pytest.raises(FailedPrecondition, match="in use"):
+        records.connect("e" * 64, net, "vteux4", "10.90.0.2", [])
+    with pytest.raises(InvalidArgument, match="not in network"):
+        records.connect("e" * 64, net, "vteux4", "10.99.0.2", [])
+    _, _, gone = records.release(cid)
+    assert sorted(c.ifname for c in gone) == ["eth1", "eth2"] and records.connections(cid) == []

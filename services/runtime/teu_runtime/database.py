@@ -83,6 +83,17 @@ CREATE TABLE IF NOT EXISTS attachments (
     host_interface TEXT NOT NULL DEFAULT '',
     UNIQUE (network, address)
 );
+CREATE TABLE IF NOT EXISTS connections (
+    container_id TEXT NOT NULL,
+    network TEXT NOT NULL,
+    address TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    host_interface TEXT NOT NULL,
+    ifname TEXT NOT NULL,
+    aliases TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (container_id, network),
+    UNIQUE (network, address)
+);
 CREATE TABLE IF NOT EXISTS ports (
     host_ip TEXT NOT NULL,
     host_port INTEGER NOT NULL,

@@ -328,7 +328,32 @@ class Manager:
         c.execs.extend(self.store.execs_of(c.id) if execs is None else execs)
         if c.state == RUNNING and (attachment := self.networks.attachment(c)) is not None:
             c.network.CopyFrom(attachment)
+            c.connected.extend(self.networks.connected(c))
         return c
+
+    # -- network connect / disconnect -----------------------------------------------------------
+
+    async def connect(self, ref: str, network: str, ip: str, aliases: Sequence[str]) -> types_pb2.NetworkAttachment:
+        """Connects running container ``ref`` to one more network (for this run of it)."""
+        cid = self.store.find(ref).id
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            if c.state != RUNNING:
+                raise FailedPrecondition(
+                    f"container {c.name} is not running: connect it once it runs, or start it on that network"
+                )
+            return await self.networks.connect(c, network, ip, aliases)
+
+    async def disconnect(self, ref: str, network: str, force: bool) -> None:
+        """Disconnects running container ``ref`` from a network it was connected to."""
+        cid = self.store.find(ref).id
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            if c.state != RUNNING:
+                if force:
+                    return
+                raise FailedPrecondition(f"container {c.name} is not running")
+            await self.networks.disconnect(c, network, force)
 
     # -- exits ----------------------------------------------------------------------------------
 

@@ -59,6 +59,14 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def CreateNetwork(self, request: pb.CreateNetworkRequest, context: Ctx) -> pb.CreateNetworkResponse:
         return pb.CreateNetworkResponse(network=await self.m.networks.create(request.name, request.subnet, request))
 
+    async def ConnectNetwork(self, request: pb.ConnectNetworkRequest, context: Ctx) -> pb.ConnectNetworkResponse:
+        attachment = await self.m.connect(request.container, request.network, request.ip, list(request.aliases))
+        return pb.ConnectNetworkResponse(attachment=attachment)
+
+    async def DisconnectNetwork(self, request: pb.DisconnectNetworkRequest, context: Ctx) -> pb.DisconnectNetworkResponse:
+        await self.m.disconnect(request.container, request.network, request.force)
+        return pb.DisconnectNetworkResponse()
+
     async def GetNetwork(self, request: pb.GetNetworkRequest, context: Ctx) -> pb.GetNetworkResponse:
         return pb.GetNetworkResponse(network=self.m.networks.get(request.ref))
 

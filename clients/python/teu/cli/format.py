@@ -114,7 +114,7 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
             "ExposedPorts": {e: {} for e in cfg.expose} or None,
         },
         "HostConfig": host_config(cfg),
-        "NetworkSettings": network_settings(d.network),
+        "NetworkSettings": network_settings(d.network, d.connected),
         "Mounts": [
             {
                 "Type": m.type,
@@ -185,15 +185,17 @@ def port_bindings(ports: Iterable[types_pb2.PortMapping]) -> dict[str, list[dict
     return out
 
 
-def network_settings(n: types_pb2.NetworkAttachment) -> dict[str, Any]:
-    """A running container's network as ``docker inspect`` shows it (empty values when it has none)."""
+def _endpoint(n: types_pb2.NetworkAttachment) -> dict[str, Any]:
     ip, _, prefix = n.address.partition("/")
-    endpoint = {"IPAddress": ip, "IPPrefixLen": int(prefix or 0), "Gateway": n.gateway, "MacAddress": n.mac}
-    return {
-        **endpoint,
-        "Ports": port_bindings(n.ports),
-        "Networks": {n.network: endpoint} if n.network else {},
-    }
+    return {"IPAddress": ip, "IPPrefixLen": int(prefix or 0), "Gateway": n.gateway, "MacAddress": n.mac}
+
+
+def network_settings(n: types_pb2.NetworkAttachment, connected: Iterable[types_pb2.NetworkAttachment] = ()) -> dict[str, Any]:
+    """A running container's networks as ``docker inspect`` shows them (empty values when it has none):
+    the one it was started on first, then those it was connected to."""
+    networks = {n.network: _endpoint(n)} if n.network else {}
+    networks.update({c.network: _endpoint(c) for c in connected})
+    return {**_endpoint(n), "Ports": port_bindings(n.ports), "Networks": networks}
 
 
 def image_json(i: gw.ImageSummary) -> dict[str, Any]:

@@ -172,12 +172,14 @@ class Plug:
     gateway: IPv4Address
     mac: str
     owner: str  # alias of the host end
+    ifname: str = "eth0"  # the container's end
+    default_route: bool = True  # the network a container is started on routes everything else
 
 
 async def plug(p: Plug) -> None:
-    """Connects the container to its bridge: a veth pair whose container end is born in its
-    namespace as ``eth0`` (with its MAC and address, default route via the gateway, lo up) and
-    whose host end joins the bridge."""
+    """Connects the container to a bridge: a veth pair whose container end is born in its
+    namespace as ``p.ifname`` (with its MAC and address, lo up, and the default route via the
+    gateway unless told otherwise) and whose host end joins the bridge."""
     pid, bridge, host_if, address, gateway, mac = p.pid, p.bridge, p.host_if, p.address, p.gateway, p.mac
     netns = f"/proc/{pid}/ns/net"
     fd = os.open(netns, os.O_RDONLY)
@@ -189,17 +191,18 @@ async def plug(p: Plug) -> None:
             if (stale := await _index(ipr, host_if)) is not None:
                 # the same container's previous veth, not yet gone with its old namespace (a quick restart)
                 await ipr.link("del", index=stale)
-            await ipr.link("add", ifname=host_if, kind="veth", peer={"ifname": CONTAINER_IF, "address": mac, "net_ns_fd": fd})
+            await ipr.link("add", ifname=host_if, kind="veth", peer={"ifname": p.ifname, "address": mac, "net_ns_fd": fd})
             index = await _index(ipr, host_if)
             await ipr.link("set", index=index, master=br, state="up", ifalias=p.owner)
     finally:
         os.close(fd)
     sock = await asyncio.get_running_loop().run_in_executor(_VISITOR, _socket_in, netns)
     async with _ipr(sock) as ipr:
-        lo, eth = await _index(ipr, "lo"), await _index(ipr, CONTAINER_IF)
+        lo, eth = await _index(ipr, "lo"), await _index(ipr, p.ifname)
         if lo is None or eth is None:
-            raise Internal(f"the container's {CONTAINER_IF} did not appear in its namespace")
+            raise Internal(f"the container's {p.ifname} did not appear in its namespace")
         await ipr.link("set", index=lo, state="up")
         await ipr.addr("add", index=eth, address=str(address.ip), prefixlen=address.network.prefixlen)
         await ipr.link("set", index=eth, state="up")
-        await ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=eth)
+        if p.default_route:
+            await ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=eth)

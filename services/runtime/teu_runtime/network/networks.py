@@ -33,7 +33,7 @@ from teu_runtime.bundle import Bundle
 from teu_runtime.database import Container, Store
 from teu_runtime.network import addressing, firewall, links, netconf, ports
 from teu_runtime.network.dns import Responder
-from teu_runtime.network.records import Attachment, Records
+from teu_runtime.network.records import Attachment, Connection, Records
 
 log = structlog.get_logger()
 NONE, HOST, BRIDGE = "none", "host", "bridge"
@@ -314,9 +314,11 @@ class Networks:
     async def release(self, cid: str, wait: bool = False) -> None:
         """Forgets the container's address and ports, removes its rules, and sees its veth gone
         (after :data:`VETH_GRACE`, in the background, unless ``wait``). Idempotent."""
-        att, held = self.records.release(cid)
+        att, held, extra = self.records.release(cid)
         if held:
             await self.render()
+        for conn in extra:  # gone with the container's namespace, if it is gone: else now
+            await links.delete_link(conn.host_interface)
         if att is None:
             return
         log.info("container_detached", container=cid[:12], network=att.network, ports=len(held))
@@ -336,6 +338,64 @@ class Networks:
                 log.info("veth_removed", interface=veth, container=cid[:12])
         except Exception:
             log.exception("veth_remove_failed", interface=veth)
+
+    # -- network connect / disconnect -----------------------------------------------------------
+
+    async def connect(self, c: Container, ref: str, ip: str, aliases: Sequence[str]) -> types_pb2.NetworkAttachment:
+        """Plugs running container ``c`` into one more user network: an address (``ip`` or the first
+        free one), a veth whose end is its next ethN (no default route: the network it was started on
+        keeps that), its name and ``aliases`` on that network's DNS."""
+        name, record = self.resolve(ref)
+        if record is None:
+            raise InvalidArgument(f"a container can be connected only to bridge networks, not to {name}")
+        current = self.records.attachment(c.id)
+        if current is not None and current.network == record.id:
+            raise FailedPrecondition(f"container {c.name} is already on network {record.name}")
+        host_if = addressing.veth_name(hashlib.sha256(f"{c.id}/{record.id}".encode()).hexdigest())
+        conn = self.records.connect(c.id, record, host_if, ip, aliases)
+        try:
+            created = await self._ensure_bridge(record)
+            plug = links.Plug(c.pid, record.bridge, host_if, conn.address, IPv4Address(record.gateway), conn.mac, self.owner,
+                              ifname=conn.ifname, default_route=False)  # fmt: skip
+            await links.plug(plug)
+            if created:
+                await self.render()
+        except BaseException:
+            self.records.disconnect(c.id, record.id)
+            await links.delete_link(host_if)
+            raise
+        log.info("container_connected", container=c.id[:12], network=record.name, address=str(conn.address), ifname=conn.ifname)
+        return self._connection_view(conn, record)
+
+    async def disconnect(self, c: Container, ref: str, force: bool) -> None:
+        """Unplugs ``c`` from a network it was connected to (its veth goes, and its name there)."""
+        name, record = self.resolve(ref)
+        current = self.records.attachment(c.id)
+        if record is not None and current is not None and current.network == record.id:
+            raise FailedPrecondition(
+                f"container {c.name} was started on network {record.name}: it cannot be disconnected from it"
+            )
+        conn = self.records.disconnect(c.id, record.id) if record is not None else None
+        if conn is None:
+            if force:
+                return
+            raise NotFound(f"container {c.name} is not connected to network {name}")
+        await links.delete_link(conn.host_interface)
+        log.info("container_disconnected", container=c.id[:12], network=name)
+
+    def connected(self, c: Container) -> Sequence[types_pb2.NetworkAttachment]:
+        """The networks running container ``c`` was connected to, as the API shows them."""
+        out = []
+        for conn in self.records.connections(c.id):
+            record = self.records.find_network(conn.network)
+            if record is not None:
+                out.append(self._connection_view(conn, record))
+        return out
+
+    @staticmethod
+    def _connection_view(conn: Connection, record: types_pb2.Network) -> types_pb2.NetworkAttachment:
+        return types_pb2.NetworkAttachment(network=record.name, address=str(conn.address), gateway=record.gateway, mac=conn.mac,
+                                           host_interface=conn.host_interface)  # fmt: skip
 
     def attachment(self, c: Container) -> types_pb2.NetworkAttachment | None:
         """The running container's attachment as the API shows it."""
@@ -379,6 +439,7 @@ class Networks:
         for cid in self.records.holders() - running:
             await self.release(cid, wait=True)
         expected = {a.host_interface for a in self.records.attachments() if a.host_interface}
+        expected |= {k.host_interface for k in self.records.connections()}
         for veth in set(await links.link_names(addressing.VETH_PREFIX, self.owner)) - expected:
             log.warning("stray_veth_removed", interface=veth)
             await links.delete_link(veth)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from teu_api.errors import AlreadyExists, InvalidArgument, Unavailable
+from teu_api.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 from teu_api.runtime.v1 import runtime_pb2
 from teu_api.types.v1 import types_pb2
 from teu_runtime.database import Store
@@ -21,6 +21,19 @@ from teu_runtime.network import addressing, ports
 
 Network = types_pb2.Network
 _NET_FIELDS = "id, name, subnet, gateway, bridge, dns, created_at, extra"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One more network a running container was connected to (network connect)."""
+
+    container_id: str
+    network: str  # a network id
+    address: IPv4Interface
+    mac: str
+    host_interface: str
+    ifname: str  # eth1, eth2... in the container
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,16 @@ def _network(row: tuple[object, ...]) -> types_pb2.Network:
     return Network(id=str(nid), name=str(name), driver="bridge", subnet=str(subnet), gateway=str(gateway),
                    bridge=str(bridge), dns=bool(dns), created_at=int(str(created)), internal=bool(more.get("internal")),
                    ip_range=str(more.get("ip_range", "")), labels=dict(more.get("labels", {})))  # fmt: skip
+
+
+def _used(db: sqlite3.Connection, network: types_pb2.Network) -> list[IPv4Address]:
+    """Addresses of ``network`` taken: by containers started on it, connected to it, and its gateway."""
+    rows = db.execute(
+        "SELECT address FROM attachments WHERE network = ? AND address IS NOT NULL "
+        "UNION SELECT address FROM connections WHERE network = ?",
+        (network.id, network.id),
+    )
+    return [IPv4Address(a) for (a,) in rows] + [IPv4Address(network.gateway)]
 
 
 def _extra(n: types_pb2.Network) -> str:
@@ -113,8 +136,7 @@ class Records:
                 att = Attachment(cid, network)
             else:
                 subnet = IPv4Network(network.subnet)
-                used = [IPv4Address(a) for (a,) in db.execute("SELECT address FROM attachments WHERE network = ?", (network.id,))]
-                used.append(IPv4Address(network.gateway))
+                used = _used(db, network)
                 within = IPv4Network(network.ip_range) if network.ip_range else None
                 address = addressing.first_free_address(subnet, used, within)
                 if address is None:
@@ -130,14 +152,71 @@ class Records:
             )
         return att
 
-    def release(self, cid: str) -> tuple[Attachment | None, list[types_pb2.PortMapping]]:
-        """Forgets ``cid``'s attachment and ports (one transaction); returns what they were."""
+    def release(self, cid: str) -> tuple[Attachment | None, list[types_pb2.PortMapping], list[Connection]]:
+        """Forgets ``cid``'s attachment, ports and connections (one transaction); returns what they were."""
         att = self.attachment(cid)
         held = self.ports(cid)
+        extra = self.connections(cid)
         with self.store.tx() as db:
             db.execute("DELETE FROM attachments WHERE container_id = ?", (cid,))
             db.execute("DELETE FROM ports WHERE container_id = ?", (cid,))
-        return att, held
+            db.execute("DELETE FROM connections WHERE container_id = ?", (cid,))
+        return att, held, extra
+
+    # -- connections (network connect) -----------------------------------------------------------
+
+    def connect(self, cid: str, network: types_pb2.Network, host_if: str, ip: str, aliases: Sequence[str]) -> Connection:
+        """Records ``cid``'s connection to ``network``: the address asked for (InvalidArgument if it is
+        not in the subnet, FailedPrecondition if taken) or the first free one, the next free ethN."""
+        subnet = IPv4Network(network.subnet)
+        with self.store.tx() as db:
+            taken = _used(db, network)
+            if ip:
+                try:
+                    addr = IPv4Address(ip)
+                except ValueError:
+                    raise InvalidArgument(f"invalid IP address {ip[:40]!r}") from None
+                if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+                    raise InvalidArgument(f"address {addr} is not in network {network.name} ({network.subnet})")
+                if addr in taken:
+                    raise FailedPrecondition(f"address {addr} is already in use in network {network.name}")
+                address = IPv4Interface(f"{addr}/{subnet.prefixlen}")
+            else:
+                within = IPv4Network(network.ip_range) if network.ip_range else None
+                found = addressing.first_free_address(subnet, taken, within)
+                if found is None:
+                    raise Unavailable(f"no free address left in network {network.name} ({network.subnet})")
+                address = found
+            names = {str(n) for (n,) in db.execute("SELECT ifname FROM connections WHERE container_id = ?", (cid,))}
+            ifname = next(f"eth{i}" for i in range(1, 1000) if f"eth{i}" not in names)
+            conn = Connection(cid, network.id, address, addressing.mac_for(address.ip), host_if, ifname, tuple(aliases))
+            try:
+                db.execute(
+                    "INSERT INTO connections (container_id, network, address, mac, host_interface, ifname, aliases) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (cid, network.id, str(address.ip), conn.mac, host_if, ifname, ",".join(aliases)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise FailedPrecondition(f"the container is already connected to network {network.name}") from exc
+        return conn
+
+    def disconnect(self, cid: str, nid: str) -> Connection | None:
+        """Forgets ``cid``'s connection to network ``nid``; what it was, or None."""
+        found = [c for c in self.connections(cid) if c.network == nid]
+        with self.store.tx() as db:
+            db.execute("DELETE FROM connections WHERE container_id = ? AND network = ?", (cid, nid))
+        return found[0] if found else None
+
+    def connections(self, cid: str | None = None) -> list[Connection]:
+        """``cid``'s connections (everyone's if None)."""
+        sql = ("SELECT c.container_id, c.network, c.address, c.mac, c.host_interface, c.ifname, c.aliases, n.subnet "
+               "FROM connections c JOIN networks n ON n.id = c.network")  # fmt: skip
+        rows = self.store.query(sql + " WHERE c.container_id = ?", (cid,)) if cid else self.store.query(sql)
+        out = []
+        for c, n, a, m, h, i, al, sub in rows:
+            address = IPv4Interface(f"{a}/{IPv4Network(sub).prefixlen}")
+            out.append(Connection(str(c), str(n), address, str(m), str(h), str(i), tuple(x for x in str(al).split(",") if x)))
+        return out
 
     def attachment(self, cid: str) -> Attachment | None:
         """``cid``'s attachment, if it has one."""
@@ -161,8 +240,10 @@ class Records:
         return out
 
     def holders(self) -> set[str]:
-        """Ids of the containers that hold an attachment or a port."""
-        rows = self.store.query("SELECT container_id FROM attachments UNION SELECT container_id FROM ports")
+        """Ids of the containers that hold an attachment, a connection or a port."""
+        rows = self.store.query(
+            "SELECT container_id FROM attachments UNION SELECT container_id FROM ports UNION SELECT container_id FROM connections"
+        )
         return {str(r[0]) for r in rows}
 
     def ports(self, cid: str | None = None) -> list[types_pb2.PortMapping]:
@@ -181,8 +262,12 @@ class Records:
                 for h, hp, cp, pr, a in rows]  # fmt: skip
 
     def members(self, nid: str) -> dict[str, str]:
-        """Containers attached to network ``nid``: id → address."""
-        rows = self.store.query("SELECT container_id, address FROM attachments WHERE network = ?", (nid,))
+        """Containers on network ``nid`` (started on it or connected to it): id → address."""
+        rows = self.store.query(
+            "SELECT container_id, address FROM attachments WHERE network = ? "
+            "UNION SELECT container_id, address FROM connections WHERE network = ?",
+            (nid, nid),
+        )
         return {str(c): str(a) for c, a in rows}
 
     def lookup(self, nid: str, name: str) -> IPv4Address | None:
@@ -190,22 +275,29 @@ class Records:
         that network alias)."""
         want = name.lower().rstrip(".")
         rows = self.store.query(
-            "SELECT a.address, c.name, c.id, c.spec FROM attachments a JOIN containers c ON c.id = a.container_id "
-            "WHERE a.network = ? AND a.address IS NOT NULL",
-            (nid,),
+            "SELECT a.address, c.name, c.id, c.spec, '' FROM attachments a JOIN containers c ON c.id = a.container_id "
+            "WHERE a.network = ? AND a.address IS NOT NULL "
+            "UNION ALL SELECT k.address, c.name, c.id, NULL, k.aliases FROM connections k "
+            "JOIN containers c ON c.id = k.container_id WHERE k.network = ?",
+            (nid, nid),
         )
-        for address, cname, cid, _ in rows:
+        for address, cname, cid, _, _ in rows:
             if str(cname).lower() == want or str(cid)[:12] == want:
                 return IPv4Address(address)
-        for address, _, _, spec in rows:
-            if want in (a.lower() for a in runtime_pb2.ContainerSpec.FromString(spec).network_aliases):
+        for address, _, _, spec, connected in rows:
+            aliases = (
+                runtime_pb2.ContainerSpec.FromString(spec).network_aliases if spec is not None else str(connected).split(",")
+            )
+            if want in (a.lower() for a in aliases if a):
                 return IPv4Address(address)
         return None
 
     def nameservers_of(self, nid: str, address: str) -> list[str]:
         """The --dns servers of the container at ``address`` on network ``nid`` (none: the engine's)."""
         rows = self.store.query(
-            "SELECT c.spec FROM attachments a JOIN containers c ON c.id = a.container_id WHERE a.network = ? AND a.address = ?",
-            (nid, address),
+            "SELECT c.spec FROM attachments a JOIN containers c ON c.id = a.container_id WHERE a.network = ? AND a.address = ? "
+            "UNION ALL SELECT c.spec FROM connections k JOIN containers c ON c.id = k.container_id "
+            "WHERE k.network = ? AND k.address = ?",
+            (nid, address, nid, address),
         )
         return list(runtime_pb2.ContainerSpec.FromString(rows[0][0]).dns) if rows else []

@@ -276,6 +276,113 @@ class ExecInfo(_message.Message):
 Global___ExecInfo: _TypeAlias = ExecInfo  # noqa: Y015
 
 @_typing.final
+class ConnectNetworkRequest(_message.Message):
+    """Request of ConnectNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    network: _builtins.str
+    """Network name or id."""
+    container: _builtins.str
+    """Container id, id prefix or name."""
+    ip: _builtins.str
+    """The address to take (--ip; empty: the first free one)."""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More DNS names of the container on that network (--alias)."""
+
+    def __init__(
+        self,
+        *,
+        network: _builtins.str = ...,
+        container: _builtins.str = ...,
+        ip: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "container", b"container", "ip", b"ip", "network", b"network"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectNetworkRequest: _TypeAlias = ConnectNetworkRequest  # noqa: Y015
+
+@_typing.final
+class ConnectNetworkResponse(_message.Message):
+    """Response of ConnectNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attachment(self) -> _types_pb2.NetworkAttachment:
+        """The new attachment."""
+
+    def __init__(
+        self,
+        *,
+        attachment: _types_pb2.NetworkAttachment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectNetworkResponse: _TypeAlias = ConnectNetworkResponse  # noqa: Y015
+
+@_typing.final
+class DisconnectNetworkRequest(_message.Message):
+    """Request of DisconnectNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    network: _builtins.str
+    """Network name or id."""
+    container: _builtins.str
+    """Container id, id prefix or name."""
+    force: _builtins.bool
+    """No error if it is not connected."""
+    def __init__(
+        self,
+        *,
+        network: _builtins.str = ...,
+        container: _builtins.str = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "force", b"force", "network", b"network"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisconnectNetworkRequest: _TypeAlias = DisconnectNetworkRequest  # noqa: Y015
+
+@_typing.final
+class DisconnectNetworkResponse(_message.Message):
+    """Response of DisconnectNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisconnectNetworkResponse: _TypeAlias = DisconnectNetworkResponse  # noqa: Y015
+
+@_typing.final
 class PruneNetworksRequest(_message.Message):
     """Request of PruneNetworks."""
 
@@ -2928,6 +3035,7 @@ class ContainerDetails(_message.Message):
     EXECS_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     MOUNT_POINTS_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """Host pid of the main process while running."""
     oom_killed: _builtins.bool
@@ -2970,6 +3078,10 @@ class ContainerDetails(_message.Message):
     def mount_points(self) -> _containers.RepeatedCompositeFieldContainer[Global___MountPoint]:
         """What is mounted over the root filesystem (Docker's "Mounts"), in the order asked."""
 
+    @_builtins.property
+    def connected(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.NetworkAttachment]:
+        """The networks it was connected to while running (network connect), besides its own."""
+
     def __init__(
         self,
         *,
@@ -2987,10 +3099,11 @@ class ContainerDetails(_message.Message):
         execs: _abc.Iterable[Global___ExecInfo] | None = ...,
         network: _types_pb2.NetworkAttachment | None = ...,
         mount_points: _abc.Iterable[Global___MountPoint] | None = ...,
+        connected: _abc.Iterable[_types_pb2.NetworkAttachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "network", b"network", "process", b"process", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "error", b"error", "execs", b"execs", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "connected", b"connected", "error", b"error", "execs", b"execs", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

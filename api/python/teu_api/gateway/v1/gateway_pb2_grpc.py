@@ -1408,6 +1408,16 @@ class NetworksServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksResponse.FromString,
                 _registered_method=True)
+        self.ConnectNetwork = channel.unary_unary(
+                '/teu.gateway.v1.NetworksService/ConnectNetwork',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ConnectNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ConnectNetworkResponse.FromString,
+                _registered_method=True)
+        self.DisconnectNetwork = channel.unary_unary(
+                '/teu.gateway.v1.NetworksService/DisconnectNetwork',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectNetworkResponse.FromString,
+                _registered_method=True)
 
 
 class NetworksServiceServicer:
@@ -1450,6 +1460,21 @@ class NetworksServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConnectNetwork(self, request, context):
+        """Connects a running container to one more user network. FAILED_PRECONDITION if it is not
+        running or already on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisconnectNetwork(self, request, context):
+        """Disconnects a running container from a network it was connected to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NetworksServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1477,6 +1502,16 @@ def add_NetworksServiceServicer_to_server(servicer, server):
                     servicer.PruneNetworks,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksResponse.SerializeToString,
+            ),
+            'ConnectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConnectNetwork,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ConnectNetworkRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.ConnectNetworkResponse.SerializeToString,
+            ),
+            'DisconnectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisconnectNetwork,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectNetworkRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectNetworkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1615,6 +1650,60 @@ class NetworksService:
             '/teu.gateway.v1.NetworksService/PruneNetworks',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConnectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.NetworksService/ConnectNetwork',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ConnectNetworkRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.ConnectNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisconnectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.NetworksService/DisconnectNetwork',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectNetworkRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

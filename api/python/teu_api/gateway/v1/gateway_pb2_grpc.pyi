@@ -472,6 +472,12 @@ class NetworksServiceStub:
     """Removes a network. FAILED_PRECONDITION while containers use it."""
     PruneNetworks: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneNetworksRequest, _gateway_pb2.PruneNetworksResponse]
     """Removes the user networks no container (of any state) is on."""
+    ConnectNetwork: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ConnectNetworkRequest, _gateway_pb2.ConnectNetworkResponse]
+    """Connects a running container to one more user network. FAILED_PRECONDITION if it is not
+    running or already on it.
+    """
+    DisconnectNetwork: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DisconnectNetworkRequest, _gateway_pb2.DisconnectNetworkResponse]
+    """Disconnects a running container from a network it was connected to."""
 
 @_typing.type_check_only
 class NetworksServiceAsyncStub(NetworksServiceStub):
@@ -490,6 +496,12 @@ class NetworksServiceAsyncStub(NetworksServiceStub):
     """Removes a network. FAILED_PRECONDITION while containers use it."""
     PruneNetworks: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneNetworksRequest, _gateway_pb2.PruneNetworksResponse]  # type: ignore[assignment]
     """Removes the user networks no container (of any state) is on."""
+    ConnectNetwork: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ConnectNetworkRequest, _gateway_pb2.ConnectNetworkResponse]  # type: ignore[assignment]
+    """Connects a running container to one more user network. FAILED_PRECONDITION if it is not
+    running or already on it.
+    """
+    DisconnectNetwork: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DisconnectNetworkRequest, _gateway_pb2.DisconnectNetworkResponse]  # type: ignore[assignment]
+    """Disconnects a running container from a network it was connected to."""
 
 class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
     """Networks containers join."""
@@ -535,6 +547,24 @@ class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.PruneNetworksResponse, _abc.Awaitable[_gateway_pb2.PruneNetworksResponse]]:
         """Removes the user networks no container (of any state) is on."""
+
+    @_abc_1.abstractmethod
+    def ConnectNetwork(
+        self,
+        request: _gateway_pb2.ConnectNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.ConnectNetworkResponse, _abc.Awaitable[_gateway_pb2.ConnectNetworkResponse]]:
+        """Connects a running container to one more user network. FAILED_PRECONDITION if it is not
+        running or already on it.
+        """
+
+    @_abc_1.abstractmethod
+    def DisconnectNetwork(
+        self,
+        request: _gateway_pb2.DisconnectNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.DisconnectNetworkResponse, _abc.Awaitable[_gateway_pb2.DisconnectNetworkResponse]]:
+        """Disconnects a running container from a network it was connected to."""
 
 def add_NetworksServiceServicer_to_server(servicer: NetworksServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

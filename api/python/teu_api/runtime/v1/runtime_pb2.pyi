@@ -888,6 +888,7 @@ class Container(_message.Message):
     RESTART_COUNT_FIELD_NUMBER: _builtins.int
     EXECS_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """64 lowercase hex characters."""
     name: _builtins.str
@@ -924,6 +925,10 @@ class Container(_message.Message):
     def network(self) -> _types_pb2.NetworkAttachment:
         """Network attachment while it runs."""
 
+    @_builtins.property
+    def connected(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.NetworkAttachment]:
+        """The networks it was connected to while running (network connect), besides its own."""
+
     def __init__(
         self,
         *,
@@ -942,10 +947,11 @@ class Container(_message.Message):
         restart_count: _builtins.int = ...,
         execs: _abc.Iterable[Global___ExecSession] | None = ...,
         network: _types_pb2.NetworkAttachment | None = ...,
+        connected: _abc.Iterable[_types_pb2.NetworkAttachment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["network", b"network", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1421,3 +1427,110 @@ class GetRuntimeInfoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRuntimeInfoResponse: _TypeAlias = GetRuntimeInfoResponse  # noqa: Y015
+
+@_typing.final
+class ConnectNetworkRequest(_message.Message):
+    """Request of ConnectNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    container: _builtins.str
+    """Container id, id prefix or name."""
+    network: _builtins.str
+    """Network name or id."""
+    ip: _builtins.str
+    """The address to take (empty: the first free one)."""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More DNS names of the container on that network."""
+
+    def __init__(
+        self,
+        *,
+        container: _builtins.str = ...,
+        network: _builtins.str = ...,
+        ip: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "container", b"container", "ip", b"ip", "network", b"network"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectNetworkRequest: _TypeAlias = ConnectNetworkRequest  # noqa: Y015
+
+@_typing.final
+class ConnectNetworkResponse(_message.Message):
+    """Response of ConnectNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attachment(self) -> _types_pb2.NetworkAttachment:
+        """The new attachment."""
+
+    def __init__(
+        self,
+        *,
+        attachment: _types_pb2.NetworkAttachment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectNetworkResponse: _TypeAlias = ConnectNetworkResponse  # noqa: Y015
+
+@_typing.final
+class DisconnectNetworkRequest(_message.Message):
+    """Request of DisconnectNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    container: _builtins.str
+    """Container id, id prefix or name."""
+    network: _builtins.str
+    """Network name or id."""
+    force: _builtins.bool
+    """No error if it is not connected."""
+    def __init__(
+        self,
+        *,
+        container: _builtins.str = ...,
+        network: _builtins.str = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "force", b"force", "network", b"network"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisconnectNetworkRequest: _TypeAlias = DisconnectNetworkRequest  # noqa: Y015
+
+@_typing.final
+class DisconnectNetworkResponse(_message.Message):
+    """Response of DisconnectNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisconnectNetworkResponse: _TypeAlias = DisconnectNetworkResponse  # noqa: Y015

@@ -71,6 +71,16 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetContainerRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetContainerResponse.FromString,
                 _registered_method=True)
+        self.ConnectNetwork = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/ConnectNetwork',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ConnectNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ConnectNetworkResponse.FromString,
+                _registered_method=True)
+        self.DisconnectNetwork = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/DisconnectNetwork',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.DisconnectNetworkRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.DisconnectNetworkResponse.FromString,
+                _registered_method=True)
         self.ListContainers = channel.unary_unary(
                 '/teu.runtime.v1.RuntimeService/ListContainers',
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ListContainersRequest.SerializeToString,
@@ -176,6 +186,22 @@ class RuntimeServiceServicer:
     def GetContainer(self, request, context):
         """Looks a container up by full id, unique id prefix or name. NOT_FOUND, or INVALID_ARGUMENT for
         an ambiguous prefix.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConnectNetwork(self, request, context):
+        """Connects a running container to one more user network (an address, a veth, its DNS name and
+        aliases there). FAILED_PRECONDITION if it is not running or already on that network.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisconnectNetwork(self, request, context):
+        """Disconnects a running container from a network it was connected to. FAILED_PRECONDITION for
+        the network it was started on, NOT_FOUND if it is not connected (unless force).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -295,6 +321,16 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.GetContainer,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetContainerRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.GetContainerResponse.SerializeToString,
+            ),
+            'ConnectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConnectNetwork,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ConnectNetworkRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ConnectNetworkResponse.SerializeToString,
+            ),
+            'DisconnectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisconnectNetwork,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.DisconnectNetworkRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.DisconnectNetworkResponse.SerializeToString,
             ),
             'ListContainers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListContainers,
@@ -538,6 +574,60 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/GetContainer',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.GetContainerRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.GetContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConnectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/ConnectNetwork',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ConnectNetworkRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ConnectNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisconnectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/DisconnectNetwork',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.DisconnectNetworkRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.DisconnectNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

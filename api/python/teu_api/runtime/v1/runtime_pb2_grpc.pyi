@@ -56,6 +56,14 @@ class RuntimeServiceStub:
     """Looks a container up by full id, unique id prefix or name. NOT_FOUND, or INVALID_ARGUMENT for
     an ambiguous prefix.
     """
+    ConnectNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ConnectNetworkRequest, _runtime_pb2.ConnectNetworkResponse]
+    """Connects a running container to one more user network (an address, a veth, its DNS name and
+    aliases there). FAILED_PRECONDITION if it is not running or already on that network.
+    """
+    DisconnectNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.DisconnectNetworkRequest, _runtime_pb2.DisconnectNetworkResponse]
+    """Disconnects a running container from a network it was connected to. FAILED_PRECONDITION for
+    the network it was started on, NOT_FOUND if it is not connected (unless force).
+    """
     ListContainers: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ListContainersRequest, _runtime_pb2.ListContainersResponse]
     """Lists containers, newest first."""
     GetRuntimeInfo: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.GetRuntimeInfoRequest, _runtime_pb2.GetRuntimeInfoResponse]
@@ -116,6 +124,14 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     GetContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.GetContainerRequest, _runtime_pb2.GetContainerResponse]  # type: ignore[assignment]
     """Looks a container up by full id, unique id prefix or name. NOT_FOUND, or INVALID_ARGUMENT for
     an ambiguous prefix.
+    """
+    ConnectNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ConnectNetworkRequest, _runtime_pb2.ConnectNetworkResponse]  # type: ignore[assignment]
+    """Connects a running container to one more user network (an address, a veth, its DNS name and
+    aliases there). FAILED_PRECONDITION if it is not running or already on that network.
+    """
+    DisconnectNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.DisconnectNetworkRequest, _runtime_pb2.DisconnectNetworkResponse]  # type: ignore[assignment]
+    """Disconnects a running container from a network it was connected to. FAILED_PRECONDITION for
+    the network it was started on, NOT_FOUND if it is not connected (unless force).
     """
     ListContainers: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ListContainersRequest, _runtime_pb2.ListContainersResponse]  # type: ignore[assignment]
     """Lists containers, newest first."""
@@ -216,6 +232,26 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_runtime_pb2.GetContainerResponse, _abc.Awaitable[_runtime_pb2.GetContainerResponse]]:
         """Looks a container up by full id, unique id prefix or name. NOT_FOUND, or INVALID_ARGUMENT for
         an ambiguous prefix.
+        """
+
+    @_abc_1.abstractmethod
+    def ConnectNetwork(
+        self,
+        request: _runtime_pb2.ConnectNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.ConnectNetworkResponse, _abc.Awaitable[_runtime_pb2.ConnectNetworkResponse]]:
+        """Connects a running container to one more user network (an address, a veth, its DNS name and
+        aliases there). FAILED_PRECONDITION if it is not running or already on that network.
+        """
+
+    @_abc_1.abstractmethod
+    def DisconnectNetwork(
+        self,
+        request: _runtime_pb2.DisconnectNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.DisconnectNetworkResponse, _abc.Awaitable[_runtime_pb2.DisconnectNetworkResponse]]:
+        """Disconnects a running container from a network it was connected to. FAILED_PRECONDITION for
+        the network it was started on, NOT_FOUND if it is not connected (unless force).
         """
 
     @_abc_1.abstractmethod
