@@ -74,3 +74,16 @@ def test_images_filters_and_format(client: Client, engine: Engine) -> None:
         assert teu(engine, "image", "inspect", "-f", "{{json .RepoTags}}", "listed/app:1").strip().startswith("[")
     finally:
         client.remove_image("listed/app:1")
+
+
+def test_ps_size_shows_what_a_container_wrote(client: Client, engine: Engine) -> None:
+    c = client.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "dd if=/dev/zero of=/big bs=1k count=300 2>/dev/null"],
+                                    name="sized-ps"))  # fmt: skip
+    try:
+        (s,) = client.list(all=True, filters=["name=sized-ps"], size=True)
+        image = client.inspect_image("busybox").size
+        assert s.size_rw >= 300 << 10 and s.size_root_fs == s.size_rw + image
+        line = teu(engine, "ps", "-a", "-s", "--filter", "name=sized-ps").splitlines()
+        assert line[0].split()[-1] == "SIZE" and "(virtual" in line[1]
+    finally:
+        client.remove(c.id)

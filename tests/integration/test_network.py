@@ -568,7 +568,8 @@ def test_network_connect_and_disconnect_a_running_container(teu: Client, neteng:
         ip = att.address.split("/")[0]
         shown = subprocess.run([str(REPO / ".venv" / "bin" / "teu"), "inspect", "-f", "{{json .NetworkSettings.Networks}}", "multi"],
                                env=neteng.env(), capture_output=True, text=True)  # fmt: skip
-        assert set(json.loads(shown.stdout)) == {"left", "right"}
+        networks = json.loads(shown.stdout)
+        assert set(networks) == {"left", "right"} and networks["right"]["Aliases"] == ["api"]
         r = teu.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "ping -c1 -W2 multi && ping -c1 -W2 api"], network="right",
                                      remove=True))  # fmt: skip
         assert r.exit_code == 0 and ip in r.stdout.decode(), r.stdout

@@ -324,10 +324,14 @@ class Client(ImagesMixin):
         """Blocks until the container stops; returns its exit code."""
         return unary(self.containers.Wait, gw.WaitRequest(container=container))
 
-    def list(self, all: bool = False, filters: Sequence[str] = (), last: int = 0) -> list[gw.ContainerSummary]:
+    def list(
+        self, all: bool = False, filters: Sequence[str] = (), last: int = 0, size: bool = False
+    ) -> list[gw.ContainerSummary]:
         """Containers, newest first (running only unless ``all``); ``filters`` as Docker's ps
-        (``label=tier=web``, ``status=exited``...); ``last``: the newest N of any state."""
-        return list(unary(self.containers.List, gw.ListRequest(all=all, filters=list(filters), last=last)).containers)
+        (``label=tier=web``, ``status=exited``...); ``last``: the newest N of any state; ``size``:
+        measure what each wrote (slower)."""
+        req = gw.ListRequest(all=all, filters=list(filters), last=last, size=size)
+        return list(unary(self.containers.List, req).containers)
 
     def inspect(self, container: str) -> gw.ContainerDetails:
         """Everything about one container."""

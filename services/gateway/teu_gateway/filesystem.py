@@ -9,7 +9,7 @@ to storage, which reads the layers without mounting them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
@@ -26,6 +26,15 @@ class Filesystem:
 
     def __init__(self, b: Backends) -> None:
         self.b = b
+
+    async def measure(self, summaries: Sequence[gw.ContainerSummary], containers: Sequence[rt.Container]) -> None:
+        """ps -s: each summary gets the bytes its container wrote, and that plus its image's size."""
+        keys = [c.id for c in containers]
+        sizes = (await call("storage", self.b.storage.SnapshotSizes(st.SnapshotSizesRequest(keys=keys)))).sizes
+        images = {i.id: i.size for i in (await call("storage", self.b.storage.ListImages(st.ListImagesRequest()))).images}
+        for s, c in zip(summaries, containers, strict=True):
+            s.size_rw = sizes.get(c.id, 0)
+            s.size_root_fs = s.size_rw + images.get(c.spec.image_id, 0)
 
     async def diff(self, c: rt.Container) -> list[gw.Change]:
         """The container's changes over its image (Docker's A/C/D)."""

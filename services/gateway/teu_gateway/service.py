@@ -56,7 +56,10 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         plain = not request.filters and not request.last
         found = await self.f.containers(request.all or not plain)
         chosen = found if plain else listing.select(found, list(request.filters), request.all, request.last)
-        return gw.ListResponse(containers=[convert.summary(c) for c in chosen])
+        summaries = [convert.summary(c) for c in chosen]
+        if request.size:
+            await self.f.fs.measure(summaries, chosen)
+        return gw.ListResponse(containers=summaries)
 
     async def Inspect(self, request: gw.InspectRequest, context: Ctx) -> gw.InspectResponse:
         return gw.InspectResponse(container=await self.f.inspect(request.container))

@@ -205,6 +205,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def RemoveVolume(self, request: storage_pb2.RemoveVolumeRequest, context: Ctx) -> storage_pb2.RemoveVolumeResponse:
         return storage_pb2.RemoveVolumeResponse(removed=await asyncio.to_thread(self._storage.remove_volume, request.name))
 
+    async def SnapshotSizes(self, request: storage_pb2.SnapshotSizesRequest, context: Ctx) -> storage_pb2.SnapshotSizesResponse:
+        sizes = await asyncio.to_thread(self._storage.snapshot_sizes, list(request.keys))
+        return storage_pb2.SnapshotSizesResponse(sizes=sizes)
+
     async def FillVolume(self, request: storage_pb2.FillVolumeRequest, context: Ctx) -> storage_pb2.FillVolumeResponse:
         filled = await asyncio.to_thread(self._storage.fill_volume, request.name, request.key, request.path)
         return storage_pb2.FillVolumeResponse(filled=filled)

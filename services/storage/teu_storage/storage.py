@@ -30,12 +30,14 @@ entry point, because it consumes the client's stream.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from teu_api.errors import NotFound
 from teu_storage import diff, imports
 from teu_storage.containerfs import ContainerFS
 from teu_storage.credentials import Credentials
@@ -209,3 +211,21 @@ class Storage:
         if not self.volumes.is_empty(volume):
             return False
         return self.fs.fill(key, path, volume.data, self.tmp)
+
+    def snapshot_sizes(self, keys: Sequence[str]) -> dict[str, int]:
+        """Bytes each snapshot's upper dir takes (disk blocks, as du counts), for those that exist."""
+        out = {}
+        for key in keys:
+            try:
+                upper = self.snapshots.get(key).upper
+            except NotFound:
+                continue
+            total = 0
+            for top, _dirs, files in os.walk(upper):
+                for name in files:
+                    try:
+                        total += os.lstat(os.path.join(top, name)).st_blocks * 512
+                    except FileNotFoundError:
+                        continue
+            out[key] = total
+        return out

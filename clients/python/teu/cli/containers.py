@@ -253,7 +253,7 @@ def cmd_create(c: Client, a: argparse.Namespace) -> int:
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT", "RunningFor": "CREATED",
               "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Names": "NAMES", "Labels": "LABELS",
-              "Mounts": "MOUNTS", "Networks": "NETWORKS"}  # fmt: skip
+              "Mounts": "MOUNTS", "Networks": "NETWORKS", "Size": "SIZE"}  # fmt: skip
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 
 
@@ -273,18 +273,20 @@ def ps_row(s: gw.ContainerSummary, no_trunc: bool) -> dict[str, Any]:
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())),
         "Mounts": ",".join(s.mounts),
         "Networks": s.network,
+        "Size": f"{fmt.size(s.size_rw)} (virtual {fmt.size(s.size_root_fs)})" if s.size_root_fs else "",
         "_labels": dict(s.labels),
     }
 
 
 def cmd_ps(c: Client, a: argparse.Namespace) -> int:
     """Lists containers."""
-    found = c.list(all=a.all, filters=a.filter, last=1 if a.latest else a.last)
+    found = c.list(all=a.all, filters=a.filter, last=1 if a.latest else a.last, size=a.size)
     if a.quiet:
         for s in found:
             print(s.id if a.no_trunc else s.id[:12])
         return 0
-    for line in template.lines(a.format or PS_TABLE, (ps_row(s, a.no_trunc) for s in found), PS_HEADERS):
+    table = PS_TABLE + ("\t{{.Size}}" if a.size else "")
+    for line in template.lines(a.format or table, (ps_row(s, a.no_trunc) for s in found), PS_HEADERS):
         print(line)
     return 0
 
@@ -438,6 +440,7 @@ def register(sub: Any) -> None:
     p.add_argument("--format", default="", help="table, json, or a Go template: '{{.ID}}\\t{{.Names}}'")
     p.add_argument("-n", "--last", type=parse.integer(0, parse.INT32_MAX), default=0, help="the newest N containers (all states)")
     p.add_argument("-l", "--latest", action="store_true", help="the newest container (all states)")
+    p.add_argument("-s", "--size", action="store_true", help="show what each container wrote, and its virtual size")
     p.set_defaults(func=cmd_ps)
     p = sub.add_parser("logs", help="fetch the logs of one or more containers")
     p.add_argument("-f", "--follow", action="store_true", help="follow output until the containers exit")

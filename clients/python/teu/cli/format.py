@@ -187,7 +187,8 @@ def port_bindings(ports: Iterable[types_pb2.PortMapping]) -> dict[str, list[dict
 
 def _endpoint(n: types_pb2.NetworkAttachment) -> dict[str, Any]:
     ip, _, prefix = n.address.partition("/")
-    return {"IPAddress": ip, "IPPrefixLen": int(prefix or 0), "Gateway": n.gateway, "MacAddress": n.mac}
+    return {"IPAddress": ip, "IPPrefixLen": int(prefix or 0), "Gateway": n.gateway, "MacAddress": n.mac,
+            "Aliases": list(n.aliases) or None}  # fmt: skip
 
 
 def network_settings(n: types_pb2.NetworkAttachment, connected: Iterable[types_pb2.NetworkAttachment] = ()) -> dict[str, Any]:
@@ -195,7 +196,8 @@ def network_settings(n: types_pb2.NetworkAttachment, connected: Iterable[types_p
     the one it was started on first, then those it was connected to."""
     networks = {n.network: _endpoint(n)} if n.network else {}
     networks.update({c.network: _endpoint(c) for c in connected})
-    return {**_endpoint(n), "Ports": port_bindings(n.ports), "Networks": networks}
+    top = {k: v for k, v in _endpoint(n).items() if k != "Aliases"}
+    return {**top, "Ports": port_bindings(n.ports), "Networks": networks}
 
 
 def image_json(i: gw.ImageSummary) -> dict[str, Any]:

@@ -395,7 +395,7 @@ class Networks:
     @staticmethod
     def _connection_view(conn: Connection, record: types_pb2.Network) -> types_pb2.NetworkAttachment:
         return types_pb2.NetworkAttachment(network=record.name, address=str(conn.address), gateway=record.gateway, mac=conn.mac,
-                                           host_interface=conn.host_interface)  # fmt: skip
+                                           host_interface=conn.host_interface, aliases=conn.aliases)  # fmt: skip
 
     def attachment(self, c: Container) -> types_pb2.NetworkAttachment | None:
         """The running container's attachment as the API shows it."""
@@ -407,7 +407,7 @@ class Networks:
         n = self.records.find_network(att.network)
         return types_pb2.NetworkAttachment(
             network=n.name if n else att.network, address=str(att.address or ""), gateway=n.gateway if n else "",
-            mac=att.mac, ports=self.records.ports(c.id), host_interface=att.host_interface,
+            mac=att.mac, ports=self.records.ports(c.id), host_interface=att.host_interface, aliases=c.spec.network_aliases,
         )  # fmt: skip
 
     # -- rules ------------------------------------------------------------------------------------

@@ -2434,6 +2434,8 @@ class ContainerSummary(_message.Message):
     MOUNTS_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    SIZE_RW_FIELD_NUMBER: _builtins.int
+    SIZE_ROOT_FS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Full id."""
     name: _builtins.str
@@ -2454,6 +2456,10 @@ class ContainerSummary(_message.Message):
     """Network name ("bridge", "none", "host", a user network, "container:ID")."""
     error: _builtins.str
     """Why the last start failed."""
+    size_rw: _builtins.int
+    """Bytes the container has written over its image (with ListRequest.size; else 0)."""
+    size_root_fs: _builtins.int
+    """That plus its image's size (with ListRequest.size; else 0)."""
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command line (entrypoint + cmd)."""
@@ -2487,10 +2493,12 @@ class ContainerSummary(_message.Message):
         mounts: _abc.Iterable[_builtins.str] | None = ...,
         network: _builtins.str = ...,
         error: _builtins.str = ...,
+        size_rw: _builtins.int = ...,
+        size_root_fs: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created_at", b"created_at", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "image", b"image", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created_at", b"created_at", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "image", b"image", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "size_root_fs", b"size_root_fs", "size_rw", b"size_rw", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2943,10 +2951,13 @@ class ListRequest(_message.Message):
     ALL_FIELD_NUMBER: _builtins.int
     FILTERS_FIELD_NUMBER: _builtins.int
     LAST_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
     all: _builtins.bool
     """Include containers that are not running."""
     last: _builtins.int
     """Only the newest N containers (ps -n), all states; 0 means no limit."""
+    size: _builtins.bool
+    """Also measure the bytes each container has written (ps -s)."""
     @_builtins.property
     def filters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Docker's ps filters, "key=value" each: id, name, label (key or key=value), status, ancestor,
@@ -2960,10 +2971,11 @@ class ListRequest(_message.Message):
         all: _builtins.bool = ...,
         filters: _abc.Iterable[_builtins.str] | None = ...,
         last: _builtins.int = ...,
+        size: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "filters", b"filters", "last", b"last"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "filters", b"filters", "last", b"last", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -161,6 +161,11 @@ class StorageServiceStub:
                 request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeRequest.SerializeToString,
                 response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeResponse.FromString,
                 _registered_method=True)
+        self.SnapshotSizes = channel.unary_unary(
+                '/teu.storage.v1.StorageService/SnapshotSizes',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -353,6 +358,13 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SnapshotSizes(self, request, context):
+        """Bytes each snapshot's writable layer takes (ps -s); unknown keys are left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -480,6 +492,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.FillVolume,
                     request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeRequest.FromString,
                     response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeResponse.SerializeToString,
+            ),
+            'SnapshotSizes': grpc.unary_unary_rpc_method_handler(
+                    servicer.SnapshotSizes,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1159,6 +1176,33 @@ class StorageService:
             '/teu.storage.v1.StorageService/FillVolume',
             teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeRequest.SerializeToString,
             teu_dot_storage_dot_v1_dot_storage__pb2.FillVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SnapshotSizes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/SnapshotSizes',
+            teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -105,6 +105,8 @@ class StorageServiceStub:
     """Copies what a snapshot holds at a path into a volume that holds nothing yet (a new volume's
     first mount). NOT_FOUND for an unknown volume or snapshot.
     """
+    SnapshotSizes: _grpc.UnaryUnaryMultiCallable[_storage_pb2.SnapshotSizesRequest, _storage_pb2.SnapshotSizesResponse]
+    """Bytes each snapshot's writable layer takes (ps -s); unknown keys are left out."""
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -183,6 +185,8 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Copies what a snapshot holds at a path into a volume that holds nothing yet (a new volume's
     first mount). NOT_FOUND for an unknown volume or snapshot.
     """
+    SnapshotSizes: _aio.UnaryUnaryMultiCallable[_storage_pb2.SnapshotSizesRequest, _storage_pb2.SnapshotSizesResponse]  # type: ignore[assignment]
+    """Bytes each snapshot's writable layer takes (ps -s); unknown keys are left out."""
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Holds images (unpacked layers plus config) and per-container overlay snapshots. It returns mount
@@ -408,5 +412,13 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         """Copies what a snapshot holds at a path into a volume that holds nothing yet (a new volume's
         first mount). NOT_FOUND for an unknown volume or snapshot.
         """
+
+    @_abc_1.abstractmethod
+    def SnapshotSizes(
+        self,
+        request: _storage_pb2.SnapshotSizesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.SnapshotSizesResponse, _abc.Awaitable[_storage_pb2.SnapshotSizesResponse]]:
+        """Bytes each snapshot's writable layer takes (ps -s); unknown keys are left out."""
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -673,6 +673,7 @@ class NetworkAttachment(_message.Message):
     MAC_FIELD_NUMBER: _builtins.int
     PORTS_FIELD_NUMBER: _builtins.int
     HOST_INTERFACE_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
     network: _builtins.str
     """Network name ("bridge", a user network, "none" or "host")."""
     address: _builtins.str
@@ -687,6 +688,10 @@ class NetworkAttachment(_message.Message):
     def ports(self) -> _containers.RepeatedCompositeFieldContainer[Global___PortMapping]:
         """Published ports."""
 
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More DNS names of the container on this network (--network-alias, network connect --alias)."""
+
     def __init__(
         self,
         *,
@@ -696,10 +701,11 @@ class NetworkAttachment(_message.Message):
         mac: _builtins.str = ...,
         ports: _abc.Iterable[Global___PortMapping] | None = ...,
         host_interface: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "gateway", b"gateway", "host_interface", b"host_interface", "mac", b"mac", "network", b"network", "ports", b"ports"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "aliases", b"aliases", "gateway", b"gateway", "host_interface", b"host_interface", "mac", b"mac", "network", b"network", "ports", b"ports"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
