@@ -471,7 +471,7 @@ def test_addresses_come_from_the_ip_range_and_a_gateway_must_be_in_the_subnet() 
         str(addressing.first_free_address(net, [IPv4Address("10.96.5.254")], IPv4Network("10.96.5.252/30"))) == "10.96.5.252/24"
     )
     with pytest.raises(InvalidArgument):
-        addressing.check_gateway(net, "10.96.5.255")
+        addressing.host_address(net, "10.96.5.255", "gateway")
     with pytest.raises(InvalidArgument):
         addressing.check_ip_range(net, "10.96.0.0/16")
 
@@ -497,7 +497,7 @@ def test_connections_take_free_addresses_next_ethn_and_answer_dns_with_aliases(t
         records.connect(cid, net, "vteux3", "", [])
     with pytest.raises(FailedPrecondition, match="in use"):
         records.connect("e" * 64, net, "vteux4", "10.90.0.2", [])
-    with pytest.raises(InvalidArgument, match="not in network"):
+    with pytest.raises(InvalidArgument, match="not a host address"):
         records.connect("e" * 64, net, "vteux4", "10.99.0.2", [])
     _, _, gone = records.release(cid)
     assert sorted(c.ifname for c in gone) == ["eth1", "eth2"] and records.connections(cid) == []

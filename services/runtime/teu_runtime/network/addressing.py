@@ -92,14 +92,14 @@ def first_free_address(net: IPv4Network, used: Iterable[IPv4Address], within: IP
     return None
 
 
-def check_gateway(net: IPv4Network, text: str) -> IPv4Address:
-    """--gateway: a host address of ``net``; InvalidArgument otherwise."""
+def host_address(net: IPv4Network, text: str, what: str) -> IPv4Address:
+    """An address of ``net`` a host may have (``--gateway``, ``--ip``: ``what``); InvalidArgument otherwise."""
     try:
         addr = IPv4Address(text)
     except ValueError:
-        raise InvalidArgument(f"invalid gateway {text!r}: want an IPv4 address") from None
+        raise InvalidArgument(f"invalid {what} {text[:40]!r}: want an IPv4 address") from None
     if addr not in net or addr in (net.network_address, net.broadcast_address):
-        raise InvalidArgument(f"gateway {addr} is not a host address of subnet {net}")
+        raise InvalidArgument(f"{what} {addr} is not a host address of subnet {net}")
     return addr
 
 

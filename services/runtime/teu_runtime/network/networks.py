@@ -148,7 +148,7 @@ class Networks:
             net = found
         record = self._new(name, net, default=False)
         if opts.gateway:
-            record.gateway = str(addressing.check_gateway(net, opts.gateway))
+            record.gateway = str(addressing.host_address(net, opts.gateway, "gateway"))
         if opts.ip_range:
             record.ip_range = str(addressing.check_ip_range(net, opts.ip_range))
         record.internal = opts.internal

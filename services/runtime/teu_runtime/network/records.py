@@ -172,12 +172,7 @@ class Records:
         with self.store.tx() as db:
             taken = _used(db, network)
             if ip:
-                try:
-                    addr = IPv4Address(ip)
-                except ValueError:
-                    raise InvalidArgument(f"invalid IP address {ip[:40]!r}") from None
-                if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
-                    raise InvalidArgument(f"address {addr} is not in network {network.name} ({network.subnet})")
+                addr = addressing.host_address(subnet, ip, f"address for network {network.name}")
                 if addr in taken:
                     raise FailedPrecondition(f"address {addr} is already in use in network {network.name}")
                 address = IPv4Interface(f"{addr}/{subnet.prefixlen}")
