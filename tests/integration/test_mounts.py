@@ -91,3 +91,11 @@ def test_the_cli_takes_dockers_spellings(engine: Engine, tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[:2] == ["hi", "hi"] and lines[2].split()[1] == "64"
+
+
+def test_a_tmpfs_over_a_file_of_the_image_fails_clearly_and_leaves_nothing(client: Client) -> None:
+    """--tmpfs over a file (/bin/sh is one in busybox): exit 125 with the reason, and --rm removes the container."""
+    before = {c.id for c in client.list(all=True)}
+    r = client.run(sh("true", tmpfs=("/bin/sh:ro",)))
+    assert r.exit_code == 125 and "not a directory" in r.error
+    assert {c.id for c in client.list(all=True)} == before
