@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 
+from teu import policies
 from teu._images import ImagesMixin
 from teu._rpc import stream, unary
 from teu.errors import InvalidArgument, Unavailable, from_status
@@ -169,6 +170,7 @@ class ContainerOptions:
     uts: str = ""
     platform: str = ""
     network_aliases: list[str] = field(default_factory=list)
+    restart: str = ""  # no, always, unless-stopped, on-failure[:N]
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -223,6 +225,7 @@ class ContainerOptions:
             uts=self.uts,
             platform=self.platform,
             network_aliases=self.network_aliases,
+            restart=policies.restart_policy(self.restart),
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

@@ -122,6 +122,15 @@ class PrivateEngine:
         self.proc.wait(timeout=30)
         self.proc = None
 
+    def halt(self) -> None:
+        """Stops the services and leaves the containers as they are (running ones run on), as
+        ``make stop`` does; :meth:`start` brings the engine back."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self.proc = None
+
     def __enter__(self) -> PrivateEngine:
         return self.start()
 

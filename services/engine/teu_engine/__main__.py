@@ -38,10 +38,13 @@ class Child:
     restart_at: float | None = None  # when a dead service is due to start again
 
 
-def _spawn(child: Child, cfg: Config, logs: Path) -> None:
+def _spawn(child: Child, cfg: Config, logs: Path, first: bool = False) -> None:
+    """Starts one service; ``first``: this is the engine starting, not a service restarted (the
+    runtime then applies Docker's engine-start rule of restart policies)."""
     out = open(logs / f"{child.name}.log", "ab")  # noqa: SIM115 - handed to the child
     child.proc = subprocess.Popen(
         [sys.executable, "-m", f"teu_{child.name}", "--root", str(cfg.root), "--run-dir", str(cfg.run_dir), *child.args],
+        env={**os.environ, "TEU_ENGINE_START": "1" if first else "0"},
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=out,
@@ -74,7 +77,7 @@ def supervise(cfg: Config, tls: TlsListen | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     children = [Child(name, tls.argv() if tls and name == "gateway" else []) for name in SERVICES]
     for child in children:
-        _spawn(child, cfg, logs)
+        _spawn(child, cfg, logs, first=True)
     while not stopping:
         time.sleep(0.1)
         now = time.monotonic()

@@ -58,7 +58,8 @@ async def build(cfg: Config) -> Lifecycle:
     conmon_version = await ociruntime.version_line(conmon_path)
     settings = Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap)
     manager = Manager(store, runtime, settings, networks)
-    await manager.reconcile()
+    # the supervisor says whether the engine itself is starting, or only this service again
+    await manager.reconcile(engine_start=os.environ.get("TEU_ENGINE_START") == "1")
     info = runtime_pb2.GetRuntimeInfoResponse(
         oci_runtime=choice.name,
         oci_runtime_version=await ociruntime.version_line(choice.path),

@@ -41,13 +41,14 @@ from __future__ import annotations
 import builtins
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from teu_api.errors import AlreadyExists, InvalidArgument, NotFound
 from teu_api.runtime.v1 import runtime_pb2
+from teu_api.types.v1 import types_pb2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -63,7 +64,9 @@ CREATE TABLE IF NOT EXISTS containers (
     created_at INTEGER NOT NULL,
     started_at INTEGER NOT NULL DEFAULT 0,
     finished_at INTEGER NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    stopped_by_user INTEGER NOT NULL DEFAULT 0,
+    rootfs BLOB NOT NULL DEFAULT x''
 );
 CREATE TABLE IF NOT EXISTS networks (
     id TEXT PRIMARY KEY,
@@ -111,7 +114,7 @@ CREATE TABLE IF NOT EXISTS execs (
 """
 _STATE_FIELDS = (
     "state", "pid", "monitor_pid", "exit_code", "oom_killed", "restart_count",
-    "started_at", "finished_at", "error",
+    "started_at", "finished_at", "error", "stopped_by_user",
 )  # fmt: skip
 Container = runtime_pb2.Container
 
@@ -128,9 +131,15 @@ class Store:
 
     def _migrate(self) -> None:
         """Brings a database made by an earlier version up to the schema (columns added since)."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(networks)")}
-        if "extra" not in columns:  # internal, ip_range, labels of a network (JSON)
-            self._db.execute("ALTER TABLE networks ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
+        added = {
+            "networks": {"extra": "TEXT NOT NULL DEFAULT '{}'"},  # internal, ip_range, labels of a network (JSON)
+            "containers": {"stopped_by_user": "INTEGER NOT NULL DEFAULT 0", "rootfs": "BLOB NOT NULL DEFAULT x''"},
+        }
+        for table, columns in added.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Closes the database."""
@@ -205,15 +214,25 @@ class Store:
         return self._db.execute(sql, args).fetchall()
 
     def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[Container]:
-        cur = self._db.execute(f"SELECT id, name, spec, created_at, {', '.join(_STATE_FIELDS)} FROM containers {where}", args)
+        cur = self._db.execute(
+            f"SELECT id, name, spec, created_at, rootfs, {', '.join(_STATE_FIELDS)} FROM containers {where}", args
+        )
         out = []
         for row in cur.fetchall():
             c = Container(id=row[0], name=row[1], created_at=row[3])
             c.spec.ParseFromString(row[2])
-            for field, value in zip(_STATE_FIELDS, row[4:], strict=True):
-                setattr(c, field, bool(value) if field == "oom_killed" else value)
+            c.last_rootfs.extend(runtime_pb2.MountList.FromString(row[4]).mounts)
+            for field, value in zip(_STATE_FIELDS, row[5:], strict=True):
+                setattr(c, field, bool(value) if field in ("oom_killed", "stopped_by_user") else value)
             out.append(c)
         return out
+
+    def set_rootfs(self, cid: str, mounts: Sequence[types_pb2.Mount]) -> None:
+        """Keeps the root filesystem mounts of a start, for a restart of the runtime's own."""
+        with self.tx() as db:
+            db.execute(
+                "UPDATE containers SET rootfs = ? WHERE id = ?", (runtime_pb2.MountList(mounts=mounts).SerializeToString(), cid)
+            )
 
     def save_exec(self, cid: str, record: runtime_pb2.ExecSession) -> None:
         """Adds or updates an exec session of container ``cid``."""

@@ -32,7 +32,7 @@ from teu_api.types.v1 import types_pb2
 from teu_common import perms
 from teu_common.idmap import IdMap
 from teu_common.signals import parse_signal
-from teu_runtime import attach, cgroups, confine, conmon, copyin, execs, mounts, names, sharing, spec, usermounts, users
+from teu_runtime import attach, cgroups, confine, conmon, copyin, execs, mounts, names, restarts, sharing, spec, usermounts, users
 from teu_runtime.bundle import Bundle
 from teu_runtime.database import Container, Store
 from teu_runtime.network.networks import HOST, Networks, Plan
@@ -74,6 +74,7 @@ class Manager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        self._failures: dict[str, int] = {}  # short runs in a row, for the restart back-off
 
     def bundle(self, cid: str) -> Bundle:
         """The container's bundle directory and the paths in it."""
@@ -92,6 +93,7 @@ class Manager:
         names.check_id(cid)
         name = names.check_name(name) if name else self._free_name()
         _check_spec(cspec)
+        restarts.check(cspec.restart_policy, cspec.auto_remove)
         host = self.settings.host
         confine.check(cspec.security, host.held_caps, host.limits)
         remapped = confine.remapping(cspec.security, self.settings.remap, self.networks.resolve(cspec.network)[0] == HOST)
@@ -184,7 +186,9 @@ class Manager:
         c.state, c.pid, c.monitor_pid = RUNNING, created.pid, conmon.monitor_pid(bundle)
         c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = started_at, 0, 0, False, ""
         c.restart_count += 0 if first else 1
+        c.stopped_by_user = False
         self.store.update(c)
+        self.store.set_rootfs(cid, rootfs)
         if self._event(cid).is_set():  # a waiter from before this start keeps its event: it wakes at this exit
             self._exited[cid] = asyncio.Event()
         self._watch(cid, c.monitor_pid)
@@ -402,6 +406,43 @@ class Manager:
             log.info("container_exited", container=cid[:12], exit_code=c.exit_code, oom=c.oom_killed)
             await self.oci.delete(cid, force=True)
             await asyncio.to_thread(bundle.unmount_all)
+        self._plan_restart(c)
+
+    # -- restart policies -----------------------------------------------------------------------
+
+    def _plan_restart(self, c: Container, engine_start: bool = False) -> None:
+        """Starts ``c`` again after the back-off if its restart policy says so (restarts.py)."""
+        if not restarts.wanted(c.spec.restart_policy, c.exit_code, c.restart_count, c.stopped_by_user, engine_start):
+            self._failures.pop(c.id, None)
+            return
+        if c.started_at and c.finished_at - c.started_at >= restarts.STEADY * 1e9:
+            self._failures[c.id] = 0  # it ran long enough: the back-off starts over
+        failures = self._failures.get(c.id, 0)
+        self._failures[c.id] = failures + 1
+        delay = 0.0 if engine_start else restarts.delay(failures)
+        log.info("restart_planned", container=c.id[:12], policy=c.spec.restart_policy.name, delay=delay, restarts=c.restart_count)
+        self.background(self._restart_later(c.id, delay, engine_start))
+
+    async def _restart_later(self, cid: str, delay: float, engine_start: bool) -> None:
+        """The restart itself, once the back-off is over, if it is still wanted then (no stop, no
+        start, no removal meanwhile)."""
+        await asyncio.sleep(delay)
+        try:
+            c = self.store.get(cid)
+        except NotFound:
+            return
+        still = restarts.wanted(c.spec.restart_policy, c.exit_code, c.restart_count, c.stopped_by_user, engine_start)
+        if c.state != EXITED or not c.last_rootfs or not still:
+            return
+        try:
+            started = await self.start(cid, list(c.last_rootfs))
+        except TeuError as exc:
+            log.warning("restart_failed", container=cid[:12], error=exc.message)
+            started = self.store.get(cid)
+        except NotFound:
+            return
+        if started.state != RUNNING:  # its process could not run: the policy decides again
+            self._plan_restart(started)
 
     async def wait(self, cid: str) -> Container:
         """Blocks until the container is not running (created containers wait for a run)."""
@@ -424,8 +465,12 @@ class Manager:
         return c
 
     async def stop(self, cid: str, timeout: int) -> Container:
-        """Sends the stop signal, waits up to ``timeout`` seconds, then SIGKILL."""
+        """Sends the stop signal, waits up to ``timeout`` seconds, then SIGKILL. A stop is the user's:
+        the restart policy does not bring the container back (see restarts.py), nor does a pending restart."""
         c = self.store.get(cid)
+        if not c.stopped_by_user:
+            c.stopped_by_user = True
+            self.store.update(c)
         if c.state != RUNNING:
             return c
         if timeout < 0:
@@ -449,6 +494,8 @@ class Manager:
         if c.state == RUNNING:
             if not force:
                 raise FailedPrecondition(f"cannot remove container {c.name}: container is running: stop it first or force remove")
+            c.stopped_by_user = True  # no restart between this kill and the removal
+            self.store.update(c)
             await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
             await self._event(cid).wait()
         async with self._lock(cid):
@@ -468,8 +515,10 @@ class Manager:
 
     # -- restart of this service ----------------------------------------------------------------
 
-    async def reconcile(self) -> None:
-        """Brings the records in line with reality after this service (re)starts."""
+    async def reconcile(self, engine_start: bool = False) -> None:
+        """Brings the records in line with reality after this service (re)starts, then starts again
+        the containers whose restart policy says so (more of them when the engine itself starts:
+        an ``always`` container a user stopped comes back then, Docker's rule)."""
         for c in self.store.list():
             event = self._event(c.id)
             if c.state != RUNNING:
@@ -486,6 +535,9 @@ class Manager:
                     await self._finish(c.id)
             self._reconcile_execs(c)
         await self._remove_orphan_bundles()
+        for c in self.store.list():
+            if c.state == EXITED:
+                self._plan_restart(c, engine_start)
         running = {c.id for c in self.store.list() if c.state == RUNNING}
         try:
             await self.networks.reconcile(running)

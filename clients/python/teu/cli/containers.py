@@ -87,6 +87,7 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pid", default="", help="PID namespace: container:NAME, host")
     p.add_argument("--uts", default="", help="UTS namespace: host")
     p.add_argument("--network-alias", action="append", default=[], help="another DNS name on a user network")
+    p.add_argument("--restart", default="", help="restart policy: no, always, unless-stopped, on-failure[:N]")
     p.add_argument("--pull", default="missing", help="pull the image first: missing (default), always, never")
     p.add_argument("--platform", default="", help="the image must be of this platform: os/arch[/variant]")
     p.add_argument(
@@ -128,6 +129,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         uts=a.uts,
         platform=a.platform,
         network_aliases=a.network_alias,
+        restart=a.restart,
         log_opts=parse.labels(a.log_opt),
         cap_add=a.cap_add,
         cap_drop=a.cap_drop,

@@ -143,6 +143,7 @@ def host_config(cfg: gw.ContainerConfig) -> dict[str, Any]:
         "PortBindings": port_bindings(cfg.ports),
         "PublishAllPorts": cfg.publish_all,
         "AutoRemove": cfg.auto_remove,
+        "RestartPolicy": {"Name": cfg.restart.name or "no", "MaximumRetryCount": cfg.restart.maximum_retry_count},
         "VolumesFrom": list(cfg.volumes_from) or None,
         "Mounts": [{"Type": m.type, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only} for m in others] or None,
         "CapAdd": list(cfg.cap_add) or None,

@@ -733,6 +733,7 @@ class ContainerSpec(_message.Message):
     PID_FIELD_NUMBER: _builtins.int
     UTS_FIELD_NUMBER: _builtins.int
     NETWORK_ALIASES_FIELD_NUMBER: _builtins.int
+    RESTART_POLICY_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -822,6 +823,10 @@ class ContainerSpec(_message.Message):
         """More names the container answers to on its user network's DNS."""
 
     @_builtins.property
+    def restart_policy(self) -> _types_pb2.RestartPolicy:
+        """When the runtime starts the container again after it exits (checked by the gateway)."""
+
+    @_builtins.property
     def extensions(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]:
         """Opaque data the caller keeps with the container (the gateway stores the user's original
         request here, so inspect can show it exactly). The runtime never reads it.
@@ -857,11 +862,12 @@ class ContainerSpec(_message.Message):
         pid: _builtins.str = ...,
         uts: _builtins.str = ...,
         network_aliases: _abc.Iterable[_builtins.str] | None = ...,
+        restart_policy: _types_pb2.RestartPolicy | None = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "security", b"security"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -889,6 +895,8 @@ class Container(_message.Message):
     EXECS_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     CONNECTED_FIELD_NUMBER: _builtins.int
+    STOPPED_BY_USER_FIELD_NUMBER: _builtins.int
+    LAST_ROOTFS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """64 lowercase hex characters."""
     name: _builtins.str
@@ -913,6 +921,8 @@ class Container(_message.Message):
     """Host pid of the conmon monitor while running; 0 otherwise."""
     restart_count: _builtins.int
     """How many times the container was started after its first start."""
+    stopped_by_user: _builtins.bool
+    """stop was asked (Docker's rule: an always or unless-stopped container stays stopped after it)."""
     @_builtins.property
     def spec(self) -> Global___ContainerSpec:
         """What the container was created with."""
@@ -928,6 +938,10 @@ class Container(_message.Message):
     @_builtins.property
     def connected(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.NetworkAttachment]:
         """The networks it was connected to while running (network connect), besides its own."""
+
+    @_builtins.property
+    def last_rootfs(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
+        """The root filesystem mounts of its last start, which a restart of its own uses again."""
 
     def __init__(
         self,
@@ -948,10 +962,12 @@ class Container(_message.Message):
         execs: _abc.Iterable[Global___ExecSession] | None = ...,
         network: _types_pb2.NetworkAttachment | None = ...,
         connected: _abc.Iterable[_types_pb2.NetworkAttachment] | None = ...,
+        stopped_by_user: _builtins.bool = ...,
+        last_rootfs: _abc.Iterable[_types_pb2.Mount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["network", b"network", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "last_rootfs", b"last_rootfs", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state", "stopped_by_user", b"stopped_by_user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1534,3 +1550,27 @@ class DisconnectNetworkResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DisconnectNetworkResponse: _TypeAlias = DisconnectNetworkResponse  # noqa: Y015
+
+@_typing.final
+class MountList(_message.Message):
+    """A list of mounts, as the runtime's database keeps a container's last root filesystem."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def mounts(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
+        """The mounts."""
+
+    def __init__(
+        self,
+        *,
+        mounts: _abc.Iterable[_types_pb2.Mount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mounts", b"mounts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MountList: _TypeAlias = MountList  # noqa: Y015

@@ -820,3 +820,29 @@ class Network(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Network: _TypeAlias = Network  # noqa: Y015
+
+@_typing.final
+class RestartPolicy(_message.Message):
+    """When the engine starts a container again by itself (--restart, Docker's policies)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MAXIMUM_RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"" or "no", "always", "unless-stopped", "on-failure"."""
+    maximum_retry_count: _builtins.int
+    """on-failure: at most this many restarts; 0 means no limit."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        maximum_retry_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["maximum_retry_count", b"maximum_retry_count", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestartPolicy: _TypeAlias = RestartPolicy  # noqa: Y015
