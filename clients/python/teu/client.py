@@ -311,9 +311,10 @@ class Client(ImagesMixin):
         """Starts a container; returns its id."""
         return str(unary(self.containers.Start, gw.StartRequest(container=container)).id)
 
-    def stop(self, container: str, timeout: int | None = None) -> str:
-        """Stops a container (stop signal, then SIGKILL after ``timeout`` s); returns its id."""
-        return str(unary(self.containers.Stop, gw.StopRequest(container=container, timeout_seconds=timeout)).id)
+    def stop(self, container: str, timeout: int | None = None, signal: str = "") -> str:
+        """Stops a container (``signal``, else its stop signal, then SIGKILL after ``timeout`` s); returns its id."""
+        req = gw.StopRequest(container=container, timeout_seconds=timeout, signal=signal)
+        return str(unary(self.containers.Stop, req).id)
 
     def kill(self, container: str, signal: str = "KILL") -> str:
         """Sends a signal; returns the container's id."""
@@ -322,6 +323,26 @@ class Client(ImagesMixin):
     def restart(self, container: str, timeout: int | None = None) -> str:
         """Stops and starts a container; returns its id."""
         return str(unary(self.containers.Restart, gw.RestartRequest(container=container, timeout_seconds=timeout)).id)
+
+    def pause(self, container: str) -> str:
+        """Freezes a running container's processes; returns its id."""
+        return str(unary(self.containers.Pause, gw.PauseRequest(container=container)).id)
+
+    def unpause(self, container: str) -> str:
+        """Thaws a paused container; returns its id."""
+        return str(unary(self.containers.Unpause, gw.UnpauseRequest(container=container)).id)
+
+    def rename(self, container: str, name: str) -> str:
+        """Gives a container another name; returns its id."""
+        return str(unary(self.containers.Rename, gw.RenameRequest(container=container, name=name)).id)
+
+    def top(self, container: str, ps_args: Sequence[str] = ()) -> gw.TopResponse:
+        """A running container's processes as ps on the host shows them."""
+        return unary(self.containers.Top, gw.TopRequest(container=container, ps_args=list(ps_args)))
+
+    def prune_containers(self, filters: Sequence[str] = ()) -> builtins.list[str]:
+        """Removes every container that is not running (filters: until=, label=, label!=); their ids."""
+        return list(unary(self.containers.PruneContainers, gw.PruneContainersRequest(filters=list(filters))).deleted)
 
     def wait(self, container: str) -> gw.WaitResponse:
         """Blocks until the container stops; returns its exit code."""

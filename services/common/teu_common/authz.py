@@ -58,7 +58,7 @@ _V = "/teu.gateway.v1.VolumesService/"
 TIERS: Mapping[Role, frozenset[str]] = {
     # Reads that show state but neither change it nor return file contents.
     Role.VIEWER: frozenset({
-        _C + "List", _C + "Inspect", _C + "Logs", _C + "Diff",
+        _C + "List", _C + "Inspect", _C + "Logs", _C + "Diff", _C + "Top",
         _I + "ListImages", _I + "InspectImage", _I + "History",
         _N + "ListNetworks", _N + "InspectNetwork",
         _S + "Info", _S + "Version", _S + "DiskUsage",
@@ -66,13 +66,13 @@ TIERS: Mapping[Role, frozenset[str]] = {
     }),
     # The lifecycle of existing containers; Wait is here because it holds a call open indefinitely.
     Role.OPERATOR: frozenset({
-        _C + "Start", _C + "Stop", _C + "Restart", _C + "Kill", _C + "Wait",
+        _C + "Start", _C + "Stop", _C + "Restart", _C + "Kill", _C + "Wait", _C + "Pause", _C + "Unpause",
     }),
     # Whatever runs code, reads or writes files of containers, or creates and deletes things:
     # all root-equivalent on the host.
     Role.ADMIN: frozenset({
         _C + "Create", _C + "Run", _C + "Remove", _C + "Attach", _C + "Exec", _C + "Commit",
-        _C + "Export", _C + "CopyFrom", _C + "CopyTo",
+        _C + "Export", _C + "CopyFrom", _C + "CopyTo", _C + "Rename", _C + "PruneContainers",
         _I + "Import", _I + "Tag", _I + "RemoveImage", _I + "Save", _I + "Load", _I + "Pull", _I + "Push",
         _I + "PruneImages",
         _N + "CreateNetwork", _N + "RemoveNetwork", _N + "PruneNetworks", _N + "ConnectNetwork", _N + "DisconnectNetwork",

@@ -27,6 +27,7 @@ def summary(c: rt.Container) -> gw.ContainerSummary:
         mounts=[m.volume or m.mount.source for m in c.spec.mounts],
         network=c.network.network or c.spec.network,
         error=c.error,
+        paused=c.paused,
     )
 
 
@@ -50,6 +51,7 @@ def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
         mount_points=mount_points(c.spec),
         network=c.network,
         connected=c.connected,
+        paused=c.paused,
         execs=[
             gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)
             for e in c.execs

@@ -221,11 +221,11 @@ class Flows:
             if batch.lines or batch.chunks:
                 yield batch
 
-    async def stop(self, cid: str, timeout: int) -> None:
-        """Stops a container (its stop signal, then SIGKILL after ``timeout`` seconds; -1: its own)."""
-        await idempotent(
-            "runtime", lambda: self.b.runtime.StopContainer(rt.StopContainerRequest(id=cid, timeout_seconds=timeout))
-        )
+    async def stop(self, cid: str, timeout: int, signal: str = "") -> None:
+        """Stops a container (``signal``, else its stop signal, then SIGKILL after ``timeout`` seconds;
+        -1: its own)."""
+        req = rt.StopContainerRequest(id=cid, timeout_seconds=timeout, signal=signal)
+        await idempotent("runtime", lambda: self.b.runtime.StopContainer(req))
 
     async def kill(self, cid: str, sig: int) -> None:
         """Sends ``sig`` to a running container's main process."""

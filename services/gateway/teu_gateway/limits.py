@@ -62,7 +62,7 @@ def check_length(value: str, limit: int, field: str) -> None:
         raise InvalidArgument(f"{field} is too long: {size} bytes, at most {limit} ({shown(value)})")
 
 
-def _check_all(values: Iterable[str], limit: int, field: str) -> None:
+def check_all(values: Iterable[str], limit: int, field: str) -> None:
     for value in values:
         check_length(value, limit, field)
 
@@ -105,24 +105,24 @@ def check_config(config: gw.ContainerConfig) -> None:
     check_length(config.network, MAX_REF, "network")
     _check_count(config.ports, MAX_PORTS, "ports")
     _check_count(config.expose, MAX_PORTS, "expose")
-    _check_all(config.expose, MAX_WORD, "expose")
+    check_all(config.expose, MAX_WORD, "expose")
     for field, values in (("extra_hosts", config.extra_hosts), ("dns", config.dns), ("dns_search", config.dns_search),
                           ("dns_options", config.dns_options), ("network_aliases", config.network_aliases)):  # fmt: skip
         _check_count(values, MAX_LABELS, field)
-        _check_all(values, MAX_NAME, field)
+        check_all(values, MAX_NAME, field)
     _check_count(config.log_opts, 8, "log_opts")
-    _check_all([*config.log_opts, *config.log_opts.values()], MAX_WORD, "log_opts")
+    check_all([*config.log_opts, *config.log_opts.values()], MAX_WORD, "log_opts")
     for field, caps in (("cap_add", config.cap_add), ("cap_drop", config.cap_drop)):
         _check_count(caps, MAX_CAPS, field)
-        _check_all(caps, MAX_WORD, field)
+        check_all(caps, MAX_WORD, field)
     _check_count(config.security_opt, MAX_SECURITY_OPTS, "security_opt")
-    _check_all(config.security_opt, MAX_SECURITY_OPT, "security_opt")
+    check_all(config.security_opt, MAX_SECURITY_OPT, "security_opt")
     _check_count(config.devices, MAX_DEVICES, "devices")
     for d in config.devices:
-        _check_all((d.path_on_host, d.path_in_container), MAX_PATH, "devices")
+        check_all((d.path_on_host, d.path_in_container), MAX_PATH, "devices")
         check_length(d.cgroup_permissions, 3, "devices")
     _check_count(config.ulimits, MAX_ULIMITS, "ulimits")
-    _check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
+    check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
     check_length(config.userns, MAX_WORD, "userns")
     for field, value in (("ipc", config.ipc), ("pid", config.pid), ("uts", config.uts), ("platform", config.platform)):
         check_length(value, MAX_REF, field)
@@ -130,12 +130,12 @@ def check_config(config: gw.ContainerConfig) -> None:
     for m in config.mounts:
         check_length(m.type, MAX_WORD, "mounts.type")
         check_length(m.propagation, MAX_WORD, "mounts.propagation")
-        _check_all((m.source, m.target), MAX_PATH, "mounts")
+        check_all((m.source, m.target), MAX_PATH, "mounts")
         _check_count(m.tmpfs_options, MAX_MOUNT_OPTIONS, "mounts.tmpfs_options")
-        _check_all(m.tmpfs_options, MAX_WORD, "mounts.tmpfs_options")
+        check_all(m.tmpfs_options, MAX_WORD, "mounts.tmpfs_options")
         check_labels(m.volume_labels)
         _check_count(m.volume_options, MAX_MOUNT_OPTIONS, "mounts.volume_options")
-        _check_all([*m.volume_options, *m.volume_options.values()], MAX_PATH, "mounts.volume_options")
+        check_all([*m.volume_options, *m.volume_options.values()], MAX_PATH, "mounts.volume_options")
     if config.resources.pids_limit > MAX_PIDS:
         raise InvalidArgument(f"pids_limit {config.resources.pids_limit} is above the kernel's limit of {MAX_PIDS} processes")
     if config.stop_timeout < -1:

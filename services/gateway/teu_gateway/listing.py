@@ -7,6 +7,7 @@ INVALID_ARGUMENT rather than an empty list.
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ STATUSES: Final = {
     "exited": types_pb2.CONTAINER_STATE_EXITED,
 }
 #: Docker's other statuses: valid to ask for, never a state of a Teu container (yet).
-_NEVER: Final = frozenset({"restarting", "removing", "paused", "dead"})
+_NEVER: Final = frozenset({"restarting", "removing", "dead"})
 KEYS: Final = frozenset({"id", "name", "label", "status", "ancestor", "exited", "before", "since", "network", "volume",
                          "publish", "expose"})  # fmt: skip
 
@@ -36,7 +37,7 @@ def parse(filters: Sequence[str]) -> dict[str, list[str]]:
         key, eq, value = f.partition("=")
         if not eq or key not in KEYS:
             raise InvalidArgument(f"invalid filter {shown(f)}: want one of {', '.join(sorted(KEYS))} as KEY=VALUE")
-        if key == "status" and value not in STATUSES and value not in _NEVER:
+        if key == "status" and value not in STATUSES and value not in _NEVER and value != "paused":
             raise InvalidArgument(f"invalid filter 'status={shown(value)}': want created, restarting, running, removing, "
                                   "paused, exited or dead")  # fmt: skip
         if key == "exited" and not value.lstrip("-").isdigit():
@@ -106,7 +107,7 @@ def _filtered(containers: Sequence[rt.Container], chosen: list[rt.Container], wa
             "id": c.id.startswith,
             "name": lambda v: _pattern(v).search(c.name) is not None,
             "label": lambda v: _label(c, v),
-            "status": lambda v: STATUSES.get(v) == c.state,
+            "status": lambda v: c.paused if v == "paused" else STATUSES.get(v) == c.state and not c.paused,
             "ancestor": lambda v: _ancestor(c, v),
             "exited": lambda v: c.state == types_pb2.CONTAINER_STATE_EXITED and c.exit_code == int(v),
             "network": lambda v: v in (c.spec.network, c.network.network),
@@ -219,3 +220,42 @@ def select_networks(networks: Sequence[types_pb2.Network], filters: Sequence[str
         ),
     }
     return [n for n in networks if all((all if k == "label" else any)(checks[k](n, v) for v in vs) for k, vs in wanted.items())]
+
+
+_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_UNIT_NS: Final = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def _until_ns(value: str, now_ns: int) -> int:
+    """Docker's until=: Unix seconds, an RFC 3339 time, or a Go duration ago (24h, 90m, 1h30m)."""
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return int(float(value) * 10**9)
+    if (parts := _DURATION.findall(value)) and "".join(a + u for a, u in parts) == value:
+        return now_ns - int(sum(float(a) * _UNIT_NS[u] for a, u in parts))
+    try:
+        stamp = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"invalid filter 'until={shown(value)}': want a timestamp or a duration such as 24h") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.UTC)
+    return int(stamp.timestamp() * 10**9)
+
+
+def prunable(containers: Sequence[rt.Container], filters: Sequence[str], now_ns: int) -> list[rt.Container]:
+    """``container prune``: those not running, created before every until=, with every label= and none of label!=."""
+    untils, has, lacks = [], [], []
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if key == "until" and eq:
+            untils.append(_until_ns(value, now_ns))
+        elif key == "label" and eq:
+            has.append(value)
+        elif key == "label!" and eq:
+            lacks.append(value)
+        else:
+            raise InvalidArgument(f"invalid filter {shown(f)}: prune takes until=, label= and label!=")
+    return [
+        c for c in containers
+        if c.state != types_pb2.CONTAINER_STATE_RUNNING and all(c.created_at < u for u in untils)
+        and all(_label(c, v) for v in has) and not any(_label(c, v) for v in lacks)
+    ]  # fmt: skip

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
+from teu_api.errors import FailedPrecondition, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
+from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_common.opening import first_message
 from teu_common.rpctypes import Ctx
 from teu_common.signals import parse_signal
-from teu_gateway import convert, listing, stdio
+from teu_gateway import convert, limits, listing, stdio
+from teu_gateway.backends import call
 from teu_gateway.flows import Flows
 
 
@@ -34,7 +38,9 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
 
     async def Stop(self, request: gw.StopRequest, context: Ctx) -> gw.StopResponse:
         c = await self.f.find(request.container)
-        await self.f.stop(c.id, request.timeout_seconds if request.HasField("timeout_seconds") else -1)
+        if request.signal:
+            parse_signal(request.signal)
+        await self.f.stop(c.id, request.timeout_seconds if request.HasField("timeout_seconds") else -1, request.signal)
         return gw.StopResponse(id=c.id)
 
     async def Kill(self, request: gw.KillRequest, context: Ctx) -> gw.KillResponse:
@@ -42,6 +48,40 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         c = await self.f.find(request.container)
         await self.f.kill(c.id, sig)
         return gw.KillResponse(id=c.id)
+
+    async def Pause(self, request: gw.PauseRequest, context: Ctx) -> gw.PauseResponse:
+        c = await self.f.find(request.container)
+        await call("runtime", self.f.b.runtime.PauseContainer(rt.PauseContainerRequest(id=c.id)))
+        return gw.PauseResponse(id=c.id)
+
+    async def Unpause(self, request: gw.UnpauseRequest, context: Ctx) -> gw.UnpauseResponse:
+        c = await self.f.find(request.container)
+        await call("runtime", self.f.b.runtime.UnpauseContainer(rt.UnpauseContainerRequest(id=c.id)))
+        return gw.UnpauseResponse(id=c.id)
+
+    async def Rename(self, request: gw.RenameRequest, context: Ctx) -> gw.RenameResponse:
+        limits.check_length(request.name, limits.MAX_NAME, "name")
+        c = await self.f.find(request.container)
+        await call("runtime", self.f.b.runtime.RenameContainer(rt.RenameContainerRequest(id=c.id, name=request.name)))
+        return gw.RenameResponse(id=c.id)
+
+    async def Top(self, request: gw.TopRequest, context: Ctx) -> gw.TopResponse:
+        limits.check_all(request.ps_args, limits.MAX_WORD, "ps_args")
+        c = await self.f.find(request.container)
+        req = rt.ContainerProcessesRequest(id=c.id, ps_args=list(request.ps_args))
+        resp: rt.ContainerProcessesResponse = await call("runtime", self.f.b.runtime.ContainerProcesses(req))
+        return gw.TopResponse(titles=list(resp.titles), processes=[gw.TopRow(columns=list(r.columns)) for r in resp.rows])
+
+    async def PruneContainers(self, request: gw.PruneContainersRequest, context: Ctx) -> gw.PruneContainersResponse:
+        doomed = listing.prunable(await self.f.containers(True), list(request.filters), time.time_ns())
+        deleted = []
+        for c in doomed:
+            try:
+                await self.f.remove(c.id, force=False)
+            except (FailedPrecondition, NotFound):
+                continue  # started again, or removed, meanwhile
+            deleted.append(c.id)
+        return gw.PruneContainersResponse(deleted=deleted)
 
     async def Restart(self, request: gw.RestartRequest, context: Ctx) -> gw.RestartResponse:
         c = await self.f.find(request.container)

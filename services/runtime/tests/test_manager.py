@@ -75,6 +75,15 @@ class FakeOci:
         self.calls.append(("delete", cid))
         self.known.discard(cid)
 
+    async def pause(self, cid: str) -> None:
+        self.calls.append(("pause", cid))
+
+    async def resume(self, cid: str) -> None:
+        self.calls.append(("resume", cid))
+
+    async def processes(self, cid: str) -> list[int]:
+        return [4242]
+
     def knows(self, cid: str) -> bool:
         return cid in self.known
 

@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS containers (
     finished_at INTEGER NOT NULL DEFAULT 0,
     error TEXT NOT NULL DEFAULT '',
     stopped_by_user INTEGER NOT NULL DEFAULT 0,
-    rootfs BLOB NOT NULL DEFAULT x''
+    rootfs BLOB NOT NULL DEFAULT x'',
+    paused INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS networks (
     id TEXT PRIMARY KEY,
@@ -114,7 +115,7 @@ CREATE TABLE IF NOT EXISTS execs (
 """
 _STATE_FIELDS = (
     "state", "pid", "monitor_pid", "exit_code", "oom_killed", "restart_count",
-    "started_at", "finished_at", "error", "stopped_by_user",
+    "started_at", "finished_at", "error", "stopped_by_user", "paused",
 )  # fmt: skip
 Container = runtime_pb2.Container
 
@@ -133,7 +134,11 @@ class Store:
         """Brings a database made by an earlier version up to the schema (columns added since)."""
         added = {
             "networks": {"extra": "TEXT NOT NULL DEFAULT '{}'"},  # internal, ip_range, labels of a network (JSON)
-            "containers": {"stopped_by_user": "INTEGER NOT NULL DEFAULT 0", "rootfs": "BLOB NOT NULL DEFAULT x''"},
+            "containers": {
+                "stopped_by_user": "INTEGER NOT NULL DEFAULT 0",
+                "rootfs": "BLOB NOT NULL DEFAULT x''",
+                "paused": "INTEGER NOT NULL DEFAULT 0",
+            },
         }
         for table, columns in added.items():
             have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
@@ -223,9 +228,17 @@ class Store:
             c.spec.ParseFromString(row[2])
             c.last_rootfs.extend(runtime_pb2.MountList.FromString(row[4]).mounts)
             for field, value in zip(_STATE_FIELDS, row[5:], strict=True):
-                setattr(c, field, bool(value) if field in ("oom_killed", "stopped_by_user") else value)
+                setattr(c, field, bool(value) if field in ("oom_killed", "stopped_by_user", "paused") else value)
             out.append(c)
         return out
+
+    def rename(self, cid: str, name: str) -> None:
+        """Gives container ``cid`` another name; AlreadyExists if it is taken."""
+        try:
+            with self.tx() as db:
+                db.execute("UPDATE containers SET name = ? WHERE id = ?", (name, cid))
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f'the container name "{name}" is already in use') from exc
 
     def set_rootfs(self, cid: str, mounts: Sequence[types_pb2.Mount]) -> None:
         """Keeps the root filesystem mounts of a start, for a restart of the runtime's own."""

@@ -398,7 +398,7 @@ class Manager:
             # the file's mtime says when it exited even if we learn it late (after a restart); the
             # kernel stamps files with a coarse clock, so never let it precede the start
             c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
-            c.state, c.pid, c.monitor_pid = EXITED, 0, 0
+            c.state, c.pid, c.monitor_pid, c.paused = EXITED, 0, 0, False
             self.store.update(c)
             # before waking the waiters: a stop or run --rm that returns has its ports free again
             await self._release_network(cid)
@@ -461,10 +461,12 @@ class Manager:
         c = self.store.get(cid)
         if c.state != RUNNING:
             raise FailedPrecondition(f"container {c.name} is not running")
+        if c.paused and sig != signals.SIGKILL:  # SIGKILL reaches a frozen process; others would wait for the thaw
+            await self._thaw(c)
         await self.oci.kill(cid, sig)
         return c
 
-    async def stop(self, cid: str, timeout: int) -> Container:
+    async def stop(self, cid: str, timeout: int, signal_name: str = "") -> Container:
         """Sends the stop signal, waits up to ``timeout`` seconds, then SIGKILL. A stop is the user's:
         the restart policy does not bring the container back (see restarts.py), nor does a pending restart."""
         c = self.store.get(cid)
@@ -475,7 +477,9 @@ class Manager:
             return c
         if timeout < 0:
             timeout = c.spec.stop_timeout if c.spec.stop_timeout > 0 else DEFAULT_STOP_TIMEOUT
-        sig = parse_signal(c.spec.stop_signal or "SIGTERM")
+        sig = parse_signal(signal_name or c.spec.stop_signal or "SIGTERM")
+        if c.paused:
+            await self._thaw(c)
         event = self._event(cid)
         await _ignore_not_running(self.oci.kill(cid, sig))
         try:
@@ -485,6 +489,54 @@ class Manager:
             await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
             await event.wait()
         return self.store.get(cid)
+
+    # -- pause, rename, processes ----------------------------------------------------------------
+
+    async def pause(self, cid: str) -> Container:
+        """Freezes the container's processes; FailedPrecondition unless it runs and is not paused."""
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            if c.state != RUNNING:
+                raise FailedPrecondition(f"container {c.name} is not running")
+            if c.paused:
+                raise FailedPrecondition(f"container {c.name} is already paused")
+            await self.oci.pause(cid)
+            c.paused = True
+            self.store.update(c)
+            log.info("container_paused", container=cid[:12])
+            return c
+
+    async def unpause(self, cid: str) -> Container:
+        """Thaws a paused container; FailedPrecondition if it is not paused."""
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            if c.state != RUNNING or not c.paused:
+                raise FailedPrecondition(f"container {c.name} is not paused")
+            await self._thaw(c)
+            return c
+
+    async def _thaw(self, c: Container) -> None:
+        """Resumes a paused container and records it (before a signal, which a frozen process would not act on)."""
+        await self.oci.resume(c.id)
+        c.paused = False
+        self.store.update(c)
+        log.info("container_unpaused", container=c.id[:12])
+
+    async def rename(self, cid: str, name: str) -> Container:
+        """Gives the container another name (Docker's rules for names); AlreadyExists if taken."""
+        checked = names.check_name(name)
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            self.store.rename(cid, checked)
+            log.info("container_renamed", container=cid[:12], old=c.name, new=checked)
+            return self.store.get(cid)
+
+    async def processes(self, cid: str) -> list[int]:
+        """Host pids of a running container's processes."""
+        c = self.store.get(cid)
+        if c.state != RUNNING:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        return await self.oci.processes(cid)
 
     # -- delete ---------------------------------------------------------------------------------
 

@@ -34,6 +34,15 @@ class OciRuntime(Protocol):
     async def delete(self, cid: str, force: bool = False) -> None:
         """Removes the container's runtime state and cgroups; no error if it is unknown."""
 
+    async def pause(self, cid: str) -> None:
+        """Freezes the container's processes (``<runtime> pause``)."""
+
+    async def resume(self, cid: str) -> None:
+        """Thaws them (``<runtime> resume``)."""
+
+    async def processes(self, cid: str) -> list[int]:
+        """Host pids of the container's processes (``<runtime> ps``)."""
+
     def knows(self, cid: str) -> bool:
         """Whether the runtime still holds state for ``cid`` (cheap: no process is started)."""
 
@@ -80,6 +89,25 @@ class CliRuntime:
         code, _, err = await self._run("delete", *(["--force"] if force else []), cid)
         if code and "not exist" not in err:
             raise Internal(f"{self.name} delete failed: {err}")
+
+    async def pause(self, cid: str) -> None:
+        """Runs ``<runtime> pause``."""
+        code, _, err = await self._run("pause", cid)
+        if code:
+            raise Internal(f"{self.name} pause failed: {err.strip()}")
+
+    async def resume(self, cid: str) -> None:
+        """Runs ``<runtime> resume``."""
+        code, _, err = await self._run("resume", cid)
+        if code:
+            raise Internal(f"{self.name} resume failed: {err.strip()}")
+
+    async def processes(self, cid: str) -> list[int]:
+        """Runs ``<runtime> ps --format json``."""
+        code, out, err = await self._run("ps", "--format", "json", cid)
+        if code:
+            raise Internal(f"{self.name} ps failed: {err.strip()}")
+        return [int(p) for p in json.loads(out or "[]")]
 
     def knows(self, cid: str) -> bool:
         """runc and crun both keep one directory per container under their root."""

@@ -10,7 +10,7 @@ from teu_api.runtime.v1 import runtime_pb2_grpc
 from teu_api.types.v1 import types_pb2 as t
 from teu_common.opening import first_message
 from teu_common.rpctypes import Ctx
-from teu_runtime import stdio
+from teu_runtime import stdio, top
 from teu_runtime.manager import CREATED, EXITED, RUNNING, Manager
 
 
@@ -28,7 +28,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         return pb.StartContainerResponse(container=self.m.describe(await self.m.start(request.id, request.rootfs)))
 
     async def StopContainer(self, request: pb.StopContainerRequest, context: Ctx) -> pb.StopContainerResponse:
-        return pb.StopContainerResponse(container=await self.m.stop(request.id, request.timeout_seconds))
+        return pb.StopContainerResponse(container=await self.m.stop(request.id, request.timeout_seconds, request.signal))
 
     async def KillContainer(self, request: pb.KillContainerRequest, context: Ctx) -> pb.KillContainerResponse:
         return pb.KillContainerResponse(container=await self.m.kill(request.id, request.signal))
@@ -58,6 +58,20 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
 
     async def CreateNetwork(self, request: pb.CreateNetworkRequest, context: Ctx) -> pb.CreateNetworkResponse:
         return pb.CreateNetworkResponse(network=await self.m.networks.create(request.name, request.subnet, request))
+
+    async def PauseContainer(self, request: pb.PauseContainerRequest, context: Ctx) -> pb.PauseContainerResponse:
+        return pb.PauseContainerResponse(container=self.m.describe(await self.m.pause(request.id)))
+
+    async def UnpauseContainer(self, request: pb.UnpauseContainerRequest, context: Ctx) -> pb.UnpauseContainerResponse:
+        return pb.UnpauseContainerResponse(container=self.m.describe(await self.m.unpause(request.id)))
+
+    async def RenameContainer(self, request: pb.RenameContainerRequest, context: Ctx) -> pb.RenameContainerResponse:
+        return pb.RenameContainerResponse(container=self.m.describe(await self.m.rename(request.id, request.name)))
+
+    async def ContainerProcesses(self, request: pb.ContainerProcessesRequest, context: Ctx) -> pb.ContainerProcessesResponse:
+        pids = await self.m.processes(request.id)
+        titles, rows = await top.run(list(request.ps_args), pids)
+        return pb.ContainerProcessesResponse(pids=pids, titles=titles, rows=[pb.ProcessRow(columns=r) for r in rows])
 
     async def ConnectNetwork(self, request: pb.ConnectNetworkRequest, context: Ctx) -> pb.ConnectNetworkResponse:
         attachment = await self.m.connect(request.container, request.network, request.ip, list(request.aliases))

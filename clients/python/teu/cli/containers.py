@@ -227,6 +227,21 @@ def run_frame(frame: gw.RunResponse, out: BinaryIO, err: BinaryIO, code: int) ->
     return code
 
 
+def cmd_top(c: Client, a: argparse.Namespace) -> int:
+    """Prints a running container's processes as ps shows them."""
+    r = c.top(a.container, a.ps_args)
+    print(fmt.table([list(r.titles), *(list(p.columns) for p in r.processes)]))
+    return 0
+
+
+def cmd_container_prune(c: Client, a: argparse.Namespace) -> int:
+    """Removes the containers that are not running."""
+    deleted = c.prune_containers(a.filter)
+    if deleted:
+        print("Deleted Containers:\n" + "\n".join(deleted) + "\n")
+    return 0
+
+
 def cmd_port(c: Client, a: argparse.Namespace) -> int:
     """Lists a container's published ports, or where one private port is published."""
     ports = c.inspect(a.container).network.ports
@@ -269,7 +284,7 @@ def ps_row(s: gw.ContainerSummary, no_trunc: bool) -> dict[str, Any]:
         "CreatedAt": fmt.local_time(s.created_at),
         "RunningFor": f"{fmt.ago(s.created_at)} ago",
         "Ports": fmt.ports(s.ports),
-        "State": fmt.STATES.get(s.state, "unknown"),
+        "State": "paused" if s.paused else fmt.STATES.get(s.state, "unknown"),
         "Status": fmt.status(s),
         "Names": s.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())),
@@ -417,7 +432,26 @@ def register(sub: Any) -> None:
     verb(sub, "start", "start stopped containers").set_defaults(func=lambda c, a: each(a.names, c.start, lambda n, _r: n))
     timeout = lambda p: p.add_argument("-t", "--time", type=parse.integer(-1, parse.INT32_MAX), default=None)  # noqa: E731
     p = verb(sub, "stop", "stop running containers", timeout)
-    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.stop(n, a.time), lambda n, _r: n))
+    p.add_argument("-s", "--signal", default="", help="signal to send first (default: the container's stop signal)")
+    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.stop(n, a.time, a.signal), lambda n, _r: n))
+    p = verb(sub, "pause", "freeze the processes of containers")
+    p.set_defaults(func=lambda c, a: each(a.names, c.pause, lambda n, _r: n))
+    p = verb(sub, "unpause", "thaw paused containers")
+    p.set_defaults(func=lambda c, a: each(a.names, c.unpause, lambda n, _r: n))
+    p = sub.add_parser("rename", help="give a container another name")
+    p.add_argument("container")
+    p.add_argument("name")
+    p.set_defaults(func=lambda c, a: c.rename(a.container, a.name) and 0)
+    p = sub.add_parser("top", help="show the processes of a running container")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER, help="ps options (default -ef)")
+    p.set_defaults(func=cmd_top)
+    p = sub.add_parser("container", help="manage containers")
+    csub = p.add_subparsers(dest="container_verb", required=True, metavar="COMMAND")
+    cp = csub.add_parser("prune", help="remove every container that is not running")
+    cp.add_argument("--filter", action="append", default=[], help="until=TIME|DURATION, label=K[=V], label!=K[=V]")
+    cp.add_argument("-f", "--force", action="store_true", help="do not ask (Teu never asks)")
+    cp.set_defaults(func=cmd_container_prune)
     p = verb(sub, "restart", "restart containers", timeout)
     p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.restart(n, a.time), lambda n, _r: n))
     p = verb(sub, "kill", "send a signal to containers", lambda p: p.add_argument("-s", "--signal", default="KILL"))

@@ -49,7 +49,7 @@ def ago(ns: int, now: float | None = None) -> str:
 def status(c: gw.ContainerSummary, now: float | None = None) -> str:
     """Docker's STATUS column."""
     if c.state == types_pb2.CONTAINER_STATE_RUNNING:
-        return f"Up {ago(c.started_at, now)}"
+        return f"Up {ago(c.started_at, now)}" + (" (Paused)" if c.paused else "")
     if c.state == types_pb2.CONTAINER_STATE_EXITED:
         return f"Exited ({c.exit_code}) {ago(c.finished_at, now)} ago"
     return "Created"
@@ -86,8 +86,9 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
         "Path": p.args[0] if p.args else "",
         "Args": list(p.args[1:]),
         "State": {
-            "Status": state,
+            "Status": "paused" if d.paused else state,
             "Running": state == "running",
+            "Paused": d.paused,
             "Pid": d.pid,
             "ExitCode": s.exit_code,
             "OOMKilled": d.oom_killed,

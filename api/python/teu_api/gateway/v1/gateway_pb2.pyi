@@ -2442,6 +2442,7 @@ class ContainerSummary(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     SIZE_RW_FIELD_NUMBER: _builtins.int
     SIZE_ROOT_FS_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Full id."""
     name: _builtins.str
@@ -2466,6 +2467,8 @@ class ContainerSummary(_message.Message):
     """Bytes the container has written over its image (with ListRequest.size; else 0)."""
     size_root_fs: _builtins.int
     """That plus its image's size (with ListRequest.size; else 0)."""
+    paused: _builtins.bool
+    """Its processes are frozen (pause)."""
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command line (entrypoint + cmd)."""
@@ -2501,10 +2504,11 @@ class ContainerSummary(_message.Message):
         error: _builtins.str = ...,
         size_rw: _builtins.int = ...,
         size_root_fs: _builtins.int = ...,
+        paused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created_at", b"created_at", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "image", b"image", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "ports", b"ports", "size_root_fs", b"size_root_fs", "size_rw", b"size_rw", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created_at", b"created_at", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "image", b"image", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "paused", b"paused", "ports", b"ports", "size_root_fs", b"size_root_fs", "size_rw", b"size_rw", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2760,19 +2764,23 @@ class StopRequest(_message.Message):
 
     CONTAINER_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
     container: _builtins.str
     """Id, id prefix or name."""
     timeout_seconds: _builtins.int
     """Seconds before SIGKILL; unset means the container's stop timeout (default 10)."""
+    signal: _builtins.str
+    """The signal to send first (-s); empty means the container's stop signal."""
     def __init__(
         self,
         *,
         container: _builtins.str = ...,
         timeout_seconds: _builtins.int | None = ...,
+        signal: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "container", b"container", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "container", b"container", "signal", b"signal", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
     _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
@@ -3054,6 +3062,7 @@ class ContainerDetails(_message.Message):
     NETWORK_FIELD_NUMBER: _builtins.int
     MOUNT_POINTS_FIELD_NUMBER: _builtins.int
     CONNECTED_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """Host pid of the main process while running."""
     oom_killed: _builtins.bool
@@ -3068,6 +3077,8 @@ class ContainerDetails(_message.Message):
     """Host pid of the conmon monitor while running."""
     restart_count: _builtins.int
     """Restarts after the first start."""
+    paused: _builtins.bool
+    """Its processes are frozen (pause)."""
     @_builtins.property
     def summary(self) -> Global___ContainerSummary:
         """Summary fields."""
@@ -3118,10 +3129,11 @@ class ContainerDetails(_message.Message):
         network: _types_pb2.NetworkAttachment | None = ...,
         mount_points: _abc.Iterable[Global___MountPoint] | None = ...,
         connected: _abc.Iterable[_types_pb2.NetworkAttachment] | None = ...,
+        paused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "network", b"network", "process", b"process", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "connected", b"connected", "error", b"error", "execs", b"execs", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "connected", b"connected", "error", b"error", "execs", b"execs", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "paused", b"paused", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3760,3 +3772,269 @@ class VersionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VersionResponse: _TypeAlias = VersionResponse  # noqa: Y015
+
+@_typing.final
+class PauseRequest(_message.Message):
+    """Request of Pause."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    container: _builtins.str
+    """Id, id prefix or name."""
+    def __init__(
+        self,
+        *,
+        container: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseRequest: _TypeAlias = PauseRequest  # noqa: Y015
+
+@_typing.final
+class PauseResponse(_message.Message):
+    """Response of Pause."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseResponse: _TypeAlias = PauseResponse  # noqa: Y015
+
+@_typing.final
+class UnpauseRequest(_message.Message):
+    """Request of Unpause."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    container: _builtins.str
+    """Id, id prefix or name."""
+    def __init__(
+        self,
+        *,
+        container: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnpauseRequest: _TypeAlias = UnpauseRequest  # noqa: Y015
+
+@_typing.final
+class UnpauseResponse(_message.Message):
+    """Response of Unpause."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnpauseResponse: _TypeAlias = UnpauseResponse  # noqa: Y015
+
+@_typing.final
+class RenameRequest(_message.Message):
+    """Request of Rename."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    container: _builtins.str
+    """Id, id prefix or name."""
+    name: _builtins.str
+    """The new name."""
+    def __init__(
+        self,
+        *,
+        container: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenameRequest: _TypeAlias = RenameRequest  # noqa: Y015
+
+@_typing.final
+class RenameResponse(_message.Message):
+    """Response of Rename."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenameResponse: _TypeAlias = RenameResponse  # noqa: Y015
+
+@_typing.final
+class TopRequest(_message.Message):
+    """Request of Top."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    PS_ARGS_FIELD_NUMBER: _builtins.int
+    container: _builtins.str
+    """Id, id prefix or name."""
+    @_builtins.property
+    def ps_args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ps options (default -ef)."""
+
+    def __init__(
+        self,
+        *,
+        container: _builtins.str = ...,
+        ps_args: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "ps_args", b"ps_args"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopRequest: _TypeAlias = TopRequest  # noqa: Y015
+
+@_typing.final
+class TopResponse(_message.Message):
+    """Response of Top."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLES_FIELD_NUMBER: _builtins.int
+    PROCESSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def titles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The header row's columns."""
+
+    @_builtins.property
+    def processes(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopRow]:
+        """One row per process."""
+
+    def __init__(
+        self,
+        *,
+        titles: _abc.Iterable[_builtins.str] | None = ...,
+        processes: _abc.Iterable[Global___TopRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["processes", b"processes", "titles", b"titles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopResponse: _TypeAlias = TopResponse  # noqa: Y015
+
+@_typing.final
+class TopRow(_message.Message):
+    """A process as ps shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its columns."""
+
+    def __init__(
+        self,
+        *,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopRow: _TypeAlias = TopRow  # noqa: Y015
+
+@_typing.final
+class PruneContainersRequest(_message.Message):
+    """Request of PruneContainers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """until=TIMESTAMP|DURATION (created before), label=KEY[=VALUE], label!=KEY[=VALUE]."""
+
+    def __init__(
+        self,
+        *,
+        filters: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PruneContainersRequest: _TypeAlias = PruneContainersRequest  # noqa: Y015
+
+@_typing.final
+class PruneContainersResponse(_message.Message):
+    """Response of PruneContainers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deleted(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the removed containers."""
+
+    def __init__(
+        self,
+        *,
+        deleted: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PruneContainersResponse: _TypeAlias = PruneContainersResponse  # noqa: Y015

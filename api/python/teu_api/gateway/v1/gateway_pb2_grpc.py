@@ -60,6 +60,31 @@ class ContainersServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.KillRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.KillResponse.FromString,
                 _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/Pause',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PauseRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PauseResponse.FromString,
+                _registered_method=True)
+        self.Unpause = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/Unpause',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseResponse.FromString,
+                _registered_method=True)
+        self.Rename = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/Rename',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RenameRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RenameResponse.FromString,
+                _registered_method=True)
+        self.Top = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/Top',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.TopRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.TopResponse.FromString,
+                _registered_method=True)
+        self.PruneContainers = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/PruneContainers',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneContainersRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneContainersResponse.FromString,
+                _registered_method=True)
         self.Restart = channel.unary_unary(
                 '/teu.gateway.v1.ContainersService/Restart',
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RestartRequest.SerializeToString,
@@ -163,6 +188,41 @@ class ContainersServiceServicer:
 
     def Kill(self, request, context):
         """Sends a signal. FAILED_PRECONDITION if the container is not running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pause(self, request, context):
+        """Freezes a running container's processes. FAILED_PRECONDITION if it is not running or paused already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unpause(self, request, context):
+        """Thaws a paused container. FAILED_PRECONDITION if it is not paused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rename(self, request, context):
+        """Gives a container another name. ALREADY_EXISTS if taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Top(self, request, context):
+        """The processes of a running container, as ps on the host shows them (ps options allowed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneContainers(self, request, context):
+        """Removes every container that is not running (filters: until=, label=).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -291,6 +351,31 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Kill,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.KillRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.KillResponse.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PauseRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PauseResponse.SerializeToString,
+            ),
+            'Unpause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unpause,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseResponse.SerializeToString,
+            ),
+            'Rename': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rename,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RenameRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RenameResponse.SerializeToString,
+            ),
+            'Top': grpc.unary_unary_rpc_method_handler(
+                    servicer.Top,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.TopRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.TopResponse.SerializeToString,
+            ),
+            'PruneContainers': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneContainers,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneContainersRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneContainersResponse.SerializeToString,
             ),
             'Restart': grpc.unary_unary_rpc_method_handler(
                     servicer.Restart,
@@ -494,6 +579,141 @@ class ContainersService:
             '/teu.gateway.v1.ContainersService/Kill',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.KillRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.KillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Pause',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PauseRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PauseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unpause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Unpause',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rename(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Rename',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RenameRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RenameResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Top(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Top',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.TopRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.TopResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneContainers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/PruneContainers',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneContainersRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneContainersResponse.FromString,
             options,
             channel_credentials,
             insecure,

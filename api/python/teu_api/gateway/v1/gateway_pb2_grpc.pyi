@@ -49,6 +49,16 @@ class ContainersServiceStub:
     """Sends the stop signal, waits, then SIGKILL."""
     Kill: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.KillRequest, _gateway_pb2.KillResponse]
     """Sends a signal. FAILED_PRECONDITION if the container is not running."""
+    Pause: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PauseRequest, _gateway_pb2.PauseResponse]
+    """Freezes a running container's processes. FAILED_PRECONDITION if it is not running or paused already."""
+    Unpause: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UnpauseRequest, _gateway_pb2.UnpauseResponse]
+    """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+    Rename: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RenameRequest, _gateway_pb2.RenameResponse]
+    """Gives a container another name. ALREADY_EXISTS if taken."""
+    Top: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.TopRequest, _gateway_pb2.TopResponse]
+    """The processes of a running container, as ps on the host shows them (ps options allowed)."""
+    PruneContainers: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneContainersRequest, _gateway_pb2.PruneContainersResponse]
+    """Removes every container that is not running (filters: until=, label=)."""
     Restart: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RestartRequest, _gateway_pb2.RestartResponse]
     """Stops (if running) and starts again."""
     Wait: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.WaitRequest, _gateway_pb2.WaitResponse]
@@ -102,6 +112,16 @@ class ContainersServiceAsyncStub(ContainersServiceStub):
     """Sends the stop signal, waits, then SIGKILL."""
     Kill: _aio.UnaryUnaryMultiCallable[_gateway_pb2.KillRequest, _gateway_pb2.KillResponse]  # type: ignore[assignment]
     """Sends a signal. FAILED_PRECONDITION if the container is not running."""
+    Pause: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PauseRequest, _gateway_pb2.PauseResponse]  # type: ignore[assignment]
+    """Freezes a running container's processes. FAILED_PRECONDITION if it is not running or paused already."""
+    Unpause: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UnpauseRequest, _gateway_pb2.UnpauseResponse]  # type: ignore[assignment]
+    """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+    Rename: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RenameRequest, _gateway_pb2.RenameResponse]  # type: ignore[assignment]
+    """Gives a container another name. ALREADY_EXISTS if taken."""
+    Top: _aio.UnaryUnaryMultiCallable[_gateway_pb2.TopRequest, _gateway_pb2.TopResponse]  # type: ignore[assignment]
+    """The processes of a running container, as ps on the host shows them (ps options allowed)."""
+    PruneContainers: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneContainersRequest, _gateway_pb2.PruneContainersResponse]  # type: ignore[assignment]
+    """Removes every container that is not running (filters: until=, label=)."""
     Restart: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RestartRequest, _gateway_pb2.RestartResponse]  # type: ignore[assignment]
     """Stops (if running) and starts again."""
     Wait: _aio.UnaryUnaryMultiCallable[_gateway_pb2.WaitRequest, _gateway_pb2.WaitResponse]  # type: ignore[assignment]
@@ -182,6 +202,46 @@ class ContainersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.KillResponse, _abc.Awaitable[_gateway_pb2.KillResponse]]:
         """Sends a signal. FAILED_PRECONDITION if the container is not running."""
+
+    @_abc_1.abstractmethod
+    def Pause(
+        self,
+        request: _gateway_pb2.PauseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.PauseResponse, _abc.Awaitable[_gateway_pb2.PauseResponse]]:
+        """Freezes a running container's processes. FAILED_PRECONDITION if it is not running or paused already."""
+
+    @_abc_1.abstractmethod
+    def Unpause(
+        self,
+        request: _gateway_pb2.UnpauseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.UnpauseResponse, _abc.Awaitable[_gateway_pb2.UnpauseResponse]]:
+        """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+
+    @_abc_1.abstractmethod
+    def Rename(
+        self,
+        request: _gateway_pb2.RenameRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.RenameResponse, _abc.Awaitable[_gateway_pb2.RenameResponse]]:
+        """Gives a container another name. ALREADY_EXISTS if taken."""
+
+    @_abc_1.abstractmethod
+    def Top(
+        self,
+        request: _gateway_pb2.TopRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.TopResponse, _abc.Awaitable[_gateway_pb2.TopResponse]]:
+        """The processes of a running container, as ps on the host shows them (ps options allowed)."""
+
+    @_abc_1.abstractmethod
+    def PruneContainers(
+        self,
+        request: _gateway_pb2.PruneContainersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.PruneContainersResponse, _abc.Awaitable[_gateway_pb2.PruneContainersResponse]]:
+        """Removes every container that is not running (filters: until=, label=)."""
 
     @_abc_1.abstractmethod
     def Restart(

@@ -897,6 +897,7 @@ class Container(_message.Message):
     CONNECTED_FIELD_NUMBER: _builtins.int
     STOPPED_BY_USER_FIELD_NUMBER: _builtins.int
     LAST_ROOTFS_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """64 lowercase hex characters."""
     name: _builtins.str
@@ -923,6 +924,8 @@ class Container(_message.Message):
     """How many times the container was started after its first start."""
     stopped_by_user: _builtins.bool
     """stop was asked (Docker's rule: an always or unless-stopped container stays stopped after it)."""
+    paused: _builtins.bool
+    """Its processes are frozen (pause); the state stays running."""
     @_builtins.property
     def spec(self) -> Global___ContainerSpec:
         """What the container was created with."""
@@ -964,10 +967,11 @@ class Container(_message.Message):
         connected: _abc.Iterable[_types_pb2.NetworkAttachment] | None = ...,
         stopped_by_user: _builtins.bool = ...,
         last_rootfs: _abc.Iterable[_types_pb2.Mount] | None = ...,
+        paused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["network", b"network", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "last_rootfs", b"last_rootfs", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state", "stopped_by_user", b"stopped_by_user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "last_rootfs", b"last_rootfs", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "paused", b"paused", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state", "stopped_by_user", b"stopped_by_user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1089,19 +1093,23 @@ class StopContainerRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Full container id."""
     timeout_seconds: _builtins.int
     """Seconds to wait after the stop signal before SIGKILL; negative means the container's default."""
+    signal: _builtins.str
+    """The signal to send first (stop -s); empty means the container's stop signal."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         timeout_seconds: _builtins.int = ...,
+        signal: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "signal", b"signal", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1574,3 +1582,233 @@ class MountList(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MountList: _TypeAlias = MountList  # noqa: Y015
+
+@_typing.final
+class PauseContainerRequest(_message.Message):
+    """Request of PauseContainer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseContainerRequest: _TypeAlias = PauseContainerRequest  # noqa: Y015
+
+@_typing.final
+class PauseContainerResponse(_message.Message):
+    """Response of PauseContainer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def container(self) -> Global___Container:
+        """The container."""
+
+    def __init__(
+        self,
+        *,
+        container: Global___Container | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseContainerResponse: _TypeAlias = PauseContainerResponse  # noqa: Y015
+
+@_typing.final
+class UnpauseContainerRequest(_message.Message):
+    """Request of UnpauseContainer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnpauseContainerRequest: _TypeAlias = UnpauseContainerRequest  # noqa: Y015
+
+@_typing.final
+class UnpauseContainerResponse(_message.Message):
+    """Response of UnpauseContainer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def container(self) -> Global___Container:
+        """The container."""
+
+    def __init__(
+        self,
+        *,
+        container: Global___Container | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnpauseContainerResponse: _TypeAlias = UnpauseContainerResponse  # noqa: Y015
+
+@_typing.final
+class RenameContainerRequest(_message.Message):
+    """Request of RenameContainer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    name: _builtins.str
+    """The new name."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenameContainerRequest: _TypeAlias = RenameContainerRequest  # noqa: Y015
+
+@_typing.final
+class RenameContainerResponse(_message.Message):
+    """Response of RenameContainer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def container(self) -> Global___Container:
+        """The container."""
+
+    def __init__(
+        self,
+        *,
+        container: Global___Container | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenameContainerResponse: _TypeAlias = RenameContainerResponse  # noqa: Y015
+
+@_typing.final
+class ContainerProcessesRequest(_message.Message):
+    """Request of ContainerProcesses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PS_ARGS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    @_builtins.property
+    def ps_args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ps options (default -ef); they must show a PID column."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        ps_args: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "ps_args", b"ps_args"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerProcessesRequest: _TypeAlias = ContainerProcessesRequest  # noqa: Y015
+
+@_typing.final
+class ContainerProcessesResponse(_message.Message):
+    """Response of ContainerProcesses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIDS_FIELD_NUMBER: _builtins.int
+    TITLES_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Host pids of its processes."""
+
+    @_builtins.property
+    def titles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ps's header columns."""
+
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProcessRow]:
+        """ps's rows of its processes."""
+
+    def __init__(
+        self,
+        *,
+        pids: _abc.Iterable[_builtins.int] | None = ...,
+        titles: _abc.Iterable[_builtins.str] | None = ...,
+        rows: _abc.Iterable[Global___ProcessRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pids", b"pids", "rows", b"rows", "titles", b"titles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerProcessesResponse: _TypeAlias = ContainerProcessesResponse  # noqa: Y015
+
+@_typing.final
+class ProcessRow(_message.Message):
+    """One row of ps."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its columns."""
+
+    def __init__(
+        self,
+        *,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcessRow: _TypeAlias = ProcessRow  # noqa: Y015

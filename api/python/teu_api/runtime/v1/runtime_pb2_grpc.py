@@ -56,6 +56,26 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.KillContainerRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.KillContainerResponse.FromString,
                 _registered_method=True)
+        self.PauseContainer = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/PauseContainer',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.PauseContainerRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.PauseContainerResponse.FromString,
+                _registered_method=True)
+        self.UnpauseContainer = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/UnpauseContainer',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerResponse.FromString,
+                _registered_method=True)
+        self.RenameContainer = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/RenameContainer',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RenameContainerRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RenameContainerResponse.FromString,
+                _registered_method=True)
+        self.ContainerProcesses = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/ContainerProcesses',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerProcessesRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerProcessesResponse.FromString,
+                _registered_method=True)
         self.WaitContainer = channel.unary_unary(
                 '/teu.runtime.v1.RuntimeService/WaitContainer',
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.WaitContainerRequest.SerializeToString,
@@ -164,6 +184,36 @@ class RuntimeServiceServicer:
 
     def KillContainer(self, request, context):
         """Sends a signal to the container's main process. FAILED_PRECONDITION if it is not running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseContainer(self, request, context):
+        """Freezes every process of a running container (the cgroup freezer). FAILED_PRECONDITION if it
+        is not running, or paused already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpauseContainer(self, request, context):
+        """Thaws a paused container. FAILED_PRECONDITION if it is not paused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameContainer(self, request, context):
+        """Gives a container another name. ALREADY_EXISTS if taken, INVALID_ARGUMENT if not a valid name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContainerProcesses(self, request, context):
+        """A running container's processes as ps on the host shows them (its host pids).
+        FAILED_PRECONDITION if it is not running; INVALID_ARGUMENT for ps options without a PID column.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -306,6 +356,26 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.KillContainer,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.KillContainerRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.KillContainerResponse.SerializeToString,
+            ),
+            'PauseContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseContainer,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.PauseContainerRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.PauseContainerResponse.SerializeToString,
+            ),
+            'UnpauseContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpauseContainer,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerResponse.SerializeToString,
+            ),
+            'RenameContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameContainer,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RenameContainerRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RenameContainerResponse.SerializeToString,
+            ),
+            'ContainerProcesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContainerProcesses,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerProcessesRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerProcessesResponse.SerializeToString,
             ),
             'WaitContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.WaitContainer,
@@ -493,6 +563,114 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/KillContainer',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.KillContainerRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.KillContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/PauseContainer',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.PauseContainerRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.PauseContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpauseContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/UnpauseContainer',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/RenameContainer',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.RenameContainerRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.RenameContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerProcesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/ContainerProcesses',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerProcessesRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerProcessesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,18 @@ class RuntimeServiceStub:
     """Sends the stop signal, waits up to the timeout, then SIGKILL. A no-op for a stopped container."""
     KillContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.KillContainerRequest, _runtime_pb2.KillContainerResponse]
     """Sends a signal to the container's main process. FAILED_PRECONDITION if it is not running."""
+    PauseContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.PauseContainerRequest, _runtime_pb2.PauseContainerResponse]
+    """Freezes every process of a running container (the cgroup freezer). FAILED_PRECONDITION if it
+    is not running, or paused already.
+    """
+    UnpauseContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.UnpauseContainerRequest, _runtime_pb2.UnpauseContainerResponse]
+    """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+    RenameContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.RenameContainerRequest, _runtime_pb2.RenameContainerResponse]
+    """Gives a container another name. ALREADY_EXISTS if taken, INVALID_ARGUMENT if not a valid name."""
+    ContainerProcesses: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ContainerProcessesRequest, _runtime_pb2.ContainerProcessesResponse]
+    """A running container's processes as ps on the host shows them (its host pids).
+    FAILED_PRECONDITION if it is not running; INVALID_ARGUMENT for ps options without a PID column.
+    """
     WaitContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.WaitContainerRequest, _runtime_pb2.WaitContainerResponse]
     """Blocks until the container is no longer running and returns its final record."""
     DeleteContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.DeleteContainerRequest, _runtime_pb2.DeleteContainerResponse]
@@ -117,6 +129,18 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     """Sends the stop signal, waits up to the timeout, then SIGKILL. A no-op for a stopped container."""
     KillContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.KillContainerRequest, _runtime_pb2.KillContainerResponse]  # type: ignore[assignment]
     """Sends a signal to the container's main process. FAILED_PRECONDITION if it is not running."""
+    PauseContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.PauseContainerRequest, _runtime_pb2.PauseContainerResponse]  # type: ignore[assignment]
+    """Freezes every process of a running container (the cgroup freezer). FAILED_PRECONDITION if it
+    is not running, or paused already.
+    """
+    UnpauseContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.UnpauseContainerRequest, _runtime_pb2.UnpauseContainerResponse]  # type: ignore[assignment]
+    """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+    RenameContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.RenameContainerRequest, _runtime_pb2.RenameContainerResponse]  # type: ignore[assignment]
+    """Gives a container another name. ALREADY_EXISTS if taken, INVALID_ARGUMENT if not a valid name."""
+    ContainerProcesses: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ContainerProcessesRequest, _runtime_pb2.ContainerProcessesResponse]  # type: ignore[assignment]
+    """A running container's processes as ps on the host shows them (its host pids).
+    FAILED_PRECONDITION if it is not running; INVALID_ARGUMENT for ps options without a PID column.
+    """
     WaitContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.WaitContainerRequest, _runtime_pb2.WaitContainerResponse]  # type: ignore[assignment]
     """Blocks until the container is no longer running and returns its final record."""
     DeleteContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.DeleteContainerRequest, _runtime_pb2.DeleteContainerResponse]  # type: ignore[assignment]
@@ -207,6 +231,42 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.KillContainerResponse, _abc.Awaitable[_runtime_pb2.KillContainerResponse]]:
         """Sends a signal to the container's main process. FAILED_PRECONDITION if it is not running."""
+
+    @_abc_1.abstractmethod
+    def PauseContainer(
+        self,
+        request: _runtime_pb2.PauseContainerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.PauseContainerResponse, _abc.Awaitable[_runtime_pb2.PauseContainerResponse]]:
+        """Freezes every process of a running container (the cgroup freezer). FAILED_PRECONDITION if it
+        is not running, or paused already.
+        """
+
+    @_abc_1.abstractmethod
+    def UnpauseContainer(
+        self,
+        request: _runtime_pb2.UnpauseContainerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.UnpauseContainerResponse, _abc.Awaitable[_runtime_pb2.UnpauseContainerResponse]]:
+        """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+
+    @_abc_1.abstractmethod
+    def RenameContainer(
+        self,
+        request: _runtime_pb2.RenameContainerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.RenameContainerResponse, _abc.Awaitable[_runtime_pb2.RenameContainerResponse]]:
+        """Gives a container another name. ALREADY_EXISTS if taken, INVALID_ARGUMENT if not a valid name."""
+
+    @_abc_1.abstractmethod
+    def ContainerProcesses(
+        self,
+        request: _runtime_pb2.ContainerProcessesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.ContainerProcessesResponse, _abc.Awaitable[_runtime_pb2.ContainerProcessesResponse]]:
+        """A running container's processes as ps on the host shows them (its host pids).
+        FAILED_PRECONDITION if it is not running; INVALID_ARGUMENT for ps options without a PID column.
+        """
 
     @_abc_1.abstractmethod
     def WaitContainer(

@@ -1,0 +1,85 @@
+"""pause/unpause, rename, top, stop -s and container prune through the public client."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from teu.client import Client, ContainerOptions
+from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from teu.testing import wait_until
+from teu_api.types.v1 import types_pb2
+
+EXITED = types_pb2.CONTAINER_STATE_EXITED
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"
+
+
+def count(client: Client, cid: str) -> int:
+    """The counter the container writes to /tmp/n, read through cp."""
+    return int(client.copy_from(cid, "/tmp/n")["n"].decode().strip())
+
+
+def test_pause_freezes_a_counter_and_unpause_resumes_it(client: Client) -> None:
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", COUNTER]))
+    try:
+        wait_until(lambda: count(client, cid) > 2)
+        client.pause(cid)
+        assert client.inspect(cid).paused and client.list(filters=["status=paused"])[0].id == cid
+        frozen = count(client, cid)
+        time.sleep(0.5)
+        assert count(client, cid) == frozen
+        with pytest.raises(FailedPrecondition, match="already paused"):
+            client.pause(cid)
+        client.unpause(cid)
+        wait_until(lambda: count(client, cid) > frozen + 2)
+        with pytest.raises(FailedPrecondition, match="not paused"):
+            client.unpause(cid)
+        client.pause(cid)
+        client.stop(cid, timeout=2)  # a paused container stops
+        assert client.inspect(cid).summary.state == EXITED and not client.inspect(cid).paused
+        with pytest.raises(FailedPrecondition, match="not running"):
+            client.pause(cid)
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_rename_top_and_stop_signal(client: Client) -> None:
+    cid = client.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", 'trap "exit 9" USR1; sleep 300 & wait'], name="before")
+    )
+    other = client.create(ContainerOptions(image="busybox", cmd=["true"], name="taken")).id
+    try:
+        client.rename("before", "after")
+        assert client.inspect(cid).summary.name == "after"
+        with pytest.raises(AlreadyExists):
+            client.rename("after", "taken")
+        with pytest.raises(InvalidArgument):
+            client.rename("after", "bad name!")
+        top = client.top("after")
+        assert "PID" in top.titles and any("sleep 300" in " ".join(p.columns) for p in top.processes)
+        assert len(top.processes) == 2  # sh and sleep, nothing of the host's
+        narrow = client.top("after", ["-o", "pid,comm"])
+        assert list(narrow.titles) == ["PID", "COMMAND"]
+        with pytest.raises(InvalidArgument, match="PID"):
+            client.top("after", ["-o", "comm"])
+        client.stop("after", timeout=5, signal="SIGUSR1")
+        assert client.wait(cid).exit_code == 9
+    finally:
+        client.remove(cid, force=True)
+        client.remove(other, force=True)
+
+
+def test_container_prune_removes_what_does_not_run(client: Client) -> None:
+    keep = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "60"], labels={"prune": "yes"}))
+    gone = client.run(ContainerOptions(image="busybox", cmd=["true"], labels={"prune": "yes"})).id
+    labelled_no = client.run(ContainerOptions(image="busybox", cmd=["true"], labels={"prune": "no"})).id
+    try:
+        deleted = client.prune_containers(["label=prune=yes"])
+        assert gone in deleted and keep not in deleted and labelled_no not in deleted
+        assert labelled_no not in client.prune_containers(["until=1h"])  # made seconds ago: not before an hour ago
+        with pytest.raises(InvalidArgument):
+            client.prune_containers(["colour=red"])
+    finally:
+        client.remove(keep, force=True)
+        client.remove(labelled_no, force=True)
