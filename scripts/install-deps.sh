@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the host packages Teu needs, only those missing (Debian 12): the OCI runtimes, conmon,
-# busybox-static for the default image, nftables and iptables for published ports, plus any package named as an argument (make bench: podman). Idempotent.
+# busybox-static for the default image, nftables and iptables for published ports, tini for --init, plus any package named as an argument (make bench: podman). Idempotent.
 set -euo pipefail
-want=(runc crun conmon busybox-static nftables iptables "$@")
+want=(runc crun conmon busybox-static nftables iptables tini "$@")
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

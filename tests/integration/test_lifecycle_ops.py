@@ -83,3 +83,34 @@ def test_container_prune_removes_what_does_not_run(client: Client) -> None:
     finally:
         client.remove(keep, force=True)
         client.remove(labelled_no, force=True)
+
+
+ORPHANS = "for i in $(seq 100); do sh -c 'sleep 0.3 &'; done; exec sleep 300"  # then PID 1 (or 2) is a sleep: it reaps nothing
+ZOMBIES = ["sh", "-c", "grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l"]
+
+
+def zombies_after_orphans(client: Client, init: bool) -> int:
+    """Zombies in a container whose 100 orphans have exited, a second later."""
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", ORPHANS], init=init))
+    try:
+        time.sleep(1.5)
+        return int(client.exec_run(cid, ZOMBIES).stdout)
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_init_reaps_orphans_and_forwards_signals(client: Client) -> None:
+    """100 orphans that exit: with --init none is left a zombie; without it PID 1 (a sleep that does
+    not wait) keeps them all. tini is PID 1 and hands SIGTERM on."""
+    assert zombies_after_orphans(client, init=True) == 0
+    assert zombies_after_orphans(client, init=False) >= 100
+    r = client.run(ContainerOptions(image="busybox", cmd=["cat", "/proc/1/cmdline"], init=True, remove=True))
+    assert r.stdout.split(b"\0")[:2] == [b"/sbin/docker-init", b"--"]
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], init=True))
+    try:
+        started = time.monotonic()
+        client.stop(cid, timeout=10)
+        assert time.monotonic() - started < 5  # sleep as PID 2 gets the SIGTERM through tini and dies at once
+        assert client.wait(cid).exit_code == 143
+    finally:
+        client.remove(cid, force=True)

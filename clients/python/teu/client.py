@@ -171,6 +171,7 @@ class ContainerOptions:
     platform: str = ""
     network_aliases: list[str] = field(default_factory=list)
     restart: str = ""  # no, always, unless-stopped, on-failure[:N]
+    init: bool | None = None  # None: the engine's default
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -229,6 +230,8 @@ class ContainerOptions:
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)
+        if self.init is not None:
+            config.init = self.init
         return config
 
 

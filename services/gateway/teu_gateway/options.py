@@ -180,6 +180,8 @@ def container_spec(
     spec.extra_hosts.extend(netopts.extra_hosts(config.extra_hosts))
     check_joined_network(config)
     spec.restart_policy.CopyFrom(config.restart)  # checked by the runtime, which restarts
+    if config.HasField("init"):
+        spec.init = config.init
     spec.network_aliases.extend(netopts.aliases(config.network_aliases, config.network))
     spec.ipc, spec.pid, spec.uts = config.ipc, config.pid, config.uts
     if config.network == "host" and (config.dns or config.dns_search or config.dns_options):

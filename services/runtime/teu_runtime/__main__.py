@@ -56,7 +56,9 @@ async def build(cfg: Config) -> Lifecycle:
     perms.traversable(state, gid)
     bundles = perms.traversable(state / "containers", gid)
     conmon_version = await ociruntime.version_line(conmon_path)
-    settings = Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap)
+    init_path = shutil.which("tini-static") or ""
+    settings = Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap, init_path=init_path,
+                        init_default=os.environ.get("TEU_INIT") == "1")  # fmt: skip
     manager = Manager(store, runtime, settings, networks)
     # the supervisor says whether the engine itself is starting, or only this service again
     await manager.reconcile(engine_start=os.environ.get("TEU_ENGINE_START") == "1")

@@ -57,6 +57,10 @@ class Settings:
     conmon: str
     host: spec.Host
     remap: IdMap | None = None
+    #: The static init binary for --init (Debian's tini-static), if installed.
+    init_path: str = ""
+    #: Whether containers get the init unless they say otherwise (TEU_INIT=1).
+    init_default: bool = False
 
 
 def _now() -> int:
@@ -94,6 +98,8 @@ class Manager:
         name = names.check_name(name) if name else self._free_name()
         _check_spec(cspec)
         restarts.check(cspec.restart_policy, cspec.auto_remove)
+        if self._wants_init(cspec) and not self.settings.init_path:
+            raise FailedPrecondition("--init needs the static tini (Debian's tini package), which is not installed")
         host = self.settings.host
         confine.check(cspec.security, host.held_caps, host.limits)
         remapped = confine.remapping(cspec.security, self.settings.remap, self.networks.resolve(cspec.network)[0] == HOST)
@@ -208,10 +214,15 @@ class Manager:
         else:
             binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
+        init = self.settings.init_path if self._wants_init(c.spec) else ""
         doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{cgroups.PARENT}/{c.id}",
-                         shared=shared, devices=devices, remap=remap)  # fmt: skip
+                         shared=shared, devices=devices, remap=remap, init=init)  # fmt: skip
         bundle.config.write_text(json.dumps(doc))
         return await conmon.launch(self._monitor(c, bundle, c.spec.process))
+
+    def _wants_init(self, cspec: runtime_pb2.ContainerSpec) -> bool:
+        """--init, or the engine's default when the container does not say."""
+        return cspec.init if cspec.HasField("init") else self.settings.init_default
 
     def _donors(self, cspec: runtime_pb2.ContainerSpec) -> dict[str, sharing.Donor]:
         """The running containers whose namespaces ``cspec`` joins, by id (one not running is left

@@ -14,6 +14,7 @@ from teu_runtime.confine import HostDevice
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD = 100_000
 SHM_SIZE = 64 << 20  # Docker's default /dev/shm
+INIT_PATH = "/sbin/docker-init"  # where --init's binary is bound, Docker's path
 
 MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -145,13 +146,15 @@ def build(
     shared: Shared = Shared(),
     devices: Sequence[HostDevice] = (),
     remap: IdMap | None = None,
+    init: str = "",
 ) -> dict[str, Any]:
     """The OCI config.json document for container ``cid``.
 
     ``bind_files`` maps container paths (e.g. /etc/hosts) to host files that are bind-mounted there.
     ``shared`` says which namespaces it joins or takes from the host (``--network host``...).
     ``devices`` are the host devices it gets (see :func:`confine.gather_devices`); with ``remap``
-    it runs in a user namespace where its ids are that range of the host's.
+    it runs in a user namespace where its ids are that range of the host's. ``init`` (a host path)
+    is bound read-only at /sbin/docker-init and runs as PID 1 before the command, as Docker's --init.
     """
     proc, sec = spec.process, spec.security
     hostname = shared.hostname or hostname_of(cid, spec)
@@ -159,6 +162,8 @@ def build(
         {"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
         for dst, src in sorted(bind_files.items())
     ]
+    if init:
+        binds.append({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["rbind", "rprivate", "ro"]})
     if shared.shm_source:
         binds.append({"destination": "/dev/shm", "type": "bind", "source": shared.shm_source, "options": ["rbind", "rprivate"]})
     nodes, device_rules = confine.devices_section(devices, sec.privileged)
@@ -174,6 +179,8 @@ def build(
         "devices": nodes,
     }
     process = _process(proc, spec, user, host, environment(list(proc.env), user, hostname, proc.terminal))
+    if init:
+        process["args"] = [INIT_PATH, "--", *process["args"]]
     if (filters := confine.seccomp_section(sec, process["capabilities"]["bounding"])) is not None:
         linux["seccomp"] = filters
     if spec.sysctls:

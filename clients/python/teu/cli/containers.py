@@ -88,6 +88,9 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uts", default="", help="UTS namespace: host")
     p.add_argument("--network-alias", action="append", default=[], help="another DNS name on a user network")
     p.add_argument("--restart", default="", help="restart policy: no, always, unless-stopped, on-failure[:N]")
+    p.add_argument(
+        "--init", action="store_true", default=None, help="run an init as PID 1 that reaps zombies and forwards signals"
+    )
     p.add_argument("--pull", default="missing", help="pull the image first: missing (default), always, never")
     p.add_argument("--platform", default="", help="the image must be of this platform: os/arch[/variant]")
     p.add_argument(
@@ -130,6 +133,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         platform=a.platform,
         network_aliases=a.network_alias,
         restart=a.restart,
+        init=a.init,
         log_opts=parse.labels(a.log_opt),
         cap_add=a.cap_add,
         cap_drop=a.cap_drop,

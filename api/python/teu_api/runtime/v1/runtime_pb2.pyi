@@ -734,6 +734,7 @@ class ContainerSpec(_message.Message):
     UTS_FIELD_NUMBER: _builtins.int
     NETWORK_ALIASES_FIELD_NUMBER: _builtins.int
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
+    INIT_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -768,6 +769,8 @@ class ContainerSpec(_message.Message):
     """PID namespace: "", "container:ID", "host"."""
     uts: _builtins.str
     """UTS namespace: "", "host"."""
+    init: _builtins.bool
+    """Run a small init (tini) as PID 1; unset follows the engine's default."""
     @_builtins.property
     def process(self) -> _types_pb2.Process:
         """The process to run."""
@@ -863,13 +866,16 @@ class ContainerSpec(_message.Message):
         uts: _builtins.str = ...,
         network_aliases: _abc.Iterable[_builtins.str] | None = ...,
         restart_policy: _types_pb2.RestartPolicy | None = ...,
+        init: _builtins.bool | None = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "init", b"init", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__init: _TypeAlias = _typing.Literal["init"]  # noqa: Y015
+    _WhichOneofArgType__init: _TypeAlias = _typing.Literal["_init", b"_init"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__init) -> _WhichOneofReturnType__init | None: ...
 
 Global___ContainerSpec: _TypeAlias = ContainerSpec  # noqa: Y015
 
