@@ -114,3 +114,41 @@ def test_init_reaps_orphans_and_forwards_signals(client: Client) -> None:
         assert client.wait(cid).exit_code == 143
     finally:
         client.remove(cid, force=True)
+
+
+def test_update_changes_limits_live_and_the_restart_policy(client: Client) -> None:
+    from pathlib import Path
+
+    from teu.errors import NotFound
+
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], memory=64 << 20, pids_limit=50))
+    try:
+        client.update(cid, memory_bytes=128 << 20, pids_limit=80, cpu_shares=512, restart="unless-stopped")
+        pid = client.inspect(cid).pid
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, ctrl, path = line.split(":", 2)
+            if v2 and ctrl == "":
+                assert (Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.max").read_text().strip() == str(128 << 20)
+            elif ctrl == "memory":
+                assert (Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.limit_in_bytes").read_text().strip() == str(
+                    128 << 20
+                )
+            elif ctrl == "pids":
+                assert (Path("/sys/fs/cgroup/pids") / path.lstrip("/") / "pids.max").read_text().strip() == "80"
+        d = client.inspect(cid)
+        assert (d.config.resources.memory_bytes, d.config.resources.pids_limit, d.config.restart.name) == (
+            128 << 20, 80, "unless-stopped",
+        )  # fmt: skip
+        with pytest.raises(InvalidArgument, match="memory"):
+            client.update(cid, memory_bytes=1 << 10)
+        with pytest.raises(InvalidArgument, match="--rm"):
+            rm = client.create(ContainerOptions(image="busybox", cmd=["true"], remove=True)).id
+            try:
+                client.update(rm, restart="always")
+            finally:
+                client.remove(rm, force=True)
+    finally:
+        client.remove(cid, force=True)
+    with pytest.raises(NotFound):
+        client.update(cid, memory_bytes=128 << 20)

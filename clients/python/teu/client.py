@@ -335,6 +335,15 @@ class Client(ImagesMixin):
         """Thaws a paused container; returns its id."""
         return str(unary(self.containers.Unpause, gw.UnpauseRequest(container=container)).id)
 
+    def update(self, container: str, restart: str | None = None, **limits: Any) -> str:
+        """Changes a container's limits (live when it runs) and restart policy, as ``docker update``:
+        ``limits`` are fields of the API's Resources (memory_bytes, memory_swap, nano_cpus,
+        cpu_shares, cpuset_cpus, pids_limit...), those not given keep their value."""
+        req = gw.UpdateRequest(container=container, resources=types_pb2.Resources(**limits))
+        if restart is not None:
+            req.restart.CopyFrom(policies.restart_policy(restart))
+        return str(unary(self.containers.Update, req).id)
+
     def rename(self, container: str, name: str) -> str:
         """Gives a container another name; returns its id."""
         return str(unary(self.containers.Rename, gw.RenameRequest(container=container, name=name)).id)

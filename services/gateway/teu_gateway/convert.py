@@ -36,6 +36,8 @@ def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
     config = gw.ContainerConfig()
     if CONFIG_KEY in c.spec.extensions:
         config.ParseFromString(c.spec.extensions[CONFIG_KEY])
+    config.resources.CopyFrom(c.spec.resources)  # as in force now: update changes them
+    config.restart.CopyFrom(c.spec.restart_policy)
     return gw.ContainerDetails(
         summary=summary(c),
         config=config,

@@ -112,3 +112,14 @@ def check_sysctls(sysctls: Mapping[str, str], network: str) -> dict[str, str]:
         elif key not in IPC_SYSCTLS and not key.startswith("fs.mqueue.") and key != "kernel.domainname":
             raise InvalidArgument(f"sysctl {shown(key)} is not allowed: it is not in a namespace of the container")
     return dict(sysctls)
+
+
+def merged(current: types_pb2.Resources, changes: types_pb2.Resources) -> types_pb2.Resources:
+    """The limits after an update: each field of ``changes`` that is not 0 replaces the current one
+    (pids_limit -1, no limit, becomes 0 once checked)."""
+    out = types_pb2.Resources()
+    out.CopyFrom(current)
+    for f in changes.DESCRIPTOR.fields:
+        if value := getattr(changes, f.name):
+            setattr(out, f.name, value)
+    return out

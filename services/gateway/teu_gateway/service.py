@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_common.opening import first_message
 from teu_common.rpctypes import Ctx
 from teu_common.signals import parse_signal
-from teu_gateway import convert, limits, listing, stdio
+from teu_gateway import convert, limits, listing, resources, stdio
 from teu_gateway.backends import call
 from teu_gateway.flows import Flows
 
@@ -58,6 +59,15 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         c = await self.f.find(request.container)
         await call("runtime", self.f.b.runtime.UnpauseContainer(rt.UnpauseContainerRequest(id=c.id)))
         return gw.UnpauseResponse(id=c.id)
+
+    async def Update(self, request: gw.UpdateRequest, context: Ctx) -> gw.UpdateResponse:
+        c = await self.f.find(request.container)
+        merged = resources.check_resources(resources.merged(c.spec.resources, request.resources), os.cpu_count() or 1)
+        req = rt.UpdateContainerRequest(id=c.id, resources=merged)
+        if request.HasField("restart"):
+            req.restart_policy.CopyFrom(request.restart)
+        await call("runtime", self.f.b.runtime.UpdateContainer(req))
+        return gw.UpdateResponse(id=c.id)
 
     async def Rename(self, request: gw.RenameRequest, context: Ctx) -> gw.RenameResponse:
         limits.check_length(request.name, limits.MAX_NAME, "name")

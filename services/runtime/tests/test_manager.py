@@ -84,6 +84,9 @@ class FakeOci:
     async def processes(self, cid: str) -> list[int]:
         return [4242]
 
+    async def update(self, cid: str, resources: dict[str, object]) -> None:
+        self.calls.append(("update", cid))
+
     def knows(self, cid: str) -> bool:
         return cid in self.known
 

@@ -232,6 +232,11 @@ class Store:
             out.append(c)
         return out
 
+    def update_spec(self, cid: str, spec: runtime_pb2.ContainerSpec) -> None:
+        """Saves a changed spec (update of limits or restart policy)."""
+        with self.tx() as db:
+            db.execute("UPDATE containers SET spec = ? WHERE id = ?", (spec.SerializeToString(), cid))
+
     def rename(self, cid: str, name: str) -> None:
         """Gives container ``cid`` another name; AlreadyExists if it is taken."""
         try:

@@ -533,6 +533,22 @@ class Manager:
         self.store.update(c)
         log.info("container_unpaused", container=c.id[:12])
 
+    async def update(self, cid: str, resources: types_pb2.Resources, policy: types_pb2.RestartPolicy | None) -> Container:
+        """Sets the limits to ``resources`` (the whole set, as the gateway merged and checked it), live
+        when the container runs, and the restart policy."""
+        async with self._lock(cid):
+            c = self.store.get(cid)
+            if policy is not None:
+                restarts.check(policy, c.spec.auto_remove)
+                c.spec.restart_policy.CopyFrom(policy)
+            if c.state == RUNNING and resources != c.spec.resources:
+                lift = bool(c.spec.resources.pids_limit) and not resources.pids_limit
+                await self.oci.update(cid, spec.resources_section(resources, self.settings.host.swap_limit, lift_pids=lift))
+            c.spec.resources.CopyFrom(resources)
+            self.store.update_spec(cid, c.spec)
+            log.info("container_updated", container=cid[:12])
+            return c
+
     async def rename(self, cid: str, name: str) -> Container:
         """Gives the container another name (Docker's rules for names); AlreadyExists if taken."""
         checked = names.check_name(name)

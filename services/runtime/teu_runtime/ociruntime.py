@@ -12,7 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from teu_api.errors import FailedPrecondition, Internal, Unavailable
 from teu_runtime.cgroups import CgroupLayout
@@ -43,6 +43,9 @@ class OciRuntime(Protocol):
     async def processes(self, cid: str) -> list[int]:
         """Host pids of the container's processes (``<runtime> ps``)."""
 
+    async def update(self, cid: str, resources: dict[str, Any]) -> None:
+        """Changes a running container's cgroup limits (``<runtime> update``)."""
+
     def knows(self, cid: str) -> bool:
         """Whether the runtime still holds state for ``cid`` (cheap: no process is started)."""
 
@@ -58,16 +61,16 @@ class CliRuntime:
     path: str
     root: Path
 
-    async def _run(self, *args: str) -> tuple[int, str, str]:
+    async def _run(self, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
             self.path,
             f"--root={self.root}",
             *args,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await proc.communicate()
+        out, err = await proc.communicate(stdin)
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace").strip()
 
     async def start(self, cid: str) -> None:
@@ -101,6 +104,12 @@ class CliRuntime:
         code, _, err = await self._run("resume", cid)
         if code:
             raise Internal(f"{self.name} resume failed: {err.strip()}")
+
+    async def update(self, cid: str, resources: dict[str, Any]) -> None:
+        """Runs ``<runtime> update --resources -`` with the OCI ``linux.resources`` object on stdin."""
+        code, _, err = await self._run("update", "--resources", "-", cid, stdin=json.dumps(resources).encode())
+        if code:
+            raise Internal(f"{self.name} update failed: {err.strip()}")
 
     async def processes(self, cid: str) -> list[int]:
         """Runs ``<runtime> ps --format json``."""

@@ -65,6 +65,11 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def UnpauseContainer(self, request: pb.UnpauseContainerRequest, context: Ctx) -> pb.UnpauseContainerResponse:
         return pb.UnpauseContainerResponse(container=self.m.describe(await self.m.unpause(request.id)))
 
+    async def UpdateContainer(self, request: pb.UpdateContainerRequest, context: Ctx) -> pb.UpdateContainerResponse:
+        policy = request.restart_policy if request.HasField("restart_policy") else None
+        c = await self.m.update(request.id, request.resources, policy)
+        return pb.UpdateContainerResponse(container=self.m.describe(c))
+
     async def RenameContainer(self, request: pb.RenameContainerRequest, context: Ctx) -> pb.RenameContainerResponse:
         return pb.RenameContainerResponse(container=self.m.describe(await self.m.rename(request.id, request.name)))
 

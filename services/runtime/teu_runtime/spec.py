@@ -136,6 +136,15 @@ class Shared:
     hostname: str = ""
 
 
+def resources_section(res: Any, swap_limit: bool, lift_pids: bool = False) -> dict[str, Any]:
+    """The OCI ``linux.resources`` an update applies (no device rules: those stay as started)."""
+    out = _resources(res, [], swap_limit)
+    out.pop("devices")
+    if lift_pids:
+        out["pids"] = {"limit": -1}
+    return out
+
+
 def build(
     cid: str,
     spec: runtime_pb2.ContainerSpec,

@@ -231,6 +231,25 @@ def run_frame(frame: gw.RunResponse, out: BinaryIO, err: BinaryIO, code: int) ->
     return code
 
 
+def update_limits(a: argparse.Namespace) -> dict[str, Any]:
+    """``update``'s limits: only those given, as Resources fields."""
+    given: dict[str, Any] = {}
+    fields: list[tuple[str, str, Callable[[str], Any]]] = [
+        ("memory", "memory_bytes", parse.memory), ("memory_swap", "memory_swap", parse.memory),
+        ("memory_reservation", "memory_reservation", parse.memory), ("cpus", "nano_cpus", parse.nano_cpus),
+        ("cpu_shares", "cpu_shares", int), ("cpuset_cpus", "cpuset_cpus", str), ("cpu_period", "cpu_period", int),
+        ("cpu_quota", "cpu_quota", int), ("pids_limit", "pids_limit", int),
+    ]  # fmt: skip
+    for name, field, conv in fields:
+        value = getattr(a, name)
+        if value is not None:
+            try:
+                given[field] = conv(value)
+            except ValueError:
+                raise InvalidArgument(f"invalid value {value[:40]!r} for --{name.replace('_', '-')}") from None
+    return given
+
+
 def cmd_top(c: Client, a: argparse.Namespace) -> int:
     """Prints a running container's processes as ps shows them."""
     r = c.top(a.container, a.ps_args)
@@ -442,6 +461,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=lambda c, a: each(a.names, c.pause, lambda n, _r: n))
     p = verb(sub, "unpause", "thaw paused containers")
     p.set_defaults(func=lambda c, a: each(a.names, c.unpause, lambda n, _r: n))
+    p = verb(sub, "update", "change the limits and restart policy of containers")
+    for flag, helptext in (("-m", "--memory"), ("--memory-swap", ""), ("--memory-reservation", ""), ("--cpus", ""),
+                           ("-c", "--cpu-shares"), ("--cpuset-cpus", ""), ("--cpu-period", ""), ("--cpu-quota", ""),
+                           ("--pids-limit", ""), ("--restart", "")):  # fmt: skip
+        p.add_argument(*(f for f in (flag, helptext) if f), default=None)
+    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.update(n, a.restart, **update_limits(a)), lambda n, _r: n))
     p = sub.add_parser("rename", help="give a container another name")
     p.add_argument("container")
     p.add_argument("name")

@@ -70,6 +70,11 @@ class ContainersServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseResponse.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/Update',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UpdateResponse.FromString,
+                _registered_method=True)
         self.Rename = channel.unary_unary(
                 '/teu.gateway.v1.ContainersService/Rename',
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RenameRequest.SerializeToString,
@@ -202,6 +207,14 @@ class ContainersServiceServicer:
 
     def Unpause(self, request, context):
         """Thaws a paused container. FAILED_PRECONDITION if it is not paused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Update(self, request, context):
+        """Changes a container's limits (live, on a running one) and restart policy (Docker's update).
+        NOT_FOUND for a removed container; INVALID_ARGUMENT for values out of range.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -361,6 +374,11 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Unpause,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UpdateRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.UpdateResponse.SerializeToString,
             ),
             'Rename': grpc.unary_unary_rpc_method_handler(
                     servicer.Rename,
@@ -633,6 +651,33 @@ class ContainersService:
             '/teu.gateway.v1.ContainersService/Unpause',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.UnpauseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Update',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.UpdateRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.UpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,10 @@ class ContainersServiceStub:
     """Freezes a running container's processes. FAILED_PRECONDITION if it is not running or paused already."""
     Unpause: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UnpauseRequest, _gateway_pb2.UnpauseResponse]
     """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+    Update: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UpdateRequest, _gateway_pb2.UpdateResponse]
+    """Changes a container's limits (live, on a running one) and restart policy (Docker's update).
+    NOT_FOUND for a removed container; INVALID_ARGUMENT for values out of range.
+    """
     Rename: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RenameRequest, _gateway_pb2.RenameResponse]
     """Gives a container another name. ALREADY_EXISTS if taken."""
     Top: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.TopRequest, _gateway_pb2.TopResponse]
@@ -116,6 +120,10 @@ class ContainersServiceAsyncStub(ContainersServiceStub):
     """Freezes a running container's processes. FAILED_PRECONDITION if it is not running or paused already."""
     Unpause: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UnpauseRequest, _gateway_pb2.UnpauseResponse]  # type: ignore[assignment]
     """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+    Update: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UpdateRequest, _gateway_pb2.UpdateResponse]  # type: ignore[assignment]
+    """Changes a container's limits (live, on a running one) and restart policy (Docker's update).
+    NOT_FOUND for a removed container; INVALID_ARGUMENT for values out of range.
+    """
     Rename: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RenameRequest, _gateway_pb2.RenameResponse]  # type: ignore[assignment]
     """Gives a container another name. ALREADY_EXISTS if taken."""
     Top: _aio.UnaryUnaryMultiCallable[_gateway_pb2.TopRequest, _gateway_pb2.TopResponse]  # type: ignore[assignment]
@@ -218,6 +226,16 @@ class ContainersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.UnpauseResponse, _abc.Awaitable[_gateway_pb2.UnpauseResponse]]:
         """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+
+    @_abc_1.abstractmethod
+    def Update(
+        self,
+        request: _gateway_pb2.UpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.UpdateResponse, _abc.Awaitable[_gateway_pb2.UpdateResponse]]:
+        """Changes a container's limits (live, on a running one) and restart policy (Docker's update).
+        NOT_FOUND for a removed container; INVALID_ARGUMENT for values out of range.
+        """
 
     @_abc_1.abstractmethod
     def Rename(

@@ -1818,3 +1818,61 @@ class ProcessRow(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProcessRow: _TypeAlias = ProcessRow  # noqa: Y015
+
+@_typing.final
+class UpdateContainerRequest(_message.Message):
+    """Request of UpdateContainer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    RESTART_POLICY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full container id."""
+    @_builtins.property
+    def resources(self) -> _types_pb2.Resources:
+        """The limits, whole (the gateway merges the user's changes into the current ones)."""
+
+    @_builtins.property
+    def restart_policy(self) -> _types_pb2.RestartPolicy:
+        """The new restart policy, if set."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        resources: _types_pb2.Resources | None = ...,
+        restart_policy: _types_pb2.RestartPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources", "restart_policy", b"restart_policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "resources", b"resources", "restart_policy", b"restart_policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateContainerRequest: _TypeAlias = UpdateContainerRequest  # noqa: Y015
+
+@_typing.final
+class UpdateContainerResponse(_message.Message):
+    """Response of UpdateContainer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def container(self) -> Global___Container:
+        """The container."""
+
+    def __init__(
+        self,
+        *,
+        container: Global___Container | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateContainerResponse: _TypeAlias = UpdateContainerResponse  # noqa: Y015

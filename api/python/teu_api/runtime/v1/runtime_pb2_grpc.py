@@ -66,6 +66,11 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerResponse.FromString,
                 _registered_method=True)
+        self.UpdateContainer = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/UpdateContainer',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerResponse.FromString,
+                _registered_method=True)
         self.RenameContainer = channel.unary_unary(
                 '/teu.runtime.v1.RuntimeService/RenameContainer',
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RenameContainerRequest.SerializeToString,
@@ -199,6 +204,13 @@ class RuntimeServiceServicer:
 
     def UnpauseContainer(self, request, context):
         """Thaws a paused container. FAILED_PRECONDITION if it is not paused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateContainer(self, request, context):
+        """Sets a container's limits (live, on a running one) and restart policy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -366,6 +378,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.UnpauseContainer,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerResponse.SerializeToString,
+            ),
+            'UpdateContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContainer,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerResponse.SerializeToString,
             ),
             'RenameContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.RenameContainer,
@@ -617,6 +634,33 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/UnpauseContainer',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.UnpauseContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/UpdateContainer',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,8 @@ class RuntimeServiceStub:
     """
     UnpauseContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.UnpauseContainerRequest, _runtime_pb2.UnpauseContainerResponse]
     """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+    UpdateContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.UpdateContainerRequest, _runtime_pb2.UpdateContainerResponse]
+    """Sets a container's limits (live, on a running one) and restart policy."""
     RenameContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.RenameContainerRequest, _runtime_pb2.RenameContainerResponse]
     """Gives a container another name. ALREADY_EXISTS if taken, INVALID_ARGUMENT if not a valid name."""
     ContainerProcesses: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ContainerProcessesRequest, _runtime_pb2.ContainerProcessesResponse]
@@ -135,6 +137,8 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     """
     UnpauseContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.UnpauseContainerRequest, _runtime_pb2.UnpauseContainerResponse]  # type: ignore[assignment]
     """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+    UpdateContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.UpdateContainerRequest, _runtime_pb2.UpdateContainerResponse]  # type: ignore[assignment]
+    """Sets a container's limits (live, on a running one) and restart policy."""
     RenameContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.RenameContainerRequest, _runtime_pb2.RenameContainerResponse]  # type: ignore[assignment]
     """Gives a container another name. ALREADY_EXISTS if taken, INVALID_ARGUMENT if not a valid name."""
     ContainerProcesses: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ContainerProcessesRequest, _runtime_pb2.ContainerProcessesResponse]  # type: ignore[assignment]
@@ -249,6 +253,14 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.UnpauseContainerResponse, _abc.Awaitable[_runtime_pb2.UnpauseContainerResponse]]:
         """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
+
+    @_abc_1.abstractmethod
+    def UpdateContainer(
+        self,
+        request: _runtime_pb2.UpdateContainerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.UpdateContainerResponse, _abc.Awaitable[_runtime_pb2.UpdateContainerResponse]]:
+        """Sets a container's limits (live, on a running one) and restart policy."""
 
     @_abc_1.abstractmethod
     def RenameContainer(
