@@ -109,3 +109,20 @@ def test_ports_take_dockers_forms() -> None:
         with pytest.raises(parse.InvalidArgument):
             parse.ports(bad)
     assert parse.exposed("8000-8001/udp") == ["8000/udp", "8001/udp"]
+
+
+def test_healthcheck_instructions_and_durations() -> None:
+    from teu.changes import duration_ns, healthcheck
+
+    h = healthcheck("--interval=5s --timeout=1m30s --retries=4 CMD curl -f http://localhost/ || exit 1")
+    assert (list(h.test), h.interval_ns, h.timeout_ns, h.retries) == (
+        ["CMD-SHELL", "curl -f http://localhost/ || exit 1"],
+        5 * 10**9,
+        90 * 10**9,
+        4,
+    )
+    assert list(healthcheck('CMD ["true"]').test) == ["CMD", "true"] and list(healthcheck("NONE").test) == ["NONE"]
+    assert duration_ns("500ms") == 500_000_000
+    for bad in ("--bogus=1 CMD true", "RUN true", "--interval=soon CMD true"):
+        with pytest.raises(parse.InvalidArgument):
+            healthcheck(bad)

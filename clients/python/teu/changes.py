@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 from teu.errors import InvalidArgument
 from teu_api.types.v1 import types_pb2
 
 __all__ = ["changes", "fields"]
 _FIELDS = {"CMD": "cmd", "ENTRYPOINT": "entrypoint", "ENV": "env", "WORKDIR": "working_dir", "USER": "user",
-           "LABEL": "labels", "STOPSIGNAL": "stop_signal", "VOLUME": "volumes", "EXPOSE": "exposed_ports"}  # fmt: skip
+           "LABEL": "labels", "STOPSIGNAL": "stop_signal", "VOLUME": "volumes", "EXPOSE": "exposed_ports",
+           "HEALTHCHECK": "healthcheck"}  # fmt: skip
 
 
 def fields(instructions: list[str]) -> list[str]:
@@ -31,7 +33,8 @@ def _argv(text: str) -> list[str]:
 
 
 def changes(items: list[str]) -> types_pb2.ImageConfig:
-    """``--change`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME, EXPOSE) as a config."""
+    """``--change`` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME, EXPOSE,
+    HEALTHCHECK) as a config."""
     config = types_pb2.ImageConfig()
     for item in items:
         word, _, rest = item.strip().partition(" ")
@@ -59,6 +62,8 @@ def changes(items: list[str]) -> types_pb2.ImageConfig:
             if not paths or not all(p.startswith("/") for p in paths):
                 raise InvalidArgument(f"VOLUME needs absolute paths: {rest.strip()!r}")
             config.volumes.extend(p for p in paths if p not in config.volumes)
+        elif word == "HEALTHCHECK":
+            config.healthcheck.CopyFrom(healthcheck(rest))
         elif word == "EXPOSE":
             for port in rest.split():
                 number, _, proto = port.partition("/")
@@ -68,3 +73,38 @@ def changes(items: list[str]) -> types_pb2.ImageConfig:
         else:
             raise InvalidArgument(f"unsupported --change instruction: {word}")
     return config
+
+
+_HEALTH_OPTIONS = {"--interval": "interval_ns", "--timeout": "timeout_ns", "--start-period": "start_period_ns",
+                   "--start-interval": "start_interval_ns", "--retries": "retries"}  # fmt: skip
+
+
+def healthcheck(rest: str) -> types_pb2.HealthConfig:
+    """``HEALTHCHECK [--interval=30s ...] CMD command`` or ``HEALTHCHECK NONE``, as a Dockerfile writes it."""
+    words = rest.strip().split(" ")
+    out = types_pb2.HealthConfig()
+    while words and words[0].startswith("--"):
+        flag, _, value = words.pop(0).partition("=")
+        if flag not in _HEALTH_OPTIONS:
+            raise InvalidArgument(f"unknown HEALTHCHECK option {flag!r}")
+        setattr(out, _HEALTH_OPTIONS[flag], int(value) if flag == "--retries" else duration_ns(value))
+    kind, _, command = " ".join(words).partition(" ")
+    if kind.upper() == "NONE":
+        out.test[:] = ["NONE"]
+    elif kind.upper() == "CMD" and command.strip():
+        cmd = command.strip()
+        out.test[:] = ["CMD", *_argv(cmd)] if cmd.startswith("[") else ["CMD-SHELL", cmd]
+    else:
+        raise InvalidArgument(f"invalid HEALTHCHECK {rest.strip()[:60]!r}: want CMD command or NONE")
+    return out
+
+
+_UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def duration_ns(value: str) -> int:
+    """A Go duration ("30s", "1m30s", "500ms") in nanoseconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", value)
+    if not parts or "".join(a + u for a, u in parts) != value:
+        raise InvalidArgument(f"invalid duration {value[:40]!r}: want e.g. 30s, 1m30s, 500ms")
+    return int(sum(float(a) * _UNITS_NS[u] for a, u in parts))

@@ -172,6 +172,7 @@ class ContainerOptions:
     network_aliases: list[str] = field(default_factory=list)
     restart: str = ""  # no, always, unless-stopped, on-failure[:N]
     init: bool | None = None  # None: the engine's default
+    healthcheck: types_pb2.HealthConfig | None = None  # --health-*; test ["NONE"]: --no-healthcheck
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -232,6 +233,8 @@ class ContainerOptions:
             config.entrypoint.values.extend(self.entrypoint)
         if self.init is not None:
             config.init = self.init
+        if self.healthcheck is not None:
+            config.healthcheck.CopyFrom(self.healthcheck)
         return config
 
 
@@ -356,9 +359,9 @@ class Client(ImagesMixin):
         """Removes every container that is not running (filters: until=, label=, label!=); their ids."""
         return list(unary(self.containers.PruneContainers, gw.PruneContainersRequest(filters=list(filters))).deleted)
 
-    def wait(self, container: str) -> gw.WaitResponse:
-        """Blocks until the container stops; returns its exit code."""
-        return unary(self.containers.Wait, gw.WaitRequest(container=container))
+    def wait(self, container: str, condition: str = "") -> gw.WaitResponse:
+        """Blocks until the container stops (``condition``: not-running, next-exit, removed, healthy); returns its exit code."""
+        return unary(self.containers.Wait, gw.WaitRequest(container=container, condition=condition))
 
     def list(
         self, all: bool = False, filters: Sequence[str] = (), last: int = 0, size: bool = False

@@ -28,6 +28,7 @@ def summary(c: rt.Container) -> gw.ContainerSummary:
         network=c.network.network or c.spec.network,
         error=c.error,
         paused=c.paused,
+        health=c.health.status,
     )
 
 
@@ -54,6 +55,7 @@ def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
         network=c.network,
         connected=c.connected,
         paused=c.paused,
+        health=c.health,
         execs=[
             gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)
             for e in c.execs

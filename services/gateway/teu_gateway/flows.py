@@ -34,6 +34,7 @@ log = structlog.get_logger()
 #: How long a failed start of a ``--rm`` container waits for its removal before reporting the error.
 REMOVAL_PATIENCE = 10.0
 RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
+WAIT_POLL = 0.1  # how often wait --condition looks again (health and removal have no event to wait on)
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,33 @@ class Flows:
         """Running containers, or every container with ``all_``."""
         found = await idempotent("runtime", lambda: self.b.runtime.ListContainers(rt.ListContainersRequest(all=all_)))
         return list(found.containers)
+
+    async def wait_for(self, cid: str, condition: str) -> rt.Container:
+        """wait --condition: not-running, next-exit, removed, healthy (Docker's first three, and the
+        health Teu checks). The last record seen is returned."""
+        if condition == "not-running":
+            return await self.wait(cid)
+        if condition not in ("next-exit", "removed", "healthy"):
+            raise InvalidArgument(f"invalid condition {limits.shown(condition)}: want not-running, next-exit, removed or healthy")
+        c = await self.find(cid)
+        if condition == "next-exit" and c.state == RUNNING:
+            return await self.wait(cid)
+        first_exit = c.finished_at
+        while True:
+            await asyncio.sleep(WAIT_POLL)
+            try:
+                c = await self.find(cid)
+            except NotFound:
+                if condition == "removed":
+                    return c
+                raise
+            if condition == "next-exit" and c.finished_at != first_exit and c.state != RUNNING:
+                return c
+            if condition == "healthy":
+                if c.health.status == "healthy":
+                    return c
+                if c.state != RUNNING:
+                    raise FailedPrecondition(f"container {c.name} stopped before it was healthy (exit code {c.exit_code})")
 
     async def wait(self, cid: str) -> rt.Container:
         """The container's record once it is not running; survives a runtime service restart."""

@@ -11,7 +11,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
-from teu_gateway import limits, netopts, resources
+from teu_gateway import health, limits, netopts, resources
 from teu_gateway.security import security_of
 
 CONFIG_KEY = "teu.gateway.config"
@@ -180,6 +180,7 @@ def container_spec(
     spec.extra_hosts.extend(netopts.extra_hosts(config.extra_hosts))
     check_joined_network(config)
     spec.restart_policy.CopyFrom(config.restart)  # checked by the runtime, which restarts
+    spec.healthcheck.CopyFrom(health.merged(config.healthcheck, ic.healthcheck))
     if config.HasField("init"):
         spec.init = config.init
     spec.network_aliases.extend(netopts.aliases(config.network_aliases, config.network))
@@ -193,7 +194,8 @@ def container_spec(
     return spec
 
 
-COMMIT_FIELDS = ("entrypoint", "cmd", "env", "working_dir", "user", "stop_signal", "labels", "volumes", "exposed_ports")
+COMMIT_FIELDS = ("entrypoint", "cmd", "env", "working_dir", "user", "stop_signal", "labels", "volumes", "exposed_ports",
+                 "healthcheck")  # fmt: skip
 
 
 def commit_config(
@@ -212,6 +214,7 @@ def commit_config(
         labels=dict(spec.labels),
         volumes=list(image.volumes),
         exposed_ports=list(image.exposed_ports),
+        healthcheck=image.healthcheck,
     )
     for name in changed:
         if name not in COMMIT_FIELDS:
@@ -220,6 +223,8 @@ def commit_config(
             out.env[:] = merge_env(list(out.env), list(changes.env))
         elif name == "labels":
             out.labels.update(changes.labels)
+        elif name == "healthcheck":
+            out.healthcheck.CopyFrom(changes.healthcheck)
         elif name in ("volumes", "exposed_ports"):
             have = getattr(out, name)
             have.extend(v for v in getattr(changes, name) if v not in have)

@@ -99,7 +99,7 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         return gw.RestartResponse(id=c.id)
 
     async def Wait(self, request: gw.WaitRequest, context: Ctx) -> gw.WaitResponse:
-        c = await self.f.wait((await self.f.find(request.container)).id)
+        c = await self.f.wait_for((await self.f.find(request.container)).id, request.condition or "not-running")
         return gw.WaitResponse(exit_code=c.exit_code, oom_killed=c.oom_killed)
 
     async def List(self, request: gw.ListRequest, context: Ctx) -> gw.ListResponse:

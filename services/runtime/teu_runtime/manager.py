@@ -32,7 +32,22 @@ from teu_api.types.v1 import types_pb2
 from teu_common import perms
 from teu_common.idmap import IdMap
 from teu_common.signals import parse_signal
-from teu_runtime import attach, cgroups, confine, conmon, copyin, execs, mounts, names, restarts, sharing, spec, usermounts, users
+from teu_runtime import (
+    attach,
+    cgroups,
+    confine,
+    conmon,
+    copyin,
+    execs,
+    health,
+    mounts,
+    names,
+    restarts,
+    sharing,
+    spec,
+    usermounts,
+    users,
+)
 from teu_runtime.bundle import Bundle
 from teu_runtime.database import Container, Store
 from teu_runtime.network.networks import HOST, Networks, Plan
@@ -79,6 +94,8 @@ class Manager:
         self._exited: dict[str, asyncio.Event] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}  # short runs in a row, for the restart back-off
+        self._health: dict[str, types_pb2.Health] = {}  # of the running containers with a healthcheck
+        self._checkers: dict[str, asyncio.Task[None]] = {}
 
     def bundle(self, cid: str) -> Bundle:
         """The container's bundle directory and the paths in it."""
@@ -198,6 +215,7 @@ class Manager:
         if self._event(cid).is_set():  # a waiter from before this start keeps its event: it wakes at this exit
             self._exited[cid] = asyncio.Event()
         self._watch(cid, c.monitor_pid)
+        self._check_health(c)
         log.info("container_started", container=cid[:12], pid=c.pid, monitor=c.monitor_pid)
         return c
 
@@ -344,6 +362,8 @@ class Manager:
         if c.state == RUNNING and (attachment := self.networks.attachment(c)) is not None:
             c.network.CopyFrom(attachment)
             c.connected.extend(self.networks.connected(c))
+            if (h := self._health.get(c.id)) is not None:
+                c.health.CopyFrom(h)
         return c
 
     # -- network connect / disconnect -----------------------------------------------------------
@@ -411,6 +431,7 @@ class Manager:
             c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
             c.state, c.pid, c.monitor_pid, c.paused = EXITED, 0, 0, False
             self.store.update(c)
+            self._forget_health(cid)
             # before waking the waiters: a stop or run --rm that returns has its ports free again
             await self._release_network(cid)
             self._event(cid).set()
@@ -418,6 +439,48 @@ class Manager:
             await self.oci.delete(cid, force=True)
             await asyncio.to_thread(bundle.unmount_all)
         self._plan_restart(c)
+
+    # -- healthchecks ---------------------------------------------------------------------------
+
+    def _check_health(self, c: Container) -> None:
+        """Starts the healthchecks of a running container that has one (health.py)."""
+        if not c.spec.healthcheck.test or c.id in self._checkers:
+            return
+        self._health[c.id] = types_pb2.Health(status=health.STARTING)
+        self._checkers[c.id] = asyncio.create_task(self._health_loop(c.id, c.started_at))
+
+    def _forget_health(self, cid: str) -> None:
+        if (task := self._checkers.pop(cid, None)) is not None:
+            task.cancel()
+        self._health.pop(cid, None)
+
+    async def _health_loop(self, cid: str, started_ns: int) -> None:
+        """Checks, at the intervals health.py says, until the container stops running."""
+        try:
+            while (h := self._health.get(cid)) is not None:
+                c = self.store.get(cid)
+                cfg = c.spec.healthcheck
+                await asyncio.sleep(health.next_check_ns(h, cfg, started_ns, _now()) / 1e9)
+                c = self.store.get(cid)
+                if c.state != RUNNING or cid not in self._health:
+                    return
+                if c.paused:
+                    continue
+                bundle = self.bundle(cid)
+                user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs, c.spec.group_add)
+                doc = spec.exec_process(cid, c.spec, types_pb2.Process(args=health.argv(cfg)), user, self.settings.host)
+                result = await health.check(self.oci.path, self.oci.root, cid, doc, bundle.path / "health", cfg.timeout_ns)
+                before = h.status
+                health.record(h, result, cfg, started_ns)
+                if h.status != before:
+                    log.info("health_status", container=cid[:12], status=h.status, exit_code=result.exit_code)
+        except NotFound:
+            return
+        except Exception:
+            log.exception("health_check_failed", container=cid[:12])
+        finally:
+            if self._checkers.get(cid) is asyncio.current_task():
+                del self._checkers[cid]
 
     # -- restart policies -----------------------------------------------------------------------
 
@@ -607,6 +670,7 @@ class Manager:
             elif c.state == RUNNING:
                 if c.monitor_pid and conmon.is_monitor(c.monitor_pid, c.id):
                     self._watch(c.id, c.monitor_pid)
+                    self._check_health(c)
                 elif c.pid and _alive(c.pid):
                     log.warning("monitor_lost", container=c.id[:12])
                     self._watch(c.id, c.pid)

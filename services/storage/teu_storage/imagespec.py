@@ -58,6 +58,8 @@ class ImageConfig:
     volumes: Sequence[str] = ()
     #: Ports the image listens on, "80/tcp" each (Dockerfile EXPOSE), sorted.
     exposed_ports: Sequence[str] = ()
+    #: Dockerfile HEALTHCHECK as Docker stores it: Test, Interval, Timeout, StartPeriod, StartInterval (ns), Retries.
+    healthcheck: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def build_config(
         ("Labels", dict(sorted(config.labels.items()))),
         ("Volumes", {path: {} for path in sorted(config.volumes)}),
         ("ExposedPorts", {port: {} for port in sorted(config.exposed_ports)}),
+        ("Healthcheck", dict(config.healthcheck)),
     ):
         if value:
             runnable[key] = value
@@ -206,6 +209,7 @@ def parse_config(raw: bytes) -> ImageConfig:
             labels=dict(runnable.get("Labels") or {}),
             volumes=tuple(sorted(runnable.get("Volumes") or {})),
             exposed_ports=tuple(sorted(runnable.get("ExposedPorts") or {})),
+            healthcheck=dict(runnable.get("Healthcheck") or {}),
         )
     except (ValueError, AttributeError, TypeError) as exc:
         raise Internal(f"corrupt image config in store: {exc}") from exc

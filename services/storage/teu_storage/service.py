@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from teu_api.errors import InvalidArgument
 from teu_api.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -235,6 +236,7 @@ def _config_from_proto(config: types_pb2.ImageConfig) -> ImageConfig:
         labels=dict(config.labels),
         volumes=tuple(config.volumes),
         exposed_ports=tuple(config.exposed_ports),
+        healthcheck=_health_to_docker(config.healthcheck),
     )
 
 
@@ -249,6 +251,7 @@ def _config_to_proto(config: ImageConfig) -> types_pb2.ImageConfig:
         labels=config.labels,
         volumes=config.volumes,
         exposed_ports=config.exposed_ports,
+        healthcheck=_health_from_docker(config.healthcheck),
     )
 
 
@@ -279,3 +282,23 @@ def _volume_to_proto(volume: Volume, size: int = -1) -> storage_pb2.Volume:
         name=volume.name, mountpoint=str(volume.data), created_at=volume.created_at, labels=volume.labels,
         options=volume.options, anonymous=volume.anonymous, mount=_mount_to_proto(volume.mount()), size=size,
     )  # fmt: skip
+
+
+_HEALTH_FIELDS = (("Interval", "interval_ns"), ("Timeout", "timeout_ns"), ("StartPeriod", "start_period_ns"),
+                  ("StartInterval", "start_interval_ns"), ("Retries", "retries"))  # fmt: skip
+
+
+def _health_to_docker(h: types_pb2.HealthConfig) -> dict[str, Any]:
+    """A HEALTHCHECK as Docker writes it in an image config (only what is set)."""
+    out: dict[str, Any] = {"Test": list(h.test)} if h.test else {}
+    out.update({key: getattr(h, name) for key, name in _HEALTH_FIELDS if getattr(h, name)})
+    return out
+
+
+def _health_from_docker(doc: Mapping[str, Any]) -> types_pb2.HealthConfig:
+    """An image config's Healthcheck as the API message (what is not a number or a list is left out)."""
+    out = types_pb2.HealthConfig(test=[str(t) for t in doc.get("Test") or []])
+    for key, name in _HEALTH_FIELDS:
+        if isinstance(doc.get(key), int):
+            setattr(out, name, doc[key])
+    return out

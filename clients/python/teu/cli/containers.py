@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from typing import Any, BinaryIO
 
 from teu import mounts
+from teu.changes import duration_ns
 from teu.cli import format as fmt
 from teu.cli import images, interactive, parse, template
 from teu.cli.common import ENGINE_ERROR, add_format, each, inspect_all, verb
@@ -88,9 +89,12 @@ def container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uts", default="", help="UTS namespace: host")
     p.add_argument("--network-alias", action="append", default=[], help="another DNS name on a user network")
     p.add_argument("--restart", default="", help="restart policy: no, always, unless-stopped, on-failure[:N]")
-    p.add_argument(
-        "--init", action="store_true", default=None, help="run an init as PID 1 that reaps zombies and forwards signals"
-    )
+    p.add_argument("--init", action="store_true", default=None, help="an init as PID 1: reaps zombies, forwards signals")
+    p.add_argument("--health-cmd", default="", help="command to check health (run by /bin/sh -c)")
+    for name in ("interval", "timeout", "start-period", "start-interval"):
+        p.add_argument(f"--health-{name}", default="", help=f"health check {name.replace('-', ' ')} (e.g. 30s)")
+    p.add_argument("--health-retries", type=parse.integer(0, parse.INT32_MAX), default=0, help="failures in a row for unhealthy")
+    p.add_argument("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK")
     p.add_argument("--pull", default="missing", help="pull the image first: missing (default), always, never")
     p.add_argument("--platform", default="", help="the image must be of this platform: os/arch[/variant]")
     p.add_argument(
@@ -134,6 +138,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         network_aliases=a.network_alias,
         restart=a.restart,
         init=a.init,
+        healthcheck=health_config(a),
         log_opts=parse.labels(a.log_opt),
         cap_add=a.cap_add,
         cap_drop=a.cap_drop,
@@ -229,6 +234,20 @@ def run_frame(frame: gw.RunResponse, out: BinaryIO, err: BinaryIO, code: int) ->
         if frame.exit.error:
             print(f"Error: {frame.exit.error}", file=sys.stderr)
     return code
+
+
+def health_config(a: argparse.Namespace) -> types_pb2.HealthConfig | None:
+    """The --health-* flags as the API message (None when none is given)."""
+    if a.no_healthcheck:
+        return types_pb2.HealthConfig(test=["NONE"])
+    durations = {f: getattr(a, f"health_{f}") for f in ("interval", "timeout", "start_period", "start_interval")}
+    if not a.health_cmd and not a.health_retries and not any(durations.values()):
+        return None
+    h = types_pb2.HealthConfig(test=["CMD-SHELL", a.health_cmd] if a.health_cmd else [], retries=a.health_retries)
+    for field, value in durations.items():
+        if value:
+            setattr(h, f"{field}_ns", duration_ns(value))
+    return h
 
 
 def update_limits(a: argparse.Namespace) -> dict[str, Any]:
@@ -486,7 +505,8 @@ def register(sub: Any) -> None:
     p = verb(sub, "kill", "send a signal to containers", lambda p: p.add_argument("-s", "--signal", default="KILL"))
     p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.kill(n, a.signal), lambda n, _r: n))
     p = verb(sub, "wait", "block until containers stop, then print their exit codes")
-    p.set_defaults(func=lambda c, a: each(a.names, c.wait, lambda _n, r: str(r.exit_code)))
+    p.add_argument("--condition", default="", help="not-running (default), next-exit, removed, healthy")
+    p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.wait(n, a.condition), lambda _n, r: str(r.exit_code)))
     p = verb(sub, "rm", "remove containers", lambda p: p.add_argument("-f", "--force", action="store_true"))
     p.add_argument("-v", "--volumes", action="store_true", help="also remove the container's anonymous volumes")
     p.set_defaults(func=lambda c, a: each(a.names, lambda n: c.remove(n, a.force, a.volumes), lambda n, _r: n))

@@ -49,7 +49,7 @@ def ago(ns: int, now: float | None = None) -> str:
 def status(c: gw.ContainerSummary, now: float | None = None) -> str:
     """Docker's STATUS column."""
     if c.state == types_pb2.CONTAINER_STATE_RUNNING:
-        return f"Up {ago(c.started_at, now)}" + (" (Paused)" if c.paused else "")
+        return f"Up {ago(c.started_at, now)}" + (" (Paused)" if c.paused else "") + (f" ({c.health})" if c.health else "")
     if c.state == types_pb2.CONTAINER_STATE_EXITED:
         return f"Exited ({c.exit_code}) {ago(c.finished_at, now)} ago"
     return "Created"
@@ -89,6 +89,7 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
             "Status": "paused" if d.paused else state,
             "Running": state == "running",
             "Paused": d.paused,
+            **({"Health": health_json(d.health)} if d.health.status else {}),
             "Pid": d.pid,
             "ExitCode": s.exit_code,
             "OOMKilled": d.oom_killed,
@@ -130,6 +131,15 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
         ],
         "GraphDriver": {"Name": "overlay", "Data": dict(o.split("=", 1) for m in d.mounts for o in m.options if "=" in o)},
         "Monitor": {"Pid": d.monitor_pid},
+    }
+
+
+def health_json(h: types_pb2.Health) -> dict[str, Any]:
+    """State.Health as Docker shows it."""
+    return {
+        "Status": h.status,
+        "FailingStreak": h.failing_streak,
+        "Log": [{"Start": rfc3339(r.start), "End": rfc3339(r.end), "ExitCode": r.exit_code, "Output": r.output} for r in h.log],
     }
 
 

@@ -2093,6 +2093,7 @@ class ContainerConfig(_message.Message):
     NETWORK_ALIASES_FIELD_NUMBER: _builtins.int
     RESTART_FIELD_NUMBER: _builtins.int
     INIT_FIELD_NUMBER: _builtins.int
+    HEALTHCHECK_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -2233,6 +2234,12 @@ class ContainerConfig(_message.Message):
     def restart(self) -> _types_pb2.RestartPolicy:
         """--restart no|always|unless-stopped|on-failure[:N]."""
 
+    @_builtins.property
+    def healthcheck(self) -> _types_pb2.HealthConfig:
+        """--health-cmd and the other --health-* flags (fields left 0 come from the image's HEALTHCHECK,
+        else the defaults); test ["NONE"] is --no-healthcheck.
+        """
+
     def __init__(
         self,
         *,
@@ -2281,10 +2288,11 @@ class ContainerConfig(_message.Message):
         network_aliases: _abc.Iterable[_builtins.str] | None = ...,
         restart: _types_pb2.RestartPolicy | None = ...,
         init: _builtins.bool | None = ...,
+        healthcheck: _types_pb2.HealthConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "entrypoint", b"entrypoint", "init", b"init", "resources", b"resources", "restart", b"restart"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "entrypoint", b"entrypoint", "healthcheck", b"healthcheck", "init", b"init", "resources", b"resources", "restart", b"restart"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image", b"image", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "pid", b"pid", "platform", b"platform", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart", b"restart", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "uts", b"uts", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_opts", b"log_opts", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "pid", b"pid", "platform", b"platform", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "resources", b"resources", "restart", b"restart", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "uts", b"uts", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__init: _TypeAlias = _typing.Literal["init"]  # noqa: Y015
     _WhichOneofArgType__init: _TypeAlias = _typing.Literal["_init", b"_init"]  # noqa: Y015
@@ -2451,6 +2459,7 @@ class ContainerSummary(_message.Message):
     SIZE_RW_FIELD_NUMBER: _builtins.int
     SIZE_ROOT_FS_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Full id."""
     name: _builtins.str
@@ -2477,6 +2486,8 @@ class ContainerSummary(_message.Message):
     """That plus its image's size (with ListRequest.size; else 0)."""
     paused: _builtins.bool
     """Its processes are frozen (pause)."""
+    health: _builtins.str
+    """Health status: "starting", "healthy", "unhealthy"; empty without a healthcheck."""
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command line (entrypoint + cmd)."""
@@ -2513,10 +2524,11 @@ class ContainerSummary(_message.Message):
         size_rw: _builtins.int = ...,
         size_root_fs: _builtins.int = ...,
         paused: _builtins.bool = ...,
+        health: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created_at", b"created_at", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "image", b"image", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "paused", b"paused", "ports", b"ports", "size_root_fs", b"size_root_fs", "size_rw", b"size_rw", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "created_at", b"created_at", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "health", b"health", "id", b"id", "image", b"image", "labels", b"labels", "mounts", b"mounts", "name", b"name", "network", b"network", "paused", b"paused", "ports", b"ports", "size_root_fs", b"size_root_fs", "size_rw", b"size_rw", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2923,16 +2935,22 @@ class WaitRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTAINER_FIELD_NUMBER: _builtins.int
+    CONDITION_FIELD_NUMBER: _builtins.int
     container: _builtins.str
     """Id, id prefix or name."""
+    condition: _builtins.str
+    """"not-running" (the default: at once if it does not run), "next-exit" (its next exit), "removed"
+    (until it is removed), "healthy" (until its healthcheck passes; FAILED_PRECONDITION if it stops first).
+    """
     def __init__(
         self,
         *,
         container: _builtins.str = ...,
+        condition: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "container", b"container"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3071,6 +3089,7 @@ class ContainerDetails(_message.Message):
     MOUNT_POINTS_FIELD_NUMBER: _builtins.int
     CONNECTED_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """Host pid of the main process while running."""
     oom_killed: _builtins.bool
@@ -3119,6 +3138,10 @@ class ContainerDetails(_message.Message):
     def connected(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.NetworkAttachment]:
         """The networks it was connected to while running (network connect), besides its own."""
 
+    @_builtins.property
+    def health(self) -> _types_pb2.Health:
+        """Health, with the last 5 results (a running container with a healthcheck)."""
+
     def __init__(
         self,
         *,
@@ -3138,10 +3161,11 @@ class ContainerDetails(_message.Message):
         mount_points: _abc.Iterable[Global___MountPoint] | None = ...,
         connected: _abc.Iterable[_types_pb2.NetworkAttachment] | None = ...,
         paused: _builtins.bool = ...,
+        health: _types_pb2.Health | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "network", b"network", "process", b"process", "summary", b"summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "health", b"health", "network", b"network", "process", b"process", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "connected", b"connected", "error", b"error", "execs", b"execs", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "paused", b"paused", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "connected", b"connected", "error", b"error", "execs", b"execs", "health", b"health", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "paused", b"paused", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

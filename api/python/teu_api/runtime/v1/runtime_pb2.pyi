@@ -735,6 +735,7 @@ class ContainerSpec(_message.Message):
     NETWORK_ALIASES_FIELD_NUMBER: _builtins.int
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
     INIT_FIELD_NUMBER: _builtins.int
+    HEALTHCHECK_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -830,6 +831,10 @@ class ContainerSpec(_message.Message):
         """When the runtime starts the container again after it exits (checked by the gateway)."""
 
     @_builtins.property
+    def healthcheck(self) -> _types_pb2.HealthConfig:
+        """The healthcheck in force (the user's merged over the image's by the gateway; empty test: none)."""
+
+    @_builtins.property
     def extensions(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]:
         """Opaque data the caller keeps with the container (the gateway stores the user's original
         request here, so inspect can show it exactly). The runtime never reads it.
@@ -867,11 +872,12 @@ class ContainerSpec(_message.Message):
         network_aliases: _abc.Iterable[_builtins.str] | None = ...,
         restart_policy: _types_pb2.RestartPolicy | None = ...,
         init: _builtins.bool | None = ...,
+        healthcheck: _types_pb2.HealthConfig | None = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "init", b"init", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "healthcheck", b"healthcheck", "init", b"init", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "healthcheck", b"healthcheck", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__init: _TypeAlias = _typing.Literal["init"]  # noqa: Y015
     _WhichOneofArgType__init: _TypeAlias = _typing.Literal["_init", b"_init"]  # noqa: Y015
@@ -904,6 +910,7 @@ class Container(_message.Message):
     STOPPED_BY_USER_FIELD_NUMBER: _builtins.int
     LAST_ROOTFS_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """64 lowercase hex characters."""
     name: _builtins.str
@@ -952,6 +959,10 @@ class Container(_message.Message):
     def last_rootfs(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
         """The root filesystem mounts of its last start, which a restart of its own uses again."""
 
+    @_builtins.property
+    def health(self) -> _types_pb2.Health:
+        """Its health while it runs with a healthcheck."""
+
     def __init__(
         self,
         *,
@@ -974,10 +985,11 @@ class Container(_message.Message):
         stopped_by_user: _builtins.bool = ...,
         last_rootfs: _abc.Iterable[_types_pb2.Mount] | None = ...,
         paused: _builtins.bool = ...,
+        health: _types_pb2.Health | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["network", b"network", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health", "network", b"network", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "last_rootfs", b"last_rootfs", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "paused", b"paused", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state", "stopped_by_user", b"stopped_by_user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "health", b"health", "id", b"id", "last_rootfs", b"last_rootfs", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "paused", b"paused", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state", "stopped_by_user", b"stopped_by_user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

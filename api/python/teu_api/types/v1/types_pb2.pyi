@@ -168,6 +168,7 @@ class ImageConfig(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     VOLUMES_FIELD_NUMBER: _builtins.int
     EXPOSED_PORTS_FIELD_NUMBER: _builtins.int
+    HEALTHCHECK_FIELD_NUMBER: _builtins.int
     working_dir: _builtins.str
     """Default working directory; empty means "/"."""
     user: _builtins.str
@@ -198,6 +199,10 @@ class ImageConfig(_message.Message):
     def exposed_ports(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ports the image says it listens on, "80/tcp" each (Dockerfile EXPOSE); -P publishes them."""
 
+    @_builtins.property
+    def healthcheck(self) -> Global___HealthConfig:
+        """How to tell the container is healthy (Dockerfile HEALTHCHECK)."""
+
     def __init__(
         self,
         *,
@@ -210,10 +215,11 @@ class ImageConfig(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         volumes: _abc.Iterable[_builtins.str] | None = ...,
         exposed_ports: _abc.Iterable[_builtins.str] | None = ...,
+        healthcheck: Global___HealthConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["healthcheck", b"healthcheck"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "exposed_ports", b"exposed_ports", "labels", b"labels", "stop_signal", b"stop_signal", "user", b"user", "volumes", b"volumes", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "exposed_ports", b"exposed_ports", "healthcheck", b"healthcheck", "labels", b"labels", "stop_signal", b"stop_signal", "user", b"user", "volumes", b"volumes", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -846,3 +852,115 @@ class RestartPolicy(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RestartPolicy: _TypeAlias = RestartPolicy  # noqa: Y015
+
+@_typing.final
+class HealthConfig(_message.Message):
+    """A healthcheck, as Docker's HEALTHCHECK and --health-* describe it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_FIELD_NUMBER: _builtins.int
+    INTERVAL_NS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_NS_FIELD_NUMBER: _builtins.int
+    START_PERIOD_NS_FIELD_NUMBER: _builtins.int
+    START_INTERVAL_NS_FIELD_NUMBER: _builtins.int
+    RETRIES_FIELD_NUMBER: _builtins.int
+    interval_ns: _builtins.int
+    """Between checks (0: 30 s)."""
+    timeout_ns: _builtins.int
+    """A check taking longer fails (0: 30 s)."""
+    start_period_ns: _builtins.int
+    """Failures while the container starts do not count for this long (0: none)."""
+    start_interval_ns: _builtins.int
+    """Between checks during the start period (0: 5 s)."""
+    retries: _builtins.int
+    """Failures in a row that make it unhealthy (0: 3)."""
+    @_builtins.property
+    def test(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """["CMD", arg...] (run as is), ["CMD-SHELL", command] (run by /bin/sh -c), ["NONE"] (no check);
+        empty: inherit (the image's, else none).
+        """
+
+    def __init__(
+        self,
+        *,
+        test: _abc.Iterable[_builtins.str] | None = ...,
+        interval_ns: _builtins.int = ...,
+        timeout_ns: _builtins.int = ...,
+        start_period_ns: _builtins.int = ...,
+        start_interval_ns: _builtins.int = ...,
+        retries: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval_ns", b"interval_ns", "retries", b"retries", "start_interval_ns", b"start_interval_ns", "start_period_ns", b"start_period_ns", "test", b"test", "timeout_ns", b"timeout_ns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthConfig: _TypeAlias = HealthConfig  # noqa: Y015
+
+@_typing.final
+class HealthResult(_message.Message):
+    """The result of one check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    start: _builtins.int
+    """Unix ns when it started."""
+    end: _builtins.int
+    """Unix ns when it ended."""
+    exit_code: _builtins.int
+    """The check's exit code (0 healthy, -1 timed out or could not run)."""
+    output: _builtins.str
+    """Its output (at most 4 KiB)."""
+    def __init__(
+        self,
+        *,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+        exit_code: _builtins.int = ...,
+        output: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "exit_code", b"exit_code", "output", b"output", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthResult: _TypeAlias = HealthResult  # noqa: Y015
+
+@_typing.final
+class Health(_message.Message):
+    """A running container's health."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    FAILING_STREAK_FIELD_NUMBER: _builtins.int
+    LOG_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """"starting", "healthy" or "unhealthy"; empty: no healthcheck."""
+    failing_streak: _builtins.int
+    """Failures in a row."""
+    @_builtins.property
+    def log(self) -> _containers.RepeatedCompositeFieldContainer[Global___HealthResult]:
+        """The last 5 results, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        failing_streak: _builtins.int = ...,
+        log: _abc.Iterable[Global___HealthResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failing_streak", b"failing_streak", "log", b"log", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Health: _TypeAlias = Health  # noqa: Y015

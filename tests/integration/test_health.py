@@ -1,0 +1,74 @@
+"""Healthchecks through the public client: status that follows the check, wait for healthy, nothing leaked."""
+
+from __future__ import annotations
+
+import pytest
+
+from teu.client import Client, ContainerOptions
+from teu.errors import FailedPrecondition, InvalidArgument
+from teu.testing import wait_until
+from teu_api.types.v1 import types_pb2
+
+MS = 1_000_000
+
+
+def checked(script: str, test: str, **kw: object) -> ContainerOptions:
+    h = types_pb2.HealthConfig(test=["CMD-SHELL", test], interval_ns=100 * MS, timeout_ns=2000 * MS, retries=2)
+    return ContainerOptions(image="busybox", cmd=["sh", "-c", script], healthcheck=h, **kw)  # type: ignore[arg-type]
+
+
+def test_health_follows_the_check_and_wait_healthy_returns(client: Client) -> None:
+    """starting → healthy once the file exists → unhealthy after 2 failures when it goes → healthy again;
+    wait --condition healthy returns on the first; the log keeps the last 5 results; no exec session is left."""
+    cid = client.run_detached(checked("sleep 0.5; touch /ok; exec sleep 300", "test -e /ok"))
+    try:
+        assert client.inspect(cid).health.status == "starting"
+        client.wait(cid, condition="healthy")
+        d = client.inspect(cid)
+        assert d.health.status == "healthy" and d.health.log[-1].exit_code == 0
+        assert client.list(filters=[f"id={cid}"])[0].health == "healthy"
+        client.exec_run(cid, ["rm", "/ok"])
+        wait_until(lambda: client.inspect(cid).health.status == "unhealthy", timeout=10)
+        d = client.inspect(cid)
+        assert d.health.failing_streak >= 2 and len(d.health.log) <= 5 and d.health.log[-1].exit_code == 1
+        client.exec_run(cid, ["touch", "/ok"])
+        wait_until(lambda: client.inspect(cid).health.status == "healthy", timeout=10)
+        assert [e for e in client.inspect(cid).execs if e.running] == []  # the checks made no sessions
+        ps = client.exec_run(cid, ["ps", "-o", "comm"]).stdout.decode().split()
+        assert ps.count("test") == 0 and ps.count("sleep") == 1
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_a_slow_check_times_out_and_a_stopped_container_is_not_healthy(client: Client) -> None:
+    h = types_pb2.HealthConfig(test=["CMD", "sleep", "5"], interval_ns=100 * MS, timeout_ns=200 * MS, retries=1)
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=h))
+    try:
+        wait_until(lambda: client.inspect(cid).health.status == "unhealthy", timeout=10)
+        assert "timeout" in client.inspect(cid).health.log[-1].output
+        client.stop(cid, timeout=0)
+        with pytest.raises(FailedPrecondition, match="stopped before"):
+            client.wait(cid, condition="healthy")
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_the_images_healthcheck_is_kept_and_can_be_turned_off(client: Client) -> None:
+    base = client.run(ContainerOptions(image="busybox", cmd=["true"]))
+    client.commit(base.id, "healthy-image:1", changes=["HEALTHCHECK --interval=100ms --retries=1 CMD true"])
+    client.remove(base.id)
+    try:
+        assert list(client.inspect_image("healthy-image:1").config.healthcheck.test) == ["CMD-SHELL", "true"]
+        on = client.run_detached(ContainerOptions(image="healthy-image:1", cmd=["sleep", "300"]))
+        off = client.run_detached(ContainerOptions(image="healthy-image:1", cmd=["sleep", "300"],
+                                                   healthcheck=types_pb2.HealthConfig(test=["NONE"])))  # fmt: skip
+        try:
+            client.wait(on, condition="healthy")
+            assert client.inspect(off).health.status == ""
+        finally:
+            client.remove(on, force=True)
+            client.remove(off, force=True)
+    finally:
+        client.remove_image("healthy-image:1")
+    with pytest.raises(InvalidArgument, match="at least 1ms"):
+        client.create(ContainerOptions(image="busybox", healthcheck=types_pb2.HealthConfig(test=["CMD", "true"], interval_ns=10)))
