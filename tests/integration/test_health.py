@@ -72,3 +72,21 @@ def test_the_images_healthcheck_is_kept_and_can_be_turned_off(client: Client) ->
         client.remove_image("healthy-image:1")
     with pytest.raises(InvalidArgument, match="at least 1ms"):
         client.create(ContainerOptions(image="busybox", healthcheck=types_pb2.HealthConfig(test=["CMD", "true"], interval_ns=10)))
+
+
+def test_health_on_failure_restart_hands_an_unhealthy_container_to_its_restart_policy(client: Client) -> None:
+    """Unhealthy with --health-on-failure=restart and --restart always: killed and started again;
+    without --health-on-failure it only shows unhealthy."""
+    h = types_pb2.HealthConfig(test=["CMD", "false"], interval_ns=100 * MS, retries=1)
+    asked = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=h, restart="always",
+                                                 health_on_failure="restart"))  # fmt: skip
+    plain = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=h, restart="always"))
+    try:
+        wait_until(lambda: client.inspect(asked).restart_count >= 1, timeout=15, what="a restart after unhealthy")
+        wait_until(lambda: client.inspect(plain).health.status == "unhealthy", timeout=10)
+        assert client.inspect(plain).restart_count == 0
+    finally:
+        client.remove(asked, force=True)
+        client.remove(plain, force=True)
+    with pytest.raises(InvalidArgument, match="health-on-failure"):
+        client.create(ContainerOptions(image="busybox", health_on_failure="reboot"))

@@ -173,6 +173,7 @@ class ContainerOptions:
     restart: str = ""  # no, always, unless-stopped, on-failure[:N]
     init: bool | None = None  # None: the engine's default
     healthcheck: types_pb2.HealthConfig | None = None  # --health-*; test ["NONE"]: --no-healthcheck
+    health_on_failure: str = ""  # "restart": an unhealthy container is killed (its restart policy decides)
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -228,6 +229,7 @@ class ContainerOptions:
             platform=self.platform,
             network_aliases=self.network_aliases,
             restart=policies.restart_policy(self.restart),
+            health_on_failure=self.health_on_failure,
         )
         if self.entrypoint is not None:
             config.entrypoint.values.extend(self.entrypoint)

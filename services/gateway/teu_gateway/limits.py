@@ -124,7 +124,8 @@ def check_config(config: gw.ContainerConfig) -> None:
     _check_count(config.ulimits, MAX_ULIMITS, "ulimits")
     check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
     check_length(config.userns, MAX_WORD, "userns")
-    for field, value in (("ipc", config.ipc), ("pid", config.pid), ("uts", config.uts), ("platform", config.platform)):
+    for field, value in (("ipc", config.ipc), ("pid", config.pid), ("uts", config.uts), ("platform", config.platform),
+                         ("health_on_failure", config.health_on_failure)):  # fmt: skip
         check_length(value, MAX_REF, field)
     _check_count(config.mounts, MAX_MOUNTS, "mounts")
     for m in config.mounts:

@@ -181,6 +181,9 @@ def container_spec(
     check_joined_network(config)
     spec.restart_policy.CopyFrom(config.restart)  # checked by the runtime, which restarts
     spec.healthcheck.CopyFrom(health.merged(config.healthcheck, ic.healthcheck))
+    if config.health_on_failure not in ("", "none", "restart"):
+        raise InvalidArgument(f"invalid --health-on-failure {limits.shown(config.health_on_failure)}: want none or restart")
+    spec.health_on_failure = config.health_on_failure
     if config.HasField("init"):
         spec.init = config.init
     spec.network_aliases.extend(netopts.aliases(config.network_aliases, config.network))

@@ -474,6 +474,9 @@ class Manager:
                 health.record(h, result, cfg, started_ns)
                 if h.status != before:
                     log.info("health_status", container=cid[:12], status=h.status, exit_code=result.exit_code)
+                    if h.status == health.UNHEALTHY and c.spec.health_on_failure == "restart":
+                        log.warning("unhealthy_killed", container=cid[:12], policy=c.spec.restart_policy.name or "no")
+                        await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))  # the restart policy decides
         except NotFound:
             return
         except Exception:

@@ -95,6 +95,7 @@ def container_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--health-{name}", default="", help=f"health check {name.replace('-', ' ')} (e.g. 30s)")
     p.add_argument("--health-retries", type=parse.integer(0, parse.INT32_MAX), default=0, help="failures in a row for unhealthy")
     p.add_argument("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK")
+    p.add_argument("--health-on-failure", default="", help="none, or restart: kill an unhealthy container (--restart decides)")
     p.add_argument("--pull", default="missing", help="pull the image first: missing (default), always, never")
     p.add_argument("--platform", default="", help="the image must be of this platform: os/arch[/variant]")
     p.add_argument(
@@ -139,6 +140,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         restart=a.restart,
         init=a.init,
         healthcheck=health_config(a),
+        health_on_failure=a.health_on_failure,
         log_opts=parse.labels(a.log_opt),
         cap_add=a.cap_add,
         cap_drop=a.cap_drop,
