@@ -28,7 +28,9 @@ import peers
 from measure import Result, alternate, pids_matching, rss_pss_kib, timed
 from report import save, table
 
+from teu.client import Client, ContainerOptions
 from teu.testing import PrivateEngine
+from teu_api.types.v1 import types_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_TAR = REPO / "build" / "busybox.tar"
@@ -368,6 +370,55 @@ def s8_echo(b: Bench) -> Result:
     return r
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time of ``pids`` and their reaped children (user + system), in seconds."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def s9_lifecycle(b: Bench) -> list[Result]:
+    """Teu's lifecycle costs: the engine's CPU with a healthcheck every second on 50 containers, and
+    how long after its back-off a crashed on-failure container is running again."""
+    n, seconds = (10, 8.0) if b.quick else (50, 20.0)
+    env, e = b.teu.env, b.engine
+    checked = ["--health-cmd", "true", "--health-interval", "1s", "busybox", "sleep", "600"]
+    _parallel([[TEU, "run", "-d", "--name", f"hc{i}", *checked] for i in range(n)], env, workers=4)
+    time.sleep(3.0)
+    assert e.proc is not None
+    pids = [e.proc.pid, *(e.service_pid(s) for s in ("gateway", "runtime", "storage", "logs"))]
+    before, t0 = _cpu_seconds(pids), time.monotonic()
+    time.sleep(seconds)
+    share = (_cpu_seconds(pids) - before) / (time.monotonic() - t0)
+    _parallel([[TEU, "rm", "-f", f"hc{i}"] for i in range(n)], env, workers=4)
+    cpu = b.result(f"engine CPU, a healthcheck every second on {n} containers", unit="% of a core")
+    cpu.samples["teu"] = [share * 100]
+    late = b.result("on-failure restart: running again after the 100 ms back-off")
+    samples = []
+    with Client(e.target) as c:
+        for i in range(3 if b.quick else 8):
+            cid = c.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "sleep 0.3; exit 1"], restart="on-failure:1",
+                                                  name=f"crash{i}"))  # fmt: skip
+            finished = 0
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                d = c.inspect(cid)
+                if d.summary.state == types_pb2.CONTAINER_STATE_EXITED and d.restart_count == 0:
+                    finished = d.summary.finished_at
+                if d.restart_count == 1 and d.summary.started_at and finished:
+                    samples.append((d.summary.started_at - finished) / 1e9 - 0.1)
+                    break
+                time.sleep(0.005)
+            c.remove(cid, force=True)
+    late.samples["teu"] = samples
+    for r in (cpu, late):
+        for peer in ("podman", "docker"):
+            r.na[peer] = "no counterpart measured"
+    return [cpu, late]
+
+
 def main() -> None:
     """Runs every scenario and reports."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -388,6 +439,7 @@ def main() -> None:
             ("6", s6_scale),
             ("7", s7_network),
             ("8", s8_echo),
+            ("9", s9_lifecycle),
         ):
             if wanted and num not in wanted:
                 continue
