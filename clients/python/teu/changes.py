@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 
 from teu.errors import InvalidArgument
+from teu_api.times import duration_ns
 from teu_api.types.v1 import types_pb2
 
 __all__ = ["changes", "fields"]
@@ -97,14 +97,3 @@ def healthcheck(rest: str) -> types_pb2.HealthConfig:
     else:
         raise InvalidArgument(f"invalid HEALTHCHECK {rest.strip()[:60]!r}: want CMD command or NONE")
     return out
-
-
-_UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
-def duration_ns(value: str) -> int:
-    """A Go duration ("30s", "1m30s", "500ms") in nanoseconds."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", value)
-    if not parts or "".join(a + u for a, u in parts) != value:
-        raise InvalidArgument(f"invalid duration {value[:40]!r}: want e.g. 30s, 1m30s, 500ms")
-    return int(sum(float(a) * _UNITS_NS[u] for a, u in parts))

@@ -7,12 +7,12 @@ INVALID_ARGUMENT rather than an empty list.
 
 from __future__ import annotations
 
-import datetime
 import fnmatch
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from teu_api import times
 from teu_api.errors import InvalidArgument, NotFound
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
@@ -222,32 +222,13 @@ def select_networks(networks: Sequence[types_pb2.Network], filters: Sequence[str
     return [n for n in networks if all((all if k == "label" else any)(checks[k](n, v) for v in vs) for k, vs in wanted.items())]
 
 
-_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
-_UNIT_NS: Final = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
-def _until_ns(value: str, now_ns: int) -> int:
-    """Docker's until=: Unix seconds, an RFC 3339 time, or a Go duration ago (24h, 90m, 1h30m)."""
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return int(float(value) * 10**9)
-    if (parts := _DURATION.findall(value)) and "".join(a + u for a, u in parts) == value:
-        return now_ns - int(sum(float(a) * _UNIT_NS[u] for a, u in parts))
-    try:
-        stamp = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidArgument(f"invalid filter 'until={shown(value)}': want a timestamp or a duration such as 24h") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=datetime.UTC)
-    return int(stamp.timestamp() * 10**9)
-
-
 def prunable(containers: Sequence[rt.Container], filters: Sequence[str], now_ns: int) -> list[rt.Container]:
     """``container prune``: those not running, created before every until=, with every label= and none of label!=."""
     untils, has, lacks = [], [], []
     for f in filters:
         key, eq, value = f.partition("=")
         if key == "until" and eq:
-            untils.append(_until_ns(value, now_ns))
+            untils.append(times.time_ns(value, now_ns))
         elif key == "label" and eq:
             has.append(value)
         elif key == "label!" and eq:

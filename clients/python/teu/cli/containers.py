@@ -12,13 +12,13 @@ from contextlib import nullcontext
 from typing import Any, BinaryIO
 
 from teu import mounts
-from teu.changes import duration_ns
 from teu.cli import format as fmt
 from teu.cli import images, interactive, parse, template
 from teu.cli.common import ENGINE_ERROR, add_format, each, inspect_all, verb
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.times import duration_ns
 from teu_api.types.v1 import types_pb2
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import ipaddress
 import math
 import os
@@ -13,6 +12,7 @@ from collections.abc import Callable
 
 from teu.changes import changes as changes  # re-exported for the CLI
 from teu.errors import InvalidArgument as InvalidArgument
+from teu_api import times
 from teu_api.types.v1 import types_pb2
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -100,28 +100,12 @@ def labels(items: list[str]) -> dict[str, str]:
     return {key: value for key, _, value in (item.partition("=") for item in items)}
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d)$")
-_DURATION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
-
-
 def when(value: str, now_ns: int | None = None) -> int:
-    """Unix ns for ``--since``/``--until``: "" (none), a duration ago ("10m", "1h30m" as "90m"),
-    RFC 3339 ("2026-11-30T10:00:00Z", with or without fraction and offset), or Unix seconds."""
-    v = value.strip()
-    if not v:
+    """Unix ns for ``--since``/``--until``: "" (none), a duration ago ("10m", "1h30m"), RFC 3339
+    ("2026-11-30T10:00:00Z", with or without fraction and offset), or Unix seconds."""
+    if not value.strip():
         return 0
-    now = now_ns if now_ns is not None else time.time_ns()
-    if m := _DURATION.match(v):
-        return now - int(float(m.group(1)) * _DURATION_NS[m.group(2)])
-    if re.fullmatch(r"\d+(\.\d+)?", v):
-        return int(float(v) * 10**9)
-    try:
-        stamp = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidArgument(f"invalid time {value!r}: use RFC 3339 (2026-11-30T10:00:00Z) or a duration (10m)") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return int(stamp.timestamp()) * 10**9 + stamp.microsecond * 1000
+    return times.time_ns(value, now_ns if now_ns is not None else time.time_ns())
 
 
 def _port_range(text: str, value: str) -> range:
