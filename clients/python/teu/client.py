@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from teu import policies
+from teu import _rpc, policies
 from teu._images import ImagesMixin
 from teu._rpc import stream, unary
 from teu.errors import InvalidArgument, Unavailable, from_status
@@ -331,6 +331,12 @@ class Client(ImagesMixin):
     def restart(self, container: str, timeout: int | None = None) -> str:
         """Stops and starts a container; returns its id."""
         return str(unary(self.containers.Restart, gw.RestartRequest(container=container, timeout_seconds=timeout)).id)
+
+    def stats(self, containers: Sequence[str] = (), stream: bool = False, interval_ms: int = 0) -> Iterator[gw.StatsResponse]:
+        """Resource use of containers (every running one if none is named): one reading, or one per
+        interval while ``stream``."""
+        req = gw.StatsRequest(containers=list(containers), stream=stream, interval_ms=interval_ms)
+        return _rpc.stream(self.containers.Stats(req))
 
     def pause(self, container: str) -> str:
         """Freezes a running container's processes; returns its id."""

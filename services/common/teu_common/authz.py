@@ -58,7 +58,7 @@ _V = "/teu.gateway.v1.VolumesService/"
 TIERS: Mapping[Role, frozenset[str]] = {
     # Reads that show state but neither change it nor return file contents.
     Role.VIEWER: frozenset({
-        _C + "List", _C + "Inspect", _C + "Logs", _C + "Diff", _C + "Top",
+        _C + "List", _C + "Inspect", _C + "Logs", _C + "Diff", _C + "Top", _C + "Stats",
         _I + "ListImages", _I + "InspectImage", _I + "History",
         _N + "ListNetworks", _N + "InspectNetwork",
         _S + "Info", _S + "Version", _S + "DiskUsage",

@@ -67,7 +67,7 @@ def check_all(values: Iterable[str], limit: int, field: str) -> None:
         check_length(value, limit, field)
 
 
-def _check_count(items: Sized, limit: int, field: str) -> None:
+def check_count(items: Sized, limit: int, field: str) -> None:
     count = len(items)
     if count > limit:
         raise InvalidArgument(f"{field} has {count} entries, at most {limit}")
@@ -86,7 +86,7 @@ def check_argv_env(args: Iterable[str], env: Iterable[str]) -> None:
 
 def check_labels(labels: Mapping[str, str]) -> None:
     """Labels: at most MAX_LABELS of them, MAX_LABEL_BYTES in all."""
-    _check_count(labels, MAX_LABELS, "labels")
+    check_count(labels, MAX_LABELS, "labels")
     size = sum(len(k.encode()) + len(v.encode()) for k, v in labels.items())
     if size > MAX_LABEL_BYTES:
         raise InvalidArgument(f"labels take {size} bytes, at most {MAX_LABEL_BYTES}")
@@ -103,39 +103,39 @@ def check_config(config: gw.ContainerConfig) -> None:
     check_length(config.hostname, 253, "hostname")
     check_labels(config.labels)
     check_length(config.network, MAX_REF, "network")
-    _check_count(config.ports, MAX_PORTS, "ports")
-    _check_count(config.expose, MAX_PORTS, "expose")
+    check_count(config.ports, MAX_PORTS, "ports")
+    check_count(config.expose, MAX_PORTS, "expose")
     check_all(config.expose, MAX_WORD, "expose")
     for field, values in (("extra_hosts", config.extra_hosts), ("dns", config.dns), ("dns_search", config.dns_search),
                           ("dns_options", config.dns_options), ("network_aliases", config.network_aliases)):  # fmt: skip
-        _check_count(values, MAX_LABELS, field)
+        check_count(values, MAX_LABELS, field)
         check_all(values, MAX_NAME, field)
-    _check_count(config.log_opts, 8, "log_opts")
+    check_count(config.log_opts, 8, "log_opts")
     check_all([*config.log_opts, *config.log_opts.values()], MAX_WORD, "log_opts")
     for field, caps in (("cap_add", config.cap_add), ("cap_drop", config.cap_drop)):
-        _check_count(caps, MAX_CAPS, field)
+        check_count(caps, MAX_CAPS, field)
         check_all(caps, MAX_WORD, field)
-    _check_count(config.security_opt, MAX_SECURITY_OPTS, "security_opt")
+    check_count(config.security_opt, MAX_SECURITY_OPTS, "security_opt")
     check_all(config.security_opt, MAX_SECURITY_OPT, "security_opt")
-    _check_count(config.devices, MAX_DEVICES, "devices")
+    check_count(config.devices, MAX_DEVICES, "devices")
     for d in config.devices:
         check_all((d.path_on_host, d.path_in_container), MAX_PATH, "devices")
         check_length(d.cgroup_permissions, 3, "devices")
-    _check_count(config.ulimits, MAX_ULIMITS, "ulimits")
+    check_count(config.ulimits, MAX_ULIMITS, "ulimits")
     check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
     check_length(config.userns, MAX_WORD, "userns")
     for field, value in (("ipc", config.ipc), ("pid", config.pid), ("uts", config.uts), ("platform", config.platform),
                          ("health_on_failure", config.health_on_failure)):  # fmt: skip
         check_length(value, MAX_REF, field)
-    _check_count(config.mounts, MAX_MOUNTS, "mounts")
+    check_count(config.mounts, MAX_MOUNTS, "mounts")
     for m in config.mounts:
         check_length(m.type, MAX_WORD, "mounts.type")
         check_length(m.propagation, MAX_WORD, "mounts.propagation")
         check_all((m.source, m.target), MAX_PATH, "mounts")
-        _check_count(m.tmpfs_options, MAX_MOUNT_OPTIONS, "mounts.tmpfs_options")
+        check_count(m.tmpfs_options, MAX_MOUNT_OPTIONS, "mounts.tmpfs_options")
         check_all(m.tmpfs_options, MAX_WORD, "mounts.tmpfs_options")
         check_labels(m.volume_labels)
-        _check_count(m.volume_options, MAX_MOUNT_OPTIONS, "mounts.volume_options")
+        check_count(m.volume_options, MAX_MOUNT_OPTIONS, "mounts.volume_options")
         check_all([*m.volume_options, *m.volume_options.values()], MAX_PATH, "mounts.volume_options")
     if config.resources.pids_limit > MAX_PIDS:
         raise InvalidArgument(f"pids_limit {config.resources.pids_limit} is above the kernel's limit of {MAX_PIDS} processes")

@@ -6,14 +6,14 @@ import os
 import time
 from collections.abc import AsyncIterator
 
-from teu_api.errors import FailedPrecondition, NotFound
+from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_common.opening import first_message
 from teu_common.rpctypes import Ctx
 from teu_common.signals import parse_signal
-from teu_gateway import convert, limits, listing, resources, stdio
+from teu_gateway import convert, limits, listing, resources, stdio, usage
 from teu_gateway.backends import call
 from teu_gateway.flows import Flows
 
@@ -49,6 +49,14 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         c = await self.f.find(request.container)
         await self.f.kill(c.id, sig)
         return gw.KillResponse(id=c.id)
+
+    async def Stats(self, request: gw.StatsRequest, context: Ctx) -> AsyncIterator[gw.StatsResponse]:
+        if request.interval_ms and request.interval_ms < 100:
+            raise InvalidArgument(f"interval_ms must be at least 100, got {request.interval_ms}")
+        limits.check_count(request.containers, limits.MAX_LOG_CONTAINERS, "containers")
+        ids = [(await self.f.find(ref)).id for ref in dict.fromkeys(request.containers)]
+        async for reading in usage.readings(self.f.b, ids, request.stream, (request.interval_ms or 1000) / 1000):
+            yield reading
 
     async def Pause(self, request: gw.PauseRequest, context: Ctx) -> gw.PauseResponse:
         c = await self.f.find(request.container)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,7 @@ from teu_api.runtime.v1 import runtime_pb2_grpc
 from teu_api.types.v1 import types_pb2 as t
 from teu_common.opening import first_message
 from teu_common.rpctypes import Ctx
-from teu_runtime import stdio, top
+from teu_runtime import stats, stdio, top
 from teu_runtime.manager import CREATED, EXITED, RUNNING, Manager
 
 
@@ -69,6 +70,12 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         policy = request.restart_policy if request.HasField("restart_policy") else None
         c = await self.m.update(request.id, request.resources, policy)
         return pb.UpdateContainerResponse(container=self.m.describe(c))
+
+    async def ContainerStats(self, request: pb.ContainerStatsRequest, context: Ctx) -> pb.ContainerStatsResponse:
+        wanted = set(request.ids)
+        running = [c for c in self.m.store.list() if c.state == RUNNING and c.pid > 0 and (not wanted or c.id in wanted)]
+        readings = await asyncio.to_thread(lambda: [stats.read(c.id, c.name, c.pid, c.paused) for c in running])
+        return pb.ContainerStatsResponse(stats=readings)
 
     async def RenameContainer(self, request: pb.RenameContainerRequest, context: Ctx) -> pb.RenameContainerResponse:
         return pb.RenameContainerResponse(container=self.m.describe(await self.m.rename(request.id, request.name)))

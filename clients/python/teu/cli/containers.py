@@ -286,6 +286,36 @@ def cmd_container_prune(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+STATS_HEADERS = {"ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
+                 "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}  # fmt: skip
+STATS_TABLE = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+
+
+def stats_row(u: gw.ContainerUsage) -> dict[str, Any]:
+    """A reading as ``stats --format`` sees it: Docker's field names."""
+    s = u.stats
+    rx, tx = sum(n.rx_bytes for n in s.networks), sum(n.tx_bytes for n in s.networks)
+    return {
+        "ID": s.id[:12], "Name": s.name, "CPUPerc": f"{u.cpu_percent:.2f}%", "MemPerc": f"{u.memory_percent:.2f}%",
+        "MemUsage": f"{fmt.size(s.memory_usage)} / {fmt.size(s.memory_limit)}", "NetIO": f"{fmt.size(rx)} / {fmt.size(tx)}",
+        "BlockIO": f"{fmt.size(s.block_read)} / {fmt.size(s.block_write)}", "PIDs": str(s.pids),
+    }  # fmt: skip
+
+
+def cmd_stats(c: Client, a: argparse.Namespace) -> int:
+    """Prints resource use: one table, or a table redrawn in place every second until Ctrl-C."""
+    live = not a.no_stream and sys.stdout.isatty()
+    idle = [gw.ContainerUsage(stats=types_pb2.ContainerStats(id=s.id, name=s.name)) for s in c.list(all=True)
+            if a.all and not a.containers and s.state != types_pb2.CONTAINER_STATE_RUNNING]  # fmt: skip
+    for reading in c.stats(a.containers, stream=not a.no_stream):
+        rows = (stats_row(u) for u in [*reading.containers, *idle])
+        lines = template.lines(a.format or STATS_TABLE, rows, STATS_HEADERS)
+        if live:
+            sys.stdout.write("\x1b[2J\x1b[H")  # redraw in place, as docker stats
+        print("\n".join(lines), flush=True)
+    return 0
+
+
 def cmd_port(c: Client, a: argparse.Namespace) -> int:
     """Lists a container's published ports, or where one private port is published."""
     ports = c.inspect(a.container).network.ports
@@ -492,6 +522,14 @@ def register(sub: Any) -> None:
     p.add_argument("container")
     p.add_argument("name")
     p.set_defaults(func=lambda c, a: c.rename(a.container, a.name) and 0)
+    p = sub.add_parser("stats", help="show the resource use of containers")
+    p.add_argument("--no-stream", action="store_true", help="print one reading and exit")
+    p.add_argument(
+        "-a", "--all", action="store_true", help="accepted for Docker's spelling: containers that do not run have no use to show"
+    )
+    p.add_argument("--format", default="", help="table, json, or a Go template: '{{.Name}} {{.CPUPerc}}'")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    p.set_defaults(func=cmd_stats)
     p = sub.add_parser("top", help="show the processes of a running container")
     p.add_argument("container")
     p.add_argument("ps_args", nargs=argparse.REMAINDER, help="ps options (default -ef)")

@@ -60,6 +60,11 @@ class ContainersServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.KillRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.KillResponse.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_stream(
+                '/teu.gateway.v1.ContainersService/Stats',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.StatsRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.StatsResponse.FromString,
+                _registered_method=True)
         self.Pause = channel.unary_unary(
                 '/teu.gateway.v1.ContainersService/Pause',
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PauseRequest.SerializeToString,
@@ -193,6 +198,14 @@ class ContainersServiceServicer:
 
     def Kill(self, request, context):
         """Sends a signal. FAILED_PRECONDITION if the container is not running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Resource use of containers: one reading (stream false), or one every interval until the call
+        is cancelled. CPU percent is computed between readings, as Docker's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -364,6 +377,11 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Kill,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.KillRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.KillResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_stream_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.StatsRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.StatsResponse.SerializeToString,
             ),
             'Pause': grpc.unary_unary_rpc_method_handler(
                     servicer.Pause,
@@ -597,6 +615,33 @@ class ContainersService:
             '/teu.gateway.v1.ContainersService/Kill',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.KillRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.KillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/Stats',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.StatsRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

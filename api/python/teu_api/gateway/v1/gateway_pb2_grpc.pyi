@@ -49,6 +49,10 @@ class ContainersServiceStub:
     """Sends the stop signal, waits, then SIGKILL."""
     Kill: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.KillRequest, _gateway_pb2.KillResponse]
     """Sends a signal. FAILED_PRECONDITION if the container is not running."""
+    Stats: _grpc.UnaryStreamMultiCallable[_gateway_pb2.StatsRequest, _gateway_pb2.StatsResponse]
+    """Resource use of containers: one reading (stream false), or one every interval until the call
+    is cancelled. CPU percent is computed between readings, as Docker's.
+    """
     Pause: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PauseRequest, _gateway_pb2.PauseResponse]
     """Freezes a running container's processes. FAILED_PRECONDITION if it is not running or paused already."""
     Unpause: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UnpauseRequest, _gateway_pb2.UnpauseResponse]
@@ -116,6 +120,10 @@ class ContainersServiceAsyncStub(ContainersServiceStub):
     """Sends the stop signal, waits, then SIGKILL."""
     Kill: _aio.UnaryUnaryMultiCallable[_gateway_pb2.KillRequest, _gateway_pb2.KillResponse]  # type: ignore[assignment]
     """Sends a signal. FAILED_PRECONDITION if the container is not running."""
+    Stats: _aio.UnaryStreamMultiCallable[_gateway_pb2.StatsRequest, _gateway_pb2.StatsResponse]  # type: ignore[assignment]
+    """Resource use of containers: one reading (stream false), or one every interval until the call
+    is cancelled. CPU percent is computed between readings, as Docker's.
+    """
     Pause: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PauseRequest, _gateway_pb2.PauseResponse]  # type: ignore[assignment]
     """Freezes a running container's processes. FAILED_PRECONDITION if it is not running or paused already."""
     Unpause: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UnpauseRequest, _gateway_pb2.UnpauseResponse]  # type: ignore[assignment]
@@ -210,6 +218,16 @@ class ContainersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.KillResponse, _abc.Awaitable[_gateway_pb2.KillResponse]]:
         """Sends a signal. FAILED_PRECONDITION if the container is not running."""
+
+    @_abc_1.abstractmethod
+    def Stats(
+        self,
+        request: _gateway_pb2.StatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.StatsResponse], _abc.AsyncIterator[_gateway_pb2.StatsResponse]]:
+        """Resource use of containers: one reading (stream false), or one every interval until the call
+        is cancelled. CPU percent is computed between readings, as Docker's.
+        """
 
     @_abc_1.abstractmethod
     def Pause(

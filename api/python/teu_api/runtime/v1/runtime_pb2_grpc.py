@@ -71,6 +71,11 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerResponse.FromString,
                 _registered_method=True)
+        self.ContainerStats = channel.unary_unary(
+                '/teu.runtime.v1.RuntimeService/ContainerStats',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStatsRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStatsResponse.FromString,
+                _registered_method=True)
         self.RenameContainer = channel.unary_unary(
                 '/teu.runtime.v1.RuntimeService/RenameContainer',
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RenameContainerRequest.SerializeToString,
@@ -211,6 +216,14 @@ class RuntimeServiceServicer:
 
     def UpdateContainer(self, request, context):
         """Sets a container's limits (live, on a running one) and restart policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContainerStats(self, request, context):
+        """One reading of the resource use of each running container named (all running ones without ids);
+        containers that do not run are left out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -383,6 +396,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.UpdateContainer,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerResponse.SerializeToString,
+            ),
+            'ContainerStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContainerStats,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStatsRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStatsResponse.SerializeToString,
             ),
             'RenameContainer': grpc.unary_unary_rpc_method_handler(
                     servicer.RenameContainer,
@@ -661,6 +679,33 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/UpdateContainer',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.UpdateContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/ContainerStats',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStatsRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.ContainerStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,10 @@ class RuntimeServiceStub:
     """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
     UpdateContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.UpdateContainerRequest, _runtime_pb2.UpdateContainerResponse]
     """Sets a container's limits (live, on a running one) and restart policy."""
+    ContainerStats: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ContainerStatsRequest, _runtime_pb2.ContainerStatsResponse]
+    """One reading of the resource use of each running container named (all running ones without ids);
+    containers that do not run are left out.
+    """
     RenameContainer: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.RenameContainerRequest, _runtime_pb2.RenameContainerResponse]
     """Gives a container another name. ALREADY_EXISTS if taken, INVALID_ARGUMENT if not a valid name."""
     ContainerProcesses: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ContainerProcessesRequest, _runtime_pb2.ContainerProcessesResponse]
@@ -139,6 +143,10 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     """Thaws a paused container. FAILED_PRECONDITION if it is not paused."""
     UpdateContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.UpdateContainerRequest, _runtime_pb2.UpdateContainerResponse]  # type: ignore[assignment]
     """Sets a container's limits (live, on a running one) and restart policy."""
+    ContainerStats: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ContainerStatsRequest, _runtime_pb2.ContainerStatsResponse]  # type: ignore[assignment]
+    """One reading of the resource use of each running container named (all running ones without ids);
+    containers that do not run are left out.
+    """
     RenameContainer: _aio.UnaryUnaryMultiCallable[_runtime_pb2.RenameContainerRequest, _runtime_pb2.RenameContainerResponse]  # type: ignore[assignment]
     """Gives a container another name. ALREADY_EXISTS if taken, INVALID_ARGUMENT if not a valid name."""
     ContainerProcesses: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ContainerProcessesRequest, _runtime_pb2.ContainerProcessesResponse]  # type: ignore[assignment]
@@ -261,6 +269,16 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.UpdateContainerResponse, _abc.Awaitable[_runtime_pb2.UpdateContainerResponse]]:
         """Sets a container's limits (live, on a running one) and restart policy."""
+
+    @_abc_1.abstractmethod
+    def ContainerStats(
+        self,
+        request: _runtime_pb2.ContainerStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.ContainerStatsResponse, _abc.Awaitable[_runtime_pb2.ContainerStatsResponse]]:
+        """One reading of the resource use of each running container named (all running ones without ids);
+        containers that do not run are left out.
+        """
 
     @_abc_1.abstractmethod
     def RenameContainer(

@@ -964,3 +964,125 @@ class Health(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Health: _TypeAlias = Health  # noqa: Y015
+
+@_typing.final
+class InterfaceStats(_message.Message):
+    """Traffic of one network interface of a container."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RX_BYTES_FIELD_NUMBER: _builtins.int
+    TX_BYTES_FIELD_NUMBER: _builtins.int
+    RX_PACKETS_FIELD_NUMBER: _builtins.int
+    TX_PACKETS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Interface name in the container (eth0...)."""
+    rx_bytes: _builtins.int
+    """Bytes received."""
+    tx_bytes: _builtins.int
+    """Bytes sent."""
+    rx_packets: _builtins.int
+    """Packets received."""
+    tx_packets: _builtins.int
+    """Packets sent."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rx_bytes: _builtins.int = ...,
+        tx_bytes: _builtins.int = ...,
+        rx_packets: _builtins.int = ...,
+        tx_packets: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "rx_bytes", b"rx_bytes", "rx_packets", b"rx_packets", "tx_bytes", b"tx_bytes", "tx_packets", b"tx_packets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InterfaceStats: _TypeAlias = InterfaceStats  # noqa: Y015
+
+@_typing.final
+class ContainerStats(_message.Message):
+    """One reading of a running container's resource use, from its cgroups (v1 or v2) and its network namespace."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    READ_AT_FIELD_NUMBER: _builtins.int
+    CPU_NS_FIELD_NUMBER: _builtins.int
+    THROTTLED_PERIODS_FIELD_NUMBER: _builtins.int
+    THROTTLED_NS_FIELD_NUMBER: _builtins.int
+    MEMORY_USAGE_FIELD_NUMBER: _builtins.int
+    MEMORY_LIMIT_FIELD_NUMBER: _builtins.int
+    MEMORY_CACHE_FIELD_NUMBER: _builtins.int
+    MEMORY_WORKING_SET_FIELD_NUMBER: _builtins.int
+    PIDS_FIELD_NUMBER: _builtins.int
+    BLOCK_READ_FIELD_NUMBER: _builtins.int
+    BLOCK_WRITE_FIELD_NUMBER: _builtins.int
+    NETWORKS_FIELD_NUMBER: _builtins.int
+    ONLINE_CPUS_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Full id."""
+    name: _builtins.str
+    """Name."""
+    read_at: _builtins.int
+    """Unix ns of the reading."""
+    cpu_ns: _builtins.int
+    """CPU time used, ns."""
+    throttled_periods: _builtins.int
+    """Periods the CFS quota throttled it."""
+    throttled_ns: _builtins.int
+    """How long it was throttled, ns."""
+    memory_usage: _builtins.int
+    """Memory in use, bytes."""
+    memory_limit: _builtins.int
+    """Its memory limit, bytes (the host's memory when it has none, as Docker shows it)."""
+    memory_cache: _builtins.int
+    """The page cache part of the usage."""
+    memory_working_set: _builtins.int
+    """The working set: usage less inactive file pages, as the kubelet computes it."""
+    pids: _builtins.int
+    """Processes."""
+    block_read: _builtins.int
+    """Bytes read from block devices."""
+    block_write: _builtins.int
+    """Bytes written to block devices."""
+    online_cpus: _builtins.int
+    """CPUs the host has online (for Docker's CPU %)."""
+    paused: _builtins.bool
+    """Its processes are frozen (pause)."""
+    @_builtins.property
+    def networks(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterfaceStats]:
+        """Per interface."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        read_at: _builtins.int = ...,
+        cpu_ns: _builtins.int = ...,
+        throttled_periods: _builtins.int = ...,
+        throttled_ns: _builtins.int = ...,
+        memory_usage: _builtins.int = ...,
+        memory_limit: _builtins.int = ...,
+        memory_cache: _builtins.int = ...,
+        memory_working_set: _builtins.int = ...,
+        pids: _builtins.int = ...,
+        block_read: _builtins.int = ...,
+        block_write: _builtins.int = ...,
+        networks: _abc.Iterable[Global___InterfaceStats] | None = ...,
+        online_cpus: _builtins.int = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_read", b"block_read", "block_write", b"block_write", "cpu_ns", b"cpu_ns", "id", b"id", "memory_cache", b"memory_cache", "memory_limit", b"memory_limit", "memory_usage", b"memory_usage", "memory_working_set", b"memory_working_set", "name", b"name", "networks", b"networks", "online_cpus", b"online_cpus", "paused", b"paused", "pids", b"pids", "read_at", b"read_at", "throttled_ns", b"throttled_ns", "throttled_periods", b"throttled_periods"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContainerStats: _TypeAlias = ContainerStats  # noqa: Y015
