@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 
 import structlog
+from prometheus_client import REGISTRY
 
 from teu_api.errors import Unavailable
 from teu_api.runtime.v1 import runtime_pb2, runtime_pb2_grpc
@@ -15,6 +17,7 @@ from teu_common.server import Lifecycle, Service, main
 from teu_runtime import cgroups, confine, ociruntime
 from teu_runtime.database import Store
 from teu_runtime.manager import Manager, Settings
+from teu_runtime.metrics import ContainerCollector
 from teu_runtime.network import dns, netconf
 from teu_runtime.network.addressing import DEFAULT_SUBNET
 from teu_runtime.network.networks import Networks, owner_of
@@ -79,6 +82,7 @@ async def build(cfg: Config) -> Lifecycle:
         await manager.close()
         store.close()
 
+    REGISTRY.register(ContainerCollector(store, asyncio.get_running_loop()))
     servicer = RuntimeServicer(manager, info)
     return Lifecycle(
         services=[Service(runtime_pb2_grpc.add_RuntimeServiceServicer_to_server, servicer, "teu.runtime.v1.RuntimeService")],
