@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import socket
+import subprocess
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Engine
 from teu.client import Client, ContainerOptions
+from teu.testing import wait_until
 
 
 def scrape(engine: Engine) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -42,3 +50,41 @@ def test_running_and_exited_containers_have_their_series(client: Client, engine:
     finally:
         client.remove(cid, force=True)
         client.remove(done)
+
+
+def test_a_real_prometheus_scrapes_the_engine(client: Client, engine: Engine, tmp_path: Path) -> None:
+    """Debian's Prometheus, on loopback in its own directory, scrapes the runtime; its HTTP API then
+    has a running container's memory series and a crashed container's restart count."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("prometheus is not installed (make test installs it)")
+    target = urllib.parse.urlparse((engine.run_dir / "runtime.metrics").read_text().strip()).netloc
+    (tmp_path / "prometheus.yml").write_text(
+        f"global: {{scrape_interval: 1s}}\nscrape_configs: [{{job_name: teu, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    web = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                            f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    live = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], name="promlive"))
+    crash = client.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "exit 1"], name="promcrash", restart="on-failure:1")
+    )
+    try:
+
+        def query(q: str) -> list[dict[str, object]]:
+            url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(q)}"
+            try:
+                return json.loads(urllib.request.urlopen(url, timeout=5).read())["data"]["result"]  # type: ignore[no-any-return]
+            except OSError:
+                return []
+
+        wait_until(lambda: query('teu_container_memory_working_set_bytes{name="promlive"}') != [], timeout=60, what="a scrape")
+        wait_until(lambda: [r["value"][1] for r in query('teu_container_restarts_total{name="promcrash"}')] == ["1"],  # type: ignore[index]
+                   timeout=60, what="the restart count")  # fmt: skip
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+        client.remove(live, force=True)
+        client.remove(crash, force=True)
