@@ -502,6 +502,38 @@ class Client(ImagesMixin):
         """Removes stopped containers and unused images."""
         return unary(self.system.Prune, gw.PruneRequest(all=all))
 
+    def events(
+        self,
+        since_ns: int = 0,
+        until_ns: int = 0,
+        filters: Sequence[str] = (),
+        cursor: str = "",
+    ) -> Iterator[gw.EventsResponse]:
+        """What happens to containers, images, networks and volumes, as ``docker events``: those
+        recorded from ``cursor`` (an event's cursor: every later one) or ``since_ns``, then new ones
+        until ``until_ns`` (forever if 0). ``filters`` are Docker's ("type=container", "event=die",
+        "container=NAME", "label=k=v", ...). Each response has an event and its cursor.
+
+        A gateway that restarts (up to RESUME_PATIENCE seconds) is waited for, and the stream goes on
+        from the last cursor: no event missed, none repeated."""
+        req = gw.EventsRequest(cursor=cursor, since_unix_nano=since_ns, until_unix_nano=until_ns, filters=list(filters))
+        deadline = 0.0
+        while True:
+            attempt = time.monotonic()
+            try:
+                for response in stream(self.system.Events(req)):
+                    req.cursor, deadline = response.cursor, 0.0
+                    if response.HasField("event"):
+                        yield response
+                return
+            except Unavailable:
+                if time.monotonic() - attempt > 1.0:
+                    deadline = 0.0  # the stream was up (a quiet engine sends nothing): a new outage
+                deadline = deadline or time.monotonic() + RESUME_PATIENCE
+                if not req.cursor or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     # -- networks ---------------------------------------------------------------------------------
 
     def create_network(self, name: str, subnet: str = "", gateway: str = "", ip_range: str = "", internal: bool = False,

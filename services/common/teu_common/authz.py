@@ -61,7 +61,7 @@ TIERS: Mapping[Role, frozenset[str]] = {
         _C + "List", _C + "Inspect", _C + "Logs", _C + "Diff", _C + "Top", _C + "Stats",
         _I + "ListImages", _I + "InspectImage", _I + "History",
         _N + "ListNetworks", _N + "InspectNetwork",
-        _S + "Info", _S + "Version", _S + "DiskUsage",
+        _S + "Info", _S + "Version", _S + "DiskUsage", _S + "Events",
         _V + "ListVolumes", _V + "InspectVolume",
     }),
     # The lifecycle of existing containers; Wait is here because it holds a call open indefinitely.

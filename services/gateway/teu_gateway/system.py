@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from grpc_health.v1 import health_pb2
 
 from teu_api import VERSION
@@ -12,6 +14,7 @@ from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
 from teu_common.rpctypes import Ctx
+from teu_gateway import events
 from teu_gateway.backends import call
 from teu_gateway.flows import Flows
 
@@ -70,3 +73,8 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
                 removed.append(c.id)
         images = await call("storage", self.b.storage.Prune(st.PruneRequest(all=request.all)))
         return gw.PruneResponse(containers=removed, images=list(images.deleted), reclaimed=images.reclaimed)
+
+    async def Events(self, request: gw.EventsRequest, context: Ctx) -> AsyncIterator[gw.EventsResponse]:
+        wanted = events.request(request.cursor, request.since_unix_nano, request.until_unix_nano, list(request.filters))
+        async for event, cursor in events.Merger(self.b).stream(wanted):
+            yield gw.EventsResponse(event=event, cursor=cursor) if event is not None else gw.EventsResponse(cursor=cursor)

@@ -13,6 +13,7 @@ from teu_api.errors import Unavailable
 from teu_api.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from teu_common import idmap, perms
 from teu_common.config import Config
+from teu_common.journal import Retention
 from teu_common.server import Lifecycle, Service, main
 from teu_runtime import cgroups, confine, ociruntime
 from teu_runtime.database import Store
@@ -41,7 +42,7 @@ async def build(cfg: Config) -> Lifecycle:
     runtime = ociruntime.CliRuntime(choice.name, choice.path, runtime_root)
     host = Host(limits=confine.host_limits(), held_caps=confine.held_capabilities(), cgroup_v2=layout.version == 2,
                 swap_limit=cgroups.swap_limit(layout))  # fmt: skip
-    store = Store(state / "runtime.db")
+    store = Store(state / "runtime.db", Retention.from_env())
     # The engine-wide default network: Docker's, "bridge" (a bridge, NAT rules and IPv4 forwarding in
     # the namespace this service runs in, made with the first container that uses it).
     # TEU_DEFAULT_NETWORK=none keeps containers on loopback unless they ask for a network.

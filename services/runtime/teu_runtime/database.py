@@ -34,6 +34,9 @@ it can grow without migrations):
     ├── container_id  TEXT
     ├── created_at    INTEGER
     └── record        BLOB               serialized teu.runtime.v1.ExecSession
+
+    events            the journal (teu_common.journal): each event is written in the transaction of
+                      the change it tells of
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from typing import Any
 from teu_api.errors import AlreadyExists, InvalidArgument, NotFound
 from teu_api.runtime.v1 import runtime_pb2
 from teu_api.types.v1 import types_pb2
+from teu_common.journal import Event, Journal, Retention
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -123,12 +127,13 @@ Container = runtime_pb2.Container
 class Store:
     """Container records. Every write is one transaction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, retention: Retention | None = None) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self.journal = Journal(path, self._db, retention or Retention())
 
     def _migrate(self) -> None:
         """Brings a database made by an earlier version up to the schema (columns added since)."""
@@ -148,24 +153,34 @@ class Store:
 
     def close(self) -> None:
         """Closes the database."""
+        self.journal.close()
         self._db.close()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self, events: Sequence[Event] = ()) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: it holds the write lock from its first statement,
-        so a read-then-write inside it, such as an address allocation, cannot race another)."""
+        so a read-then-write inside it, such as an address allocation, cannot race another), which
+        also records ``events``: they exist exactly when the change does."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self.journal.write(self._db, events)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        if events:
+            self.journal.committed()
 
-    def insert(self, c: Container) -> None:
+    def record(self, *events: Event) -> None:
+        """Records events that change no record (a signal sent, a health status)."""
+        with self.tx(events):
+            pass
+
+    def insert(self, c: Container, *events: Event) -> None:
         """Adds a new container; AlreadyExists if its id or name is taken."""
         try:
-            with self.tx() as db:
+            with self.tx(events) as db:
                 db.execute(
                     "INSERT INTO containers (id, name, spec, state, created_at) VALUES (?, ?, ?, ?, ?)",
                     (c.id, c.name, c.spec.SerializeToString(), c.state, c.created_at),
@@ -175,17 +190,17 @@ class Store:
                 raise AlreadyExists(f'the container name "{c.name}" is already in use') from exc
             raise AlreadyExists(f"container id {c.id} already exists") from exc
 
-    def update(self, c: Container) -> None:
+    def update(self, c: Container, *events: Event) -> None:
         """Saves the state fields of ``c``."""
-        with self.tx() as db:
+        with self.tx(events) as db:
             db.execute(
                 f"UPDATE containers SET {', '.join(f'{f} = ?' for f in _STATE_FIELDS)} WHERE id = ?",
                 (*(getattr(c, f) for f in _STATE_FIELDS), c.id),
             )
 
-    def delete(self, cid: str) -> None:
+    def delete(self, cid: str, *events: Event) -> None:
         """Forgets a container."""
-        with self.tx() as db:
+        with self.tx(events) as db:
             db.execute("DELETE FROM containers WHERE id = ?", (cid,))
 
     def get(self, cid: str) -> Container:
@@ -232,15 +247,15 @@ class Store:
             out.append(c)
         return out
 
-    def update_spec(self, cid: str, spec: runtime_pb2.ContainerSpec) -> None:
+    def update_spec(self, cid: str, spec: runtime_pb2.ContainerSpec, *events: Event) -> None:
         """Saves a changed spec (update of limits or restart policy)."""
-        with self.tx() as db:
+        with self.tx(events) as db:
             db.execute("UPDATE containers SET spec = ? WHERE id = ?", (spec.SerializeToString(), cid))
 
-    def rename(self, cid: str, name: str) -> None:
+    def rename(self, cid: str, name: str, *events: Event) -> None:
         """Gives container ``cid`` another name; AlreadyExists if it is taken."""
         try:
-            with self.tx() as db:
+            with self.tx(events) as db:
                 db.execute("UPDATE containers SET name = ? WHERE id = ?", (name, cid))
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f'the container name "{name}" is already in use') from exc
@@ -252,9 +267,9 @@ class Store:
                 "UPDATE containers SET rootfs = ? WHERE id = ?", (runtime_pb2.MountList(mounts=mounts).SerializeToString(), cid)
             )
 
-    def save_exec(self, cid: str, record: runtime_pb2.ExecSession) -> None:
+    def save_exec(self, cid: str, record: runtime_pb2.ExecSession, *events: Event) -> None:
         """Adds or updates an exec session of container ``cid``."""
-        with self.tx() as db:
+        with self.tx(events) as db:
             db.execute(
                 "INSERT INTO execs (id, container_id, created_at, record) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET record = excluded.record",

@@ -38,6 +38,7 @@ from teu_runtime import (
     confine,
     conmon,
     copyin,
+    events,
     execs,
     health,
     mounts,
@@ -132,7 +133,7 @@ class Manager:
         try:
             hostname = spec.hostname_of(cid, cspec)
             perms.public_file(bundle.hostname, hostname + "\n")  # /etc/hosts is the network's, written at start
-            self.store.insert(c)
+            self.store.insert(c, events.container(c, "create"))
         except BaseException:
             shutil.rmtree(bundle.path, ignore_errors=True)
             raise
@@ -210,7 +211,7 @@ class Manager:
         c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = started_at, 0, 0, False, ""
         c.restart_count += 0 if first else 1
         c.stopped_by_user = False
-        self.store.update(c)
+        self.store.update(c, events.container(c, "start"))
         self.store.set_rootfs(cid, rootfs)
         if self._event(cid).is_set():  # a waiter from before this start keeps its event: it wakes at this exit
             self._exited[cid] = asyncio.Event()
@@ -295,7 +296,7 @@ class Manager:
         await asyncio.to_thread(self.bundle(c.id).unmount_all)
         await self.networks.release(c.id)
         c.state, c.exit_code, c.error, c.finished_at, c.pid = EXITED, spec.exit_code_for_start_error(error), error, _now(), 0
-        self.store.update(c)
+        self.store.update(c, *events.died(c))
         self._event(c.id).set()
         log.info("container_start_failed", container=c.id[:12], error=error, exit_code=c.exit_code)
         return c
@@ -322,9 +323,11 @@ class Manager:
         session = await execs.launch(execs.argv(self._monitor(c, bundle, proc), sid, edir), edir, doc, sid, size)
         record = runtime_pb2.ExecSession(id=sid, args=list(proc.args), running=session.pid > 0, pid=max(session.pid, 0),
                                          terminal=proc.terminal)  # fmt: skip
+        told = [events.container(c, events.exec_action(kind, proc.args), execID=sid) for kind in ("exec_create", "exec_start")]
         if session.error:
             record.exit_code = spec.exit_code_for_start_error(session.error)
-        self.store.save_exec(cid, record)
+            told.append(events.container(c, "exec_die", execID=sid, exitCode=str(record.exit_code)))
+        self.store.save_exec(cid, record, *told)
         log.info("exec_started", container=cid[:12], exec_id=sid[:12], pid=session.pid, error=session.error)
         return session
 
@@ -351,9 +354,10 @@ class Manager:
     def exec_ended(self, cid: str, sid: str, exit_code: int) -> None:
         """Records the end of an exec session."""
         for record in self.store.execs_of(cid):
-            if record.id == sid:
+            if record.id == sid and record.running:
                 record.running, record.exit_code, record.pid = False, exit_code, 0
-                self.store.save_exec(cid, record)
+                told = events.container(self.store.get(cid), "exec_die", execID=sid, exitCode=str(exit_code))
+                self.store.save_exec(cid, record, told)
 
     def describe(self, c: Container, execs: list[runtime_pb2.ExecSession] | None = None) -> Container:
         """The container record with its exec sessions (``execs`` when the caller loaded them already)
@@ -430,7 +434,7 @@ class Manager:
             # kernel stamps files with a coarse clock, so never let it precede the start
             c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
             c.state, c.pid, c.monitor_pid, c.paused = EXITED, 0, 0, False
-            self.store.update(c)
+            self.store.update(c, *events.died(c))
             self._forget_health(cid)
             # before waking the waiters: a stop or run --rm that returns has its ports free again
             await self._release_network(cid)
@@ -473,10 +477,11 @@ class Manager:
                 before = h.status
                 health.record(h, result, cfg, started_ns)
                 if h.status != before:
+                    self.store.record(events.container(c, f"health_status: {h.status}"))
                     log.info("health_status", container=cid[:12], status=h.status, exit_code=result.exit_code)
                     if h.status == health.UNHEALTHY and c.spec.health_on_failure == "restart":
                         log.warning("unhealthy_killed", container=cid[:12], policy=c.spec.restart_policy.name or "no")
-                        await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))  # the restart policy decides
+                        await self._signal(c, signals.SIGKILL)  # the restart policy decides
         except NotFound:
             return
         except Exception:
@@ -541,6 +546,7 @@ class Manager:
         if c.paused and sig != signals.SIGKILL:  # SIGKILL reaches a frozen process; others would wait for the thaw
             await self._thaw(c)
         await self.oci.kill(cid, sig)
+        self.store.record(events.container(c, "kill", signal=str(sig)))
         return c
 
     async def stop(self, cid: str, timeout: int, signal_name: str = "") -> Container:
@@ -558,14 +564,24 @@ class Manager:
         if c.paused:
             await self._thaw(c)
         event = self._event(cid)
-        await _ignore_not_running(self.oci.kill(cid, sig))
+        await self._signal(c, sig)
         try:
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
             log.info("stop_timeout_kill", container=cid[:12], timeout=timeout)
-            await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
+            await self._signal(c, signals.SIGKILL)
             await event.wait()
-        return self.store.get(cid)
+        stopped = self.store.get(cid)
+        self.store.record(events.container(stopped, "stop"))
+        return stopped
+
+    async def _signal(self, c: Container, sig: int) -> None:
+        """Sends ``sig`` to a container that may have exited meanwhile; the kill event if it was sent."""
+        try:
+            await self.oci.kill(c.id, sig)
+        except FailedPrecondition:
+            return
+        self.store.record(events.container(c, "kill", signal=str(sig)))
 
     # -- pause, rename, processes ----------------------------------------------------------------
 
@@ -579,7 +595,7 @@ class Manager:
                 raise FailedPrecondition(f"container {c.name} is already paused")
             await self.oci.pause(cid)
             c.paused = True
-            self.store.update(c)
+            self.store.update(c, events.container(c, "pause"))
             log.info("container_paused", container=cid[:12])
             return c
 
@@ -596,7 +612,7 @@ class Manager:
         """Resumes a paused container and records it (before a signal, which a frozen process would not act on)."""
         await self.oci.resume(c.id)
         c.paused = False
-        self.store.update(c)
+        self.store.update(c, events.container(c, "unpause"))
         log.info("container_unpaused", container=c.id[:12])
 
     async def update(self, cid: str, resources: types_pb2.Resources, policy: types_pb2.RestartPolicy | None) -> Container:
@@ -611,7 +627,7 @@ class Manager:
                 lift = bool(c.spec.resources.pids_limit) and not resources.pids_limit
                 await self.oci.update(cid, spec.resources_section(resources, self.settings.host.swap_limit, lift_pids=lift))
             c.spec.resources.CopyFrom(resources)
-            self.store.update_spec(cid, c.spec)
+            self.store.update_spec(cid, c.spec, events.container(c, "update"))
             log.info("container_updated", container=cid[:12])
             return c
 
@@ -620,7 +636,8 @@ class Manager:
         checked = names.check_name(name)
         async with self._lock(cid):
             c = self.store.get(cid)
-            self.store.rename(cid, checked)
+            renamed = Container(id=c.id, name=checked, spec=c.spec)
+            self.store.rename(cid, checked, events.container(renamed, "rename", oldName=c.name))
             log.info("container_renamed", container=cid[:12], old=c.name, new=checked)
             return self.store.get(cid)
 
@@ -641,7 +658,7 @@ class Manager:
                 raise FailedPrecondition(f"cannot remove container {c.name}: container is running: stop it first or force remove")
             c.stopped_by_user = True  # no restart between this kill and the removal
             self.store.update(c)
-            await _ignore_not_running(self.oci.kill(cid, signals.SIGKILL))
+            await self._signal(c, signals.SIGKILL)
             await self._event(cid).wait()
         async with self._lock(cid):
             c = self.store.get(cid)
@@ -650,7 +667,7 @@ class Manager:
             await self._release_network(cid)
             await asyncio.to_thread(bundle.unmount_all)
             await asyncio.to_thread(shutil.rmtree, bundle.path, True)
-            self.store.delete(cid)
+            self.store.delete(cid, events.container(c, "destroy"))
         self._locks.pop(cid, None)
         self._event(cid).set()
         self._exited.pop(cid, None)
@@ -705,7 +722,7 @@ class Manager:
             log.warning("start_completed_after_restart", container=c.id[:12], status=found[0])
             c.state, c.pid, c.monitor_pid = RUNNING, found[1], conmon.monitor_pid(bundle)
             c.started_at, c.finished_at, c.exit_code, c.error = _now(), 0, 0, ""
-            self.store.update(c)
+            self.store.update(c, events.container(c, "start"))
             return
         log.warning("start_undone", container=c.id[:12], state=c.state)
         try:
@@ -807,13 +824,6 @@ async def _pid_exit(pid: int) -> None:
         await conmon.wait_readable(fd)
     finally:
         os.close(fd)
-
-
-async def _ignore_not_running(call: Awaitable[None]) -> None:
-    try:
-        await call
-    except FailedPrecondition:
-        pass
 
 
 def _read_exit(path: Path) -> int:

@@ -123,6 +123,10 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def ReopenLog(self, request: pb.ReopenLogRequest, context: Ctx) -> pb.ReopenLogResponse:
         return pb.ReopenLogResponse(reopened=self.m.reopen_log(request.id))  # a non-blocking write
 
+    async def Events(self, request: pb.EventsRequest, context: Ctx) -> AsyncIterator[pb.EventsResponse]:
+        async for batch in self.m.store.journal.serve(request.query):
+            yield pb.EventsResponse(batch=batch)
+
 
 async def _frames(requests: AsyncIterator[Any]) -> AsyncIterator[t.StdinFrame]:
     """The stdin frames that follow the opening message."""

@@ -14,6 +14,8 @@ Schema (meta.db, WAL mode, foreign keys on)::
     blobs(digest PK, diff_id, size, media_type)   registry blobs (compressed) known to hold a layer
     blob_repos(registry, repository, digest)      where such a blob was pulled from or pushed to
 
+    events                                  the journal (teu_common.journal)
+
 ``blobs`` lets a push reuse the very blob a pull fetched or an earlier push uploaded (compression is
 not reproducible across tools and zlib versions); ``blob_repos`` names repositories to mount it from.
 Both are caches of verified facts: they go with their layer, and are never needed for correctness.
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from teu_api.errors import AlreadyExists, FailedPrecondition, NotFound
+from teu_common.journal import Event, Journal, Retention
 from teu_storage.imagespec import ImageConfig, parse_config, platform_string
 
 __all__ = ["Blob", "Image", "NewImage", "Store"]
@@ -128,13 +131,14 @@ class Blob:
 class Store:
     """The metadata database; see the module docstring for the schema."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, journal: Journal) -> None:
         self._conn = conn
         self._lock = threading.Lock()
+        self.journal = journal
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        """Opens (creating if needed) the database at ``path``."""
+    def open(cls, path: Path, retention: Retention | None = None) -> Store:
+        """Opens (creating if needed) the database at ``path``, with its event journal."""
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -144,12 +148,21 @@ class Store:
             for name, decl in columns:
                 if name not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-        return cls(conn)
+        return cls(conn, Journal(path, conn, retention or Retention()))
 
     def close(self) -> None:
         """Closes the database; the store is unusable afterwards."""
         with self._lock:
+            self.journal.close()
             self._conn.close()
+
+    def record(self, *events: Event) -> None:
+        """Appends ``events`` to the journal, in a transaction of their own."""
+        if not events:
+            return
+        with self._tx() as db:
+            self.journal.write(db, events)
+        self.journal.committed()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

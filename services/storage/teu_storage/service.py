@@ -210,6 +210,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         sizes = await asyncio.to_thread(self._storage.snapshot_sizes, list(request.keys))
         return storage_pb2.SnapshotSizesResponse(sizes=sizes)
 
+    async def Events(self, request: storage_pb2.EventsRequest, context: Ctx) -> AsyncIterator[storage_pb2.EventsResponse]:
+        async for batch in self._storage.store.journal.serve(request.query):
+            yield storage_pb2.EventsResponse(batch=batch)
+
     async def FillVolume(self, request: storage_pb2.FillVolumeRequest, context: Ctx) -> storage_pb2.FillVolumeResponse:
         filled = await asyncio.to_thread(self._storage.fill_volume, request.name, request.key, request.path)
         return storage_pb2.FillVolumeResponse(filled=filled)

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from teu_api.errors import NotFound
-from teu_storage import diff, imports
+from teu_api.errors import InvalidArgument, NotFound
+from teu_common.journal import Event, Retention
+from teu_storage import diff, imports, refs
 from teu_storage.containerfs import ContainerFS
 from teu_storage.credentials import Credentials
 from teu_storage.gc import Collector
@@ -90,7 +91,7 @@ class Storage:
         shutil.rmtree(root / "tmp", ignore_errors=True)
         for sub in ("layers", "snapshots", "tmp", "volumes"):
             (root / sub).mkdir(mode=0o700, exist_ok=True)
-        storage = cls(root, Store.open(root / "meta.db"))
+        storage = cls(root, Store.open(root / "meta.db", Retention.from_env()))
         storage.gc.sweep_snapshots()
         storage.gc.collect()
         return storage
@@ -106,17 +107,26 @@ class Storage:
 
     # --- images (images.py, imports.py) -----------------------------------------------------
 
+    # Each change is told in the journal (image and volume events, Docker's spelling) by a transaction
+    # of its own right after the change's (see docs/architecture.md, Events, for that gap).
+
     async def import_image(self, ref: str, config: ImageConfig, chunks: AsyncIterable[bytes], url: str = "") -> Image:
         """See :func:`imports.import_image`."""
-        return await imports.import_image(self.importer, ref, config, chunks, url)
+        image = await imports.import_image(self.importer, ref, config, chunks, url)
+        self.store.record(Event("image", "import", image.id, {"name": ref or image.id}))
+        return image
 
     def commit(self, key: str, ref: str, config: ImageConfig, message: str, author: str) -> Image:
         """See :meth:`Importer.commit`."""
-        return self.importer.commit(key, ref, config, message, author)
+        image = self.importer.commit(key, ref, config, message, author)
+        self.store.record(Event("container", "commit", key, {"imageID": image.id, "imageRef": ref, "comment": message}))
+        return image
 
     def load(self, tar_path: Path) -> list[Image]:
         """See :meth:`Importer.load`."""
-        return self.importer.load(tar_path)
+        images = self.importer.load(tar_path)
+        self.store.record(*(Event("image", "load", i.id, {"name": (i.repo_tags or (i.id,))[0]}) for i in images))
+        return images
 
     def get_image(self, ref: str) -> Image:
         """See :meth:`Images.get`."""
@@ -128,15 +138,23 @@ class Storage:
 
     def tag(self, source: str, target: str) -> Image:
         """See :meth:`Images.tag`."""
-        return self.images.tag(source, target)
+        image = self.images.tag(source, target)
+        self.store.record(Event("image", "tag", image.id, {"name": str(refs.parse(target))}))
+        return image
 
     def remove_image(self, ref: str, force: bool) -> tuple[list[str], list[str]]:
         """See :meth:`Images.remove`."""
-        return self.images.remove(ref, force)
+        image_id = self.images.get(ref).id
+        untagged, deleted = self.images.remove(ref, force)
+        told = [Event("image", "untag", image_id, {"name": r}) for r in untagged]
+        self.store.record(*told, *(Event("image", "delete", i, {"name": i}) for i in deleted))
+        return untagged, deleted
 
     def prune(self, everything: bool) -> tuple[list[str], int]:
         """See :meth:`Images.prune`."""
-        return self.images.prune(everything)
+        deleted, reclaimed = self.images.prune(everything)
+        self.store.record(*(Event("image", "delete", i, {"name": i}) for i in deleted))
+        return deleted, reclaimed
 
     def history(self, ref: str) -> list[HistoryEntry]:
         """See :meth:`Images.history`."""
@@ -145,6 +163,7 @@ class Storage:
     def save(self, names: Sequence[str], fmt: str, out: IO[bytes]) -> None:
         """See :meth:`Images.save`."""
         self.images.save(names, fmt, out)
+        self.store.record(*(Event("image", "save", self.images.get(n).id, {"name": n}) for n in names))
 
     # --- snapshots (snapshots.py, containerfs.py) -------------------------------------------
 
@@ -180,17 +199,26 @@ class Storage:
 
     def pull(self, ref: str, insecure: bool, emit: Emit, *, credentials: Credentials | None = None) -> Image:
         """See :meth:`Puller.pull`."""
-        return self.puller.pull(ref, insecure, emit, credentials=credentials)
+        image = self.puller.pull(ref, insecure, emit, credentials=credentials)
+        name = _event_name(ref)
+        self.store.record(Event("image", "pull", name, {"name": name, "imageID": image.id}))
+        return image
 
     def push(self, ref: str, insecure: bool, emit: Emit, *, credentials: Credentials | None = None) -> str:
         """See :meth:`Pusher.push`."""
-        return self.pusher.push(ref, insecure, emit, credentials=credentials)
+        digest = self.pusher.push(ref, insecure, emit, credentials=credentials)
+        name = _event_name(ref)
+        self.store.record(Event("image", "push", name, {"name": name, "digest": digest}))
+        return digest
 
     def create_volume(
         self, name: str, labels: Mapping[str, str], options: Mapping[str, str], anonymous: bool
     ) -> tuple[Volume, bool]:
         """volumes.py: the volume, made unless it exists; whether it was made now."""
-        return self.volumes.create(name, labels, options, anonymous)
+        volume, made = self.volumes.create(name, labels, options, anonymous)
+        if made:
+            self.store.record(Event("volume", "create", volume.name, {**volume.labels, "driver": "local"}))
+        return volume, made
 
     def get_volume(self, name: str) -> Volume:
         """volumes.py."""
@@ -202,7 +230,10 @@ class Storage:
 
     def remove_volume(self, name: str) -> bool:
         """volumes.py."""
-        return self.volumes.remove(name)
+        removed = self.volumes.remove(name)
+        if removed:
+            self.store.record(Event("volume", "destroy", name, {"driver": "local"}))
+        return removed
 
     def fill_volume(self, name: str, key: str, path: str) -> bool:
         """containerfs.py: a plain volume that holds nothing gets what snapshot ``key`` holds at
@@ -229,3 +260,11 @@ class Storage:
                         continue
             out[key] = total
         return out
+
+
+def _event_name(ref: str) -> str:
+    """How an image event names ``ref``: as stored ("busybox:latest"), or as given (a digest reference)."""
+    try:
+        return str(refs.parse(ref))
+    except InvalidArgument:
+        return ref

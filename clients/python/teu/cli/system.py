@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from teu.cli import format as fmt
@@ -53,6 +54,30 @@ def cmd_prune(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def event_json(r: Any) -> dict[str, Any]:
+    """An event as ``docker events --format '{{json .}}'`` shapes it, with Teu's cursor."""
+    e = r.event
+    attrs = dict(e.attributes)
+    legacy = {"status": e.action, "id": e.actor_id, "from": attrs.get("image", "")} if e.type == "container" else {}
+    return {**legacy, "Type": e.type, "Action": e.action, "Actor": {"ID": e.actor_id, "Attributes": attrs}, "scope": "local",
+            "time": e.time_unix_nano // 10**9, "timeNano": e.time_unix_nano, "cursor": r.cursor}  # fmt: skip
+
+
+def cmd_events(c: Client, a: argparse.Namespace) -> int:
+    """Prints events as they happen (those recorded since a time or cursor first), until --until or Ctrl-C."""
+    for r in c.events(since_ns=parse.when(a.since), until_ns=parse.when(a.until), filters=a.filter, cursor=a.cursor):
+        e = r.event
+        if a.format == "json":
+            line = json.dumps(event_json(r))
+        elif a.format:
+            line = template.render(a.format, event_json(r))
+        else:
+            attrs = ", ".join(f"{k}={v}" for k, v in sorted(e.attributes.items()))
+            line = f"{fmt.rfc3339(e.time_unix_nano)} {e.type} {e.action} {e.actor_id}" + (f" ({attrs})" if attrs else "")
+        print(line, flush=True)
+    return 0
+
+
 def network_json(n: Any) -> dict[str, Any]:
     """A network as ``docker network inspect`` shapes it."""
     ipam = {"Subnet": n.subnet, "Gateway": n.gateway, **({"IPRange": n.ip_range} if n.ip_range else {})}
@@ -94,6 +119,14 @@ def register(sub: Any) -> None:
     """Adds info, version, system and network commands."""
     sub.add_parser("info", help="engine-wide information").set_defaults(func=cmd_info)
     sub.add_parser("version", help="versions").set_defaults(func=cmd_version)
+    p = sub.add_parser("events", help="stream what happens to containers, images, networks and volumes")
+    p.add_argument("--since", default="", help="first the events since a time (RFC 3339, Unix seconds) or a duration ago (10m)")
+    p.add_argument("--until", default="", help="stop at this time (a past one: after the recorded events)")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="type=, event=, container=, image=, label=K[=V], network=, volume= (repeatable)")  # fmt: skip
+    p.add_argument("--format", default="", help="json, or a Go template such as '{{.Type}} {{.Action}} {{.Actor.ID}}'")
+    p.add_argument("--cursor", default="", help="resume right after the event that carried this cursor (in --format json)")
+    p.set_defaults(func=cmd_events)
     p = sub.add_parser("system", help="manage the engine")
     ssub = p.add_subparsers(dest="system_verb", required=True, metavar="COMMAND")
     ssub.add_parser("df", help="disk usage").set_defaults(func=cmd_df)

@@ -28,7 +28,7 @@ from teu_api.errors import AlreadyExists, FailedPrecondition, InvalidArgument, N
 from teu_api.runtime.v1 import runtime_pb2
 from teu_api.types.v1 import types_pb2
 from teu_common import perms
-from teu_runtime import spec
+from teu_runtime import events, spec
 from teu_runtime.bundle import Bundle
 from teu_runtime.database import Container, Store
 from teu_runtime.network import addressing, firewall, links, netconf, ports
@@ -153,7 +153,7 @@ class Networks:
             record.ip_range = str(addressing.check_ip_range(net, opts.ip_range))
         record.internal = opts.internal
         record.labels.update(opts.labels)
-        self.records.insert_network(record)
+        self.records.insert_network(record, events.network(record, "create"))
         log.info("network_created", network=name, subnet=str(net), bridge=record.bridge)
         return self.describe(record)
 
@@ -191,7 +191,7 @@ class Networks:
                 responder.close()
             await links.delete_link(n.bridge)
             self._ready.discard(n.bridge)
-            self.records.delete_network(n.id)
+            self.records.delete_network(n.id, events.network(n, "destroy"))
         await self.render()
         log.info("network_removed", network=n.name)
         return n
@@ -364,6 +364,7 @@ class Networks:
             self.records.disconnect(c.id, record.id)
             await links.delete_link(host_if)
             raise
+        self.store.record(events.network(record, "connect", container=c.id))
         log.info("container_connected", container=c.id[:12], network=record.name, address=str(conn.address), ifname=conn.ifname)
         return self._connection_view(conn, record)
 
@@ -381,6 +382,8 @@ class Networks:
                 return
             raise NotFound(f"container {c.name} is not connected to network {name}")
         await links.delete_link(conn.host_interface)
+        if record is not None:
+            self.store.record(events.network(record, "disconnect", container=c.id))
         log.info("container_disconnected", container=c.id[:12], network=name)
 
     def connected(self, c: Container) -> Sequence[types_pb2.NetworkAttachment]:

@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from teu_api.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 from teu_api.runtime.v1 import runtime_pb2
 from teu_api.types.v1 import types_pb2
+from teu_common.journal import Event
 from teu_runtime.database import Store
 from teu_runtime.network import addressing, ports
 
@@ -78,10 +79,10 @@ class Records:
 
     # -- networks ---------------------------------------------------------------------------------
 
-    def insert_network(self, n: types_pb2.Network) -> None:
+    def insert_network(self, n: types_pb2.Network, *events: Event) -> None:
         """Adds a network; AlreadyExists if its name is taken."""
         try:
-            with self.store.tx() as db:
+            with self.store.tx(events) as db:
                 db.execute(f"INSERT INTO networks ({_NET_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (n.id, n.name, n.subnet, n.gateway, n.bridge, int(n.dns), n.created_at, _extra(n)))  # fmt: skip
         except sqlite3.IntegrityError as exc:
@@ -93,9 +94,9 @@ class Records:
             gateway = str(addressing.gateway_of(subnet))
             db.execute("UPDATE networks SET subnet = ?, gateway = ? WHERE id = ?", (str(subnet), gateway, nid))
 
-    def delete_network(self, nid: str) -> None:
+    def delete_network(self, nid: str, *events: Event) -> None:
         """Forgets a network."""
-        with self.store.tx() as db:
+        with self.store.tx(events) as db:
             db.execute("DELETE FROM networks WHERE id = ?", (nid,))
 
     def networks(self) -> list[types_pb2.Network]:

@@ -1056,6 +1056,77 @@ class PruneVolumesResponse(_message.Message):
 Global___PruneVolumesResponse: _TypeAlias = PruneVolumesResponse  # noqa: Y015
 
 @_typing.final
+class EventsRequest(_message.Message):
+    """Request of Events. Without cursor or since, only events from now on are sent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    SINCE_UNIX_NANO_FIELD_NUMBER: _builtins.int
+    UNTIL_UNIX_NANO_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """The cursor of the last event seen: every later event is sent, once each."""
+    since_unix_nano: _builtins.int
+    """Only events at or after this time (Unix ns); 0 for no bound. Ignored with a cursor."""
+    until_unix_nano: _builtins.int
+    """Stop after this time (Unix ns): at once, after the recorded events, if it is past; 0 streams
+    until the client cancels.
+    """
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Docker's filters, "key=value" each: type, event (the action before any ":"), container (id,
+        id prefix or name), image, label (key or key=value), network, volume. Values of one key are
+        alternatives; different keys must all match.
+        """
+
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        since_unix_nano: _builtins.int = ...,
+        until_unix_nano: _builtins.int = ...,
+        filters: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "filters", b"filters", "since_unix_nano", b"since_unix_nano", "until_unix_nano", b"until_unix_nano"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventsRequest: _TypeAlias = EventsRequest  # noqa: Y015
+
+@_typing.final
+class EventsResponse(_message.Message):
+    """One event of Events. The first message of a stream has no event: its cursor is where the stream
+    starts (a client that has to reconnect before any event came resumes from there).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Give this back as EventsRequest.cursor to resume right after this event."""
+    @_builtins.property
+    def event(self) -> _types_pb2.Event:
+        """The event (unset in the first message)."""
+
+    def __init__(
+        self,
+        *,
+        event: _types_pb2.Event | None = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventsResponse: _TypeAlias = EventsResponse  # noqa: Y015
+
+@_typing.final
 class PruneRequest(_message.Message):
     """Request of Prune."""
 

@@ -2309,6 +2309,11 @@ class SystemServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneResponse.FromString,
                 _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/teu.gateway.v1.SystemService/Events',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.EventsRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.EventsResponse.FromString,
+                _registered_method=True)
 
 
 class SystemServiceServicer:
@@ -2343,6 +2348,16 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Events(self, request, context):
+        """What happens to containers, images, networks and volumes (`events`): the recorded events from
+        a cursor or a time, then new ones as they happen. Every event carries a cursor: a client that
+        reconnects with the cursor of the last event it saw gets every later event exactly once, across
+        restarts of any service. INVALID_ARGUMENT for a bad cursor, time or filter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SystemServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -2365,6 +2380,11 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.Prune,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneResponse.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.EventsRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.EventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2476,6 +2496,33 @@ class SystemService:
             '/teu.gateway.v1.SystemService/Prune',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.gateway.v1.SystemService/Events',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.EventsRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.EventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

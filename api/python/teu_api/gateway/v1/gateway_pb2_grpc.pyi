@@ -770,6 +770,12 @@ class SystemServiceStub:
     """Disk used by images, containers and logs (`system df`)."""
     Prune: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneRequest, _gateway_pb2.PruneResponse]
     """Removes stopped containers, then unused images (`system prune`)."""
+    Events: _grpc.UnaryStreamMultiCallable[_gateway_pb2.EventsRequest, _gateway_pb2.EventsResponse]
+    """What happens to containers, images, networks and volumes (`events`): the recorded events from
+    a cursor or a time, then new ones as they happen. Every event carries a cursor: a client that
+    reconnects with the cursor of the last event it saw gets every later event exactly once, across
+    restarts of any service. INVALID_ARGUMENT for a bad cursor, time or filter.
+    """
 
 @_typing.type_check_only
 class SystemServiceAsyncStub(SystemServiceStub):
@@ -784,6 +790,12 @@ class SystemServiceAsyncStub(SystemServiceStub):
     """Disk used by images, containers and logs (`system df`)."""
     Prune: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneRequest, _gateway_pb2.PruneResponse]  # type: ignore[assignment]
     """Removes stopped containers, then unused images (`system prune`)."""
+    Events: _aio.UnaryStreamMultiCallable[_gateway_pb2.EventsRequest, _gateway_pb2.EventsResponse]  # type: ignore[assignment]
+    """What happens to containers, images, networks and volumes (`events`): the recorded events from
+    a cursor or a time, then new ones as they happen. Every event carries a cursor: a client that
+    reconnects with the cursor of the last event it saw gets every later event exactly once, across
+    restarts of any service. INVALID_ARGUMENT for a bad cursor, time or filter.
+    """
 
 class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
     """Engine-wide information."""
@@ -819,5 +831,17 @@ class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.PruneResponse, _abc.Awaitable[_gateway_pb2.PruneResponse]]:
         """Removes stopped containers, then unused images (`system prune`)."""
+
+    @_abc_1.abstractmethod
+    def Events(
+        self,
+        request: _gateway_pb2.EventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.EventsResponse], _abc.AsyncIterator[_gateway_pb2.EventsResponse]]:
+        """What happens to containers, images, networks and volumes (`events`): the recorded events from
+        a cursor or a time, then new ones as they happen. Every event carries a cursor: a client that
+        reconnects with the cursor of the last event it saw gets every later event exactly once, across
+        restarts of any service. INVALID_ARGUMENT for a bad cursor, time or filter.
+        """
 
 def add_SystemServiceServicer_to_server(servicer: SystemServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

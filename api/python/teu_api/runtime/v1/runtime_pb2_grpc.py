@@ -161,6 +161,11 @@ class RuntimeServiceStub:
                 request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkRequest.SerializeToString,
                 response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkResponse.FromString,
                 _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/teu.runtime.v1.RuntimeService/Events',
+                request_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.EventsRequest.SerializeToString,
+                response_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.EventsResponse.FromString,
+                _registered_method=True)
 
 
 class RuntimeServiceServicer:
@@ -359,6 +364,14 @@ class RuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Events(self, request, context):
+        """The journal of what happened to the objects this service owns: recorded events, then (with
+        follow) new ones as they happen. The gateway merges the back ends' journals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RuntimeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -486,6 +499,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.RemoveNetwork,
                     request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkRequest.FromString,
                     response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkResponse.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.EventsRequest.FromString,
+                    response_serializer=teu_dot_runtime_dot_v1_dot_runtime__pb2.EventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1165,6 +1183,33 @@ class RuntimeService:
             '/teu.runtime.v1.RuntimeService/RemoveNetwork',
             teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkRequest.SerializeToString,
             teu_dot_runtime_dot_v1_dot_runtime__pb2.RemoveNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.runtime.v1.RuntimeService/Events',
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.EventsRequest.SerializeToString,
+            teu_dot_runtime_dot_v1_dot_runtime__pb2.EventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -114,6 +114,10 @@ class RuntimeServiceStub:
     """Lists networks."""
     RemoveNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.RemoveNetworkRequest, _runtime_pb2.RemoveNetworkResponse]
     """Removes a network. FAILED_PRECONDITION while containers use it or for the default network."""
+    Events: _grpc.UnaryStreamMultiCallable[_runtime_pb2.EventsRequest, _runtime_pb2.EventsResponse]
+    """The journal of what happened to the objects this service owns: recorded events, then (with
+    follow) new ones as they happen. The gateway merges the back ends' journals.
+    """
 
 @_typing.type_check_only
 class RuntimeServiceAsyncStub(RuntimeServiceStub):
@@ -201,6 +205,10 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     """Lists networks."""
     RemoveNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.RemoveNetworkRequest, _runtime_pb2.RemoveNetworkResponse]  # type: ignore[assignment]
     """Removes a network. FAILED_PRECONDITION while containers use it or for the default network."""
+    Events: _aio.UnaryStreamMultiCallable[_runtime_pb2.EventsRequest, _runtime_pb2.EventsResponse]  # type: ignore[assignment]
+    """The journal of what happened to the objects this service owns: recorded events, then (with
+    follow) new ones as they happen. The gateway merges the back ends' journals.
+    """
 
 class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, starts, signals, waits for and deletes containers. Every container is supervised by its
@@ -435,5 +443,15 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.RemoveNetworkResponse, _abc.Awaitable[_runtime_pb2.RemoveNetworkResponse]]:
         """Removes a network. FAILED_PRECONDITION while containers use it or for the default network."""
+
+    @_abc_1.abstractmethod
+    def Events(
+        self,
+        request: _runtime_pb2.EventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_runtime_pb2.EventsResponse], _abc.AsyncIterator[_runtime_pb2.EventsResponse]]:
+        """The journal of what happened to the objects this service owns: recorded events, then (with
+        follow) new ones as they happen. The gateway merges the back ends' journals.
+        """
 
 def add_RuntimeServiceServicer_to_server(servicer: RuntimeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -166,6 +166,11 @@ class StorageServiceStub:
                 request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesRequest.SerializeToString,
                 response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesResponse.FromString,
                 _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/teu.storage.v1.StorageService/Events',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.EventsRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.EventsResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -365,6 +370,14 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Events(self, request, context):
+        """The journal of what happened to the objects this service owns: recorded events, then (with
+        follow) new ones as they happen. The gateway merges the back ends' journals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -497,6 +510,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.SnapshotSizes,
                     request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesRequest.FromString,
                     response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesResponse.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.EventsRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.EventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1203,6 +1221,33 @@ class StorageService:
             '/teu.storage.v1.StorageService/SnapshotSizes',
             teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesRequest.SerializeToString,
             teu_dot_storage_dot_v1_dot_storage__pb2.SnapshotSizesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/Events',
+            teu_dot_storage_dot_v1_dot_storage__pb2.EventsRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.EventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

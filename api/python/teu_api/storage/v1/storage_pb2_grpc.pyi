@@ -107,6 +107,10 @@ class StorageServiceStub:
     """
     SnapshotSizes: _grpc.UnaryUnaryMultiCallable[_storage_pb2.SnapshotSizesRequest, _storage_pb2.SnapshotSizesResponse]
     """Bytes each snapshot's writable layer takes (ps -s); unknown keys are left out."""
+    Events: _grpc.UnaryStreamMultiCallable[_storage_pb2.EventsRequest, _storage_pb2.EventsResponse]
+    """The journal of what happened to the objects this service owns: recorded events, then (with
+    follow) new ones as they happen. The gateway merges the back ends' journals.
+    """
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -187,6 +191,10 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """
     SnapshotSizes: _aio.UnaryUnaryMultiCallable[_storage_pb2.SnapshotSizesRequest, _storage_pb2.SnapshotSizesResponse]  # type: ignore[assignment]
     """Bytes each snapshot's writable layer takes (ps -s); unknown keys are left out."""
+    Events: _aio.UnaryStreamMultiCallable[_storage_pb2.EventsRequest, _storage_pb2.EventsResponse]  # type: ignore[assignment]
+    """The journal of what happened to the objects this service owns: recorded events, then (with
+    follow) new ones as they happen. The gateway merges the back ends' journals.
+    """
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Holds images (unpacked layers plus config) and per-container overlay snapshots. It returns mount
@@ -420,5 +428,15 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.SnapshotSizesResponse, _abc.Awaitable[_storage_pb2.SnapshotSizesResponse]]:
         """Bytes each snapshot's writable layer takes (ps -s); unknown keys are left out."""
+
+    @_abc_1.abstractmethod
+    def Events(
+        self,
+        request: _storage_pb2.EventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.EventsResponse], _abc.AsyncIterator[_storage_pb2.EventsResponse]]:
+        """The journal of what happened to the objects this service owns: recorded events, then (with
+        follow) new ones as they happen. The gateway merges the back ends' journals.
+        """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

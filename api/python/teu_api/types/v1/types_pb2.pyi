@@ -1086,3 +1086,131 @@ class ContainerStats(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContainerStats: _TypeAlias = ContainerStats  # noqa: Y015
+
+@_typing.final
+class Event(_message.Message):
+    """Something that happened to an object of the engine, as the back end that owns it recorded it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    TIME_UNIX_NANO_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """Position in the journal of the back end that recorded it: it only grows and is never reused."""
+    time_unix_nano: _builtins.int
+    """When it happened (Unix nanoseconds)."""
+    type: _builtins.str
+    """"container", "image", "network" or "volume"."""
+    action: _builtins.str
+    """Docker's spelling: "create", "start", "die", "health_status: healthy", "exec_start: sh", "tag"..."""
+    actor_id: _builtins.str
+    """The object's id (a volume's name)."""
+    @_builtins.property
+    def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """name, image, exitCode, signal, execID, the container's labels, ..."""
+
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        time_unix_nano: _builtins.int = ...,
+        type: _builtins.str = ...,
+        action: _builtins.str = ...,
+        actor_id: _builtins.str = ...,
+        attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_id", b"actor_id", "attributes", b"attributes", "seq", b"seq", "time_unix_nano", b"time_unix_nano", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class JournalQuery(_message.Message):
+    """What a back end's Events stream reads of its journal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    SINCE_UNIX_NANO_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    FROM_NOW_FIELD_NUMBER: _builtins.int
+    after_seq: _builtins.int
+    """Only events after this position of the back end's journal."""
+    since_unix_nano: _builtins.int
+    """Only events at or after this time (Unix ns); 0 for no bound."""
+    follow: _builtins.bool
+    """Stream new events as they happen after the recorded ones, until the caller cancels."""
+    from_now: _builtins.bool
+    """Start at the newest event, ignoring after_seq and since_unix_nano (only what happens from now)."""
+    def __init__(
+        self,
+        *,
+        after_seq: _builtins.int = ...,
+        since_unix_nano: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+        from_now: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "follow", b"follow", "from_now", b"from_now", "since_unix_nano", b"since_unix_nano"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JournalQuery: _TypeAlias = JournalQuery  # noqa: Y015
+
+@_typing.final
+class JournalBatch(_message.Message):
+    """A batch read from a back end's journal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """The position the stream has reached: every event up to it was sent (the first response of a
+    stream started from_now carries the journal's head and no events).
+    """
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """Events in journal order."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___Event] | None = ...,
+        position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JournalBatch: _TypeAlias = JournalBatch  # noqa: Y015

@@ -1,0 +1,199 @@
+"""``teu events``: what happens to containers, images, networks and volumes, with a cursor that
+resumes exactly once, across SIGKILLs of every service."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from conftest import Engine, wait_ready
+from teu.client import Client, ContainerOptions
+from teu.errors import InvalidArgument, TeuError
+from teu.testing import wait_until
+from teu_api.gateway.v1 import gateway_pb2 as gw
+
+
+def recorded(client: Client, since_ns: int, *filters: str) -> list[gw.EventsResponse]:
+    """The events recorded from ``since_ns`` until now."""
+    return list(client.events(since_ns=since_ns, until_ns=time.time_ns(), filters=filters))
+
+
+def actions(responses: list[gw.EventsResponse]) -> list[str]:
+    return [r.event.action for r in responses]
+
+
+def told(responses: list[gw.EventsResponse]) -> list[tuple[object, ...]]:
+    """The events, comparable (a map's wire order is not fixed)."""
+    return [
+        (e.seq, e.time_unix_nano, e.type, e.action, e.actor_id, sorted(e.attributes.items()))
+        for e in (r.event for r in responses)
+    ]
+
+
+def test_a_container_s_life_in_events(client: Client) -> None:
+    """Each step of a container's life is an event, in order, with its name, image and labels."""
+    mark = uuid.uuid4().hex[:12]
+    t0 = time.time_ns()
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], name=f"ev-{mark}", labels={"mark": mark}))
+    assert client.exec_run(cid, ["true"]).exit_code == 0
+    client.pause(cid)
+    client.unpause(cid)
+    client.rename(cid, f"ev2-{mark}")
+    client.update(cid, pids_limit=100)
+    client.stop(cid, timeout=1)  # sleep as pid 1 ignores SIGTERM: SIGKILL after the timeout
+    client.remove(cid)
+    got = recorded(client, t0, f"label=mark={mark}")
+    assert actions(got) == [
+        "create", "start", "exec_create: true", "exec_start: true", "exec_die", "pause", "unpause", "rename",
+        "update", "kill", "kill", "die", "stop", "destroy",
+    ]  # fmt: skip
+    first, die, renamed = got[0].event, got[11].event, got[7].event
+    assert (first.type, first.actor_id, first.attributes["name"], first.attributes["image"]) == (
+        "container",
+        cid,
+        f"ev-{mark}",
+        "busybox",
+    )
+    assert die.attributes["exitCode"] == "137" and die.attributes["mark"] == mark
+    assert (renamed.attributes["name"], renamed.attributes["oldName"]) == (f"ev2-{mark}", f"ev-{mark}")
+    assert [got[9].event.attributes["signal"], got[10].event.attributes["signal"]] == ["15", "9"]
+    assert got[4].event.attributes["exitCode"] == "0"
+    # the same through filters of the other keys
+    assert actions(recorded(client, t0, f"container=ev2-{mark}", "event=die")) == ["die"]
+    assert actions(recorded(client, t0, f"container={cid[:12]}", "event=exec_start")) == ["exec_start: true"]
+    assert [r.event.actor_id for r in recorded(client, t0, "type=container", f"label=mark={mark}", "event=create")] == [cid]
+
+
+def test_the_cursor_resumes_right_after_an_event(client: Client) -> None:
+    """From the cursor of any event, the stream has every later event once, and only those."""
+    mark = uuid.uuid4().hex[:12]
+    t0 = time.time_ns()
+    for _ in range(3):
+        client.remove(client.run_detached(ContainerOptions(image="busybox", cmd=["true"], labels={"mark": mark})), force=True)
+    everything = recorded(client, t0, f"label=mark={mark}")
+    assert len(everything) >= 12
+    for i in (0, 5, len(everything) - 1):
+        after = list(client.events(cursor=everything[i].cursor, until_ns=time.time_ns(), filters=[f"label=mark={mark}"]))
+        assert told(after) == told(everything[i + 1 :])
+    with pytest.raises(InvalidArgument, match="cursor"):
+        list(client.events(cursor="r1-x", until_ns=time.time_ns()))
+    with pytest.raises(InvalidArgument, match="filter"):
+        list(client.events(filters=["colour=red"], until_ns=time.time_ns()))
+
+
+def test_images_volumes_and_networks_have_events(client: Client) -> None:
+    mark = uuid.uuid4().hex[:8]
+    t0 = time.time_ns()
+    client.tag("busybox", f"evtag{mark}:1")
+    client.remove_image(f"evtag{mark}:1")
+    client.create_volume(f"evvol{mark}")
+    client.remove_volume(f"evvol{mark}")
+    net = client.create_network(f"evnet{mark}")
+    client.remove_network(f"evnet{mark}")
+    images = [(r.event.action, r.event.attributes["name"]) for r in recorded(client, t0, "type=image", f"image=evtag{mark}")]
+    assert images == [("tag", f"evtag{mark}:1"), ("untag", f"evtag{mark}:1")]
+    assert actions(recorded(client, t0, f"image=evtag{mark}:1")) == ["tag", "untag"]
+    assert actions(recorded(client, t0, f"volume=evvol{mark}")) == ["create", "destroy"]
+    nets = recorded(client, t0, f"network=evnet{mark}")
+    assert [(r.event.action, r.event.actor_id) for r in nets] == [("create", net.id), ("destroy", net.id)]
+
+
+def test_the_cli_prints_events_as_docker_does(engine: Engine, client: Client) -> None:
+    mark = uuid.uuid4().hex[:12]
+    t0 = time.time_ns()
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["true"], name=f"evcli-{mark}"))
+    client.wait(cid)
+    until = str(time.time())
+    env = {**os.environ, **engine.env()}
+
+    def teu(*args: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "teu.cli", "events", "--since", str(t0 / 1e9), "--until", until, *args],
+                             env=env, capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        return out.stdout.splitlines()
+
+    plain = teu("--filter", f"container=evcli-{mark}")
+    assert [line.split(" ")[1:4] for line in plain] == [["container", a, cid] for a in ("create", "start", "die")]
+    assert plain[2].endswith(f"(exitCode=0, image=busybox, name=evcli-{mark})")
+    as_json = [json.loads(line) for line in teu("--filter", f"container={cid}", "--format", "json")]
+    j = as_json[0]
+    assert (j["Type"], j["Action"], j["Actor"]["ID"], j["status"], j["from"]) == (
+        "container",
+        "create",
+        cid,
+        "create",
+        "busybox",
+    )
+    assert teu("--filter", f"container={cid}", "--format", "{{.Action}} {{.Actor.Attributes.name}}") == [
+        f"{a} evcli-{mark}" for a in ("create", "start", "die")
+    ]
+    resumed = teu("--filter", f"container={cid}", "--cursor", as_json[0]["cursor"], "--format", "{{.Action}}")
+    assert resumed == ["start", "die"]
+    client.remove(cid)
+
+
+def test_no_event_lost_or_repeated_while_each_service_is_killed(engine: Engine, client: Client) -> None:
+    """A follower through the SDK sees the same events as a later replay while containers start and
+    die and the runtime, storage and gateway are SIGKILLed in turn: nothing lost, nothing twice."""
+    from test_resilience import restart_by_sigkill
+
+    mark = uuid.uuid4().hex[:12]
+    t0 = time.time_ns()
+    live: list[gw.EventsResponse] = []
+    stop = threading.Event()
+
+    def follow() -> None:
+        with Client(engine.target) as c:
+            for r in c.events(since_ns=t0, filters=[f"label=mark={mark}"]):
+                live.append(r)
+                if stop.is_set() and r.event.action == "destroy" and r.event.attributes.get("last") == "1":
+                    return
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    made: list[str] = []
+
+    def churn(n: int) -> None:
+        for _ in range(n):
+            try:
+                made.append(client.run_detached(ContainerOptions(image="busybox", cmd=["true"], labels={"mark": mark})))
+            except TeuError:
+                pass  # the service was down at that moment: the container may or may not exist
+
+    for service in ("runtime", "storage", "gateway"):
+        worker = threading.Thread(target=churn, args=(4,))
+        worker.start()
+        time.sleep(0.3)
+        restart_by_sigkill(engine, client, service)
+        worker.join(timeout=120)
+        wait_ready(client)
+    for c in client.list(all=True, filters=[f"label=mark={mark}"]):
+        wait_until(lambda c=c: _removed(client, c.id), timeout=60, what=f"removal of {c.id[:12]}")
+    stop.set()
+    last = client.run_detached(ContainerOptions(image="busybox", cmd=["true"], labels={"mark": mark, "last": "1"}))
+    client.wait(last)
+    client.remove(last)
+    follower.join(timeout=60)
+    assert not follower.is_alive()
+    replay = recorded(client, t0, f"label=mark={mark}")
+    assert told(live) == told(replay)
+    twice = [k for k, n in Counter((r.event.actor_id, r.event.action) for r in replay).items() if n > 1]
+    assert not twice
+    seen = {(r.event.actor_id, r.event.action) for r in replay}
+    for cid in [*made, last]:
+        assert {(cid, a) for a in ("create", "start", "die", "destroy")} <= seen, cid
+
+
+def _removed(client: Client, cid: str) -> bool:
+    try:
+        client.remove(cid, force=True)
+    except TeuError as exc:
+        return "No such container" in str(exc)
+    return True
