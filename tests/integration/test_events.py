@@ -197,3 +197,28 @@ def _removed(client: Client, cid: str) -> bool:
     except TeuError as exc:
         return "No such container" in str(exc)
     return True
+
+
+def test_an_oom_kill_says_whose_limit_and_which_process(engine: Engine, client: Client) -> None:
+    """The kernel kills a process of a 16 MiB container: the oom event and inspect say it was the
+    container's own limit, which process (host pid, command) and the use at that moment; the
+    container runs on, and its counter is on the metrics endpoint."""
+    t0 = time.time_ns()
+    hog = ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 300"]
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=hog, memory=16 << 20, memory_swap=16 << 20))
+    wait_until(lambda: client.inspect(cid).oom_kills == 1, timeout=30, what="the OOM kill")
+    d = client.inspect(cid)
+    o = d.last_oom
+    assert (o.limit, o.command, o.limit_bytes) == ("container", "dd", 16 << 20)
+    assert o.cgroup.endswith(f"/{cid}") and o.pid > 0 and 0 < o.usage_bytes <= 16 << 20 and o.time_unix_nano >= t0
+    assert d.summary.state == 2  # running: only dd was killed
+    (oom,) = recorded(client, t0, f"container={cid}", "event=oom")
+    assert {k: oom.event.attributes[k] for k in ("limit", "command", "pid", "memoryLimit")} == {
+        "limit": "container", "command": "dd", "pid": str(o.pid), "memoryLimit": str(16 << 20)
+    }  # fmt: skip
+    env = {**os.environ, **engine.env()}
+    shown = subprocess.run([sys.executable, "-m", "teu.cli", "inspect", "-f", "{{json .State.LastOOM}}", cid],
+                           env=env, capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    assert json.loads(shown.stdout)["Limit"] == "container"
+    client.remove(cid, force=True)
+    assert actions(recorded(client, t0, f"container={cid}", "event=oom")) == ["oom"]  # the exit does not tell it twice

@@ -56,6 +56,8 @@ def details(c: rt.Container, rootfs: list[t.Mount]) -> gw.ContainerDetails:
         connected=c.connected,
         paused=c.paused,
         health=c.health,
+        oom_kills=c.oom_kills,
+        last_oom=c.last_oom if c.HasField("last_oom") else None,
         execs=[
             gw.ExecInfo(id=e.id, cmd=list(e.args), running=e.running, exit_code=e.exit_code, pid=e.pid, tty=e.terminal)
             for e in c.execs

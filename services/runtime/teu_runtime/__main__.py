@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 
 import structlog
 from prometheus_client import REGISTRY
@@ -15,7 +16,7 @@ from teu_common import idmap, perms
 from teu_common.config import Config
 from teu_common.journal import Retention
 from teu_common.server import Lifecycle, Service, main
-from teu_runtime import cgroups, confine, ociruntime
+from teu_runtime import cgroups, confine, ociruntime, oomwatch
 from teu_runtime.database import Store
 from teu_runtime.manager import Manager, Settings
 from teu_runtime.metrics import ContainerCollector
@@ -26,6 +27,7 @@ from teu_runtime.service import RuntimeServicer
 from teu_runtime.spec import Host
 
 log = structlog.get_logger()
+KMSG_MARK = "kmsg"  # boot id and sequence number of the last kernel log record recorded
 
 
 async def build(cfg: Config) -> Lifecycle:
@@ -83,6 +85,12 @@ async def build(cfg: Config) -> Lifecycle:
         await manager.close()
         store.close()
 
+    boot = oomwatch.boot_id()
+    read_boot, _, read_seq = store.mark(KMSG_MARK).partition(":")
+    after = int(read_seq) if read_boot == boot and read_seq.isdigit() else 0
+    manager.background(
+        oomwatch.watch(after, lambda kill: manager.oom_killed(kill, (KMSG_MARK, f"{boot}:{kill.seq}")), time.time_ns)
+    )
     REGISTRY.register(ContainerCollector(store, asyncio.get_running_loop()))
     servicer = RuntimeServicer(manager, info)
     return Lifecycle(

@@ -8,7 +8,8 @@ it can grow without migrations):
     ├── name          TEXT UNIQUE
     ├── spec          BLOB
     ├── state         INTEGER            teu.types.v1.ContainerState
-    ├── pid, monitor_pid, exit_code, oom_killed, restart_count   INTEGER
+    ├── pid, monitor_pid, exit_code, oom_killed, restart_count, oom_kills   INTEGER
+    ├── last_oom      BLOB               serialized teu.types.v1.OomKill (the kernel's report)
     ├── created_at, started_at, finished_at                     INTEGER (Unix ns)
     └── error         TEXT
 
@@ -34,6 +35,8 @@ it can grow without migrations):
     ├── container_id  TEXT
     ├── created_at    INTEGER
     └── record        BLOB               serialized teu.runtime.v1.ExecSession
+
+    marks             how far the runtime has read a source (name → value), e.g. the kernel's log
 
     events            the journal (teu_common.journal): each event is written in the transaction of
                       the change it tells of
@@ -71,7 +74,9 @@ CREATE TABLE IF NOT EXISTS containers (
     error TEXT NOT NULL DEFAULT '',
     stopped_by_user INTEGER NOT NULL DEFAULT 0,
     rootfs BLOB NOT NULL DEFAULT x'',
-    paused INTEGER NOT NULL DEFAULT 0
+    paused INTEGER NOT NULL DEFAULT 0,
+    oom_kills INTEGER NOT NULL DEFAULT 0,
+    last_oom BLOB NOT NULL DEFAULT x''
 );
 CREATE TABLE IF NOT EXISTS networks (
     id TEXT PRIMARY KEY,
@@ -110,6 +115,10 @@ CREATE TABLE IF NOT EXISTS ports (
     container_id TEXT NOT NULL,
     PRIMARY KEY (host_ip, host_port, protocol)
 );
+CREATE TABLE IF NOT EXISTS marks (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS execs (
     id TEXT PRIMARY KEY,
     container_id TEXT NOT NULL,
@@ -143,6 +152,8 @@ class Store:
                 "stopped_by_user": "INTEGER NOT NULL DEFAULT 0",
                 "rootfs": "BLOB NOT NULL DEFAULT x''",
                 "paused": "INTEGER NOT NULL DEFAULT 0",
+                "oom_kills": "INTEGER NOT NULL DEFAULT 0",
+                "last_oom": "BLOB NOT NULL DEFAULT x''",
             },
         }
         for table, columns in added.items():
@@ -235,14 +246,17 @@ class Store:
 
     def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[Container]:
         cur = self._db.execute(
-            f"SELECT id, name, spec, created_at, rootfs, {', '.join(_STATE_FIELDS)} FROM containers {where}", args
+            f"SELECT id, name, spec, created_at, rootfs, oom_kills, last_oom, {', '.join(_STATE_FIELDS)} FROM containers {where}",
+            args,
         )
         out = []
         for row in cur.fetchall():
-            c = Container(id=row[0], name=row[1], created_at=row[3])
+            c = Container(id=row[0], name=row[1], created_at=row[3], oom_kills=row[5])
             c.spec.ParseFromString(row[2])
             c.last_rootfs.extend(runtime_pb2.MountList.FromString(row[4]).mounts)
-            for field, value in zip(_STATE_FIELDS, row[5:], strict=True):
+            if row[6]:
+                c.last_oom.ParseFromString(row[6])
+            for field, value in zip(_STATE_FIELDS, row[7:], strict=True):
                 setattr(c, field, bool(value) if field in ("oom_killed", "stopped_by_user", "paused") else value)
             out.append(c)
         return out
@@ -266,6 +280,22 @@ class Store:
             db.execute(
                 "UPDATE containers SET rootfs = ? WHERE id = ?", (runtime_pb2.MountList(mounts=mounts).SerializeToString(), cid)
             )
+
+    def record_oom(self, cid: str, report: types_pb2.OomKill, mark: tuple[str, str], *events: Event) -> None:
+        """Counts an OOM kill of container ``cid`` and keeps its report, with how far the kernel's log
+        was read (``mark``: name, value)."""
+        with self.tx(events) as db:
+            db.execute(
+                "INSERT INTO marks (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", mark
+            )
+            db.execute(
+                "UPDATE containers SET oom_kills = oom_kills + 1, last_oom = ? WHERE id = ?", (report.SerializeToString(), cid)
+            )
+
+    def mark(self, name: str) -> str:
+        """How far source ``name`` was read ("" if never)."""
+        rows = self._db.execute("SELECT value FROM marks WHERE name = ?", (name,)).fetchall()
+        return str(rows[0][0]) if rows else ""
 
     def save_exec(self, cid: str, record: runtime_pb2.ExecSession, *events: Event) -> None:
         """Adds or updates an exec session of container ``cid``."""

@@ -15,10 +15,19 @@ def container(c: runtime_pb2.Container, action: str, **extra: str) -> Event:
     return Event("container", action, c.id, {**c.spec.labels, "name": c.name, "image": image, **extra})
 
 
-def died(c: runtime_pb2.Container) -> list[Event]:
-    """The events of an exit recorded in ``c``: oom first when the kernel killed it for memory."""
-    out = [container(c, "oom")] if c.oom_killed else []
+def died(c: runtime_pb2.Container, oom_told: bool = False) -> list[Event]:
+    """The events of an exit recorded in ``c``: oom first when the kernel killed it for memory and the
+    kernel's report of that kill was not told already (``oom_told``, see oomwatch.py)."""
+    out = [container(c, "oom")] if c.oom_killed and not oom_told else []
     return [*out, container(c, "die", exitCode=str(c.exit_code))]
+
+
+def oom(c: runtime_pb2.Container, report: types_pb2.OomKill) -> Event:
+    """The oom event of the kernel's report of a kill in ``c``: whose limit, which process, what use."""
+    told = {"limit": report.limit, "pid": str(report.pid), "command": report.command}
+    if report.cgroup:
+        told |= {"cgroup": report.cgroup, "usage": str(report.usage_bytes), "memoryLimit": str(report.limit_bytes)}
+    return container(c, "oom", **told)
 
 
 def exec_action(kind: str, args: Sequence[str]) -> str:

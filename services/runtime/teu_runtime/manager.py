@@ -43,6 +43,7 @@ from teu_runtime import (
     health,
     mounts,
     names,
+    oomwatch,
     restarts,
     sharing,
     spec,
@@ -434,7 +435,7 @@ class Manager:
             # kernel stamps files with a coarse clock, so never let it precede the start
             c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
             c.state, c.pid, c.monitor_pid, c.paused = EXITED, 0, 0, False
-            self.store.update(c, *events.died(c))
+            self.store.update(c, *events.died(c, await self._oom_told(c)))
             self._forget_health(cid)
             # before waking the waiters: a stop or run --rm that returns has its ports free again
             await self._release_network(cid)
@@ -443,6 +444,29 @@ class Manager:
             await self.oci.delete(cid, force=True)
             await asyncio.to_thread(bundle.unmount_all)
         self._plan_restart(c)
+
+    async def _oom_told(self, c: Container) -> bool:
+        """Whether the kernel's report of an OOM kill in this run of ``c`` was recorded (by the OOM
+        watcher, which reads the kernel's log: the report precedes the kill, but the watcher may not
+        have had its turn yet)."""
+        if not c.oom_killed:
+            return False
+        for _ in range(10):
+            if self.store.get(c.id).last_oom.time_unix_nano >= c.started_at:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    async def oom_killed(self, kill: oomwatch.Kill, mark: tuple[str, str]) -> None:
+        """Records the kernel's report of an OOM kill (oomwatch.py) of a process of one of this
+        runtime's containers, with ``mark``, how far the kernel's log was read."""
+        try:
+            c = self.store.get(kill.container)
+        except NotFound:
+            return  # another engine's container
+        self.store.record_oom(c.id, kill.report, mark, events.oom(c, kill.report))
+        r = kill.report
+        log.warning("oom_kill", container=c.id[:12], limit=r.limit, pid=r.pid, command=r.command, usage=r.usage_bytes)
 
     # -- healthchecks ---------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ class ContainerCollector(Collector):
         pids = GaugeMetricFamily("teu_container_pids", "Processes in the container", labels=LABELS)
         rx = CounterMetricFamily("teu_container_network_receive_bytes", "Bytes received, all interfaces", labels=LABELS)
         tx = CounterMetricFamily("teu_container_network_transmit_bytes", "Bytes sent, all interfaces", labels=LABELS)
-        oom = GaugeMetricFamily("teu_container_oom_killed", "1 if its last exit was the OOM killer's", labels=LABELS)
+        oom = CounterMetricFamily("teu_container_oom_events", "Processes of it the kernel's OOM killer killed", labels=LABELS)
         by_state = GaugeMetricFamily("teu_containers", "Containers by state", labels=["state"])
         counts = dict.fromkeys(STATES.values(), 0)
         for c in containers:
@@ -64,7 +64,7 @@ class ContainerCollector(Collector):
             counts[name] = counts.get(name, 0) + 1
             state.add_metric([*key, name], 1)
             restarts.add_metric(key, c.restart_count)
-            oom.add_metric(key, 1 if c.oom_killed else 0)
+            oom.add_metric(key, c.oom_kills)
             if c.state != types_pb2.CONTAINER_STATE_RUNNING or c.pid <= 0:
                 continue
             s = stats.read(c.id, c.name, c.pid, c.paused)

@@ -93,6 +93,7 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
             "Pid": d.pid,
             "ExitCode": s.exit_code,
             "OOMKilled": d.oom_killed,
+            **({"OOMKills": d.oom_kills, "LastOOM": oom_json(d.last_oom)} if d.oom_kills else {}),
             "Error": d.error,
             "StartedAt": rfc3339(s.started_at),
             "FinishedAt": rfc3339(s.finished_at),
@@ -132,6 +133,12 @@ def inspect_json(d: gw.ContainerDetails) -> dict[str, Any]:
         "GraphDriver": {"Name": "overlay", "Data": dict(o.split("=", 1) for m in d.mounts for o in m.options if "=" in o)},
         "Monitor": {"Pid": d.monitor_pid},
     }
+
+
+def oom_json(o: types_pb2.OomKill) -> dict[str, Any]:
+    """The kernel's report of the last OOM kill in a container (Teu's, in inspect's State)."""
+    return {"Time": rfc3339(o.time_unix_nano), "Limit": o.limit, "Cgroup": o.cgroup, "Pid": o.pid, "Command": o.command,
+            "UsageBytes": o.usage_bytes, "LimitBytes": o.limit_bytes}  # fmt: skip
 
 
 def health_json(h: types_pb2.Health) -> dict[str, Any]:

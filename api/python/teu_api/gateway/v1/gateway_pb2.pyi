@@ -3167,6 +3167,8 @@ class ContainerDetails(_message.Message):
     CONNECTED_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    OOM_KILLS_FIELD_NUMBER: _builtins.int
+    LAST_OOM_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """Host pid of the main process while running."""
     oom_killed: _builtins.bool
@@ -3183,6 +3185,8 @@ class ContainerDetails(_message.Message):
     """Restarts after the first start."""
     paused: _builtins.bool
     """Its processes are frozen (pause)."""
+    oom_kills: _builtins.int
+    """Processes of it the kernel's OOM killer killed, since it was created."""
     @_builtins.property
     def summary(self) -> Global___ContainerSummary:
         """Summary fields."""
@@ -3219,6 +3223,10 @@ class ContainerDetails(_message.Message):
     def health(self) -> _types_pb2.Health:
         """Health, with the last 5 results (a running container with a healthcheck)."""
 
+    @_builtins.property
+    def last_oom(self) -> _types_pb2.OomKill:
+        """The last of those kills: whose limit, which process, what use."""
+
     def __init__(
         self,
         *,
@@ -3239,10 +3247,12 @@ class ContainerDetails(_message.Message):
         connected: _abc.Iterable[_types_pb2.NetworkAttachment] | None = ...,
         paused: _builtins.bool = ...,
         health: _types_pb2.Health | None = ...,
+        oom_kills: _builtins.int = ...,
+        last_oom: _types_pb2.OomKill | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "health", b"health", "network", b"network", "process", b"process", "summary", b"summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "health", b"health", "last_oom", b"last_oom", "network", b"network", "process", b"process", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "connected", b"connected", "error", b"error", "execs", b"execs", "health", b"health", "image_id", b"image_id", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "paused", b"paused", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "connected", b"connected", "error", b"error", "execs", b"execs", "health", b"health", "image_id", b"image_id", "last_oom", b"last_oom", "log_path", b"log_path", "monitor_pid", b"monitor_pid", "mount_points", b"mount_points", "mounts", b"mounts", "network", b"network", "oom_killed", b"oom_killed", "oom_kills", b"oom_kills", "paused", b"paused", "pid", b"pid", "process", b"process", "restart_count", b"restart_count", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -915,6 +915,8 @@ class Container(_message.Message):
     LAST_ROOTFS_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    OOM_KILLS_FIELD_NUMBER: _builtins.int
+    LAST_OOM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """64 lowercase hex characters."""
     name: _builtins.str
@@ -943,6 +945,8 @@ class Container(_message.Message):
     """stop was asked (Docker's rule: an always or unless-stopped container stays stopped after it)."""
     paused: _builtins.bool
     """Its processes are frozen (pause); the state stays running."""
+    oom_kills: _builtins.int
+    """Processes of it the kernel's OOM killer killed, since it was created (from the kernel's log)."""
     @_builtins.property
     def spec(self) -> Global___ContainerSpec:
         """What the container was created with."""
@@ -967,6 +971,10 @@ class Container(_message.Message):
     def health(self) -> _types_pb2.Health:
         """Its health while it runs with a healthcheck."""
 
+    @_builtins.property
+    def last_oom(self) -> _types_pb2.OomKill:
+        """The last of those kills."""
+
     def __init__(
         self,
         *,
@@ -990,10 +998,12 @@ class Container(_message.Message):
         last_rootfs: _abc.Iterable[_types_pb2.Mount] | None = ...,
         paused: _builtins.bool = ...,
         health: _types_pb2.Health | None = ...,
+        oom_kills: _builtins.int = ...,
+        last_oom: _types_pb2.OomKill | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health", "network", b"network", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health", "last_oom", b"last_oom", "network", b"network", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "health", b"health", "id", b"id", "last_rootfs", b"last_rootfs", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "paused", b"paused", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state", "stopped_by_user", b"stopped_by_user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "created_at", b"created_at", "error", b"error", "execs", b"execs", "exit_code", b"exit_code", "finished_at", b"finished_at", "health", b"health", "id", b"id", "last_oom", b"last_oom", "last_rootfs", b"last_rootfs", "monitor_pid", b"monitor_pid", "name", b"name", "network", b"network", "oom_killed", b"oom_killed", "oom_kills", b"oom_kills", "paused", b"paused", "pid", b"pid", "restart_count", b"restart_count", "spec", b"spec", "started_at", b"started_at", "state", b"state", "stopped_by_user", b"stopped_by_user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

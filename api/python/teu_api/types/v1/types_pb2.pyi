@@ -1214,3 +1214,51 @@ class JournalBatch(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JournalBatch: _TypeAlias = JournalBatch  # noqa: Y015
+
+@_typing.final
+class OomKill(_message.Message):
+    """A kill by the kernel's OOM killer in a container, as the kernel's log reports it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_UNIX_NANO_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CGROUP_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
+    USAGE_BYTES_FIELD_NUMBER: _builtins.int
+    LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    time_unix_nano: _builtins.int
+    """When it was reported (Unix nanoseconds)."""
+    limit: _builtins.str
+    """Whose memory ran out: "container" (its own limit), "parent" (the limit of a cgroup above it),
+    "host" (the machine's memory, or a cpuset's or memory policy's nodes).
+    """
+    cgroup: _builtins.str
+    """The cgroup whose limit was hit; empty for the host."""
+    pid: _builtins.int
+    """Host pid of the process killed."""
+    command: _builtins.str
+    """Its command name (the kernel's comm, at most 15 characters)."""
+    usage_bytes: _builtins.int
+    """Memory use of that cgroup at that moment, in bytes (0 for the host: the kernel does not say)."""
+    limit_bytes: _builtins.int
+    """That cgroup's limit in bytes (0 for the host)."""
+    def __init__(
+        self,
+        *,
+        time_unix_nano: _builtins.int = ...,
+        limit: _builtins.str = ...,
+        cgroup: _builtins.str = ...,
+        pid: _builtins.int = ...,
+        command: _builtins.str = ...,
+        usage_bytes: _builtins.int = ...,
+        limit_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup", b"cgroup", "command", b"command", "limit", b"limit", "limit_bytes", b"limit_bytes", "pid", b"pid", "time_unix_nano", b"time_unix_nano", "usage_bytes", b"usage_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OomKill: _TypeAlias = OomKill  # noqa: Y015
