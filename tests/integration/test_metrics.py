@@ -18,9 +18,9 @@ from teu.client import Client, ContainerOptions
 from teu.testing import wait_until
 
 
-def scrape(engine: Engine) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Every sample of the runtime's endpoint, by series name."""
-    url = (engine.run_dir / "runtime.metrics").read_text().strip()
+def scrape(engine: Engine, service: str = "runtime") -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Every sample of a service's endpoint, by series name."""
+    url = (engine.run_dir / f"{service}.metrics").read_text().strip()
     text = urllib.request.urlopen(url, timeout=10).read().decode()
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
@@ -88,3 +88,34 @@ def test_a_real_prometheus_scrapes_the_engine(client: Client, engine: Engine, tm
         web.wait(timeout=30)
         client.remove(live, force=True)
         client.remove(crash, force=True)
+
+
+@pytest.mark.parametrize("service", ["gateway", "runtime", "storage", "logs"])
+def test_every_endpoint_passes_promtool(client: Client, engine: Engine, service: str) -> None:
+    """``promtool check metrics`` (Prometheus's own linter) finds nothing to say about any endpoint."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (make test installs prometheus)")
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"]))
+    try:
+        url = (engine.run_dir / f"{service}.metrics").read_text().strip()
+        text = urllib.request.urlopen(url, timeout=10).read()
+        checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+        assert (checked.returncode, checked.stdout + checked.stderr) == (0, b"")
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_log_bytes_and_engine_gauges(client: Client, engine: Engine) -> None:
+    """The logs service counts each container's logged bytes; storage has images, volumes and disk use."""
+    cid = client.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x; echo"])).id
+    try:
+        wait_until(lambda: any(labels["id"] == cid and v > 100_000 for labels, v in scrape(engine, "logs")["teu_container_log_bytes_total"]),
+                   what="the log's bytes")  # fmt: skip
+        logs = scrape(engine, "logs")
+        assert next(v for labels, v in logs["teu_disk_bytes"] if labels["kind"] == "logs") > 100_000
+        storage = scrape(engine, "storage")
+        assert storage["teu_images"][0][1] >= 1 and "teu_volumes" in storage
+        assert next(v for labels, v in storage["teu_disk_bytes"] if labels["kind"] == "images") > 0
+    finally:
+        client.remove(cid)

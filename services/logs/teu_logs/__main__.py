@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from teu_api.logs.v1 import logs_pb2_grpc
 from teu_common.config import Config
 from teu_common.server import Lifecycle, Service, main
 from teu_logs.logdirs import LogStore
+from teu_logs.metrics import LogCollector
 from teu_logs.reopen import RuntimeReopen
 from teu_logs.service import LogsServicer
 
@@ -19,6 +22,7 @@ async def build(cfg: Config) -> Lifecycle:
     # First round now: logs that outgrew their bound while the service was down rotate at once.
     await store.tick()
     rotation = asyncio.create_task(store.maintain(), name="log-rotation")
+    REGISTRY.register(LogCollector(store))
     return Lifecycle(
         services=[Service(logs_pb2_grpc.add_LogsServiceServicer_to_server, LogsServicer(store), "teu.logs.v1.LogsService")],
         on_stop=reopen.close,

@@ -152,9 +152,32 @@ class LogStore:
         log.info("log_removed", container_id=container_id)
         return True
 
+    def written(self) -> dict[str, int]:
+        """Bytes each container has logged since its log was made (the position its log has reached,
+        which rotation and retention never lower). Blocking; safe from any thread."""
+        out = {}
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return {}
+        for entry in entries:
+            if not _ID.fullmatch(entry.name) or not entry.is_dir():
+                continue
+            d = self._dirs.get(entry.name) or LogDir(Path(entry.path))
+            try:
+                files = d.snapshot()
+            except RuntimeError:  # rotating right now: the next scrape has it
+                continue
+            out[entry.name] = files[-1].end if files else d.floor
+        return out
+
     async def usage(self) -> tuple[int, int]:
         """(bytes of every file of every log, number of logs)."""
         return await asyncio.to_thread(self._usage)
+
+    def disk_bytes(self) -> int:
+        """Bytes of every file of every log (blocking)."""
+        return self._usage()[0]
 
     def _usage(self) -> tuple[int, int]:
         """Blocking part of :meth:`usage`: one directory listing per log."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from teu_api.storage.v1 import storage_pb2_grpc
 from teu_common.config import Config
 from teu_common.server import Lifecycle, Service, main
+from teu_storage.metrics import StorageCollector
 from teu_storage.service import StorageServicer
 from teu_storage.storage import Storage
 
@@ -18,6 +21,7 @@ async def build(cfg: Config) -> Lifecycle:
     async def on_stop() -> None:
         await asyncio.to_thread(storage.close)
 
+    REGISTRY.register(StorageCollector(storage))
     servicer = StorageServicer(storage)
     return Lifecycle(
         services=[
