@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
+from teu.errors import InvalidArgument
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
 
@@ -32,6 +35,10 @@ def test_stats_show_cpu_memory_pids_and_paused(client: Client) -> None:
         streamed = client.stats([idle], stream=True, interval_ms=100)
         first, second = next(streamed), next(streamed)
         assert second.containers[0].stats.read_at > first.containers[0].stats.read_at
+        (once,) = list(client.stats([busy], one_shot=True))  # Docker's one-shot: at once, no CPU percent
+        assert once.containers[0].stats.cpu_ns > 0 and once.containers[0].cpu_percent == 0
+        with pytest.raises(InvalidArgument, match="one_shot"):
+            list(client.stats([busy], one_shot=True, stream=True))
     finally:
         client.remove(busy, force=True)
         client.remove(idle, force=True)

@@ -332,10 +332,12 @@ class Client(ImagesMixin):
         """Stops and starts a container; returns its id."""
         return str(unary(self.containers.Restart, gw.RestartRequest(container=container, timeout_seconds=timeout)).id)
 
-    def stats(self, containers: Sequence[str] = (), stream: bool = False, interval_ms: int = 0) -> Iterator[gw.StatsResponse]:
+    def stats(
+        self, containers: Sequence[str] = (), stream: bool = False, interval_ms: int = 0, one_shot: bool = False
+    ) -> Iterator[gw.StatsResponse]:
         """Resource use of containers (every running one if none is named): one reading, or one per
-        interval while ``stream``."""
-        req = gw.StatsRequest(containers=list(containers), stream=stream, interval_ms=interval_ms)
+        interval while ``stream``; ``one_shot``: one reading at once, without the CPU percent."""
+        req = gw.StatsRequest(containers=list(containers), stream=stream, interval_ms=interval_ms, one_shot=one_shot)
         return _rpc.stream(self.containers.Stats(req))
 
     def pause(self, container: str) -> str:

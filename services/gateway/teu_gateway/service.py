@@ -53,9 +53,12 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
     async def Stats(self, request: gw.StatsRequest, context: Ctx) -> AsyncIterator[gw.StatsResponse]:
         if request.interval_ms and request.interval_ms < 100:
             raise InvalidArgument(f"interval_ms must be at least 100, got {request.interval_ms}")
+        if request.one_shot and request.stream:
+            raise InvalidArgument("one_shot is a single reading: it cannot stream")
         limits.check_count(request.containers, limits.MAX_LOG_CONTAINERS, "containers")
         ids = [(await self.f.find(ref)).id for ref in dict.fromkeys(request.containers)]
-        async for reading in usage.readings(self.f.b, ids, request.stream, (request.interval_ms or 1000) / 1000):
+        interval = (request.interval_ms or 1000) / 1000
+        async for reading in usage.readings(self.f.b, ids, request.stream, interval, request.one_shot):
             yield reading
 
     async def Pause(self, request: gw.PauseRequest, context: Ctx) -> gw.PauseResponse:

@@ -22,14 +22,20 @@ def usage(cur: types_pb2.ContainerStats, prev: types_pb2.ContainerStats | None) 
     return gw.ContainerUsage(stats=cur, cpu_percent=cpu, memory_percent=memory)
 
 
-async def readings(b: Backends, ids: Sequence[str], stream: bool, interval: float) -> AsyncIterator[gw.StatsResponse]:
+async def readings(
+    b: Backends, ids: Sequence[str], stream: bool, interval: float, one_shot: bool = False
+) -> AsyncIterator[gw.StatsResponse]:
     """Readings of the containers ``ids`` (every running one if empty): one, or one per ``interval``
-    while ``stream``; the first comes after a short gap, so that its CPU percent means something."""
+    while ``stream``; the first comes after a short gap, so that its CPU percent means something
+    (``one_shot``: one reading at once, without it)."""
     req = rt.ContainerStatsRequest(ids=list(ids))
     prev: dict[str, types_pb2.ContainerStats] = {}
     gap = ONE_SHOT_GAP
     while True:
         resp: rt.ContainerStatsResponse = await idempotent("runtime", lambda: b.runtime.ContainerStats(req))
+        if one_shot:
+            yield gw.StatsResponse(containers=[usage(s, None) for s in resp.stats])
+            return
         if prev:
             yield gw.StatsResponse(containers=[usage(s, prev.get(s.id)) for s in resp.stats])
             if not stream:

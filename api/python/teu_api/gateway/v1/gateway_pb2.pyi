@@ -4223,10 +4223,15 @@ class StatsRequest(_message.Message):
     CONTAINERS_FIELD_NUMBER: _builtins.int
     STREAM_FIELD_NUMBER: _builtins.int
     INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    ONE_SHOT_FIELD_NUMBER: _builtins.int
     stream: _builtins.bool
     """Keep sending readings (every interval) until cancelled."""
     interval_ms: _builtins.int
     """Between readings when streaming (0: 1 s; at least 100 ms)."""
+    one_shot: _builtins.bool
+    """Docker's one-shot: one reading at once, without the CPU percent (which needs a second reading,
+    0.5 s later). Not with stream.
+    """
     @_builtins.property
     def containers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids, id prefixes or names; empty: every running container."""
@@ -4237,10 +4242,11 @@ class StatsRequest(_message.Message):
         containers: _abc.Iterable[_builtins.str] | None = ...,
         stream: _builtins.bool = ...,
         interval_ms: _builtins.int = ...,
+        one_shot: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "interval_ms", b"interval_ms", "stream", b"stream"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["containers", b"containers", "interval_ms", b"interval_ms", "one_shot", b"one_shot", "stream", b"stream"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
