@@ -18,7 +18,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -419,6 +421,64 @@ def s9_lifecycle(b: Bench) -> list[Result]:
     return [cpu, late]
 
 
+def s10_observability(b: Bench) -> list[Result]:
+    """Observability with N running containers: stats in one call, the CPU of scraping every metrics
+    endpoint every 15 s, and `run --rm true` with 50 `events` subscribers against none."""
+    n = 30 if b.quick else 100
+    env, e = b.teu.env, b.engine
+    for eng in b.engines:
+        _parallel([eng.cmd("run", "-d", "--name", f"ob{i}", "busybox", "sleep", "600") for i in range(n)], eng.env, workers=4)
+    one = b.result(f"stats of {n} running containers, one API call (one-shot)")
+    cli = b.result(f"stats --no-stream of {n} running containers (CLI)")
+    scrape = b.result(f"metrics of {n} containers scraped every 15 s: engine CPU", unit="% of a core")
+    quiet, busy = b.result("run --rm true, no events subscriber"), b.result("run --rm true, 50 events subscribers")
+    with Client(e.target) as c:
+        for _ in range(3):
+            list(c.stats(one_shot=True))
+        for _ in range(5 if b.quick else 15):
+            t0 = time.perf_counter()
+            (reading,) = list(c.stats(one_shot=True))
+            one.samples.setdefault("teu", []).append(time.perf_counter() - t0)
+            assert len(reading.containers) >= n
+    alternate(cli, {eng.name: (lambda eng=eng: timed(eng.cmd("stats", "--no-stream"), eng.env)) for eng in b.engines},
+              runs=3 if b.quick else 5, warmup=1)  # fmt: skip
+    urls = [(e.run_dir / f"{svc}.metrics").read_text().strip() for svc in ("gateway", "runtime", "storage", "logs")]
+    pids = [e.service_pid(svc) for svc in ("gateway", "runtime", "storage", "logs")]
+    scrapes = 5 if b.quick else 20
+    before = _cpu_seconds(pids)
+    for _ in range(scrapes):
+        for url in urls:
+            urllib.request.urlopen(url, timeout=10).read()
+    scrape.samples["teu"] = [(_cpu_seconds(pids) - before) / scrapes / 15 * 100]
+    runs = 6 if b.quick else 15
+    quiet.samples["teu"] = [timed([TEU, "run", "--rm", "busybox", "true"], env) for _ in range(runs)]
+    stop = threading.Event()
+
+    def subscriber(client: Client) -> None:
+        for _ in client.events():
+            if stop.is_set():
+                return
+
+    with Client(e.target) as c:
+        threads = [threading.Thread(target=subscriber, args=(c,), daemon=True) for _ in range(50)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        busy.samples["teu"] = [timed([TEU, "run", "--rm", "busybox", "true"], env) for _ in range(runs)]
+        stop.set()
+        timed([TEU, "run", "--rm", "busybox", "true"], env)  # one more event wakes every subscriber
+        for t in threads:
+            t.join(timeout=10)
+    for eng in b.engines:
+        _parallel([eng.cmd("rm", "-f", f"ob{i}") for i in range(n)], eng.env, workers=4)
+    one.na = dict.fromkeys(("podman", "docker"), "no one-shot reading of every container in one call")
+    for r in (scrape, quiet, busy):
+        for peer in ("podman", "docker"):
+            r.na[peer] = "no counterpart measured"
+    busy.note = "compare with the row above: the target is at most 5 % slower"
+    return [one, cli, scrape, quiet, busy]
+
+
 def main() -> None:
     """Runs every scenario and reports."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -440,6 +500,7 @@ def main() -> None:
             ("7", s7_network),
             ("8", s8_echo),
             ("9", s9_lifecycle),
+            ("10", s10_observability),
         ):
             if wanted and num not in wanted:
                 continue

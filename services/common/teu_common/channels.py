@@ -3,9 +3,9 @@ server and channel of the engine shares.
 
 A back end that restarts (the supervisor brings it back within a second) must not fail the calls made
 meanwhile: a channel waits up to its ``patience`` for the service to accept connections, then sends the
-call with gRPC's wait-for-ready, so a call that could not be sent waits instead of failing with
-"connection refused". Calls are never sent twice: one that was in flight when the service died still
-fails, and its caller decides whether it may be repeated.
+call (with gRPC's wait-for-ready when the connection was made just now, so a call that could not be
+sent waits instead of failing with "connection refused"). Calls are never sent twice: one that was in
+flight when the service died still fails, and its caller decides whether it may be repeated.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class _WhenReady(
     grpc.aio.StreamStreamClientInterceptor,
 ):
     """Holds each call until its channel is connected (at most ``patience`` seconds), then sends it
-    with wait-for-ready; UNAVAILABLE, as for any unreachable service, once the patience runs out."""
+    (with wait-for-ready when it had to wait); UNAVAILABLE, as for any unreachable service, once the
+    patience runs out."""
 
     def __init__(self, service: str, patience: float) -> None:
         self.service = service
@@ -39,6 +40,7 @@ class _WhenReady(
 
     async def _ready(self, details: Any) -> grpc.aio.ClientCallDetails:
         channel = self.channel
+        fresh = False
         if channel is not None and channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
             try:
                 await asyncio.wait_for(channel.channel_ready(), self.patience)
@@ -47,7 +49,11 @@ class _WhenReady(
                     grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
                     f"the {self.service} service did not accept connections for {self.patience:g} s",
                 ) from None  # fmt: skip
-        return grpc.aio.ClientCallDetails(details.method, details.timeout, details.metadata, details.credentials, True)
+            fresh = True
+        # Wait-for-ready only on a connection made just now. A channel that said READY may not know
+        # yet that its service died: wait-for-ready would then hold the call until the service is
+        # back, for ever if it never comes back; failing at once lets the caller decide.
+        return grpc.aio.ClientCallDetails(details.method, details.timeout, details.metadata, details.credentials, fresh)
 
     async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(await self._ready(details), request)
