@@ -222,3 +222,29 @@ def test_an_oom_kill_says_whose_limit_and_which_process(engine: Engine, client: 
     assert json.loads(shown.stdout)["Limit"] == "container"
     client.remove(cid, force=True)
     assert actions(recorded(client, t0, f"container={cid}", "event=oom")) == ["oom"]  # the exit does not tell it twice
+
+
+def test_restart_and_volume_mounts_are_told(client: Client) -> None:
+    """`restart` is told after its start; a named volume is mounted at each start and unmounted at each exit."""
+    from teu import mounts
+
+    mark = uuid.uuid4().hex[:8]
+    t0 = time.time_ns()
+    opts = ContainerOptions(image="busybox", cmd=["sleep", "300"], mounts=[mounts.volume(f"evv{mark}:/data:ro")])
+    cid = client.run_detached(opts)
+    client.restart(cid, timeout=0)  # SIGTERM, then SIGKILL at once (sleep as pid 1 ignores SIGTERM)
+    client.remove(cid, force=True, volumes=True)
+    mine = [
+        (r.event.type, r.event.action)
+        for r in recorded(client, t0)
+        if cid in (r.event.actor_id, r.event.attributes.get("container"))
+    ]
+    assert mine == [
+        ("container", "create"), ("volume", "mount"), ("container", "start"),
+        ("container", "kill"), ("container", "kill"), ("container", "die"), ("volume", "unmount"), ("container", "stop"),
+        ("volume", "mount"), ("container", "start"), ("container", "restart"),
+        ("container", "kill"), ("container", "die"), ("volume", "unmount"), ("container", "destroy"),
+    ]  # fmt: skip
+    (mounted, *_) = recorded(client, t0, f"volume=evv{mark}", "event=mount")
+    assert (mounted.event.attributes["destination"], mounted.event.attributes["read/write"]) == ("/data", "false")
+    client.remove_volume(f"evv{mark}")

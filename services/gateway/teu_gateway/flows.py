@@ -151,13 +151,13 @@ class Flows:
             one("logs", lambda: self.b.logs.RemoveLog(lg.RemoveLogRequest(container_id=cid))),
         )
 
-    async def start(self, cid: str, hand_over: bool = True, require_running: bool = False) -> rt.Container:
+    async def start(self, cid: str, hand_over: bool = True, require_running: bool = False, restart: bool = False) -> rt.Container:
         """Starts a container; the returned record says whether its process could run (with
         ``require_running``, a process that could not run is FAILED_PRECONDITION, as for `teu start`).
         A ``--rm`` container is handed to the auto-remover once started (``hand_over``), and whenever
-        the start fails."""
+        the start fails. ``restart``: this start ends a restart."""
         try:
-            c = await self._start_once(cid)
+            c = await self._start_once(cid, restart)
         except BaseException as exc:
             await self._hand_over_after_failed_start(cid, wait=isinstance(exc, Exception))
             raise
@@ -167,11 +167,11 @@ class Flows:
             raise FailedPrecondition(f"container {c.name} could not start: {c.error}")
         return c
 
-    async def _start_once(self, cid: str) -> rt.Container:
+    async def _start_once(self, cid: str, restart: bool = False) -> rt.Container:
         """StartContainer; when the runtime dies during the call, the truth once it is back: the
         container as that start left it, or a second start if the first never happened (the runtime
         undoes a start it was cut short in when it comes back)."""
-        req = rt.StartContainerRequest(id=cid, rootfs=await self.rootfs(cid))
+        req = rt.StartContainerRequest(id=cid, rootfs=await self.rootfs(cid), restart=restart)
         asked = time.time_ns()
         try:
             return (await call("runtime", self.b.runtime.StartContainer(req))).container
@@ -235,7 +235,7 @@ class Flows:
     async def restart(self, cid: str, timeout: int) -> None:
         """Stops, then starts again (an error if it does not come up running)."""
         await self.stop(cid, timeout)
-        await self.start(cid, require_running=True)
+        await self.start(cid, require_running=True, restart=True)
 
     async def containers(self, all_: bool) -> list[rt.Container]:
         """Running containers, or every container with ``all_``."""

@@ -30,6 +30,19 @@ def oom(c: runtime_pb2.Container, report: types_pb2.OomKill) -> Event:
     return container(c, "oom", **told)
 
 
+def volumes(c: runtime_pb2.Container, action: str) -> list[Event]:
+    """mount (at a start) or unmount (at an exit) events of the named volumes ``c`` mounts."""
+    out = []
+    for cm in c.spec.mounts:
+        if not cm.volume:
+            continue
+        told = {"container": c.id, "driver": "local"}
+        if action == "mount":
+            told |= {"destination": cm.mount.destination, "read/write": str("ro" not in cm.mount.options).lower()}
+        out.append(Event("volume", action, cm.volume, told))
+    return out
+
+
 def exec_action(kind: str, args: Sequence[str]) -> str:
     """Docker's action of an exec event: ``exec_start: sh -c date``."""
     return f"{kind}: {' '.join(args)}".strip()

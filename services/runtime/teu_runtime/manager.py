@@ -151,12 +151,14 @@ class Manager:
 
     # -- start ----------------------------------------------------------------------------------
 
-    async def start(self, cid: str, rootfs: Sequence[types_pb2.Mount], on_created: OnCreated | None = None) -> Container:
+    async def start(
+        self, cid: str, rootfs: Sequence[types_pb2.Mount], on_created: OnCreated | None = None, restart: bool = False
+    ) -> Container:
         """Starts a created or exited container on the root filesystem ``rootfs`` (storage's mounts for
         this start); returns it running, or exited if it could not run.
 
         ``on_created`` runs between the runtime's create and start, with the bundle dir: an attach
-        made there sees every byte of output.
+        made there sees every byte of output. ``restart``: this start ends a restart (its event says so).
         """
         if not rootfs:
             raise InvalidArgument("a root filesystem mount is required")
@@ -173,13 +175,13 @@ class Manager:
                 self.store.update(c)
                 raise
             try:
-                return await self._start_planned(c, rootfs, plan, on_created)
+                return await self._start_planned(c, rootfs, plan, on_created, restart)
             except BaseException:
                 await self.networks.release(cid)
                 raise
 
     async def _start_planned(
-        self, c: Container, rootfs: Sequence[types_pb2.Mount], plan: Plan, on_created: OnCreated | None
+        self, c: Container, rootfs: Sequence[types_pb2.Mount], plan: Plan, on_created: OnCreated | None, restart: bool
     ) -> Container:
         """The start proper, once the network plan is recorded (the caller releases it on failure)."""
         cid = c.id
@@ -212,7 +214,8 @@ class Manager:
         c.started_at, c.finished_at, c.exit_code, c.oom_killed, c.error = started_at, 0, 0, False, ""
         c.restart_count += 0 if first else 1
         c.stopped_by_user = False
-        self.store.update(c, events.container(c, "start"))
+        told = [*events.volumes(c, "mount"), events.container(c, "start"), *([events.container(c, "restart")] if restart else [])]
+        self.store.update(c, *told)
         self.store.set_rootfs(cid, rootfs)
         if self._event(cid).is_set():  # a waiter from before this start keeps its event: it wakes at this exit
             self._exited[cid] = asyncio.Event()
@@ -435,7 +438,7 @@ class Manager:
             # kernel stamps files with a coarse clock, so never let it precede the start
             c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
             c.state, c.pid, c.monitor_pid, c.paused = EXITED, 0, 0, False
-            self.store.update(c, *events.died(c, await self._oom_told(c)))
+            self.store.update(c, *events.died(c, await self._oom_told(c)), *events.volumes(c, "unmount"))
             self._forget_health(cid)
             # before waking the waiters: a stop or run --rm that returns has its ports free again
             await self._release_network(cid)
@@ -746,7 +749,7 @@ class Manager:
             log.warning("start_completed_after_restart", container=c.id[:12], status=found[0])
             c.state, c.pid, c.monitor_pid = RUNNING, found[1], conmon.monitor_pid(bundle)
             c.started_at, c.finished_at, c.exit_code, c.error = _now(), 0, 0, ""
-            self.store.update(c, events.container(c, "start"))
+            self.store.update(c, *events.volumes(c, "mount"), events.container(c, "start"))
             return
         log.warning("start_undone", container=c.id[:12], state=c.state)
         try:

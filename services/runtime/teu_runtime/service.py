@@ -26,7 +26,8 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         return pb.CreateContainerResponse(container=self.m.describe(await self.m.create(request.id, request.name, request.spec)))
 
     async def StartContainer(self, request: pb.StartContainerRequest, context: Ctx) -> pb.StartContainerResponse:
-        return pb.StartContainerResponse(container=self.m.describe(await self.m.start(request.id, request.rootfs)))
+        started = await self.m.start(request.id, request.rootfs, restart=request.restart)
+        return pb.StartContainerResponse(container=self.m.describe(started))
 
     async def StopContainer(self, request: pb.StopContainerRequest, context: Ctx) -> pb.StopContainerResponse:
         return pb.StopContainerResponse(container=await self.m.stop(request.id, request.timeout_seconds, request.signal))

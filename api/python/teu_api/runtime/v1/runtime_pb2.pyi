@@ -1073,8 +1073,11 @@ class StartContainerRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     ROOTFS_FIELD_NUMBER: _builtins.int
+    RESTART_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Full container id."""
+    restart: _builtins.bool
+    """This start ends a restart (`teu restart`): a restart event follows the start event."""
     @_builtins.property
     def rootfs(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
         """Root filesystem mounts, as storage's GetSnapshotMounts returns them for this start."""
@@ -1084,10 +1087,11 @@ class StartContainerRequest(_message.Message):
         *,
         id: _builtins.str = ...,
         rootfs: _abc.Iterable[_types_pb2.Mount] | None = ...,
+        restart: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "rootfs", b"rootfs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "restart", b"restart", "rootfs", b"rootfs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
