@@ -108,14 +108,20 @@ def test_every_endpoint_passes_promtool(client: Client, engine: Engine, service:
 
 def test_log_bytes_and_engine_gauges(client: Client, engine: Engine) -> None:
     """The logs service counts each container's logged bytes; storage has images, volumes and disk use."""
-    cid = client.run(ContainerOptions(image="busybox", cmd=["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x; echo"])).id
+    cid = client.run(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x; echo"], name="chatty")
+    ).id
     try:
         wait_until(lambda: any(labels["id"] == cid and v > 100_000 for labels, v in scrape(engine, "logs")["teu_container_log_bytes_total"]),
                    what="the log's bytes")  # fmt: skip
         logs = scrape(engine, "logs")
+        labels = next(labels for labels, _ in logs["teu_container_log_bytes_total"] if labels["id"] == cid)
+        assert (labels["name"], labels["image"]) == ("chatty", "busybox")
         assert next(v for labels, v in logs["teu_disk_bytes"] if labels["kind"] == "logs") > 100_000
         storage = scrape(engine, "storage")
         assert storage["teu_images"][0][1] >= 1 and "teu_volumes" in storage
         assert next(v for labels, v in storage["teu_disk_bytes"] if labels["kind"] == "images") > 0
+        walked = lambda: {labels["kind"] for labels, _ in scrape(engine, "storage")["teu_disk_bytes"]}  # noqa: E731
+        wait_until(lambda: walked() == {"images", "volumes", "containers"}, what="the walk of volumes and layers")
     finally:
         client.remove(cid)

@@ -1,6 +1,7 @@
 """Asking the runtime, conmon's one owner, to have a container's conmon reopen its log.
 
-This is the logs service's one call to another back end: conmon's control fifo has a single writer,
+This is the logs service's one call to another back end that changes anything (its metrics ask the
+runtime for containers' names, see metrics.py): conmon's control fifo has a single writer,
 the runtime, and only the logs service knows when a log was rotated. A runtime that cannot be reached
 means the reopen is asked again later (see rotation.py); conmon's own bound keeps the log within its
 limits meanwhile.
