@@ -14,11 +14,12 @@ from collections import Counter
 
 import pytest
 
-from conftest import Engine, wait_ready
+from conftest import IMAGE_TAR, Engine, wait_ready
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument, TeuError
 from teu.testing import wait_until
 from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.types.v1 import types_pb2
 
 
 def recorded(client: Client, since_ns: int, *filters: str) -> list[gw.EventsResponse]:
@@ -248,3 +249,21 @@ def test_restart_and_volume_mounts_are_told(client: Client) -> None:
     (mounted, *_) = recorded(client, t0, f"volume=evv{mark}", "event=mount")
     assert (mounted.event.attributes["destination"], mounted.event.attributes["read/write"]) == ("/data", "false")
     client.remove_volume(f"evv{mark}")
+
+
+def test_the_cursor_survives_a_restart_of_the_whole_engine(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Events are on disk: after the engine stops and starts, a cursor from before it gives exactly
+    what happened since."""
+    with Engine(tmp_path_factory.mktemp("events-engine")) as eng:
+        with Client(eng.target) as c, IMAGE_TAR.open("rb") as f:
+            c.import_image(f, "busybox", types_pb2.ImageConfig(cmd=["sh"]))
+            t0 = time.time_ns()
+            c.run(ContainerOptions(image="busybox", cmd=["true"]))
+            before = recorded(c, t0)
+        eng.halt()  # the services stop, the containers stay
+        eng.start()
+        with Client(eng.target) as c:
+            second = c.run(ContainerOptions(image="busybox", cmd=["true"])).id
+            after = list(c.events(cursor=before[-1].cursor, until_ns=time.time_ns()))
+            assert [(r.event.actor_id, r.event.action) for r in after] == [(second, a) for a in ("create", "start", "die")]
+            assert told(recorded(c, t0)) == told(before + after)

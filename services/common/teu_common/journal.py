@@ -146,6 +146,11 @@ class Journal:
         with self._read_lock:
             return int(self._reader.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
+    def before(self, time_ns: int) -> int:
+        """The ``seq`` of the newest event older than ``time_ns`` (0 for none)."""
+        with self._read_lock:
+            return int(self._reader.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE time < ?", (time_ns,)).fetchone()[0])
+
     def read(self, after: int, since_ns: int = 0, limit: int = _BATCH) -> list[types_pb2.Event]:
         """Up to ``limit`` events after ``seq`` ``after`` and not older than ``since_ns``, oldest first."""
         with self._read_lock:
@@ -160,11 +165,14 @@ class Journal:
 
     async def serve(self, query: types_pb2.JournalQuery) -> AsyncIterator[types_pb2.JournalBatch]:
         """The back ends' Events stream: the batches ``query`` asks for, each with the position reached."""
-        after, since = query.after_seq, query.since_unix_nano
+        after = query.after_seq
         if query.from_now:
-            after, since = await asyncio.to_thread(self.head), 0
+            after = await asyncio.to_thread(self.head)
             yield types_pb2.JournalBatch(position=after)
-        async for batch in self.follow(after, since, query.follow):
+        elif query.since_unix_nano:  # where the events of that time start: every earlier one is passed
+            after = max(after, await asyncio.to_thread(self.before, query.since_unix_nano))
+            yield types_pb2.JournalBatch(position=after)
+        async for batch in self.follow(after, 0, query.follow):
             yield types_pb2.JournalBatch(events=batch, position=batch[-1].seq)
 
     async def follow(self, after: int, since_ns: int, follow: bool) -> AsyncIterator[list[types_pb2.Event]]:

@@ -14,6 +14,7 @@ alternatives, different keys must all match.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import re
 import time
@@ -38,6 +39,7 @@ _CURSOR: Final = re.compile(r"r(\d{1,19})-s(\d{1,19})")
 KEYS: Final = frozenset({"type", "event", "container", "image", "label", "network", "volume"})
 TYPES: Final = frozenset({"container", "image", "network", "volume"})
 _RETRY: Final = 0.2  # seconds between two attempts to reach a back end that is down
+HUB_KEPT: Final = 4096  # new events the hub keeps per back end for subscribers that lag
 
 Positions = dict[str, int]
 Sent = tuple[types_pb2.Event | None, str]  # an event (None: the opening message) and its cursor
@@ -136,8 +138,8 @@ def request(req_cursor: str, since_ns: int, until_ns: int, filters: Sequence[str
     return Request(start, since_ns, until_ns, matcher(parse_filters(filters)))
 
 
-class Merger:
-    """Reads the back ends' journals for one client."""
+class Reader:
+    """Reads the back ends' journals."""
 
     def __init__(self, backends: Backends) -> None:
         self.b = backends
@@ -147,7 +149,7 @@ class Merger:
             return _batches(self.b.runtime.Events(rt.EventsRequest(query=query)))
         return _batches(self.b.storage.Events(st.EventsRequest(query=query)))
 
-    async def _read(
+    async def read(
         self, source: str, query: types_pb2.JournalQuery, patience: float | None
     ) -> AsyncGenerator[types_pb2.JournalBatch, None]:
         """The batches of ``query``, asked again from the position reached whenever the back end is
@@ -169,16 +171,95 @@ class Merger:
                     raise translate(exc, _NAMES[source]) from None
                 await asyncio.sleep(_RETRY)
 
-    async def heads(self) -> Positions:
-        """The newest position of every journal."""
-        out: Positions = {}
-        for source in SOURCES:
-            batches = self._read(source, types_pb2.JournalQuery(from_now=True), patience=30.0)
-            try:
-                out[source] = (await anext(batches)).position  # the first batch says where the journal is
-            finally:
-                await batches.aclose()
-        return out
+
+class _Feed:
+    """One back end's new events, followed once for every subscriber of this gateway: the events
+    after ``floor`` (at most about twice HUB_KEPT of them) and the position reached."""
+
+    def __init__(self) -> None:
+        self.floor = self.position = 0
+        self.events: list[types_pb2.Event] = []
+        self.ready = asyncio.Event()
+        self.next = asyncio.Event()  # set (and replaced) when events arrive or the feed fails
+        self.error: Exception | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, batch: types_pb2.JournalBatch) -> None:
+        if not self.ready.is_set():
+            self.floor = self.position = batch.position
+            self.ready.set()
+        self.events.extend(batch.events)
+        if len(self.events) > 2 * HUB_KEPT:
+            self.floor = self.events[-HUB_KEPT - 1].seq
+            del self.events[: len(self.events) - HUB_KEPT]
+        self.position = max(self.position, batch.position)
+        self.wake()
+
+    def wake(self) -> None:
+        woken, self.next = self.next, asyncio.Event()
+        woken.set()
+
+    def after(self, pos: int) -> list[types_pb2.Event]:
+        return self.events[bisect.bisect_right(self.events, pos, key=lambda e: e.seq) :]
+
+
+class Hub:
+    """The live part of every Events stream of this gateway: one follow of each back end's journal,
+    whatever the number of subscribers (each of whom reads it at its own pace; one that falls more
+    than HUB_KEPT events behind reads the journal itself until it has caught up)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self._feeds: dict[str, _Feed] = {}
+
+    async def feed(self, source: str) -> _Feed:
+        """The running feed of ``source`` (started, or started again after a failure, now)."""
+        feed = self._feeds.get(source)
+        if feed is None or feed.error is not None:
+            feed = self._feeds[source] = _Feed()
+            feed.task = asyncio.create_task(self._pump(source, feed), name=f"events-{source}")
+        await feed.ready.wait()
+        if feed.error is not None:
+            raise feed.error
+        return feed
+
+    async def _pump(self, source: str, feed: _Feed) -> None:
+        try:
+            async for batch in self.reader.read(source, types_pb2.JournalQuery(from_now=True, follow=True), patience=None):
+                feed.add(batch)
+        except Exception as exc:  # the subscribers end with it; the next one starts a new feed
+            feed.error = exc
+            feed.ready.set()
+            feed.wake()
+            log.warning("event_feed_failed", source=_NAMES[source], error=str(exc))
+
+    async def follow(self, source: str, pos: int, since_ns: int) -> AsyncIterator[types_pb2.JournalBatch]:
+        """Every batch of ``source`` after ``pos`` (not older than ``since_ns``), for ever."""
+        while True:
+            feed = await self.feed(source)
+            woken = feed.next
+            if pos < feed.floor:  # before what the feed holds: from the journal itself
+                query = types_pb2.JournalQuery(after_seq=pos, since_unix_nano=since_ns)
+                async for batch in self.reader.read(source, query, patience=None):
+                    pos = max(pos, batch.position)
+                    yield batch
+                pos = max(pos, feed.floor)  # nothing else up to there is kept, or wanted
+                continue
+            if new := feed.after(pos):
+                pos = new[-1].seq
+                yield types_pb2.JournalBatch(events=new, position=pos)
+                continue
+            await woken.wait()
+            if feed.error is not None:
+                raise feed.error
+
+
+class Merger:
+    """One client's stream: what the journals hold from its start, then the hub's new events."""
+
+    def __init__(self, reader: Reader, hub: Hub) -> None:
+        self.reader = reader
+        self.hub = hub
 
     async def stream(self, r: Request) -> AsyncIterator[Sent]:
         """The opening cursor, then each event the client keeps with the cursor after it."""
@@ -187,9 +268,8 @@ class Merger:
         elif r.since_ns:
             positions = dict.fromkeys(SOURCES, 0)
         else:
-            positions = await self.heads()
-        yield None, cursor(positions)
-        async for sent in self._replay(positions, r):
+            positions = {s: (await self.hub.feed(s)).position for s in SOURCES}
+        async for sent in self._replay(positions, r):  # the opening cursor first
             yield sent
         if r.until_ns and r.until_ns <= time.time_ns():
             return
@@ -197,12 +277,18 @@ class Merger:
             yield sent
 
     async def _replay(self, positions: Positions, r: Request) -> AsyncIterator[Sent]:
-        """What the journals hold after ``positions``, in time order across them."""
+        """The opening cursor, then what the journals hold after ``positions`` (and from ``since``),
+        in time order across them."""
         recorded: list[list[tuple[int, str, types_pb2.Event]]] = []
         for source in SOURCES:
             query = types_pb2.JournalQuery(after_seq=positions[source], since_unix_nano=r.since_ns)
-            found = [(e.time_unix_nano, source, e) async for batch in self._read(source, query, 30.0) for e in batch.events]
+            found = []
+            async for batch in self.reader.read(source, query, 30.0):
+                if not batch.events:  # where a query with since starts
+                    positions[source] = max(positions[source], batch.position)
+                found += [(e.time_unix_nano, source, e) for e in batch.events]
             recorded.append(found)
+        yield None, cursor(positions)
         for _, source, e in heapq.merge(*recorded, key=lambda item: (item[0], item[1])):
             if r.until_ns and e.time_unix_nano > r.until_ns:
                 continue
@@ -215,9 +301,8 @@ class Merger:
         queue: asyncio.Queue[tuple[str, types_pb2.JournalBatch] | Exception] = asyncio.Queue(maxsize=64)
 
         async def pump(source: str) -> None:
-            query = types_pb2.JournalQuery(after_seq=positions[source], since_unix_nano=r.since_ns, follow=True)
             try:
-                async for batch in self._read(source, query, patience=None):
+                async for batch in self.hub.follow(source, positions[source], r.since_ns):
                     await queue.put((source, batch))
             except Exception as exc:  # the client's stream ends with it
                 await queue.put(exc)
@@ -237,8 +322,10 @@ class Merger:
                 for e in batch.events:
                     if r.until_ns and e.time_unix_nano > r.until_ns:
                         return
+                    if e.seq <= positions[source]:
+                        continue
                     positions[source] = e.seq
-                    if r.keep(e):
+                    if e.time_unix_nano >= r.since_ns and r.keep(e):
                         yield e, cursor(positions)
         finally:
             for task in pumps:

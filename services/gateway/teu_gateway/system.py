@@ -25,6 +25,8 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
     def __init__(self, flows: Flows) -> None:
         self.b = flows.b
         self.flows = flows
+        reader = events.Reader(flows.b)
+        self.events = events.Merger(reader, events.Hub(reader))
 
     async def Info(self, request: gw.InfoRequest, context: Ctx) -> gw.InfoResponse:
         r = await call("runtime", self.b.runtime.GetRuntimeInfo(rt.GetRuntimeInfoRequest()))
@@ -76,5 +78,5 @@ class SystemServicer(gateway_pb2_grpc.SystemServiceServicer):
 
     async def Events(self, request: gw.EventsRequest, context: Ctx) -> AsyncIterator[gw.EventsResponse]:
         wanted = events.request(request.cursor, request.since_unix_nano, request.until_unix_nano, list(request.filters))
-        async for event, cursor in events.Merger(self.b).stream(wanted):
+        async for event, cursor in self.events.stream(wanted):
             yield gw.EventsResponse(event=event, cursor=cursor) if event is not None else gw.EventsResponse(cursor=cursor)

@@ -1194,8 +1194,9 @@ class JournalBatch(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     position: _builtins.int
-    """The position the stream has reached: every event up to it was sent (the first response of a
-    stream started from_now carries the journal's head and no events).
+    """The position the stream has reached: every event up to it was sent or is older than since (the
+    first response of a stream started from_now, or with since, carries where it starts, and no
+    events).
     """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
