@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -40,3 +41,24 @@ def stream(responses: Iterable[Resp]) -> Iterator[Resp]:
         yield from responses
     except grpc.RpcError as exc:
         raise error(exc) from None
+
+
+def resumed(open_: Callable[[], Iterable[Resp]], resumable: Callable[[], bool], patience: float) -> Iterator[Resp]:
+    """A server stream that ``open_`` opens again (from where the caller recorded, between messages,
+    that it got to) when the gateway cannot be reached, while ``resumable()``, for up to ``patience``
+    seconds per outage."""
+    deadline = 0.0
+    while True:
+        attempt = time.monotonic()
+        try:
+            for item in stream(open_()):
+                deadline = 0.0
+                yield item
+            return
+        except Unavailable:
+            if time.monotonic() - attempt > 1.0:
+                deadline = 0.0  # the stream was up (a quiet one sends nothing): a new outage
+            deadline = deadline or time.monotonic() + patience
+            if not resumable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import builtins
 import os
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import grpc
 from teu import _rpc, policies
 from teu._images import ImagesMixin
 from teu._rpc import stream, unary
-from teu.errors import InvalidArgument, Unavailable, from_status
+from teu.errors import InvalidArgument, from_status
 from teu.session import ExecResult, Session, feed, window
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
@@ -409,22 +408,10 @@ class Client(ImagesMixin):
         req = gw.LogsRequest()
         req.CopyFrom(request)
         resumable = req.follow and len(req.containers) == 1
-        deadline = 0.0
-        while True:
-            attempt = time.monotonic()
-            try:
-                for batch in stream(self.containers.Logs(req)):
-                    if batch.offset:
-                        req.offset, deadline = batch.offset, 0.0
-                    yield batch
-                return
-            except Unavailable:
-                if time.monotonic() - attempt > 1.0:
-                    deadline = 0.0  # the stream was up (a quiet log sends nothing): a new outage
-                deadline = deadline or time.monotonic() + RESUME_PATIENCE
-                if not resumable or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        for batch in _rpc.resumed(lambda: self.containers.Logs(req), lambda: resumable, RESUME_PATIENCE):
+            if batch.offset:
+                req.offset = batch.offset
+            yield batch
 
     # -- interactive stdio -------------------------------------------------------------------------
 
@@ -519,22 +506,10 @@ class Client(ImagesMixin):
         A gateway that restarts (up to RESUME_PATIENCE seconds) is waited for, and the stream goes on
         from the last cursor: no event missed, none repeated."""
         req = gw.EventsRequest(cursor=cursor, since_unix_nano=since_ns, until_unix_nano=until_ns, filters=list(filters))
-        deadline = 0.0
-        while True:
-            attempt = time.monotonic()
-            try:
-                for response in stream(self.system.Events(req)):
-                    req.cursor, deadline = response.cursor, 0.0
-                    if response.HasField("event"):
-                        yield response
-                return
-            except Unavailable:
-                if time.monotonic() - attempt > 1.0:
-                    deadline = 0.0  # the stream was up (a quiet engine sends nothing): a new outage
-                deadline = deadline or time.monotonic() + RESUME_PATIENCE
-                if not req.cursor or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        for response in _rpc.resumed(lambda: self.system.Events(req), lambda: bool(req.cursor), RESUME_PATIENCE):
+            req.cursor = response.cursor
+            if response.HasField("event"):
+                yield response
 
     # -- networks ---------------------------------------------------------------------------------
 
