@@ -1,4 +1,5 @@
-"""``teu-engine``: starts the four services, restarts any that dies, stops them on SIGTERM.
+"""``teu-engine``: starts the four services (and the Docker API front door, unless
+``TEU_DOCKER_API=0``), restarts any that dies, stops them on SIGTERM.
 
 Containers do not depend on it or on any service: each has its own conmon. Stopping the engine
 stops the services only. ``--tls-listen`` (with ``--tls-ca/--tls-cert/--tls-key``, or ``TEU_TLS_*``)
@@ -75,7 +76,8 @@ def supervise(cfg: Config, tls: TlsListen | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children = [Child(name, tls.argv() if tls and name == "gateway" else []) for name in SERVICES]
+    names = [*SERVICES, *(["dockerapi"] if os.environ.get("TEU_DOCKER_API", "1") != "0" else [])]
+    children = [Child(name, tls.argv() if tls and name == "gateway" else []) for name in names]
     for child in children:
         _spawn(child, cfg, logs, first=True)
     while not stopping:

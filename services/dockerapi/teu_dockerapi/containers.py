@@ -1,0 +1,167 @@
+"""/containers/...: the container endpoints of Docker's API, over the gateway's ContainersService."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from teu.cli import format as fmt
+from teu_api.errors import InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_dockerapi import shapes
+from teu_dockerapi.framing import frame
+from teu_dockerapi.gateway import Gateway, call, of, stream
+
+routes = web.RouteTableDef()
+
+
+def flag(request: web.Request, key: str, default: bool = False) -> bool:
+    """A boolean query parameter as Docker reads them: 1, true, True (absent: ``default``)."""
+    value = request.query.get(key)
+    return default if value is None else value.lower() in ("1", "true", "yes")
+
+
+def seconds(request: web.Request, key: str) -> int | None:
+    """An integer query parameter (None when absent); INVALID_ARGUMENT when it is not one."""
+    value = request.query.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {key}: {value[:40]!r}") from None
+
+
+async def _details(g: Gateway, ref: str) -> gw.ContainerDetails:
+    return (await call(g.containers.Inspect(gw.InspectRequest(container=ref)))).container
+
+
+@routes.get("/containers/json")
+async def list_(request: web.Request) -> web.Response:
+    filters = [f"{k}={v}" for k, values in _filters(request).items() for v in values]
+    req = gw.ListRequest(
+        all=flag(request, "all"), filters=filters, size=flag(request, "size"), last=seconds(request, "limit") or 0
+    )
+    found = await call(of(request).containers.List(req))
+    return web.json_response([shapes.summary(c) for c in found.containers])
+
+
+def _filters(request: web.Request) -> dict[str, list[str]]:
+    """Docker's ``filters`` parameter: {"key": ["value", ...]} (or {"key": {"value": true}})."""
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument("filters must be JSON") from None
+    if not isinstance(parsed, dict):
+        raise InvalidArgument("filters must be a JSON object")
+    return {str(k): list(v) if isinstance(v, (list, dict)) else [str(v)] for k, v in parsed.items()}
+
+
+@routes.post("/containers/create")
+async def create(request: web.Request) -> web.Response:
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        raise InvalidArgument("the body is not valid JSON") from None
+    config = shapes.create_config(body, request.query.get("name", ""))
+    created = await call(of(request).containers.Create(gw.CreateRequest(config=config)))
+    return web.json_response({"Id": created.id, "Warnings": []}, status=201)
+
+
+@routes.get("/containers/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    doc = fmt.inspect_json(await _details(of(request), request.match_info["id"]))
+    # Docker's clients read a container's logs back only from the drivers that keep them readable
+    # (json-file, journald: docker-py's run returns nothing otherwise); Teu's logs always are.
+    doc["HostConfig"]["LogConfig"]["Type"] = "json-file"
+    return web.json_response(doc)
+
+
+@routes.post("/containers/{id}/start")
+async def start(request: web.Request) -> web.Response:
+    g, ref = of(request), request.match_info["id"]
+    if (await _details(g, ref)).summary.state == shapes.RUNNING_STATE:
+        return web.Response(status=304)
+    await call(g.containers.Start(gw.StartRequest(container=ref)))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/stop")
+async def stop(request: web.Request) -> web.Response:
+    g, ref = of(request), request.match_info["id"]
+    if (await _details(g, ref)).summary.state != shapes.RUNNING_STATE:
+        return web.Response(status=304)
+    req = gw.StopRequest(container=ref, signal=request.query.get("signal", ""))
+    if (t := seconds(request, "t")) is not None:
+        req.timeout_seconds = t
+    await call(g.containers.Stop(req))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/restart")
+async def restart(request: web.Request) -> web.Response:
+    req = gw.RestartRequest(container=request.match_info["id"])
+    if (t := seconds(request, "t")) is not None:
+        req.timeout_seconds = t
+    await call(of(request).containers.Restart(req))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/kill")
+async def kill(request: web.Request) -> web.Response:
+    req = gw.KillRequest(container=request.match_info["id"], signal=request.query.get("signal", "SIGKILL"))
+    await call(of(request).containers.Kill(req))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/wait")
+async def wait(request: web.Request) -> web.StreamResponse:
+    g, ref = of(request), request.match_info["id"]
+    await _details(g, ref)  # a 404 before the headers go
+    condition = request.query.get("condition", "")
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)  # the headers now, the exit when it comes (Docker's clients wait for them)
+    done = await call(g.containers.Wait(gw.WaitRequest(container=ref, condition=condition)))
+    await resp.write(json.dumps({"StatusCode": done.exit_code, "Error": None}).encode() + b"\n")
+    await resp.write_eof()
+    return resp
+
+
+@routes.delete("/containers/{id}")
+async def remove(request: web.Request) -> web.Response:
+    req = gw.RemoveRequest(container=request.match_info["id"], force=flag(request, "force"), volumes=flag(request, "v"))
+    await call(of(request).containers.Remove(req))
+    return web.Response(status=204)
+
+
+@routes.get("/containers/{id}/logs")
+async def logs(request: web.Request) -> web.StreamResponse:
+    g, ref = of(request), request.match_info["id"]
+    out, err = flag(request, "stdout"), flag(request, "stderr")
+    if not out and not err:
+        raise InvalidArgument("you must choose at least one stream")
+    details = await _details(g, ref)
+    tail = request.query.get("tail", "all")
+    if tail != "all" and not tail.lstrip("-").isdigit():
+        raise InvalidArgument(f"invalid tail {tail[:20]!r}")
+    lines = -1 if tail == "all" else int(tail)  # Docker: negative or "all" is every line, 0 none
+    req = gw.LogsRequest(containers=[details.summary.id], follow=flag(request, "follow"), timestamps=True,
+                         tail=max(lines, 0),
+                         since=(seconds(request, "since") or 0) * 10**9, until=(seconds(request, "until") or 0) * 10**9,
+                         stdout_only=out and not err, stderr_only=err and not out)  # fmt: skip
+    tty, stamps = details.process.terminal, flag(request, "timestamps")
+    kind = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+    resp = web.StreamResponse(headers={"Content-Type": kind})
+    await resp.prepare(request)
+    if lines != 0:
+        async for batch in stream(g.containers.Logs(req)):
+            for line in batch.lines:
+                data = (fmt.rfc3339(line.timestamp).encode() + b" " if stamps else b"") + line.data
+                await resp.write(data if tty else frame(line.stream, data))
+    await resp.write_eof()
+    return resp

@@ -1,0 +1,180 @@
+"""Docker's JSON, to and from the gateway's messages. Pure.
+
+Inspect shapes (containers, images) are the CLI's own (``teu.cli.format``): one place says what
+Docker's JSON looks like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from teu import mounts, policies
+from teu.cli import format as fmt
+from teu_api.errors import InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.types.v1 import types_pb2
+
+STATES = {types_pb2.CONTAINER_STATE_CREATED: "created", types_pb2.CONTAINER_STATE_RUNNING: "running",
+          types_pb2.CONTAINER_STATE_EXITED: "exited"}  # fmt: skip
+RUNNING_STATE = types_pb2.CONTAINER_STATE_RUNNING
+
+
+def _strings(body: Mapping[str, Any], key: str) -> list[str]:
+    """A list of strings (a lone string as one), InvalidArgument for anything else."""
+    value = body.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"{key} must be a list of strings")
+    return list(value)
+
+
+def _map(body: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = body.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidArgument(f"{key} must be an object of strings")
+    return dict(value)
+
+
+def _int(body: Mapping[str, Any], key: str) -> int:
+    value = body.get(key) or 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"{key} must be an integer")
+    return value
+
+
+def _ports(bindings: Any) -> list[types_pb2.PortMapping]:
+    """HostConfig.PortBindings: {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}."""
+    if not bindings:
+        return []
+    if not isinstance(bindings, dict):
+        raise InvalidArgument("PortBindings must be an object")
+    out = []
+    for key, hosts in bindings.items():
+        port, _, proto = str(key).partition("/")
+        if not port.isdigit():
+            raise InvalidArgument(f"invalid port {key!r} in PortBindings")
+        for h in hosts or [{}]:
+            host_port = str((h or {}).get("HostPort") or "0")
+            if not host_port.isdigit():
+                raise InvalidArgument(f"invalid HostPort {host_port!r} for {key}")
+            out.append(types_pb2.PortMapping(host_ip=(h or {}).get("HostIp") or "", host_port=int(host_port),
+                                             container_port=int(port), protocol=proto or "tcp"))  # fmt: skip
+    return out
+
+
+def _mount(m: Any) -> gw.MountSpec:
+    """One of HostConfig.Mounts (Type, Source, Target, ReadOnly, BindOptions, VolumeOptions, TmpfsOptions)."""
+    if not isinstance(m, dict):
+        raise InvalidArgument("each of Mounts must be an object")
+    spec = gw.MountSpec(type=m.get("Type") or "volume", source=m.get("Source") or "", target=m.get("Target") or "",
+                        read_only=bool(m.get("ReadOnly")))  # fmt: skip
+    spec.propagation = (m.get("BindOptions") or {}).get("Propagation") or ""
+    volume = m.get("VolumeOptions") or {}
+    spec.no_copy = bool(volume.get("NoCopy"))
+    spec.volume_labels.update(volume.get("Labels") or {})
+    tmpfs = m.get("TmpfsOptions") or {}
+    spec.tmpfs_size, spec.tmpfs_mode = int(tmpfs.get("SizeBytes") or 0), int(tmpfs.get("Mode") or 0)
+    return spec
+
+
+def create_config(body: Any, name: str) -> gw.ContainerConfig:
+    """POST /containers/create's body (Config with HostConfig inside) as the API's ContainerConfig."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    image = body.get("Image")
+    if not isinstance(image, str) or not image:
+        raise InvalidArgument("Image is required")
+    host = body.get("HostConfig")
+    host = {} if host is None else host
+    if not isinstance(host, dict):
+        raise InvalidArgument("HostConfig must be an object")
+    restart = host.get("RestartPolicy") or {}
+    policy = str(restart.get("Name") or "")
+    if restart.get("MaximumRetryCount"):
+        policy += f":{restart['MaximumRetryCount']}"
+    log_config = host.get("LogConfig") or {}
+    config = gw.ContainerConfig(
+        image=image,
+        name=name,
+        cmd=_strings(body, "Cmd"),
+        env=_strings(body, "Env"),
+        working_dir=body.get("WorkingDir") or "",
+        user=body.get("User") or "",
+        hostname=body.get("Hostname") or "",
+        tty=bool(body.get("Tty")),
+        open_stdin=bool(body.get("OpenStdin")),
+        labels=_map(body, "Labels"),
+        stop_signal=body.get("StopSignal") or "",
+        stop_timeout=_int(body, "StopTimeout"),
+        expose=list((body.get("ExposedPorts") or {}).keys()),
+        auto_remove=bool(host.get("AutoRemove")),
+        network=_network(host.get("NetworkMode")),
+        ports=_ports(host.get("PortBindings")),
+        publish_all=bool(host.get("PublishAllPorts")),
+        privileged=bool(host.get("Privileged")),
+        read_only=bool(host.get("ReadonlyRootfs")),
+        cap_add=_strings(host, "CapAdd"),
+        cap_drop=_strings(host, "CapDrop"),
+        security_opt=_strings(host, "SecurityOpt"),
+        extra_hosts=_strings(host, "ExtraHosts"),
+        dns=_strings(host, "Dns"),
+        dns_search=_strings(host, "DnsSearch"),
+        dns_options=_strings(host, "DnsOptions"),
+        volumes_from=_strings(host, "VolumesFrom"),
+        group_add=_strings(host, "GroupAdd"),
+        sysctls=_map(host, "Sysctls"),
+        shm_size=_int(host, "ShmSize"),
+        oom_score_adj=_int(host, "OomScoreAdj"),
+        ipc=host.get("IpcMode") or "",
+        pid=host.get("PidMode") or "",
+        uts=host.get("UTSMode") or "",
+        log_opts=_map(log_config, "Config"),
+        restart=policies.restart_policy(policy),
+        mounts=[*(mounts.volume(b) for b in _strings(host, "Binds")), *(_mount(m) for m in host.get("Mounts") or [])],
+        resources=types_pb2.Resources(
+            memory_bytes=_int(host, "Memory"),
+            memory_swap=_int(host, "MemorySwap"),
+            memory_reservation=_int(host, "MemoryReservation"),
+            nano_cpus=_int(host, "NanoCpus"),
+            cpu_shares=_int(host, "CpuShares"),
+            cpu_period=_int(host, "CpuPeriod"),
+            cpu_quota=_int(host, "CpuQuota"),
+            cpuset_cpus=host.get("CpusetCpus") or "",
+            pids_limit=_int(host, "PidsLimit"),
+            oom_kill_disable=bool(host.get("OomKillDisable")),
+        ),
+    )
+    if body.get("Entrypoint") is not None:
+        config.entrypoint.values.extend(_strings(body, "Entrypoint"))
+    if host.get("Init") is not None:
+        config.init = bool(host["Init"])
+    return config
+
+
+def _network(mode: Any) -> str:
+    """HostConfig.NetworkMode: "default" is the engine's default network."""
+    return "" if mode in (None, "", "default") else str(mode)
+
+
+def summary(c: gw.ContainerSummary) -> dict[str, Any]:
+    """One container of GET /containers/json."""
+    return {
+        "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": "", "Command": " ".join(c.command),
+        "Created": c.created_at // 10**9, "State": "paused" if c.paused else STATES.get(c.state, "unknown"),
+        "Status": fmt.status(c), "Labels": dict(c.labels), "SizeRw": c.size_rw or None, "SizeRootFs": c.size_root_fs or None,
+        "Ports": [{"IP": p.host_ip or "0.0.0.0", "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}
+                  for p in c.ports],
+        "HostConfig": {"NetworkMode": c.network or "default"}, "NetworkSettings": {"Networks": {}},
+        "Mounts": [{"Destination": m} for m in c.mounts],
+    }  # fmt: skip
+
+
+def image_summary(i: gw.ImageSummary) -> dict[str, Any]:
+    """One image of GET /images/json."""
+    return {"Id": i.id, "ParentId": "", "RepoTags": list(i.repo_tags) or ["<none>:<none>"], "RepoDigests": [],
+            "Created": i.created_at // 10**9, "Size": i.size, "VirtualSize": i.size, "SharedSize": -1,
+            "Labels": dict(i.config.labels), "Containers": -1}  # fmt: skip

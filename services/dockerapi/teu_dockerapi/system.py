@@ -1,0 +1,58 @@
+"""/_ping, /version, /info: what Docker's clients ask first."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+
+from aiohttp import web
+
+from teu_api import VERSION
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_dockerapi.gateway import call, of
+
+#: The newest API version whose endpoints are served, and the oldest client accepted.
+API_VERSION, MIN_API_VERSION = "1.43", "1.24"
+HEADERS = {"Api-Version": API_VERSION, "Docker-Experimental": "false", "Ostype": "linux", "Server": f"Teu/{VERSION}"}
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/_ping")
+@routes.head("/_ping")
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="OK", headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"})
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+@routes.get("/version")
+async def version(request: web.Request) -> web.Response:
+    v = await call(of(request).system.Version(gw.VersionRequest()))
+    kernel = platform.release()
+    engine = {"Name": "Engine", "Version": v.version, "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+              "Os": "linux", "Arch": _arch(), "KernelVersion": kernel, "OCIRuntime": v.oci_runtime_version}}  # fmt: skip
+    return web.json_response({
+        "Platform": {"Name": "Teu"}, "Components": [engine], "Version": v.version, "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION, "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": _arch(),
+        "KernelVersion": kernel, "BuildTime": "",
+    })  # fmt: skip
+
+
+@routes.get("/info")
+async def info(request: web.Request) -> web.Response:
+    i = await call(of(request).system.Info(gw.InfoRequest()))
+    return web.json_response({
+        "ID": socket.gethostname(), "Name": socket.gethostname(), "Containers": i.containers,
+        "ContainersRunning": i.containers_running, "ContainersPaused": 0, "ContainersStopped": i.containers_exited,
+        "Images": i.images, "Driver": i.storage_driver, "DockerRootDir": i.storage_root, "ServerVersion": VERSION,
+        "OperatingSystem": "Teu", "OSType": "linux", "Architecture": platform.machine(), "KernelVersion": platform.release(),
+        "NCPU": os.cpu_count() or 1, "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "CgroupVersion": str(i.cgroup_version), "CgroupDriver": "cgroupfs", "DefaultRuntime": i.oci_runtime,
+        "Runtimes": {i.oci_runtime: {"path": i.oci_runtime}}, "SecurityOptions": list(i.security_options),
+        "LoggingDriver": "k8s-file", "Labels": [], "Warnings": [],
+    })  # fmt: skip

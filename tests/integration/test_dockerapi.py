@@ -1,0 +1,76 @@
+"""Docker's Engine API on the engine's docker.sock, driven by docker-py (Docker's own Python client)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import docker
+import docker.errors
+import pytest
+
+from conftest import Engine
+
+
+@pytest.fixture
+def dclient(engine: Engine) -> Iterator[docker.DockerClient]:
+    c = docker.DockerClient(base_url=f"unix://{engine.run_dir}/docker.sock", version="auto")
+    yield c
+    c.close()
+
+
+def test_ping_version_and_info(dclient: docker.DockerClient) -> None:
+    assert dclient.ping() is True
+    v = dclient.version()
+    assert (v["ApiVersion"], v["MinAPIVersion"], v["Os"]) == ("1.43", "1.24", "linux")
+    info = dclient.info()
+    assert info["Images"] >= 1 and info["OSType"] == "linux" and info["NCPU"] >= 1
+
+
+def test_docker_py_runs_containers(dclient: docker.DockerClient) -> None:
+    """containers.run (create, start, wait, logs, remove), detached runs, logs by stream, lists, inspect."""
+    assert dclient.containers.run("busybox", ["sh", "-c", "echo hello; echo oops >&2"], remove=True) == b"hello\n"
+    name, mark = f"dpy-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    c = dclient.containers.run(
+        "busybox", ["sh", "-c", "echo out; echo err >&2; exit 3"], detach=True, name=name, labels={"mark": mark}
+    )
+    assert c.wait()["StatusCode"] == 3
+    assert (c.logs(stdout=True, stderr=False), c.logs(stdout=False, stderr=True)) == (b"out\n", b"err\n")
+    assert c.logs(timestamps=True).split(b" ", 1)[0].endswith(b"Z")
+    c.reload()
+    assert (c.name, c.status, c.labels, c.attrs["State"]["ExitCode"]) == (name, "exited", {"mark": mark}, 3)
+    assert [x.id for x in dclient.containers.list(all=True, filters={"label": f"mark={mark}"})] == [c.id]
+    assert dclient.containers.list(filters={"label": f"mark={mark}"}) == []  # not running
+    c.remove()
+    with pytest.raises(docker.errors.NotFound):
+        dclient.containers.get(c.id)
+
+
+def test_stop_kill_restart_and_the_304s(dclient: docker.DockerClient) -> None:
+    c = dclient.containers.run("busybox", ["sleep", "300"], detach=True)
+    api = dclient.api
+    assert api._post(api._url("/containers/{0}/start", c.id)).status_code == 304  # already started
+    c.kill(signal="SIGKILL")
+    assert c.wait()["StatusCode"] == 137
+    assert api._post(api._url("/containers/{0}/stop", c.id)).status_code == 304  # already stopped
+    c.restart(timeout=1)
+    c.reload()
+    assert c.status == "running"
+    c.remove(force=True)
+
+
+def test_images_and_errors_in_dockers_shape(dclient: docker.DockerClient) -> None:
+    assert "busybox:latest" in [t for i in dclient.images.list() for t in i.tags]
+    assert dclient.images.get("busybox").tags == ["busybox:latest"]
+    with pytest.raises(docker.errors.NotFound) as missing:
+        dclient.containers.get("no-such-container")
+    assert "No such container" in str(missing.value)
+    api = dclient.api
+    bad = api._post(api._url("/containers/create"), data="{not json", headers={"Content-Type": "application/json"})
+    assert (bad.status_code, "JSON" in bad.json()["message"]) == (400, True)
+    unknown = api._get(api._url("/no/such/endpoint"))
+    assert (unknown.status_code, unknown.json()) == (404, {"message": "page not found"})
+    too_new = api._get(api.base_url + "/v1.99/version")
+    assert too_new.status_code == 400 and "too new" in too_new.json()["message"]
+    no_image = api._post_json(api._url("/containers/create"), data={"Cmd": ["true"]})
+    assert no_image.status_code == 400
