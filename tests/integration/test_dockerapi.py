@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -10,6 +11,8 @@ import docker.errors
 import pytest
 
 from conftest import Engine
+from teu.client import Client
+from teu.testing import wait_until
 
 
 @pytest.fixture
@@ -74,3 +77,66 @@ def test_images_and_errors_in_dockers_shape(dclient: docker.DockerClient) -> Non
     assert too_new.status_code == 400 and "too new" in too_new.json()["message"]
     no_image = api._post_json(api._url("/containers/create"), data={"Cmd": ["true"]})
     assert no_image.status_code == 400
+
+
+def test_pause_rename_top_changes_and_events(dclient: docker.DockerClient) -> None:
+    since = int(time.time())
+    c = dclient.containers.run("busybox", ["sh", "-c", "touch /made; sleep 300"], detach=True)
+    try:
+        c.pause()
+        c.reload()
+        assert c.status == "paused"
+        c.unpause()
+        new = f"renamed-{uuid.uuid4().hex[:8]}"
+        c.rename(new)
+        c.reload()
+        assert c.name == new
+        top = c.top()
+        assert "PID" in top["Titles"] and any("sleep" in " ".join(p) for p in top["Processes"])
+        wait_until(lambda: {"Path": "/made", "Kind": 1} in (c.diff() or []), what="the change")
+    finally:
+        c.remove(force=True)
+    seen = [(e["Type"], e["Action"]) for e in dclient.events(since=since, until=int(time.time()) + 1, decode=True,
+                                                               filters={"container": c.id})]  # fmt: skip
+    assert seen[:5] == [("container", a) for a in ("create", "start", "pause", "unpause", "rename")]
+    assert seen[-1] == ("container", "destroy")
+
+
+def test_volumes_and_networks(dclient: docker.DockerClient) -> None:
+    mark = uuid.uuid4().hex[:8]
+    v = dclient.volumes.create(f"dv{mark}", labels={"mark": mark})
+    assert (v.name, v.attrs["Labels"], v.attrs["Driver"]) == (f"dv{mark}", {"mark": mark}, "local")
+    assert f"dv{mark}" in [x.name for x in dclient.volumes.list(filters={"label": f"mark={mark}"})]
+    assert dclient.containers.run("busybox", ["sh", "-c", "echo hi > /v/f; cat /v/f"], volumes={f"dv{mark}": {"bind": "/v"}},
+                                  remove=True) == b"hi\n"  # fmt: skip
+    v.remove()
+    with pytest.raises(docker.errors.NotFound):
+        dclient.volumes.get(f"dv{mark}")
+    n = dclient.networks.create(f"dn{mark}", labels={"mark": mark})
+    assert dclient.networks.get(n.id).name == f"dn{mark}"
+    assert [x.id for x in dclient.networks.list(names=[f"dn{mark}"])] == [n.id]
+    n.remove()
+    with pytest.raises(docker.errors.NotFound):
+        dclient.networks.get(f"dn{mark}")
+
+
+def test_docker_py_pulls_from_a_loopback_registry(
+    dclient: docker.DockerClient, client: Client, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from test_registry import _start_registry
+
+    registries = _start_registry(tmp_path_factory.mktemp("dockerapi-registry"))
+    registry = next(registries)
+    try:
+        ref = f"{registry}/dockerapi/bb"
+        client.tag("busybox", f"{ref}:1")
+        list(client.push(f"{ref}:1", insecure=True))
+        client.remove_image(f"{ref}:1")
+        pulled = dclient.images.pull(ref, tag="1")
+        assert f"{ref}:1" in pulled.tags
+        assert dclient.containers.run(f"{ref}:1", ["echo", "pulled"], remove=True) == b"pulled\n"
+        dclient.images.remove(f"{ref}:1")
+        with pytest.raises(docker.errors.APIError):
+            dclient.images.pull(f"{registry}/dockerapi/none", tag="1")
+    finally:
+        next(registries, None)

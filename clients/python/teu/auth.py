@@ -71,6 +71,13 @@ def registry_of(image: str) -> str:
     return "docker.io"
 
 
+def plain_http(image: str) -> bool:
+    """Whether ``image``'s registry is spoken to over plain HTTP: a loopback one, as Docker treats
+    127.0.0.0/8 as an insecure registry by default."""
+    host = registry_of(image).rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
 def auth_path() -> Path:
     """Where ``teu login`` keeps credentials: ``$XDG_CONFIG_HOME/teu/auth.json`` (default ~/.config)."""
     xdg = os.environ.get("XDG_CONFIG_HOME", "")

@@ -48,8 +48,13 @@ async def list_(request: web.Request) -> web.Response:
     return web.json_response([shapes.summary(c) for c in found.containers])
 
 
+def filters_of(request: web.Request) -> list[str]:
+    """Docker's ``filters`` parameter ({"key": ["value", ...]} or {"key": {"value": true}}) as the
+    API's "key=value" strings."""
+    return [f"{k}={v}" for k, values in _filters(request).items() for v in values]
+
+
 def _filters(request: web.Request) -> dict[str, list[str]]:
-    """Docker's ``filters`` parameter: {"key": ["value", ...]} (or {"key": {"value": true}})."""
     raw = request.query.get("filters")
     if not raw:
         return {}
@@ -130,6 +135,41 @@ async def wait(request: web.Request) -> web.StreamResponse:
     await resp.write(json.dumps({"StatusCode": done.exit_code, "Error": None}).encode() + b"\n")
     await resp.write_eof()
     return resp
+
+
+@routes.post("/containers/{id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    await call(of(request).containers.Pause(gw.PauseRequest(container=request.match_info["id"])))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/unpause")
+async def unpause(request: web.Request) -> web.Response:
+    await call(of(request).containers.Unpause(gw.UnpauseRequest(container=request.match_info["id"])))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/rename")
+async def rename(request: web.Request) -> web.Response:
+    req = gw.RenameRequest(container=request.match_info["id"], name=request.query.get("name", ""))
+    await call(of(request).containers.Rename(req))
+    return web.Response(status=204)
+
+
+@routes.get("/containers/{id}/top")
+async def top(request: web.Request) -> web.Response:
+    args = request.query.get("ps_args", "").split()
+    found = await call(of(request).containers.Top(gw.TopRequest(container=request.match_info["id"], ps_args=args)))
+    return web.json_response({"Titles": list(found.titles), "Processes": [list(p.columns) for p in found.processes]})
+
+
+_KINDS = {"C": 0, "A": 1, "D": 2}  # Docker's change kinds: modified, added, deleted
+
+
+@routes.get("/containers/{id}/changes")
+async def changes(request: web.Request) -> web.Response:
+    found = await call(of(request).containers.Diff(gw.DiffRequest(container=request.match_info["id"])))
+    return web.json_response([{"Path": c.path, "Kind": _KINDS.get(c.kind, 0)} for c in found.changes] or None)
 
 
 @routes.delete("/containers/{id}")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from typing import Any
+
 from aiohttp import web
 
+from teu.auth import plain_http
 from teu.cli import format as fmt
+from teu_api.errors import InvalidArgument, TeuError, Unimplemented
 from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.types.v1 import types_pb2
 from teu_dockerapi import shapes
-from teu_dockerapi.gateway import call, of
+from teu_dockerapi.gateway import call, of, stream
 
 routes = web.RouteTableDef()
 
@@ -22,3 +30,60 @@ async def list_(request: web.Request) -> web.Response:
 async def inspect(request: web.Request) -> web.Response:
     image = await call(of(request).images.InspectImage(gw.InspectImageRequest(image=request.match_info["name"])))
     return web.json_response(fmt.image_json(image.image))
+
+
+@routes.delete("/images/{name:.+}")
+async def remove(request: web.Request) -> web.Response:
+    req = gw.RemoveImageRequest(image=request.match_info["name"], force=request.query.get("force", "").lower() in ("1", "true"))
+    done = await call(of(request).images.RemoveImage(req))
+    return web.json_response([*({"Untagged": r} for r in done.untagged), *({"Deleted": i} for i in done.deleted)])
+
+
+def registry_auth(request: web.Request) -> types_pb2.RegistryAuth | None:
+    """X-Registry-Auth: base64url of {"username", "password"} or {"identitytoken"}; None without it."""
+    header = request.headers.get("X-Registry-Auth", "")
+    if not header:
+        return None
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError):
+        raise InvalidArgument("X-Registry-Auth is not base64-encoded JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("X-Registry-Auth must hold a JSON object")
+    return types_pb2.RegistryAuth(username=str(doc.get("username") or ""), password=str(doc.get("password") or ""),
+                                  identity_token=str(doc.get("identitytoken") or ""))  # fmt: skip
+
+
+@routes.post("/images/create")
+async def create(request: web.Request) -> web.StreamResponse:
+    """Pulls ``fromImage`` (with ``tag``), streaming Docker's JSON progress."""
+    if request.query.get("fromSrc"):
+        raise Unimplemented("importing with fromSrc is not served yet: use `teu import`")
+    image, tag = request.query.get("fromImage", ""), request.query.get("tag", "")
+    if not image:
+        raise InvalidArgument("fromImage is required")
+    ref = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}" if tag and "@" not in image else image
+    req = gw.PullRequest(image=ref, insecure=plain_http(ref), auth=registry_auth(request))
+    responses = stream(of(request).images.Pull(req))
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+
+    async def say(doc: dict[str, Any]) -> None:
+        await resp.write(json.dumps(doc).encode() + b"\n")
+
+    await say({"status": f"Pulling from {image}", "id": tag or "latest"})
+    try:
+        async for r in responses:
+            if r.HasField("progress"):
+                p = r.progress
+                detail = {"current": p.done, "total": p.total} if p.total else {}
+                await say(
+                    {"status": p.status or "Downloading", "progressDetail": detail, "id": p.digest.removeprefix("sha256:")[:12]}
+                )
+            else:
+                await say({"status": f"Digest: {r.image.id}"})
+                await say({"status": f"Status: Downloaded newer image for {ref}"})
+    except TeuError as exc:  # the headers are gone: Docker tells a failed pull in the stream
+        await say({"errorDetail": {"message": exc.message}, "error": exc.message})
+    await resp.write_eof()
+    return resp

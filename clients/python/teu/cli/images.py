@@ -102,11 +102,8 @@ def ensure_image(c: Client, image: str, policy: str) -> None:
             return
         except NotFound:
             print(f"Unable to find image '{image}' locally", file=sys.stderr)
-    registry = auth.registry_of(image)
-    host = registry.rsplit(":", 1)[0].strip("[]")
-    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
     with contextlib.redirect_stdout(sys.stderr):
-        _progress(c.pull(image, insecure=loopback, auth=auth.lookup(registry)), "image")
+        _progress(c.pull(image, insecure=auth.plain_http(image), auth=auth.lookup(auth.registry_of(image))), "image")
 
 
 def cmd_save(c: Client, a: argparse.Namespace) -> int:

@@ -1,0 +1,103 @@
+"""/volumes, /networks and /events: the engine's other objects, in Docker's JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from teu.cli import parse
+from teu.cli.system import event_json, network_json
+from teu.cli.volumes import volume_json
+from teu_api.errors import InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_dockerapi.containers import filters_of, flag
+from teu_dockerapi.gateway import call, of, stream
+
+routes = web.RouteTableDef()
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise InvalidArgument("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    return body
+
+
+@routes.get("/volumes")
+async def volumes(request: web.Request) -> web.Response:
+    found = await call(of(request).volumes.ListVolumes(gw.ListVolumesRequest(filters=filters_of(request))))
+    return web.json_response({"Volumes": [volume_json(v) for v in found.volumes], "Warnings": []})
+
+
+@routes.post("/volumes/create")
+async def create_volume(request: web.Request) -> web.Response:
+    body = await _body(request)
+    req = gw.CreateVolumeRequest(name=body.get("Name") or "", driver=body.get("Driver") or "",
+                                 labels=body.get("Labels") or {}, options=body.get("DriverOpts") or {})  # fmt: skip
+    made = await call(of(request).volumes.CreateVolume(req))
+    return web.json_response(volume_json(made.volume), status=201)
+
+
+@routes.get("/volumes/{name}")
+async def volume(request: web.Request) -> web.Response:
+    found = await call(of(request).volumes.InspectVolume(gw.InspectVolumeRequest(name=request.match_info["name"])))
+    return web.json_response(volume_json(found.volume))
+
+
+@routes.delete("/volumes/{name}")
+async def remove_volume(request: web.Request) -> web.Response:
+    req = gw.RemoveVolumeRequest(name=request.match_info["name"], force=flag(request, "force"))
+    await call(of(request).volumes.RemoveVolume(req))
+    return web.Response(status=204)
+
+
+@routes.get("/networks")
+async def networks(request: web.Request) -> web.Response:
+    found = await call(of(request).networks.ListNetworks(gw.ListNetworksRequest(filters=filters_of(request))))
+    return web.json_response([network_json(n) for n in found.networks])
+
+
+@routes.post("/networks/create")
+async def create_network(request: web.Request) -> web.Response:
+    body = await _body(request)
+    ipam = ((body.get("IPAM") or {}).get("Config") or [{}])[0] or {}
+    req = gw.CreateNetworkRequest(name=body.get("Name") or "", subnet=ipam.get("Subnet") or "", gateway=ipam.get("Gateway") or "",
+                                  ip_range=ipam.get("IPRange") or "", internal=bool(body.get("Internal")),
+                                  labels=body.get("Labels") or {})  # fmt: skip
+    made = await call(of(request).networks.CreateNetwork(req))
+    return web.json_response({"Id": made.network.id, "Warning": ""}, status=201)
+
+
+@routes.get("/networks/{id}")
+async def network(request: web.Request) -> web.Response:
+    found = await call(of(request).networks.InspectNetwork(gw.InspectNetworkRequest(network=request.match_info["id"])))
+    return web.json_response(network_json(found.network))
+
+
+@routes.delete("/networks/{id}")
+async def remove_network(request: web.Request) -> web.Response:
+    await call(of(request).networks.RemoveNetwork(gw.RemoveNetworkRequest(network=request.match_info["id"])))
+    return web.Response(status=204)
+
+
+@routes.get("/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    now = time.time_ns()
+    since, until = parse.when(request.query.get("since", ""), now), parse.when(request.query.get("until", ""), now)
+    req = gw.EventsRequest(since_unix_nano=since, until_unix_nano=until, filters=filters_of(request))
+    responses = stream(of(request).system.Events(req))
+    first = await anext(responses)  # a bad filter or time is an error before the headers go
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    if first.HasField("event"):
+        await resp.write(json.dumps(event_json(first)).encode() + b"\n")
+    async for r in responses:
+        await resp.write(json.dumps(event_json(r)).encode() + b"\n")
+    await resp.write_eof()
+    return resp
