@@ -140,3 +140,24 @@ def test_docker_py_pulls_from_a_loopback_registry(
             dclient.images.pull(f"{registry}/dockerapi/none", tag="1")
     finally:
         next(registries, None)
+
+
+def test_exec_run_with_and_without_demux_and_a_terminal(dclient: docker.DockerClient) -> None:
+    """docker-py's exec_run: create, then a start that takes the connection over (101 UPGRADED)."""
+    c = dclient.containers.run("busybox", ["sleep", "300"], detach=True)
+    try:
+        r = c.exec_run(["sh", "-c", "echo out; echo err >&2; exit 4"], demux=True)
+        assert (r.exit_code, r.output) == (4, (b"out\n", b"err\n"))
+        assert c.exec_run(["echo", "tty"], tty=True).output == b"tty\r\n"
+        detached = c.exec_run(["sh", "-c", "sleep 0.2; touch /done"], detach=True)
+        assert not detached.output and detached.exit_code is None
+        wait_until(lambda: c.exec_run(["test", "-e", "/done"]).exit_code == 0, what="the detached exec")
+        api = dclient.api
+        ex = api.exec_create(c.id, ["true"])
+        api.exec_start(ex["Id"])
+        assert api.exec_inspect(ex["Id"])["ExitCode"] == 0
+        assert api._post_json(api._url("/exec/{0}/start", ex["Id"]), data={}).status_code == 409
+        with pytest.raises(docker.errors.NotFound):
+            api.exec_inspect("0" * 64)
+    finally:
+        c.remove(force=True)

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from teu_api.errors import TeuError
-from teu_dockerapi import containers, errors, images, resources, system
+from teu_dockerapi import containers, errors, execs, images, resources, system
 from teu_dockerapi.gateway import GATEWAY, Gateway
 
 log = structlog.get_logger()
@@ -57,7 +57,8 @@ def build(gateway: Gateway) -> web.Application:
     """The application, every route twice: ``/path`` and ``/v{version}/path``."""
     app = web.Application(middlewares=[docker_errors], client_max_size=MAX_BODY)
     app[GATEWAY] = gateway
-    for table in (system.routes, containers.routes, images.routes, resources.routes):
+    execs.setup(app)
+    for table in (system.routes, containers.routes, images.routes, resources.routes, execs.routes):
         for route in table:
             assert isinstance(route, web.RouteDef)
             app.router.add_route(route.method, route.path, route.handler)

@@ -34,7 +34,7 @@ def seconds(request: web.Request, key: str) -> int | None:
         raise InvalidArgument(f"invalid value for {key}: {value[:40]!r}") from None
 
 
-async def _details(g: Gateway, ref: str) -> gw.ContainerDetails:
+async def details(g: Gateway, ref: str) -> gw.ContainerDetails:
     return (await call(g.containers.Inspect(gw.InspectRequest(container=ref)))).container
 
 
@@ -67,20 +67,27 @@ def _filters(request: web.Request) -> dict[str, list[str]]:
     return {str(k): list(v) if isinstance(v, (list, dict)) else [str(v)] for k, v in parsed.items()}
 
 
-@routes.post("/containers/create")
-async def create(request: web.Request) -> web.Response:
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object ({} without a body); InvalidArgument for anything else."""
     try:
-        body: Any = await request.json()
+        body = await request.json() if request.can_read_body else {}
     except ValueError:
         raise InvalidArgument("the body is not valid JSON") from None
-    config = shapes.create_config(body, request.query.get("name", ""))
+    if not isinstance(body, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    return body
+
+
+@routes.post("/containers/create")
+async def create(request: web.Request) -> web.Response:
+    config = shapes.create_config(await json_body(request), request.query.get("name", ""))
     created = await call(of(request).containers.Create(gw.CreateRequest(config=config)))
     return web.json_response({"Id": created.id, "Warnings": []}, status=201)
 
 
 @routes.get("/containers/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
-    doc = fmt.inspect_json(await _details(of(request), request.match_info["id"]))
+    doc = fmt.inspect_json(await details(of(request), request.match_info["id"]))
     # Docker's clients read a container's logs back only from the drivers that keep them readable
     # (json-file, journald: docker-py's run returns nothing otherwise); Teu's logs always are.
     doc["HostConfig"]["LogConfig"]["Type"] = "json-file"
@@ -90,7 +97,7 @@ async def inspect(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/start")
 async def start(request: web.Request) -> web.Response:
     g, ref = of(request), request.match_info["id"]
-    if (await _details(g, ref)).summary.state == shapes.RUNNING_STATE:
+    if (await details(g, ref)).summary.state == shapes.RUNNING_STATE:
         return web.Response(status=304)
     await call(g.containers.Start(gw.StartRequest(container=ref)))
     return web.Response(status=204)
@@ -99,7 +106,7 @@ async def start(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/stop")
 async def stop(request: web.Request) -> web.Response:
     g, ref = of(request), request.match_info["id"]
-    if (await _details(g, ref)).summary.state != shapes.RUNNING_STATE:
+    if (await details(g, ref)).summary.state != shapes.RUNNING_STATE:
         return web.Response(status=304)
     req = gw.StopRequest(container=ref, signal=request.query.get("signal", ""))
     if (t := seconds(request, "t")) is not None:
@@ -127,7 +134,7 @@ async def kill(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/wait")
 async def wait(request: web.Request) -> web.StreamResponse:
     g, ref = of(request), request.match_info["id"]
-    await _details(g, ref)  # a 404 before the headers go
+    await details(g, ref)  # a 404 before the headers go
     condition = request.query.get("condition", "")
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)  # the headers now, the exit when it comes (Docker's clients wait for them)
@@ -185,16 +192,16 @@ async def logs(request: web.Request) -> web.StreamResponse:
     out, err = flag(request, "stdout"), flag(request, "stderr")
     if not out and not err:
         raise InvalidArgument("you must choose at least one stream")
-    details = await _details(g, ref)
+    found = await details(g, ref)
     tail = request.query.get("tail", "all")
     if tail != "all" and not tail.lstrip("-").isdigit():
         raise InvalidArgument(f"invalid tail {tail[:20]!r}")
     lines = -1 if tail == "all" else int(tail)  # Docker: negative or "all" is every line, 0 none
-    req = gw.LogsRequest(containers=[details.summary.id], follow=flag(request, "follow"), timestamps=True,
+    req = gw.LogsRequest(containers=[found.summary.id], follow=flag(request, "follow"), timestamps=True,
                          tail=max(lines, 0),
                          since=(seconds(request, "since") or 0) * 10**9, until=(seconds(request, "until") or 0) * 10**9,
                          stdout_only=out and not err, stderr_only=err and not out)  # fmt: skip
-    tty, stamps = details.process.terminal, flag(request, "timestamps")
+    tty, stamps = found.process.terminal, flag(request, "timestamps")
     kind = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     resp = web.StreamResponse(headers={"Content-Type": kind})
     await resp.prepare(request)

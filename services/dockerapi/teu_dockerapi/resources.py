@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from aiohttp import web
 
 from teu.cli import parse
 from teu.cli.system import event_json, network_json
 from teu.cli.volumes import volume_json
-from teu_api.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_dockerapi.containers import filters_of, flag
+from teu_dockerapi.containers import filters_of, flag, json_body
 from teu_dockerapi.gateway import call, of, stream
 
 routes = web.RouteTableDef()
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError:
-        raise InvalidArgument("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("the body must be a JSON object")
-    return body
 
 
 @routes.get("/volumes")
@@ -37,7 +25,7 @@ async def volumes(request: web.Request) -> web.Response:
 
 @routes.post("/volumes/create")
 async def create_volume(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     req = gw.CreateVolumeRequest(name=body.get("Name") or "", driver=body.get("Driver") or "",
                                  labels=body.get("Labels") or {}, options=body.get("DriverOpts") or {})  # fmt: skip
     made = await call(of(request).volumes.CreateVolume(req))
@@ -65,7 +53,7 @@ async def networks(request: web.Request) -> web.Response:
 
 @routes.post("/networks/create")
 async def create_network(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     ipam = ((body.get("IPAM") or {}).get("Config") or [{}])[0] or {}
     req = gw.CreateNetworkRequest(name=body.get("Name") or "", subnet=ipam.get("Subnet") or "", gateway=ipam.get("Gateway") or "",
                                   ip_range=ipam.get("IPRange") or "", internal=bool(body.get("Internal")),

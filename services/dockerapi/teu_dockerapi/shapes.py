@@ -20,7 +20,7 @@ STATES = {types_pb2.CONTAINER_STATE_CREATED: "created", types_pb2.CONTAINER_STAT
 RUNNING_STATE = types_pb2.CONTAINER_STATE_RUNNING
 
 
-def _strings(body: Mapping[str, Any], key: str) -> list[str]:
+def strings(body: Mapping[str, Any], key: str) -> list[str]:
     """A list of strings (a lone string as one), InvalidArgument for anything else."""
     value = body.get(key)
     if value is None:
@@ -100,8 +100,8 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
     config = gw.ContainerConfig(
         image=image,
         name=name,
-        cmd=_strings(body, "Cmd"),
-        env=_strings(body, "Env"),
+        cmd=strings(body, "Cmd"),
+        env=strings(body, "Env"),
         working_dir=body.get("WorkingDir") or "",
         user=body.get("User") or "",
         hostname=body.get("Hostname") or "",
@@ -117,15 +117,15 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
         publish_all=bool(host.get("PublishAllPorts")),
         privileged=bool(host.get("Privileged")),
         read_only=bool(host.get("ReadonlyRootfs")),
-        cap_add=_strings(host, "CapAdd"),
-        cap_drop=_strings(host, "CapDrop"),
-        security_opt=_strings(host, "SecurityOpt"),
-        extra_hosts=_strings(host, "ExtraHosts"),
-        dns=_strings(host, "Dns"),
-        dns_search=_strings(host, "DnsSearch"),
-        dns_options=_strings(host, "DnsOptions"),
-        volumes_from=_strings(host, "VolumesFrom"),
-        group_add=_strings(host, "GroupAdd"),
+        cap_add=strings(host, "CapAdd"),
+        cap_drop=strings(host, "CapDrop"),
+        security_opt=strings(host, "SecurityOpt"),
+        extra_hosts=strings(host, "ExtraHosts"),
+        dns=strings(host, "Dns"),
+        dns_search=strings(host, "DnsSearch"),
+        dns_options=strings(host, "DnsOptions"),
+        volumes_from=strings(host, "VolumesFrom"),
+        group_add=strings(host, "GroupAdd"),
         sysctls=_map(host, "Sysctls"),
         shm_size=_int(host, "ShmSize"),
         oom_score_adj=_int(host, "OomScoreAdj"),
@@ -134,7 +134,7 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
         uts=host.get("UTSMode") or "",
         log_opts=_map(log_config, "Config"),
         restart=policies.restart_policy(policy),
-        mounts=[*(mounts.volume(b) for b in _strings(host, "Binds")), *(_mount(m) for m in host.get("Mounts") or [])],
+        mounts=[*(mounts.volume(b) for b in strings(host, "Binds")), *(_mount(m) for m in host.get("Mounts") or [])],
         resources=types_pb2.Resources(
             memory_bytes=_int(host, "Memory"),
             memory_swap=_int(host, "MemorySwap"),
@@ -149,7 +149,7 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
         ),
     )
     if body.get("Entrypoint") is not None:
-        config.entrypoint.values.extend(_strings(body, "Entrypoint"))
+        config.entrypoint.values.extend(strings(body, "Entrypoint"))
     if host.get("Init") is not None:
         config.init = bool(host["Init"])
     return config
