@@ -161,3 +161,23 @@ def test_exec_run_with_and_without_demux_and_a_terminal(dclient: docker.DockerCl
             api.exec_inspect("0" * 64)
     finally:
         c.remove(force=True)
+
+
+def test_stats_in_dockers_shape(dclient: docker.DockerClient) -> None:
+    """docker-py's stats: one reading with a precpu a moment before (so a CPU percent can be computed),
+    a one-shot, and a stream."""
+    c = dclient.containers.run("busybox", ["sh", "-c", "while :; do :; done"], detach=True, mem_limit="64m")
+    try:
+        s = c.stats(stream=False)
+        cpu, pre = s["cpu_stats"], s["precpu_stats"]
+        percent = (cpu["cpu_usage"]["total_usage"] - pre["cpu_usage"]["total_usage"]) / (
+            cpu["system_cpu_usage"] - pre["system_cpu_usage"]) * cpu["online_cpus"] * 100  # fmt: skip
+        assert percent > 20, s
+        assert (s["memory_stats"]["limit"], s["pids_stats"]["current"], s["name"]) == (64 << 20, 1, "/" + c.name)
+        assert c.stats(stream=False, one_shot=True)["precpu_stats"]["cpu_usage"]["total_usage"] == 0
+        readings = c.stats(stream=True, decode=True)
+        first, second = next(readings), next(readings)
+        assert second["cpu_stats"]["cpu_usage"]["total_usage"] > first["cpu_stats"]["cpu_usage"]["total_usage"]
+        readings.close()
+    finally:
+        c.remove(force=True)
