@@ -181,3 +181,32 @@ def test_stats_in_dockers_shape(dclient: docker.DockerClient) -> None:
         readings.close()
     finally:
         c.remove(force=True)
+
+
+def test_update_commit_export_tag_history_prune_and_df(dclient: docker.DockerClient) -> None:
+    mark = uuid.uuid4().hex[:8]
+    c = dclient.containers.run("busybox", ["sh", "-c", "echo made > /made; sleep 300"], detach=True, labels={"mark": mark})
+    try:
+        c.update(mem_limit="96m", restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+        c.reload()
+        assert (c.attrs["HostConfig"]["Memory"], c.attrs["HostConfig"]["RestartPolicy"]["Name"]) == (96 << 20, "on-failure")
+        wait_until(lambda: c.exec_run(["test", "-e", "/made"]).exit_code == 0, what="the file")
+        image = c.commit(repository=f"committed{mark}", tag="1", changes=["CMD cat /made"])
+        assert f"committed{mark}:1" in image.tags
+        assert dclient.containers.run(f"committed{mark}:1", remove=True) == b"made\n"
+        tar = b"".join(c.export())
+        assert b"made/" not in tar and b"made\n" in tar
+        image.tag(f"tagged{mark}", "2")
+        assert f"tagged{mark}:2" in dclient.images.get(image.id).tags
+        assert len(image.history()) >= 2
+        df = dclient.df()
+        assert df["LayersSize"] > 0 and any(x["Id"] == c.id for x in df["Containers"])
+    finally:
+        c.remove(force=True)
+    stopped = dclient.containers.run("busybox", ["true"], detach=True, labels={"mark": mark})
+    stopped.wait()
+    pruned = dclient.containers.prune(filters={"label": f"mark={mark}"})
+    assert pruned["ContainersDeleted"] == [stopped.id]
+    for ref in (f"committed{mark}:1", f"tagged{mark}:2"):
+        dclient.images.remove(ref)
+    assert dclient.images.prune()["SpaceReclaimed"] >= 0

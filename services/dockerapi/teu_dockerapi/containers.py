@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from teu import changes as teu_changes
 from teu.cli import format as fmt
 from teu_api.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
@@ -177,6 +178,55 @@ _KINDS = {"C": 0, "A": 1, "D": 2}  # Docker's change kinds: modified, added, del
 async def changes(request: web.Request) -> web.Response:
     found = await call(of(request).containers.Diff(gw.DiffRequest(container=request.match_info["id"])))
     return web.json_response([{"Path": c.path, "Kind": _KINDS.get(c.kind, 0)} for c in found.changes] or None)
+
+
+@routes.post("/containers/{id}/update")
+async def update(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    req = gw.UpdateRequest(container=request.match_info["id"], resources=shapes.resources(body))
+    if (policy := shapes.restart_policy(body)) is not None:
+        req.restart.CopyFrom(policy)
+    await call(of(request).containers.Update(req))
+    return web.json_response({"Warnings": []})
+
+
+@routes.post("/containers/prune")
+async def prune(request: web.Request) -> web.Response:
+    done = await call(of(request).containers.PruneContainers(gw.PruneContainersRequest(filters=filters_of(request))))
+    return web.json_response({"ContainersDeleted": list(done.deleted) or None, "SpaceReclaimed": 0})
+
+
+@routes.get("/containers/{id}/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    g = of(request)
+    chunks = stream(g.containers.Export(gw.ExportRequest(container=(await details(g, request.match_info["id"])).summary.id)))
+    first = await anext(chunks, None)  # an error before the headers go
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await resp.prepare(request)
+    if first is not None:
+        await resp.write(first.chunk)
+        async for part in chunks:
+            await resp.write(part.chunk)
+    await resp.write_eof()
+    return resp
+
+
+@routes.post("/commit")
+async def commit(request: web.Request) -> web.Response:
+    q = request.query
+    repo, tag = q.get("repo", ""), q.get("tag", "")
+    instructions = q.getall("changes", [])
+    ref = f"{repo}:{tag}" if repo and tag else repo
+    req = gw.CommitRequest(
+        container=q.get("container", ""),
+        ref=ref,
+        message=q.get("comment", ""),
+        author=q.get("author", ""),
+        changes=teu_changes.changes(instructions),
+        changed=teu_changes.fields(instructions),
+    )
+    done = await call(of(request).containers.Commit(req))
+    return web.json_response({"Id": done.image.id}, status=201)
 
 
 @routes.delete("/containers/{id}")

@@ -15,6 +15,7 @@ from teu_api.errors import InvalidArgument, TeuError, Unimplemented
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 from teu_dockerapi import shapes
+from teu_dockerapi.containers import filters_of
 from teu_dockerapi.gateway import call, of, stream
 
 routes = web.RouteTableDef()
@@ -37,6 +38,32 @@ async def remove(request: web.Request) -> web.Response:
     req = gw.RemoveImageRequest(image=request.match_info["name"], force=request.query.get("force", "").lower() in ("1", "true"))
     done = await call(of(request).images.RemoveImage(req))
     return web.json_response([*({"Untagged": r} for r in done.untagged), *({"Deleted": i} for i in done.deleted)])
+
+
+@routes.post("/images/{name:.+}/tag")
+async def tag(request: web.Request) -> web.Response:
+    repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "")
+    if not repo:
+        raise InvalidArgument("repo is required")
+    target = f"{repo}:{tag_}" if tag_ else repo
+    await call(of(request).images.Tag(gw.TagRequest(source=request.match_info["name"], target=target)))
+    return web.Response(status=201)
+
+
+@routes.get("/images/{name:.+}/history")
+async def history(request: web.Request) -> web.Response:
+    found = await call(of(request).images.History(gw.HistoryRequest(image=request.match_info["name"])))
+    return web.json_response([
+        {"Id": e.id or "<missing>", "Created": e.created_at // 10**9, "CreatedBy": e.created_by, "Tags": None, "Size": e.size,
+         "Comment": e.comment} for e in found.entries
+    ])  # fmt: skip
+
+
+@routes.post("/images/prune")
+async def prune(request: web.Request) -> web.Response:
+    dangling = [v for f in filters_of(request) if f.startswith("dangling=") for v in [f.partition("=")[2]]]
+    done = await call(of(request).images.PruneImages(gw.PruneImagesRequest(all=dangling == ["false"])))
+    return web.json_response({"ImagesDeleted": [{"Deleted": i} for i in done.deleted] or None, "SpaceReclaimed": done.reclaimed})
 
 
 def registry_auth(request: web.Request) -> types_pb2.RegistryAuth | None:

@@ -92,10 +92,6 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
     host = {} if host is None else host
     if not isinstance(host, dict):
         raise InvalidArgument("HostConfig must be an object")
-    restart = host.get("RestartPolicy") or {}
-    policy = str(restart.get("Name") or "")
-    if restart.get("MaximumRetryCount"):
-        policy += f":{restart['MaximumRetryCount']}"
     log_config = host.get("LogConfig") or {}
     config = gw.ContainerConfig(
         image=image,
@@ -133,26 +129,44 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
         pid=host.get("PidMode") or "",
         uts=host.get("UTSMode") or "",
         log_opts=_map(log_config, "Config"),
-        restart=policies.restart_policy(policy),
+        restart=restart_policy(host),
         mounts=[*(mounts.volume(b) for b in strings(host, "Binds")), *(_mount(m) for m in host.get("Mounts") or [])],
-        resources=types_pb2.Resources(
-            memory_bytes=_int(host, "Memory"),
-            memory_swap=_int(host, "MemorySwap"),
-            memory_reservation=_int(host, "MemoryReservation"),
-            nano_cpus=_int(host, "NanoCpus"),
-            cpu_shares=_int(host, "CpuShares"),
-            cpu_period=_int(host, "CpuPeriod"),
-            cpu_quota=_int(host, "CpuQuota"),
-            cpuset_cpus=host.get("CpusetCpus") or "",
-            pids_limit=_int(host, "PidsLimit"),
-            oom_kill_disable=bool(host.get("OomKillDisable")),
-        ),
+        resources=resources(host),
     )
     if body.get("Entrypoint") is not None:
         config.entrypoint.values.extend(strings(body, "Entrypoint"))
     if host.get("Init") is not None:
         config.init = bool(host["Init"])
     return config
+
+
+def resources(host: Mapping[str, Any]) -> types_pb2.Resources:
+    """The resource fields of a HostConfig (or of an update's body)."""
+    return types_pb2.Resources(
+        memory_bytes=_int(host, "Memory"),
+        memory_swap=_int(host, "MemorySwap"),
+        memory_reservation=_int(host, "MemoryReservation"),
+        nano_cpus=_int(host, "NanoCpus"),
+        cpu_shares=_int(host, "CpuShares"),
+        cpu_period=_int(host, "CpuPeriod"),
+        cpu_quota=_int(host, "CpuQuota"),
+        cpuset_cpus=host.get("CpusetCpus") or "",
+        pids_limit=_int(host, "PidsLimit"),
+        oom_kill_disable=bool(host.get("OomKillDisable")),
+    )
+
+
+def restart_policy(host: Mapping[str, Any]) -> types_pb2.RestartPolicy | None:
+    """HostConfig.RestartPolicy ({"Name", "MaximumRetryCount"}); None when absent."""
+    restart = host.get("RestartPolicy")
+    if not restart:
+        return None
+    if not isinstance(restart, dict):
+        raise InvalidArgument("RestartPolicy must be an object")
+    policy = str(restart.get("Name") or "")
+    if restart.get("MaximumRetryCount"):
+        policy += f":{restart['MaximumRetryCount']}"
+    return policies.restart_policy(policy)
 
 
 def _network(mode: Any) -> str:

@@ -8,8 +8,10 @@ import socket
 
 from aiohttp import web
 
+from teu.cli.volumes import volume_json
 from teu_api import VERSION
 from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_dockerapi import shapes
 from teu_dockerapi.gateway import call, of
 
 #: The newest API version whose endpoints are served, and the oldest client accepted.
@@ -55,4 +57,19 @@ async def info(request: web.Request) -> web.Response:
         "CgroupVersion": str(i.cgroup_version), "CgroupDriver": "cgroupfs", "DefaultRuntime": i.oci_runtime,
         "Runtimes": {i.oci_runtime: {"path": i.oci_runtime}}, "SecurityOptions": list(i.security_options),
         "LoggingDriver": "k8s-file", "Labels": [], "Warnings": [],
+    })  # fmt: skip
+
+
+@routes.get("/system/df")
+async def disk_usage(request: web.Request) -> web.Response:
+    g = of(request)
+    usage = await call(g.system.DiskUsage(gw.DiskUsageRequest()))
+    images = await call(g.images.ListImages(gw.ListImagesRequest()))
+    containers = await call(g.containers.List(gw.ListRequest(all=True, size=True)))
+    volumes = await call(g.volumes.ListVolumes(gw.ListVolumesRequest()))
+    return web.json_response({
+        "LayersSize": usage.images_bytes, "Images": [shapes.image_summary(i) for i in images.images],
+        "Containers": [shapes.summary(c) for c in containers.containers],
+        "Volumes": [{**volume_json(v), "UsageData": {"Size": v.size, "RefCount": len(v.used_by)}} for v in volumes.volumes],
+        "BuildCache": [],
     })  # fmt: skip
