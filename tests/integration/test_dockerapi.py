@@ -210,3 +210,29 @@ def test_update_commit_export_tag_history_prune_and_df(dclient: docker.DockerCli
     for ref in (f"committed{mark}:1", f"tagged{mark}:2"):
         dclient.images.remove(ref)
     assert dclient.images.prune()["SpaceReclaimed"] >= 0
+
+
+def test_put_and_get_archives(dclient: docker.DockerClient) -> None:
+    """docker-py's put_archive and get_archive (docker cp both ways), with the path's stat."""
+    import io
+    import tarfile
+
+    c = dclient.containers.run("busybox", ["sleep", "300"], detach=True)
+    try:
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w") as tar:
+            info = tarfile.TarInfo("hello.txt")
+            info.size = 6
+            tar.addfile(info, io.BytesIO(b"hello\n"))
+        assert c.put_archive("/tmp", data.getvalue()) is True
+        assert c.exec_run(["cat", "/tmp/hello.txt"]).output == b"hello\n"
+        bits, st = c.get_archive("/tmp/hello.txt")
+        assert (st["name"], st["size"]) == ("hello.txt", 6)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tar:
+            member = tar.getmembers()[0]
+            assert (member.name, tar.extractfile(member).read()) == ("hello.txt", b"hello\n")  # type: ignore[union-attr]
+        with pytest.raises(docker.errors.NotFound):
+            c.get_archive("/no/such/file")
+        assert dclient.api.head(dclient.api._url("/containers/{0}/archive", c.id), params={"path": "/tmp"}).status_code == 200
+    finally:
+        c.remove(force=True)
