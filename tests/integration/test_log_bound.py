@@ -18,9 +18,12 @@ from teu_api.types.v1 import types_pb2
 MIB = 1 << 20
 # --log-opt max-size=1m --log-opt max-files=2: the rotated log keeps 2 MiB; no log file grows past 64 MiB
 # (the backstop: 4 x max-size, at least 64 MiB, conmon's RLIMIT_FSIZE). Whether the logs service is up
-# or down, the disk holds no more than the sum.
+# or down, the disk holds no more than the sum, and the overshoot of the rotation under way when the
+# service died: the file it had just renamed holds what conmon wrote between the check and the rename
+# (seen: 0.2 MiB under `yes`), at most one max-size more.
 RETAINED = 2 * MIB
 BACKSTOP = 64 * MIB
+IN_FLIGHT = MIB
 
 
 def log_bytes(log_dir: Path) -> int:
@@ -79,7 +82,7 @@ def test_the_bound_holds_while_the_logs_service_is_down(client: Client, engine: 
         peak = peak_while(log_dir, 3)
     finally:
         os.kill(engine.proc.pid, signal.SIGCONT)
-    assert peak <= RETAINED + BACKSTOP
+    assert peak <= RETAINED + BACKSTOP + IN_FLIGHT
     wait_until(lambda: log_bytes(log_dir) < BACKSTOP, timeout=20, what="rotation once the logs service is back")
     assert client.inspect(cid).summary.state == types_pb2.CONTAINER_STATE_RUNNING
     client.stop(cid, timeout=0)

@@ -102,3 +102,15 @@ def public_file(path: Path, text: str) -> None:
     """Writes ``text`` to a file any user of a container may read (0644), e.g. its /etc/hosts."""
     path.write_text(text)
     os.chmod(path, 0o644)
+
+
+def service_socket(sock: Path, public: bool) -> None:
+    """A front door's socket (``public``: the gateway's, the Docker API's) is root:teu 0660 when the
+    ``teu`` group exists (root-equivalent, like Docker's group); every other socket, and a front
+    door's without that group, is 0600."""
+    gid = api_gid() if public else None
+    if gid is None:
+        os.chmod(sock, 0o600)
+        return
+    os.chown(sock, 0, gid)
+    os.chmod(sock, 0o660)

@@ -13,7 +13,6 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -100,17 +99,6 @@ def _start_metrics(name: str, cfg: configmod.Config) -> None:
     log.info("metrics_listening", port=server.server_port)
 
 
-def _grant_api_group(name: str, sock: Path) -> None:
-    """The gateway's socket is root:teu 0660 when the ``teu`` group exists (root-equivalent, like
-    Docker's group); every other socket, and the gateway's without that group, stays 0600."""
-    gid = perms.api_gid() if name == "gateway" else None
-    if gid is None:
-        os.chmod(sock, 0o600)
-        return
-    os.chown(sock, 0, gid)
-    os.chmod(sock, 0o660)
-
-
 async def serve(
     name: str, cfg: configmod.Config, build: Callable[[], Awaitable[Lifecycle]], tls: configmod.TlsListen | None = None
 ) -> None:
@@ -137,7 +125,7 @@ async def serve(
     server.add_insecure_port(f"unix:{sock}")
     tcp = await _start_tls(lifecycle.services, tls) if tls else None  # first: a gateway that cannot bind serves nothing
     await server.start()  # bound under umask 077: the socket is never open to others
-    _grant_api_group(name, sock)
+    perms.service_socket(sock, public=name == "gateway")
     _start_metrics(name, cfg)
     log.info("serving", socket=str(sock), pid=os.getpid())
     stop = asyncio.Event()

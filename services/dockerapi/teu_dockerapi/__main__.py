@@ -31,9 +31,7 @@ async def serve(cfg: Config) -> None:
     sock = cfg.run_dir / "docker.sock"
     sock.unlink(missing_ok=True)
     await web.UnixSite(runner, str(sock)).start()  # made under umask 077: never open to others
-    if (gid := perms.api_gid()) is not None:  # the gateway's rule: root:teu 0660 when that group exists
-        os.chown(sock, 0, gid)
-        os.chmod(sock, 0o660)
+    perms.service_socket(sock, public=True)
     log.info("serving", socket=str(sock), pid=os.getpid())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
