@@ -19,7 +19,7 @@ from aiohttp import web
 
 from teu_api.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_dockerapi.gateway import call, of, stream
+from teu_dockerapi.gateway import call, of, send_tar, stream
 
 routes = web.RouteTableDef()
 CHUNK = 1 << 20
@@ -62,13 +62,7 @@ async def head(request: web.Request) -> web.Response:
 @routes.get("/containers/{id}/archive")
 async def get(request: web.Request) -> web.StreamResponse:
     first, rest = await _tar(request)
-    resp = web.StreamResponse(headers={"X-Docker-Container-Path-Stat": path_stat(first), "Content-Type": "application/x-tar"})
-    await resp.prepare(request)
-    await resp.write(first)
-    async for part in rest:
-        await resp.write(part.chunk)
-    await resp.write_eof()
-    return resp
+    return await send_tar(request, first, rest, {"X-Docker-Container-Path-Stat": path_stat(first)})
 
 
 @routes.put("/containers/{id}/archive")

@@ -13,7 +13,7 @@ from teu_api.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_dockerapi import shapes
 from teu_dockerapi.framing import frame
-from teu_dockerapi.gateway import Gateway, call, of, stream
+from teu_dockerapi.gateway import Gateway, call, of, send_tar, stream
 
 routes = web.RouteTableDef()
 
@@ -201,14 +201,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     g = of(request)
     chunks = stream(g.containers.Export(gw.ExportRequest(container=(await details(g, request.match_info["id"])).summary.id)))
     first = await anext(chunks, None)  # an error before the headers go
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-    await resp.prepare(request)
-    if first is not None:
-        await resp.write(first.chunk)
-        async for part in chunks:
-            await resp.write(part.chunk)
-    await resp.write_eof()
-    return resp
+    return await send_tar(request, first.chunk if first is not None else b"", chunks, {})
 
 
 @routes.post("/commit")

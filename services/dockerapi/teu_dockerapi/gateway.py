@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
+from typing import Protocol, TypeVar
 
 import grpc
 from aiohttp import web
@@ -61,3 +61,23 @@ GATEWAY = web.AppKey("gateway", Gateway)
 def of(request: web.Request) -> Gateway:
     """The gateway of the app serving ``request``."""
     return request.app[GATEWAY]
+
+
+class Chunk(Protocol):
+    """A message of a stream of bytes (Export, CopyFrom)."""
+
+    chunk: bytes
+
+
+async def send_tar(
+    request: web.Request, head: bytes, rest: AsyncIterator[Chunk], headers: Mapping[str, str]
+) -> web.StreamResponse:
+    """A tar streamed to the client: ``head`` (read before the headers, so that an error could still
+    be answered as one), then the stream's chunks."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar", **headers})
+    await resp.prepare(request)
+    await resp.write(head)
+    async for part in rest:
+        await resp.write(part.chunk)
+    await resp.write_eof()
+    return resp
