@@ -480,6 +480,42 @@ def s10_observability(b: Bench) -> list[Result]:
     return [one, cli, scrape, quiet, busy]
 
 
+def s11_docker_api(b: Bench) -> Result:
+    """docker-py's `containers.run("busybox", "true", remove=True)` against Teu's Docker API and podman's
+    API service (`podman system service`), each on its own unix socket."""
+    import docker  # docker-py: a test dependency (requirements-dev.txt)
+
+    r = b.result("docker-py containers.run true, remove=True (Docker API)")
+    clients = {"teu": (docker.DockerClient(base_url=f"unix://{b.engine.run_dir}/docker.sock", version="auto"), "busybox")}
+    service = None
+    if b.podman is not None:
+        sock = b.base / "podman" / "api.sock"
+        argv = [*b.podman.argv(), "system", "service", "--time=0", f"unix://{sock}"]
+        env = {**os.environ, **b.podman.conf()}
+        service = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        clients["podman"] = (docker.DockerClient(base_url=f"unix://{sock}", version="1.41"), "localhost/busybox")
+
+    def one(who: str) -> float:
+        client, image = clients[who]
+        t0 = time.perf_counter()
+        client.containers.run(image, "true", remove=True)
+        return time.perf_counter() - t0
+
+    try:
+        alternate(r, {who: (lambda who=who: one(who)) for who in clients}, runs=8 if b.quick else 20, warmup=3)
+    finally:
+        for client, _ in clients.values():
+            client.close()
+        if service is not None:
+            service.terminate()
+            service.wait(timeout=30)
+    r.na.setdefault("docker", "no dockerd measured here")
+    return r
+
+
 def main() -> None:
     """Runs every scenario and reports."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -502,6 +538,7 @@ def main() -> None:
             ("8", s8_echo),
             ("9", s9_lifecycle),
             ("10", s10_observability),
+            ("11", s11_docker_api),
         ):
             if wanted and num not in wanted:
                 continue
