@@ -236,3 +236,59 @@ def test_put_and_get_archives(dclient: docker.DockerClient) -> None:
         assert dclient.api.head(dclient.api._url("/containers/{0}/archive", c.id), params={"path": "/tmp"}).status_code == 200
     finally:
         c.remove(force=True)
+
+
+def test_exec_with_stdin_over_the_taken_over_connection(dclient: docker.DockerClient) -> None:
+    """exec -i: the client's bytes after the 101 are the process's stdin, its half-close stdin's end,
+    and the output still comes back after it."""
+    import socket as sockets
+    import struct
+
+    c = dclient.containers.run("busybox", ["sleep", "300"], detach=True)
+    try:
+        api = dclient.api
+        ex = api.exec_create(c.id, ["sh", "-c", "cat; echo done >&2"], stdin=True)
+        sock = api.exec_start(ex["Id"], socket=True)._sock
+        sock.sendall(b"hello\n")
+        sock.sendall(b"world\n")
+        sock.shutdown(sockets.SHUT_WR)
+        got, data = {1: b"", 2: b""}, b""
+        sock.settimeout(15)
+        while chunk := sock.recv(65536):
+            data += chunk
+        sock.close()
+        while data:
+            kind, size = struct.unpack(">BxxxL", data[:8])
+            got[kind], data = got[kind] + data[8 : 8 + size], data[8 + size :]
+        assert got == {1: b"hello\nworld\n", 2: b"done\n"}
+        assert api.exec_inspect(ex["Id"])["ExitCode"] == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_attach_before_start_sees_every_byte_and_feeds_stdin(dclient: docker.DockerClient) -> None:
+    """As `docker run -i` does: create, attach (stdin, stdout, stderr), start, write, half-close; the
+    output comes back framed and the stream ends at the exit."""
+    import socket as sockets
+    import struct
+
+    c = dclient.containers.create("busybox", ["sh", "-c", "echo first; cat; echo last >&2"], stdin_open=True)
+    try:
+        api = dclient.api
+        sock = api.attach_socket(c.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})._sock
+        c.start()
+        sock.sendall(b"typed\n")
+        sock.shutdown(sockets.SHUT_WR)
+        sock.settimeout(15)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        sock.close()
+        got = {1: b"", 2: b""}
+        while data:
+            kind, size = struct.unpack(">BxxxL", data[:8])
+            got[kind], data = got[kind] + data[8 : 8 + size], data[8 + size :]
+        assert got == {1: b"first\ntyped\n", 2: b"last\n"}
+        assert c.wait()["StatusCode"] == 0
+    finally:
+        c.remove(force=True)

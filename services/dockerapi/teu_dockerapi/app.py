@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from teu_api.errors import TeuError
-from teu_dockerapi import archive, containers, errors, execs, images, resources, stats, system
+from teu_dockerapi import archive, attach, containers, errors, execs, images, resources, stats, system
 from teu_dockerapi.gateway import GATEWAY, Gateway
 
 log = structlog.get_logger()
@@ -58,7 +58,17 @@ def build(gateway: Gateway) -> web.Application:
     app = web.Application(middlewares=[docker_errors], client_max_size=MAX_BODY)
     app[GATEWAY] = gateway
     execs.setup(app)
-    for table in (system.routes, containers.routes, images.routes, resources.routes, execs.routes, stats.routes, archive.routes):
+    attach.setup(app)
+    for table in (
+        system.routes,
+        containers.routes,
+        images.routes,
+        resources.routes,
+        execs.routes,
+        stats.routes,
+        archive.routes,
+        attach.routes,
+    ):
         for route in table:
             assert isinstance(route, web.RouteDef)
             app.router.add_route(route.method, route.path, route.handler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -9,11 +10,11 @@ from aiohttp import web
 
 from teu import changes as teu_changes
 from teu.cli import format as fmt
-from teu_api.errors import InvalidArgument
+from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_dockerapi import shapes
 from teu_dockerapi.framing import frame
-from teu_dockerapi.gateway import Gateway, call, of, send_tar, stream
+from teu_dockerapi.gateway import PENDING, Gateway, call, of, send_tar, stream
 
 routes = web.RouteTableDef()
 
@@ -98,9 +99,21 @@ async def inspect(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/start")
 async def start(request: web.Request) -> web.Response:
     g, ref = of(request), request.match_info["id"]
-    if (await details(g, ref)).summary.state == shapes.RUNNING_STATE:
+    d = await details(g, ref)
+    if d.summary.state == shapes.RUNNING_STATE:
         return web.Response(status=304)
-    await call(g.containers.Start(gw.StartRequest(container=ref)))
+    attached = request.app[PENDING].get(d.summary.id)
+    if attached is None:
+        await call(g.containers.Start(gw.StartRequest(container=ref)))
+        return web.Response(status=204)
+    attached.set()  # an attach waits for this start: it starts the container, seeing every byte
+    for _ in range(200):
+        d = await details(g, ref)
+        if d.summary.state != shapes.CREATED_STATE or d.error:
+            break
+        await asyncio.sleep(0.05)
+    if d.error:
+        raise FailedPrecondition(f"container {d.summary.name} could not start: {d.error}")
     return web.Response(status=204)
 
 

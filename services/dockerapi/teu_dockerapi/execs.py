@@ -3,8 +3,8 @@ gateway's one Exec stream, which starts its process when opened.
 
 An exec is kept here between its create and its start, and after it, for inspect (in memory: a
 restart of this service forgets them, as a restart of dockerd forgets its execs). Start answers as
-Docker does: it takes the connection over (``101 UPGRADED`` when the client asked ``Upgrade: tcp``,
-else ``200 OK``) and writes the output raw, framed (framing.py) without a terminal, until the
+Docker does: it takes the connection over (hijack.py), the client's bytes being the process's stdin
+(``AttachStdin``), and writes the output raw, framed (framing.py) without a terminal, until the
 process exits; then it closes the connection.
 """
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
-from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError, Unimplemented
+from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
-from teu_dockerapi import shapes
+from teu_dockerapi import hijack, shapes
 from teu_dockerapi.containers import details, json_body
 from teu_dockerapi.framing import frame
 from teu_dockerapi.gateway import Gateway, of, stream
@@ -65,13 +65,12 @@ async def create(request: web.Request) -> web.Response:
     cmd = shapes.strings(body, "Cmd")
     if not cmd:
         raise InvalidArgument("No exec command specified")
-    if body.get("AttachStdin"):
-        raise Unimplemented("exec with stdin (docker exec -i) is not served yet")
     c = await details(of(request), request.match_info["id"])
     if c.summary.state != shapes.RUNNING_STATE:
         raise FailedPrecondition(f"container {c.summary.id} is not running")
     start = gw.ExecStart(container=c.summary.id, cmd=cmd, env=shapes.strings(body, "Env"), user=body.get("User") or "",
-                         working_dir=body.get("WorkingDir") or "", tty=bool(body.get("Tty")))  # fmt: skip
+                         working_dir=body.get("WorkingDir") or "", tty=bool(body.get("Tty")),
+                         stdin=bool(body.get("AttachStdin")))  # fmt: skip
     execs = _execs(request)
     if len(execs) >= KEPT:
         for old in [k for k, e in execs.items() if e.started and not e.running][: len(execs) - KEPT + 1]:
@@ -88,15 +87,20 @@ async def inspect(request: web.Request) -> web.Response:
     return web.json_response({
         "ID": ex.id, "ContainerID": ex.container, "Running": ex.running, "ExitCode": ex.exit_code if ended else None,
         "ProcessConfig": {"entrypoint": s.cmd[0], "arguments": list(s.cmd[1:]), "tty": s.tty, "user": s.user},
-        "OpenStdin": False, "OpenStdout": True, "OpenStderr": True, "CanRemove": False, "DetachKeys": "", "Pid": 0,
+        "OpenStdin": s.stdin, "OpenStdout": True, "OpenStderr": True, "CanRemove": False, "DetachKeys": "", "Pid": 0,
     })  # fmt: skip
 
 
-async def _frames(g: Gateway, ex: Exec) -> AsyncIterator[bytes]:
-    """The output of the exec's process, as Docker writes it; records its exit."""
+async def _frames(g: Gateway, ex: Exec, stdin: hijack.Input | None = None) -> AsyncIterator[bytes]:
+    """The output of the exec's process, as Docker writes it, with ``stdin`` (bytes; b"" at its end)
+    as its input; records its exit."""
 
     async def requests() -> AsyncIterator[gw.ExecRequest]:
         yield gw.ExecRequest(start=ex.start)
+        while stdin is not None and (data := await stdin.get()):
+            yield gw.ExecRequest(frame=types_pb2.StdinFrame(data=data))
+        if stdin is not None:
+            yield gw.ExecRequest(frame=types_pb2.StdinFrame(close_stdin=True))
         await ex.done.wait()  # the stream stays open until the exit: its end would detach
 
     ex.started = ex.running = True
@@ -124,23 +128,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     if body.get("Detach"):
         asyncio.get_running_loop().create_task(_drain(g, ex))
         return web.Response(status=200)
-    transport = request.transport
-    if transport is None:
-        raise FailedPrecondition("the connection is gone")
-    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
-    kind = "application/vnd.docker.raw-stream" if ex.start.tty else "application/vnd.docker.multiplexed-stream"
-    status = "101 UPGRADED" if upgrade else "200 OK"
-    upgraded = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
-    transport.write(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{upgraded}\r\n".encode())
-    try:
-        async for data in _frames(g, ex):
-            transport.write(data)
-    except TeuError as exc:  # the headers are gone: say it on stderr, as the process would
-        transport.write(
-            frame(types_pb2.STREAM_STDERR, exc.message.encode() + b"\n") if not ex.start.tty else exc.message.encode()
-        )
-    transport.close()  # the connection was taken over: its end is the output's end
-    return web.Response()  # never written: the transport is closed
+    return await hijack.relay(request, ex.start.tty, ex.start.stdin, lambda stdin: _frames(g, ex, stdin))
 
 
 async def _drain(g: Gateway, ex: Exec) -> None:

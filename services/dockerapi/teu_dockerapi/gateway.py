@@ -56,6 +56,8 @@ async def stream(responses: AsyncIterable[T]) -> AsyncIterator[T]:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+#: Attaches waiting for their container's start (attach.py), by container id.
+PENDING = web.AppKey("pending_attaches", dict)
 
 
 def of(request: web.Request) -> Gateway:

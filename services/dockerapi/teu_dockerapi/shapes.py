@@ -17,7 +17,7 @@ from teu_api.types.v1 import types_pb2
 
 STATES = {types_pb2.CONTAINER_STATE_CREATED: "created", types_pb2.CONTAINER_STATE_RUNNING: "running",
           types_pb2.CONTAINER_STATE_EXITED: "exited"}  # fmt: skip
-RUNNING_STATE = types_pb2.CONTAINER_STATE_RUNNING
+RUNNING_STATE, CREATED_STATE = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_CREATED
 
 
 def strings(body: Mapping[str, Any], key: str) -> list[str]:
