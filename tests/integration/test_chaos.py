@@ -52,7 +52,7 @@ def test_runs_ride_out_a_back_end_restart(engine: Engine, client: Client, servic
 def audit(engine: Engine, client: Client) -> dict[str, list[str]]:
     """What the engine holds, on the host, for containers it does not know any more."""
     live = {c.id for c in client.list(all=True)}
-    return engine_audit.leftovers(engine.root, engine.run_dir, live, engine.service_pid("runtime"))
+    return engine_audit.leftovers(engine.root, engine.run_dir, live, engine.service_pid("runtime"), engine.cgroup_parent)
 
 
 def leftovers(client: Client) -> list[tuple[str, int, str]]:

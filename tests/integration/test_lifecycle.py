@@ -14,6 +14,7 @@ from teu.client import Client, ContainerOptions
 from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from teu.testing import wait_until
 from teu_api.types.v1 import types_pb2
+from teu_runtime import cgroups
 
 RUNNING, EXITED = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_EXITED
 
@@ -62,6 +63,32 @@ def test_rm_force_leaves_nothing(client: Client, engine: Engine) -> None:
     assert client.inspect(cid).summary.state == RUNNING
     client.remove(cid, force=True)
     assert leftovers(engine, cid) == []
+
+
+def test_rm_removes_cgroups_a_cut_short_create_left(client: Client, engine: Engine) -> None:
+    """A create cut short by the runtime service's death can leave the container's cgroups where the
+    OCI runtime no longer sees them, with a process in them: rm kills that process and removes them."""
+    cid = client.create(ContainerOptions(image="busybox", cmd=["true"])).id
+    parents = cgroups.parent_dirs(Path(f"/proc/{engine.service_pid('runtime')}"), engine.cgroup_parent)
+    stray = subprocess.Popen(["sleep", "300"])
+    try:
+        for parent in parents:
+            for d in (parent / cid, parent / cid / "child"):
+                d.mkdir()
+                for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset takes no task until they are set
+                    if (d / name).exists():
+                        (d / name).write_text((d.parent / name).read_text())
+            (parent / cid / "child" / "cgroup.procs").write_text(str(stray.pid))
+        client.remove(cid)
+        assert stray.wait(timeout=10) == -9
+        assert [p for p in parents if (p / cid).exists()] == []
+    finally:
+        stray.kill()
+        stray.wait()
+        for parent in parents:
+            for d in (parent / cid / "child", parent / cid):
+                if d.exists():
+                    d.rmdir()
 
 
 def logged(client: Client, cid: str) -> bytes:

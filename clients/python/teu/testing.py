@@ -7,6 +7,7 @@ with PrivateEngine(Path(tmp)) as engine:
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -64,7 +65,9 @@ class PrivateEngine:
         self.log_path = base / "engine.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.wrap = list(wrap)
-        self.extra_env = dict(env or {})
+        #: Its containers' cgroups go under a parent of its own, apart from those of other engines.
+        self.cgroup_parent = f"teu-{secrets.token_hex(4)}"
+        self.extra_env = {"TEU_CGROUP_PARENT": self.cgroup_parent, **(env or {})}
 
     @property
     def target(self) -> str:

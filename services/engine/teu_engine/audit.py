@@ -20,15 +20,17 @@ def container_of(text: str) -> str:
     return next((part for part in text.replace(":", "/").split("/") if names.is_id(part)), "")
 
 
-def leftovers(root: Path, run_dir: Path, live: Collection[str], runtime_pid: int) -> dict[str, list[str]]:
+def leftovers(
+    root: Path, run_dir: Path, live: Collection[str], runtime_pid: int, cgroup_parent: str = cgroups.PARENT
+) -> dict[str, list[str]]:
     """What the engine with state under ``root`` and ``run_dir`` holds for containers not in ``live``,
-    by kind; empty when nothing was left behind. ``runtime_pid`` locates the containers' cgroups
-    (they nest under the runtime service's own)."""
+    by kind; empty when nothing was left behind. ``runtime_pid`` and ``cgroup_parent`` locate the
+    containers' cgroups (they nest under the runtime service's own)."""
 
     def gone(name: str) -> bool:
         return name not in live
 
-    cgroup_dirs = [d for parent in cgroups.parent_dirs(Path(f"/proc/{runtime_pid}")) for d in _dirs(parent)]
+    cgroup_dirs = [d for parent in cgroups.parent_dirs(Path(f"/proc/{runtime_pid}"), cgroup_parent) for d in _dirs(parent)]
     ours = {d.name for d in cgroup_dirs}  # the ids this engine's runtime made cgroups for
     found = {
         "mounts": [p for p in _mount_points() if p.startswith(f"{root}/") and gone(container_of(p))],

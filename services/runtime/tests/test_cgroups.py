@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from teu_api.errors import InvalidArgument
 from teu_runtime import cgroups
 
 MOUNTINFO = """\
@@ -31,3 +34,25 @@ def test_parent_dirs_follow_each_hierarchy(tmp_path: Path) -> None:
         Path("/sys/fs/cgroup/cpu,cpuacct/teu"),
         Path("/sys/fs/cgroup/unified/svc/teu"),
     ]
+
+
+def test_parent_dirs_under_another_parent(tmp_path: Path) -> None:
+    """TEU_CGROUP_PARENT's name replaces ``teu`` in every hierarchy."""
+    (tmp_path / "mountinfo").write_text(MOUNTINFO)
+    (tmp_path / "cgroup").write_text(CGROUP)
+    assert cgroups.parent_dirs(tmp_path, "ci/engine-1")[1] == Path("/sys/fs/cgroup/memory/ci/job1/ci/engine-1")
+
+
+@pytest.mark.parametrize("value", ["/abs", "a/../b", "a//b", ".", "a/"])
+def test_parent_from_env_refuses_what_could_leave_the_engine(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Only a relative path of plain names: the containers' cgroups stay under the engine's own."""
+    monkeypatch.setenv("TEU_CGROUP_PARENT", value)
+    with pytest.raises(InvalidArgument):
+        cgroups.parent_from_env()
+
+
+def test_parent_from_env_defaults_to_teu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEU_CGROUP_PARENT", raising=False)
+    assert cgroups.parent_from_env() == "teu"
+    monkeypatch.setenv("TEU_CGROUP_PARENT", "teu-a1/b")
+    assert cgroups.parent_from_env() == "teu-a1/b"

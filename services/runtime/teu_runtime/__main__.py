@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import time
+from collections.abc import Awaitable
 
 import structlog
 from prometheus_client import REGISTRY
@@ -34,7 +35,8 @@ async def build(cfg: Config) -> Lifecycle:
     """Probes the host, opens the database, reconciles, and returns the service to serve."""
     state = cfg.state_dir("runtime")
     layout = cgroups.detect()
-    cgroups.open_parents()
+    cgroup_parent = cgroups.parent_from_env()
+    cgroups.open_parents(cgroup_parent)
     choice = ociruntime.choose(layout, os.environ.get("TEU_OCI_RUNTIME") or None)
     conmon_path = shutil.which("conmon")
     if not conmon_path:
@@ -64,7 +66,7 @@ async def build(cfg: Config) -> Lifecycle:
     conmon_version = await ociruntime.version_line(conmon_path)
     init_path = shutil.which("tini-static") or ""
     settings = Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap, init_path=init_path,
-                        init_default=os.environ.get("TEU_INIT") == "1")  # fmt: skip
+                        init_default=os.environ.get("TEU_INIT") == "1", cgroup_parent=cgroup_parent)  # fmt: skip
     manager = Manager(store, runtime, settings, networks)
     # the supervisor says whether the engine itself is starting, or only this service again
     await manager.reconcile(engine_start=os.environ.get("TEU_ENGINE_START") == "1")
@@ -84,13 +86,16 @@ async def build(cfg: Config) -> Lifecycle:
     async def stop() -> None:
         await manager.close()
         store.close()
+        cgroups.remove_parents(cgroup_parent)
 
     boot = oomwatch.boot_id()
     read_boot, _, read_seq = store.mark(KMSG_MARK).partition(":")
     after = int(read_seq) if read_boot == boot and read_seq.isdigit() else 0
-    manager.background(
-        oomwatch.watch(after, lambda kill: manager.oom_killed(kill, (KMSG_MARK, f"{boot}:{kill.seq}")), time.time_ns)
-    )
+
+    def on_kill(kill: oomwatch.Kill) -> Awaitable[None]:
+        return manager.oom_killed(kill, (KMSG_MARK, f"{boot}:{kill.seq}"))
+
+    manager.background(oomwatch.watch(after, on_kill, time.time_ns, cgroup_parent))
     REGISTRY.register(ContainerCollector(store, asyncio.get_running_loop()))
     servicer = RuntimeServicer(manager, info)
     return Lifecycle(

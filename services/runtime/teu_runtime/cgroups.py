@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from teu_api.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,21 @@ def swap_limit(layout: CgroupLayout, root: Path = Path("/sys/fs/cgroup")) -> boo
     return (root / "memory" / "memory.memsw.limit_in_bytes").exists()
 
 
-PARENT = "teu"  # containers' cgroups are PARENT/<id>, relative to this service's own cgroups
+PARENT = "teu"  # containers' cgroups are <parent>/<id>, relative to this service's own cgroups
 
 
-def parent_dirs(proc: Path = Path("/proc/self")) -> list[Path]:
-    """The directories the OCI runtime makes containers' cgroups in: PARENT under this process's
+def parent_from_env() -> str:
+    """The containers' cgroup parent TEU_CGROUP_PARENT names (dockerd's ``--cgroup-parent``), PARENT
+    when unset: a relative path of plain names. INVALID_ARGUMENT for anything else."""
+    value = os.environ.get("TEU_CGROUP_PARENT") or PARENT
+    parts = value.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidArgument(f"TEU_CGROUP_PARENT must be a relative path of plain names, not {value!r}")
+    return value
+
+
+def parent_dirs(proc: Path = Path("/proc/self"), parent: str = PARENT) -> list[Path]:
+    """The directories the OCI runtime makes containers' cgroups in: ``parent`` under this process's
     cgroup in every mounted hierarchy (a relative cgroupsPath is resolved that way)."""
     mounts: dict[str, list[tuple[str, Path]]] = {}  # hierarchy key -> (mount root, mount point)
     for line in (proc / "mountinfo").read_text().splitlines():
@@ -68,16 +83,60 @@ def parent_dirs(proc: Path = Path("/proc/self")) -> list[Path]:
         _, controllers, own = line.split(":", 2)
         for root, point in mounts.get(",".join(sorted(controllers.split(","))) if controllers else "", []):
             if own == root or own.startswith(root.rstrip("/") + "/"):
-                dirs.append(point / own[len(root.rstrip("/")) :].lstrip("/") / PARENT)
+                dirs.append(point / own[len(root.rstrip("/")) :].lstrip("/") / parent)
                 break
     return dirs
 
 
-def open_parents() -> None:
+def remove_leftovers(cid: str, parent: str = PARENT, timeout: float = 2.0) -> list[Path]:
+    """Removes the cgroups of container ``cid`` that its OCI runtime left: a create cut short (the
+    runtime service died during it, and its state was undone before the OCI runtime had recorded the
+    cgroups) leaves them behind where ``<runtime> delete`` cannot see them. Processes still in them
+    are killed first (thawed if frozen). Call only once the OCI runtime holds no state for ``cid``.
+    Returns the directories that could not be removed within ``timeout`` seconds."""
+    left = [d / cid for d in parent_dirs(parent=parent) if (d / cid).is_dir()]
+    deadline = time.monotonic() + timeout
+    while left:
+        left = [d for d in left if not _remove_tree(d)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return left
+
+
+def _remove_tree(top: Path) -> bool:
+    """Kills what runs in the cgroup ``top`` and its children, then removes them, deepest first;
+    whether ``top`` is gone."""
+    for here, _, _ in os.walk(top, topdown=False):
+        try:
+            for name, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+                if Path(here, name).exists():
+                    Path(here, name).write_text(thawed)
+            for pid in Path(here, "cgroup.procs").read_text().split():
+                os.kill(int(pid), signal.SIGKILL)
+            os.rmdir(here)
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+    return not top.exists()
+
+
+def remove_parents(parent: str = PARENT) -> None:
+    """Removes the parent directories that hold no container any more (at a clean stop)."""
+    for d in parent_dirs(parent=parent):
+        try:
+            d.rmdir()
+        except OSError:  # absent, or containers run on in it
+            continue
+
+
+def open_parents(parent: str = PARENT) -> None:
     """Makes existing parent directories 0755: a container's root, which may be an unprivileged host
     uid under user namespace remapping, must pass through them to its own cgroup (an engine that
     ran its OCI runtime under umask 077 left them 0700)."""
-    for d in parent_dirs():
+    for d in parent_dirs(parent=parent):
         try:
             if d.is_dir():
                 os.chmod(d, 0o755)

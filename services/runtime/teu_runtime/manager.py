@@ -78,6 +78,8 @@ class Settings:
     init_path: str = ""
     #: Whether containers get the init unless they say otherwise (TEU_INIT=1).
     init_default: bool = False
+    #: Where containers' cgroups go, relative to this service's own (TEU_CGROUP_PARENT).
+    cgroup_parent: str = cgroups.PARENT
 
 
 def _now() -> int:
@@ -238,7 +240,7 @@ class Manager:
             binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
         init = self.settings.init_path if self._wants_init(c.spec) else ""
-        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{cgroups.PARENT}/{c.id}",
+        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{self.settings.cgroup_parent}/{c.id}",
                          shared=shared, devices=devices, remap=remap, init=init)  # fmt: skip
         bundle.config.write_text(json.dumps(doc))
         return await conmon.launch(self._monitor(c, bundle, c.spec.process))
@@ -306,9 +308,16 @@ class Manager:
         return c
 
     async def _forget_runtime_state(self, cid: str) -> None:
-        """``<runtime> delete`` if the runtime still knows ``cid`` (normally already done at exit)."""
+        """``<runtime> delete`` if the runtime still knows ``cid`` (normally already done at exit),
+        then the cgroups a create cut short left where the runtime cannot see them."""
         if self.oci.knows(cid):
             await self.oci.delete(cid, force=True)
+        try:
+            left = await asyncio.to_thread(cgroups.remove_leftovers, cid, self.settings.cgroup_parent)
+        except OSError as exc:
+            raise Internal(f"cannot remove the cgroups of container {cid[:12]}: {exc}") from exc
+        if left:
+            raise Internal(f"cannot remove the cgroups of container {cid[:12]}: {', '.join(map(str, left))} stay busy")
 
     # -- exec -----------------------------------------------------------------------------------
 
