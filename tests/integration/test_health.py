@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
+from conftest import Engine
 from teu.client import Client, ContainerOptions
-from teu.errors import FailedPrecondition, InvalidArgument
+from teu.errors import FailedPrecondition, InvalidArgument, TeuError
 from teu.testing import wait_until
 from teu_api.types.v1 import types_pb2
 
@@ -90,3 +94,50 @@ def test_health_on_failure_restart_hands_an_unhealthy_container_to_its_restart_p
         client.remove(plain, force=True)
     with pytest.raises(InvalidArgument, match="health-on-failure"):
         client.create(ContainerOptions(image="busybox", health_on_failure="reboot"))
+
+
+def probers(client: Client, cid: str) -> int:
+    """How many healthcheck probers run in the container (the engine's busybox shell)."""
+    return client.exec_run(cid, ["ps", "-o", "args"]).stdout.decode().count("/dev/.teu/busybox sh")
+
+
+def test_a_checks_command_is_the_containers_own_and_a_missing_one_says_so(client: Client) -> None:
+    """CMD's command is looked up in the container's PATH (a script named like a busybox applet runs,
+    not the applet); a command that is not there fails with 127 and Docker's words."""
+    script = "mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho mine; exit 3\\n' > /usr/local/bin/true && chmod +x /usr/local/bin/true"
+    h = types_pb2.HealthConfig(test=["CMD", "true"], interval_ns=100 * MS, retries=1)
+    own = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", f"{script}; exec sleep 300"], healthcheck=h))
+    missing = types_pb2.HealthConfig(test=["CMD", "no-such-check"], interval_ns=100 * MS, retries=1)
+    gone = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=missing))
+    try:
+        wait_until(lambda: client.inspect(own).health.status == "unhealthy", timeout=10)
+        last = client.inspect(own).health.log[-1]
+        assert (last.exit_code, last.output) == (3, "mine\n")
+        wait_until(lambda: client.inspect(gone).health.status == "unhealthy", timeout=10)
+        last = client.inspect(gone).health.log[-1]
+        assert last.exit_code == 127 and 'exec: "no-such-check": executable file not found in $PATH' in last.output
+        assert probers(client, own) == 1
+    finally:
+        client.remove(own, force=True)
+        client.remove(gone, force=True)
+
+
+def test_checks_go_on_after_a_runtime_restart_with_one_prober(client: Client, engine: Engine) -> None:
+    """SIGKILL of the runtime service: the checks resume, and the prober the dead service left is ended."""
+    h = types_pb2.HealthConfig(test=["CMD-SHELL", "echo ok"], interval_ns=100 * MS, retries=1)
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=h))
+    try:
+        client.wait(cid, condition="healthy")
+        assert probers(client, cid) == 1
+        os.kill(engine.service_pid("runtime"), signal.SIGKILL)
+        wait_until(lambda: _answers(client, cid), timeout=30, what="the runtime")
+        wait_until(lambda: client.inspect(cid).health.log[-1].output == "ok\n" and probers(client, cid) == 1, timeout=10)
+    finally:
+        client.remove(cid, force=True)
+
+
+def _answers(client: Client, cid: str) -> bool:
+    try:
+        return client.inspect(cid).health.status == "healthy"
+    except TeuError:
+        return False

@@ -17,7 +17,7 @@ from teu_common import idmap, perms
 from teu_common.config import Config
 from teu_common.journal import Retention
 from teu_common.server import Lifecycle, Service, main
-from teu_runtime import cgroups, confine, ociruntime, oomwatch
+from teu_runtime import cgroups, confine, ociruntime, oomwatch, prober
 from teu_runtime.database import Store
 from teu_runtime.manager import Manager, Settings
 from teu_runtime.metrics import ContainerCollector
@@ -66,7 +66,8 @@ async def build(cfg: Config) -> Lifecycle:
     conmon_version = await ociruntime.version_line(conmon_path)
     init_path = shutil.which("tini-static") or ""
     settings = Settings(bundles=bundles, conmon=conmon_path, host=host, remap=remap, init_path=init_path,
-                        init_default=os.environ.get("TEU_INIT") == "1", cgroup_parent=cgroup_parent)  # fmt: skip
+                        init_default=os.environ.get("TEU_INIT") == "1", cgroup_parent=cgroup_parent,
+                        busybox=prober.static_busybox())  # fmt: skip
     manager = Manager(store, runtime, settings, networks)
     # the supervisor says whether the engine itself is starting, or only this service again
     await manager.reconcile(engine_start=os.environ.get("TEU_ENGINE_START") == "1")

@@ -47,17 +47,23 @@ class AttachSocket:
 
     async def output(self) -> AsyncIterator[tuple[types_pb2.Stream.ValueType, bytes]]:
         """(stream, bytes) packets until conmon closes the connection."""
+        while (packet := await self.receive()) is not None:
+            yield packet
+
+    async def receive(self) -> tuple[types_pb2.Stream.ValueType, bytes] | None:
+        """The next (stream, bytes) packet, None once conmon closes the connection; a wait that is
+        cancelled loses nothing."""
         loop = asyncio.get_running_loop()
         while True:
             try:
                 packet = await loop.sock_recv(self._sock, 65536)
             except (ConnectionResetError, BrokenPipeError):
-                return
+                return None
             if not packet:
-                return
+                return None
             stream = _STREAMS.get(packet[0])
             if stream is not None and len(packet) > 1:
-                yield stream, packet[1:]
+                return stream, packet[1:]
 
     async def send(self, data: bytes) -> None:
         """Input for the process, in packets conmon takes whole."""

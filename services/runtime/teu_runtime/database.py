@@ -221,6 +221,13 @@ class Store:
             raise NotFound(f"No such container: {cid}")
         return rows[0]
 
+    def state(self, cid: str) -> tuple[int, bool]:
+        """Container ``cid``'s state and whether it is paused, without reading its whole record."""
+        row = self._db.execute("SELECT state, paused FROM containers WHERE id = ?", (cid,)).fetchone()
+        if row is None:
+            raise NotFound(f"No such container: {cid}")
+        return row[0], bool(row[1])
+
     def find(self, ref: str) -> Container:
         """The container named ``ref``, with id ``ref``, or whose id starts with ``ref``."""
         if not ref:

@@ -44,6 +44,7 @@ from teu_runtime import (
     mounts,
     names,
     oomwatch,
+    prober,
     restarts,
     sharing,
     spec,
@@ -78,6 +79,8 @@ class Settings:
     init_path: str = ""
     #: Whether containers get the init unless they say otherwise (TEU_INIT=1).
     init_default: bool = False
+    #: The host's static busybox, whose shell runs the healthchecks in containers (prober.py).
+    busybox: str = ""
     #: Where containers' cgroups go, relative to this service's own (TEU_CGROUP_PARENT).
     cgroup_parent: str = cgroups.PARENT
 
@@ -240,8 +243,9 @@ class Manager:
             binds = self.networks.write_files(plan, c, bundle)
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
         init = self.settings.init_path if self._wants_init(c.spec) else ""
+        probed = self.settings.busybox if c.spec.healthcheck.test else ""
         doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{self.settings.cgroup_parent}/{c.id}",
-                         shared=shared, devices=devices, remap=remap, init=init)  # fmt: skip
+                         shared=shared, devices=devices, remap=remap, init=init, prober=probed)  # fmt: skip
         bundle.config.write_text(json.dumps(doc))
         return await conmon.launch(self._monitor(c, bundle, c.spec.process))
 
@@ -495,24 +499,27 @@ class Manager:
         self._health.pop(cid, None)
 
     async def _health_loop(self, cid: str, started_ns: int) -> None:
-        """Checks, at the intervals health.py says, until the container stops running."""
+        """Checks, at the intervals health.py says, until the container stops running. A check reads
+        only the container's state from the store: the whole record is read when the prober starts
+        and when the status changes."""
+        probe: prober.Prober | None = None
         try:
+            await asyncio.to_thread(prober.end_leftovers, self.bundle(cid))
+            cfg = self.store.get(cid).spec.healthcheck
             while (h := self._health.get(cid)) is not None:
-                c = self.store.get(cid)
-                cfg = c.spec.healthcheck
                 await asyncio.sleep(health.next_check_ns(h, cfg, started_ns, _now()) / 1e9)
-                c = self.store.get(cid)
-                if c.state != RUNNING or cid not in self._health:
+                state, paused = self.store.state(cid)
+                if state != RUNNING or cid not in self._health:
                     return
-                if c.paused:
+                if paused:
                     continue
-                bundle = self.bundle(cid)
-                user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs, c.spec.group_add)
-                doc = spec.exec_process(cid, c.spec, types_pb2.Process(args=health.argv(cfg)), user, self.settings.host)
-                result = await health.check(self.oci.path, self.oci.root, cid, doc, bundle.path / "health", cfg.timeout_ns)
+                probe, result = await self._health_check(cid, cfg, probe)
+                if result is None:
+                    return
                 before = h.status
                 health.record(h, result, cfg, started_ns)
                 if h.status != before:
+                    c = self.store.get(cid)
                     self.store.record(events.container(c, f"health_status: {h.status}"))
                     log.info("health_status", container=cid[:12], status=h.status, exit_code=result.exit_code)
                     if h.status == health.UNHEALTHY and c.spec.health_on_failure == "restart":
@@ -523,8 +530,36 @@ class Manager:
         except Exception:
             log.exception("health_check_failed", container=cid[:12])
         finally:
+            if probe is not None:
+                await probe.close()
             if self._checkers.get(cid) is asyncio.current_task():
                 del self._checkers[cid]
+
+    async def _health_check(
+        self, cid: str, cfg: types_pb2.HealthConfig, probe: prober.Prober | None
+    ) -> tuple[prober.Prober | None, types_pb2.HealthResult | None]:
+        """One check of container ``cid`` through its prober, started first if it has none. A prober
+        that cannot start or fails is closed (the next check starts another) and the check fails,
+        saying why; no result if that is because the container's process is gone (it is stopping)."""
+        start = _now()
+        try:
+            if probe is None:
+                if not self.settings.busybox:
+                    raise prober.ProberGone("healthchecks need a static busybox on the host (Debian's busybox-static)")
+                c, bundle = self.store.get(cid), self.bundle(cid)
+                user = await asyncio.to_thread(users.resolve_in_rootfs, c.spec.process.user, bundle.rootfs, c.spec.group_add)
+                doc = spec.exec_process(cid, c.spec, types_pb2.Process(args=["sh"]), user, self.settings.host)
+                launch = self._monitor(c, bundle, types_pb2.Process(open_stdin=True))
+                probe = await prober.Prober.start(launch, bundle, doc, health.argv(cfg))
+            return probe, await probe.check(cfg.timeout_ns or health.DEFAULT_TIMEOUT)
+        except (prober.ProberGone, TimeoutError, OSError, Internal) as exc:
+            if probe is not None:
+                await probe.close()
+            if not _alive(self.store.get(cid).pid):
+                return None, None
+            log.warning("prober_failed", container=cid[:12], error=str(exc))
+            said = f"the healthcheck did not run: {exc}"
+            return None, types_pb2.HealthResult(start=start, end=_now(), exit_code=-1, output=said)
 
     # -- restart policies -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 CPU_PERIOD = 100_000
 SHM_SIZE = 64 << 20  # Docker's default /dev/shm
 INIT_PATH = "/sbin/docker-init"  # where --init's binary is bound, Docker's path
+PROBER_PATH = "/dev/.teu/busybox"  # where the healthcheck prober's static busybox is bound (prober.py)
 
 MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -156,6 +157,7 @@ def build(
     devices: Sequence[HostDevice] = (),
     remap: IdMap | None = None,
     init: str = "",
+    prober: str = "",
 ) -> dict[str, Any]:
     """The OCI config.json document for container ``cid``.
 
@@ -164,6 +166,7 @@ def build(
     ``devices`` are the host devices it gets (see :func:`confine.gather_devices`); with ``remap``
     it runs in a user namespace where its ids are that range of the host's. ``init`` (a host path)
     is bound read-only at /sbin/docker-init and runs as PID 1 before the command, as Docker's --init.
+    ``prober`` (a host path: a static busybox) is bound read-only where the healthcheck prober runs from.
     """
     proc, sec = spec.process, spec.security
     hostname = shared.hostname or hostname_of(cid, spec)
@@ -173,6 +176,9 @@ def build(
     ]
     if init:
         binds.append({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["rbind", "rprivate", "ro"]})
+    if prober:
+        binds.append({"destination": PROBER_PATH, "type": "bind", "source": prober,
+                      "options": ["rbind", "rprivate", "ro", "nosuid", "nodev"]})  # fmt: skip
     if shared.shm_source:
         binds.append({"destination": "/dev/shm", "type": "bind", "source": shared.shm_source, "options": ["rbind", "rprivate"]})
     nodes, device_rules = confine.devices_section(devices, sec.privileged)
