@@ -166,3 +166,23 @@ def test_bad_confinement_options_are_refused_and_leave_nothing(client: Client, k
 def test_info_shows_the_default_confinement(client: Client) -> None:
     """info lists the seccomp profile that applies by default."""
     assert "name=seccomp,profile=builtin" in client.info().security_options
+
+
+def test_container_root_cannot_write_the_hosts_healthcheck_binary(client: Client) -> None:
+    """The prober's busybox is the host's file: root in the container can neither write it where it
+    is bound nor through the prober's /proc/<pid>/exe (CVE-2019-5736's path), and the host's copy
+    stays as it was."""
+    host = Path("/usr/bin/busybox").resolve()
+    before = host.read_bytes()
+    h = types_pb2.HealthConfig(test=["CMD", "true"], interval_ns=100_000_000)
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=h))
+    try:
+        client.wait(cid, condition="healthy")
+        script = ('pid=$(ps -o pid,args | grep "[_]teu_prober" | awk \'{print $1}\'); '
+                  'printf x >> /dev/.teu/busybox; a=$?; printf x >> /proc/$pid/exe; b=$?; '
+                  'cp /bin/true /proc/$pid/exe; c=$?; echo "$pid $a $b $c"')  # fmt: skip
+        pid, *codes = client.exec_run(cid, ["sh", "-c", script]).stdout.decode().split()
+        assert pid.isdigit() and codes == ["1", "1", "1"], (pid, codes)
+    finally:
+        client.remove(cid, force=True)
+    assert host.read_bytes() == before
