@@ -574,12 +574,13 @@ class Manager:
         self._failures[c.id] = failures + 1
         delay = 0.0 if engine_start else restarts.delay(failures)
         log.info("restart_planned", container=c.id[:12], policy=c.spec.restart_policy.name, delay=delay, restarts=c.restart_count)
-        self.background(self._restart_later(c.id, delay, engine_start))
+        self.background(self._restart_later(c.id, delay, engine_start, c.finished_at))
 
-    async def _restart_later(self, cid: str, delay: float, engine_start: bool) -> None:
-        """The restart itself, once the back-off is over, if it is still wanted then (no stop, no
-        start, no removal meanwhile)."""
-        await asyncio.sleep(delay)
+    async def _restart_later(self, cid: str, delay: float, engine_start: bool, finished_ns: int) -> None:
+        """The restart itself, once the back-off counted from the exit (``finished_ns``: the release
+        of the runtime state and mounts after it is part of the wait) is over, if it is still wanted
+        then (no stop, no start, no removal meanwhile)."""
+        await asyncio.sleep(max(0.0, delay - (_now() - finished_ns) / 1e9))
         try:
             c = self.store.get(cid)
         except NotFound:

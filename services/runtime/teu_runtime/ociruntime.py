@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,16 +63,19 @@ class CliRuntime:
     root: Path
 
     async def _run(self, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            self.path,
-            f"--root={self.root}",
-            *args,
-            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate(stdin)
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace").strip()
+        """Runs the runtime with ``args``: (exit code, stdout, stderr). Its input and output go
+        through unlinked files, not pipes: the end of a pipe can be held open by a process it
+        leaves behind, and a wait on the child alone cannot hang that way."""
+        with tempfile.TemporaryFile() as given, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            given.write(stdin or b"")
+            given.seek(0)
+            proc = await asyncio.create_subprocess_exec(
+                self.path, f"--root={self.root}", *args, stdin=given, stdout=out, stderr=err
+            )
+            code = await proc.wait()
+            out.seek(0)
+            err.seek(0)
+            return code, out.read().decode(errors="replace"), err.read().decode(errors="replace").strip()
 
     async def start(self, cid: str) -> None:
         """Runs ``<runtime> start``."""
