@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from aiohttp import web
 
 from teu import changes as teu_changes
 from teu.cli import format as fmt
-from teu_api.errors import FailedPrecondition, InvalidArgument
+from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_dockerapi import shapes
 from teu_dockerapi.framing import frame
@@ -108,7 +109,10 @@ async def start(request: web.Request) -> web.Response:
         return web.Response(status=204)
     attached.set()  # an attach waits for this start: it starts the container, seeing every byte
     for _ in range(200):
-        d = await details(g, ref)
+        try:
+            d = await details(g, d.summary.id)
+        except NotFound:  # it started, ended and was removed already (auto-remove)
+            return web.Response(status=204)
         if d.summary.state != shapes.CREATED_STATE or d.error:
             break
         await asyncio.sleep(0.05)
@@ -148,14 +152,30 @@ async def kill(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/wait")
 async def wait(request: web.Request) -> web.StreamResponse:
     g, ref = of(request), request.match_info["id"]
-    await details(g, ref)  # a 404 before the headers go
+    found = (await details(g, ref)).summary  # a 404 before the headers go
     condition = request.query.get("condition", "")
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)  # the headers now, the exit when it comes (Docker's clients wait for them)
-    done = await call(g.containers.Wait(gw.WaitRequest(container=ref, condition=condition)))
-    await resp.write(json.dumps({"StatusCode": done.exit_code, "Error": None}).encode() + b"\n")
+    try:
+        done = await call(g.containers.Wait(gw.WaitRequest(container=found.id, condition=condition)))
+        answer: dict[str, Any] = {"StatusCode": done.exit_code, "Error": None}
+    except NotFound:  # removed before the wait reached it (`run --rm` of a quick process): its exit is in the journal
+        answer = await _recorded_exit(g, found.id, found.created_at)
+    await resp.write(json.dumps(answer).encode() + b"\n")
     await resp.write_eof()
     return resp
+
+
+async def _recorded_exit(g: Gateway, cid: str, since_ns: int) -> dict[str, Any]:
+    """Docker's wait answer from the last ``die`` event of container ``cid``."""
+    req = gw.EventsRequest(since_unix_nano=since_ns, until_unix_nano=time.time_ns(), filters=[f"container={cid}", "event=die"])
+    code = None
+    async for r in stream(g.system.Events(req)):
+        if r.HasField("event"):
+            code = int(r.event.attributes.get("exitCode", "-1"))
+    if code is None:
+        return {"StatusCode": -1, "Error": {"Message": f"container {cid[:12]} was removed before its exit was seen"}}
+    return {"StatusCode": code, "Error": None}
 
 
 @routes.post("/containers/{id}/pause")

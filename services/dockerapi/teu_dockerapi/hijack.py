@@ -35,8 +35,11 @@ async def relay(
     status = "101 UPGRADED" if upgrade else "200 OK"
     upgraded = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
     transport.write(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{upgraded}\r\n".encode())
+    # an upgraded connection's input is taken even when it is not the process's: a client that
+    # half-closes at once (the docker CLI without -i) must not end the connection, output and all
+    given = input_of(request) if upgrade else None
     try:
-        async for data in output(input_of(request) if stdin and upgrade else None):
+        async for data in output(given if stdin else None):
             transport.write(data)
     except TeuError as exc:  # the headers are gone: say it on stderr, as the process would
         message = exc.message.encode() + b"\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -15,8 +16,9 @@ from teu_api.errors import InvalidArgument, TeuError, Unimplemented
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 from teu_dockerapi import shapes
+from teu_dockerapi.archive import CHUNK
 from teu_dockerapi.containers import filters_of
-from teu_dockerapi.gateway import call, of, stream
+from teu_dockerapi.gateway import call, of, send_tar, stream
 
 routes = web.RouteTableDef()
 
@@ -114,3 +116,39 @@ async def create(request: web.Request) -> web.StreamResponse:
         await say({"errorDetail": {"message": exc.message}, "error": exc.message})
     await resp.write_eof()
     return resp
+
+
+@routes.get("/images/get")
+async def save_many(request: web.Request) -> web.StreamResponse:
+    """``docker save`` of one or more images (``names``), as a docker-archive tar."""
+    return await _save(request, request.query.getall("names", []))
+
+
+@routes.get("/images/{name:.+}/get")
+async def save_one(request: web.Request) -> web.StreamResponse:
+    return await _save(request, [request.match_info["name"]])
+
+
+async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
+    if not names:
+        raise InvalidArgument("no image named: give names=")
+    chunks = stream(of(request).images.Save(gw.SaveRequest(images=names)))
+    first = await anext(chunks, None)  # an unknown image is an error before the headers go
+    return await send_tar(request, first.chunk if first is not None else b"", chunks, {})
+
+
+@routes.post("/images/load")
+async def load(request: web.Request) -> web.Response:
+    """``docker load``: a docker-archive or OCI archive in the body; what was loaded, in Docker's
+    JSON messages, a ``stream`` line each (``quiet`` only silences progress, as dockerd's, and
+    there is none: the archive is read whole)."""
+
+    async def parts() -> AsyncIterator[gw.LoadRequest]:
+        while chunk := await request.content.read(CHUNK):
+            yield gw.LoadRequest(chunk=chunk)
+
+    done = await call(of(request).images.Load(parts()))
+    lines = [f"Loaded image: {tag}\n" for image in done.images for tag in image.repo_tags]
+    lines += [f"Loaded image ID: {image.id}\n" for image in done.images if not image.repo_tags]
+    body = "".join(json.dumps({"stream": line}) + "\n" for line in lines)
+    return web.Response(body=body.encode(), content_type="application/json")

@@ -252,6 +252,11 @@ class Flows:
         c = await self.find(cid)
         if condition == "next-exit" and c.state == RUNNING:
             return await self.wait(cid)
+        if condition == "removed":
+            try:  # its exit first (a created one waits for its run): the answer carries its exit code
+                c = await self.wait(cid)
+            except NotFound:
+                return c
         first_exit = c.finished_at
         while True:
             await asyncio.sleep(WAIT_POLL)

@@ -98,6 +98,7 @@ class Manager:
         self.settings = settings
         self.networks = networks
         self._locks: dict[str, asyncio.Lock] = {}
+        self._sending: dict[str, asyncio.Lock] = {}  # signals being sent (_signal)
         self._exited: dict[str, asyncio.Event] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._failures: dict[str, int] = {}  # short runs in a row, for the restart back-off
@@ -451,6 +452,8 @@ class Manager:
             # kernel stamps files with a coarse clock, so never let it precede the start
             c.finished_at = max(exit_file.stat().st_mtime_ns if exit_file.exists() else _now(), c.started_at)
             c.state, c.pid, c.monitor_pid, c.paused = EXITED, 0, 0, False
+            async with self._signalling(cid):  # a kill being told is told first, as Docker orders them
+                pass
             self.store.update(c, *events.died(c, await self._oom_told(c)), *events.volumes(c, "unmount"))
             self._forget_health(cid)
             # before waking the waiters: a stop or run --rm that returns has its ports free again
@@ -648,12 +651,18 @@ class Manager:
         return stopped
 
     async def _signal(self, c: Container, sig: int) -> None:
-        """Sends ``sig`` to a container that may have exited meanwhile; the kill event if it was sent."""
-        try:
-            await self.oci.kill(c.id, sig)
-        except FailedPrecondition:
-            return
-        self.store.record(events.container(c, "kill", signal=str(sig)))
+        """Sends ``sig`` to a container that may have exited meanwhile; the kill event if it was sent
+        (before the die event the signal may cause: the exit's record waits for it, see _finish)."""
+        async with self._signalling(c.id):
+            try:
+                await self.oci.kill(c.id, sig)
+            except FailedPrecondition:
+                return
+            self.store.record(events.container(c, "kill", signal=str(sig)))
+
+    def _signalling(self, cid: str) -> asyncio.Lock:
+        """Held while a signal is sent to ``cid`` and its kill event recorded."""
+        return self._sending.setdefault(cid, asyncio.Lock())
 
     # -- pause, rename, processes ----------------------------------------------------------------
 
@@ -741,6 +750,7 @@ class Manager:
             await asyncio.to_thread(shutil.rmtree, bundle.path, True)
             self.store.delete(cid, events.container(c, "destroy"))
         self._locks.pop(cid, None)
+        self._sending.pop(cid, None)
         self._event(cid).set()
         self._exited.pop(cid, None)
         self.store.delete_execs(cid)

@@ -1,0 +1,123 @@
+"""Docker's own command line (Debian's docker.io client) against the engine's docker.sock: what a
+user of docker types, answered by Teu, with no dockerd anywhere."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Engine
+
+DOCKER = "/usr/bin/docker"  # Debian's client (make test installs docker.io; its daemon is never started)
+Docker = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def docker(engine: Engine, tmp_path: Path) -> Docker:
+    """Runs the docker CLI at the engine (a config directory of its own, so no user's settings apply)."""
+    env = {"PATH": "/usr/bin:/bin", "DOCKER_HOST": f"unix://{engine.run_dir}/docker.sock", "DOCKER_CONFIG": str(tmp_path / "cfg")}
+
+    def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([DOCKER, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120)
+        if check:
+            assert done.returncode == 0, (args, done.returncode, done.stdout, done.stderr)
+        return done
+
+    return run
+
+
+def name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_version_and_run_rm_with_its_exit_code(docker: Docker) -> None:
+    """`docker version` names Teu; `docker run --rm` prints the output and exits with the process's code,
+    however fast the process ends (the removal races the CLI's wait)."""
+    server = json.loads(docker("version", "--format", "{{json .Server}}").stdout)
+    assert server["ApiVersion"] == "1.43" and server["MinAPIVersion"] == "1.24"
+    for code in (0, 3, 7):
+        done = docker("run", "--rm", "busybox", "sh", "-c", f"echo out{code}; echo err >&2; exit {code}", check=False)
+        assert (done.returncode, done.stdout, done.stderr) == (code, f"out{code}\n", "err\n")
+    assert docker("run", "--rm", "-i", "busybox", "cat", stdin="piped\n").stdout == "piped\n"
+
+
+def test_detached_container_ps_exec_logs_inspect_stop_rm(docker: Docker) -> None:
+    n = name("cli")
+    cid = docker(
+        "run", "-d", "--name", n, "--label", "from=cli", "busybox", "sh", "-c", "echo hello; exec sleep 300"
+    ).stdout.strip()
+    try:
+        assert len(cid) == 64
+        assert docker("ps", "--filter", "label=from=cli", "--format", "{{.Names}} {{.Status}}").stdout.startswith(f"{n} Up")
+        assert docker("exec", n, "echo", "hi").stdout == "hi\n"
+        assert docker("exec", n, "sh", "-c", "exit 4", check=False).returncode == 4
+        assert docker("logs", n).stdout == "hello\n"
+        assert docker("inspect", "-f", "{{.State.Running}} {{.Config.Labels}}", n).stdout == "true map[from:cli]\n"
+        assert "sleep 300" in docker("top", n).stdout
+        docker("stop", "-t", "1", n)
+        assert docker("inspect", "-f", "{{.State.Status}}", n).stdout == "exited\n"
+    finally:
+        docker("rm", "-f", n)
+    assert docker("ps", "-a", "--filter", f"name={n}", "-q").stdout == ""
+
+
+def test_cp_commit_save_load_and_images(docker: Docker, tmp_path: Path) -> None:
+    n, image = name("cp"), f"cli-{uuid.uuid4().hex[:8]}:1"
+    docker("run", "-d", "--name", n, "busybox", "sleep", "300")
+    try:
+        (tmp_path / "in.txt").write_text("copied in\n")
+        docker("cp", str(tmp_path / "in.txt"), f"{n}:/tmp/in.txt")
+        assert docker("exec", n, "cat", "/tmp/in.txt").stdout == "copied in\n"
+        docker("exec", n, "sh", "-c", "echo made inside > /tmp/out.txt")
+        docker("cp", f"{n}:/tmp/out.txt", str(tmp_path / "out.txt"))
+        assert (tmp_path / "out.txt").read_text() == "made inside\n"
+        docker("commit", n, image)
+    finally:
+        docker("rm", "-f", n)
+    try:
+        assert docker("run", "--rm", image, "cat", "/tmp/out.txt").stdout == "made inside\n"
+        docker("save", image, "-o", str(tmp_path / "saved.tar"))
+        docker("rmi", image)
+        assert image not in docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+        assert docker("load", "-i", str(tmp_path / "saved.tar")).stdout == f"Loaded image: {image}\n"
+        assert image in docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    finally:
+        docker("rmi", image, check=False)
+    assert "No such image" in docker("save", "no-such-image:1", check=False).stderr
+
+
+def test_volume_and_network_commands(docker: Docker) -> None:
+    vol, net = name("vol"), name("net")
+    docker("volume", "create", vol)
+    docker("network", "create", net)
+    try:
+        assert vol in docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
+        assert net in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        docker("run", "--rm", "-v", f"{vol}:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+        assert docker("run", "--rm", "-v", f"{vol}:/data:ro", "busybox", "cat", "/data/f").stdout == "kept\n"
+        assert docker("volume", "inspect", "-f", "{{.Driver}}", vol).stdout == "local\n"
+        assert docker("network", "inspect", "-f", "{{.Driver}}", net).stdout == "bridge\n"
+    finally:
+        docker("network", "rm", net)
+        docker("volume", "rm", vol)
+    assert "no such volume" in docker("volume", "rm", vol, check=False).stderr.lower()
+
+
+def test_stats_and_events(docker: Docker) -> None:
+    n = name("st")
+    docker("run", "-d", "--name", n, "busybox", "sleep", "300")
+    try:
+        row = docker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", n).stdout
+        assert row == f"{n} 1\n"
+    finally:
+        docker("rm", "-f", n)
+    # the CLI sends whole seconds: an end two seconds ahead (the stream waits for it) holds the last events
+    until = str(int(time.time()) + 2)
+    events = docker("events", "--since", "2m", "--until", until, "--filter", f"container={n}", "--format", "{{.Action}}").stdout
+    assert events.split() == ["create", "start", "kill", "die", "destroy"]
