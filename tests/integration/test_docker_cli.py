@@ -3,8 +3,15 @@ user of docker types, answered by Teu, with no dockerd anywhere."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import select
+import signal
+import struct
 import subprocess
+import termios
 import time
 import uuid
 from collections.abc import Callable
@@ -121,3 +128,60 @@ def test_stats_and_events(docker: Docker) -> None:
     until = str(int(time.time()) + 2)
     events = docker("events", "--since", "2m", "--until", until, "--filter", f"container={n}", "--format", "{{.Action}}").stdout
     assert events.split() == ["create", "start", "kill", "die", "destroy"]
+
+
+def under_pty(docker_env: dict[str, str], argv: list[str], steps: list[bytes], size: tuple[int, int]) -> tuple[bytes, int]:
+    """Runs the docker CLI on a terminal of ``size`` (rows, cols), types each of ``steps`` (a
+    resize to 45x132 at b"RESIZE"), and returns what it showed and its exit code (None: still running)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+        os.execve(DOCKER, ["docker", *argv], docker_env)
+    shown = b""
+
+    def read(seconds: float) -> None:
+        nonlocal shown
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    shown += os.read(fd, 4096)
+                except OSError:
+                    return
+
+    read(1.5)
+    for step in steps:
+        if step == b"RESIZE":
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 45, 132, 0, 0))
+            os.kill(pid, signal.SIGWINCH)
+        else:
+            os.write(fd, step)
+        read(1.5)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        read(0.1)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(fd)
+    return shown, os.waitstatus_to_exitcode(done[1]) if done[0] else -1
+
+
+def test_interactive_terminals_resize_and_detach(engine: Engine, docker: Docker, tmp_path: Path) -> None:
+    """`exec -it` and `run -it` on a terminal: the shell sees the terminal's size and its changes,
+    the exit code comes back; ctrl-p ctrl-q detaches from `run -it`, leaving the container running."""
+    env = {"PATH": "/usr/bin:/bin", "DOCKER_HOST": f"unix://{engine.run_dir}/docker.sock", "DOCKER_CONFIG": str(tmp_path / "cfg")}
+    n, kept = name("tty"), name("kept")
+    docker("run", "-d", "--name", n, "busybox", "sleep", "300")
+    try:
+        for argv in (["exec", "-it", n, "sh"], ["run", "-it", "--rm", "busybox", "sh"]):
+            shown, code = under_pty(env, argv, [b"stty size\r", b"RESIZE", b"stty size; exit 3\r"], (37, 111))
+            assert [line for line in shown.split(b"\r\n") if line[:1].isdigit()] == [b"37 111", b"45 132"], shown
+            assert code == 3
+        shown, code = under_pty(
+            env, ["run", "-it", "--name", kept, "busybox", "sh"], [b"echo in-$((6*7))\r", b"\x10\x11"], (24, 80)
+        )
+        assert b"in-42" in shown and code == 0
+        assert docker("inspect", "-f", "{{.State.Running}}", kept).stdout == "true\n"
+    finally:
+        docker("rm", "-f", n, kept, check=False)

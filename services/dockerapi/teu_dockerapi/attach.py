@@ -33,8 +33,9 @@ def pending(request: web.Request) -> dict[str, asyncio.Event]:
 
 
 def setup(app: web.Application) -> None:
-    """The table of waiting attaches of ``app``."""
+    """The tables of waiting attaches and of running processes' inputs of ``app``."""
     app[PENDING] = {}
+    app[hijack.INPUTS] = {}
 
 
 @routes.post("/containers/{id}/attach")
@@ -59,12 +60,11 @@ async def attach(request: web.Request) -> web.Response:
 
         async def requests() -> AsyncIterator[gw.AttachRequest]:
             yield gw.AttachRequest(start=gw.AttachStart(container=d.summary.id, stdin=stdin is not None, start=start))
-            while stdin is not None and (data := await stdin.get()):
-                yield gw.AttachRequest(frame=types_pb2.StdinFrame(data=data))
-            if stdin is not None:
-                yield gw.AttachRequest(frame=types_pb2.StdinFrame(close_stdin=True))
+            async for r in hijack.frames(stdin, lambda f: gw.AttachRequest(frame=f)):
+                yield r
             await done.wait()  # the stream stays open until the exit: its end would detach
 
+        forget = hijack.listen(request, d.summary.id, stdin) if stdin is not None else None
         try:
             async for r in stream(g.containers.Attach(requests())):
                 if r.frame.HasField("exit"):
@@ -74,5 +74,14 @@ async def attach(request: web.Request) -> web.Response:
                     yield out.data if tty else frame(out.stream, out.data)
         finally:
             done.set()
+            if forget is not None:
+                forget()
 
     return await hijack.relay(request, tty, want_stdin, output)
+
+
+@routes.post("/containers/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    """The terminal of the container's attached clients changed size."""
+    hijack.resize(request, (await details(of(request), request.match_info["id"])).summary.id)
+    return web.Response(status=200)

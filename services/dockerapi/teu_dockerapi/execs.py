@@ -20,7 +20,6 @@ from aiohttp import web
 
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_api.types.v1 import types_pb2
 from teu_dockerapi import hijack, shapes
 from teu_dockerapi.containers import details, json_body
 from teu_dockerapi.framing import frame
@@ -42,6 +41,7 @@ class Exec:
     running: bool = False
     exit_code: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    input: hijack.Input | None = None  # while it runs with its stdin: where its window sizes go
 
 
 EXECS = web.AppKey("execs", dict)
@@ -97,13 +97,12 @@ async def _frames(g: Gateway, ex: Exec, stdin: hijack.Input | None = None) -> As
 
     async def requests() -> AsyncIterator[gw.ExecRequest]:
         yield gw.ExecRequest(start=ex.start)
-        while stdin is not None and (data := await stdin.get()):
-            yield gw.ExecRequest(frame=types_pb2.StdinFrame(data=data))
-        if stdin is not None:
-            yield gw.ExecRequest(frame=types_pb2.StdinFrame(close_stdin=True))
+        async for r in hijack.frames(stdin, lambda f: gw.ExecRequest(frame=f)):
+            yield r
         await ex.done.wait()  # the stream stays open until the exit: its end would detach
 
     ex.started = ex.running = True
+    ex.input = stdin
     try:
         async for r in stream(g.containers.Exec(requests())):
             if not r.HasField("frame"):
@@ -115,6 +114,7 @@ async def _frames(g: Gateway, ex: Exec, stdin: hijack.Input | None = None) -> As
             yield out.data if ex.start.tty else frame(out.stream, out.data)
     finally:
         ex.running = False
+        ex.input = None
         ex.done.set()
 
 
@@ -129,6 +129,15 @@ async def start(request: web.Request) -> web.StreamResponse:
         asyncio.get_running_loop().create_task(_drain(g, ex))
         return web.Response(status=200)
     return await hijack.relay(request, ex.start.tty, ex.start.stdin, lambda stdin: _frames(g, ex, stdin))
+
+
+@routes.post("/exec/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    """The exec's terminal changed size (it takes effect while its input is attached)."""
+    ex, size = _find(request), hijack.window(request)
+    if ex.input is not None:
+        ex.input.put_nowait(size)
+    return web.Response(status=200)
 
 
 async def _drain(g: Gateway, ex: Exec) -> None:

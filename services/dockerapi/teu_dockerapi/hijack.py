@@ -11,14 +11,70 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
-from teu_api.errors import FailedPrecondition, TeuError
+from teu_api.errors import FailedPrecondition, InvalidArgument, TeuError
 from teu_api.types.v1 import types_pb2
 from teu_dockerapi.framing import frame
 
-Input = asyncio.Queue[bytes]
+#: What a process taken over gets: the client's bytes (b"" at their end), and new window sizes
+#: (POST /containers/{id}/resize, /exec/{id}/resize) while it runs.
+T = TypeVar("T")
+Input = asyncio.Queue[bytes | types_pb2.WindowSize]
+#: The inputs of the processes running now, by container or exec id, for the resize endpoints.
+INPUTS = web.AppKey("inputs", dict)
+
+
+def inputs(request: web.Request, key: str) -> list[Input]:
+    """The inputs listening for ``key``'s window size."""
+    table: dict[str, list[Input]] = request.app[INPUTS]
+    return table.setdefault(key, [])
+
+
+def listen(request: web.Request, key: str, given: Input) -> Callable[[], None]:
+    """Registers ``given`` for ``key``'s resizes; returns what unregisters it."""
+    inputs(request, key).append(given)
+
+    def forget() -> None:
+        table: dict[str, list[Input]] = request.app[INPUTS]
+        found = table.get(key, [])
+        if given in found:
+            found.remove(given)
+        if not found:
+            table.pop(key, None)
+
+    return forget
+
+
+def window(request: web.Request) -> types_pb2.WindowSize:
+    """The window size ``h`` x ``w`` of a resize request."""
+    try:
+        rows, cols = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
+    except ValueError:
+        raise InvalidArgument("h and w must be numbers") from None
+    if not (0 < rows < 1 << 16 and 0 < cols < 1 << 16):
+        raise InvalidArgument(f"invalid window size {rows}x{cols}")
+    return types_pb2.WindowSize(rows=rows, cols=cols)
+
+
+def resize(request: web.Request, key: str) -> None:
+    """Hands the request's window size to every process of ``key`` that takes input."""
+    size = window(request)
+    for given in inputs(request, key):
+        given.put_nowait(size)
+
+
+async def frames(given: Input | None, data: Callable[[types_pb2.StdinFrame], T]) -> AsyncIterator[T]:
+    """The stream requests of ``given``: its bytes and window sizes as frames (wrapped by ``data``),
+    then the end of input."""
+    if given is None:
+        return
+    while item := await given.get():
+        frame_ = types_pb2.StdinFrame(resize=item) if isinstance(item, types_pb2.WindowSize) else types_pb2.StdinFrame(data=item)
+        yield data(frame_)
+    yield data(types_pb2.StdinFrame(close_stdin=True))
 
 
 async def relay(
@@ -51,7 +107,7 @@ async def relay(
 class _Input:
     """The payload parser of an upgraded connection: every byte, then b"" at the end, into a queue."""
 
-    def __init__(self, queue: asyncio.Queue[bytes]) -> None:
+    def __init__(self, queue: Input) -> None:
         self.queue = queue
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
@@ -62,12 +118,12 @@ class _Input:
         self.queue.put_nowait(b"")
 
 
-def input_of(request: web.Request) -> asyncio.Queue[bytes]:
+def input_of(request: web.Request) -> Input:
     """The client's bytes after an upgraded request, b"" once it half-closes or goes."""
     protocol = request.protocol
     if protocol is None:
         raise FailedPrecondition("the connection is gone")
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    queue: Input = asyncio.Queue()
     protocol.set_parser(_Input(queue))  # type: ignore[arg-type]
     transport = request.transport
     if transport is not None:
@@ -78,7 +134,7 @@ def input_of(request: web.Request) -> asyncio.Queue[bytes]:
 class _KeepOpen(asyncio.Protocol):
     """aiohttp's protocol, but a half-close by the client only ends the input."""
 
-    def __init__(self, inner: asyncio.Protocol, queue: asyncio.Queue[bytes]) -> None:
+    def __init__(self, inner: asyncio.Protocol, queue: Input) -> None:
         self.inner = inner
         self.queue = queue
 
