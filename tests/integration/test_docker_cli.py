@@ -185,3 +185,23 @@ def test_interactive_terminals_resize_and_detach(engine: Engine, docker: Docker,
         assert docker("inspect", "-f", "{{.State.Running}}", kept).stdout == "true\n"
     finally:
         docker("rm", "-f", n, kept, check=False)
+
+
+def test_push_and_pull_through_a_loopback_registry(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`docker tag`, `push` to Debian's docker-registry on loopback, `rmi`, `pull`, `run`."""
+    from test_registry import _start_registry
+
+    registries = _start_registry(tmp_path_factory.mktemp("cli-registry"))
+    registry = next(registries)
+    try:
+        ref = f"{registry}/cli/bb:1"
+        docker("tag", "busybox", ref)
+        pushed = docker("push", ref).stdout
+        assert "1: digest: sha256:" in pushed, pushed
+        docker("rmi", ref)
+        assert "Downloaded newer image" in docker("pull", ref).stdout
+        assert docker("run", "--rm", ref, "echo", "pulled").stdout == "pulled\n"
+        docker("rmi", ref)
+        assert docker("pull", f"{registry}/cli/none:1", check=False).returncode != 0
+    finally:
+        next(registries, None)

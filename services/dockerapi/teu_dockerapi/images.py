@@ -118,6 +118,44 @@ async def create(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+@routes.post("/images/{name:.+}/push")
+async def push(request: web.Request) -> web.StreamResponse:
+    """Pushes ``name`` (with ``tag``) to its registry, streaming Docker's JSON progress; the manifest's
+    digest last, as dockerd says it."""
+    name, tag = request.match_info["name"], request.query.get("tag", "")
+    ref = f"{name}:{tag}" if tag else name
+    responses = stream(of(request).images.Push(gw.PushRequest(image=ref, insecure=plain_http(ref), auth=registry_auth(request))))
+    first = await anext(responses)  # an unknown image or a refused registry is an error before the headers go
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+
+    async def say(doc: dict[str, Any]) -> None:
+        await resp.write(json.dumps(doc).encode() + b"\n")
+
+    await say({"status": f"The push refers to repository [{name}]"})
+    try:
+        async for r in _chain(first, responses):
+            if r.HasField("progress"):
+                p = r.progress
+                short = p.digest.removeprefix("sha256:")[:12]
+                detail = {"current": p.done, "total": p.total} if p.total else {}
+                await say({"status": {"exists": "Layer already exists", "done": "Pushed"}.get(p.status, "Pushing"),
+                           "progressDetail": detail, "id": short})  # fmt: skip
+            else:
+                await say({"status": f"{tag or 'latest'}: digest: {r.digest}"})
+                await say({"progressDetail": {}, "aux": {"Tag": tag or "latest", "Digest": r.digest}})
+    except TeuError as exc:  # the headers are gone: Docker tells a failed push in the stream
+        await say({"errorDetail": {"message": exc.message}, "error": exc.message})
+    await resp.write_eof()
+    return resp
+
+
+async def _chain(first: gw.PushResponse, rest: AsyncIterator[gw.PushResponse]) -> AsyncIterator[gw.PushResponse]:
+    yield first
+    async for r in rest:
+        yield r
+
+
 @routes.get("/images/get")
 async def save_many(request: web.Request) -> web.StreamResponse:
     """``docker save`` of one or more images (``names``), as a docker-archive tar."""
