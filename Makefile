@@ -69,7 +69,7 @@ $(NODE_DEPS): clients/node/package-lock.json
 
 # Test-only host packages: docker-registry (pull/push on 127.0.0.1), podman and skopeo (image interchange).
 test-deps:
-	@scripts/install-deps.sh docker-registry podman skopeo prometheus docker.io
+	@scripts/install-deps.sh docker-registry podman skopeo prometheus docker.io docker-compose
 
 test: deps test-deps venv $(IMAGE_TAR) $(NODE_DEPS) check-protos
 	$(VENV)/bin/buf lint protos

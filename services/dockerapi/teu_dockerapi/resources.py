@@ -10,9 +10,11 @@ from aiohttp import web
 from teu.cli import parse
 from teu.cli.system import event_json, network_json
 from teu.cli.volumes import volume_json
+from teu_api.errors import FailedPrecondition
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_dockerapi.containers import filters_of, flag, json_body
+from teu_dockerapi.containers import details, filters_of, flag, json_body
 from teu_dockerapi.gateway import call, of, stream
+from teu_dockerapi.shapes import RUNNING_STATE as RUNNING
 
 routes = web.RouteTableDef()
 
@@ -66,6 +68,42 @@ async def create_network(request: web.Request) -> web.Response:
 async def network(request: web.Request) -> web.Response:
     found = await call(of(request).networks.InspectNetwork(gw.InspectNetworkRequest(network=request.match_info["id"])))
     return web.json_response(network_json(found.network))
+
+
+@routes.post("/networks/{id}/connect")
+async def connect(request: web.Request) -> web.Response:
+    """Connects a container: a running one through the gateway; a created one only to the network
+    it was created on (its aliases came with the create), as docker-compose asks before the start."""
+    body = await json_body(request)
+    g, net = of(request), request.match_info["id"]
+    c = await details(g, str(body.get("Container") or ""))
+    endpoint = body.get("EndpointConfig") or {}
+    aliases = [a for a in endpoint.get("Aliases") or [] if isinstance(a, str)]
+    ip = ((endpoint.get("IPAMConfig") or {}).get("IPv4Address")) or ""
+    if c.summary.state == RUNNING:
+        req = gw.ConnectNetworkRequest(network=net, container=c.summary.id, ip=ip, aliases=aliases)
+        await call(g.networks.ConnectNetwork(req))
+        return web.Response(status=200)
+    found = (await call(g.networks.InspectNetwork(gw.InspectNetworkRequest(network=net)))).network
+    if c.config.network not in (found.name, found.id):
+        raise FailedPrecondition(
+            f"container {c.summary.name} is not running: it can be connected only to the network it was created on"
+        )
+    missing = set(aliases) - set(c.config.network_aliases) - {c.summary.id[:12], c.summary.name}
+    if missing:
+        raise FailedPrecondition(
+            f"container {c.summary.name} is not running: aliases {sorted(missing)} can be given at its create only"
+        )
+    return web.Response(status=200)
+
+
+@routes.post("/networks/{id}/disconnect")
+async def disconnect(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    req = gw.DisconnectNetworkRequest(network=request.match_info["id"], container=str(body.get("Container") or ""),
+                                      force=bool(body.get("Force")))  # fmt: skip
+    await call(of(request).networks.DisconnectNetwork(req))
+    return web.Response(status=200)
 
 
 @routes.delete("/networks/{id}")

@@ -93,6 +93,7 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
     if not isinstance(host, dict):
         raise InvalidArgument("HostConfig must be an object")
     log_config = host.get("LogConfig") or {}
+    network, aliases = _endpoint(host.get("NetworkMode"), body.get("NetworkingConfig"))
     config = gw.ContainerConfig(
         image=image,
         name=name,
@@ -108,7 +109,8 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
         stop_timeout=_int(body, "StopTimeout"),
         expose=list((body.get("ExposedPorts") or {}).keys()),
         auto_remove=bool(host.get("AutoRemove")),
-        network=_network(host.get("NetworkMode")),
+        network=network,
+        network_aliases=aliases,
         ports=_ports(host.get("PortBindings")),
         publish_all=bool(host.get("PublishAllPorts")),
         privileged=bool(host.get("Privileged")),
@@ -172,6 +174,23 @@ def restart_policy(host: Mapping[str, Any]) -> types_pb2.RestartPolicy | None:
 def _network(mode: Any) -> str:
     """HostConfig.NetworkMode: "default" is the engine's default network."""
     return "" if mode in (None, "", "default") else str(mode)
+
+
+def _endpoint(mode: Any, networking: Any) -> tuple[str, list[str]]:
+    """The network (HostConfig.NetworkMode, else the one network of NetworkingConfig) and the
+    container's aliases on it (its endpoint's ``Aliases``, as docker-compose gives the service name)."""
+    endpoints = networking.get("EndpointsConfig") if isinstance(networking, dict) else None
+    endpoints = endpoints or {}
+    if not isinstance(endpoints, dict):
+        raise InvalidArgument("NetworkingConfig.EndpointsConfig must be an object")
+    network = _network(mode)
+    if not network and len(endpoints) == 1:
+        network = _network(next(iter(endpoints)))
+    endpoint = endpoints.get(network)
+    aliases = (endpoint.get("Aliases") if isinstance(endpoint, dict) else None) or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise InvalidArgument("Aliases must be a list of strings")
+    return network, aliases
 
 
 def summary(c: gw.ContainerSummary) -> dict[str, Any]:
