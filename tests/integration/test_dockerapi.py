@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -292,3 +293,37 @@ def test_attach_before_start_sees_every_byte_and_feeds_stdin(dclient: docker.Doc
         assert c.wait()["StatusCode"] == 0
     finally:
         c.remove(force=True)
+
+
+def _raw(engine: Engine, request: bytes, timeout: float = 10) -> bytes:
+    """One raw HTTP exchange on docker.sock (``Connection: close``): the answer, until the engine closes."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(engine.run_dir / "docker.sock"))
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_hostile_http_gets_clear_errors_and_blocks_no_one(engine: Engine, dclient: docker.DockerClient) -> None:
+    """Unknown endpoints, bad JSON, a body that is no object, huge headers, a client that never ends
+    its request: each gets Docker's JSON error (or is cut off), and other clients are served meanwhile."""
+    post = b"POST /v1.43/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    cases = [
+        (b"GET /v1.43/no/such/endpoint HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n", b"404", b'"message"'),
+        (post + b"Content-Length: 4\r\n\r\n{bad", b"400", b"not valid JSON"),
+        (post + b"Content-Length: 5\r\n\r\n[1,2]", b"400", b"must be a JSON object"),
+        (b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Big: " + b"a" * 20000 + b"\r\nConnection: close\r\n\r\n", b"400", b""),
+        (b"GET /v1.99/containers/json HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n", b"400", b"too new"),
+    ]
+    for request, status, words in cases:
+        answer = _raw(engine, request)
+        assert answer.split(b" ", 2)[1] == status and words in answer, (request[:60], answer[:300])
+    with socket.socket(socket.AF_UNIX) as slow:  # half a request, never finished
+        slow.connect(str(engine.run_dir / "docker.sock"))
+        slow.sendall(b"POST /v1.43/containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 1000\r\n\r\n{")
+        started = time.monotonic()
+        assert dclient.ping() is True and dclient.containers.list() is not None
+        assert time.monotonic() - started < 5
