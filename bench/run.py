@@ -510,6 +510,8 @@ def s11_docker_api(b: Bench) -> Result:
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         clients["podman"] = (docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=30), "localhost/busybox")
+    if b.docker is not None and "docker" not in b.missing:
+        clients["docker"] = (docker.DockerClient(base_url=b.docker.sock, version="auto", timeout=30), "busybox")
 
     def one(who: str) -> float:
         client, image = clients[who]
@@ -532,6 +534,28 @@ def s11_docker_api(b: Bench) -> Result:
             service.terminate()
             service.wait(timeout=30)
     r.na.setdefault("docker", "no dockerd measured here")
+    return r
+
+
+def s12_docker_cli(b: Bench) -> Result:
+    """Debian's docker CLI (`docker ps -a`, 20 containers) pointed at Teu's Docker API and at dockerd."""
+    r = b.result("docker CLI: docker ps -a with 20 containers (DOCKER_HOST at each)")
+    hosts = {"teu": f"unix://{b.engine.run_dir}/docker.sock"}
+    if b.docker is not None and "docker" not in b.missing:
+        hosts["docker"] = b.docker.sock
+    r.na.setdefault("podman", "not measured: podman's own CLI is scenario 6's")
+    made: dict[str, list[str]] = {}
+    for who, host in hosts.items():
+        env = {**os.environ, "DOCKER_HOST": host}
+        made[who] = [subprocess.run(["/usr/bin/docker", "create", "--network", "none", "busybox", "true"], env=env, check=True,
+                                    capture_output=True, text=True).stdout.strip() for _ in range(20)]  # fmt: skip
+    try:
+        alternate(r, {who: (lambda host=host: timed(["/usr/bin/docker", "ps", "-a"], {**os.environ, "DOCKER_HOST": host}))
+                      for who, host in hosts.items()}, runs=8 if b.quick else 20, warmup=2)  # fmt: skip
+    finally:
+        for who, ids in made.items():
+            subprocess.run(["/usr/bin/docker", "rm", *ids], env={**os.environ, "DOCKER_HOST": hosts[who]}, capture_output=True,
+                           check=False)  # fmt: skip
     return r
 
 
@@ -558,6 +582,7 @@ def main() -> None:
             ("9", s9_lifecycle),
             ("10", s10_observability),
             ("11", s11_docker_api),
+            ("12", s12_docker_cli),
         ):
             if wanted and num not in wanted:
                 continue

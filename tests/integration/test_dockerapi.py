@@ -327,3 +327,29 @@ def test_hostile_http_gets_clear_errors_and_blocks_no_one(engine: Engine, dclien
         started = time.monotonic()
         assert dclient.ping() is True and dclient.containers.list() is not None
         assert time.monotonic() - started < 5
+
+
+def test_attach_with_logs_replays_what_was_written(dclient: docker.DockerClient) -> None:
+    """attach with logs=1: the recorded output first (an exited container: only that); with stream=1
+    on a running one, what it writes next follows."""
+    done = dclient.containers.run("busybox", ["sh", "-c", "echo one; echo two >&2"], detach=True)
+    try:
+        done.wait()
+        assert done.attach(stdout=True, stderr=True, logs=True, stream=False) == b"one\ntwo\n"
+        assert done.attach(stdout=True, stderr=False, logs=True, stream=False) == b"one\n"
+    finally:
+        done.remove()
+    live = dclient.containers.run("busybox", ["sh", "-c", "echo before; read x; echo after"], detach=True, stdin_open=True)
+    try:
+        wait_until(lambda: live.logs() == b"before\n", timeout=10)
+        sock = live.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1, "logs": 1})
+        raw = sock._sock
+        raw.sendall(b"go\n")
+        got = b""
+        raw.settimeout(10)
+        while b"after" not in got:
+            got += raw.recv(4096)
+        raw.close()
+        assert got == b"\x01\x00\x00\x00\x00\x00\x00\x07before\n\x01\x00\x00\x00\x00\x00\x00\x06after\n"
+    finally:
+        live.remove(force=True)

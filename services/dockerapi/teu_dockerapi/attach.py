@@ -1,6 +1,6 @@
 """POST /containers/{id}/attach: the container's stdio over a connection taken over (hijack.py), as
 ``docker run`` (without -d), ``docker attach`` and docker-py's ``attach_socket`` use it; over the
-gateway's Attach stream. Recorded output (``logs=1``) is not replayed yet: ask /logs for it.
+gateway's Attach stream; with ``logs=1`` the recorded output comes first.
 
 Docker's clients attach to a created container, then ask for its start. The gateway's Attach starts
 a container itself once attached, so that no byte of output is missed: an attach to a container that
@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from teu_api.errors import Unimplemented
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 from teu_dockerapi import hijack
@@ -40,8 +39,6 @@ def setup(app: web.Application) -> None:
 
 @routes.post("/containers/{id}/attach")
 async def attach(request: web.Request) -> web.Response:
-    if flag(request, "logs"):
-        raise Unimplemented("attach with logs=1 is not served yet: read GET /containers/{id}/logs first")
     g = of(request)
     d = await details(g, request.match_info["id"])
     tty, want_stdin = d.process.terminal, flag(request, "stdin")
@@ -49,7 +46,23 @@ async def attach(request: web.Request) -> web.Response:
     if flag(request, "stderr"):
         wanted.add(types_pb2.STREAM_STDERR)
 
+    async def recorded() -> AsyncIterator[bytes]:
+        """``logs=1``: what the container wrote so far, from its log (then the live stream, as dockerd
+        does: what it writes in between may be missed)."""
+        if not wanted:
+            return
+        req = gw.LogsRequest(containers=[d.summary.id], stdout_only=wanted == {types_pb2.STREAM_STDOUT},
+                             stderr_only=wanted == {types_pb2.STREAM_STDERR})  # fmt: skip
+        async for batch in stream(g.containers.Logs(req)):  # raw chunks: no timestamps asked
+            for chunk in batch.chunks:
+                yield chunk.data if tty else frame(chunk.stream, chunk.data)
+
     async def output(stdin: hijack.Input | None) -> AsyncIterator[bytes]:
+        if flag(request, "logs"):
+            async for data in recorded():
+                yield data
+        if not flag(request, "stream"):
+            return
         done, start = asyncio.Event(), d.summary.state != RUNNING
         if start:  # until this service is asked to start it: the start is then this attach's
             go = pending(request).setdefault(d.summary.id, asyncio.Event())
