@@ -30,8 +30,13 @@ def docker(engine: Engine, tmp_path: Path) -> Docker:
     """Runs the docker CLI at the engine (a config directory of its own, so no user's settings apply)."""
     env = {"PATH": "/usr/bin:/bin", "DOCKER_HOST": f"unix://{engine.run_dir}/docker.sock", "DOCKER_CONFIG": str(tmp_path / "cfg")}
 
-    def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([DOCKER, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120)
+    def run(
+        *args: str, stdin: str | bytes | None = None, check: bool = True, env_extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        given = stdin.encode() if isinstance(stdin, str) else stdin
+        raw = subprocess.run([DOCKER, *args], env={**env, **(env_extra or {})}, input=given, capture_output=True, timeout=120)
+        done = subprocess.CompletedProcess(raw.args, raw.returncode, raw.stdout.decode(errors="replace"),
+                                           raw.stderr.decode(errors="replace"))  # fmt: skip
         if check:
             assert done.returncode == 0, (args, done.returncode, done.stdout, done.stderr)
         return done
@@ -97,6 +102,27 @@ def test_cp_commit_save_load_and_images(docker: Docker, tmp_path: Path) -> None:
     finally:
         docker("rmi", image, check=False)
     assert "No such image" in docker("save", "no-such-image:1", check=False).stderr
+
+
+def test_export_import_with_a_change_and_the_refused_verbs(docker: Docker, tmp_path: Path) -> None:
+    """`export` then `import -` with `--change`; `search` and `build` say clearly they are not served."""
+    n, image = name("ex"), f"imp-{uuid.uuid4().hex[:8]}:1"
+    docker("create", "--name", n, "busybox", "true")
+    try:
+        docker("export", n, "-o", str(tmp_path / "fs.tar"))
+    finally:
+        docker("rm", n)
+    made = docker("import", "--change", 'CMD ["echo", "from-import"]', "-", image, stdin=(tmp_path / "fs.tar").read_bytes())
+    assert made.stdout.startswith("sha256:"), made
+    try:
+        assert docker("run", "--rm", image).stdout == "from-import\n"
+    finally:
+        docker("rmi", image)
+    assert "not served" in docker("search", "busybox", check=False).stderr
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM busybox\n")
+    built = docker("build", str(tmp_path / "ctx"), check=False, env_extra={"DOCKER_BUILDKIT": "0"})
+    assert built.returncode != 0 and "not served" in built.stderr, built
 
 
 def test_volume_and_network_commands(docker: Docker) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from teu import changes as teu_changes
 from teu.auth import plain_http
 from teu.cli import format as fmt
 from teu_api.errors import InvalidArgument, TeuError, Unimplemented
@@ -85,9 +86,10 @@ def registry_auth(request: web.Request) -> types_pb2.RegistryAuth | None:
 
 @routes.post("/images/create")
 async def create(request: web.Request) -> web.StreamResponse:
-    """Pulls ``fromImage`` (with ``tag``), streaming Docker's JSON progress."""
+    """Pulls ``fromImage`` (with ``tag``), streaming Docker's JSON progress; or imports ``fromSrc``
+    (``-``: the body is the tar; else an http(s) URL the engine fetches) as ``repo:tag``."""
     if request.query.get("fromSrc"):
-        raise Unimplemented("importing with fromSrc is not served yet: use `teu import`")
+        return await _import(request)
     image, tag = request.query.get("fromImage", ""), request.query.get("tag", "")
     if not image:
         raise InvalidArgument("fromImage is required")
@@ -116,6 +118,32 @@ async def create(request: web.Request) -> web.StreamResponse:
         await say({"errorDetail": {"message": exc.message}, "error": exc.message})
     await resp.write_eof()
     return resp
+
+
+async def _import(request: web.Request) -> web.Response:
+    q = request.query
+    source, repo, tag = q["fromSrc"], q.get("repo", ""), q.get("tag", "")
+    ref = f"{repo}:{tag}" if repo and tag else repo
+    config = teu_changes.changes(q.getall("changes", []))
+    header = gw.ImportHeader(ref=ref, config=config, url="" if source == "-" else source)
+
+    async def parts() -> AsyncIterator[gw.ImportRequest]:
+        yield gw.ImportRequest(header=header)
+        while source == "-" and (chunk := await request.content.read(CHUNK)):
+            yield gw.ImportRequest(chunk=chunk)
+
+    done = await call(of(request).images.Import(parts()))
+    return web.Response(body=json.dumps({"status": done.image.id}).encode() + b"\n", content_type="application/json")
+
+
+@routes.get("/images/search")
+async def search(request: web.Request) -> web.Response:
+    raise Unimplemented("searching a registry is not served: Teu reaches only the registries it is given by name")
+
+
+@routes.post("/build")
+async def build(request: web.Request) -> web.Response:
+    raise Unimplemented("building images is not served yet (it comes with `teu build`)")
 
 
 @routes.post("/images/{name:.+}/push")
