@@ -231,3 +231,27 @@ def test_push_and_pull_through_a_loopback_registry(docker: Docker, tmp_path_fact
         assert docker("pull", f"{registry}/cli/none:1", check=False).returncode != 0
     finally:
         next(registries, None)
+
+
+def test_login_then_push_and_pull_with_credentials(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`docker login` to a registry that demands a password: refused with a wrong one, accepted with the
+    right one; the CLI then sends them with push and pull (X-Registry-Auth)."""
+    from test_registry import PASSWORD, USER, _bcrypt, _start_registry
+
+    root = tmp_path_factory.mktemp("cli-auth-registry")
+    (root / "htpasswd").write_text(f"{USER}:{_bcrypt(PASSWORD)}\n")
+    registries = _start_registry(root, f"auth:\n  htpasswd:\n    realm: teu-it\n    path: {root / 'htpasswd'}\n")
+    registry = next(registries)
+    try:
+        bad = docker("login", "-u", USER, "--password-stdin", registry, stdin="wrong\n", check=False)
+        assert bad.returncode != 0 and "incorrect username or password" in bad.stderr, bad
+        ref = f"{registry}/cli/locked:1"
+        docker("tag", "busybox", ref)
+        assert docker("push", ref, check=False).returncode != 0  # no credentials yet
+        assert "Login Succeeded" in docker("login", "-u", USER, "--password-stdin", registry, stdin=PASSWORD + "\n").stdout
+        docker("push", ref)
+        docker("rmi", ref)
+        docker("pull", ref)
+        docker("rmi", ref)
+    finally:
+        next(registries, None)

@@ -1,7 +1,8 @@
-"""/_ping, /version, /info: what Docker's clients ask first."""
+"""/_ping, /version, /info: what Docker's clients ask first; /auth, the check of ``docker login``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import socket
@@ -10,8 +11,10 @@ from aiohttp import web
 
 from teu.cli.volumes import volume_json
 from teu_api import VERSION
+from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_dockerapi import shapes
+from teu_dockerapi import errors, shapes
+from teu_dockerapi.containers import json_body
 from teu_dockerapi.gateway import call, of
 
 #: The newest API version whose endpoints are served, and the oldest client accepted.
@@ -73,3 +76,20 @@ async def disk_usage(request: web.Request) -> web.Response:
         "Volumes": [{**volume_json(v), "UsageData": {"Size": v.size, "RefCount": len(v.used_by)}} for v in volumes.volumes],
         "BuildCache": [],
     })  # fmt: skip
+
+
+@routes.post("/auth")
+async def auth(request: web.Request) -> web.Response:
+    """``docker login``: the credentials checked against the registry as the CLI's ``teu login`` does
+    (they are not kept here: Docker's clients send them with each pull and push); 401 if refused."""
+    from teu._login import verify  # only a login pays for the HTTP client
+
+    body = await json_body(request)
+    server, user, password = (str(body.get(key) or "") for key in ("serveraddress", "username", "password"))
+    if not user or not password:
+        raise InvalidArgument("username and password are required")
+    try:
+        await asyncio.to_thread(verify, server, user, password)
+    except FailedPrecondition as exc:
+        return errors.response(401, exc.message)
+    return web.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
