@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -74,8 +75,9 @@ def free_port() -> int:
 class TlsEngine:
     """A private engine whose gateway also listens on 127.0.0.1 with mutual TLS."""
 
-    def __init__(self, engine: PrivateEngine, certs: Path, port: int) -> None:
+    def __init__(self, engine: PrivateEngine, certs: Path, port: int, docker_port: int) -> None:
         self.engine, self.certs, self.target = engine, certs, f"tcp://127.0.0.1:{port}"
+        self.docker_url = f"https://127.0.0.1:{docker_port}"
 
     def client(self, name: str) -> Client:
         """An SDK client over TCP holding the certificate of role ``name``."""
@@ -91,9 +93,10 @@ class TlsEngine:
 def tls_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEngine]:
     """An engine with the TLS listener configured through TEU_TLS_*, busybox imported, certs from make-certs.sh."""
     certs = make_certs(tmp_path_factory.mktemp("certs"))
-    port = free_port()
+    port, docker_port = free_port(), free_port()
     env = {
         "TEU_TLS_LISTEN": f"127.0.0.1:{port}",
+        "TEU_DOCKER_TLS_LISTEN": f"127.0.0.1:{docker_port}",
         "TEU_TLS_CA": str(certs / "ca.pem"),
         "TEU_TLS_CERT": str(certs / "server.pem"),
         "TEU_TLS_KEY": str(certs / "server.key"),
@@ -101,7 +104,7 @@ def tls_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEngine]:
     with PrivateEngine(tmp_path_factory.mktemp("tls-engine"), env=env) as eng:
         with Client(eng.target) as c, IMAGE_TAR.open("rb") as f:
             c.import_image(f, "busybox", types_pb2.ImageConfig(cmd=["sh"]))
-        tls = TlsEngine(eng, certs, port)
+        tls = TlsEngine(eng, certs, port, docker_port)
         with tls.client("viewer") as viewer:  # the gateway binds TCP just after its socket
             wait_until(lambda: _answers(viewer))
         yield tls
@@ -243,3 +246,57 @@ def test_cli_over_tcp_with_cert_path(tls_engine: TlsEngine, running: str) -> Non
     del env["TEU_CERT_PATH"]
     plain = teu_cli(env, "-H", tls_engine.target, "ps")
     assert plain.returncode != 0 and "without TLS" in plain.stderr
+
+
+def docker_client(tls_engine: TlsEngine, name: str | None) -> Any:
+    """docker-py over the Docker API's TCP listener, holding role ``name``'s certificate (None: none)."""
+    import docker
+    import docker.tls
+
+    ca = tls_engine.certs / "ca.pem"
+    cfg = role(tls_engine.certs, name) if name else None
+    client_cert = (str(cfg.cert), str(cfg.key)) if cfg else None
+    tls = docker.tls.TLSConfig(client_cert=client_cert, ca_cert=str(ca), verify=True)
+    return docker.DockerClient(base_url=tls_engine.docker_url, tls=tls, version="1.43", timeout=30)
+
+
+def test_docker_api_over_tcp_needs_a_certificate_and_follows_roles(
+    tls_engine: TlsEngine, running: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Docker API's TCP listener: no client certificate, no connection; a viewer lists but cannot
+    create, exec or log in; an operator stops; an admin runs."""
+    import docker.errors
+
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # requests would let these win over docker-py's CA
+        monkeypatch.delenv(name, raising=False)
+
+    nobody = docker_client(tls_engine, None)
+    with pytest.raises((docker.errors.DockerException, OSError)):
+        nobody.ping()
+    viewer = docker_client(tls_engine, "viewer")
+    wait_until(lambda: _docker_answers(viewer))
+    assert running in [c.id for c in viewer.containers.list()]
+    for refused in (
+        lambda: viewer.containers.create("busybox", "true"),
+        lambda: viewer.api.exec_create(running, ["true"]),
+        lambda: viewer.login("u", "p", registry="127.0.0.1:1"),
+    ):
+        with pytest.raises(docker.errors.APIError) as caught:
+            refused()
+        assert caught.value.status_code == 403 and "role" in str(caught.value)
+    operator = docker_client(tls_engine, "operator")
+    operator.containers.get(running).stop(timeout=1)
+    with pytest.raises(docker.errors.APIError) as caught:
+        operator.containers.run("busybox", "true", remove=True)
+    assert caught.value.status_code == 403
+    admin = docker_client(tls_engine, "admin")
+    assert admin.containers.run("busybox", ["echo", "over tls"], remove=True) == b"over tls\n"
+    for c in (nobody, viewer, operator, admin):
+        c.close()
+
+
+def _docker_answers(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # the listener comes up just after the unix socket
+        return False

@@ -1,8 +1,10 @@
-"""Entry point: ``python -m teu_dockerapi [--root R] [--run-dir D]``: serves Docker's Engine API on
-``<run-dir>/docker.sock`` until SIGTERM."""
+"""Entry point: ``python -m teu_dockerapi [--root R] [--run-dir D] [--tls-listen HOST:PORT --tls-ca ...]``:
+serves Docker's Engine API on ``<run-dir>/docker.sock`` (and, given ``--tls-listen``, on TCP to mutual-TLS
+clients, whose roles authz.py enforces) until SIGTERM."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -10,17 +12,33 @@ import signal
 import structlog
 from aiohttp import web
 
+from teu_common import config as configmod
 from teu_common import logging as teulogging
 from teu_common import perms
-from teu_common.config import Config
-from teu_common.server import parse_args
+from teu_common.config import Config, TlsListen
 from teu_dockerapi import app as appmod
+from teu_dockerapi import authz
 from teu_dockerapi.gateway import Gateway
 
 log = structlog.get_logger()
 
 
-async def serve(cfg: Config) -> None:
+def parse() -> tuple[Config, TlsListen | None]:
+    """The flags: ``--root``, ``--run-dir``, and the TCP listener's only when ``--tls-listen`` is given
+    (never from the environment, whose TEU_TLS_LISTEN is the gateway's)."""
+    parser = argparse.ArgumentParser(prog="teu-dockerapi", description="Teu's Docker Engine API")
+    parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
+    parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
+    configmod.add_tls_flags(parser)
+    args = parser.parse_args()
+    try:
+        tls = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key) if args.tls_listen else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    return configmod.load(args.root, args.run_dir), tls
+
+
+async def serve(cfg: Config, tls: TlsListen | None = None) -> None:
     """Runs the API until SIGTERM or SIGINT."""
     teulogging.configure("dockerapi")
     perms.lock_down()
@@ -33,6 +51,10 @@ async def serve(cfg: Config) -> None:
     await web.UnixSite(runner, str(sock)).start()  # made under umask 077: never open to others
     perms.service_socket(sock, public=True)
     log.info("serving", socket=str(sock), pid=os.getpid())
+    if tls is not None:
+        host, _, port = tls.address.rpartition(":")
+        await web.TCPSite(runner, host.strip("[]"), int(port), ssl_context=authz.server_context(tls), reuse_port=False).start()
+        log.info("serving_tls", address=tls.address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -45,5 +67,4 @@ async def serve(cfg: Config) -> None:
 
 
 if __name__ == "__main__":
-    cfg, _ = parse_args("dockerapi")
-    asyncio.run(serve(cfg))
+    asyncio.run(serve(*parse()))

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from teu_api.errors import TeuError
-from teu_dockerapi import archive, attach, containers, errors, execs, images, resources, stats, system
+from teu_dockerapi import archive, attach, authz, containers, errors, execs, images, resources, stats, system
 from teu_dockerapi.gateway import GATEWAY, Gateway
 
 log = structlog.get_logger()
@@ -55,7 +55,7 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
 
 def build(gateway: Gateway) -> web.Application:
     """The application, every route twice: ``/path`` and ``/v{version}/path``."""
-    app = web.Application(middlewares=[docker_errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[docker_errors, authz.identify], client_max_size=MAX_BODY)
     app[GATEWAY] = gateway
     execs.setup(app)
     attach.setup(app)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
-from teu_dockerapi import hijack
+from teu_dockerapi import authz, hijack
 from teu_dockerapi.containers import details, flag
 from teu_dockerapi.framing import frame
 from teu_dockerapi.gateway import PENDING, of, stream
@@ -39,6 +39,7 @@ def setup(app: web.Application) -> None:
 
 @routes.post("/containers/{id}/attach")
 async def attach(request: web.Request) -> web.Response:
+    authz.require("/teu.gateway.v1.ContainersService/Attach")  # before the connection is taken over
     g = of(request)
     d = await details(g, request.match_info["id"])
     tty, want_stdin = d.process.terminal, flag(request, "stdin")

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_dockerapi import hijack, shapes
+from teu_dockerapi import authz, hijack, shapes
 from teu_dockerapi.containers import details, json_body
 from teu_dockerapi.framing import frame
 from teu_dockerapi.gateway import Gateway, of, stream
@@ -28,6 +28,7 @@ from teu_dockerapi.gateway import Gateway, of, stream
 log = structlog.get_logger()
 routes = web.RouteTableDef()
 KEPT = 1000  # ended execs kept for inspect, the oldest forgotten first
+EXEC = "/teu.gateway.v1.ContainersService/Exec"
 
 
 @dataclass
@@ -61,6 +62,7 @@ def _find(request: web.Request) -> Exec:
 
 @routes.post("/containers/{id}/exec")
 async def create(request: web.Request) -> web.Response:
+    authz.require(EXEC)
     body = await json_body(request)
     cmd = shapes.strings(body, "Cmd")
     if not cmd:
@@ -120,6 +122,7 @@ async def _frames(g: Gateway, ex: Exec, stdin: hijack.Input | None = None) -> As
 
 @routes.post("/exec/{id}/start")
 async def start(request: web.Request) -> web.StreamResponse:
+    authz.require(EXEC)  # before the connection is taken over: a refusal is then an answer of its own
     ex = _find(request)
     if ex.started:
         raise FailedPrecondition("exec has already been started")

@@ -12,6 +12,7 @@ from teu_api.errors import TeuError, Unavailable, from_status
 from teu_api.gateway.v1 import gateway_pb2_grpc as g
 from teu_common.channels import MESSAGE_SIZES
 from teu_common.config import Config
+from teu_dockerapi import authz
 
 T = TypeVar("T")
 
@@ -20,7 +21,9 @@ class Gateway:
     """Stubs of the gateway's five services over one channel to its unix socket."""
 
     def __init__(self, cfg: Config) -> None:
-        self.channel = grpc.aio.insecure_channel(f"unix:{cfg.socket('gateway')}", options=MESSAGE_SIZES)
+        self.channel = grpc.aio.insecure_channel(
+            f"unix:{cfg.socket('gateway')}", options=MESSAGE_SIZES, interceptors=authz.interceptors()
+        )
         self.containers = g.ContainersServiceStub(self.channel)
         self.images = g.ImagesServiceStub(self.channel)
         self.system = g.SystemServiceStub(self.channel)

@@ -13,7 +13,7 @@ from teu.cli.volumes import volume_json
 from teu_api import VERSION
 from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_dockerapi import errors, shapes
+from teu_dockerapi import authz, errors, shapes
 from teu_dockerapi.containers import json_body
 from teu_dockerapi.gateway import call, of
 
@@ -84,6 +84,7 @@ async def auth(request: web.Request) -> web.Response:
     (they are not kept here: Docker's clients send them with each pull and push); 401 if refused."""
     from teu._login import verify  # only a login pays for the HTTP client
 
+    authz.require("/teu.gateway.v1.ImagesService/Pull")  # it makes the engine reach a registry: as a pull does
     body = await json_body(request)
     server, user, password = (str(body.get(key) or "") for key in ("serveraddress", "username", "password"))
     if not user or not password:

@@ -3,7 +3,8 @@
 
 Containers do not depend on it or on any service: each has its own conmon. Stopping the engine
 stops the services only. ``--tls-listen`` (with ``--tls-ca/--tls-cert/--tls-key``, or ``TEU_TLS_*``)
-is handed to the gateway alone: it serves the API on TCP too, mutual TLS only.
+is handed to the gateway alone: it serves the API on TCP too, mutual TLS only. ``--docker-tls-listen``
+(``TEU_DOCKER_TLS_LISTEN``) does the same for the Docker API service, with the same files and roles.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def _say(msg: str) -> None:
     print(f"teu-engine: {msg}", file=sys.stderr, flush=True)
 
 
-def supervise(cfg: Config, tls: TlsListen | None = None) -> int:
-    """Runs until SIGTERM/SIGINT; returns the exit status. ``tls`` goes to the gateway only."""
+def supervise(cfg: Config, tls: TlsListen | None = None, docker_tls: TlsListen | None = None) -> int:
+    """Runs until SIGTERM/SIGINT; returns the exit status. ``tls`` goes to the gateway only,
+    ``docker_tls`` (the Docker API's TCP listener) to the Docker API service."""
     perms.lock_down()
     perms.state_root(cfg.root)
     logs = perms.private_dir(cfg.root / "engine")
@@ -77,7 +79,8 @@ def supervise(cfg: Config, tls: TlsListen | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     names = [*SERVICES, *(["dockerapi"] if os.environ.get("TEU_DOCKER_API", "1") != "0" else [])]
-    children = [Child(name, tls.argv() if tls and name == "gateway" else []) for name in names]
+    listeners = {"gateway": tls, "dockerapi": docker_tls}
+    children = [Child(name, listener.argv() if (listener := listeners.get(name)) else []) for name in names]
     for child in children:
         _spawn(child, cfg, logs, first=True)
     while not stopping:
@@ -122,12 +125,16 @@ def main() -> None:
     parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
     parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
     configmod.add_tls_flags(parser)
+    parser.add_argument("--docker-tls-listen", metavar="HOST:PORT",
+                        help="serve Docker's API on TCP too, mutual TLS, the --tls-* files ($TEU_DOCKER_TLS_LISTEN)")  # fmt: skip
     args = parser.parse_args()
+    docker_address = args.docker_tls_listen or os.environ.get("TEU_DOCKER_TLS_LISTEN")
     try:
         tls = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key)
+        docker_tls = configmod.load_tls(docker_address, args.tls_ca, args.tls_cert, args.tls_key) if docker_address else None
     except ValueError as exc:
         parser.error(str(exc))
-    sys.exit(supervise(configmod.load(args.root, args.run_dir), tls))
+    sys.exit(supervise(configmod.load(args.root, args.run_dir), tls, docker_tls))
 
 
 if __name__ == "__main__":
