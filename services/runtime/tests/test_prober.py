@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from teu_runtime import prober
+from teu_runtime import execs, prober
+from teu_runtime.bundle import ExecDir
 
 TOKEN = b"0123456789abcdef0123456789abcdef"
 
@@ -40,3 +43,21 @@ def test_only_a_static_busybox_is_taken(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert prober.static_busybox() == ""
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert prober.static_busybox() == ""
+
+
+def test_an_exec_sessions_sync_pipe_is_closed_once(tmp_path: Path) -> None:
+    """A second read of an exec session's exit (as a close cut short and asked again makes) closes
+    nothing: the pipe's number may belong to another file by then."""
+    r, w = os.pipe()
+    os.write(w, b'{"data": 3}\n')
+    os.close(w)
+    session = execs.Session("s", ExecDir(tmp_path), 1, "", None, None, r)
+    assert asyncio.run(session.exit_code()) == 3
+    other, spare = os.pipe()  # takes the number the sync pipe had
+    try:
+        assert other == r
+        assert asyncio.run(session.exit_code()) == -1
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)
+        os.close(spare)

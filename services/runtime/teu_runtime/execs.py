@@ -36,11 +36,16 @@ class Session:
     sync_fd: int
 
     async def exit_code(self) -> int:
-        """Waits for conmon's final report: the exit code of the process."""
+        """Waits for conmon's final report: the exit code of the process. The sync pipe is taken
+        once (a second call, or one after a cancelled call, reads the exit file): closing a number
+        twice would close whatever file got that number in between."""
+        fd, self.sync_fd = self.sync_fd, -1
+        if fd < 0:
+            return _exit_file(self.dir)
         try:
-            line = await read_line(self.sync_fd)
+            line = await read_line(fd)
         finally:
-            os.close(self.sync_fd)
+            os.close(fd)
         if self.proc is not None:
             await self.proc.wait()
         try:

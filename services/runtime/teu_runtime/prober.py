@@ -196,10 +196,14 @@ class Prober:
                 os.kill(int(child), signal.SIGKILL)
 
     async def close(self) -> None:
-        """Ends the prober (conmon then exits too) and removes its session."""
+        """Ends the prober (conmon then exits too) and removes its session. Once: a close cut short by
+        a cancellation may be asked again, and the pidfd's number must not be closed twice."""
+        pidfd, self.pidfd = self.pidfd, -1
+        if pidfd < 0:
+            return
         with contextlib.suppress(OSError):
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        os.close(self.pidfd)
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        os.close(pidfd)
         await _end(self.session)
 
 
