@@ -141,3 +141,26 @@ def _answers(client: Client, cid: str) -> bool:
         return client.inspect(cid).health.status == "healthy"
     except TeuError:
         return False
+
+
+def test_health_outlives_a_runtime_restart(client: Client, engine: Engine) -> None:
+    """The health a container had is kept across a restart of the runtime service (Docker keeps it
+    across a restart of dockerd): right after the restart it is still healthy, not starting over."""
+    h = types_pb2.HealthConfig(test=["CMD-SHELL", "true"], interval_ns=4000 * MS, retries=1)
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=h))
+    try:
+        client.wait(cid, condition="healthy")
+        os.kill(engine.service_pid("runtime"), signal.SIGKILL)
+        wait_until(lambda: _status(client, cid) is not None, timeout=30, what="the runtime")
+        assert _status(client, cid) == "healthy"  # the next check is seconds away: this is the kept health
+        client.stop(cid, timeout=1)
+        assert client.inspect(cid).health.status == ""  # shown only while it runs
+    finally:
+        client.remove(cid, force=True)
+
+
+def _status(client: Client, cid: str) -> str | None:
+    try:
+        return client.inspect(cid).health.status
+    except TeuError:
+        return None

@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS containers (
     rootfs BLOB NOT NULL DEFAULT x'',
     paused INTEGER NOT NULL DEFAULT 0,
     oom_kills INTEGER NOT NULL DEFAULT 0,
-    last_oom BLOB NOT NULL DEFAULT x''
+    last_oom BLOB NOT NULL DEFAULT x'',
+    health BLOB NOT NULL DEFAULT x''
 );
 CREATE TABLE IF NOT EXISTS networks (
     id TEXT PRIMARY KEY,
@@ -154,6 +155,7 @@ class Store:
                 "paused": "INTEGER NOT NULL DEFAULT 0",
                 "oom_kills": "INTEGER NOT NULL DEFAULT 0",
                 "last_oom": "BLOB NOT NULL DEFAULT x''",
+                "health": "BLOB NOT NULL DEFAULT x''",
             },
         }
         for table, columns in added.items():
@@ -253,7 +255,8 @@ class Store:
 
     def _select(self, where: str, args: tuple[str, ...]) -> builtins.list[Container]:
         cur = self._db.execute(
-            f"SELECT id, name, spec, created_at, rootfs, oom_kills, last_oom, {', '.join(_STATE_FIELDS)} FROM containers {where}",
+            f"SELECT id, name, spec, created_at, rootfs, oom_kills, last_oom, health, {', '.join(_STATE_FIELDS)} "
+            f"FROM containers {where}",
             args,
         )
         out = []
@@ -263,10 +266,17 @@ class Store:
             c.last_rootfs.extend(runtime_pb2.MountList.FromString(row[4]).mounts)
             if row[6]:
                 c.last_oom.ParseFromString(row[6])
-            for field, value in zip(_STATE_FIELDS, row[7:], strict=True):
+            if row[7]:
+                c.health.ParseFromString(row[7])
+            for field, value in zip(_STATE_FIELDS, row[8:], strict=True):
                 setattr(c, field, bool(value) if field in ("oom_killed", "stopped_by_user", "paused") else value)
             out.append(c)
         return out
+
+    def record_health(self, cid: str, health: types_pb2.Health, *events: Event) -> None:
+        """Keeps container ``cid``'s health (at each change of status: it outlives a restart of this service)."""
+        with self.tx(events) as db:
+            db.execute("UPDATE containers SET health = ? WHERE id = ?", (health.SerializeToString(), cid))
 
     def update_spec(self, cid: str, spec: runtime_pb2.ContainerSpec, *events: Event) -> None:
         """Saves a changed spec (update of limits or restart policy)."""

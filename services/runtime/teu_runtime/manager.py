@@ -386,6 +386,8 @@ class Manager:
             c.connected.extend(self.networks.connected(c))
             if (h := self._health.get(c.id)) is not None:
                 c.health.CopyFrom(h)
+        if c.state != RUNNING:
+            c.ClearField("health")  # kept for the next start of this service, shown only while it runs
         return c
 
     # -- network connect / disconnect -----------------------------------------------------------
@@ -489,11 +491,18 @@ class Manager:
 
     # -- healthchecks ---------------------------------------------------------------------------
 
-    def _check_health(self, c: Container) -> None:
-        """Starts the healthchecks of a running container that has one (health.py)."""
+    def _check_health(self, c: Container, resume: bool = False) -> None:
+        """Starts the healthchecks of a running container that has one (health.py): from "starting"
+        at its start; with ``resume`` (this service started again while it runs), from the health the
+        store kept, as Docker keeps it across a restart of dockerd."""
         if not c.spec.healthcheck.test or c.id in self._checkers:
             return
-        self._health[c.id] = types_pb2.Health(status=health.STARTING)
+        if resume and c.health.status:
+            self._health[c.id] = types_pb2.Health()
+            self._health[c.id].CopyFrom(c.health)
+        else:
+            self._health[c.id] = types_pb2.Health(status=health.STARTING)
+            self.store.record_health(c.id, self._health[c.id])
         self._checkers[c.id] = asyncio.create_task(self._health_loop(c.id, c.started_at))
 
     def _forget_health(self, cid: str) -> None:
@@ -523,7 +532,7 @@ class Manager:
                 health.record(h, result, cfg, started_ns)
                 if h.status != before:
                     c = self.store.get(cid)
-                    self.store.record(events.container(c, f"health_status: {h.status}"))
+                    self.store.record_health(cid, h, events.container(c, f"health_status: {h.status}"))
                     log.info("health_status", container=cid[:12], status=h.status, exit_code=result.exit_code)
                     if h.status == health.UNHEALTHY and c.spec.health_on_failure == "restart":
                         log.warning("unhealthy_killed", container=cid[:12], policy=c.spec.restart_policy.name or "no")
@@ -772,7 +781,7 @@ class Manager:
             elif c.state == RUNNING:
                 if c.monitor_pid and conmon.is_monitor(c.monitor_pid, c.id):
                     self._watch(c.id, c.monitor_pid)
-                    self._check_health(c)
+                    self._check_health(c, resume=True)
                 elif c.pid and _alive(c.pid):
                     log.warning("monitor_lost", container=c.id[:12])
                     self._watch(c.id, c.pid)
