@@ -54,6 +54,20 @@ class OciRuntime(Protocol):
         """(status, init pid) from ``<runtime> state``: "created", "running" or "stopped"; None if unknown."""
 
 
+async def captured(*argv: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """Runs ``argv`` with ``stdin``: (exit code, stdout, stderr stripped). Its input and output go
+    through unlinked files, not pipes: the end of a pipe can be held open by a process it leaves
+    behind, and a wait on the child alone cannot hang that way."""
+    with tempfile.TemporaryFile() as given, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        given.write(stdin or b"")
+        given.seek(0)
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=given, stdout=out, stderr=err)
+        code = await proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return code, out.read().decode(errors="replace"), err.read().decode(errors="replace").strip()
+
+
 @dataclass
 class CliRuntime:
     """runc or crun, through its command line, with a private state root."""
@@ -63,19 +77,8 @@ class CliRuntime:
     root: Path
 
     async def _run(self, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-        """Runs the runtime with ``args``: (exit code, stdout, stderr). Its input and output go
-        through unlinked files, not pipes: the end of a pipe can be held open by a process it
-        leaves behind, and a wait on the child alone cannot hang that way."""
-        with tempfile.TemporaryFile() as given, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            given.write(stdin or b"")
-            given.seek(0)
-            proc = await asyncio.create_subprocess_exec(
-                self.path, f"--root={self.root}", *args, stdin=given, stdout=out, stderr=err
-            )
-            code = await proc.wait()
-            out.seek(0)
-            err.seek(0)
-            return code, out.read().decode(errors="replace"), err.read().decode(errors="replace").strip()
+        """Runs the runtime with ``args``: (exit code, stdout, stderr)."""
+        return await captured(self.path, f"--root={self.root}", *args, stdin=stdin)
 
     async def start(self, cid: str) -> None:
         """Runs ``<runtime> start``."""

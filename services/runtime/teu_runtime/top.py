@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 from collections.abc import Iterable, Sequence
 
 from teu_api.errors import InvalidArgument
+from teu_runtime.ociruntime import captured
 
 DEFAULT_ARGS = ("-ef",)
 
@@ -34,14 +33,7 @@ async def run(args: Sequence[str], pids: Iterable[int]) -> tuple[list[str], list
     for a in args:
         if not a.startswith("-") and not a.replace(",", "").replace("=", "").isalnum():
             raise InvalidArgument(f"invalid ps option {a[:40]!r}")
-    # its output through unlinked files, as the OCI runtime's (ociruntime.CliRuntime._run): a wait on the
-    # child alone, none on a pipe's end
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = await asyncio.create_subprocess_exec("ps", *(args or DEFAULT_ARGS), stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=out, stderr=err)  # fmt: skip
-        code = await proc.wait()
-        out.seek(0)
-        err.seek(0)
-        if code:
-            raise InvalidArgument(f"ps failed: {err.read().decode(errors='replace').strip()[:200]}")
-        return narrow(out.read().decode(errors="replace"), pids)
+    code, out, err = await captured("ps", *(args or DEFAULT_ARGS))
+    if code:
+        raise InvalidArgument(f"ps failed: {err[:200]}")
+    return narrow(out, pids)
