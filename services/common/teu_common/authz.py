@@ -30,7 +30,17 @@ from teu_api.errors import PermissionDenied, Unauthenticated
 from teu_common.interceptor import rewrap
 from teu_common.rpctypes import Ctx, Handler
 
-__all__ = ["TIERS", "AuthzInterceptor", "Peer", "Role", "authorize", "parse_subject", "peer_of", "required_role"]
+__all__ = [
+    "TIERS",
+    "AuthzInterceptor",
+    "Peer",
+    "Role",
+    "authorize",
+    "parse_subject",
+    "peer_of",
+    "peer_of_subject",
+    "required_role",
+]
 
 log = structlog.get_logger()
 
@@ -137,7 +147,12 @@ def peer_of(auth_context: Mapping[str, Iterable[bytes]]) -> Peer:
     if b"ssl" not in auth_context.get("transport_security_type", []):
         raise Unauthenticated("this listener requires mutual TLS")
     subjects = list(auth_context.get("x509_subject", []))
-    pairs = parse_subject(subjects[0].decode(errors="replace")) if len(subjects) == 1 else []
+    return peer_of_subject(parse_subject(subjects[0].decode(errors="replace")) if len(subjects) == 1 else [])
+
+
+def peer_of_subject(pairs: Iterable[tuple[str, str]]) -> Peer:
+    """The client a certificate's Subject names, as (type, value) pairs (``CN``, ``OU``...)."""
+    pairs = list(pairs)
     names = [value for kind, value in pairs if kind == "CN"]
     if len(names) != 1 or not names[0].strip():
         raise Unauthenticated("the client certificate has no identity (its Subject needs one non-empty CN)")

@@ -43,16 +43,10 @@ def peer_of(request: web.Request) -> authz.Peer | None:
     if ssl_object is None:
         return None
     cert: Any = ssl_object.getpeercert() or {}
-    pairs = [(_TYPES.get(kind, kind.upper()), value) for rdn in cert.get("subject", ()) for kind, value in rdn]
-    subject = ",".join(f"{kind}={_escaped(value)}" for kind, value in pairs)
-    return authz.peer_of({"transport_security_type": [b"ssl"], "x509_subject": [subject.encode()]})
+    return authz.peer_of_subject((_TYPES.get(kind, kind), value) for rdn in cert.get("subject", ()) for kind, value in rdn)
 
 
-_TYPES = {"commonName": "CN", "organizationalUnitName": "OU", "organizationName": "O", "countryName": "C"}
-
-
-def _escaped(value: str) -> str:
-    return "".join("\\" + ch if ch in ',+=\\"<>;' else ch for ch in value)
+_TYPES = {"commonName": "CN", "organizationalUnitName": "OU"}  # the attributes a role is read from
 
 
 @web.middleware
