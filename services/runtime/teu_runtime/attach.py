@@ -38,7 +38,7 @@ class AttachSocket:
         fd = os.open(path, os.O_PATH)
         try:
             await asyncio.get_running_loop().sock_connect(sock, f"/proc/self/fd/{fd}")
-        except OSError:
+        except BaseException:  # a failed or cancelled connect: the socket is ours to close
             sock.close()
             raise
         finally:
@@ -77,7 +77,16 @@ class AttachSocket:
             self._sock.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
-        """Disconnects (a detach: the process keeps running)."""
+        """Disconnects (a detach: the process keeps running).
+
+        The socket leaves the event loop first. asyncio keeps a key per fd number: closed while a
+        receive still waited, the socket's key would outlive it, and the next file given that number
+        would be "added" by updating the stale key, never watched by epoll (a wait on it for ever)."""
+        if self._sock.fileno() >= 0:
+            with contextlib.suppress(RuntimeError):  # no loop running: nothing registered by us
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self._sock.fileno())
+                loop.remove_writer(self._sock.fileno())
         self._sock.close()
 
 

@@ -50,6 +50,7 @@ class Pump:
     async def __aiter__(self) -> AsyncIterator[t.OutputFrame]:
         feeder = asyncio.create_task(_forward_input(self.frames, self.sock, self.ctl, self.stdin))
         output = aiter(self.sock.output())
+        packet: asyncio.Future[tuple[t.Stream.ValueType, bytes] | None] | None = None
         try:
             while True:
                 packet = asyncio.ensure_future(anext(output, None))
@@ -65,10 +66,12 @@ class Pump:
                 if item is None:
                     return
                 yield t.OutputFrame(output=t.OutputChunk(stream=item[0], data=item[1]))
-        finally:
+        finally:  # nothing of ours waits on the socket once the pump ends (its owner closes it)
             feeder.cancel()
+            if packet is not None:
+                packet.cancel()
             with contextlib.suppress(asyncio.CancelledError, OSError):
-                await feeder
+                await asyncio.gather(*(task for task in (feeder, packet) if task is not None), return_exceptions=True)
 
 
 def _size(size: t.WindowSize) -> tuple[int, int] | None:
