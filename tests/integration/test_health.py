@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
+from conftest import Engine
 from teu.client import Client, ContainerOptions
-from teu.errors import FailedPrecondition, InvalidArgument
+from teu.errors import FailedPrecondition, InvalidArgument, TeuError
 from teu.testing import wait_until
 from teu_api.types.v1 import types_pb2
 
@@ -116,3 +120,47 @@ def test_a_checks_command_is_the_containers_own_and_a_missing_one_says_so(client
     finally:
         client.remove(own, force=True)
         client.remove(gone, force=True)
+
+
+def test_checks_go_on_after_a_runtime_restart_with_one_prober(client: Client, engine: Engine) -> None:
+    """SIGKILL of the runtime service: the checks resume, and the prober the dead service left is ended."""
+    h = types_pb2.HealthConfig(test=["CMD-SHELL", "echo ok"], interval_ns=100 * MS, retries=1)
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=h))
+    try:
+        client.wait(cid, condition="healthy")
+        assert probers(client, cid) == 1
+        os.kill(engine.service_pid("runtime"), signal.SIGKILL)
+        wait_until(lambda: _answers(client, cid), timeout=30, what="the runtime")
+        wait_until(lambda: client.inspect(cid).health.log[-1].output == "ok\n" and probers(client, cid) == 1, timeout=10)
+    finally:
+        client.remove(cid, force=True)
+
+
+def _answers(client: Client, cid: str) -> bool:
+    try:
+        return client.inspect(cid).health.status == "healthy"
+    except TeuError:
+        return False
+
+
+def test_health_outlives_a_runtime_restart(client: Client, engine: Engine) -> None:
+    """The health a container had is kept across a restart of the runtime service (Docker keeps it
+    across a restart of dockerd): right after the restart it is still healthy, not starting over."""
+    h = types_pb2.HealthConfig(test=["CMD-SHELL", "true"], interval_ns=4000 * MS, retries=1)
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], healthcheck=h))
+    try:
+        client.wait(cid, condition="healthy")
+        os.kill(engine.service_pid("runtime"), signal.SIGKILL)
+        wait_until(lambda: _status(client, cid) is not None, timeout=30, what="the runtime")
+        assert _status(client, cid) == "healthy"  # the next check is seconds away: this is the kept health
+        client.stop(cid, timeout=1)
+        assert client.inspect(cid).health.status == ""  # shown only while it runs
+    finally:
+        client.remove(cid, force=True)
+
+
+def _status(client: Client, cid: str) -> str | None:
+    try:
+        return client.inspect(cid).health.status
+    except TeuError:
+        return None
