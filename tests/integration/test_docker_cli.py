@@ -126,10 +126,18 @@ def test_export_import_with_a_change_and_the_refused_verbs(docker: Docker, tmp_p
 
 
 def test_volume_and_network_commands(docker: Docker) -> None:
-    vol, net = name("vol"), name("net")
+    vol, net, more, c = name("vol"), name("net"), name("more"), name("c")
     docker("volume", "create", vol)
     docker("network", "create", net)
+    docker("network", "create", more)
     try:
+        docker("create", "--name", c, "--network", net, "busybox", "sleep", "300")
+        docker("network", "connect", "--alias", "second", more, c)  # before the start: it joins at the start
+        docker("start", c)
+        shown = json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", c).stdout)
+        assert set(shown) == {net, more} and "second" in shown[more]["Aliases"], shown
+        assert "inet " in docker("exec", c, "ip", "-4", "-o", "addr", "show", "eth1").stdout
+        docker("rm", "-f", c)
         assert vol in docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
         assert net in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
         docker("run", "--rm", "-v", f"{vol}:/data", "busybox", "sh", "-c", "echo kept > /data/f")
@@ -137,7 +145,8 @@ def test_volume_and_network_commands(docker: Docker) -> None:
         assert docker("volume", "inspect", "-f", "{{.Driver}}", vol).stdout == "local\n"
         assert docker("network", "inspect", "-f", "{{.Driver}}", net).stdout == "bridge\n"
     finally:
-        docker("network", "rm", net)
+        docker("rm", "-f", c, check=False)
+        docker("network", "rm", net, more)
         docker("volume", "rm", vol)
     assert "no such volume" in docker("volume", "rm", vol, check=False).stderr.lower()
 

@@ -561,7 +561,7 @@ def test_network_connect_and_disconnect_a_running_container(teu: Client, neteng:
     teu.create_network("left")
     teu.create_network("right")
     web = teu.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], network="left", name="multi"))
-    stopped = teu.create(ContainerOptions(image="busybox", cmd=["true"], network="left")).id
+    hosted = teu.create(ContainerOptions(image="busybox", cmd=["true"], network="host")).id
     try:
         att = teu.connect_network("right", "multi", aliases=["api"])
         assert att.network == "right" and att.address
@@ -579,8 +579,8 @@ def test_network_connect_and_disconnect_a_running_container(teu: Client, neteng:
         assert any(ln.split()[1:4] == ["eth1", "inet", att.address] for ln in inside.stdout.decode().splitlines()), inside.stdout
         with pytest.raises(FailedPrecondition, match="already"):
             teu.connect_network("right", "multi")
-        with pytest.raises(FailedPrecondition, match="not running"):
-            teu.connect_network("right", stopped)
+        with pytest.raises(FailedPrecondition, match="only a container on a bridge network"):
+            teu.connect_network("right", hosted)
         with pytest.raises(InvalidArgument, match="bridge networks"):
             teu.connect_network("none", "multi")
         with pytest.raises(FailedPrecondition, match="started on"):
@@ -593,6 +593,48 @@ def test_network_connect_and_disconnect_a_running_container(teu: Client, neteng:
         teu.disconnect_network("right", "multi", force=True)
     finally:
         teu.remove(web, force=True)
-        teu.remove(stopped, force=True)
+        teu.remove(hosted, force=True)
         teu.remove_network("left")
         teu.remove_network("right")
+
+
+def _eth1(teu: Client, cid: str) -> str:
+    """The container's address on eth1, empty without one."""
+    out = teu.exec_run(cid, ["sh", "-c", "ip -4 -o addr show eth1 2>/dev/null || true"]).stdout.decode()
+    return out.split()[3] if out.strip() else ""
+
+
+def test_a_container_connected_before_its_start_joins_the_network_at_each_start(teu: Client, neteng: NamespacedEngine) -> None:
+    """Docker keeps a container's endpoints: connected while created, it has eth1 on that network from
+    its start and again after a restart, where others reach it by its alias; the network is in use
+    meanwhile; disconnected while stopped, it no longer joins it."""
+    teu.create_network("front", subnet="10.96.8.0/24")
+    teu.create_network("back", subnet="10.96.9.0/24")
+    cid = teu.create(ContainerOptions(image="busybox", cmd=["sleep", "300"], network="front", name="twonets")).id
+    try:
+        att = teu.connect_network("back", cid, aliases=["db"])
+        assert att.network == "back" and not att.address  # an address comes with the start
+        assert [(c.network, list(c.aliases)) for c in teu.inspect(cid).connected] == [("back", ["db"])]
+        with pytest.raises(FailedPrecondition, match="in use"):
+            teu.remove_network("back")
+        with pytest.raises(FailedPrecondition, match="already"):
+            teu.connect_network("back", cid)
+        teu.start(cid)
+        assert _eth1(teu, cid).startswith("10.96.9.")
+        r = teu.run(ContainerOptions(image="busybox", cmd=["ping", "-c1", "-W2", "db"], network="back", remove=True))
+        assert r.exit_code == 0, r.stdout
+        teu.restart(cid, timeout=0)
+        assert _eth1(teu, cid).startswith("10.96.9.")
+        teu.stop(cid, timeout=0)
+        teu.disconnect_network("back", cid)
+        assert not teu.inspect(cid).connected
+        with pytest.raises(NotFound, match="not connected"):
+            teu.disconnect_network("back", cid)
+        with pytest.raises(FailedPrecondition, match="created on"):
+            teu.disconnect_network("front", cid)
+        teu.start(cid)
+        assert _eth1(teu, cid) == ""
+    finally:
+        teu.remove(cid, force=True)
+        teu.remove_network("front")
+        teu.remove_network("back")

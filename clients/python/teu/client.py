@@ -527,12 +527,12 @@ class Client(ImagesMixin):
     def connect_network(
         self, network: str, container: str, ip: str = "", aliases: Sequence[str] = ()
     ) -> types_pb2.NetworkAttachment:
-        """Connects a running container to one more network (for this run of it)."""
+        """Connects a container to one more network: at once if it runs, and at each of its starts."""
         req = gw.ConnectNetworkRequest(network=network, container=container, ip=ip, aliases=list(aliases))
         return unary(self.networks.ConnectNetwork, req).attachment
 
     def disconnect_network(self, network: str, container: str, force: bool = False) -> None:
-        """Disconnects a running container from a network it was connected to."""
+        """Disconnects a container from a network it was connected to (now, and for its next starts)."""
         unary(self.networks.DisconnectNetwork, gw.DisconnectNetworkRequest(network=network, container=container, force=force))
 
     def prune_networks(self) -> builtins.list[str]:

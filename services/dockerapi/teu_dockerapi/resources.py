@@ -72,28 +72,27 @@ async def network(request: web.Request) -> web.Response:
 
 @routes.post("/networks/{id}/connect")
 async def connect(request: web.Request) -> web.Response:
-    """Connects a container: a running one through the gateway; a created one only to the network
-    it was created on (its aliases came with the create), as docker-compose asks before the start."""
+    """Connects a container through the gateway (a created one joins at its start). The network a
+    created container was created on is already its own: docker-compose asks that before the start,
+    and its aliases came with the create."""
     body = await json_body(request)
     g, net = of(request), request.match_info["id"]
     c = await details(g, str(body.get("Container") or ""))
     endpoint = body.get("EndpointConfig") or {}
     aliases = [a for a in endpoint.get("Aliases") or [] if isinstance(a, str)]
     ip = ((endpoint.get("IPAMConfig") or {}).get("IPv4Address")) or ""
-    if c.summary.state == RUNNING:
-        req = gw.ConnectNetworkRequest(network=net, container=c.summary.id, ip=ip, aliases=aliases)
-        await call(g.networks.ConnectNetwork(req))
-        return web.Response(status=200)
-    found = (await call(g.networks.InspectNetwork(gw.InspectNetworkRequest(network=net)))).network
-    if c.config.network not in (found.name, found.id):
-        raise FailedPrecondition(
-            f"container {c.summary.name} is not running: it can be connected only to the network it was created on"
-        )
-    missing = set(aliases) - set(c.config.network_aliases) - {c.summary.id[:12], c.summary.name}
-    if missing:
-        raise FailedPrecondition(
-            f"container {c.summary.name} is not running: aliases {sorted(missing)} can be given at its create only"
-        )
+    if c.summary.state != RUNNING:
+        found = (await call(g.networks.InspectNetwork(gw.InspectNetworkRequest(network=net)))).network
+        if c.config.network in (found.name, found.id):
+            missing = set(aliases) - set(c.config.network_aliases) - {c.summary.id[:12], c.summary.name}
+            if missing:
+                raise FailedPrecondition(
+                    f"container {c.summary.name} is not running: aliases {sorted(missing)} on the network it was "
+                    "created on can be given at its create only"
+                )
+            return web.Response(status=200)
+    req = gw.ConnectNetworkRequest(network=net, container=c.summary.id, ip=ip, aliases=aliases)
+    await call(g.networks.ConnectNetwork(req))
     return web.Response(status=200)
 
 

@@ -205,6 +205,8 @@ class Manager:
             # the namespaces exist, the process has not started: it finds its network ready, and an
             # attach made now sees every byte of output
             await self.networks.attach(cid, created.pid, plan)
+            for endpoint in c.spec.endpoints:  # network connect's, kept in the spec
+                await self.networks.connect(c, created.pid, endpoint)
             if on_created is not None:
                 await on_created(bundle)
         except BaseException as exc:
@@ -388,31 +390,47 @@ class Manager:
                 c.health.CopyFrom(h)
         if c.state != RUNNING:
             c.ClearField("health")  # kept for the next start of this service, shown only while it runs
+            c.connected.extend(self.networks.endpoints(c))
         return c
 
     # -- network connect / disconnect -----------------------------------------------------------
 
     async def connect(self, ref: str, network: str, ip: str, aliases: Sequence[str]) -> types_pb2.NetworkAttachment:
-        """Connects running container ``ref`` to one more network (for this run of it)."""
+        """Connects container ``ref`` to one more network: at once if it runs, and at each of its
+        starts until it is disconnected (Docker keeps a container's endpoints)."""
         cid = self.store.find(ref).id
         async with self._lock(cid):
             c = self.store.get(cid)
-            if c.state != RUNNING:
-                raise FailedPrecondition(
-                    f"container {c.name} is not running: connect it once it runs, or start it on that network"
-                )
-            return await self.networks.connect(c, network, ip, aliases)
+            endpoint = self.networks.endpoint(c, network, ip, aliases)
+            if c.state == RUNNING:
+                view = await self.networks.connect(c, c.pid, endpoint)
+            else:
+                view = types_pb2.NetworkAttachment(network=self.networks.resolve(network)[0], aliases=aliases)
+            c.spec.endpoints.append(endpoint)
+            self.store.update_spec(cid, c.spec)
+            return view
 
     async def disconnect(self, ref: str, network: str, force: bool) -> None:
-        """Disconnects running container ``ref`` from a network it was connected to."""
+        """Disconnects container ``ref`` from a network it was connected to (now, if it runs, and
+        for its next starts)."""
         cid = self.store.find(ref).id
         async with self._lock(cid):
             c = self.store.get(cid)
-            if c.state != RUNNING:
-                if force:
-                    return
-                raise FailedPrecondition(f"container {c.name} is not running")
-            await self.networks.disconnect(c, network, force)
+            name, record = self.networks.resolve(network)
+            kept = [e for e in c.spec.endpoints if record is None or e.network != record.id]
+            configured = len(kept) != len(c.spec.endpoints)
+            if c.state == RUNNING:
+                await self.networks.disconnect(c, network, force or configured)
+            elif not configured and not force:
+                if record is not None and self.networks.resolve(c.spec.network)[0] == record.name:
+                    raise FailedPrecondition(
+                        f"container {c.name} is created on network {name}: it cannot be disconnected from it"
+                    )
+                raise NotFound(f"container {c.name} is not connected to network {name}")
+            if configured:
+                del c.spec.endpoints[:]
+                c.spec.endpoints.extend(kept)
+                self.store.update_spec(cid, c.spec)
 
     # -- exits ----------------------------------------------------------------------------------
 

@@ -182,7 +182,11 @@ class Networks:
         n = self.get(ref)
         if n.name == DEFAULT_NAME:
             raise FailedPrecondition("the default bridge network cannot be removed")
-        users = [c.name for c in self.store.list() if c.spec.network in (n.name, n.id)]
+        users = [
+            c.name
+            for c in self.store.list()
+            if c.spec.network in (n.name, n.id) or any(e.network == n.id for e in c.spec.endpoints)
+        ]
         users += [cid[:12] for cid in n.containers if cid not in users]
         if users:
             raise FailedPrecondition(f"network {n.name} is in use by container(s): {', '.join(sorted(set(users)))}")
@@ -341,21 +345,37 @@ class Networks:
 
     # -- network connect / disconnect -----------------------------------------------------------
 
-    async def connect(self, c: Container, ref: str, ip: str, aliases: Sequence[str]) -> types_pb2.NetworkAttachment:
-        """Plugs running container ``c`` into one more user network: an address (``ip`` or the first
-        free one), a veth whose end is its next ethN (no default route: the network it was started on
-        keeps that), its name and ``aliases`` on that network's DNS."""
+    def endpoint(self, c: Container, ref: str, ip: str, aliases: Sequence[str]) -> runtime_pb2.NetworkEndpoint:
+        """Checks that container ``c`` (in any state) may be connected to one more network ``ref``: a
+        bridge network it is not on yet, from a network namespace of its own on a bridge network (a
+        container on none or host, or sharing another's namespace, joins no other network, as in
+        Docker). The endpoint to keep in its spec."""
+        own_name, own = self.resolve(c.spec.network)
+        if own is None:
+            raise FailedPrecondition(
+                f"container {c.name} is on network {own_name}: only a container on a bridge network joins more networks"
+            )
         name, record = self.resolve(ref)
         if record is None:
             raise InvalidArgument(f"a container can be connected only to bridge networks, not to {name}")
-        current = self.records.attachment(c.id)
-        if current is not None and current.network == record.id:
+        if record.id == own.id or any(e.network == record.id for e in c.spec.endpoints):
             raise FailedPrecondition(f"container {c.name} is already on network {record.name}")
+        if ip:
+            addressing.host_address(IPv4Network(record.subnet), ip, f"address for network {record.name}")
+        return runtime_pb2.NetworkEndpoint(network=record.id, ip=ip, aliases=aliases)
+
+    async def connect(self, c: Container, pid: int, endpoint: runtime_pb2.NetworkEndpoint) -> types_pb2.NetworkAttachment:
+        """Plugs container ``c``, whose namespaces ``pid`` holds, into one more user network: an
+        address (the endpoint's or the first free one), a veth whose end is its next ethN (no default
+        route: the network it was started on keeps that), its name and aliases on that network's DNS."""
+        record = self.records.find_network(endpoint.network)
+        if record is None:
+            raise NotFound(f"network {endpoint.network[:12]} not found: disconnect container {c.name} from it")
         host_if = addressing.veth_name(hashlib.sha256(f"{c.id}/{record.id}".encode()).hexdigest())
-        conn = self.records.connect(c.id, record, host_if, ip, aliases)
+        conn = self.records.connect(c.id, record, host_if, endpoint.ip, endpoint.aliases)
         try:
             created = await self._ensure_bridge(record)
-            plug = links.Plug(c.pid, record.bridge, host_if, conn.address, IPv4Address(record.gateway), conn.mac, self.owner,
+            plug = links.Plug(pid, record.bridge, host_if, conn.address, IPv4Address(record.gateway), conn.mac, self.owner,
                               ifname=conn.ifname, default_route=False)  # fmt: skip
             await links.plug(plug)
             if created:
@@ -385,6 +405,15 @@ class Networks:
         if record is not None:
             self.store.record(events.network(record, "disconnect", container=c.id))
         log.info("container_disconnected", container=c.id[:12], network=name)
+
+    def endpoints(self, c: Container) -> Sequence[types_pb2.NetworkAttachment]:
+        """The more networks container ``c`` joins at its starts, by name and aliases (no address
+        while it does not run)."""
+        return [
+            types_pb2.NetworkAttachment(network=record.name, aliases=e.aliases)
+            for e in c.spec.endpoints
+            if (record := self.records.find_network(e.network)) is not None
+        ]
 
     def connected(self, c: Container) -> Sequence[types_pb2.NetworkAttachment]:
         """The networks running container ``c`` was connected to, as the API shows them."""

@@ -1771,15 +1771,16 @@ class NetworksServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConnectNetwork(self, request, context):
-        """Connects a running container to one more user network. FAILED_PRECONDITION if it is not
-        running or already on it.
+        """Connects a container to one more user network: at once if it runs, and at each of its starts
+        until it is disconnected. FAILED_PRECONDITION if it is already on it, or on none, host or
+        another container's network namespace.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DisconnectNetwork(self, request, context):
-        """Disconnects a running container from a network it was connected to.
+        """Disconnects a container from a network it was connected to (now, and for its next starts).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

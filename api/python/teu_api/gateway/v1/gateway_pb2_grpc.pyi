@@ -569,11 +569,12 @@ class NetworksServiceStub:
     PruneNetworks: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneNetworksRequest, _gateway_pb2.PruneNetworksResponse]
     """Removes the user networks no container (of any state) is on."""
     ConnectNetwork: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ConnectNetworkRequest, _gateway_pb2.ConnectNetworkResponse]
-    """Connects a running container to one more user network. FAILED_PRECONDITION if it is not
-    running or already on it.
+    """Connects a container to one more user network: at once if it runs, and at each of its starts
+    until it is disconnected. FAILED_PRECONDITION if it is already on it, or on none, host or
+    another container's network namespace.
     """
     DisconnectNetwork: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DisconnectNetworkRequest, _gateway_pb2.DisconnectNetworkResponse]
-    """Disconnects a running container from a network it was connected to."""
+    """Disconnects a container from a network it was connected to (now, and for its next starts)."""
 
 @_typing.type_check_only
 class NetworksServiceAsyncStub(NetworksServiceStub):
@@ -593,11 +594,12 @@ class NetworksServiceAsyncStub(NetworksServiceStub):
     PruneNetworks: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneNetworksRequest, _gateway_pb2.PruneNetworksResponse]  # type: ignore[assignment]
     """Removes the user networks no container (of any state) is on."""
     ConnectNetwork: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ConnectNetworkRequest, _gateway_pb2.ConnectNetworkResponse]  # type: ignore[assignment]
-    """Connects a running container to one more user network. FAILED_PRECONDITION if it is not
-    running or already on it.
+    """Connects a container to one more user network: at once if it runs, and at each of its starts
+    until it is disconnected. FAILED_PRECONDITION if it is already on it, or on none, host or
+    another container's network namespace.
     """
     DisconnectNetwork: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DisconnectNetworkRequest, _gateway_pb2.DisconnectNetworkResponse]  # type: ignore[assignment]
-    """Disconnects a running container from a network it was connected to."""
+    """Disconnects a container from a network it was connected to (now, and for its next starts)."""
 
 class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
     """Networks containers join."""
@@ -650,8 +652,9 @@ class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.ConnectNetworkRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.ConnectNetworkResponse, _abc.Awaitable[_gateway_pb2.ConnectNetworkResponse]]:
-        """Connects a running container to one more user network. FAILED_PRECONDITION if it is not
-        running or already on it.
+        """Connects a container to one more user network: at once if it runs, and at each of its starts
+        until it is disconnected. FAILED_PRECONDITION if it is already on it, or on none, host or
+        another container's network namespace.
         """
 
     @_abc_1.abstractmethod
@@ -660,7 +663,7 @@ class NetworksServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _gateway_pb2.DisconnectNetworkRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.DisconnectNetworkResponse, _abc.Awaitable[_gateway_pb2.DisconnectNetworkResponse]]:
-        """Disconnects a running container from a network it was connected to."""
+        """Disconnects a container from a network it was connected to (now, and for its next starts)."""
 
 def add_NetworksServiceServicer_to_server(servicer: NetworksServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

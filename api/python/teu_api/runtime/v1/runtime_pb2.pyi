@@ -737,6 +737,7 @@ class ContainerSpec(_message.Message):
     INIT_FIELD_NUMBER: _builtins.int
     HEALTHCHECK_FIELD_NUMBER: _builtins.int
     HEALTH_ON_FAILURE_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -838,6 +839,12 @@ class ContainerSpec(_message.Message):
         """The healthcheck in force (the user's merged over the image's by the gateway; empty test: none)."""
 
     @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___NetworkEndpoint]:
+        """More user networks the container joins at each start, besides `network` (network connect; kept
+        until network disconnect, as Docker keeps a container's endpoints).
+        """
+
+    @_builtins.property
     def extensions(self) -> _containers.ScalarMap[_builtins.str, _builtins.bytes]:
         """Opaque data the caller keeps with the container (the gateway stores the user's original
         request here, so inspect can show it exactly). The runtime never reads it.
@@ -877,17 +884,50 @@ class ContainerSpec(_message.Message):
         init: _builtins.bool | None = ...,
         healthcheck: _types_pb2.HealthConfig | None = ...,
         health_on_failure: _builtins.str = ...,
+        endpoints: _abc.Iterable[Global___NetworkEndpoint] | None = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "healthcheck", b"healthcheck", "init", b"init", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "health_on_failure", b"health_on_failure", "healthcheck", b"healthcheck", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "endpoints", b"endpoints", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "health_on_failure", b"health_on_failure", "healthcheck", b"healthcheck", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__init: _TypeAlias = _typing.Literal["init"]  # noqa: Y015
     _WhichOneofArgType__init: _TypeAlias = _typing.Literal["_init", b"_init"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__init) -> _WhichOneofReturnType__init | None: ...
 
 Global___ContainerSpec: _TypeAlias = ContainerSpec  # noqa: Y015
+
+@_typing.final
+class NetworkEndpoint(_message.Message):
+    """One more network a container is connected to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_FIELD_NUMBER: _builtins.int
+    IP_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    network: _builtins.str
+    """Network id."""
+    ip: _builtins.str
+    """The IPv4 address asked for (--ip), empty for the first free one."""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More DNS names of the container on that network (--alias)."""
+
+    def __init__(
+        self,
+        *,
+        network: _builtins.str = ...,
+        ip: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "ip", b"ip", "network", b"network"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkEndpoint: _TypeAlias = NetworkEndpoint  # noqa: Y015
 
 @_typing.final
 class Container(_message.Message):

@@ -272,16 +272,17 @@ class RuntimeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConnectNetwork(self, request, context):
-        """Connects a running container to one more user network (an address, a veth, its DNS name and
-        aliases there). FAILED_PRECONDITION if it is not running or already on that network.
+        """Connects a container to one more user network (an address, a veth, its DNS name and aliases
+        there): at once if it runs, and at each of its starts (kept in its spec). FAILED_PRECONDITION
+        if it is already on that network, or on none, host or another container's namespace.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DisconnectNetwork(self, request, context):
-        """Disconnects a running container from a network it was connected to. FAILED_PRECONDITION for
-        the network it was started on, NOT_FOUND if it is not connected (unless force).
+        """Disconnects a container from a network it was connected to. FAILED_PRECONDITION for the
+        network it was created on, NOT_FOUND if it is not connected (unless force).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -75,12 +75,13 @@ class RuntimeServiceStub:
     an ambiguous prefix.
     """
     ConnectNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ConnectNetworkRequest, _runtime_pb2.ConnectNetworkResponse]
-    """Connects a running container to one more user network (an address, a veth, its DNS name and
-    aliases there). FAILED_PRECONDITION if it is not running or already on that network.
+    """Connects a container to one more user network (an address, a veth, its DNS name and aliases
+    there): at once if it runs, and at each of its starts (kept in its spec). FAILED_PRECONDITION
+    if it is already on that network, or on none, host or another container's namespace.
     """
     DisconnectNetwork: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.DisconnectNetworkRequest, _runtime_pb2.DisconnectNetworkResponse]
-    """Disconnects a running container from a network it was connected to. FAILED_PRECONDITION for
-    the network it was started on, NOT_FOUND if it is not connected (unless force).
+    """Disconnects a container from a network it was connected to. FAILED_PRECONDITION for the
+    network it was created on, NOT_FOUND if it is not connected (unless force).
     """
     ListContainers: _grpc.UnaryUnaryMultiCallable[_runtime_pb2.ListContainersRequest, _runtime_pb2.ListContainersResponse]
     """Lists containers, newest first."""
@@ -166,12 +167,13 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     an ambiguous prefix.
     """
     ConnectNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ConnectNetworkRequest, _runtime_pb2.ConnectNetworkResponse]  # type: ignore[assignment]
-    """Connects a running container to one more user network (an address, a veth, its DNS name and
-    aliases there). FAILED_PRECONDITION if it is not running or already on that network.
+    """Connects a container to one more user network (an address, a veth, its DNS name and aliases
+    there): at once if it runs, and at each of its starts (kept in its spec). FAILED_PRECONDITION
+    if it is already on that network, or on none, host or another container's namespace.
     """
     DisconnectNetwork: _aio.UnaryUnaryMultiCallable[_runtime_pb2.DisconnectNetworkRequest, _runtime_pb2.DisconnectNetworkResponse]  # type: ignore[assignment]
-    """Disconnects a running container from a network it was connected to. FAILED_PRECONDITION for
-    the network it was started on, NOT_FOUND if it is not connected (unless force).
+    """Disconnects a container from a network it was connected to. FAILED_PRECONDITION for the
+    network it was created on, NOT_FOUND if it is not connected (unless force).
     """
     ListContainers: _aio.UnaryUnaryMultiCallable[_runtime_pb2.ListContainersRequest, _runtime_pb2.ListContainersResponse]  # type: ignore[assignment]
     """Lists containers, newest first."""
@@ -338,8 +340,9 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runtime_pb2.ConnectNetworkRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.ConnectNetworkResponse, _abc.Awaitable[_runtime_pb2.ConnectNetworkResponse]]:
-        """Connects a running container to one more user network (an address, a veth, its DNS name and
-        aliases there). FAILED_PRECONDITION if it is not running or already on that network.
+        """Connects a container to one more user network (an address, a veth, its DNS name and aliases
+        there): at once if it runs, and at each of its starts (kept in its spec). FAILED_PRECONDITION
+        if it is already on that network, or on none, host or another container's namespace.
         """
 
     @_abc_1.abstractmethod
@@ -348,8 +351,8 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runtime_pb2.DisconnectNetworkRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runtime_pb2.DisconnectNetworkResponse, _abc.Awaitable[_runtime_pb2.DisconnectNetworkResponse]]:
-        """Disconnects a running container from a network it was connected to. FAILED_PRECONDITION for
-        the network it was started on, NOT_FOUND if it is not connected (unless force).
+        """Disconnects a container from a network it was connected to. FAILED_PRECONDITION for the
+        network it was created on, NOT_FOUND if it is not connected (unless force).
         """
 
     @_abc_1.abstractmethod
