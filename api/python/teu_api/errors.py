@@ -12,6 +12,7 @@ so a caller checks "not found" the same way whether the failing part was local o
     ├── Unauthenticated      the caller has no identity the engine accepts (a TLS certificate without CN)
     ├── PermissionDenied     the caller's role does not allow the operation
     ├── Unavailable          a backing service or tool cannot be reached; retrying may help
+    │   └── DeadlineExceeded the operation outlived the time it was given
     ├── Unimplemented        the operation is not built yet
     ├── Cancelled            the caller went away
     └── Internal             a bug or an unexpected failure of the host
@@ -24,6 +25,7 @@ import grpc
 __all__ = [
     "AlreadyExists",
     "Cancelled",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "Internal",
     "InvalidArgument",
@@ -75,6 +77,10 @@ class Unavailable(TeuError):
     """Raised when a backing service or host tool cannot be reached."""
 
 
+class DeadlineExceeded(Unavailable):
+    """Raised when an operation outlived the time its caller gave it (a CRI ExecSync's timeout)."""
+
+
 class Unimplemented(TeuError):
     """Raised for an operation that Teu does not provide yet."""
 
@@ -95,12 +101,12 @@ _CODES: dict[type[TeuError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     Cancelled: grpc.StatusCode.CANCELLED,
     Internal: grpc.StatusCode.INTERNAL,
 }
 _CLASSES: dict[grpc.StatusCode, type[TeuError]] = {code: cls for cls, code in _CODES.items()}
-_CLASSES[grpc.StatusCode.DEADLINE_EXCEEDED] = Unavailable
 
 
 def to_status(error: TeuError) -> grpc.StatusCode:

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVICES = ("storage", "logs", "runtime", "gateway")
-_DEFAULT_METRICS_PORTS = {"gateway": 9471, "runtime": 9472, "storage": 9473, "logs": 9474}
+_DEFAULT_METRICS_PORTS = {"gateway": 9471, "runtime": 9472, "storage": 9473, "logs": 9474, "cri": 9475}
+#: Services beyond the four that serve /metrics (front doors), after them in the port order.
+FRONT_DOORS = ("cri",)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Config:
             return _DEFAULT_METRICS_PORTS[service]
         if self.metrics_port_base == 0:
             return 0
-        return self.metrics_port_base + SERVICES.index(service)
+        return self.metrics_port_base + (*SERVICES, *FRONT_DOORS).index(service)
 
 
 def load(root: str | None = None, run_dir: str | None = None) -> Config:

@@ -2,60 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
-from typing import Protocol, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
 
-import grpc
 from aiohttp import web
 
-from teu_api.errors import TeuError, Unavailable, from_status
-from teu_api.gateway.v1 import gateway_pb2_grpc as g
-from teu_common.channels import MESSAGE_SIZES
+from teu_common import frontdoor
 from teu_common.config import Config
+from teu_common.frontdoor import call, stream
 from teu_dockerapi import authz
 
-T = TypeVar("T")
+__all__ = ["GATEWAY", "PENDING", "Gateway", "call", "of", "send_tar", "stream"]
 
 
-class Gateway:
-    """Stubs of the gateway's five services over one channel to its unix socket."""
+class Gateway(frontdoor.Gateway):
+    """The gateway's stubs, each call carrying the Docker API client's role (authz.py)."""
 
     def __init__(self, cfg: Config) -> None:
-        self.channel = grpc.aio.insecure_channel(
-            f"unix:{cfg.socket('gateway')}", options=MESSAGE_SIZES, interceptors=authz.interceptors()
-        )
-        self.containers = g.ContainersServiceStub(self.channel)
-        self.images = g.ImagesServiceStub(self.channel)
-        self.system = g.SystemServiceStub(self.channel)
-        self.networks = g.NetworksServiceStub(self.channel)
-        self.volumes = g.VolumesServiceStub(self.channel)
-
-    async def close(self) -> None:
-        """Closes the channel."""
-        await self.channel.close()
-
-
-def _error(exc: grpc.aio.AioRpcError) -> TeuError:
-    if exc.code() == grpc.StatusCode.UNAVAILABLE:
-        return Unavailable(f"the Teu engine is not answering: {exc.details() or ''}")
-    return from_status(exc.code(), exc.details() or "")
-
-
-async def call(awaitable: Awaitable[T]) -> T:
-    """A unary call's answer; its failure as a Teu error."""
-    try:
-        return await awaitable
-    except grpc.aio.AioRpcError as exc:
-        raise _error(exc) from None
-
-
-async def stream(responses: AsyncIterable[T]) -> AsyncIterator[T]:
-    """A server stream's messages; its failure as a Teu error."""
-    try:
-        async for item in responses:
-            yield item
-    except grpc.aio.AioRpcError as exc:
-        raise _error(exc) from None
+        super().__init__(cfg, authz.interceptors())
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

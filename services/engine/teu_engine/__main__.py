@@ -1,5 +1,5 @@
-"""``teu-engine``: starts the four services (and the Docker API front door, unless
-``TEU_DOCKER_API=0``), restarts any that dies, stops them on SIGTERM.
+"""``teu-engine``: starts the four services (and the front doors: the Docker API unless
+``TEU_DOCKER_API=0``, the Kubernetes CRI unless ``TEU_CRI=0``), restarts any that dies, stops them on SIGTERM.
 
 Containers do not depend on it or on any service: each has its own conmon. Stopping the engine
 stops the services only. ``--tls-listen`` (with ``--tls-ca/--tls-cert/--tls-key``, or ``TEU_TLS_*``)
@@ -26,6 +26,8 @@ from teu_common.config import SERVICES, Config, TlsListen
 #: it stayed up 30 s): a service that cannot start costs one attempt every 2 s, not a busy loop, and
 #: the longest wait stays well within how long the gateway's calls wait for a back end (10 s).
 RESTART_BACKOFF = (0.2, 0.5, 1.0, 2.0)
+#: The front doors (clients of the gateway's public API) and the setting that turns each off ("0").
+FRONT_DOORS = {"dockerapi": "TEU_DOCKER_API", "cri": "TEU_CRI"}
 
 
 @dataclass
@@ -78,7 +80,7 @@ def supervise(cfg: Config, tls: TlsListen | None = None, docker_tls: TlsListen |
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    names = [*SERVICES, *(["dockerapi"] if os.environ.get("TEU_DOCKER_API", "1") != "0" else [])]
+    names = [*SERVICES, *(name for name, setting in FRONT_DOORS.items() if os.environ.get(setting, "1") != "0")]
     listeners = {"gateway": tls, "dockerapi": docker_tls}
     children = [Child(name, listener.argv() if (listener := listeners.get(name)) else []) for name in names]
     for child in children:

@@ -1,0 +1,83 @@
+"""What a kubelet's configs become in Teu (pure): the infra container, a pod's container, labels."""
+
+from __future__ import annotations
+
+import pytest
+
+from teu_api.errors import InvalidArgument
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.k8s.cri.v1 import api_pb2 as cri
+from teu_api.types.v1 import types_pb2
+from teu_cri import meta
+from teu_cri.containers import container_config
+from teu_cri.pods import infra_config
+
+POD = cri.PodSandboxConfig(
+    metadata=cri.PodSandboxMetadata(name="web", uid="u1", namespace="ns", attempt=2),
+    hostname="web-0",
+    log_directory="/var/log/pods/ns_web_u1",
+    labels={"app": "web"},
+    annotations={"a": "b"},
+    port_mappings=[cri.PortMapping(protocol=cri.UDP, container_port=53, host_port=5353), cri.PortMapping(container_port=80)],
+    dns_config=cri.DNSConfig(servers=["10.0.0.10"], searches=["ns.svc"], options=["ndots:5"]),
+)
+
+
+def test_the_infra_container_holds_the_pods_namespaces() -> None:
+    c = infra_config(POD, "pause:1")
+    assert (c.image, c.name, c.hostname, c.ipc, c.userns) == ("pause:1", "k8s_POD_web_ns_u1_2", "web-0", "shareable", "host")
+    assert [(p.host_port, p.container_port, p.protocol) for p in c.ports] == [(5353, 53, "udp")]  # no host port: not published
+    assert (list(c.dns), list(c.dns_search), list(c.dns_options)) == (["10.0.0.10"], ["ns.svc"], ["ndots:5"])
+    assert meta.user_labels(c.labels) == {"app": "web"} and meta.user_annotations(c.labels) == {"a": "b"}
+    assert meta.sandbox_metadata(c.labels) == POD.metadata and c.labels[meta.LOG] == POD.log_directory
+    host = cri.PodSandboxConfig()
+    host.CopyFrom(POD)
+    host.linux.security_context.namespace_options.network = cri.NODE
+    host.linux.security_context.namespace_options.pid = cri.NODE
+    c = infra_config(host, "pause:1")
+    assert (c.network, c.pid, c.hostname, list(c.ports)) == ("host", "host", "", [])
+    with pytest.raises(InvalidArgument, match="name, a uid and a namespace"):
+        infra_config(cri.PodSandboxConfig(), "pause:1")
+
+
+def test_a_pods_container_joins_the_infra_container() -> None:
+    sandbox = gw.ContainerDetails(summary=gw.ContainerSummary(id="s" * 64, labels=infra_config(POD, "p").labels))
+    config = cri.ContainerConfig(
+        metadata=cri.ContainerMetadata(name="app", attempt=1), image=cri.ImageSpec(image="busybox"),
+        command=["sh"], args=["-c", "true"], envs=[cri.KeyValue(key="A", value="1")],
+        mounts=[cri.Mount(container_path="/data", host_path="/srv", readonly=True, propagation=cri.PROPAGATION_HOST_TO_CONTAINER)],
+        linux=cri.LinuxContainerConfig(
+            resources=cri.LinuxContainerResources(memory_limit_in_bytes=1 << 26, cpu_shares=512),
+            security_context=cri.LinuxContainerSecurityContext(
+                namespace_options=cri.NamespaceOption(pid=cri.POD), no_new_privs=True,
+                capabilities=cri.Capability(add_capabilities=["NET_ADMIN"]), supplemental_groups=[5],
+            ),
+        ),
+    )  # fmt: skip
+    config.linux.security_context.run_as_user.value = 1000
+    c = container_config(sandbox, config, "/logs/app/1.log")
+    assert (c.name, c.network, c.ipc, c.pid) == (
+        "k8s_app_web_ns_u1_1",
+        f"container:{'s' * 64}",
+        f"container:{'s' * 64}",
+        f"container:{'s' * 64}",
+    )
+    assert (list(c.entrypoint.values), list(c.cmd), list(c.env), c.user) == (["sh"], ["-c", "true"], ["A=1"], "1000")
+    assert [(m.type, m.source, m.target, m.read_only, m.propagation) for m in c.mounts] == [
+        ("bind", "/srv", "/data", True, "rslave")
+    ]
+    assert (c.resources.memory_bytes, c.resources.cpu_shares) == (1 << 26, 512)
+    assert (list(c.cap_add), list(c.group_add), list(c.security_opt)) == (["NET_ADMIN"], ["5"], ["no-new-privileges"])
+    assert c.labels[meta.SANDBOX] == "s" * 64 and c.labels[meta.LOG] == "/logs/app/1.log" and c.labels[meta.IMAGE] == "busybox"
+    plain = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="b"), image=cri.ImageSpec(image="busybox"))
+    assert not container_config(sandbox, plain, "").HasField("entrypoint")  # the image's own entrypoint
+    with pytest.raises(InvalidArgument, match="image"):
+        container_config(sandbox, cri.ContainerConfig(metadata=cri.ContainerMetadata(name="b")), "")
+
+
+def test_states_and_label_selection() -> None:
+    assert meta.container_state(types_pb2.CONTAINER_STATE_RUNNING) == cri.CONTAINER_RUNNING
+    assert meta.container_state(types_pb2.CONTAINER_STATE_UNSPECIFIED) == cri.CONTAINER_UNKNOWN
+    labels = infra_config(POD, "p").labels
+    assert meta.selected(labels, {"app": "web"}) and not meta.selected(labels, {"app": "db"}) and meta.selected(labels, {})
+    assert meta.user_labels({meta.LABELS: "not json"}) == {}

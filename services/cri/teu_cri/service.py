@@ -1,0 +1,162 @@
+"""gRPC adapters: the CRI's RuntimeService and ImageService over pods.py, containers.py, images.py.
+
+The RPCs not built yet answer UNIMPLEMENTED, each saying so: streaming (Exec, Attach, PortForward),
+stats and metrics, UpdateContainerResources, ReopenContainerLog, CheckpointContainer,
+GetContainerEvents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from teu_api import VERSION
+from teu_api.errors import TeuError, Unimplemented
+from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.k8s.cri.v1 import api_pb2 as cri
+from teu_api.k8s.cri.v1 import api_pb2_grpc as cri_grpc
+from teu_common.frontdoor import Gateway, call
+from teu_cri.containers import Containers
+from teu_cri.images import Images
+from teu_cri.pods import Pods
+
+Ctx = Any  # grpc.aio.ServicerContext
+#: The CRI version this service speaks.
+CRI_VERSION = "v1"
+
+
+class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
+    """runtime.v1.RuntimeService."""
+
+    def __init__(self, gateway: Gateway, pods: Pods, containers: Containers) -> None:
+        self.g, self.pods, self.containers = gateway, pods, containers
+
+    async def Version(self, request: cri.VersionRequest, context: Ctx) -> cri.VersionResponse:
+        return cri.VersionResponse(version="0.1.0", runtime_name="teu", runtime_version=VERSION, runtime_api_version=CRI_VERSION)
+
+    async def Status(self, request: cri.StatusRequest, context: Ctx) -> cri.StatusResponse:
+        try:
+            await call(self.g.system.Info(gw.InfoRequest()))
+            ready, reason, message = True, "", ""
+        except TeuError as exc:
+            ready, reason, message = False, "EngineNotAnswering", exc.message
+        conditions = [
+            cri.RuntimeCondition(type="RuntimeReady", status=ready, reason=reason, message=message),
+            cri.RuntimeCondition(type="NetworkReady", status=ready, reason=reason, message=message),
+        ]
+        return cri.StatusResponse(status=cri.RuntimeStatus(conditions=conditions))
+
+    async def UpdateRuntimeConfig(self, request: cri.UpdateRuntimeConfigRequest, context: Ctx) -> cri.UpdateRuntimeConfigResponse:
+        # The pod CIDR steers CNI plugins; pods get their addresses from Teu's own networks instead.
+        return cri.UpdateRuntimeConfigResponse()
+
+    async def RunPodSandbox(self, request: cri.RunPodSandboxRequest, context: Ctx) -> cri.RunPodSandboxResponse:
+        return cri.RunPodSandboxResponse(pod_sandbox_id=await self.pods.run(request.config, request.runtime_handler))
+
+    async def StopPodSandbox(self, request: cri.StopPodSandboxRequest, context: Ctx) -> cri.StopPodSandboxResponse:
+        await self.pods.stop(request.pod_sandbox_id)
+        return cri.StopPodSandboxResponse()
+
+    async def RemovePodSandbox(self, request: cri.RemovePodSandboxRequest, context: Ctx) -> cri.RemovePodSandboxResponse:
+        await self.pods.remove(request.pod_sandbox_id)
+        return cri.RemovePodSandboxResponse()
+
+    async def PodSandboxStatus(self, request: cri.PodSandboxStatusRequest, context: Ctx) -> cri.PodSandboxStatusResponse:
+        return cri.PodSandboxStatusResponse(status=await self.pods.status(request.pod_sandbox_id))
+
+    async def ListPodSandbox(self, request: cri.ListPodSandboxRequest, context: Ctx) -> cri.ListPodSandboxResponse:
+        return cri.ListPodSandboxResponse(items=await self.pods.select(request.filter))
+
+    async def CreateContainer(self, request: cri.CreateContainerRequest, context: Ctx) -> cri.CreateContainerResponse:
+        return cri.CreateContainerResponse(container_id=await self.containers.create(request.pod_sandbox_id, request.config))
+
+    async def StartContainer(self, request: cri.StartContainerRequest, context: Ctx) -> cri.StartContainerResponse:
+        await self.containers.start(request.container_id)
+        return cri.StartContainerResponse()
+
+    async def StopContainer(self, request: cri.StopContainerRequest, context: Ctx) -> cri.StopContainerResponse:
+        await self.containers.stop(request.container_id, int(request.timeout))
+        return cri.StopContainerResponse()
+
+    async def RemoveContainer(self, request: cri.RemoveContainerRequest, context: Ctx) -> cri.RemoveContainerResponse:
+        await self.containers.remove(request.container_id)
+        return cri.RemoveContainerResponse()
+
+    async def ListContainers(self, request: cri.ListContainersRequest, context: Ctx) -> cri.ListContainersResponse:
+        return cri.ListContainersResponse(containers=await self.containers.select(request.filter))
+
+    async def ContainerStatus(self, request: cri.ContainerStatusRequest, context: Ctx) -> cri.ContainerStatusResponse:
+        return cri.ContainerStatusResponse(status=await self.containers.status(request.container_id))
+
+    async def ExecSync(self, request: cri.ExecSyncRequest, context: Ctx) -> cri.ExecSyncResponse:
+        return await self.containers.exec_sync(request.container_id, list(request.cmd), int(request.timeout))
+
+    async def Exec(self, request: cri.ExecRequest, context: Ctx) -> cri.ExecResponse:
+        raise Unimplemented("Exec (a streaming server for kubectl exec) is not built yet: use ExecSync")
+
+    async def Attach(self, request: cri.AttachRequest, context: Ctx) -> cri.AttachResponse:
+        raise Unimplemented("Attach (a streaming server) is not built yet")
+
+    async def PortForward(self, request: cri.PortForwardRequest, context: Ctx) -> cri.PortForwardResponse:
+        raise Unimplemented("PortForward (a streaming server) is not built yet")
+
+    async def ContainerStats(self, request: cri.ContainerStatsRequest, context: Ctx) -> cri.ContainerStatsResponse:
+        raise Unimplemented("container stats are not served through the CRI yet")
+
+    async def ListContainerStats(self, request: cri.ListContainerStatsRequest, context: Ctx) -> cri.ListContainerStatsResponse:
+        raise Unimplemented("container stats are not served through the CRI yet")
+
+    async def PodSandboxStats(self, request: cri.PodSandboxStatsRequest, context: Ctx) -> cri.PodSandboxStatsResponse:
+        raise Unimplemented("pod stats are not served through the CRI yet")
+
+    async def ListPodSandboxStats(self, request: cri.ListPodSandboxStatsRequest, context: Ctx) -> cri.ListPodSandboxStatsResponse:
+        raise Unimplemented("pod stats are not served through the CRI yet")
+
+    async def ListMetricDescriptors(
+        self, request: cri.ListMetricDescriptorsRequest, context: Ctx
+    ) -> cri.ListMetricDescriptorsResponse:
+        raise Unimplemented("CRI metrics are not served; Teu's own are on its Prometheus endpoints")
+
+    async def ListPodSandboxMetrics(
+        self, request: cri.ListPodSandboxMetricsRequest, context: Ctx
+    ) -> cri.ListPodSandboxMetricsResponse:
+        raise Unimplemented("CRI metrics are not served; Teu's own are on its Prometheus endpoints")
+
+    async def UpdateContainerResources(
+        self, request: cri.UpdateContainerResourcesRequest, context: Ctx
+    ) -> cri.UpdateContainerResourcesResponse:
+        raise Unimplemented("UpdateContainerResources is not built yet")
+
+    async def ReopenContainerLog(self, request: cri.ReopenContainerLogRequest, context: Ctx) -> cri.ReopenContainerLogResponse:
+        raise Unimplemented("ReopenContainerLog is not built yet: Teu's logs service rotates the log itself")
+
+    async def CheckpointContainer(self, request: cri.CheckpointContainerRequest, context: Ctx) -> cri.CheckpointContainerResponse:
+        raise Unimplemented("checkpointing is not supported")
+
+    async def GetContainerEvents(self, request: cri.GetEventsRequest, context: Ctx) -> AsyncIterator[cri.ContainerEventResponse]:
+        raise Unimplemented("container events are not served through the CRI yet: use Teu's event stream")
+        yield  # an async generator: a server stream
+
+
+class ImageServicer(cri_grpc.ImageServiceServicer):
+    """runtime.v1.ImageService."""
+
+    def __init__(self, images: Images) -> None:
+        self.images = images
+
+    async def ListImages(self, request: cri.ListImagesRequest, context: Ctx) -> cri.ListImagesResponse:
+        return cri.ListImagesResponse(images=await self.images.select(request.filter))
+
+    async def ImageStatus(self, request: cri.ImageStatusRequest, context: Ctx) -> cri.ImageStatusResponse:
+        found = await self.images.status(request.image.image)
+        return cri.ImageStatusResponse(image=found) if found is not None else cri.ImageStatusResponse()
+
+    async def PullImage(self, request: cri.PullImageRequest, context: Ctx) -> cri.PullImageResponse:
+        return cri.PullImageResponse(image_ref=await self.images.pull(request.image.image, request.auth))
+
+    async def RemoveImage(self, request: cri.RemoveImageRequest, context: Ctx) -> cri.RemoveImageResponse:
+        await self.images.remove(request.image.image)
+        return cri.RemoveImageResponse()
+
+    async def ImageFsInfo(self, request: cri.ImageFsInfoRequest, context: Ctx) -> cri.ImageFsInfoResponse:
+        return await self.images.fs_info()

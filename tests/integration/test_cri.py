@@ -1,0 +1,159 @@
+"""The Kubernetes CRI (runtime.v1) on cri.sock, driven as a kubelet drives it: pods, their
+containers, ExecSync, the kubelet's log files, images, and the errors a kubelet relies on."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from conftest import IMAGE_TAR
+from teu.client import Client
+from teu.testing import PrivateEngine, wait_until
+from teu_api.k8s.cri.v1 import api_pb2 as cri
+from teu_api.k8s.cri.v1 import api_pb2_grpc as cri_grpc
+from teu_api.types.v1 import types_pb2
+
+PAUSE = "registry.k8s.io/pause:3.9"  # the CRI service's default sandbox image, made here from busybox
+#: A pause of busybox: sleeps until SIGTERM, then exits 0 (the real pause image does the same).
+PAUSE_ENTRYPOINT = ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+
+
+class Cri:
+    """The two CRI services over one channel."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.rt = cri_grpc.RuntimeServiceStub(channel)
+        self.img = cri_grpc.ImageServiceStub(channel)
+
+
+@pytest.fixture()
+def kubelet(engine: PrivateEngine, client: Client) -> Iterator[Cri]:
+    if not client.list_images([f"reference={PAUSE}"]):
+        with IMAGE_TAR.open("rb") as f:
+            client.import_image(f, PAUSE, types_pb2.ImageConfig(entrypoint=PAUSE_ENTRYPOINT))
+    with grpc.insecure_channel(f"unix:{engine.run_dir}/cri.sock") as channel:
+        k = Cri(channel)
+        wait_until(lambda: _answers(k), timeout=30, what="the CRI service")
+        yield k
+
+
+def _answers(k: Cri) -> bool:
+    try:
+        k.rt.Version(cri.VersionRequest())
+        return True
+    except grpc.RpcError:
+        return False
+
+
+def pod_config(tmp_path: Path, name: str = "web") -> cri.PodSandboxConfig:
+    return cri.PodSandboxConfig(
+        metadata=cri.PodSandboxMetadata(name=name, uid=str(uuid.uuid4()), namespace="default"),
+        hostname=f"{name}-pod",
+        log_directory=str(tmp_path / "pods" / name),
+        labels={"app": name},
+        annotations={"note": "kept"},
+    )
+
+
+def code_of(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as err:
+        call()  # type: ignore[operator]
+    return err.value.code()  # type: ignore[no-any-return,attr-defined]
+
+
+def test_version_status_and_images(kubelet: Cri) -> None:
+    v = kubelet.rt.Version(cri.VersionRequest(version="v1"))
+    assert (v.runtime_name, v.runtime_api_version) == ("teu", "v1") and v.runtime_version
+    conditions = {c.type: c.status for c in kubelet.rt.Status(cri.StatusRequest()).status.conditions}
+    assert conditions == {"RuntimeReady": True, "NetworkReady": True}
+    found = kubelet.img.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image="busybox"))).image
+    assert found.id.startswith("sha256:") and "busybox:latest" in found.repo_tags[0] and found.size > 0
+    assert not kubelet.img.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image="nothere:1"))).HasField("image")
+    assert found.id in {i.id for i in kubelet.img.ListImages(cri.ListImagesRequest()).images}
+    kubelet.img.RemoveImage(cri.RemoveImageRequest(image=cri.ImageSpec(image="nothere:1")))  # gone already: no error
+    fs = kubelet.img.ImageFsInfo(cri.ImageFsInfoRequest()).image_filesystems
+    assert fs[0].used_bytes.value > 0 and fs[0].fs_id.mountpoint
+
+
+def test_a_pod_runs_its_containers_in_shared_namespaces_and_goes_whole(kubelet: Cri, tmp_path: Path) -> None:
+    """runp, create, start, ExecSync, the kubelet's log file, stopp, rmp: what a kubelet does."""
+    config = pod_config(tmp_path)
+    sid = kubelet.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    try:
+        status = kubelet.rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+        assert status.state == cri.SANDBOX_READY and status.metadata.name == "web" and status.created_at > 0
+        assert dict(status.labels) == {"app": "web"} and dict(status.annotations) == {"note": "kept"}
+        listed = kubelet.rt.ListPodSandbox(cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(label_selector={"app": "web"})))
+        assert [p.id for p in listed.items] == [sid]
+
+        def container(name: str, command: list[str]) -> str:
+            c = cri.ContainerConfig(metadata=cri.ContainerMetadata(name=name), image=cri.ImageSpec(image="busybox"),
+                                    command=command, log_path=f"{name}/0.log", labels={"role": name})  # fmt: skip
+            req = cri.CreateContainerRequest(pod_sandbox_id=sid, config=c, sandbox_config=config)
+            cid = kubelet.rt.CreateContainer(req).container_id
+            kubelet.rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+            return cid
+
+        main = container("main", ["sh", "-c", "echo hello; echo oops >&2; sleep 300"])
+        side = container("side", ["sleep", "300"])
+        st = kubelet.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=main)).status
+        assert st.state == cri.CONTAINER_RUNNING and st.metadata.name == "main" and st.image_ref.startswith("sha256:")
+        log = Path(config.log_directory) / "main" / "0.log"
+        assert st.log_path == str(log)
+        wait_until(lambda: log.exists() and "oops" in log.read_text(), timeout=10, what="the log lines")
+        lines = log.read_text().splitlines()
+        assert any(re.fullmatch(r"\S+ stdout F hello", ln) for ln in lines), lines
+        assert any(re.fullmatch(r"\S+ stderr F oops", ln) for ln in lines), lines
+
+        def run(cid: str, *cmd: str, timeout: int = 0) -> cri.ExecSyncResponse:
+            return kubelet.rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=list(cmd), timeout=timeout))
+
+        assert run(main, "hostname").stdout == b"web-pod\n"
+        out = run(main, "sh", "-c", "echo out; echo err >&2; exit 3")
+        assert (out.stdout, out.stderr, out.exit_code) == (b"out\n", b"err\n", 3)
+        ns = "readlink /proc/self/ns/net /proc/self/ns/ipc"
+        assert run(main, "sh", "-c", ns).stdout == run(side, "sh", "-c", ns).stdout  # one pod, one network and IPC
+        assert code_of(lambda: run(main, "sleep", "5", timeout=1)) == grpc.StatusCode.DEADLINE_EXCEEDED
+        mine = kubelet.rt.ListContainers(cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=sid))).containers
+        assert {c.id for c in mine} == {main, side} and {c.pod_sandbox_id for c in mine} == {sid}
+        by_label = cri.ContainerFilter(label_selector={"role": "side"})
+        assert [c.id for c in kubelet.rt.ListContainers(cri.ListContainersRequest(filter=by_label)).containers] == [side]
+
+        kubelet.rt.StopContainer(cri.StopContainerRequest(container_id=main, timeout=0))
+        st = kubelet.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=main)).status
+        assert st.state == cri.CONTAINER_EXITED and st.exit_code == 137 and st.reason == "Error" and st.finished_at > 0
+        kubelet.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=sid))
+        status = kubelet.rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+        assert status.state == cri.SANDBOX_NOTREADY
+        st = kubelet.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=side)).status
+        assert st.state == cri.CONTAINER_EXITED
+    finally:
+        kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert not kubelet.rt.ListContainers(cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=sid))).containers
+    assert sid not in {p.id for p in kubelet.rt.ListPodSandbox(cri.ListPodSandboxRequest()).items}
+    assert not (Path(config.log_directory) / "main" / "0.log").is_symlink()
+    kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))  # gone already: no error
+
+
+def test_what_a_kubelet_gets_wrong_is_refused_clearly(kubelet: Cri, tmp_path: Path) -> None:
+    unknown = "0" * 64
+    assert (
+        code_of(lambda: kubelet.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=unknown))) == grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        code_of(lambda: kubelet.rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=unknown)))
+        == grpc.StatusCode.NOT_FOUND
+    )
+    nameless = cri.RunPodSandboxRequest(config=cri.PodSandboxConfig())
+    assert code_of(lambda: kubelet.rt.RunPodSandbox(nameless)) == grpc.StatusCode.INVALID_ARGUMENT
+    config = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="x"), image=cri.ImageSpec(image="busybox"))
+    orphan = cri.CreateContainerRequest(pod_sandbox_id=unknown, config=config)
+    assert code_of(lambda: kubelet.rt.CreateContainer(orphan)) == grpc.StatusCode.NOT_FOUND
+    handler = cri.RunPodSandboxRequest(config=pod_config(tmp_path, "odd"), runtime_handler="kata")
+    assert code_of(lambda: kubelet.rt.RunPodSandbox(handler)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: kubelet.rt.Exec(cri.ExecRequest(container_id=unknown))) == grpc.StatusCode.UNIMPLEMENTED
