@@ -6,7 +6,7 @@ TEU := $(VENV)/bin/teu
 IMAGE_TAR := build/busybox.tar
 PYTEST := $(VENV)/bin/pytest -p no:cacheprovider
 
-.PHONY: run start stop deps test-deps venv protos check-protos image image-debian lint test unit integration bench soak certs clean
+.PHONY: run start stop deps test-deps venv protos check-protos image image-debian lint test unit integration bench soak cri-conformance certs clean
 
 run: start
 	@$(TEU) run --rm busybox echo "Hello from Teu: a process manager with superpowers."
@@ -88,6 +88,11 @@ bench: deps venv $(IMAGE_TAR)
 # audit that must read zero (MINUTES=5 for a shorter one). Not part of `make test`.
 soak: deps venv $(IMAGE_TAR)
 	$(PY) bench/soak.py --minutes $(or $(MINUTES),30)
+
+# critest, the Kubernetes CRI conformance suite, against a private engine in a network namespace of its
+# own (critest on PATH or in TEU_CRI_TOOLS; FOCUS=regex to run some specs). Prints its summary.
+cri-conformance: deps venv $(IMAGE_TAR)
+	$(PY) scripts/cri_conformance.py $(if $(FOCUS),--focus '$(FOCUS)')
 
 # Development CA, gateway certificate (127.0.0.1, localhost) and admin/operator/viewer client certs
 # in build/certs, for `teu-engine --tls-listen` and `teu -H tcp://...` (TEU_CERT_PATH=build/certs/<role>).
