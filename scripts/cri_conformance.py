@@ -24,12 +24,14 @@ from teu_api.types.v1 import types_pb2
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_TAR = ROOT / "build" / "busybox.tar"
 PAUSE = "registry.k8s.io/pause:3.9"
+#: A web server on port 80 with a page at / (busybox's httpd).
+WEB = ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www"]
 #: Images critest names that busybox can stand in for: (name, entrypoint, cmd, user).
 IMAGES = [
     (PAUSE, ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"], [], ""),
     ("registry.k8s.io/e2e-test-images/busybox:1.29-2", [], ["sh"], ""),
-    ("registry.k8s.io/e2e-test-images/nginx:1.14-2", [], ["httpd", "-f", "-p", "80", "-h", "/"], ""),
-    ("registry.k8s.io/e2e-test-images/httpd:2.4.39-4", [], ["httpd", "-f", "-p", "80", "-h", "/"], ""),
+    ("registry.k8s.io/e2e-test-images/nginx:1.14-2", [], WEB, ""),
+    ("registry.k8s.io/e2e-test-images/httpd:2.4.39-4", [], WEB, ""),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid:latest", [], ["sh"], "1002"),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid-group:latest", [], ["sh"], "1003:1004"),
 ]

@@ -56,12 +56,8 @@ def test_a_pods_container_joins_the_infra_container() -> None:
     )  # fmt: skip
     config.linux.security_context.run_as_user.value = 1000
     c = container_config(sandbox, config, "/logs/app/1.log")
-    assert (c.name, c.network, c.ipc, c.pid) == (
-        "k8s_app_web_ns_u1_1",
-        f"container:{'s' * 64}",
-        f"container:{'s' * 64}",
-        f"container:{'s' * 64}",
-    )
+    joined = f"container:{'s' * 64}"
+    assert (c.name, c.network, c.ipc, c.pid) == (f"k8s_app_{'s' * 16}_1", joined, joined, joined)
     assert (list(c.entrypoint.values), list(c.cmd), list(c.env), c.user) == (["sh"], ["-c", "true"], ["A=1"], "1000")
     assert [(m.type, m.source, m.target, m.read_only, m.propagation) for m in c.mounts] == [
         ("bind", "/srv", "/data", True, "rslave")
@@ -73,6 +69,13 @@ def test_a_pods_container_joins_the_infra_container() -> None:
     assert not container_config(sandbox, plain, "").HasField("entrypoint")  # the image's own entrypoint
     with pytest.raises(InvalidArgument, match="image"):
         container_config(sandbox, cri.ContainerConfig(metadata=cri.ContainerMetadata(name="b")), "")
+
+
+def test_names_fit_teus_rules_whatever_the_kubelet_sends() -> None:
+    long = cri.PodSandboxMetadata(name="Pod-With-A-Name/" + "x" * 300, uid="u" * 300, namespace="n" * 300, attempt=7)
+    name = meta.sandbox_name(long)
+    assert len(name) <= 253 and "/" not in name and name.endswith("_7")
+    assert len(meta.container_name(cri.ContainerMetadata(name="c" * 300, attempt=2), "f" * 64)) <= 253
 
 
 def test_states_and_label_selection() -> None:

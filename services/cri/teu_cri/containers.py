@@ -70,7 +70,7 @@ def container_config(sandbox: gw.ContainerDetails, config: cri.ContainerConfig, 
                                    propagation=_PROPAGATION.get(m.propagation, "rprivate"), create_host_path=True))  # fmt: skip
     out = gw.ContainerConfig(
         image=config.image.image,
-        name=meta.container_name(config.metadata, meta.sandbox_metadata(sandbox.summary.labels)),
+        name=meta.container_name(config.metadata, sid),
         cmd=list(config.args),
         env=[f"{kv.key}={kv.value}" for kv in config.envs],
         working_dir=config.working_dir,

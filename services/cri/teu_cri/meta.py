@@ -9,6 +9,7 @@ store: nothing of the CRI's own can drift from it, and it survives any restart a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -104,18 +105,24 @@ def selected(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
     return all(mine.get(k) == v for k, v in selector.items())
 
 
+def _part(text: str, most: int) -> str:
+    """``text`` as a piece of a Teu name: its first ``most`` characters, any outside [a-zA-Z0-9_.-] as '-'."""
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", text[:most])
+
+
 def sandbox_name(m: cri.PodSandboxMetadata) -> str:
-    """The infra container's name, unique per pod attempt (the kubelet's own naming for Docker)."""
+    """The infra container's name, unique per pod attempt (the kubelet's own naming for Docker, each
+    part cut short enough for Teu's 253 characters: the uid keeps it unique)."""
     if not (m.name and m.uid and m.namespace):
         raise InvalidArgument("the pod's metadata needs a name, a uid and a namespace")
-    return f"k8s_POD_{m.name}_{m.namespace}_{m.uid}_{m.attempt}"
+    return f"k8s_POD_{_part(m.name, 63)}_{_part(m.namespace, 63)}_{_part(m.uid, 64)}_{m.attempt}"
 
 
-def container_name(m: cri.ContainerMetadata, sandbox: cri.PodSandboxMetadata) -> str:
-    """A container's name, unique per pod attempt and container attempt."""
+def container_name(m: cri.ContainerMetadata, sandbox_id: str) -> str:
+    """A container's name, unique per pod and container attempt: its name, its pod's id."""
     if not m.name:
         raise InvalidArgument("the container's metadata needs a name")
-    return f"k8s_{m.name}_{sandbox.name}_{sandbox.namespace}_{sandbox.uid}_{m.attempt}"
+    return f"k8s_{_part(m.name, 63)}_{sandbox_id[:16]}_{m.attempt}"
 
 
 def container_state(state: types_pb2.ContainerState.ValueType) -> cri.ContainerState.ValueType:

@@ -90,7 +90,8 @@ class CliRuntime:
         """Runs ``<runtime> kill``; a container that is already gone is not an error of the caller."""
         code, _, err = await self._run("kill", cid, str(signal))
         if code:
-            if "not running" in err or "does not exist" in err:
+            # runc says "process already finished" when the process exited between its state check and the signal
+            if "not running" in err or "does not exist" in err or "already finished" in err:
                 raise FailedPrecondition(f"container {cid[:12]} is not running")
             raise Internal(f"{self.name} kill failed: {err}")
 
