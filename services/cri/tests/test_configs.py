@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from teu_api.errors import InvalidArgument
@@ -63,12 +65,33 @@ def test_a_pods_container_joins_the_infra_container() -> None:
         ("bind", "/srv", "/data", True, "rslave")
     ]
     assert (c.resources.memory_bytes, c.resources.cpu_shares) == (1 << 26, 512)
-    assert (list(c.cap_add), list(c.group_add), list(c.security_opt)) == (["NET_ADMIN"], ["5"], ["no-new-privileges"])
+    assert (list(c.cap_add), list(c.group_add)) == (["NET_ADMIN"], ["5"])
+    assert list(c.security_opt) == ["no-new-privileges", "seccomp=unconfined"]  # the CRI's default seccomp: none
     assert c.labels[meta.SANDBOX] == "s" * 64 and c.labels[meta.LOG] == "/logs/app/1.log" and c.labels[meta.IMAGE] == "busybox"
     plain = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="b"), image=cri.ImageSpec(image="busybox"))
     assert not container_config(sandbox, plain, "").HasField("entrypoint")  # the image's own entrypoint
     with pytest.raises(InvalidArgument, match="image"):
         container_config(sandbox, cri.ContainerConfig(metadata=cri.ContainerMetadata(name="b")), "")
+
+
+def test_seccomp_and_users_as_the_cri_says(tmp_path: Path) -> None:
+    sandbox = gw.ContainerDetails(summary=gw.ContainerSummary(id="s" * 64, labels=infra_config(POD, "p").labels))
+
+    def opts(**sc: object) -> list[str]:
+        config = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="b"), image=cri.ImageSpec(image="busybox"))
+        config.linux.security_context.CopyFrom(cri.LinuxContainerSecurityContext(**sc))  # type: ignore[arg-type]
+        return list(container_config(sandbox, config, "").security_opt)
+
+    profile = tmp_path / "p.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    assert opts(seccomp_profile_path="runtime/default") == []
+    assert opts(seccomp=cri.SecurityProfile(profile_type=cri.SecurityProfile.RuntimeDefault)) == []
+    assert opts(seccomp_profile_path=f"localhost/{profile}") == [profile.read_text()]
+    assert opts(privileged=True) == []
+    with pytest.raises(InvalidArgument, match="unknown seccomp profile"):
+        opts(seccomp_profile_path=str(profile))
+    with pytest.raises(InvalidArgument, match="run_as_group needs"):
+        opts(run_as_group=cri.Int64Value(value=5))
 
 
 def test_names_fit_teus_rules_whatever_the_kubelet_sends() -> None:

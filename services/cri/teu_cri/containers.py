@@ -24,6 +24,8 @@ _PROPAGATION = {cri.PROPAGATION_PRIVATE: "rprivate", cri.PROPAGATION_HOST_TO_CON
                 cri.PROPAGATION_BIDIRECTIONAL: "rshared"}  # fmt: skip
 #: Most output ExecSync keeps of each stream (the kubelet's probes read a little).
 MAX_EXEC_OUTPUT = 16 << 20
+#: Largest seccomp profile file read.
+MAX_PROFILE = 1 << 20
 
 
 def _namespace(mode: cri.NamespaceMode.ValueType, sandbox_id: str, target: str, what: str) -> str:
@@ -41,8 +43,44 @@ def _namespace(mode: cri.NamespaceMode.ValueType, sandbox_id: str, target: str, 
 def _user(sc: cri.LinuxContainerSecurityContext) -> str:
     user = str(sc.run_as_user.value) if sc.HasField("run_as_user") else sc.run_as_username
     if sc.HasField("run_as_group"):
-        return f"{user or 0}:{sc.run_as_group.value}"
+        if not user:
+            raise InvalidArgument("run_as_group needs run_as_user or run_as_username")
+        return f"{user}:{sc.run_as_group.value}"
     return user
+
+
+def _seccomp(sc: cri.LinuxContainerSecurityContext) -> list[str]:
+    """The container's seccomp as a --security-opt: the newer ``seccomp`` field, else the older path.
+    Unset is unconfined, as the CRI's default is; ``localhost/PATH`` is the profile in that file."""
+    if sc.HasField("seccomp"):
+        kind = sc.seccomp.profile_type
+        if kind == cri.SecurityProfile.RuntimeDefault:
+            return []
+        if kind == cri.SecurityProfile.Localhost:
+            return [_profile(sc.seccomp.localhost_ref)]
+        return ["seccomp=unconfined"]
+    path = sc.seccomp_profile_path
+    if path in ("runtime/default", "docker/default"):
+        return []
+    if path in ("", "unconfined"):
+        return ["seccomp=unconfined"]
+    if path.startswith("localhost/"):
+        return [_profile(path.removeprefix("localhost/"))]
+    raise InvalidArgument(f"unknown seccomp profile {path[:200]!r}: want runtime/default, unconfined or localhost/PATH")
+
+
+def _profile(path: str) -> str:
+    """A seccomp profile's text from the node's file (the kubelet's), as Docker's CLI sends one."""
+    if not os.path.isabs(path):
+        raise InvalidArgument(f"the seccomp profile path {path[:200]!r} must be absolute")
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_PROFILE + 1)
+    except OSError as exc:
+        raise InvalidArgument(f"seccomp profile {path[:200]}: {exc.strerror}") from None
+    if len(text) > MAX_PROFILE or not text.lstrip().startswith(b"{"):
+        raise InvalidArgument(f"seccomp profile {path[:200]} is not a JSON profile of at most {MAX_PROFILE} bytes")
+    return text.decode(errors="replace")
 
 
 def _resources(r: cri.LinuxContainerResources) -> types_pb2.Resources:
@@ -60,8 +98,8 @@ def container_config(sandbox: gw.ContainerDetails, config: cri.ContainerConfig, 
     security = []
     if sc.no_new_privs:
         security.append("no-new-privileges")
-    if sc.HasField("seccomp") and sc.seccomp.profile_type == cri.SecurityProfile.Unconfined:
-        security.append("seccomp=unconfined")
+    if not sc.privileged:
+        security.extend(_seccomp(sc))
     mounts = []
     for m in config.mounts:
         if not m.container_path or not m.host_path:

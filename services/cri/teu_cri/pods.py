@@ -108,8 +108,12 @@ class Pods:
         return list((await call(self.g.containers.List(req))).containers)
 
     async def stop(self, sandbox_id: str) -> None:
-        """Stops the pod's containers, then its infra container (idempotent)."""
-        d = await self.details(sandbox_id)
+        """Stops the pod's containers, then its infra container. Idempotent, as the CRI asks: a pod
+        already removed is no error."""
+        try:
+            d = await self.details(sandbox_id)
+        except NotFound:
+            return
         for c in await self.members(d.summary.id):
             if c.state == RUNNING:
                 await self._stop_one(c.id, 0)
