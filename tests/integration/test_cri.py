@@ -124,6 +124,15 @@ def test_a_pod_runs_its_containers_in_shared_namespaces_and_goes_whole(kubelet: 
         by_label = cri.ContainerFilter(label_selector={"role": "side"})
         assert [c.id for c in kubelet.rt.ListContainers(cri.ListContainersRequest(filter=by_label)).containers] == [side]
 
+        stats = kubelet.rt.ContainerStats(cri.ContainerStatsRequest(container_id=main)).stats
+        assert stats.attributes.id == main and stats.attributes.metadata.name == "main" and stats.cpu.timestamp > 0
+        assert stats.memory.working_set_bytes.value > 0 and stats.cpu.usage_core_nano_seconds.value > 0
+        listed_stats = kubelet.rt.ListContainerStats(
+            cri.ListContainerStatsRequest(filter=cri.ContainerStatsFilter(pod_sandbox_id=sid))
+        )
+        assert {s.attributes.id for s in listed_stats.stats} == {main, side}
+        pod = kubelet.rt.PodSandboxStats(cri.PodSandboxStatsRequest(pod_sandbox_id=sid)).stats
+        assert pod.attributes.id == sid and len(pod.linux.containers) == 2 and pod.linux.process.process_count.value >= 2
         kubelet.rt.StopContainer(cri.StopContainerRequest(container_id=main, timeout=0))
         st = kubelet.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=main)).status
         assert st.state == cri.CONTAINER_EXITED and st.exit_code == 137 and st.reason == "Error" and st.finished_at > 0

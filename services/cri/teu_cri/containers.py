@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from teu_api.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
@@ -216,36 +216,42 @@ class Containers:
             mounts=mounts, log_path=s.labels.get(meta.LOG, ""),
         )  # fmt: skip
 
-    async def select(self, f: cri.ContainerFilter) -> list[cri.Container]:
+    async def summaries(
+        self, id_prefix: str, sandbox_ref: str, selector: Mapping[str, str], state: cri.ContainerState.ValueType | None = None
+    ) -> list[gw.ContainerSummary]:
+        """The pods' containers whose id starts with ``id_prefix``, in pod ``sandbox_ref`` (any if
+        empty) and ``state`` (any if None), whose labels match ``selector``."""
         filters = [f"label={meta.KIND}={meta.CONTAINER_KIND}"]
-        if f.pod_sandbox_id:
-            sandbox = await self._sandbox_id(f.pod_sandbox_id)
+        if sandbox_ref:
+            sandbox = await self._sandbox_id(sandbox_ref)
             if not sandbox:
                 return []
             filters.append(f"label={meta.SANDBOX}={sandbox}")
-        out = []
-        for s in (await call(self.g.containers.List(gw.ListRequest(all=True, filters=filters)))).containers:
-            state = meta.container_state(s.state)
-            if f.id and not s.id.startswith(f.id):
-                continue
-            if f.HasField("state") and f.state.state != state:
-                continue
-            if not meta.selected(s.labels, f.label_selector):
-                continue
-            out.append(
-                cri.Container(
-                    id=s.id,
-                    pod_sandbox_id=s.labels.get(meta.SANDBOX, ""),
-                    metadata=meta.container_metadata(s.labels),
-                    image=cri.ImageSpec(image=s.labels.get(meta.IMAGE, s.image)),
-                    image_ref=s.image,
-                    state=state,
-                    created_at=s.created_at,
-                    labels=meta.user_labels(s.labels),
-                    annotations=meta.user_annotations(s.labels),
-                )
+        listed = (await call(self.g.containers.List(gw.ListRequest(all=True, filters=filters)))).containers
+        return [
+            s
+            for s in listed
+            if s.id.startswith(id_prefix)
+            and (state is None or meta.container_state(s.state) == state)
+            and meta.selected(s.labels, selector)
+        ]
+
+    async def select(self, f: cri.ContainerFilter) -> list[cri.Container]:
+        state = f.state.state if f.HasField("state") else None
+        return [
+            cri.Container(
+                id=s.id,
+                pod_sandbox_id=s.labels.get(meta.SANDBOX, ""),
+                metadata=meta.container_metadata(s.labels),
+                image=cri.ImageSpec(image=s.labels.get(meta.IMAGE, s.image)),
+                image_ref=s.image,
+                state=meta.container_state(s.state),
+                created_at=s.created_at,
+                labels=meta.user_labels(s.labels),
+                annotations=meta.user_annotations(s.labels),
             )
-        return out
+            for s in await self.summaries(f.id, f.pod_sandbox_id, f.label_selector, state)
+        ]
 
     async def _sandbox_id(self, ref: str) -> str:
         try:

@@ -9,7 +9,9 @@ join it (cri/containers.py). Its state is the pod's: running is READY, anything 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -160,20 +162,24 @@ class Pods:
             labels=meta.user_labels(s.labels), annotations=meta.user_annotations(s.labels), runtime_handler="",
         )  # fmt: skip
 
-    async def select(self, f: cri.PodSandboxFilter) -> list[cri.PodSandbox]:
+    async def summaries(
+        self, id_prefix: str, state: cri.PodSandboxState.ValueType | None, selector: Mapping[str, str]
+    ) -> builtins.list[gw.ContainerSummary]:
+        """The infra containers of the pods whose id starts with ``id_prefix``, in ``state`` (any if
+        None), whose labels match ``selector``."""
         req = gw.ListRequest(all=True, filters=[f"label={meta.KIND}={meta.SANDBOX_KIND}"])
+        return [
+            s
+            for s in (await call(self.g.containers.List(req))).containers
+            if s.id.startswith(id_prefix) and (state is None or sandbox_state(s) == state) and meta.selected(s.labels, selector)
+        ]
+
+    async def select(self, f: cri.PodSandboxFilter) -> builtins.list[cri.PodSandbox]:
         out = []
-        for s in (await call(self.g.containers.List(req))).containers:
-            state = sandbox_state(s)
-            if f.id and not s.id.startswith(f.id):
-                continue
-            if f.HasField("state") and f.state.state != state:
-                continue
-            if not meta.selected(s.labels, f.label_selector):
-                continue
+        for s in await self.summaries(f.id, f.state.state if f.HasField("state") else None, f.label_selector):
             labels, notes = meta.user_labels(s.labels), meta.user_annotations(s.labels)
-            out.append(cri.PodSandbox(id=s.id, metadata=meta.sandbox_metadata(s.labels), state=state, created_at=s.created_at,
-                                      labels=labels, annotations=notes))  # fmt: skip
+            out.append(cri.PodSandbox(id=s.id, metadata=meta.sandbox_metadata(s.labels), state=sandbox_state(s),
+                                      created_at=s.created_at, labels=labels, annotations=notes))  # fmt: skip
         return out
 
 

@@ -1,7 +1,7 @@
 """gRPC adapters: the CRI's RuntimeService and ImageService over pods.py, containers.py, images.py.
 
 The RPCs not built yet answer UNIMPLEMENTED, each saying so: streaming (Exec, Attach, PortForward),
-stats and metrics, UpdateContainerResources, ReopenContainerLog, CheckpointContainer,
+metrics, UpdateContainerResources, ReopenContainerLog, CheckpointContainer,
 GetContainerEvents.
 """
 
@@ -19,6 +19,7 @@ from teu_common.frontdoor import Gateway, call
 from teu_cri.containers import Containers
 from teu_cri.images import Images
 from teu_cri.pods import Pods
+from teu_cri.stats import Stats
 
 Ctx = Any  # grpc.aio.ServicerContext
 #: The CRI version this service speaks.
@@ -30,6 +31,7 @@ class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
 
     def __init__(self, gateway: Gateway, pods: Pods, containers: Containers) -> None:
         self.g, self.pods, self.containers = gateway, pods, containers
+        self.stats = Stats(gateway, pods, containers)
 
     async def Version(self, request: cri.VersionRequest, context: Ctx) -> cri.VersionResponse:
         return cri.VersionResponse(version="0.1.0", runtime_name="teu", runtime_version=VERSION, runtime_api_version=CRI_VERSION)
@@ -101,16 +103,16 @@ class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
         raise Unimplemented("PortForward (a streaming server) is not built yet")
 
     async def ContainerStats(self, request: cri.ContainerStatsRequest, context: Ctx) -> cri.ContainerStatsResponse:
-        raise Unimplemented("container stats are not served through the CRI yet")
+        return cri.ContainerStatsResponse(stats=await self.stats.container(request.container_id))
 
     async def ListContainerStats(self, request: cri.ListContainerStatsRequest, context: Ctx) -> cri.ListContainerStatsResponse:
-        raise Unimplemented("container stats are not served through the CRI yet")
+        return cri.ListContainerStatsResponse(stats=await self.stats.containers_matching(request.filter))
 
     async def PodSandboxStats(self, request: cri.PodSandboxStatsRequest, context: Ctx) -> cri.PodSandboxStatsResponse:
-        raise Unimplemented("pod stats are not served through the CRI yet")
+        return cri.PodSandboxStatsResponse(stats=await self.stats.pod(request.pod_sandbox_id))
 
     async def ListPodSandboxStats(self, request: cri.ListPodSandboxStatsRequest, context: Ctx) -> cri.ListPodSandboxStatsResponse:
-        raise Unimplemented("pod stats are not served through the CRI yet")
+        return cri.ListPodSandboxStatsResponse(stats=await self.stats.pods_matching(request.filter))
 
     async def ListMetricDescriptors(
         self, request: cri.ListMetricDescriptorsRequest, context: Ctx
