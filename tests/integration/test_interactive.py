@@ -22,7 +22,7 @@ import pytest
 
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
-from teu.errors import NotFound
+from teu.errors import InvalidArgument, NotFound
 from teu.testing import wait_until
 from teu_api.types.v1 import types_pb2
 
@@ -410,3 +410,18 @@ def test_sig_proxy_false_leaves_signals_to_the_cli(engine: Engine, client: Clien
             proc.kill()
             proc.wait(timeout=TIMEOUT)
         client.remove(name, force=True)
+
+
+def test_a_signal_frame_reaches_the_exec_process(client: Client, worker: str) -> None:
+    """A signal sent on an exec's stream reaches its process (how a CRI ExecSync kills one past its
+    timeout); a bad one ends the stream with INVALID_ARGUMENT."""
+    with client.exec(worker, ["sh", "-c", "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.1; done"]) as s:
+        out = iter(s)
+        assert next(out) == (types_pb2.STREAM_STDOUT, b"ready\n")
+        s.send_signal("TERM")
+        assert b"".join(data for _, data in out) == b"got TERM\n"
+        status = s.wait()
+    assert status is not None and status.exit_code == 5
+    with client.exec(worker, ["sleep", "30"]) as s, pytest.raises(InvalidArgument, match="invalid signal"):
+        s.send_signal("NOPE")
+        list(s)

@@ -96,6 +96,10 @@ class Session:
         """Tells the process's terminal its new size."""
         self._put(types_pb2.StdinFrame(resize=types_pb2.WindowSize(rows=rows, cols=cols)))
 
+    def send_signal(self, signal: str) -> None:
+        """Sends ``signal`` ("KILL", "TERM", "9"...) to the process: an exec's own, a container's main one."""
+        self._put(types_pb2.StdinFrame(signal=signal))
+
     def close_stdin(self) -> None:
         """Ends the process's input: it reads EOF."""
         self._put(types_pb2.StdinFrame(close_stdin=True))

@@ -12,7 +12,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 
-from teu_api.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+from teu_api.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
@@ -24,6 +24,8 @@ _PROPAGATION = {cri.PROPAGATION_PRIVATE: "rprivate", cri.PROPAGATION_HOST_TO_CON
                 cri.PROPAGATION_BIDIRECTIONAL: "rshared"}  # fmt: skip
 #: Most output ExecSync keeps of each stream (the kubelet's probes read a little).
 MAX_EXEC_OUTPUT = 16 << 20
+#: Seconds an ExecSync past its timeout waits for its killed process's exit.
+KILL_WAIT = 5
 #: Largest seccomp profile file read.
 MAX_PROFILE = 1 << 20
 
@@ -260,23 +262,36 @@ class Containers:
             return ""
 
     async def exec_sync(self, cid: str, cmd: list[str], timeout: int) -> cri.ExecSyncResponse:
-        """Runs ``cmd`` in the container, its output kept; past ``timeout`` seconds (0: none),
-        DEADLINE_EXCEEDED (the process is left to end by itself, as runc exec's are)."""
+        """Runs ``cmd`` in the container, its output kept; past ``timeout`` seconds (0: none) the
+        process is killed and the answer is DEADLINE_EXCEEDED."""
         if not cmd:
             raise InvalidArgument("a command is required")
         d = await self.details(cid)
         if d.summary.state != RUNNING:
             raise FailedPrecondition(f"container {cid[:12]} is not running")
+        frames: asyncio.Queue[gw.ExecRequest | None] = asyncio.Queue()
+        frames.put_nowait(gw.ExecRequest(start=gw.ExecStart(container=d.summary.id, cmd=cmd)))
+        frames.put_nowait(gw.ExecRequest(frame=types_pb2.StdinFrame(close_stdin=True)))  # no input; the output is wanted whole
+        run = asyncio.ensure_future(self._exec(d.summary.id, frames))
         try:
-            async with asyncio.timeout(timeout or None):
-                return await self._exec(d.summary.id, cmd)
-        except TimeoutError:
-            raise DeadlineExceeded(f"command {cmd[0][:80]!r} timed out after {timeout}s") from None
+            done, _ = await asyncio.wait({run}, timeout=timeout or None)
+            if run in done:
+                return run.result()
+            frames.put_nowait(gw.ExecRequest(frame=types_pb2.StdinFrame(signal="KILL")))
+            with contextlib.suppress(TimeoutError, TeuError):
+                await asyncio.wait_for(asyncio.shield(run), KILL_WAIT)  # its exit, so that nothing of it is left
+            raise DeadlineExceeded(f"command {cmd[0][:80]!r} timed out after {timeout}s: it was killed")
+        finally:
+            frames.put_nowait(None)
+            if not run.done():
+                run.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TeuError):
+                await run
 
-    async def _exec(self, cid: str, cmd: list[str]) -> cri.ExecSyncResponse:
+    async def _exec(self, cid: str, frames: asyncio.Queue[gw.ExecRequest | None]) -> cri.ExecSyncResponse:
         async def requests() -> AsyncIterator[gw.ExecRequest]:
-            yield gw.ExecRequest(start=gw.ExecStart(container=cid, cmd=cmd))
-            yield gw.ExecRequest(frame=types_pb2.StdinFrame(close_stdin=True))  # no input: the output is wanted whole
+            while (item := await frames.get()) is not None:
+                yield item
 
         out = {types_pb2.STREAM_STDOUT: bytearray(), types_pb2.STREAM_STDERR: bytearray()}
         async for resp in stream(self.g.containers.Exec(requests())):

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_api.runtime.v1 import runtime_pb2 as pb
 from teu_api.types.v1 import types_pb2 as t
+from teu_common.signals import parse_signal
 from teu_runtime.attach import AttachSocket, resize
 from teu_runtime.bundle import Bundle
 from teu_runtime.manager import RUNNING, Manager
 from teu_runtime.spec import exit_code_for_start_error
 
 Frames = AsyncIterator[t.StdinFrame]
+#: Sends a signal (a number) to the stream's process.
+Signaller = Callable[[int], Awaitable[None]]
 
 
-async def _forward_input(frames: Frames, sock: AttachSocket, ctl: Path, stdin: bool) -> bool:
-    """Client frames → the process: input bytes, resizes, end of input. Returns whether the client
-    closed stdin before it stopped sending (if not, its end of the stream is a detach)."""
+async def _forward_input(frames: Frames, sock: AttachSocket, ctl: Path, stdin: bool, send_signal: Signaller) -> bool:
+    """Client frames → the process: input bytes, resizes, end of input, signals. Returns whether the
+    client closed stdin before it stopped sending (if not, its end of the stream is a detach)."""
     closed = False
     async for f in frames:
         kind = f.WhichOneof("frame")
@@ -32,6 +37,8 @@ async def _forward_input(frames: Frames, sock: AttachSocket, ctl: Path, stdin: b
             closed = True
             if stdin:
                 sock.close_stdin()
+        elif kind == "signal":
+            await send_signal(parse_signal(f.signal))
     return closed
 
 
@@ -43,12 +50,12 @@ class Pump:
     never lost, as they could be if the client cancelled the call instead).
     """
 
-    def __init__(self, sock: AttachSocket, frames: Frames, ctl: Path, stdin: bool) -> None:
-        self.sock, self.frames, self.ctl, self.stdin = sock, frames, ctl, stdin
+    def __init__(self, sock: AttachSocket, frames: Frames, ctl: Path, stdin: bool, send_signal: Signaller) -> None:
+        self.sock, self.frames, self.ctl, self.stdin, self.send_signal = sock, frames, ctl, stdin, send_signal
         self.detached = False
 
     async def __aiter__(self) -> AsyncIterator[t.OutputFrame]:
-        feeder = asyncio.create_task(_forward_input(self.frames, self.sock, self.ctl, self.stdin))
+        feeder = asyncio.create_task(_forward_input(self.frames, self.sock, self.ctl, self.stdin, self.send_signal))
         output = aiter(self.sock.output())
         packet: asyncio.Future[tuple[t.Stream.ValueType, bytes] | None] | None = None
         try:
@@ -101,7 +108,11 @@ async def attach(m: Manager, open_: pb.AttachOpen, frames: Frames) -> AsyncItera
     else:
         await connect(bundle)
     sock = connected[0]
-    pump = Pump(sock, frames, bundle.ctl, open_.stdin)
+
+    async def send_signal(sig: int) -> None:
+        await m.kill(c.id, sig)
+
+    pump = Pump(sock, frames, bundle.ctl, open_.stdin, send_signal)
     try:
         async for frame in pump:
             yield frame
@@ -134,9 +145,13 @@ async def exec_(m: Manager, open_: pb.ExecOpen, frames: Frames) -> AsyncIterator
             yield t.OutputFrame(exit=t.ExitStatus(exit_code=code, error=session.error))
             return
         assert session.sock is not None
-        pump = Pump(session.sock, frames, session.dir.ctl, open_.process.open_stdin)
-        async for frame in pump:
-            yield frame
+        process = _Process(session.pid)
+        pump = Pump(session.sock, frames, session.dir.ctl, open_.process.open_stdin, process.send_signal)
+        try:
+            async for frame in pump:
+                yield frame
+        finally:
+            process.close()
         if pump.detached:
             return  # the finally below records the session's end once its process exits
         finished = True
@@ -146,3 +161,24 @@ async def exec_(m: Manager, open_: pb.ExecOpen, frames: Frames) -> AsyncIterator
             if session.sock:
                 session.sock.close()
             m.background(finish())
+
+
+class _Process:
+    """An exec's process, held by a pidfd from its start: a signal never reaches another process that
+    got its pid after conmon reaped it."""
+
+    def __init__(self, pid: int) -> None:
+        self._pidfd = -1
+        with contextlib.suppress(OSError, ValueError):
+            self._pidfd = os.pidfd_open(pid)
+
+    async def send_signal(self, sig: int) -> None:
+        if self._pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, sig)
+
+    def close(self) -> None:
+        """Closes the pidfd, once (its number may be another file's afterwards)."""
+        pidfd, self._pidfd = self._pidfd, -1
+        if pidfd >= 0:
+            os.close(pidfd)

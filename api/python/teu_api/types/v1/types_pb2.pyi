@@ -520,10 +520,15 @@ class StdinFrame(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     RESIZE_FIELD_NUMBER: _builtins.int
     CLOSE_STDIN_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
     """Bytes for the process's stdin (or its terminal)."""
     close_stdin: _builtins.bool
     """No more input: the process's stdin is closed (it reads EOF)."""
+    signal: _builtins.str
+    """A signal for the process, by name or number ("KILL", "SIGTERM", "9"): an exec's own process
+    (a CRI ExecSync past its timeout), or the container's for an attach, as `teu kill` sends it.
+    """
     @_builtins.property
     def resize(self) -> Global___WindowSize:
         """The client's terminal changed size."""
@@ -534,12 +539,13 @@ class StdinFrame(_message.Message):
         data: _builtins.bytes = ...,
         resize: Global___WindowSize | None = ...,
         close_stdin: _builtins.bool = ...,
+        signal: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["close_stdin", b"close_stdin", "data", b"data", "frame", b"frame", "resize", b"resize"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_stdin", b"close_stdin", "data", b"data", "frame", b"frame", "resize", b"resize", "signal", b"signal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_stdin", b"close_stdin", "data", b"data", "frame", b"frame", "resize", b"resize"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close_stdin", b"close_stdin", "data", b"data", "frame", b"frame", "resize", b"resize", "signal", b"signal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["data", "resize", "close_stdin"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["data", "resize", "close_stdin", "signal"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
