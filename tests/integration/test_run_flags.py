@@ -224,3 +224,13 @@ def test_inspect_shows_the_options_as_dockers_host_config(engine: Engine, tmp_pa
         assert (shown["Config"]["StopSignal"], shown["Config"]["ExposedPorts"]) == ("SIGINT", {"8080/tcp": {}})
     finally:
         teu(engine, "rm", cid)
+
+
+def test_an_exec_gets_the_containers_added_groups(client: Client) -> None:
+    """--group-add applies to exec'd processes too, with -u or without (as in Docker)."""
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "300"], group_add=["1234", "5678"]))
+    try:
+        assert {"1234", "5678"} <= set(client.exec_run(cid, ["id", "-G"]).stdout.decode().split())
+        assert {"1234", "5678"} <= set(client.exec_run(cid, ["id", "-G"], user="nobody").stdout.decode().split())
+    finally:
+        client.remove(cid, force=True)

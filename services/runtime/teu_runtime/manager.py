@@ -336,7 +336,7 @@ class Manager:
         if not proc.args:
             raise InvalidArgument("no command specified")
         bundle = self.bundle(cid)
-        user = await asyncio.to_thread(users.resolve_in_rootfs, proc.user or c.spec.process.user, bundle.rootfs)
+        user = await asyncio.to_thread(users.resolve_in_rootfs, proc.user or c.spec.process.user, bundle.rootfs, c.spec.group_add)
         sid = secrets.token_hex(32)
         doc = spec.exec_process(cid, c.spec, proc, user, self.settings.host)
         edir = bundle.session(sid)
