@@ -133,6 +133,19 @@ def test_proc_sys_is_read_only_and_read_only_root(client: Client) -> None:
     assert code != 0 and "Read-only file system" in out
 
 
+def test_masked_and_read_only_paths_replace_the_defaults(client: Client) -> None:
+    """masked_paths and readonly_paths (Docker's HostConfig fields, a CRI container's) replace the
+    defaults: a masked file reads empty, a read-only dir takes no file; empty lists lift them."""
+    assert sh(client, "wc -c < /etc/passwd", masked_paths=["/etc/passwd"]) == (0, "0\n")
+    code, out = sh(client, "touch /tmp/x", readonly_paths=["/tmp"])
+    assert code != 0 and "Read-only file system" in out, out
+    assert sh(client, "head -c1 /proc/kcore >/dev/null 2>&1 && echo read")[1] != "read\n"  # masked by default
+    mounted = "grep -c ' /proc/fs ' /proc/self/mountinfo"  # each default read-only path is a mount of its own
+    assert (sh(client, mounted)[1], sh(client, mounted, readonly_paths=[])[1]) == ("1\n", "0\n")
+    with pytest.raises(InvalidArgument, match="not an absolute path"):
+        sh(client, "true", masked_paths=["proc/kcore"])
+
+
 def test_ulimit(client: Client) -> None:
     """--ulimit sets the process's limits; one above the engine's own hard limit is refused."""
     code, out = sh(client, "ulimit -n; ulimit -Hn", ulimits=[types_pb2.Ulimit(name="nofile", soft=100, hard=200)])

@@ -173,6 +173,8 @@ class ContainerOptions:
     init: bool | None = None  # None: the engine's default
     healthcheck: types_pb2.HealthConfig | None = None  # --health-*; test ["NONE"]: --no-healthcheck
     health_on_failure: str = ""  # "restart": an unhealthy container is killed (its restart policy decides)
+    masked_paths: list[str] | None = None  # None: the engine's defaults (parts of /proc and /sys); []: none
+    readonly_paths: list[str] | None = None  # None: the engine's defaults; []: none
 
     def resources(self) -> types_pb2.Resources:
         """The resource limits of these options."""
@@ -236,6 +238,10 @@ class ContainerOptions:
             config.init = self.init
         if self.healthcheck is not None:
             config.healthcheck.CopyFrom(self.healthcheck)
+        if self.masked_paths is not None:
+            config.masked_paths.CopyFrom(types_pb2.StringList(values=self.masked_paths))
+        if self.readonly_paths is not None:
+            config.readonly_paths.CopyFrom(types_pb2.StringList(values=self.readonly_paths))
         return config
 
 

@@ -135,6 +135,10 @@ def container_config(sandbox: gw.ContainerDetails, config: cri.ContainerConfig, 
     if config.command:
         out.entrypoint.values.extend(config.command)
         out.entrypoint.SetInParent()
+    if sc.masked_paths:  # the kubelet sends the defaults it wants (none when unset: the engine's apply)
+        out.masked_paths.values.extend(sc.masked_paths)
+    if sc.readonly_paths:
+        out.readonly_paths.values.extend(sc.readonly_paths)
     return out
 
 

@@ -139,6 +139,10 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
         config.entrypoint.values.extend(strings(body, "Entrypoint"))
     if host.get("Init") is not None:
         config.init = bool(host["Init"])
+    for field, key in ((config.masked_paths, "MaskedPaths"), (config.readonly_paths, "ReadonlyPaths")):
+        if host.get(key) is not None:  # null: the defaults; [] none
+            field.values.extend(strings(host, key))
+            field.SetInParent()
     return config
 
 

@@ -30,6 +30,8 @@ MAX_ARGV_ENV: Final = 1 << 20
 MAX_USER: Final = 256
 #: Labels: how many, and the bytes of all keys and values together.
 MAX_LABELS: Final = 1000
+#: Most masked or read-only paths a container may name.
+MAX_SYSTEM_PATHS: Final = 64
 MAX_LABEL_BYTES: Final = 256 << 10
 #: Published ports, devices, ulimits, capabilities, security options (each list).
 MAX_PORTS: Final = 1024
@@ -122,6 +124,12 @@ def check_config(config: gw.ContainerConfig) -> None:
         check_all((d.path_on_host, d.path_in_container), MAX_PATH, "devices")
         check_length(d.cgroup_permissions, 3, "devices")
     check_count(config.ulimits, MAX_ULIMITS, "ulimits")
+    for field, paths in (("masked_paths", config.masked_paths.values), ("readonly_paths", config.readonly_paths.values)):
+        check_count(paths, MAX_SYSTEM_PATHS, field)
+        check_all(paths, MAX_PATH, field)
+        for path in paths:
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise InvalidArgument(f"{field}: {path[:80]!r} is not an absolute path")
     check_all((u.name for u in config.ulimits), MAX_WORD, "ulimits")
     check_length(config.userns, MAX_WORD, "userns")
     for field, value in (("ipc", config.ipc), ("pid", config.pid), ("uts", config.uts), ("platform", config.platform),

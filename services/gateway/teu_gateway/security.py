@@ -38,6 +38,10 @@ def security_of(config: gw.ContainerConfig, apparmor: bool = False) -> types_pb2
         ulimits=list(config.ulimits),
         userns=config.userns,
     )
+    if config.HasField("masked_paths"):
+        sec.masked_paths.CopyFrom(config.masked_paths)
+    if config.HasField("readonly_paths"):
+        sec.readonly_paths.CopyFrom(config.readonly_paths)
     for opt in config.security_opt:
         _apply(sec, opt, apparmor)
     return sec

@@ -189,8 +189,12 @@ def build(
         "cgroupsPath": cgroups_path,
         "resources": _resources(spec.resources, device_rules, host.swap_limit),
         "namespaces": namespaces,
-        "maskedPaths": [] if sec.privileged else MASKED_PATHS,
-        "readonlyPaths": [] if sec.privileged else READONLY_PATHS,
+        "maskedPaths": [] if sec.privileged else list(sec.masked_paths.values) if sec.HasField("masked_paths") else MASKED_PATHS,
+        "readonlyPaths": []
+        if sec.privileged
+        else list(sec.readonly_paths.values)
+        if sec.HasField("readonly_paths")
+        else READONLY_PATHS,
         "devices": nodes,
     }
     process = _process(proc, spec, user, host, environment(list(proc.env), user, hostname, proc.terminal))

@@ -358,6 +358,8 @@ class Security(_message.Message):
     DEVICES_FIELD_NUMBER: _builtins.int
     ULIMITS_FIELD_NUMBER: _builtins.int
     USERNS_FIELD_NUMBER: _builtins.int
+    MASKED_PATHS_FIELD_NUMBER: _builtins.int
+    READONLY_PATHS_FIELD_NUMBER: _builtins.int
     privileged: _builtins.bool
     """All capabilities, every host device, no seccomp filter, no masked or read-only paths."""
     read_only: _builtins.bool
@@ -386,6 +388,16 @@ class Security(_message.Message):
     def ulimits(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ulimit]:
         """Resource limits beyond the engine's defaults."""
 
+    @_builtins.property
+    def masked_paths(self) -> Global___StringList:
+        """Paths of /proc and /sys made unreadable (Docker's HostConfig.MaskedPaths); unset: the
+        engine's defaults, empty: none.
+        """
+
+    @_builtins.property
+    def readonly_paths(self) -> Global___StringList:
+        """Paths made read-only (Docker's HostConfig.ReadonlyPaths); unset: the defaults, empty: none."""
+
     def __init__(
         self,
         *,
@@ -398,10 +410,12 @@ class Security(_message.Message):
         devices: _abc.Iterable[Global___Device] | None = ...,
         ulimits: _abc.Iterable[Global___Ulimit] | None = ...,
         userns: _builtins.str = ...,
+        masked_paths: Global___StringList | None = ...,
+        readonly_paths: Global___StringList | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["masked_paths", b"masked_paths", "readonly_paths", b"readonly_paths"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_add", b"cap_add", "cap_drop", b"cap_drop", "devices", b"devices", "no_new_privileges", b"no_new_privileges", "privileged", b"privileged", "read_only", b"read_only", "seccomp", b"seccomp", "ulimits", b"ulimits", "userns", b"userns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_add", b"cap_add", "cap_drop", b"cap_drop", "devices", b"devices", "masked_paths", b"masked_paths", "no_new_privileges", b"no_new_privileges", "privileged", b"privileged", "read_only", b"read_only", "readonly_paths", b"readonly_paths", "seccomp", b"seccomp", "ulimits", b"ulimits", "userns", b"userns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
