@@ -166,4 +166,12 @@ def test_what_a_kubelet_gets_wrong_is_refused_clearly(kubelet: Cri, tmp_path: Pa
     assert code_of(lambda: kubelet.rt.CreateContainer(orphan)) == grpc.StatusCode.NOT_FOUND
     handler = cri.RunPodSandboxRequest(config=pod_config(tmp_path, "odd"), runtime_handler="kata")
     assert code_of(lambda: kubelet.rt.RunPodSandbox(handler)) == grpc.StatusCode.INVALID_ARGUMENT
-    assert code_of(lambda: kubelet.rt.Exec(cri.ExecRequest(container_id=unknown))) == grpc.StatusCode.UNIMPLEMENTED
+    assert (
+        code_of(lambda: kubelet.rt.Exec(cri.ExecRequest(container_id=unknown, stdout=True))) == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    streamless = cri.ExecRequest(container_id=unknown, cmd=["true"])
+    assert code_of(lambda: kubelet.rt.Exec(streamless)) == grpc.StatusCode.INVALID_ARGUMENT
+    nowhere = cri.ExecRequest(container_id=unknown, cmd=["true"], stdout=True)
+    assert code_of(lambda: kubelet.rt.Exec(nowhere)) == grpc.StatusCode.NOT_FOUND
+    reopen = cri.ReopenContainerLogRequest(container_id=unknown)
+    assert code_of(lambda: kubelet.rt.ReopenContainerLog(reopen)) == grpc.StatusCode.UNIMPLEMENTED

@@ -10,19 +10,27 @@ from teu_cri.containers import Containers
 from teu_cri.images import Images
 from teu_cri.pods import Pods, Settings
 from teu_cri.service import ImageServicer, RuntimeServicer
+from teu_cri.streaming import StreamingServer
 
 
 async def build(cfg: Config) -> Lifecycle:
-    """The CRI's two services over one channel to the gateway."""
+    """The CRI's two services over one channel to the gateway, and its streaming server."""
     gateway = Gateway(cfg)
     pods = Pods(gateway, Settings.from_env())
-    runtime = RuntimeServicer(gateway, pods, Containers(gateway, pods))
+    streaming = StreamingServer.from_env(gateway)
+    await streaming.start()
+    runtime = RuntimeServicer(gateway, pods, Containers(gateway, pods), streaming)
+
+    async def stop() -> None:
+        await streaming.close()
+        await gateway.close()
+
     return Lifecycle(
         services=[
             Service(cri_grpc.add_RuntimeServiceServicer_to_server, runtime, "runtime.v1.RuntimeService"),
             Service(cri_grpc.add_ImageServiceServicer_to_server, ImageServicer(Images(gateway)), "runtime.v1.ImageService"),
         ],
-        on_stop=gateway.close,
+        on_stop=stop,
     )
 
 

@@ -174,6 +174,13 @@ class Containers:
             raise NotFound(f"container {cid[:64]} not found")
         return d
 
+    async def running(self, cid: str) -> str:
+        """The full id of pod container ``cid``; FailedPrecondition unless it runs."""
+        d = await self.details(cid)
+        if d.summary.state != RUNNING:
+            raise FailedPrecondition(f"container {cid[:12]} is not running")
+        return str(d.summary.id)
+
     async def start(self, cid: str) -> None:
         d = await self.details(cid)
         await call(self.g.containers.Start(gw.StartRequest(container=d.summary.id)))
@@ -270,13 +277,11 @@ class Containers:
         process is killed and the answer is DEADLINE_EXCEEDED."""
         if not cmd:
             raise InvalidArgument("a command is required")
-        d = await self.details(cid)
-        if d.summary.state != RUNNING:
-            raise FailedPrecondition(f"container {cid[:12]} is not running")
+        full = await self.running(cid)
         frames: asyncio.Queue[gw.ExecRequest | None] = asyncio.Queue()
-        frames.put_nowait(gw.ExecRequest(start=gw.ExecStart(container=d.summary.id, cmd=cmd)))
+        frames.put_nowait(gw.ExecRequest(start=gw.ExecStart(container=full, cmd=cmd)))
         frames.put_nowait(gw.ExecRequest(frame=types_pb2.StdinFrame(close_stdin=True)))  # no input; the output is wanted whole
-        run = asyncio.ensure_future(self._exec(d.summary.id, frames))
+        run = asyncio.ensure_future(self._exec(full, frames))
         try:
             done, _ = await asyncio.wait({run}, timeout=timeout or None)
             if run in done:

@@ -1,8 +1,7 @@
 """gRPC adapters: the CRI's RuntimeService and ImageService over pods.py, containers.py, images.py.
 
-The RPCs not built yet answer UNIMPLEMENTED, each saying so: streaming (Exec, Attach, PortForward),
-metrics, UpdateContainerResources, ReopenContainerLog, CheckpointContainer,
-GetContainerEvents.
+The RPCs not built yet answer UNIMPLEMENTED, each saying so: metrics, UpdateContainerResources,
+ReopenContainerLog, CheckpointContainer, GetContainerEvents.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from teu_api import VERSION
-from teu_api.errors import TeuError, Unimplemented
+from teu_api.errors import InvalidArgument, TeuError, Unimplemented
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.k8s.cri.v1 import api_pb2_grpc as cri_grpc
@@ -20,6 +19,7 @@ from teu_cri.containers import Containers
 from teu_cri.images import Images
 from teu_cri.pods import Pods
 from teu_cri.stats import Stats
+from teu_cri.streaming import StreamingServer
 
 Ctx = Any  # grpc.aio.ServicerContext
 #: The CRI version this service speaks.
@@ -29,8 +29,8 @@ CRI_VERSION = "v1"
 class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
     """runtime.v1.RuntimeService."""
 
-    def __init__(self, gateway: Gateway, pods: Pods, containers: Containers) -> None:
-        self.g, self.pods, self.containers = gateway, pods, containers
+    def __init__(self, gateway: Gateway, pods: Pods, containers: Containers, streaming: StreamingServer) -> None:
+        self.g, self.pods, self.containers, self.streaming = gateway, pods, containers, streaming
         self.stats = Stats(gateway, pods, containers)
 
     async def Version(self, request: cri.VersionRequest, context: Ctx) -> cri.VersionResponse:
@@ -94,13 +94,20 @@ class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
         return await self.containers.exec_sync(request.container_id, list(request.cmd), int(request.timeout))
 
     async def Exec(self, request: cri.ExecRequest, context: Ctx) -> cri.ExecResponse:
-        raise Unimplemented("Exec (a streaming server for kubectl exec) is not built yet: use ExecSync")
+        if not request.cmd:
+            raise InvalidArgument("a command is required")
+        _check_streams(request.stdin, request.stdout, request.stderr, request.tty)
+        cid = await self.containers.running(request.container_id)
+        return cri.ExecResponse(url=self.streaming.url("exec", request, cid))
 
     async def Attach(self, request: cri.AttachRequest, context: Ctx) -> cri.AttachResponse:
-        raise Unimplemented("Attach (a streaming server) is not built yet")
+        _check_streams(request.stdin, request.stdout, request.stderr, request.tty)
+        cid = await self.containers.running(request.container_id)
+        return cri.AttachResponse(url=self.streaming.url("attach", request, cid))
 
     async def PortForward(self, request: cri.PortForwardRequest, context: Ctx) -> cri.PortForwardResponse:
-        raise Unimplemented("PortForward (a streaming server) is not built yet")
+        sandbox = await self.pods.details(request.pod_sandbox_id)
+        return cri.PortForwardResponse(url=self.streaming.url("portforward", request, sandbox.summary.id))
 
     async def ContainerStats(self, request: cri.ContainerStatsRequest, context: Ctx) -> cri.ContainerStatsResponse:
         return cri.ContainerStatsResponse(stats=await self.stats.container(request.container_id))
@@ -138,6 +145,14 @@ class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
     async def GetContainerEvents(self, request: cri.GetEventsRequest, context: Ctx) -> AsyncIterator[cri.ContainerEventResponse]:
         raise Unimplemented("container events are not served through the CRI yet: use Teu's event stream")
         yield  # an async generator: a server stream
+
+
+def _check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
+    """The kubelet's rules for a streaming request."""
+    if not (stdin or stdout or stderr):
+        raise InvalidArgument("one of stdin, stdout and stderr is required")
+    if tty and stderr:
+        raise InvalidArgument("a terminal has no stderr of its own: ask for stdout only")
 
 
 class ImageServicer(cri_grpc.ImageServiceServicer):
