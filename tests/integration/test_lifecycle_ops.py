@@ -7,7 +7,7 @@ import time
 import pytest
 
 from teu.client import Client, ContainerOptions
-from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from teu.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from teu.testing import wait_until
 from teu_api.types.v1 import types_pb2
 
@@ -16,8 +16,11 @@ COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"
 
 
 def count(client: Client, cid: str) -> int:
-    """The counter the container writes to /tmp/n, read through cp."""
-    return int(client.copy_from(cid, "/tmp/n")["n"].decode().strip())
+    """The counter the container writes to /tmp/n, read through cp (0 before its first write)."""
+    try:
+        return int(client.copy_from(cid, "/tmp/n")["n"].decode().strip() or 0)
+    except NotFound:
+        return 0
 
 
 def test_pause_freezes_a_counter_and_unpause_resumes_it(client: Client) -> None:
