@@ -134,6 +134,10 @@ def test_a_pod_runs_its_containers_in_shared_namespaces_and_goes_whole(kubelet: 
         assert {s.attributes.id for s in listed_stats.stats} == {main, side}
         pod = kubelet.rt.PodSandboxStats(cri.PodSandboxStatsRequest(pod_sandbox_id=sid)).stats
         assert pod.attributes.id == sid and len(pod.linux.containers) == 2 and pod.linux.process.process_count.value >= 2
+        limits = cri.LinuxContainerResources(memory_limit_in_bytes=96 << 20, cpu_shares=256)
+        kubelet.rt.UpdateContainerResources(cri.UpdateContainerResourcesRequest(container_id=side, linux=limits))
+        cgroup = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+        assert run(side, "sh", "-c", cgroup).stdout == str(96 << 20).encode() + b"\n"
         kubelet.rt.StopContainer(cri.StopContainerRequest(container_id=main, timeout=0))
         st = kubelet.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=main)).status
         assert st.state == cri.CONTAINER_EXITED and st.exit_code == 137 and st.reason == "Error" and st.finished_at > 0

@@ -87,7 +87,8 @@ def _profile(path: str) -> str:
 
 def _resources(r: cri.LinuxContainerResources) -> types_pb2.Resources:
     return types_pb2.Resources(memory_bytes=r.memory_limit_in_bytes, cpu_shares=r.cpu_shares, cpu_period=r.cpu_period,
-                               cpu_quota=r.cpu_quota, cpuset_cpus=r.cpuset_cpus)  # fmt: skip
+                               cpu_quota=r.cpu_quota, cpuset_cpus=r.cpuset_cpus,
+                               memory_swap=r.memory_swap_limit_in_bytes)  # fmt: skip
 
 
 def container_config(sandbox: gw.ContainerDetails, config: cri.ContainerConfig, log_path: str) -> gw.ContainerConfig:
@@ -180,6 +181,12 @@ class Containers:
         if d.summary.state != RUNNING:
             raise FailedPrecondition(f"container {cid[:12]} is not running")
         return str(d.summary.id)
+
+    async def update_resources(self, cid: str, resources: cri.LinuxContainerResources) -> None:
+        """The container's limits as the kubelet now wants them (in place, through the gateway's update);
+        a value left 0 keeps the one in force."""
+        d = await self.details(cid)
+        await call(self.g.containers.Update(gw.UpdateRequest(container=d.summary.id, resources=_resources(resources))))
 
     async def start(self, cid: str) -> None:
         d = await self.details(cid)

@@ -1,7 +1,7 @@
 """gRPC adapters: the CRI's RuntimeService and ImageService over pods.py, containers.py, images.py.
 
-The RPCs not built yet answer UNIMPLEMENTED, each saying so: metrics, UpdateContainerResources,
-ReopenContainerLog, CheckpointContainer, GetContainerEvents.
+The RPCs not built yet answer UNIMPLEMENTED, each saying so: metrics, ReopenContainerLog,
+CheckpointContainer, GetContainerEvents.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
     async def UpdateContainerResources(
         self, request: cri.UpdateContainerResourcesRequest, context: Ctx
     ) -> cri.UpdateContainerResourcesResponse:
-        raise Unimplemented("UpdateContainerResources is not built yet")
+        await self.containers.update_resources(request.container_id, request.linux)
+        return cri.UpdateContainerResourcesResponse()
 
     async def ReopenContainerLog(self, request: cri.ReopenContainerLogRequest, context: Ctx) -> cri.ReopenContainerLogResponse:
         raise Unimplemented("ReopenContainerLog is not built yet: Teu's logs service rotates the log itself")
