@@ -3,7 +3,9 @@ containers, ExecSync, the kubelet's log files, images, and the errors a kubelet 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +181,38 @@ def test_what_a_kubelet_gets_wrong_is_refused_clearly(kubelet: Cri, tmp_path: Pa
     assert code_of(lambda: kubelet.rt.Exec(nowhere)) == grpc.StatusCode.NOT_FOUND
     reopen = cri.ReopenContainerLogRequest(container_id=unknown)
     assert code_of(lambda: kubelet.rt.ReopenContainerLog(reopen)) == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_pods_outlive_a_restart_of_the_cri_service_and_of_the_gateway(
+    kubelet: Cri, engine: PrivateEngine, tmp_path: Path
+) -> None:
+    """SIGKILL of the CRI service, then of the gateway: the pod stays ready, its container runs on and
+    answers ExecSync, and its log keeps every line."""
+    config = pod_config(tmp_path, "keep")
+    sid = kubelet.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    try:
+        c = cri.ContainerConfig(metadata=cri.ContainerMetadata(name="ticker"), image=cri.ImageSpec(image="busybox"),
+                                command=["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done"],
+                                log_path="ticker.log")  # fmt: skip
+        cid = kubelet.rt.CreateContainer(
+            cri.CreateContainerRequest(pod_sandbox_id=sid, config=c, sandbox_config=config)
+        ).container_id
+        kubelet.rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+        for service in ("cri", "gateway"):
+            os.kill(engine.service_pid(service), signal.SIGKILL)
+            wait_until(lambda: _ready(kubelet, sid), timeout=30, what=f"the pod after the {service} restarted")
+            state = kubelet.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=cid)).status.state
+            assert state == cri.CONTAINER_RUNNING
+            assert kubelet.rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["echo", "up"])).stdout == b"up\n"
+        lines = (Path(config.log_directory) / "ticker.log").read_text().splitlines()
+        ticks = [int(ln.rsplit(" ", 1)[1]) for ln in lines if " tick " in ln]
+        assert ticks == list(range(1, len(ticks) + 1)) and len(ticks) > 5  # none lost
+    finally:
+        kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def _ready(k: Cri, sid: str) -> bool:
+    try:
+        return k.rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=sid)).status.state == cri.SANDBOX_READY
+    except grpc.RpcError:
+        return False
