@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import pty
 import select
@@ -559,6 +560,97 @@ def s12_docker_cli(b: Bench) -> Result:
     return r
 
 
+PAUSE = "registry.k8s.io/pause:3.9"
+PAUSE_ENTRYPOINT = '["sh", "-c", "trap \'exit 0\' TERM; sleep 2147483647 & wait"]'
+
+
+def _crictl() -> str | None:
+    tools = os.environ.get("TEU_CRI_TOOLS", "")
+    found = shutil.which("crictl") or (str(Path(tools) / "crictl") if tools else None)
+    return found if found and Path(found).exists() else None
+
+
+def s13_cri(b: Bench) -> list[Result]:
+    """Kubernetes' CRI: a pod to a running container with crictl (runp, create, start) against podman's
+    pod create + run; and ListContainers over 500 containers through the gRPC API."""
+    import grpc
+
+    from teu_api.k8s.cri.v1 import api_pb2 as cri
+    from teu_api.k8s.cri.v1 import api_pb2_grpc as cri_grpc
+
+    env = b.engine.env()
+    subprocess.run([TEU, "import", "-c", f"ENTRYPOINT {PAUSE_ENTRYPOINT}", str(IMAGE_TAR), PAUSE], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    sock = f"unix://{b.engine.run_dir}/cri.sock"
+    work = b.base / "cri"
+    work.mkdir(exist_ok=True)
+    start = b.result("CRI: pod to running container (crictl runp + create + start vs podman pod create + run -d)")
+    crictl = _crictl()
+    counter = iter(range(1_000_000))
+
+    def teu_pod() -> float:
+        n = next(counter)
+        (work / f"pod{n}.json").write_text(json.dumps({"metadata": {"name": f"p{n}", "namespace": "bench", "uid": f"u{n}"},
+                                                       "log_directory": str(work / f"logs{n}"), "linux": {}}))  # fmt: skip
+        (work / "ctr.json").write_text(json.dumps({"metadata": {"name": "c"}, "image": {"image": "busybox"},
+                                                   "command": ["sleep", "300"], "log_path": "c.log", "linux": {}}))  # fmt: skip
+        base = [str(crictl), "--runtime-endpoint", sock, "--image-endpoint", sock]
+        t0 = time.perf_counter()
+        pod = subprocess.run([*base, "runp", f"pod{n}.json"], cwd=work, check=True, capture_output=True, text=True).stdout.strip()
+        cid = subprocess.run([*base, "create", pod, "ctr.json", f"pod{n}.json"], cwd=work, check=True, capture_output=True,
+                             text=True).stdout.strip()  # fmt: skip
+        subprocess.run([*base, "start", cid], cwd=work, check=True, capture_output=True)
+        took = time.perf_counter() - t0
+        subprocess.run([*base, "rmp", "-f", pod], cwd=work, check=False, capture_output=True)
+        return took
+
+    contenders: dict[str, Callable[[], float]] = {}
+    if crictl:
+        contenders["teu"] = teu_pod
+    else:
+        start.na["teu"] = "crictl not found (PATH or TEU_CRI_TOOLS)"
+    if b.podman is not None:
+        pod_argv, pod_env = b.podman.argv(), {**os.environ, **b.podman.conf()}
+
+        def podman_pod() -> float:
+            name = f"p{next(counter)}"
+            t0 = time.perf_counter()
+            subprocess.run([*pod_argv, "pod", "create", "--name", name], env=pod_env, check=True, capture_output=True)
+            subprocess.run([*pod_argv, "run", "-d", "--pod", name, "localhost/busybox", "sleep", "300"], env=pod_env, check=True,
+                           capture_output=True)  # fmt: skip
+            took = time.perf_counter() - t0
+            subprocess.run([*pod_argv, "pod", "rm", "-f", "-t", "0", name], env=pod_env, check=False, capture_output=True)
+            return took
+
+        contenders["podman"] = podman_pod
+    alternate(start, contenders, runs=5 if b.quick else 15, warmup=1)
+    start.na.setdefault("docker", "dockerd has no pods")
+
+    listing = b.result("CRI: ListContainers over 500 containers (gRPC, one long-lived client)")
+    listing.na.update({"podman": "no CRI", "docker": "no CRI"})
+    with grpc.insecure_channel(sock) as channel:
+        rt = cri_grpc.RuntimeServiceStub(channel)
+        config = cri.PodSandboxConfig(metadata=cri.PodSandboxMetadata(name="many", uid="many", namespace="bench"),
+                                      log_directory=str(work / "many"))  # fmt: skip
+        pod = rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda i: rt.CreateContainer(cri.CreateContainerRequest(
+                    pod_sandbox_id=pod, sandbox_config=config,
+                    config=cri.ContainerConfig(metadata=cri.ContainerMetadata(name=f"c{i}"), image=cri.ImageSpec(image="busybox"),
+                                               command=["true"]))), range(500)))  # fmt: skip
+
+            def one() -> float:
+                t0 = time.perf_counter()
+                assert len(rt.ListContainers(cri.ListContainersRequest()).containers) >= 500
+                return time.perf_counter() - t0
+
+            alternate(listing, {"teu": one}, runs=10, warmup=2)
+        finally:
+            rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=600)
+    return [start, listing]
+
+
 def main() -> None:
     """Runs every scenario and reports."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -583,6 +675,7 @@ def main() -> None:
             ("10", s10_observability),
             ("11", s11_docker_api),
             ("12", s12_docker_cli),
+            ("13", s13_cri),
         ):
             if wanted and num not in wanted:
                 continue

@@ -18,3 +18,8 @@ if ! cmp -s <(cd "$here" && cat requirements*.txt "${dists[@]/%//pyproject.toml}
     "${dists[@]/#/-e$here/}"
   (cd "$here" && cat requirements*.txt "${dists[@]/%//pyproject.toml}") > "$stamp"
 fi
+# The `teu` command itself: pip's wrapper imports re before anything else (8 ms of every command);
+# this one goes straight to the launcher (teu.cli.launch), isolated from the caller's PYTHON* settings.
+printf '#!%s -I\nfrom teu.cli.launch import main\n\nmain()\n' "$venv/bin/python3" > "$venv/bin/teu.new"
+chmod 755 "$venv/bin/teu.new"
+mv "$venv/bin/teu.new" "$venv/bin/teu"

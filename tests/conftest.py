@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +15,30 @@ from teu.testing import PrivateEngine, wait_ready
 from teu_api.types.v1 import types_pb2
 
 IMAGE_TAR = Path(__file__).resolve().parents[1] / "build" / "busybox.tar"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def resident_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The `teu` commands of this session talk to resident clients of its own (XDG_RUNTIME_DIR under
+    its temp dir), stopped at its end: no resident outlives the suite."""
+    folder = tmp_path_factory.mktemp("xdg")
+    folder.chmod(0o700)
+    old = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = old
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"teu.cli.resident" in cmd and len(cmd) > 1 and cmd[-2].startswith(str(folder).encode()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")

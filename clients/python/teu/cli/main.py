@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     return root
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``teu``."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> None:
+    """Runs one command and exits (``parser``: one built already, as the resident client holds)."""
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     if args.verb == "exec" and not args.command:
         parser.error("exec needs a container and a command")
@@ -49,10 +49,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 130
     except BrokenPipeError:
         code = 141
-    _exit_now(code)
+    exit_now(code)
 
 
-def _exit_now(code: int) -> None:
+def exit_now(code: int) -> None:
     """Flushes and exits without interpreter teardown: gRPC's thread shutdown would add ~10 ms per command."""
     try:
         sys.stdout.flush()
