@@ -18,8 +18,10 @@ if ! cmp -s <(cd "$here" && cat requirements*.txt "${dists[@]/%//pyproject.toml}
     "${dists[@]/#/-e$here/}"
   (cd "$here" && cat requirements*.txt "${dists[@]/%//pyproject.toml}") > "$stamp"
 fi
-# The `teu` command itself: pip's wrapper imports re before anything else (8 ms of every command);
-# this one goes straight to the launcher (teu.cli.launch), isolated from the caller's PYTHON* settings.
-printf '#!%s -I\nfrom teu.cli.launch import main\n\nmain()\n' "$venv/bin/python3" > "$venv/bin/teu.new"
+# The `teu` command itself: pip's wrapper imports re before anything else (8 ms of every command),
+# and site's processing of the venv costs 5 more; this one goes straight to the launcher
+# (teu.cli.launch), isolated from the caller's PYTHON* settings, with the two folders it needs.
+printf '#!%s -IS\nimport sys\n\nsys.path[:0] = ["%s", "%s"]\nfrom teu.cli.launch import main\n\nmain()\n' \
+  "$venv/bin/python3" "$here/clients/python" "$here/api/python" > "$venv/bin/teu.new"
 chmod 755 "$venv/bin/teu.new"
 mv "$venv/bin/teu.new" "$venv/bin/teu"

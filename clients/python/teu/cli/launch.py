@@ -87,6 +87,10 @@ def main() -> None:
             if code is not None:
                 os._exit(code)
             _start_resident(path)
+    if sys.flags.no_site:  # `teu` skips site for speed: the in-process path needs the installed packages
+        import site
+
+        site.main()
     from teu.cli.main import main as plain
 
     plain()
