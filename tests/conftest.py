@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from teu.client import Client
-from teu.testing import PrivateEngine, wait_ready
+from teu.testing import PrivateEngine, residents, wait_ready
 from teu_api.types.v1 import types_pb2
 
 IMAGE_TAR = Path(__file__).resolve().parents[1] / "build" / "busybox.tar"
@@ -30,15 +30,9 @@ def resident_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("XDG_RUNTIME_DIR", None)
     else:
         os.environ["XDG_RUNTIME_DIR"] = old
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"teu.cli.resident" in cmd and len(cmd) > 1 and cmd[-2].startswith(str(folder).encode()):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(proc.name), signal.SIGTERM)
+    for pid in residents(folder):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
-from teu.testing import wait_until
+from teu.testing import residents, wait_until
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
 
@@ -82,20 +82,6 @@ def test_a_signal_reaches_the_command_and_its_fate_is_the_callers(engine: Engine
     assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == -signal.SIGTERM
-
-
-def residents(folder: Path) -> dict[int, Path]:
-    """The resident clients serving from ``folder``: pid -> socket."""
-    out = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"teu.cli.resident" in cmd and cmd[-2].startswith(str(folder).encode()):
-                out[int(proc.name)] = Path(cmd[-2].decode())
-    return out
 
 
 def test_the_resident_is_the_users_own_and_comes_back(engine: Engine, tmp_path: Path) -> None:

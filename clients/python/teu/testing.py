@@ -139,3 +139,17 @@ class PrivateEngine:
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def residents(folder: Path) -> dict[int, Path]:
+    """The resident clients (and their spare children) serving from sockets under ``folder``: pid -> socket."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"teu.cli.resident" in cmd and len(cmd) > 1 and cmd[-2].startswith(str(folder).encode()):
+                out[int(proc.name)] = Path(os.fsdecode(cmd[-2]))
+    return out

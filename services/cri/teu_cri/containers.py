@@ -18,7 +18,7 @@ from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
 from teu_common.frontdoor import Gateway, call, stream
 from teu_cri import meta
-from teu_cri.pods import RUNNING, Pods, unlink_log
+from teu_cri.pods import RUNNING, Pods, inspect_kind, unlink_log
 
 _PROPAGATION = {cri.PROPAGATION_PRIVATE: "rprivate", cri.PROPAGATION_HOST_TO_CONTAINER: "rslave",
                 cri.PROPAGATION_BIDIRECTIONAL: "rshared"}  # fmt: skip
@@ -167,13 +167,7 @@ class Containers:
 
     async def details(self, cid: str) -> gw.ContainerDetails:
         """The pod container ``cid``; NotFound for anything else."""
-        try:
-            d = (await call(self.g.containers.Inspect(gw.InspectRequest(container=cid)))).container
-        except NotFound:
-            raise NotFound(f"container {cid[:64]} not found") from None
-        if meta.kind(d.summary.labels) != meta.CONTAINER_KIND:
-            raise NotFound(f"container {cid[:64]} not found")
-        return d
+        return await inspect_kind(self.g, cid, meta.CONTAINER_KIND, "container")
 
     async def running(self, cid: str) -> str:
         """The full id of pod container ``cid``; FailedPrecondition unless it runs."""

@@ -96,13 +96,7 @@ class Pods:
 
     async def details(self, sandbox_id: str) -> gw.ContainerDetails:
         """The infra container of pod ``sandbox_id``; NotFound for anything else."""
-        try:
-            d = (await call(self.g.containers.Inspect(gw.InspectRequest(container=sandbox_id)))).container
-        except NotFound:
-            raise NotFound(f"pod sandbox {sandbox_id[:64]} not found") from None
-        if meta.kind(d.summary.labels) != meta.SANDBOX_KIND:
-            raise NotFound(f"pod sandbox {sandbox_id[:64]} not found")
-        return d
+        return await inspect_kind(self.g, sandbox_id, meta.SANDBOX_KIND, "pod sandbox")
 
     async def members(self, sandbox_id: str) -> list[gw.ContainerSummary]:
         """The containers of pod ``sandbox_id``."""
@@ -181,6 +175,18 @@ class Pods:
             out.append(cri.PodSandbox(id=s.id, metadata=meta.sandbox_metadata(s.labels), state=sandbox_state(s),
                                       created_at=s.created_at, labels=labels, annotations=notes))  # fmt: skip
         return out
+
+
+async def inspect_kind(g: Gateway, ref: str, kind: str, what: str) -> gw.ContainerDetails:
+    """The Teu container ``ref`` if the CRI made it as ``kind`` ("sandbox", "container"); NotFound,
+    naming it ``what``, for anything else."""
+    try:
+        d = (await call(g.containers.Inspect(gw.InspectRequest(container=ref)))).container
+    except NotFound:
+        raise NotFound(f"{what} {ref[:64]} not found") from None
+    if meta.kind(d.summary.labels) != kind:
+        raise NotFound(f"{what} {ref[:64]} not found")
+    return d
 
 
 def sandbox_state(s: gw.ContainerSummary) -> cri.PodSandboxState.ValueType:
