@@ -80,7 +80,7 @@ test: deps test-deps venv $(IMAGE_TAR) $(NODE_DEPS) check-protos
 
 # Side by side with podman and the raw OCI runtimes (QUICK=1: about 2 minutes).
 bench: deps venv $(IMAGE_TAR)
-	@scripts/install-deps.sh podman docker.io
+	@scripts/install-deps.sh podman docker.io catatonit
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/run.py $(if $(QUICK),--quick)
 
