@@ -88,6 +88,13 @@ def test_a_pod_through_crictl(crictl: Crictl, tmp_path: Path) -> None:
             proc.terminate()
             _, err = proc.communicate(timeout=10)
             print("crictl port-forward:", err)
+        (tmp_path / "cat.json").write_text(json.dumps({"metadata": {"name": "cat"}, "image": {"image": "busybox"}, "command": ["cat"],
+                                                       "stdin": True, "stdin_once": True, "linux": {}}))  # fmt: skip
+        cat = crictl("create", pid, "cat.json", "pod.json").stdout.strip()
+        crictl("start", cat)
+        attached = subprocess.run(crictl.argv("attach", "-i", cat), input="via attach\n", capture_output=True, text=True,
+                                  timeout=60, cwd=tmp_path)  # fmt: skip
+        assert "via attach" in attached.stdout, attached
         crictl("stopp", pid)
         states = json.loads(crictl("pods", "-o", "json").stdout)["items"]
         assert [p["state"] for p in states if p["id"] == pid] == ["SANDBOX_NOTREADY"]

@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -181,7 +181,7 @@ class StreamingServer:
         session = spdy.Session(reader, writer, opened)
         reading = asyncio.create_task(session.run())
         frames: asyncio.Queue[types_pb2.StdinFrame | None] = asyncio.Queue()
-        helpers: list[asyncio.Task[None]] = []
+        helpers: list[asyncio.Task[Any]] = []
         try:
             async with asyncio.timeout(STREAMS_TIMEOUT):
                 await complete.wait()
@@ -191,7 +191,14 @@ class StreamingServer:
                 frames.put_nowait(types_pb2.StdinFrame(close_stdin=True))  # no input: the output is wanted whole
             if tty:
                 helpers.append(asyncio.create_task(_resizes(streams["resize"], frames)))
-            code, error = await _output(call(frames), streams.get("stdout"), streams.get("stderr") or streams.get("stdout"))
+            output = asyncio.create_task(
+                _output(call(frames), streams.get("stdout"), streams.get("stderr") or streams.get("stdout"))
+            )
+            helpers.append(output)
+            await asyncio.wait({output, reading}, return_when=asyncio.FIRST_COMPLETED)
+            if not output.done():  # the client went away: an attach is a detach, an exec's process runs on
+                return
+            code, error = output.result()
             await streams["error"].write(status_json(code, error))
         except TimeoutError:
             log.warning("streams_not_opened", wanted=sorted(wanted), opened=sorted(streams))
