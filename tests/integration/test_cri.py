@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,7 +154,7 @@ def test_a_pod_runs_its_containers_in_shared_namespaces_and_goes_whole(kubelet: 
         kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))
     assert not kubelet.rt.ListContainers(cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=sid))).containers
     assert sid not in {p.id for p in kubelet.rt.ListPodSandbox(cri.ListPodSandboxRequest()).items}
-    assert not (Path(config.log_directory) / "main" / "0.log").is_symlink()
+    assert not (Path(config.log_directory) / "main" / "0.log").exists()
     kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))  # gone already: no error
 
 
@@ -181,7 +182,9 @@ def test_what_a_kubelet_gets_wrong_is_refused_clearly(kubelet: Cri, tmp_path: Pa
     nowhere = cri.ExecRequest(container_id=unknown, cmd=["true"], stdout=True)
     assert code_of(lambda: kubelet.rt.Exec(nowhere)) == grpc.StatusCode.NOT_FOUND
     reopen = cri.ReopenContainerLogRequest(container_id=unknown)
-    assert code_of(lambda: kubelet.rt.ReopenContainerLog(reopen)) == grpc.StatusCode.UNIMPLEMENTED
+    assert code_of(lambda: kubelet.rt.ReopenContainerLog(reopen)) == grpc.StatusCode.NOT_FOUND
+    checkpoint = cri.CheckpointContainerRequest(container_id=unknown)
+    assert code_of(lambda: kubelet.rt.CheckpointContainer(checkpoint)) == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_pods_outlive_a_restart_of_the_cri_service_and_of_the_gateway(
@@ -205,9 +208,18 @@ def test_pods_outlive_a_restart_of_the_cri_service_and_of_the_gateway(
             state = kubelet.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=cid)).status.state
             assert state == cri.CONTAINER_RUNNING
             assert kubelet.rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["echo", "up"])).stdout == b"up\n"
-        lines = (Path(config.log_directory) / "ticker.log").read_text().splitlines()
+        log = Path(config.log_directory) / "ticker.log"
+        old = log.with_name("ticker.log.1")
+        log.rename(old)  # the kubelet's rotation: rename, then ReopenContainerLog
+        kubelet.rt.ReopenContainerLog(cri.ReopenContainerLogRequest(container_id=cid))
+        assert log.exists()  # at once
+        wait_until(lambda: " tick " in log.read_text(), timeout=10, what="ticks in the new file")
+        size = old.stat().st_size
+        time.sleep(0.5)
+        assert old.stat().st_size == size  # nothing more goes to the old one
+        lines = old.read_text().splitlines() + log.read_text().splitlines()
         ticks = [int(ln.rsplit(" ", 1)[1]) for ln in lines if " tick " in ln]
-        assert ticks == list(range(1, len(ticks) + 1)) and len(ticks) > 5  # none lost
+        assert ticks == list(range(1, len(ticks) + 1)) and len(ticks) > 5  # none lost, across restarts and the reopen
     finally:
         kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))
 

@@ -76,7 +76,7 @@ TIERS: Mapping[Role, frozenset[str]] = {
     }),
     # The lifecycle of existing containers; Wait is here because it holds a call open indefinitely.
     Role.OPERATOR: frozenset({
-        _C + "Start", _C + "Stop", _C + "Restart", _C + "Kill", _C + "Wait", _C + "Pause", _C + "Unpause",
+        _C + "Start", _C + "Stop", _C + "Restart", _C + "Kill", _C + "Wait", _C + "Pause", _C + "Unpause", _C + "RotateLog",
     }),
     # Whatever runs code, reads or writes files of containers, or creates and deletes things:
     # all root-equivalent on the host.

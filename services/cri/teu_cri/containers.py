@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 
 from teu_api.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, TeuError
@@ -24,6 +26,10 @@ _PROPAGATION = {cri.PROPAGATION_PRIVATE: "rprivate", cri.PROPAGATION_HOST_TO_CON
                 cri.PROPAGATION_BIDIRECTIONAL: "rshared"}  # fmt: skip
 #: Most output ExecSync keeps of each stream (the kubelet's probes read a little).
 MAX_EXEC_OUTPUT = 16 << 20
+#: Teu's rotation size for the logs a kubelet rotates itself (Teu's largest: its rotation never comes first).
+KUBELET_ROTATES = "1024g"
+#: Seconds a start waits for conmon's log file to appear.
+LOG_FILE_WAIT = 2.0
 #: Seconds an ExecSync past its timeout waits for its killed process's exit.
 KILL_WAIT = 5
 #: Largest seccomp profile file read.
@@ -131,6 +137,9 @@ def container_config(sandbox: gw.ContainerDetails, config: cri.ContainerConfig, 
         group_add=[str(g) for g in sc.supplemental_groups],
         security_opt=security,
         resources=_resources(config.linux.resources),
+        # the kubelet rotates a CRI container's log (ReopenContainerLog): Teu's own rotation would take
+        # the file from under its name
+        log_opts={"max-size": KUBELET_ROTATES} if log_path else {},
         oom_score_adj=int(config.linux.resources.oom_score_adj),
     )
     if config.command:
@@ -156,13 +165,6 @@ class Containers:
         log_dir = sandbox.summary.labels.get(meta.LOG, "")
         log_path = os.path.join(log_dir, config.log_path) if log_dir and config.log_path else ""
         created = await call(self.g.containers.Create(gw.CreateRequest(config=container_config(sandbox, config, log_path))))
-        if log_path:
-            try:
-                details = await self.details(created.id)
-                link_log(log_path, details.log_path)
-            except BaseException:
-                await asyncio.shield(self.remove(created.id))
-                raise
         return str(created.id)
 
     async def details(self, cid: str) -> gw.ContainerDetails:
@@ -183,8 +185,23 @@ class Containers:
         await call(self.g.containers.Update(gw.UpdateRequest(container=d.summary.id, resources=_resources(resources))))
 
     async def start(self, cid: str) -> None:
+        """Starts the container; its log is at the kubelet's path when this returns."""
         d = await self.details(cid)
         await call(self.g.containers.Start(gw.StartRequest(container=d.summary.id)))
+        if path := d.summary.labels.get(meta.LOG, ""):
+            await asyncio.to_thread(link_log, path, d.log_path)
+
+    async def reopen_log(self, cid: str) -> None:
+        """The kubelet renamed the container's log away: a new file at its path, the old one left as it is
+        (the container writes only the new one from now on)."""
+        d = await self.details(cid)
+        if d.summary.state != RUNNING:
+            raise FailedPrecondition(f"container {cid[:12]} is not running")
+        path = d.summary.labels.get(meta.LOG, "")
+        if not path:
+            raise FailedPrecondition(f"container {cid[:12]} was created without a log path")
+        rotated = await call(self.g.containers.RotateLog(gw.RotateLogRequest(container=d.summary.id)))
+        await asyncio.to_thread(link_log, path, rotated.path)
 
     async def stop(self, cid: str, timeout: int) -> None:
         """Stops the container: its stop signal, SIGKILL after ``timeout`` seconds (at once for 0)."""
@@ -319,8 +336,18 @@ class Containers:
 
 
 def link_log(path: str, target: str) -> None:
-    """The kubelet's log path, a link to Teu's log file (its directory made if missing)."""
+    """The kubelet's log path as a second name of Teu's current log file (its directory made if missing):
+    the kubelet may rename it away and ask for a reopen, and the old file stays whole under its new
+    name. On another filesystem, a symbolic link (which follows Teu's current file instead)."""
     os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+    deadline = time.monotonic() + LOG_FILE_WAIT
+    while not os.path.exists(target) and time.monotonic() < deadline:  # conmon makes it as it starts
+        time.sleep(0.01)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    os.symlink(target, path)
+    try:
+        os.link(target, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM):
+            raise
+        os.symlink(target, path)

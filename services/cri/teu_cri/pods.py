@@ -195,9 +195,10 @@ def sandbox_state(s: gw.ContainerSummary) -> cri.PodSandboxState.ValueType:
 
 
 def unlink_log(path: str) -> None:
-    """Removes the kubelet's link to a container's log."""
+    """Removes the container's log at the kubelet's path (a second name of Teu's file, or a link to it);
+    what the kubelet renamed away (rotated logs) is the kubelet's."""
     try:
-        if os.path.islink(path):
+        if os.path.islink(path) or os.path.isfile(path):
             os.unlink(path)
     except OSError as exc:
         log.warning("log_link_remove_failed", path=path, error=str(exc))

@@ -1,7 +1,7 @@
 """gRPC adapters: the CRI's RuntimeService and ImageService over pods.py, containers.py, images.py.
 
-The RPCs not built yet answer UNIMPLEMENTED, each saying so: metrics, ReopenContainerLog,
-CheckpointContainer, GetContainerEvents.
+The RPCs not built yet answer UNIMPLEMENTED, each saying so: metrics, CheckpointContainer,
+GetContainerEvents.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
         return cri.UpdateContainerResourcesResponse()
 
     async def ReopenContainerLog(self, request: cri.ReopenContainerLogRequest, context: Ctx) -> cri.ReopenContainerLogResponse:
-        raise Unimplemented("ReopenContainerLog is not built yet: Teu's logs service rotates the log itself")
+        await self.containers.reopen_log(request.container_id)
+        return cri.ReopenContainerLogResponse()
 
     async def CheckpointContainer(self, request: cri.CheckpointContainerRequest, context: Ctx) -> cri.CheckpointContainerResponse:
         raise Unimplemented("checkpointing is not supported")

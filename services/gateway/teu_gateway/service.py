@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
+from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
+from teu_api.types.v1 import types_pb2
 from teu_common.opening import first_message
 from teu_common.rpctypes import Ctx
 from teu_common.signals import parse_signal
@@ -129,6 +131,13 @@ class ContainersServicer(gateway_pb2_grpc.ContainersServiceServicer):
         c = await self.f.find(request.container)
         await self.f.remove(c.id, request.force, volumes=request.volumes)
         return gw.RemoveResponse(id=c.id)
+
+    async def RotateLog(self, request: gw.RotateLogRequest, context: Ctx) -> gw.RotateLogResponse:
+        c = await self.f.find(request.container)
+        if c.state != types_pb2.CONTAINER_STATE_RUNNING:
+            raise FailedPrecondition(f"container {c.name} is not running: its log has no writer")
+        resp: lg.RotateLogResponse = await call("logs", self.f.b.logs.RotateLog(lg.RotateLogRequest(container_id=c.id)))
+        return gw.RotateLogResponse(path=resp.path)
 
     async def Logs(self, request: gw.LogsRequest, context: Ctx) -> AsyncIterator[gw.LogsResponse]:
         async for batch in self.f.read_logs(request):

@@ -18,7 +18,7 @@ from typing import Final
 
 import structlog
 
-from teu_api.errors import InvalidArgument, NotFound
+from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
 from teu_logs.inotify import Inotify
 from teu_logs.k8sfile import STDERR, STDOUT
 from teu_logs.reader import Batch, ReadOptions, read_log
@@ -151,6 +151,19 @@ class LogStore:
                 return False
         log.info("log_removed", container_id=container_id)
         return True
+
+    async def rotate(self, container_id: str) -> Path:
+        """Starts a new current file now (the old one a segment); its path. NotFound for an unknown log,
+        FailedPrecondition when no conmon writes it."""
+        self._check_id(container_id)
+        async with self._lock:
+            d = self._dirs.get(container_id)
+            if d is None:
+                raise NotFound(f"no log for container {container_id[:12]}")
+            if not await self._rotator.rotate_now(container_id, d):
+                raise FailedPrecondition(f"the log of container {container_id[:12]} has no writer: the container does not run")
+        log.info("log_rotated_on_request", container_id=container_id)
+        return d.current
 
     def written(self) -> dict[str, int]:
         """Bytes each container has logged since its log was made (the position its log has reached,

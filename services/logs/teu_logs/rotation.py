@@ -34,6 +34,8 @@ log = structlog.get_logger()
 Reopen = Callable[[str], Awaitable[bool | None]]
 #: After a rename, if conmon is still writing to the old file this long later, the reopen is asked again.
 STALL: Final = 1.0
+#: How long a rotation asked for waits for conmon's new file.
+NEW_FILE_WAIT: Final = 5.0
 
 
 def apply_retention(d: LogDir, max_files: int, max_bytes: int | None = None, writer: bool = True) -> int:
@@ -186,6 +188,24 @@ class Rotator:
         if self._seen.get(key) != (st.st_ino, st.st_size):
             self._seen[key] = (st.st_ino, st.st_size)
             await asyncio.to_thread(apply_retention, d, cfg.max_files, _bound(cfg))
+
+    async def rotate_now(self, cid: str, d: LogDir) -> bool:
+        """Rotates ``d`` whatever its size and waits (up to NEW_FILE_WAIT) for conmon's new current
+        file. False when no conmon writes the log (nothing is renamed then)."""
+        if self._reopen is None or d.config is None or not d.current.exists():
+            return False
+        cfg = d.config
+        if not await asyncio.to_thread(rotate, d, cfg.max_files, _bound(cfg)):
+            return False
+        self._seen.pop(str(d.path), None)
+        if await self._reopen(cid) is False:  # no conmon: the rename stands, as after any rotation of an exited log
+            return False
+        deadline = time.monotonic() + NEW_FILE_WAIT
+        while not d.current.exists():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     async def _reopen_or_trim(self, cid: str, d: LogDir) -> None:
         """Asks for the reopen after a rename; when no conmon listens any more (the container exited),

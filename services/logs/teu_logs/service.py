@@ -50,6 +50,10 @@ class LogsServicer(logs_pb2_grpc.LogsServiceServicer):
         """Deletes the container's log; succeeds for an unknown one."""
         return logs_pb2.RemoveLogResponse(removed=await self.store.remove(request.container_id))
 
+    async def RotateLog(self, request: logs_pb2.RotateLogRequest, context: object) -> logs_pb2.RotateLogResponse:
+        """Starts a new current file now."""
+        return logs_pb2.RotateLogResponse(path=str(await self.store.rotate(request.container_id)))
+
     async def GetLogUsage(self, request: logs_pb2.GetLogUsageRequest, context: object) -> logs_pb2.GetLogUsageResponse:
         """Disk used by every segment of every log, and how many logs there are."""
         total, count = await self.store.usage()

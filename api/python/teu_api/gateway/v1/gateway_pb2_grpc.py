@@ -125,6 +125,11 @@ class ContainersServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsResponse.FromString,
                 _registered_method=True)
+        self.RotateLog = channel.unary_unary(
+                '/teu.gateway.v1.ContainersService/RotateLog',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RotateLogRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RotateLogResponse.FromString,
+                _registered_method=True)
         self.Attach = channel.stream_stream(
                 '/teu.gateway.v1.ContainersService/Attach',
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.AttachRequest.SerializeToString,
@@ -296,6 +301,14 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateLog(self, request, context):
+        """Starts a new log file for a running container now (what a kubelet's ReopenContainerLog asks):
+        the current one becomes a segment that Logs still reads. FAILED_PRECONDITION unless it runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Attach(self, request_iterator, context):
         """Attaches to a container's stdio, both ways: the client sends an opening message, then input,
         resize and close-stdin frames; the server sends output and one final exit frame. With start set,
@@ -442,6 +455,11 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsResponse.SerializeToString,
+            ),
+            'RotateLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateLog,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RotateLogRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.RotateLogResponse.SerializeToString,
             ),
             'Attach': grpc.stream_stream_rpc_method_handler(
                     servicer.Attach,
@@ -966,6 +984,33 @@ class ContainersService:
             '/teu.gateway.v1.ContainersService/Logs',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.LogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.gateway.v1.ContainersService/RotateLog',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RotateLogRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.RotateLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,6 +79,10 @@ class ContainersServiceStub:
     """Removes a container, its filesystem and its logs. FAILED_PRECONDITION if running without force."""
     Logs: _grpc.UnaryStreamMultiCallable[_gateway_pb2.LogsRequest, _gateway_pb2.LogsResponse]
     """Streams a container's output from its log."""
+    RotateLog: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RotateLogRequest, _gateway_pb2.RotateLogResponse]
+    """Starts a new log file for a running container now (what a kubelet's ReopenContainerLog asks):
+    the current one becomes a segment that Logs still reads. FAILED_PRECONDITION unless it runs.
+    """
     Attach: _grpc.StreamStreamMultiCallable[_gateway_pb2.AttachRequest, _gateway_pb2.AttachResponse]
     """Attaches to a container's stdio, both ways: the client sends an opening message, then input,
     resize and close-stdin frames; the server sends output and one final exit frame. With start set,
@@ -150,6 +154,10 @@ class ContainersServiceAsyncStub(ContainersServiceStub):
     """Removes a container, its filesystem and its logs. FAILED_PRECONDITION if running without force."""
     Logs: _aio.UnaryStreamMultiCallable[_gateway_pb2.LogsRequest, _gateway_pb2.LogsResponse]  # type: ignore[assignment]
     """Streams a container's output from its log."""
+    RotateLog: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RotateLogRequest, _gateway_pb2.RotateLogResponse]  # type: ignore[assignment]
+    """Starts a new log file for a running container now (what a kubelet's ReopenContainerLog asks):
+    the current one becomes a segment that Logs still reads. FAILED_PRECONDITION unless it runs.
+    """
     Attach: _aio.StreamStreamMultiCallable[_gateway_pb2.AttachRequest, _gateway_pb2.AttachResponse]  # type: ignore[assignment]
     """Attaches to a container's stdio, both ways: the client sends an opening message, then input,
     resize and close-stdin frames; the server sends output and one final exit frame. With start set,
@@ -326,6 +334,16 @@ class ContainersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_gateway_pb2.LogsResponse], _abc.AsyncIterator[_gateway_pb2.LogsResponse]]:
         """Streams a container's output from its log."""
+
+    @_abc_1.abstractmethod
+    def RotateLog(
+        self,
+        request: _gateway_pb2.RotateLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.RotateLogResponse, _abc.Awaitable[_gateway_pb2.RotateLogResponse]]:
+        """Starts a new log file for a running container now (what a kubelet's ReopenContainerLog asks):
+        the current one becomes a segment that Logs still reads. FAILED_PRECONDITION unless it runs.
+        """
 
     @_abc_1.abstractmethod
     def Attach(

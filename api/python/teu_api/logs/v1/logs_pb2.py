@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from teu_api.types.v1 import types_pb2 as teu_dot_types_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16teu/logs/v1/logs.proto\x12\x0bteu.logs.v1\x1a\x18teu/types/v1/types.proto\"c\n\tLogRecord\x12\x11\n\ttimestamp\x18\x01 \x01(\x03\x12$\n\x06stream\x18\x02 \x01(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0f\n\x07partial\x18\x04 \x01(\x08\">\n\x08LogChunk\x12$\n\x06stream\x18\x01 \x01(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\")\n\x11PrepareLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"\"\n\x12PrepareLogResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\"d\n\x13\x43onfigureLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x10\n\x08max_size\x18\x02 \x01(\x03\x12\x11\n\tmax_files\x18\x03 \x01(\x05J\x04\x08\x04\x10\x05R\x0c\x63ontrol_path\";\n\x14\x43onfigureLogResponse\x12\x10\n\x08max_size\x18\x01 \x01(\x03\x12\x11\n\tmax_files\x18\x02 \x01(\x05\"\xbb\x01\n\x0eReadLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0c\n\x04tail\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05since\x18\x05 \x01(\x03\x12\r\n\x05until\x18\x06 \x01(\x03\x12%\n\x07streams\x18\x07 \x03(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04grep\x18\x08 \x01(\t\x12\x12\n\ntimestamps\x18\t \x01(\x08\"q\n\x0fReadLogResponse\x12\'\n\x07records\x18\x01 \x03(\x0b\x32\x16.teu.logs.v1.LogRecord\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12%\n\x06\x63hunks\x18\x03 \x03(\x0b\x32\x15.teu.logs.v1.LogChunk\"(\n\x10RemoveLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"$\n\x11RemoveLogResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"\x14\n\x12GetLogUsageRequest\"2\n\x13GetLogUsageResponse\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04logs\x18\x02 \x01(\x05\x32\x97\x03\n\x0bLogsService\x12M\n\nPrepareLog\x12\x1e.teu.logs.v1.PrepareLogRequest\x1a\x1f.teu.logs.v1.PrepareLogResponse\x12S\n\x0c\x43onfigureLog\x12 .teu.logs.v1.ConfigureLogRequest\x1a!.teu.logs.v1.ConfigureLogResponse\x12\x46\n\x07ReadLog\x12\x1b.teu.logs.v1.ReadLogRequest\x1a\x1c.teu.logs.v1.ReadLogResponse0\x01\x12J\n\tRemoveLog\x12\x1d.teu.logs.v1.RemoveLogRequest\x1a\x1e.teu.logs.v1.RemoveLogResponse\x12P\n\x0bGetLogUsage\x12\x1f.teu.logs.v1.GetLogUsageRequest\x1a .teu.logs.v1.GetLogUsageResponseBa\n\x0f\x64\x65v.teu.logs.v1B\tLogsProtoP\x01Z%teu.dev/api/gen/go/teu/logs/v1;logsv1\xaa\x02\x0bTeu.Logs.V1\xca\x02\x0bTeu\\Logs\\V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16teu/logs/v1/logs.proto\x12\x0bteu.logs.v1\x1a\x18teu/types/v1/types.proto\"(\n\x10RotateLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"!\n\x11RotateLogResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\"c\n\tLogRecord\x12\x11\n\ttimestamp\x18\x01 \x01(\x03\x12$\n\x06stream\x18\x02 \x01(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0f\n\x07partial\x18\x04 \x01(\x08\">\n\x08LogChunk\x12$\n\x06stream\x18\x01 \x01(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\")\n\x11PrepareLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"\"\n\x12PrepareLogResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\"d\n\x13\x43onfigureLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x10\n\x08max_size\x18\x02 \x01(\x03\x12\x11\n\tmax_files\x18\x03 \x01(\x05J\x04\x08\x04\x10\x05R\x0c\x63ontrol_path\";\n\x14\x43onfigureLogResponse\x12\x10\n\x08max_size\x18\x01 \x01(\x03\x12\x11\n\tmax_files\x18\x02 \x01(\x05\"\xbb\x01\n\x0eReadLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0c\n\x04tail\x18\x02 \x01(\x05\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\r\n\x05since\x18\x05 \x01(\x03\x12\r\n\x05until\x18\x06 \x01(\x03\x12%\n\x07streams\x18\x07 \x03(\x0e\x32\x14.teu.types.v1.Stream\x12\x0c\n\x04grep\x18\x08 \x01(\t\x12\x12\n\ntimestamps\x18\t \x01(\x08\"q\n\x0fReadLogResponse\x12\'\n\x07records\x18\x01 \x03(\x0b\x32\x16.teu.logs.v1.LogRecord\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12%\n\x06\x63hunks\x18\x03 \x03(\x0b\x32\x15.teu.logs.v1.LogChunk\"(\n\x10RemoveLogRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\"$\n\x11RemoveLogResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"\x14\n\x12GetLogUsageRequest\"2\n\x13GetLogUsageResponse\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12\x0c\n\x04logs\x18\x02 \x01(\x05\x32\xe3\x03\n\x0bLogsService\x12M\n\nPrepareLog\x12\x1e.teu.logs.v1.PrepareLogRequest\x1a\x1f.teu.logs.v1.PrepareLogResponse\x12S\n\x0c\x43onfigureLog\x12 .teu.logs.v1.ConfigureLogRequest\x1a!.teu.logs.v1.ConfigureLogResponse\x12\x46\n\x07ReadLog\x12\x1b.teu.logs.v1.ReadLogRequest\x1a\x1c.teu.logs.v1.ReadLogResponse0\x01\x12J\n\tRemoveLog\x12\x1d.teu.logs.v1.RemoveLogRequest\x1a\x1e.teu.logs.v1.RemoveLogResponse\x12P\n\x0bGetLogUsage\x12\x1f.teu.logs.v1.GetLogUsageRequest\x1a .teu.logs.v1.GetLogUsageResponse\x12J\n\tRotateLog\x12\x1d.teu.logs.v1.RotateLogRequest\x1a\x1e.teu.logs.v1.RotateLogResponseBa\n\x0f\x64\x65v.teu.logs.v1B\tLogsProtoP\x01Z%teu.dev/api/gen/go/teu/logs/v1;logsv1\xaa\x02\x0bTeu.Logs.V1\xca\x02\x0bTeu\\Logs\\V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,30 +33,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'teu_api.logs.v1.logs_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.teu.logs.v1B\tLogsProtoP\001Z%teu.dev/api/gen/go/teu/logs/v1;logsv1\252\002\013Teu.Logs.V1\312\002\013Teu\\Logs\\V1'
-  _globals['_LOGRECORD']._serialized_start=65
-  _globals['_LOGRECORD']._serialized_end=164
-  _globals['_LOGCHUNK']._serialized_start=166
-  _globals['_LOGCHUNK']._serialized_end=228
-  _globals['_PREPARELOGREQUEST']._serialized_start=230
-  _globals['_PREPARELOGREQUEST']._serialized_end=271
-  _globals['_PREPARELOGRESPONSE']._serialized_start=273
-  _globals['_PREPARELOGRESPONSE']._serialized_end=307
-  _globals['_CONFIGURELOGREQUEST']._serialized_start=309
-  _globals['_CONFIGURELOGREQUEST']._serialized_end=409
-  _globals['_CONFIGURELOGRESPONSE']._serialized_start=411
-  _globals['_CONFIGURELOGRESPONSE']._serialized_end=470
-  _globals['_READLOGREQUEST']._serialized_start=473
-  _globals['_READLOGREQUEST']._serialized_end=660
-  _globals['_READLOGRESPONSE']._serialized_start=662
-  _globals['_READLOGRESPONSE']._serialized_end=775
-  _globals['_REMOVELOGREQUEST']._serialized_start=777
-  _globals['_REMOVELOGREQUEST']._serialized_end=817
-  _globals['_REMOVELOGRESPONSE']._serialized_start=819
-  _globals['_REMOVELOGRESPONSE']._serialized_end=855
-  _globals['_GETLOGUSAGEREQUEST']._serialized_start=857
-  _globals['_GETLOGUSAGEREQUEST']._serialized_end=877
-  _globals['_GETLOGUSAGERESPONSE']._serialized_start=879
-  _globals['_GETLOGUSAGERESPONSE']._serialized_end=929
-  _globals['_LOGSSERVICE']._serialized_start=932
-  _globals['_LOGSSERVICE']._serialized_end=1339
+  _globals['_ROTATELOGREQUEST']._serialized_start=65
+  _globals['_ROTATELOGREQUEST']._serialized_end=105
+  _globals['_ROTATELOGRESPONSE']._serialized_start=107
+  _globals['_ROTATELOGRESPONSE']._serialized_end=140
+  _globals['_LOGRECORD']._serialized_start=142
+  _globals['_LOGRECORD']._serialized_end=241
+  _globals['_LOGCHUNK']._serialized_start=243
+  _globals['_LOGCHUNK']._serialized_end=305
+  _globals['_PREPARELOGREQUEST']._serialized_start=307
+  _globals['_PREPARELOGREQUEST']._serialized_end=348
+  _globals['_PREPARELOGRESPONSE']._serialized_start=350
+  _globals['_PREPARELOGRESPONSE']._serialized_end=384
+  _globals['_CONFIGURELOGREQUEST']._serialized_start=386
+  _globals['_CONFIGURELOGREQUEST']._serialized_end=486
+  _globals['_CONFIGURELOGRESPONSE']._serialized_start=488
+  _globals['_CONFIGURELOGRESPONSE']._serialized_end=547
+  _globals['_READLOGREQUEST']._serialized_start=550
+  _globals['_READLOGREQUEST']._serialized_end=737
+  _globals['_READLOGRESPONSE']._serialized_start=739
+  _globals['_READLOGRESPONSE']._serialized_end=852
+  _globals['_REMOVELOGREQUEST']._serialized_start=854
+  _globals['_REMOVELOGREQUEST']._serialized_end=894
+  _globals['_REMOVELOGRESPONSE']._serialized_start=896
+  _globals['_REMOVELOGRESPONSE']._serialized_end=932
+  _globals['_GETLOGUSAGEREQUEST']._serialized_start=934
+  _globals['_GETLOGUSAGEREQUEST']._serialized_end=954
+  _globals['_GETLOGUSAGERESPONSE']._serialized_start=956
+  _globals['_GETLOGUSAGERESPONSE']._serialized_end=1006
+  _globals['_LOGSSERVICE']._serialized_start=1009
+  _globals['_LOGSSERVICE']._serialized_end=1492
 # @@protoc_insertion_point(module_scope)

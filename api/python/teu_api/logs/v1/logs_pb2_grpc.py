@@ -61,6 +61,11 @@ class LogsServiceStub:
                 request_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageRequest.SerializeToString,
                 response_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageResponse.FromString,
                 _registered_method=True)
+        self.RotateLog = channel.unary_unary(
+                '/teu.logs.v1.LogsService/RotateLog',
+                request_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.RotateLogRequest.SerializeToString,
+                response_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.RotateLogResponse.FromString,
+                _registered_method=True)
 
 
 class LogsServiceServicer:
@@ -105,6 +110,15 @@ class LogsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateLog(self, request, context):
+        """Starts a new current file now: the current one becomes a segment (still read by ReadLog) and
+        conmon is asked to reopen; answers once the new file exists. NOT_FOUND for an unknown log,
+        FAILED_PRECONDITION when no conmon writes it (the container does not run).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LogsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +146,11 @@ def add_LogsServiceServicer_to_server(servicer, server):
                     servicer.GetLogUsage,
                     request_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageRequest.FromString,
                     response_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageResponse.SerializeToString,
+            ),
+            'RotateLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateLog,
+                    request_deserializer=teu_dot_logs_dot_v1_dot_logs__pb2.RotateLogRequest.FromString,
+                    response_serializer=teu_dot_logs_dot_v1_dot_logs__pb2.RotateLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +290,33 @@ class LogsService:
             '/teu.logs.v1.LogsService/GetLogUsage',
             teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageRequest.SerializeToString,
             teu_dot_logs_dot_v1_dot_logs__pb2.GetLogUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.logs.v1.LogsService/RotateLog',
+            teu_dot_logs_dot_v1_dot_logs__pb2.RotateLogRequest.SerializeToString,
+            teu_dot_logs_dot_v1_dot_logs__pb2.RotateLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,11 @@ class LogsServiceStub:
     """Deletes a container's log. Removing an unknown log succeeds (idempotent)."""
     GetLogUsage: _grpc.UnaryUnaryMultiCallable[_logs_pb2.GetLogUsageRequest, _logs_pb2.GetLogUsageResponse]
     """Disk used by all logs."""
+    RotateLog: _grpc.UnaryUnaryMultiCallable[_logs_pb2.RotateLogRequest, _logs_pb2.RotateLogResponse]
+    """Starts a new current file now: the current one becomes a segment (still read by ReadLog) and
+    conmon is asked to reopen; answers once the new file exists. NOT_FOUND for an unknown log,
+    FAILED_PRECONDITION when no conmon writes it (the container does not run).
+    """
 
 @_typing.type_check_only
 class LogsServiceAsyncStub(LogsServiceStub):
@@ -71,6 +76,11 @@ class LogsServiceAsyncStub(LogsServiceStub):
     """Deletes a container's log. Removing an unknown log succeeds (idempotent)."""
     GetLogUsage: _aio.UnaryUnaryMultiCallable[_logs_pb2.GetLogUsageRequest, _logs_pb2.GetLogUsageResponse]  # type: ignore[assignment]
     """Disk used by all logs."""
+    RotateLog: _aio.UnaryUnaryMultiCallable[_logs_pb2.RotateLogRequest, _logs_pb2.RotateLogResponse]  # type: ignore[assignment]
+    """Starts a new current file now: the current one becomes a segment (still read by ReadLog) and
+    conmon is asked to reopen; answers once the new file exists. NOT_FOUND for an unknown log,
+    FAILED_PRECONDITION when no conmon writes it (the container does not run).
+    """
 
 class LogsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Owns the per-container log files that conmon writes: rotation into size-bounded segments,
@@ -120,5 +130,16 @@ class LogsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_logs_pb2.GetLogUsageResponse, _abc.Awaitable[_logs_pb2.GetLogUsageResponse]]:
         """Disk used by all logs."""
+
+    @_abc_1.abstractmethod
+    def RotateLog(
+        self,
+        request: _logs_pb2.RotateLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_logs_pb2.RotateLogResponse, _abc.Awaitable[_logs_pb2.RotateLogResponse]]:
+        """Starts a new current file now: the current one becomes a segment (still read by ReadLog) and
+        conmon is asked to reopen; answers once the new file exists. NOT_FOUND for an unknown log,
+        FAILED_PRECONDITION when no conmon writes it (the container does not run).
+        """
 
 def add_LogsServiceServicer_to_server(servicer: LogsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
