@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, Engine, wait_ready
 from teu.client import Client, ContainerOptions
-from teu.errors import InvalidArgument, TeuError
+from teu.errors import FailedPrecondition, InvalidArgument, TeuError
 from teu.testing import wait_until
 from teu_api.gateway.v1 import gateway_pb2 as gw
 
@@ -94,6 +94,27 @@ def test_rotation_keeps_every_line_within_retention(client: Client, engine: Engi
     kept = text(client.logs(cid))
     assert kept and kept[-1] == b"line-20000-xxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
     client.remove(cid)
+
+
+def test_a_rotation_asked_for_starts_a_new_file_and_loses_nothing(client: Client, engine: Engine) -> None:
+    """RotateLog: the container writes a new file at once, the old one is a segment that logs still reads;
+    a container that does not run has no writer to rotate."""
+    cid = client.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "i=0; while :; do i=$((i+1)); echo n$i; sleep 0.02; done"])
+    )
+    try:
+        wait_until(lambda: len(text(client.logs(cid))) > 5, what="some lines")
+        first = os.stat(client.inspect(cid).log_path).st_ino
+        path = client.rotate_log(cid)
+        assert path == client.inspect(cid).log_path and os.stat(path).st_ino != first
+        wait_until(lambda: os.path.getsize(path) > 0, what="lines in the new file")
+        client.stop(cid, timeout=0)
+        got = [int(line.strip()[1:]) for line in text(client.logs(cid))]
+        assert got == list(range(1, len(got) + 1))  # both files, in order, nothing lost
+        with pytest.raises(FailedPrecondition, match="not running"):
+            client.rotate_log(cid)
+    finally:
+        client.remove(cid, force=True)
 
 
 def test_no_line_lost_when_logs_service_is_killed(client: Client, engine: Engine) -> None:

@@ -395,6 +395,10 @@ class Client(ImagesMixin):
         """Removes a container (with ``volumes``, its anonymous volumes no other container uses); returns its id."""
         return str(unary(self.containers.Remove, gw.RemoveRequest(container=container, force=force, volumes=volumes)).id)
 
+    def rotate_log(self, container: str) -> str:
+        """Starts a new log file for a running container now; the path it writes to."""
+        return str(unary(self.containers.RotateLog, gw.RotateLogRequest(container=container)).path)
+
     def logs(self, container: str, tail: int = 0, follow: bool = False, **filters: Any) -> Iterator[gw.LogLine]:
         """The container's output lines, from its log. ``filters``: since, until (Unix ns),
         stdout_only, stderr_only, grep (a regular expression applied by the engine)."""
