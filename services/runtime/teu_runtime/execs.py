@@ -9,9 +9,11 @@ output ends, the exit code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,31 @@ class Session:
         if self.sock:
             self.sock.close()
         shutil.rmtree(self.dir.path, ignore_errors=True)
+
+
+class Process:
+    """An exec's process held by a pidfd taken while it runs: a signal never reaches another process
+    that got its pid after conmon reaped it, and the pidfd is closed once (its number may be another
+    file's afterwards)."""
+
+    def __init__(self, pid: int) -> None:
+        """Takes hold of ``pid``; OSError if it is gone already."""
+        self._pidfd = os.pidfd_open(pid)
+
+    @property
+    def held(self) -> bool:
+        return self._pidfd >= 0
+
+    def send_signal(self, sig: int) -> None:
+        """Signals the process; nothing if it is gone or no longer held."""
+        if self._pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, sig)
+
+    def close(self) -> None:
+        pidfd, self._pidfd = self._pidfd, -1
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def _exit_file(edir: ExecDir) -> int:

@@ -138,11 +138,11 @@ class Framer:
 @dataclass
 class Prober:
     """A running prober: its exec session (conmon, the prober's parent, reaps it and relays its
-    stdio over the attach socket), a pidfd of the prober, and its output as it comes."""
+    stdio over the attach socket), the prober's process held, and its output as it comes."""
 
     session: execs.Session
     sock: AttachSocket
-    pidfd: int
+    process: execs.Process
     framer: Framer
 
     @classmethod
@@ -159,11 +159,11 @@ class Prober:
         try:
             if session.pid <= 0 or session.sock is None:
                 raise ProberGone(session.error or "the prober did not start")
-            pidfd = os.pidfd_open(session.pid)
+            held = execs.Process(session.pid)
         except BaseException:
             await _end(session)
             raise
-        return cls(session, session.sock, pidfd, Framer(token.encode()))
+        return cls(session, session.sock, held, Framer(token.encode()))
 
     async def check(self, timeout_ns: int) -> types_pb2.HealthResult:
         """Runs the check once: exit code -1 when it outlived ``timeout_ns`` (it is killed then)."""
@@ -197,13 +197,11 @@ class Prober:
 
     async def close(self) -> None:
         """Ends the prober (conmon then exits too) and removes its session. Once: a close cut short by
-        a cancellation may be asked again, and the pidfd's number must not be closed twice."""
-        pidfd, self.pidfd = self.pidfd, -1
-        if pidfd < 0:
+        a cancellation may be asked again."""
+        if not self.process.held:
             return
-        with contextlib.suppress(OSError):
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        os.close(pidfd)
+        self.process.send_signal(signal.SIGKILL)
+        self.process.close()
         await _end(self.session)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_api.runtime.v1 import runtime_pb2 as pb
 from teu_api.types.v1 import types_pb2 as t
 from teu_common.signals import parse_signal
+from teu_runtime import execs
 from teu_runtime.attach import AttachSocket, resize
 from teu_runtime.bundle import Bundle
 from teu_runtime.manager import RUNNING, Manager
@@ -77,7 +76,7 @@ class Pump:
             feeder.cancel()
             if packet is not None:
                 packet.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
+            with contextlib.suppress(asyncio.CancelledError):  # their own failures are theirs (return_exceptions)
                 await asyncio.gather(*(task for task in (feeder, packet) if task is not None), return_exceptions=True)
 
 
@@ -145,13 +144,22 @@ async def exec_(m: Manager, open_: pb.ExecOpen, frames: Frames) -> AsyncIterator
             yield t.OutputFrame(exit=t.ExitStatus(exit_code=code, error=session.error))
             return
         assert session.sock is not None
-        process = _Process(session.pid)
-        pump = Pump(session.sock, frames, session.dir.ctl, open_.process.open_stdin, process.send_signal)
+        try:
+            process = execs.Process(session.pid)
+        except OSError:  # it ended already: nothing to signal
+            process = None
+
+        async def send_signal(sig: int) -> None:
+            if process is not None:
+                process.send_signal(sig)
+
+        pump = Pump(session.sock, frames, session.dir.ctl, open_.process.open_stdin, send_signal)
         try:
             async for frame in pump:
                 yield frame
         finally:
-            process.close()
+            if process is not None:
+                process.close()
         if pump.detached:
             return  # the finally below records the session's end once its process exits
         finished = True
@@ -161,24 +169,3 @@ async def exec_(m: Manager, open_: pb.ExecOpen, frames: Frames) -> AsyncIterator
             if session.sock:
                 session.sock.close()
             m.background(finish())
-
-
-class _Process:
-    """An exec's process, held by a pidfd from its start: a signal never reaches another process that
-    got its pid after conmon reaped it."""
-
-    def __init__(self, pid: int) -> None:
-        self._pidfd = -1
-        with contextlib.suppress(OSError, ValueError):
-            self._pidfd = os.pidfd_open(pid)
-
-    async def send_signal(self, sig: int) -> None:
-        if self._pidfd >= 0:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, sig)
-
-    def close(self) -> None:
-        """Closes the pidfd, once (its number may be another file's afterwards)."""
-        pidfd, self._pidfd = self._pidfd, -1
-        if pidfd >= 0:
-            os.close(pidfd)
