@@ -12,14 +12,15 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 from teu_api.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
-from teu_common.frontdoor import Gateway, call, stream
+from teu_common.frontdoor import Gateway, call
 from teu_cri import meta
+from teu_cri.gatewaystreams import Frames, exec_requests, output_frames
 from teu_cri.pods import RUNNING, Pods, inspect_kind, unlink_log
 
 _PROPAGATION = {cri.PROPAGATION_PRIVATE: "rprivate", cri.PROPAGATION_HOST_TO_CONTAINER: "rslave",
@@ -296,15 +297,14 @@ class Containers:
         if not cmd:
             raise InvalidArgument("a command is required")
         full = await self.running(cid)
-        frames: asyncio.Queue[gw.ExecRequest | None] = asyncio.Queue()
-        frames.put_nowait(gw.ExecRequest(start=gw.ExecStart(container=full, cmd=cmd)))
-        frames.put_nowait(gw.ExecRequest(frame=types_pb2.StdinFrame(close_stdin=True)))  # no input; the output is wanted whole
-        run = asyncio.ensure_future(self._exec(full, frames))
+        frames: Frames = asyncio.Queue()
+        frames.put_nowait(types_pb2.StdinFrame(close_stdin=True))  # no input; the output is wanted whole
+        run = asyncio.ensure_future(self._exec(gw.ExecStart(container=full, cmd=cmd), frames))
         try:
             done, _ = await asyncio.wait({run}, timeout=timeout or None)
             if run in done:
                 return run.result()
-            frames.put_nowait(gw.ExecRequest(frame=types_pb2.StdinFrame(signal="KILL")))
+            frames.put_nowait(types_pb2.StdinFrame(signal="KILL"))
             with contextlib.suppress(TimeoutError, TeuError):
                 await asyncio.wait_for(asyncio.shield(run), KILL_WAIT)  # its exit, so that nothing of it is left
             raise DeadlineExceeded(f"command {cmd[0][:80]!r} timed out after {timeout}s: it was killed")
@@ -315,16 +315,9 @@ class Containers:
             with contextlib.suppress(asyncio.CancelledError, TeuError):
                 await run
 
-    async def _exec(self, cid: str, frames: asyncio.Queue[gw.ExecRequest | None]) -> cri.ExecSyncResponse:
-        async def requests() -> AsyncIterator[gw.ExecRequest]:
-            while (item := await frames.get()) is not None:
-                yield item
-
+    async def _exec(self, start: gw.ExecStart, frames: Frames) -> cri.ExecSyncResponse:
         out = {types_pb2.STREAM_STDOUT: bytearray(), types_pb2.STREAM_STDERR: bytearray()}
-        async for resp in stream(self.g.containers.Exec(requests())):
-            if resp.WhichOneof("part") != "frame":
-                continue
-            frame = resp.frame
+        async for frame in output_frames(self.g.containers.Exec(exec_requests(start, frames))):
             if frame.WhichOneof("frame") == "output":
                 buf = out.get(frame.output.stream)
                 if buf is not None and len(buf) < MAX_EXEC_OUTPUT:
@@ -332,7 +325,7 @@ class Containers:
             elif frame.WhichOneof("frame") == "exit":
                 stdout, stderr = bytes(out[types_pb2.STREAM_STDOUT]), bytes(out[types_pb2.STREAM_STDERR])
                 return cri.ExecSyncResponse(stdout=stdout, stderr=stderr, exit_code=frame.exit.exit_code)
-        raise FailedPrecondition(f"the exec in container {cid[:12]} ended without an exit status")
+        raise FailedPrecondition(f"the exec in container {start.container[:12]} ended without an exit status")
 
 
 def link_log(path: str, target: str) -> None:

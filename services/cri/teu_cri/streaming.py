@@ -19,9 +19,9 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import structlog
 
@@ -29,8 +29,9 @@ from teu_api.errors import InvalidArgument, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
-from teu_common.frontdoor import Gateway, stream
+from teu_common.frontdoor import Gateway
 from teu_cri import spdy
+from teu_cri.gatewaystreams import Frames, attach_requests, exec_requests, output_frames
 
 log = structlog.get_logger()
 
@@ -153,18 +154,18 @@ class StreamingServer:
         assert isinstance(req, cri.ExecRequest)
         start = gw.ExecStart(container=p.target, cmd=list(req.cmd), tty=req.tty, stdin=req.stdin)
         await self._channels(reader, writer, req.stdin, req.stdout, req.stderr and not req.tty, req.tty,
-                             lambda frames: _frames(self.g.containers.Exec(_exec_requests(start, frames))))  # fmt: skip
+                             lambda frames: output_frames(self.g.containers.Exec(exec_requests(start, frames))))  # fmt: skip
 
     async def _attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p: _Pending) -> None:
         req = p.request
         assert isinstance(req, cri.AttachRequest)
         start = gw.AttachStart(container=p.target, stdin=req.stdin)
         await self._channels(reader, writer, req.stdin, req.stdout, req.stderr and not req.tty, req.tty,
-                             lambda frames: _frames(self.g.containers.Attach(_attach_requests(start, frames))))  # fmt: skip
+                             lambda frames: output_frames(self.g.containers.Attach(attach_requests(start, frames))))  # fmt: skip
 
     async def _channels(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stdin: bool, stdout: bool, stderr: bool, tty: bool,
-        call: Callable[[asyncio.Queue[types_pb2.StdinFrame | None]], AsyncIterator[types_pb2.OutputFrame]],
+        call: Callable[[Frames], AsyncIterator[types_pb2.OutputFrame]],
     ) -> None:  # fmt: skip
         """The client's streams ↔ the gateway's stream: input and resizes in, output out, the exit last."""
         wanted = {"error"} | {
@@ -180,7 +181,7 @@ class StreamingServer:
 
         session = spdy.Session(reader, writer, opened)
         reading = asyncio.create_task(session.run())
-        frames: asyncio.Queue[types_pb2.StdinFrame | None] = asyncio.Queue()
+        frames: Frames = asyncio.Queue()
         helpers: list[asyncio.Task[Any]] = []
         try:
             async with asyncio.timeout(STREAMS_TIMEOUT):
@@ -239,29 +240,13 @@ class StreamingServer:
             await session.close()
 
 
-async def _exec_requests(
-    start: gw.ExecStart, frames: asyncio.Queue[types_pb2.StdinFrame | None]
-) -> AsyncIterator[gw.ExecRequest]:
-    yield gw.ExecRequest(start=start)
-    while (frame := await frames.get()) is not None:
-        yield gw.ExecRequest(frame=frame)
-
-
-async def _attach_requests(
-    start: gw.AttachStart, frames: asyncio.Queue[types_pb2.StdinFrame | None]
-) -> AsyncIterator[gw.AttachRequest]:
-    yield gw.AttachRequest(start=start)
-    while (frame := await frames.get()) is not None:
-        yield gw.AttachRequest(frame=frame)
-
-
-async def _input(s: spdy.Stream, frames: asyncio.Queue[types_pb2.StdinFrame | None]) -> None:
+async def _input(s: spdy.Stream, frames: Frames) -> None:
     while (data := await s.read()) is not None:
         frames.put_nowait(types_pb2.StdinFrame(data=data))
     frames.put_nowait(types_pb2.StdinFrame(close_stdin=True))
 
 
-async def _resizes(s: spdy.Stream, frames: asyncio.Queue[types_pb2.StdinFrame | None]) -> None:
+async def _resizes(s: spdy.Stream, frames: Frames) -> None:
     """Each JSON {"Width": W, "Height": H} the client sends, as a resize."""
     decoder, buf = json.JSONDecoder(), ""
     while (data := await s.read()) is not None:
@@ -275,22 +260,6 @@ async def _resizes(s: spdy.Stream, frames: asyncio.Queue[types_pb2.StdinFrame | 
             if isinstance(size, dict) and int(size.get("Width", 0)) > 0 and int(size.get("Height", 0)) > 0:
                 window = types_pb2.WindowSize(rows=int(size["Height"]), cols=int(size["Width"]))
                 frames.put_nowait(types_pb2.StdinFrame(resize=window))
-
-
-class _Framed(Protocol):
-    """An Exec or Attach response: an output frame, unless it is an exec's id."""
-
-    @property
-    def frame(self) -> types_pb2.OutputFrame: ...
-
-    def HasField(self, field_name: Literal["frame"]) -> bool: ...  # protobuf's name
-
-
-async def _frames(responses: AsyncIterable[_Framed]) -> AsyncIterator[types_pb2.OutputFrame]:
-    """The output frames of an Exec or Attach stream (an exec's id left out)."""
-    async for resp in stream(responses):
-        if resp.HasField("frame"):
-            yield resp.frame
 
 
 async def _output(
