@@ -7,7 +7,6 @@ GetContainerEvents.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from teu_api import VERSION
 from teu_api.errors import InvalidArgument, TeuError, Unimplemented
@@ -15,13 +14,13 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.k8s.cri.v1 import api_pb2_grpc as cri_grpc
 from teu_common.frontdoor import Gateway, call
+from teu_common.rpctypes import Ctx
 from teu_cri.containers import Containers
 from teu_cri.images import Images
 from teu_cri.pods import Pods
 from teu_cri.stats import Stats
 from teu_cri.streaming import StreamingServer
 
-Ctx = Any  # grpc.aio.ServicerContext
 #: The CRI version this service speaks.
 CRI_VERSION = "v1"
 

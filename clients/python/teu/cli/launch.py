@@ -46,7 +46,7 @@ def identity() -> str:
     client never reaches a resident that imported the old one."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../teu
     newest = 0
-    for folder in (here, os.path.join(here, "cli"), *_contract_dirs(here)):
+    for folder in (here, os.path.join(here, "cli"), *_contract_dirs()):
         try:
             with os.scandir(folder) as entries:
                 newest = max([newest, *(e.stat().st_mtime_ns for e in entries if e.name.endswith(".py"))])
@@ -59,7 +59,7 @@ def identity() -> str:
     return f"{sys.executable}|{here}|{newest}|{groups}|{locale}"
 
 
-def _contract_dirs(teu_dir: str) -> list[str]:
+def _contract_dirs() -> list[str]:
     for entry in sys.path:
         api = os.path.join(entry, "teu_api")
         if os.path.isdir(api):
