@@ -32,7 +32,7 @@ from measure import Result, alternate, pids_matching, rss_pss_kib, timed
 from report import save, table
 
 from teu.client import Client, ContainerOptions
-from teu.testing import PrivateEngine, wait_until
+from teu.testing import PrivateEngine, cri_tool, import_pause, wait_until
 from teu_api.types.v1 import types_pb2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -560,16 +560,6 @@ def s12_docker_cli(b: Bench) -> Result:
     return r
 
 
-PAUSE = "registry.k8s.io/pause:3.9"
-PAUSE_ENTRYPOINT = '["sh", "-c", "trap \'exit 0\' TERM; sleep 2147483647 & wait"]'
-
-
-def _crictl() -> str | None:
-    tools = os.environ.get("TEU_CRI_TOOLS", "")
-    found = shutil.which("crictl") or (str(Path(tools) / "crictl") if tools else None)
-    return found if found and Path(found).exists() else None
-
-
 def s13_cri(b: Bench) -> list[Result]:
     """Kubernetes' CRI: a pod to a running container with crictl (runp, create, start) against podman's
     pod create + run; and ListContainers over 500 containers through the gRPC API."""
@@ -578,14 +568,13 @@ def s13_cri(b: Bench) -> list[Result]:
     from teu_api.k8s.cri.v1 import api_pb2 as cri
     from teu_api.k8s.cri.v1 import api_pb2_grpc as cri_grpc
 
-    env = b.engine.env()
-    subprocess.run([TEU, "import", "-c", f"ENTRYPOINT {PAUSE_ENTRYPOINT}", str(IMAGE_TAR), PAUSE], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    with Client(b.engine.target) as client:
+        import_pause(client, IMAGE_TAR)
     sock = f"unix://{b.engine.run_dir}/cri.sock"
     work = b.base / "cri"
     work.mkdir(exist_ok=True)
     start = b.result("CRI: pod to running container (crictl runp + create + start vs podman pod create + run -d)")
-    crictl = _crictl()
+    crictl = cri_tool("crictl")
     counter = iter(range(1_000_000))
 
     def teu_pod() -> float:

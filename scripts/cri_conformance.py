@@ -18,17 +18,16 @@ import tempfile
 from pathlib import Path
 
 from teu.client import Client
-from teu.testing import PrivateEngine
+from teu.testing import PAUSE_ENTRYPOINT, PAUSE_IMAGE, PrivateEngine, cri_tool
 from teu_api.types.v1 import types_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_TAR = ROOT / "build" / "busybox.tar"
-PAUSE = "registry.k8s.io/pause:3.9"
 #: A web server on port 80 with a page at / (busybox's httpd).
 WEB = ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www"]
 #: Images critest names that busybox can stand in for: (name, entrypoint, cmd, user).
 IMAGES = [
-    (PAUSE, ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"], [], ""),
+    (PAUSE_IMAGE, PAUSE_ENTRYPOINT, [], ""),
     ("registry.k8s.io/e2e-test-images/busybox:1.29-2", [], ["sh"], ""),
     ("registry.k8s.io/e2e-test-images/nginx:1.14-2", [], WEB, ""),
     ("registry.k8s.io/e2e-test-images/httpd:2.4.39-4", [], WEB, ""),
@@ -39,19 +38,14 @@ IMAGES = [
 SKIP = r"Image Manager|benchmark"
 
 
-def tool(name: str) -> str:
-    found = shutil.which(name) or (str(Path(os.environ["TEU_CRI_TOOLS"]) / name) if os.environ.get("TEU_CRI_TOOLS") else None)
-    if not found or not Path(found).exists():
-        sys.exit(f"{name} not found: put it on PATH or point TEU_CRI_TOOLS at its directory")
-    return found
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--focus", default="")
     parser.add_argument("--skip", default="")
     args = parser.parse_args()
-    critest = tool("critest")
+    critest = cri_tool("critest")
+    if critest is None:
+        sys.exit("critest not found: put it on PATH or point TEU_CRI_TOOLS at its directory")
     netns = f"teu-cri-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
     base = Path(tempfile.mkdtemp(prefix="teu-critest-"))

@@ -16,14 +16,9 @@ import pytest
 
 from conftest import IMAGE_TAR
 from teu.client import Client
-from teu.testing import PrivateEngine, wait_until
+from teu.testing import PrivateEngine, import_pause, wait_until
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.k8s.cri.v1 import api_pb2_grpc as cri_grpc
-from teu_api.types.v1 import types_pb2
-
-PAUSE = "registry.k8s.io/pause:3.9"  # the CRI service's default sandbox image, made here from busybox
-#: A pause of busybox: sleeps until SIGTERM, then exits 0 (the real pause image does the same).
-PAUSE_ENTRYPOINT = ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
 
 
 class Cri:
@@ -36,9 +31,7 @@ class Cri:
 
 @pytest.fixture()
 def kubelet(engine: PrivateEngine, client: Client) -> Iterator[Cri]:
-    if not client.list_images([f"reference={PAUSE}"]):
-        with IMAGE_TAR.open("rb") as f:
-            client.import_image(f, PAUSE, types_pb2.ImageConfig(entrypoint=PAUSE_ENTRYPOINT))
+    import_pause(client, IMAGE_TAR)
     with grpc.insecure_channel(f"unix:{engine.run_dir}/cri.sock") as channel:
         k = Cri(channel)
         wait_until(lambda: _answers(k), timeout=30, what="the CRI service")

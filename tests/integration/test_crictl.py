@@ -5,8 +5,6 @@ then `stopp` and `rmp`. crictl comes from PATH or $TEU_CRI_TOOLS; without it the
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import uuid
@@ -16,20 +14,10 @@ import pytest
 
 from conftest import IMAGE_TAR
 from teu.client import Client
-from teu.testing import PrivateEngine, wait_until
-from teu_api.types.v1 import types_pb2
+from teu.testing import PrivateEngine, cri_tool, import_pause, wait_until
 
-PAUSE = "registry.k8s.io/pause:3.9"
-PAUSE_ENTRYPOINT = ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
-
-
-def crictl_path() -> str | None:
-    tools = os.environ.get("TEU_CRI_TOOLS", "")
-    found = shutil.which("crictl") or (str(Path(tools) / "crictl") if tools else None)
-    return found if found and Path(found).exists() else None
-
-
-pytestmark = pytest.mark.skipif(crictl_path() is None, reason="crictl is not on PATH and TEU_CRI_TOOLS names no folder with it")
+CRICTL = cri_tool("crictl")
+pytestmark = pytest.mark.skipif(CRICTL is None, reason="crictl is not on PATH and TEU_CRI_TOOLS names no folder with it")
 
 
 class Crictl:
@@ -39,7 +27,7 @@ class Crictl:
         self.sock, self.cwd = sock, cwd
 
     def argv(self, *args: str) -> list[str]:
-        return [str(crictl_path()), "--runtime-endpoint", self.sock, "--image-endpoint", self.sock, "--timeout", "30s", *args]
+        return [str(CRICTL), "--runtime-endpoint", self.sock, "--image-endpoint", self.sock, "--timeout", "30s", *args]
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=60, cwd=self.cwd)
@@ -50,9 +38,7 @@ class Crictl:
 
 @pytest.fixture()
 def crictl(engine: PrivateEngine, client: Client, tmp_path: Path) -> Crictl:
-    if not client.list_images([f"reference={PAUSE}"]):
-        with IMAGE_TAR.open("rb") as f:
-            client.import_image(f, PAUSE, types_pb2.ImageConfig(entrypoint=PAUSE_ENTRYPOINT))
+    import_pause(client, IMAGE_TAR)
     tool = Crictl(f"unix://{engine.run_dir}/cri.sock", tmp_path)
     wait_until(lambda: tool("version", check=False).returncode == 0, timeout=30, what="the CRI service")
     return tool

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from types import TracebackType
 
 from teu.client import Client
 from teu.errors import TeuError
+from teu_api.types.v1 import types_pb2
 
 __all__ = ["PrivateEngine", "wait_ready", "wait_until"]
 
@@ -153,3 +155,23 @@ def residents(folder: Path) -> dict[int, Path]:
             if b"teu.cli.resident" in cmd and len(cmd) > 1 and cmd[-2].startswith(str(folder).encode()):
                 out[int(proc.name)] = Path(os.fsdecode(cmd[-2]))
     return out
+
+
+#: The CRI service's default sandbox image (containerd's), which tests and benchmarks make offline from
+#: a busybox rootfs tar: it sleeps until SIGTERM, then exits 0, as the real pause does.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
+PAUSE_ENTRYPOINT = ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+
+
+def import_pause(client: Client, rootfs_tar: Path) -> None:
+    """Imports the pause image from ``rootfs_tar`` unless the engine has it."""
+    if not client.list_images([f"reference={PAUSE_IMAGE}"]):
+        with rootfs_tar.open("rb") as f:
+            client.import_image(f, PAUSE_IMAGE, types_pb2.ImageConfig(entrypoint=PAUSE_ENTRYPOINT))
+
+
+def cri_tool(name: str) -> str | None:
+    """Kubernetes' CRI tool ``name`` (crictl, critest) on PATH or in $TEU_CRI_TOOLS; None if neither has it."""
+    tools = os.environ.get("TEU_CRI_TOOLS", "")
+    found = shutil.which(name) or (str(Path(tools) / name) if tools else None)
+    return found if found and Path(found).exists() else None
