@@ -106,6 +106,18 @@ class ImagesMixin:
         registry (see :func:`teu.auth.lookup`); the engine sends them to that registry only."""
         yield from stream(self.images.Push(gw.PushRequest(image=image, insecure=insecure, auth=auth)))
 
+    def build(self, context: Iterable[bytes], options: gw.BuildOptions | None = None) -> Iterator[gw.BuildResponse]:
+        """Builds an image from a context tar (plain or compressed, in chunks; see
+        :func:`teu.build.context_tar`): progress lines and RUN output, then the result. A failing
+        step raises its error (a RUN's exit code in its message) and tags nothing."""
+
+        def parts() -> Iterator[gw.BuildRequest]:
+            yield gw.BuildRequest(options=options or gw.BuildOptions())
+            for chunk in context:
+                yield gw.BuildRequest(chunk=chunk)
+
+        yield from stream(self.images.Build(parts()))
+
     def prune_images(self, all: bool = False) -> gw.PruneImagesResponse:
         """Removes unused images."""
         return unary(self.images.PruneImages, gw.PruneImagesRequest(all=all))

@@ -475,9 +475,10 @@ class Client(ImagesMixin):
 
     # -- images -----------------------------------------------------------------------------------
 
-    def list_images(self, filters: Sequence[str] = ()) -> builtins.list[gw.ImageSummary]:
-        """Images, newest first; ``filters`` as Docker's (dangling=, reference=, label=, before=, since=)."""
-        return list(unary(self.images.ListImages, gw.ListImagesRequest(filters=list(filters))).images)
+    def list_images(self, filters: Sequence[str] = (), all: bool = False) -> builtins.list[gw.ImageSummary]:
+        """Images, newest first; ``filters`` as Docker's (dangling=, reference=, label=, before=, since=);
+        ``all`` also lists a build's intermediate images."""
+        return list(unary(self.images.ListImages, gw.ListImagesRequest(filters=list(filters), all=all)).images)
 
     def inspect_image(self, image: str) -> gw.ImageSummary:
         """Everything about one image."""

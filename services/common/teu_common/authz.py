@@ -84,7 +84,7 @@ TIERS: Mapping[Role, frozenset[str]] = {
         _C + "Create", _C + "Run", _C + "Remove", _C + "Attach", _C + "Exec", _C + "Commit",
         _C + "Export", _C + "CopyFrom", _C + "CopyTo", _C + "Rename", _C + "PruneContainers", _C + "Update",
         _I + "Import", _I + "Tag", _I + "RemoveImage", _I + "Save", _I + "Load", _I + "Pull", _I + "Push",
-        _I + "PruneImages",
+        _I + "PruneImages", _I + "Build",
         _N + "CreateNetwork", _N + "RemoveNetwork", _N + "PruneNetworks", _N + "ConnectNetwork", _N + "DisconnectNetwork",
         _V + "CreateVolume", _V + "RemoveVolume", _V + "PruneVolumes",
         _S + "Prune",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 from teu_api.gateway.v1 import gateway_pb2_grpc as g
 from teu_common.config import Config
@@ -20,11 +21,13 @@ async def build(cfg: Config) -> Lifecycle:
     """Connects to the backends and returns the public services."""
     backends = open_backends(cfg)
     flows = Flows(backends)
+    build_dir = cfg.state_dir("gateway") / "build"
+    shutil.rmtree(build_dir, ignore_errors=True)  # what builds cut short by a crash left
     resume = asyncio.create_task(flows.resume_auto_removals())
     return Lifecycle(
         services=[
             Service(g.add_ContainersServiceServicer_to_server, ContainersServicer(flows), "teu.gateway.v1.ContainersService"),
-            Service(g.add_ImagesServiceServicer_to_server, ImagesServicer(flows), "teu.gateway.v1.ImagesService"),
+            Service(g.add_ImagesServiceServicer_to_server, ImagesServicer(flows, build_dir), "teu.gateway.v1.ImagesService"),
             Service(g.add_SystemServiceServicer_to_server, SystemServicer(flows), "teu.gateway.v1.SystemService"),
             Service(g.add_NetworksServiceServicer_to_server, NetworksServicer(flows), "teu.gateway.v1.NetworksService"),
             Service(g.add_VolumesServiceServicer_to_server, VolumesServicer(flows), "teu.gateway.v1.VolumesService"),

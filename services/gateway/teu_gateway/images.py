@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
@@ -10,14 +11,21 @@ from teu_api.storage.v1 import storage_pb2 as st
 from teu_common.rpctypes import Ctx
 from teu_gateway import convert, listing
 from teu_gateway.backends import call, stream
+from teu_gateway.build import builder
 from teu_gateway.flows import Flows
 
 
 class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):
     """Image operations."""
 
-    def __init__(self, flows: Flows) -> None:
+    def __init__(self, flows: Flows, build_dir: Path) -> None:
         self.st = flows.b.storage
+        self.flows = flows
+        self.build_dir = build_dir
+
+    async def Build(self, request_iterator: AsyncIterator[gw.BuildRequest], context: Ctx) -> AsyncIterator[gw.BuildResponse]:
+        async for resp in builder.build(self.flows, self.build_dir, request_iterator):
+            yield resp
 
     async def Import(self, request_iterator: AsyncIterator[gw.ImportRequest], context: Ctx) -> gw.ImportResponse:
         async def forward() -> AsyncIterator[st.ImportImageRequest]:
@@ -33,7 +41,8 @@ class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):
 
     async def ListImages(self, request: gw.ListImagesRequest, context: Ctx) -> gw.ListImagesResponse:
         resp = await call("storage", self.st.ListImages(st.ListImagesRequest()))
-        chosen = listing.select_images(list(resp.images), list(request.filters))
+        images = list(resp.images) if request.all else listing.without_intermediate(list(resp.images))
+        chosen = listing.select_images(images, list(request.filters))
         return gw.ListImagesResponse(images=[convert.image(i) for i in chosen])
 
     async def InspectImage(self, request: gw.InspectImageRequest, context: Ctx) -> gw.InspectImageResponse:

@@ -133,6 +133,13 @@ def _pattern(value: str) -> re.Pattern[str]:
 IMAGE_KEYS: Final = frozenset({"dangling", "reference", "label", "before", "since"})
 
 
+def without_intermediate(images: Sequence[st.Image]) -> list[st.Image]:
+    """Images without the untagged ones another image was made from (a build's intermediate steps),
+    as Docker's ``images`` leaves them out without ``-a``."""
+    parents = {i.parent for i in images if i.parent}
+    return [i for i in images if i.repo_tags or i.id not in parents]
+
+
 def select_images(images: Sequence[st.Image], filters: Sequence[str]) -> list[st.Image]:
     """``images --filter``: dangling (untagged), reference (a glob on name[:tag], as Docker's),
     label (every one must match), before/since (an image named by name or id)."""

@@ -10,6 +10,7 @@ inside the container (InvalidArgument otherwise); a missing one is NotFound.
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 import tempfile
 from pathlib import Path
@@ -80,28 +81,61 @@ class ContainerFS:
         log.info("volume_filled", key=key, path=path, files=stats.files)
         return True
 
-    def copy_to(self, key: str, path: str, tar_path: Path) -> int:
+    def copy_to(self, key: str, path: str, tar_path: Path, make_parents: bool = False) -> int:
         """Extracts the tar at ``tar_path`` into directory ``path`` of snapshot ``key``; returns members.
 
         The directory is resolved in the merged view (symlinks inside the container's root only),
         then made in the upper dir as overlayfs would copy it up, and the tar is extracted there with
-        the same checks as an import: nothing lands outside it. Meant for a container that is not
-        running: overlayfs does not expect its upper dir to change under a mount, and a running
-        container could race the checks (the gateway has the runtime copy into a running one).
+        the same checks as an import: nothing lands outside it. With ``make_parents`` the missing
+        part of the path is made (root's, 0755), as a build's COPY does. Meant for a container that
+        is not running: overlayfs does not expect its upper dir to change under a mount, and a
+        running container could race the checks (the gateway has the runtime copy into a running one).
         """
         if not path.startswith("/"):
             raise InvalidArgument(f"copy destination must be absolute: {path!r}")
         snapshot = self._snapshots.get(key)
         with _merged(snapshot) as view:
             rel, node = view.resolve(path, follow_last=True)
-            if node is None:
+            missing: list[str] = []
+            if node is None and make_parents:
+                rel, missing = _existing_part(view, posixpath.normpath(path))
+            elif node is None:
                 raise NotFound(f"Could not find the file {path} in container {key[:12]}")
-            if not node.is_dir:
+            elif not node.is_dir:
                 raise InvalidArgument(f"copy destination {path} is not a directory")
             dest = _copy_up_dirs(view, snapshot.upper, rel)
+        dest = _make_dirs(dest, missing)
         stats = archive.extract(tar_path, dest, archive.Options(into_existing=True))
         log.info("copied_to_snapshot", key=key, path=path, files=stats.files)
         return stats.files
+
+
+def _existing_part(view: View, path: str) -> tuple[str, list[str]]:
+    """Splits absolute, normalized ``path`` into the canonical relative path of its longest prefix that
+    resolves to a directory in ``view`` and the names missing after it; InvalidArgument if a part
+    exists and is no directory."""
+    names = [n for n in path.split("/") if n]
+    for cut in range(len(names), -1, -1):
+        rel, node = view.resolve("/" + "/".join(names[:cut]), follow_last=True)
+        if node is None:
+            continue
+        if not node.is_dir:
+            raise InvalidArgument(f"copy destination {path}: /{'/'.join(names[:cut])} is not a directory")
+        return rel, names[cut:]
+    raise NotFound(f"{path}: the container has no root")  # the root always resolves
+
+
+def _make_dirs(dest: Path, names: list[str]) -> Path:
+    """Makes ``names`` one below the other under ``dest`` (a directory just copied up, by name: the
+    container is not running), root's with mode 0755; returns the last."""
+    for name in names:
+        dest = dest / name
+        try:
+            os.mkdir(dest, 0o755)
+        except FileExistsError as exc:  # a dangling symlink or a deletion's whiteout
+            raise InvalidArgument(f"copy destination: {name} exists and is no directory") from exc
+        os.chmod(dest, 0o755)  # whatever the umask
+    return dest
 
 
 def _merged(snapshot: Snapshot) -> View:

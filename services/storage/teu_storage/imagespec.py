@@ -60,6 +60,10 @@ class ImageConfig:
     exposed_ports: Sequence[str] = ()
     #: Dockerfile HEALTHCHECK as Docker stores it: Test, Interval, Timeout, StartPeriod, StartInterval (ns), Retries.
     healthcheck: Mapping[str, Any] = field(default_factory=dict)
+    #: The shell of a build's shell-form instructions (Dockerfile SHELL); empty is ["/bin/sh", "-c"].
+    shell: Sequence[str] = ()
+    #: Instructions a build based on this image runs first (Dockerfile ONBUILD).
+    on_build: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ def build_config(
         ("Volumes", {path: {} for path in sorted(config.volumes)}),
         ("ExposedPorts", {port: {} for port in sorted(config.exposed_ports)}),
         ("Healthcheck", dict(config.healthcheck)),
+        ("Shell", list(config.shell)),
+        ("OnBuild", list(config.on_build)),
     ):
         if value:
             runnable[key] = value
@@ -210,6 +216,8 @@ def parse_config(raw: bytes) -> ImageConfig:
             volumes=tuple(sorted(runnable.get("Volumes") or {})),
             exposed_ports=tuple(sorted(runnable.get("ExposedPorts") or {})),
             healthcheck=dict(runnable.get("Healthcheck") or {}),
+            shell=tuple(runnable.get("Shell") or ()),
+            on_build=tuple(runnable.get("OnBuild") or ()),
         )
     except (ValueError, AttributeError, TypeError) as exc:
         raise Internal(f"corrupt image config in store: {exc}") from exc

@@ -13,7 +13,8 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -27,7 +28,7 @@ from teu_storage.layerstore import LayerStore
 from teu_storage.metadata import Image, NewImage
 from teu_storage.snapshots import Snapshots
 
-__all__ = ["Importer", "import_image"]
+__all__ = ["BuildStep", "Importer", "import_image"]
 
 log = structlog.get_logger()
 
@@ -74,15 +75,21 @@ class Importer:
             raise
         return self.commit_import(upload, ref, config, comment=f"Imported from {url}")
 
-    def commit(self, key: str, ref: str, config: ImageConfig, message: str, author: str) -> Image:
+    def commit(self, key: str, ref: str, config: ImageConfig, message: str, author: str, step: BuildStep | None = None) -> Image:
         """Makes a new image: snapshot ``key``'s image plus one layer of its writable layer's changes.
 
         The layer tar is written from the upper dir (whiteouts as OCI ``.wh.`` entries), then unpacked
-        like any imported layer, so the layer dir is exactly what its tar-split rebuilds.
+        like any imported layer, so the layer dir is exactly what its tar-split rebuilds. ``step``: the
+        build step the layer is, with the history of the steps before it that added none.
         """
+        step = step or BuildStep()
         reference = refs.parse(ref) if ref else None
         snapshot = self._snapshots.get(key)
         parent = snapshot.image
+        if step.created_by and _empty_dir(snapshot.upper):
+            # a build step that changed no file adds no layer, as Docker's builders
+            nothing = BuildStep("", (*step.empty_steps, step.created_by), step.key)
+            return self.configure(parent.id, config, nothing)
         with self._layers.pinning() as pins:
             self._layers.pin_existing(parent.layers, pins)
             tar_path, diff_id = self._layers.write_tar(snapshot.upper, "commit-")
@@ -91,23 +98,46 @@ class Importer:
             finally:
                 tar_path.unlink(missing_ok=True)
             created = time.time_ns()
-            raw = self._commit_config(parent, diff_id, config, created, message, author)
+            raw = self._commit_config(parent, diff_id, config, created, message, author, step)
             sizes = self._layers.sizes()
             layers = [(d, sizes.get(d, 0)) for d in parent.layers] + [(diff_id, size)]
             named = (str(reference),) if reference else ()
-            new = NewImage(ocispec.digest(raw), raw, created, layers, named, parent=parent.id, comment=message)
+            new = NewImage(
+                ocispec.digest(raw), raw, created, layers, named, parent=parent.id, comment=message, build_key=step.key
+            )
             [image] = self._images.record([new])
         log.info("image_committed", image_id=image.id, key=key, parent=parent.id, layer=diff_id, size=size)
         return image
 
-    def _commit_config(self, parent: Image, diff_id: str, config: ImageConfig, created: int, message: str, author: str) -> bytes:
-        """The config of ``parent`` plus layer ``diff_id``: its history one step longer, its platform kept."""
+    def configure(self, image_id: str, config: ImageConfig, step: BuildStep) -> Image:
+        """Makes a new image of image ``image_id``'s layers under ``config``, its history longer by
+        ``step.empty_steps`` (steps that added no layer); ``image_id`` is recorded as its parent."""
+        parent = self._images.get(image_id)
+        with self._layers.pinning() as pins:
+            self._layers.pin_existing(parent.layers, pins)
+            created = time.time_ns()
+            parent_raw = self._images.config(parent.id)
+            steps = [*imagespec.history(parent_raw, len(parent.layers)), *_empty(step, created)]
+            raw = build_config(config, parent.layers, created, steps=steps, base_platform=imagespec.platform_of(parent_raw))
+            sizes = self._layers.sizes()
+            layers = [(d, sizes.get(d, 0)) for d in parent.layers]
+            new = NewImage(ocispec.digest(raw), raw, created, layers, parent=parent.id, build_key=step.key)
+            [image] = self._images.record([new])
+        log.info("image_configured", image_id=image.id, parent=parent.id)
+        return image
+
+    def _commit_config(
+        self, parent: Image, diff_id: str, config: ImageConfig, created: int, message: str, author: str, step: BuildStep
+    ) -> bytes:
+        """The config of ``parent`` plus layer ``diff_id``: its history longer by the step's empty
+        steps and the layer's own, its platform kept."""
         parent_raw = self._images.config(parent.id)
         steps = [
             *imagespec.history(parent_raw, len(parent.layers)),
+            *_empty(step, created),
             HistoryItem(
                 created=imagespec.rfc3339(created),
-                created_by=f"commit: {message}" if message else "commit",
+                created_by=step.created_by or (f"commit: {message}" if message else "commit"),
                 comment=message,
                 author=author,
             ),
@@ -171,6 +201,26 @@ class Importer:
             return self._layers.add(tar_path, diff_id, pins)
         finally:
             tar_path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """What a build says of the image a commit or configure makes: the history line of its layer
+    (``created_by``), those of the steps before it that added no layer, and its cache ``key``."""
+
+    created_by: str = ""
+    empty_steps: Sequence[str] = ()
+    key: str = ""
+
+
+def _empty_dir(path: Path) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
+
+
+def _empty(step: BuildStep, created: int) -> list[HistoryItem]:
+    """History entries, adding no layer, of ``step``'s empty steps."""
+    return [HistoryItem(created=imagespec.rfc3339(created), created_by=line, empty_layer=True) for line in step.empty_steps]
 
 
 async def import_image(importer: Importer, ref: str, config: ImageConfig, chunks: AsyncIterable[bytes], url: str = "") -> Image:

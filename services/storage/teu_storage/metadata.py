@@ -6,7 +6,7 @@ Schema (meta.db, WAL mode, foreign keys on)::
        ▲
     image_layers(image_id, position, diff_id)   position 0 = bottom layer
        │
-    images(id PK, config BLOB, created_at, parent, comment)
+    images(id PK, config BLOB, created_at, parent, comment, build_key)
                                             config = the exact bytes whose sha256 is id
        ▲                   ▲
     tags(ref PK, image_id)    snapshots(key PK, image_id, created_at)
@@ -22,6 +22,8 @@ Both are caches of verified facts: they go with their layer, and are never neede
 
 A tag names exactly one image; re-tagging moves it. ``parent`` (the image a commit started from)
 is informational: deleting a parent leaves its children intact, since each lists all its layers.
+``build_key`` is the build cache key a build step made the image for (empty for other images): the
+cache goes with its images, so a prune of untagged images is also a prune of the build cache.
 Every write is one transaction, so readers never
 see an image without its layers or tag. Safe to call from several threads (one lock, one connection).
 """
@@ -85,8 +87,13 @@ CREATE INDEX IF NOT EXISTS snapshots_by_image ON snapshots(image_id);
 """
 # Columns added after the first schema; added to older databases at open.
 _ADDED_COLUMNS = {
-    "images": (("parent", "TEXT NOT NULL DEFAULT ''"), ("comment", "TEXT NOT NULL DEFAULT ''")),
+    "images": (
+        ("parent", "TEXT NOT NULL DEFAULT ''"),
+        ("comment", "TEXT NOT NULL DEFAULT ''"),
+        ("build_key", "TEXT NOT NULL DEFAULT ''"),
+    ),
 }
+_ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS images_by_build_key ON images(build_key) WHERE build_key != '';"
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ class NewImage:
     refs: Sequence[str] = ()
     parent: str = ""
     comment: str = ""
+    build_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,7 @@ class Store:
             for name, decl in columns:
                 if name not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        conn.executescript(_ADDED_INDEXES)
         return cls(conn, Journal(path, conn, retention or Retention()))
 
     def close(self) -> None:
@@ -201,8 +210,8 @@ class Store:
             for image in images:
                 db.executemany("INSERT OR IGNORE INTO layers (diff_id, size) VALUES (?, ?)", image.layers)
                 db.execute(
-                    "INSERT OR IGNORE INTO images (id, config, created_at, parent, comment) VALUES (?, ?, ?, ?, ?)",
-                    (image.id, image.config, image.created_at, image.parent, image.comment),
+                    "INSERT OR IGNORE INTO images (id, config, created_at, parent, comment, build_key) VALUES (?, ?, ?, ?, ?, ?)",
+                    (image.id, image.config, image.created_at, image.parent, image.comment, image.build_key),
                 )
                 db.executemany(
                     "INSERT OR IGNORE INTO image_layers (image_id, position, diff_id) VALUES (?, ?, ?)",
@@ -325,6 +334,11 @@ class Store:
     def image(self, image_id: str) -> Image | None:
         """The image with full id ``image_id``, or None."""
         found = self._images("WHERE i.id = ?", (image_id,))
+        return found[0] if found else None
+
+    def built_for(self, key: str) -> Image | None:
+        """The newest image recorded for build cache ``key``, if any."""
+        found = self._images("WHERE i.build_key = ?", (key,)) if key else []
         return found[0] if found else None
 
     def images(self) -> list[Image]:

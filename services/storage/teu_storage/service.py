@@ -13,6 +13,7 @@ from teu_common.opening import first_message
 from teu_common.rpctypes import Ctx
 from teu_storage import credentials, remote, uploads
 from teu_storage.imagespec import ImageConfig
+from teu_storage.imports import BuildStep
 from teu_storage.metadata import Image
 from teu_storage.snapshots import Mount
 from teu_storage.storage import Storage
@@ -88,8 +89,22 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             _config_from_proto(request.config),
             request.message,
             request.author,
+            BuildStep(request.created_by, tuple(request.empty_steps), request.build_key),
         )
         return storage_pb2.CommitResponse(image=_image_to_proto(image))
+
+    async def ConfigureImage(
+        self, request: storage_pb2.ConfigureImageRequest, context: Ctx
+    ) -> storage_pb2.ConfigureImageResponse:
+        step = BuildStep("", tuple(request.empty_steps), request.build_key)
+        image = await asyncio.to_thread(self._storage.configure, request.image_id, _config_from_proto(request.config), step)
+        return storage_pb2.ConfigureImageResponse(image=_image_to_proto(image))
+
+    async def FindBuildCache(
+        self, request: storage_pb2.FindBuildCacheRequest, context: Ctx
+    ) -> storage_pb2.FindBuildCacheResponse:
+        image = await asyncio.to_thread(self._storage.built_for, request.key)
+        return storage_pb2.FindBuildCacheResponse(image=_image_to_proto(image))
 
     async def Export(self, request: storage_pb2.ExportRequest, context: Ctx) -> AsyncIterator[storage_pb2.ExportResponse]:
         await asyncio.to_thread(self._storage.snapshot_mounts, request.key)  # NotFound before any byte
@@ -110,7 +125,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         await asyncio.to_thread(self._storage.snapshot_mounts, header.key)  # NotFound before the upload
         tar_path = await uploads.receive(self._storage.tmp, _chunks(request_iterator))
         try:
-            files = await asyncio.to_thread(self._storage.copy_to, header.key, header.path, tar_path)
+            files = await asyncio.to_thread(self._storage.copy_to, header.key, header.path, tar_path, header.make_parents)
         finally:
             tar_path.unlink(missing_ok=True)
         return storage_pb2.CopyToResponse(files=files)
@@ -241,6 +256,8 @@ def _config_from_proto(config: types_pb2.ImageConfig) -> ImageConfig:
         volumes=tuple(config.volumes),
         exposed_ports=tuple(config.exposed_ports),
         healthcheck=_health_to_docker(config.healthcheck),
+        shell=tuple(config.shell),
+        on_build=tuple(config.on_build),
     )
 
 
@@ -256,6 +273,8 @@ def _config_to_proto(config: ImageConfig) -> types_pb2.ImageConfig:
         volumes=config.volumes,
         exposed_ports=config.exposed_ports,
         healthcheck=_health_from_docker(config.healthcheck),
+        shell=config.shell,
+        on_build=config.on_build,
     )
 
 

@@ -45,7 +45,7 @@ from teu_storage.credentials import Credentials
 from teu_storage.gc import Collector
 from teu_storage.images import HistoryEntry, Images
 from teu_storage.imagespec import ImageConfig
-from teu_storage.imports import Importer
+from teu_storage.imports import BuildStep, Importer
 from teu_storage.layerstore import LayerStore
 from teu_storage.metadata import Image, Store
 from teu_storage.pull import Puller
@@ -116,10 +116,21 @@ class Storage:
         self.store.record(Event("image", "import", image.id, {"name": ref or image.id}))
         return image
 
-    def commit(self, key: str, ref: str, config: ImageConfig, message: str, author: str) -> Image:
+    def commit(self, key: str, ref: str, config: ImageConfig, message: str, author: str, step: BuildStep | None = None) -> Image:
         """See :meth:`Importer.commit`."""
-        image = self.importer.commit(key, ref, config, message, author)
+        image = self.importer.commit(key, ref, config, message, author, step)
         self.store.record(Event("container", "commit", key, {"imageID": image.id, "imageRef": ref, "comment": message}))
+        return image
+
+    def configure(self, image_id: str, config: ImageConfig, step: BuildStep) -> Image:
+        """See :meth:`Importer.configure`."""
+        return self.importer.configure(image_id, config, step)
+
+    def built_for(self, key: str) -> Image:
+        """The newest image a build recorded for cache ``key``; NotFound if none."""
+        image = self.store.built_for(key)
+        if image is None:
+            raise NotFound(f"no cached build step {key[:19]}")
         return image
 
     def load(self, tar_path: Path) -> list[Image]:
@@ -191,9 +202,9 @@ class Storage:
         """See :meth:`ContainerFS.copy_from`."""
         self.fs.copy_from(key, path, out)
 
-    def copy_to(self, key: str, path: str, tar_path: Path) -> int:
+    def copy_to(self, key: str, path: str, tar_path: Path, make_parents: bool = False) -> int:
         """See :meth:`ContainerFS.copy_to`."""
-        return self.fs.copy_to(key, path, tar_path)
+        return self.fs.copy_to(key, path, tar_path, make_parents)
 
     # --- registries (pull.py, push.py) --------------------------------------------------------
 

@@ -35,7 +35,7 @@ def image_rows(i: gw.ImageSummary) -> list[dict[str, Any]]:
 
 def cmd_images(c: Client, a: argparse.Namespace) -> int:
     """Lists images."""
-    images = c.list_images(a.filter)
+    images = c.list_images(a.filter, all=a.all)
     if a.quiet:
         for i in dict.fromkeys(i.id.removeprefix("sha256:")[:12] for i in images):
             print(i)
@@ -187,6 +187,7 @@ def _image_commands(sub: Any, prefix: str = "") -> None:
 def _list_flags(p: argparse.ArgumentParser) -> None:
     """``images`` and ``image ls``."""
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    p.add_argument("-a", "--all", action="store_true", help="also the intermediate images of builds")
     p.add_argument("-f", "--filter", action="append", default=[], help="dangling=, reference=, label=, before=, since=")
     p.add_argument("--format", default="", help="table, json, or a Go template: '{{.Repository}}:{{.Tag}}'")
     p.set_defaults(func=cmd_images)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from teu.cli import containers, images, interactive, login, system, volumes
+from teu.cli import build, containers, images, interactive, login, system, volumes
 from teu.client import Client, TlsConfig
 from teu.errors import TeuError
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     containers.register(sub)
     images.register(sub)
+    build.register(sub)
     login.register(sub)
     system.register(sub)
     volumes.register(sub)

@@ -1276,6 +1276,11 @@ class ImagesServiceStub:
                 request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesRequest.SerializeToString,
                 response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesResponse.FromString,
                 _registered_method=True)
+        self.Build = channel.stream_stream(
+                '/teu.gateway.v1.ImagesService/Build',
+                request_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.BuildRequest.SerializeToString,
+                response_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.BuildResponse.FromString,
+                _registered_method=True)
 
 
 class ImagesServiceServicer:
@@ -1360,6 +1365,15 @@ class ImagesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Build(self, request_iterator, context):
+        """Builds an image from a Dockerfile: the options, then the build context as tar chunks; the
+        steps' progress and output stream back, the image last. A step that fails ends the stream with
+        its error (a RUN's exit code in its message); nothing is tagged then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1417,6 +1431,11 @@ def add_ImagesServiceServicer_to_server(servicer, server):
                     servicer.PruneImages,
                     request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesRequest.FromString,
                     response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesResponse.SerializeToString,
+            ),
+            'Build': grpc.stream_stream_rpc_method_handler(
+                    servicer.Build,
+                    request_deserializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.BuildRequest.FromString,
+                    response_serializer=teu_dot_gateway_dot_v1_dot_gateway__pb2.BuildResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1717,6 +1736,33 @@ class ImagesService:
             '/teu.gateway.v1.ImagesService/PruneImages',
             teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesRequest.SerializeToString,
             teu_dot_gateway_dot_v1_dot_gateway__pb2.PruneImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Build(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/teu.gateway.v1.ImagesService/Build',
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.BuildRequest.SerializeToString,
+            teu_dot_gateway_dot_v1_dot_gateway__pb2.BuildResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -441,6 +441,11 @@ class ImagesServiceStub:
     """Pushes an image to a registry, with progress."""
     PruneImages: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.PruneImagesRequest, _gateway_pb2.PruneImagesResponse]
     """Removes unused images (untagged ones, or all unused with all)."""
+    Build: _grpc.StreamStreamMultiCallable[_gateway_pb2.BuildRequest, _gateway_pb2.BuildResponse]
+    """Builds an image from a Dockerfile: the options, then the build context as tar chunks; the
+    steps' progress and output stream back, the image last. A step that fails ends the stream with
+    its error (a RUN's exit code in its message); nothing is tagged then.
+    """
 
 @_typing.type_check_only
 class ImagesServiceAsyncStub(ImagesServiceStub):
@@ -471,6 +476,11 @@ class ImagesServiceAsyncStub(ImagesServiceStub):
     """Pushes an image to a registry, with progress."""
     PruneImages: _aio.UnaryUnaryMultiCallable[_gateway_pb2.PruneImagesRequest, _gateway_pb2.PruneImagesResponse]  # type: ignore[assignment]
     """Removes unused images (untagged ones, or all unused with all)."""
+    Build: _aio.StreamStreamMultiCallable[_gateway_pb2.BuildRequest, _gateway_pb2.BuildResponse]  # type: ignore[assignment]
+    """Builds an image from a Dockerfile: the options, then the build context as tar chunks; the
+    steps' progress and output stream back, the image last. A step that fails ends the stream with
+    its error (a RUN's exit code in its message); nothing is tagged then.
+    """
 
 class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
     """Image operations."""
@@ -564,6 +574,17 @@ class ImagesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.PruneImagesResponse, _abc.Awaitable[_gateway_pb2.PruneImagesResponse]]:
         """Removes unused images (untagged ones, or all unused with all)."""
+
+    @_abc_1.abstractmethod
+    def Build(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_pb2.BuildRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.BuildResponse], _abc.AsyncIterator[_gateway_pb2.BuildResponse]]:
+        """Builds an image from a Dockerfile: the options, then the build context as tar chunks; the
+        steps' progress and output stream back, the image last. A step that fails ends the stream with
+        its error (a RUN's exit code in its message); nothing is tagged then.
+        """
 
 def add_ImagesServiceServicer_to_server(servicer: ImagesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -564,6 +564,9 @@ class CommitRequest(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     AUTHOR_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    EMPTY_STEPS_FIELD_NUMBER: _builtins.int
+    BUILD_KEY_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Snapshot key (container id)."""
     ref: _builtins.str
@@ -572,9 +575,19 @@ class CommitRequest(_message.Message):
     """Commit message."""
     author: _builtins.str
     """Author."""
+    created_by: _builtins.str
+    """History line of the new layer (empty: "commit: <message>"); a build gives its instruction."""
+    build_key: _builtins.str
+    """The build cache key the new image answers (empty: none); see FindBuildCache."""
     @_builtins.property
     def config(self) -> _types_pb2.ImageConfig:
         """Configuration of the new image (the caller merges the container's with any changes)."""
+
+    @_builtins.property
+    def empty_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """History lines of steps that changed only the configuration since the parent image, oldest
+        first, recorded before the new layer's own.
+        """
 
     def __init__(
         self,
@@ -584,14 +597,125 @@ class CommitRequest(_message.Message):
         config: _types_pb2.ImageConfig | None = ...,
         message: _builtins.str = ...,
         author: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        empty_steps: _abc.Iterable[_builtins.str] | None = ...,
+        build_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "config", b"config", "key", b"key", "message", b"message", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "build_key", b"build_key", "config", b"config", "created_by", b"created_by", "empty_steps", b"empty_steps", "key", b"key", "message", b"message", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CommitRequest: _TypeAlias = CommitRequest  # noqa: Y015
+
+@_typing.final
+class ConfigureImageRequest(_message.Message):
+    """Request of ConfigureImage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    EMPTY_STEPS_FIELD_NUMBER: _builtins.int
+    BUILD_KEY_FIELD_NUMBER: _builtins.int
+    image_id: _builtins.str
+    """The image whose layers are taken (id)."""
+    build_key: _builtins.str
+    """The build cache key the new image answers (empty: none)."""
+    @_builtins.property
+    def config(self) -> _types_pb2.ImageConfig:
+        """Configuration of the new image."""
+
+    @_builtins.property
+    def empty_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """History lines of the steps that made the change, oldest first; none adds a layer."""
+
+    def __init__(
+        self,
+        *,
+        image_id: _builtins.str = ...,
+        config: _types_pb2.ImageConfig | None = ...,
+        empty_steps: _abc.Iterable[_builtins.str] | None = ...,
+        build_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_key", b"build_key", "config", b"config", "empty_steps", b"empty_steps", "image_id", b"image_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigureImageRequest: _TypeAlias = ConfigureImageRequest  # noqa: Y015
+
+@_typing.final
+class ConfigureImageResponse(_message.Message):
+    """Response of ConfigureImage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def image(self) -> Global___Image:
+        """The new image."""
+
+    def __init__(
+        self,
+        *,
+        image: Global___Image | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigureImageResponse: _TypeAlias = ConfigureImageResponse  # noqa: Y015
+
+@_typing.final
+class FindBuildCacheRequest(_message.Message):
+    """Request of FindBuildCache."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A key a build computed from its parent image, its instruction and the content it copies."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindBuildCacheRequest: _TypeAlias = FindBuildCacheRequest  # noqa: Y015
+
+@_typing.final
+class FindBuildCacheResponse(_message.Message):
+    """Response of FindBuildCache."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def image(self) -> Global___Image:
+        """The image recorded for the key."""
+
+    def __init__(
+        self,
+        *,
+        image: Global___Image | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindBuildCacheResponse: _TypeAlias = FindBuildCacheResponse  # noqa: Y015
 
 @_typing.final
 class CommitResponse(_message.Message):
@@ -717,19 +841,23 @@ class CopyToHeader(_message.Message):
 
     KEY_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
+    MAKE_PARENTS_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Snapshot key (container id)."""
     path: _builtins.str
     """Absolute directory in the container to extract into."""
+    make_parents: _builtins.bool
+    """Make the directory and its missing parents (root's, mode 0755) first, as a build's COPY does."""
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         path: _builtins.str = ...,
+        make_parents: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "make_parents", b"make_parents", "path", b"path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

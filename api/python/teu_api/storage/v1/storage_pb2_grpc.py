@@ -81,6 +81,16 @@ class StorageServiceStub:
                 request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CommitRequest.SerializeToString,
                 response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CommitResponse.FromString,
                 _registered_method=True)
+        self.ConfigureImage = channel.unary_unary(
+                '/teu.storage.v1.StorageService/ConfigureImage',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.ConfigureImageRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.ConfigureImageResponse.FromString,
+                _registered_method=True)
+        self.FindBuildCache = channel.unary_unary(
+                '/teu.storage.v1.StorageService/FindBuildCache',
+                request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.FindBuildCacheRequest.SerializeToString,
+                response_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.FindBuildCacheResponse.FromString,
+                _registered_method=True)
         self.Export = channel.unary_stream(
                 '/teu.storage.v1.StorageService/Export',
                 request_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.ExportRequest.SerializeToString,
@@ -239,6 +249,21 @@ class StorageServiceServicer:
     def Commit(self, request, context):
         """Makes a new image from a snapshot: its image's layers plus one new layer made of the writable
         layer's changes (overlay whiteouts become OCI ".wh." entries); the old image is recorded as parent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfigureImage(self, request, context):
+        """A new image of an image's layers under a new configuration, its history a few steps longer that
+        add no layer (the last steps of a build); the old image is recorded as parent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindBuildCache(self, request, context):
+        """The newest image a build recorded for a cache key; NOT_FOUND when there is none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -425,6 +450,16 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.Commit,
                     request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.CommitRequest.FromString,
                     response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.CommitResponse.SerializeToString,
+            ),
+            'ConfigureImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfigureImage,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.ConfigureImageRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.ConfigureImageResponse.SerializeToString,
+            ),
+            'FindBuildCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindBuildCache,
+                    request_deserializer=teu_dot_storage_dot_v1_dot_storage__pb2.FindBuildCacheRequest.FromString,
+                    response_serializer=teu_dot_storage_dot_v1_dot_storage__pb2.FindBuildCacheResponse.SerializeToString,
             ),
             'Export': grpc.unary_stream_rpc_method_handler(
                     servicer.Export,
@@ -762,6 +797,60 @@ class StorageService:
             '/teu.storage.v1.StorageService/Commit',
             teu_dot_storage_dot_v1_dot_storage__pb2.CommitRequest.SerializeToString,
             teu_dot_storage_dot_v1_dot_storage__pb2.CommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfigureImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/ConfigureImage',
+            teu_dot_storage_dot_v1_dot_storage__pb2.ConfigureImageRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.ConfigureImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindBuildCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/teu.storage.v1.StorageService/FindBuildCache',
+            teu_dot_storage_dot_v1_dot_storage__pb2.FindBuildCacheRequest.SerializeToString,
+            teu_dot_storage_dot_v1_dot_storage__pb2.FindBuildCacheResponse.FromString,
             options,
             channel_credentials,
             insecure,

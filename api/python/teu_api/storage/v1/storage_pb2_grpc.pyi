@@ -59,6 +59,12 @@ class StorageServiceStub:
     """Makes a new image from a snapshot: its image's layers plus one new layer made of the writable
     layer's changes (overlay whiteouts become OCI ".wh." entries); the old image is recorded as parent.
     """
+    ConfigureImage: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ConfigureImageRequest, _storage_pb2.ConfigureImageResponse]
+    """A new image of an image's layers under a new configuration, its history a few steps longer that
+    add no layer (the last steps of a build); the old image is recorded as parent.
+    """
+    FindBuildCache: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FindBuildCacheRequest, _storage_pb2.FindBuildCacheResponse]
+    """The newest image a build recorded for a cache key; NOT_FOUND when there is none."""
     Export: _grpc.UnaryStreamMultiCallable[_storage_pb2.ExportRequest, _storage_pb2.ExportResponse]
     """Streams a snapshot's merged filesystem (image layers plus writes) as a tar."""
     CopyFrom: _grpc.UnaryStreamMultiCallable[_storage_pb2.CopyFromRequest, _storage_pb2.CopyFromResponse]
@@ -143,6 +149,12 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Makes a new image from a snapshot: its image's layers plus one new layer made of the writable
     layer's changes (overlay whiteouts become OCI ".wh." entries); the old image is recorded as parent.
     """
+    ConfigureImage: _aio.UnaryUnaryMultiCallable[_storage_pb2.ConfigureImageRequest, _storage_pb2.ConfigureImageResponse]  # type: ignore[assignment]
+    """A new image of an image's layers under a new configuration, its history a few steps longer that
+    add no layer (the last steps of a build); the old image is recorded as parent.
+    """
+    FindBuildCache: _aio.UnaryUnaryMultiCallable[_storage_pb2.FindBuildCacheRequest, _storage_pb2.FindBuildCacheResponse]  # type: ignore[assignment]
+    """The newest image a build recorded for a cache key; NOT_FOUND when there is none."""
     Export: _aio.UnaryStreamMultiCallable[_storage_pb2.ExportRequest, _storage_pb2.ExportResponse]  # type: ignore[assignment]
     """Streams a snapshot's merged filesystem (image layers plus writes) as a tar."""
     CopyFrom: _aio.UnaryStreamMultiCallable[_storage_pb2.CopyFromRequest, _storage_pb2.CopyFromResponse]  # type: ignore[assignment]
@@ -278,6 +290,24 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         """Makes a new image from a snapshot: its image's layers plus one new layer made of the writable
         layer's changes (overlay whiteouts become OCI ".wh." entries); the old image is recorded as parent.
         """
+
+    @_abc_1.abstractmethod
+    def ConfigureImage(
+        self,
+        request: _storage_pb2.ConfigureImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ConfigureImageResponse, _abc.Awaitable[_storage_pb2.ConfigureImageResponse]]:
+        """A new image of an image's layers under a new configuration, its history a few steps longer that
+        add no layer (the last steps of a build); the old image is recorded as parent.
+        """
+
+    @_abc_1.abstractmethod
+    def FindBuildCache(
+        self,
+        request: _storage_pb2.FindBuildCacheRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.FindBuildCacheResponse, _abc.Awaitable[_storage_pb2.FindBuildCacheResponse]]:
+        """The newest image a build recorded for a cache key; NOT_FOUND when there is none."""
 
     @_abc_1.abstractmethod
     def Export(

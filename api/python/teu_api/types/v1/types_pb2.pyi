@@ -169,6 +169,8 @@ class ImageConfig(_message.Message):
     VOLUMES_FIELD_NUMBER: _builtins.int
     EXPOSED_PORTS_FIELD_NUMBER: _builtins.int
     HEALTHCHECK_FIELD_NUMBER: _builtins.int
+    SHELL_FIELD_NUMBER: _builtins.int
+    ON_BUILD_FIELD_NUMBER: _builtins.int
     working_dir: _builtins.str
     """Default working directory; empty means "/"."""
     user: _builtins.str
@@ -203,6 +205,14 @@ class ImageConfig(_message.Message):
     def healthcheck(self) -> Global___HealthConfig:
         """How to tell the container is healthy (Dockerfile HEALTHCHECK)."""
 
+    @_builtins.property
+    def shell(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The shell of a build's shell-form RUN, CMD and ENTRYPOINT (Dockerfile SHELL); empty means ["/bin/sh", "-c"]."""
+
+    @_builtins.property
+    def on_build(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Instructions a build whose base is this image runs first (Dockerfile ONBUILD), as written."""
+
     def __init__(
         self,
         *,
@@ -216,10 +226,12 @@ class ImageConfig(_message.Message):
         volumes: _abc.Iterable[_builtins.str] | None = ...,
         exposed_ports: _abc.Iterable[_builtins.str] | None = ...,
         healthcheck: Global___HealthConfig | None = ...,
+        shell: _abc.Iterable[_builtins.str] | None = ...,
+        on_build: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["healthcheck", b"healthcheck"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "exposed_ports", b"exposed_ports", "healthcheck", b"healthcheck", "labels", b"labels", "stop_signal", b"stop_signal", "user", b"user", "volumes", b"volumes", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd", b"cmd", "entrypoint", b"entrypoint", "env", b"env", "exposed_ports", b"exposed_ports", "healthcheck", b"healthcheck", "labels", b"labels", "on_build", b"on_build", "shell", b"shell", "stop_signal", b"stop_signal", "user", b"user", "volumes", b"volumes", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
