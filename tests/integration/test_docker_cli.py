@@ -105,7 +105,7 @@ def test_cp_commit_save_load_and_images(docker: Docker, tmp_path: Path) -> None:
 
 
 def test_export_import_with_a_change_and_the_refused_verbs(docker: Docker, tmp_path: Path) -> None:
-    """`export` then `import -` with `--change`; `search` and `build` say clearly they are not served."""
+    """`export` then `import -` with `--change`; `search` says clearly it is not served."""
     n, image = name("ex"), f"imp-{uuid.uuid4().hex[:8]}:1"
     docker("create", "--name", n, "busybox", "true")
     try:
@@ -119,10 +119,31 @@ def test_export_import_with_a_change_and_the_refused_verbs(docker: Docker, tmp_p
     finally:
         docker("rmi", image)
     assert "not served" in docker("search", "busybox", check=False).stderr
-    (tmp_path / "ctx").mkdir()
-    (tmp_path / "ctx" / "Dockerfile").write_text("FROM busybox\n")
-    built = docker("build", str(tmp_path / "ctx"), check=False, env_extra={"DOCKER_BUILDKIT": "0"})
-    assert built.returncode != 0 and "not served" in built.stderr, built
+
+
+def test_build_with_the_classic_builder(docker: Docker, tmp_path: Path) -> None:
+    """`docker build` (DOCKER_BUILDKIT=0): steps, a build arg, .dockerignore, the image runs; a failing
+    RUN makes the CLI exit with its code; BuildKit is refused clearly."""
+    image = f"dbuild-{uuid.uuid4().hex[:8]}:1"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text('FROM busybox\nARG WHO\nRUN echo built-by-$WHO > /who\nCOPY . /ctx/\nCMD ["cat", "/who"]\n')
+    (ctx / "keep.txt").write_text("k")
+    (ctx / "skip.txt").write_text("s")
+    (ctx / ".dockerignore").write_text("skip.txt\n")
+    classic = {"DOCKER_BUILDKIT": "0"}
+    built = docker("build", "-t", image, "--build-arg", "WHO=docker", str(ctx), env_extra=classic)
+    try:
+        assert "Step 3/5 : RUN echo built-by-$WHO > /who" in built.stdout and "Successfully tagged " + image in built.stdout
+        assert docker("run", "--rm", image).stdout == "built-by-docker\n"
+        assert docker("run", "--rm", image, "ls", "/ctx").stdout.split() == ["Dockerfile", "keep.txt"]
+    finally:
+        docker("rmi", image, check=False)
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo failing; exit 4\n")
+    failed = docker("build", str(ctx), check=False, env_extra=classic)
+    assert failed.returncode == 4 and "returned a non-zero code: 4" in failed.stderr, failed
+    refused = docker("build", str(ctx), check=False, env_extra={"DOCKER_BUILDKIT": "1"})
+    assert refused.returncode != 0
 
 
 def test_volume_and_network_commands(docker: Docker) -> None:

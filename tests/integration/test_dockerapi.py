@@ -6,6 +6,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -353,3 +354,25 @@ def test_attach_with_logs_replays_what_was_written(dclient: docker.DockerClient)
         assert got == b"\x01\x00\x00\x00\x00\x00\x00\x07before\n\x01\x00\x00\x00\x00\x00\x00\x06after\n"
     finally:
         live.remove(force=True)
+
+
+def test_docker_py_builds(dclient: docker.DockerClient, tmp_path: Path) -> None:
+    """images.build: the image and its log (docker-py finds the id in the aux line), build args,
+    labels, a target, the cache on a second build; a failing step raises BuildError with its output."""
+    (tmp_path / "Dockerfile").write_text(
+        'FROM busybox AS base\nARG N=0\nRUN echo n=$N > /n\n\nFROM base AS final\nLABEL stage=final\nCMD ["cat", "/n"]\n'
+    )
+    image, logs = dclient.images.build(path=str(tmp_path), tag="dpy-build:1", buildargs={"N": "5"}, labels={"by": "docker-py"})
+    try:
+        lines = "".join(chunk.get("stream", "") for chunk in logs)
+        assert "Step 1/" in lines and "Successfully built" in lines
+        assert image.labels == {"by": "docker-py", "stage": "final"} and "dpy-build:1" in image.tags
+        assert dclient.containers.run("dpy-build:1", remove=True) == b"n=5\n"
+        again, logs = dclient.images.build(path=str(tmp_path), tag="dpy-build:1", buildargs={"N": "5"}, target="base")
+        assert "Using cache" in "".join(chunk.get("stream", "") for chunk in logs) and again.id != image.id
+    finally:
+        dclient.images.remove("dpy-build:1", force=True)
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo before-failing; exit 2\n")
+    with pytest.raises(docker.errors.BuildError, match="returned a non-zero code: 2") as failed:
+        dclient.images.build(path=str(tmp_path))
+    assert any("before-failing" in chunk.get("stream", "") for chunk in failed.value.build_log)

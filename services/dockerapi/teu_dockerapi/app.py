@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from teu_api.errors import TeuError
-from teu_dockerapi import archive, attach, authz, containers, errors, execs, images, resources, stats, system
+from teu_dockerapi import archive, attach, authz, builds, containers, errors, execs, images, resources, stats, system
 from teu_dockerapi.gateway import GATEWAY, Gateway
 
 log = structlog.get_logger()
@@ -63,6 +63,7 @@ def build(gateway: Gateway) -> web.Application:
         system.routes,
         containers.routes,
         images.routes,
+        builds.routes,
         resources.routes,
         execs.routes,
         stats.routes,

@@ -18,7 +18,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 from teu_dockerapi import shapes
 from teu_dockerapi.archive import CHUNK
-from teu_dockerapi.containers import filters_of
+from teu_dockerapi.containers import filters_of, flag
 from teu_dockerapi.gateway import call, of, send_tar, stream
 
 routes = web.RouteTableDef()
@@ -26,7 +26,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/images/json")
 async def list_(request: web.Request) -> web.Response:
-    found = await call(of(request).images.ListImages(gw.ListImagesRequest()))
+    found = await call(of(request).images.ListImages(gw.ListImagesRequest(all=flag(request, "all"))))
     return web.json_response([shapes.image_summary(i) for i in found.images])
 
 
@@ -139,11 +139,6 @@ async def _import(request: web.Request) -> web.Response:
 @routes.get("/images/search")
 async def search(request: web.Request) -> web.Response:
     raise Unimplemented("searching a registry is not served: Teu reaches only the registries it is given by name")
-
-
-@routes.post("/build")
-async def build(request: web.Request) -> web.Response:
-    raise Unimplemented("building images is not served yet (it comes with `teu build`)")
 
 
 @routes.post("/images/{name:.+}/push")
