@@ -16,6 +16,7 @@ from conftest import REPO, Engine
 from teu.build import context_tar
 from teu.client import Client, ContainerOptions
 from teu.errors import FailedPrecondition, InvalidArgument, NotFound
+from teu.testing import wait_ready, wait_until
 from teu_api.gateway.v1 import gateway_pb2 as gw
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
@@ -262,3 +263,73 @@ def test_an_interrupted_build_leaves_no_container(engine: Engine, client: Client
     while build_containers(client) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not build_containers(client)
+
+
+def test_scratch_copy_heredoc_and_add_from_a_url_and_an_archive(client: Client, tmp_path: Path) -> None:
+    """FROM scratch with COPY of a heredoc (variables substituted, quotes kept), ADD of a local tar
+    (extracted) and of a URL on this machine (a file, mode 0600); the result exported holds exactly those."""
+    import http.server
+    import io
+    import tarfile
+
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "remote.txt").write_text("from the web\n")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(served))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("inner/file.txt")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"inner\n"))
+    ctx = folder(tmp_path, {"Dockerfile": f"""\
+        FROM scratch
+        ARG WHO=heredoc
+        COPY <<EOF /greeting.txt
+        "hello" from $WHO
+        EOF
+        ADD bundle.tar.gz /unpacked/
+        ADD http://127.0.0.1:{server.server_port}/remote.txt /
+        """})  # fmt: skip
+    (ctx / "bundle.tar.gz").write_bytes(archive.getvalue())
+    try:
+        image, _ = build(client, ctx, tags=["scratch-built:1"])
+    finally:
+        server.shutdown()
+    c = client.create(ContainerOptions(image=image, cmd=["none"])).id
+    try:
+        with tarfile.open(fileobj=io.BytesIO(b"".join(client.export(c))), mode="r:") as tar:
+            files = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+            assert tar.extractfile(files["greeting.txt"]).read() == b'"hello" from heredoc\n'  # type: ignore[union-attr]
+            assert tar.extractfile(files["unpacked/inner/file.txt"]).read() == b"inner\n"  # type: ignore[union-attr]
+            assert files["remote.txt"].mode & 0o777 == 0o600
+        assert not {n for n in files if n.startswith(("bin", "etc/passwd"))}
+    finally:
+        client.remove(c, force=True)
+        client.remove_image("scratch-built:1")
+
+
+def test_a_gateway_killed_during_a_build_leaves_no_container(engine: Engine, client: Client, tmp_path: Path) -> None:
+    """SIGKILL of the gateway in the middle of a RUN: the client's build fails, and the restarted
+    gateway removes the step's container (and the build's snapshots and files)."""
+    ctx = folder(tmp_path, {"Dockerfile": "FROM busybox\nRUN sleep 60\n"})
+    failed: list[Exception] = []
+
+    def one() -> None:
+        with Client(engine.target) as c:
+            try:
+                build(c, ctx)
+            except Exception as exc:  # the connection dies with the gateway
+                failed.append(exc)
+
+    t = threading.Thread(target=one)
+    t.start()
+    wait_until(lambda: build_containers(client), what="the RUN step's container")
+    os.kill(engine.service_pid("gateway"), signal.SIGKILL)
+    t.join(timeout=60)
+    assert failed
+    wait_ready(client)
+    wait_until(lambda: not build_containers(client), timeout=60, what="the build's container gone")
+    assert not list((engine.root / "gateway" / "build").glob("*.tar"))
+    assert not list((engine.root / "gateway" / "build" / "snapshots").iterdir())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 from teu_api.gateway.v1 import gateway_pb2_grpc as g
 from teu_common.config import Config
 from teu_common.server import Lifecycle, Service, main
 from teu_gateway.backends import open_backends
+from teu_gateway.build import builder
 from teu_gateway.flows import Flows
 from teu_gateway.images import ImagesServicer
 from teu_gateway.networks import NetworksServicer
@@ -22,7 +22,8 @@ async def build(cfg: Config) -> Lifecycle:
     backends = open_backends(cfg)
     flows = Flows(backends)
     build_dir = cfg.state_dir("gateway") / "build"
-    shutil.rmtree(build_dir, ignore_errors=True)  # what builds cut short by a crash left
+    left = builder.leftovers(build_dir)
+    tidy = asyncio.create_task(builder.clean_up(flows, build_dir, *left))
     resume = asyncio.create_task(flows.resume_auto_removals())
     return Lifecycle(
         services=[
@@ -33,7 +34,7 @@ async def build(cfg: Config) -> Lifecycle:
             Service(g.add_VolumesServiceServicer_to_server, VolumesServicer(flows), "teu.gateway.v1.VolumesService"),
         ],
         on_stop=backends.close,
-        background=[resume],
+        background=[resume, tidy],
     )
 
 

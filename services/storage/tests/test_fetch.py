@@ -75,7 +75,7 @@ def test_unreachable_host_is_unavailable(storage: Storage) -> None:
 @pytest.mark.parametrize("url", ["http://192.0.2.1/x.tar", "http://example.com/x.tar"])
 def test_plain_http_is_only_for_loopback(url: str) -> None:
     """Plain HTTP off loopback is refused before any connection (a path attacker could swap the rootfs)."""
-    from teu_storage.fetch import _check_url
+    from teu_common.fetch import _check_url
 
     with pytest.raises(InvalidArgument, match="plain HTTP"):
         _check_url(url)
@@ -87,7 +87,7 @@ def test_redirect_from_https_to_http_is_refused() -> None:
     """A redirect may not downgrade https to http, nor lead to plain http off loopback."""
     import urllib.request
 
-    from teu_storage.fetch import _CheckedRedirects
+    from teu_common.fetch import _CheckedRedirects
 
     handler = _CheckedRedirects()
     req = urllib.request.Request("https://example.com/x.tar")

@@ -27,7 +27,6 @@ Authorization.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import re
 import ssl
@@ -43,6 +42,7 @@ from typing import IO
 import structlog
 
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError, Unavailable
+from teu_common.fetch import is_loopback
 from teu_storage.credentials import Credentials
 
 __all__ = [
@@ -134,16 +134,6 @@ def _quoted(text: str, pos: int) -> tuple[str, int]:
         chars.append(c)
         pos += 1
     return "".join(chars), pos  # unterminated: take the rest
-
-
-def is_loopback(hostname: str) -> bool:
-    """Whether ``hostname`` (no port, no brackets) names this machine: localhost, 127/8 or ::1."""
-    if hostname.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
 
 
 def is_private(url: str) -> bool:

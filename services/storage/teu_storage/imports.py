@@ -20,7 +20,8 @@ from pathlib import Path
 import structlog
 
 from teu_api.errors import InvalidArgument
-from teu_storage import fetch, imagearchive, imagespec, ocispec, refs, uploads
+from teu_common import fetch
+from teu_storage import imagearchive, imagespec, ocispec, refs, uploads
 from teu_storage.gc import Collector
 from teu_storage.images import Images
 from teu_storage.imagespec import HistoryItem, ImageConfig, build_config
@@ -111,19 +112,23 @@ class Importer:
 
     def configure(self, image_id: str, config: ImageConfig, step: BuildStep) -> Image:
         """Makes a new image of image ``image_id``'s layers under ``config``, its history longer by
-        ``step.empty_steps`` (steps that added no layer); ``image_id`` is recorded as its parent."""
-        parent = self._images.get(image_id)
+        ``step.empty_steps`` (steps that added no layer); ``image_id`` is recorded as its parent.
+        An empty ``image_id`` is Docker's ``scratch``: an image of no layer."""
+        parent = self._images.get(image_id) if image_id else None
+        layer_ids = parent.layers if parent else ()
         with self._layers.pinning() as pins:
-            self._layers.pin_existing(parent.layers, pins)
+            self._layers.pin_existing(layer_ids, pins)
             created = time.time_ns()
-            parent_raw = self._images.config(parent.id)
-            steps = [*imagespec.history(parent_raw, len(parent.layers)), *_empty(step, created)]
-            raw = build_config(config, parent.layers, created, steps=steps, base_platform=imagespec.platform_of(parent_raw))
+            parent_raw = self._images.config(parent.id) if parent else None
+            earlier = imagespec.history(parent_raw, len(layer_ids)) if parent_raw else []
+            steps = [*earlier, *_empty(step, created)]
+            platform = imagespec.platform_of(parent_raw) if parent_raw else None
+            raw = build_config(config, layer_ids, created, steps=steps, base_platform=platform)
             sizes = self._layers.sizes()
-            layers = [(d, sizes.get(d, 0)) for d in parent.layers]
-            new = NewImage(ocispec.digest(raw), raw, created, layers, parent=parent.id, build_key=step.key)
+            layers = [(d, sizes.get(d, 0)) for d in layer_ids]
+            new = NewImage(ocispec.digest(raw), raw, created, layers, parent=image_id, build_key=step.key)
             [image] = self._images.record([new])
-        log.info("image_configured", image_id=image.id, parent=parent.id)
+        log.info("image_configured", image_id=image.id, parent=image_id)
         return image
 
     def _commit_config(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -24,10 +25,12 @@ import re
 import secrets
 import tarfile
 import tempfile
+import time
+import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import IO, cast
 
 import structlog
 
@@ -35,19 +38,21 @@ from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound, TeuErr
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
+from teu_common import fetch
 from teu_common.opening import first_message
 from teu_gateway import limits
-from teu_gateway.backends import call, idempotent, stream
+from teu_gateway.backends import call, idempotent, retry_unavailable, stream
 from teu_gateway.build import instructions, words
 from teu_gateway.build.context import Context, Entry, Owner, unpack, write_copy
 from teu_gateway.build.dockerfile import Dockerfile, Instruction, Stage, parse, parse_instruction
 from teu_gateway.flows import Flows
 from teu_gateway.logflows import outputs
 
-__all__ = ["Builder", "build", "spool"]
+__all__ = ["Builder", "build", "clean_up", "leftovers", "spool"]
 
 log = structlog.get_logger()
 BUILD_LABEL = "io.teu.build"
+SNAPSHOTS = "snapshots"
 CHUNK = 1 << 20
 #: Build args every Dockerfile may use without declaring them; kept out of the image's history.
 PROXY_ARGS = frozenset(
@@ -64,6 +69,8 @@ PROXY_ARGS = frozenset(
         "all_proxy",
     }
 )
+_URL = re.compile(r"^https?://")
+_SUBSTITUTION = re.compile(r"\$(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)")
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x"}
 
@@ -74,6 +81,31 @@ def _platform_args() -> dict[str, str]:
     for side in ("BUILD", "TARGET"):
         out.update({f"{side}PLATFORM": f"linux/{arch}", f"{side}OS": "linux", f"{side}ARCH": arch, f"{side}VARIANT": ""})
     return out
+
+
+def leftovers(folder: Path) -> tuple[list[Path], list[str]]:
+    """What builds cut short by the gateway's death left in ``folder``: its files, and the keys of
+    their snapshots. Read at the gateway's start, before any build of its own."""
+    (folder / SNAPSHOTS).mkdir(parents=True, exist_ok=True, mode=0o700)
+    files = [p for p in folder.iterdir() if p.is_file()]
+    return files, [p.name for p in (folder / SNAPSHOTS).iterdir()]
+
+
+async def clean_up(flows: Flows, folder: Path, files: list[Path], snapshots: list[str]) -> None:
+    """Removes what :func:`leftovers` found, and the containers of builds (no build outlives the
+    gateway that ran it)."""
+    for path in files:
+        path.unlink(missing_ok=True)
+    try:
+        for key in snapshots:
+            req = st.RemoveSnapshotRequest(key=key)
+            await retry_unavailable("storage", functools.partial(flows.b.storage.RemoveSnapshot, req))
+            (folder / SNAPSHOTS / key).unlink(missing_ok=True)
+        for c in await retry_unavailable("runtime", lambda: flows.containers(True)):
+            if BUILD_LABEL in c.spec.labels:
+                await flows.remove(c.id, force=True, volumes=True)
+    except TeuError as exc:
+        log.warning("build_clean_up_failed", error=exc.message)
 
 
 async def spool(folder: Path, chunks: AsyncIterator[bytes]) -> Path:
@@ -228,11 +260,21 @@ class Builder:
         if base.lower() in names and names[base.lower()] in self.done:
             return self.done[names[base.lower()]].copy()
         if base.lower() == "scratch":
-            raise Unimplemented("FROM scratch is not supported yet: start from an image")
-        image = await self._image(base, self.o.pull)
+            image = await self._scratch()
+        else:
+            image = await self._image(base, self.o.pull)
         config = types_pb2.ImageConfig()
         config.CopyFrom(image.config)
         return State(image, config)
+
+    async def _scratch(self) -> st.Image:
+        """The empty image ``FROM scratch`` starts from (one per engine, found in the cache)."""
+        key = "sha256:" + hashlib.sha256(b"scratch").hexdigest()
+        found = await self._cached(key)
+        if found is not None:
+            return found
+        req = st.ConfigureImageRequest(image_id="", config=types_pb2.ImageConfig(), build_key=key)
+        return (await call("storage", self.b.storage.ConfigureImage(req))).image
 
     async def _image(self, ref: str, pull: bool) -> st.Image:
         """An image by reference, pulled when missing (always with ``pull``)."""
@@ -468,16 +510,18 @@ class Builder:
     ) -> list[tuple[Context, str]]:
         """Each source as (where it is read, its canonical path there): the context's files, or with
         --from a stage's or an image's (each path read from a snapshot of that image)."""
-        for src in sources:
-            if src.startswith("<<"):
-                raise Unimplemented(f"Dockerfile line {ins.line}: {ins.keyword} from a heredoc is not supported yet")
-            if ins.keyword == "ADD" and re.match(r"^[a-z][a-z0-9+.-]*://", src):
-                raise Unimplemented(f"Dockerfile line {ins.line}: ADD from a URL is not supported yet")
         ref = ins.flags.get("from")
         if not ref:
-            found = [(self.ctx, path) for src in sources for path in self.ctx.sources(src, ins.keyword)]
-            if ins.keyword == "ADD":
-                return [await self._unpacked(where, path, stack) for where, path in found]
+            found: list[tuple[Context, str]] = []
+            for src in sources:
+                if src.startswith("<<"):
+                    found.append(await self._heredoc(ins, src, env, stack))
+                elif ins.keyword == "ADD" and _URL.match(src):
+                    found.append(await self._download(src, stack))
+                elif ins.keyword == "ADD":
+                    found += [await self._unpacked(self.ctx, path, stack) for path in self.ctx.sources(src, ins.keyword)]
+                else:
+                    found += [(self.ctx, path) for path in self.ctx.sources(src, ins.keyword)]
             return found
         if ins.keyword == "ADD":
             raise ins.error("ADD does not take --from")
@@ -506,6 +550,53 @@ class Builder:
             stack.callback(where.close)
             found.append((where, posixpath.basename(path)))
         return found
+
+    async def _heredoc(
+        self, ins: Instruction, src: str, env: Mapping[str, str], stack: contextlib.AsyncExitStack
+    ) -> tuple[Context, str]:
+        """``COPY <<EOF dest``: a file of the heredoc's text (variables substituted unless its name was quoted)."""
+        name = src[2:].lstrip("-")
+        doc = next((h for h in ins.heredocs if h.name == name), None)
+        if doc is None:
+            raise ins.error(f"no heredoc named {name}")
+        text = doc.content
+        if doc.expand:  # only the variables: quotes and backslashes stay as written
+            text = _SUBSTITUTION.sub(lambda m: words.word(m.group(0), env), text)
+        return await self._one_file(name, io.BytesIO(text.encode()), 0o644, stack)
+
+    async def _download(self, url: str, stack: contextlib.AsyncExitStack) -> tuple[Context, str]:
+        """``ADD URL dest``: the file at an https URL (or http on this machine), named after its path, mode 0600."""
+        fd, name = tempfile.mkstemp(prefix="url-", dir=self.folder)
+        path = Path(name)
+        stack.callback(path.unlink, missing_ok=True)
+        with os.fdopen(fd, "wb") as f:
+
+            def write(chunk: bytes) -> None:
+                f.write(chunk)
+
+            await asyncio.to_thread(fetch.download, url, write)
+        base = posixpath.basename(urllib.parse.urlsplit(url).path) or "index.html"
+        with open(path, "rb") as body:
+            return await self._one_file(base, body, 0o600, stack)
+
+    async def _one_file(self, name: str, data: IO[bytes], mode: int, stack: contextlib.AsyncExitStack) -> tuple[Context, str]:
+        """A context of one file ``name`` holding ``data``."""
+        fd, tar_name = tempfile.mkstemp(prefix="file-", suffix=".tar", dir=self.folder)
+        tar_path = Path(tar_name)
+        stack.callback(tar_path.unlink, missing_ok=True)
+
+        def write() -> None:
+            data.seek(0, os.SEEK_END)
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = data.tell(), mode, int(time.time())
+            data.seek(0)
+            with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w") as tar:
+                tar.addfile(info, data)
+
+        await asyncio.to_thread(write)
+        where = await asyncio.to_thread(Context, tar_path, "")
+        stack.callback(where.close)
+        return where, name
 
     async def _unpacked(self, where: Context, path: str, stack: contextlib.AsyncExitStack) -> tuple[Context, str]:
         """ADD's source: a tar archive (plain, gzip, bzip2 or xz) as its content, else itself."""
@@ -569,12 +660,17 @@ class Builder:
     async def _snapshot(self, image_id: str) -> AsyncIterator[str]:
         """A snapshot of ``image_id`` for one step, removed after it."""
         key = secrets.token_hex(32)
-        await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=key, image_id=image_id)))
+        marker = self.folder / SNAPSHOTS / key  # what a gateway that dies now leaves to its next start
+        marker.touch()
         try:
+            await call("storage", self.b.storage.PrepareSnapshot(st.PrepareSnapshotRequest(key=key, image_id=image_id)))
             yield key
         finally:
-            with contextlib.suppress(TeuError):
+            try:
                 await asyncio.shield(call("storage", self.b.storage.RemoveSnapshot(st.RemoveSnapshotRequest(key=key))))
+                marker.unlink()
+            except TeuError as exc:
+                log.warning("build_snapshot_left", key=key[:12], error=exc.message)
 
     async def _is_dir(self, snap: str, path: str) -> bool:
         """Whether ``path`` is a directory in the snapshot (reading only the head of its tar)."""

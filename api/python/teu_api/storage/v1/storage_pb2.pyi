@@ -620,7 +620,7 @@ class ConfigureImageRequest(_message.Message):
     EMPTY_STEPS_FIELD_NUMBER: _builtins.int
     BUILD_KEY_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
-    """The image whose layers are taken (id)."""
+    """The image whose layers are taken (id); empty for none (Dockerfile's FROM scratch)."""
     build_key: _builtins.str
     """The build cache key the new image answers (empty: none)."""
     @_builtins.property

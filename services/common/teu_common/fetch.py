@@ -1,8 +1,9 @@
-"""Downloading an image tar from an http(s) URL (``import`` with a URL)."""
+"""Downloading from an http(s) URL (``import`` with a URL, a build's ``ADD URL``): https, or plain http to this machine only."""
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -10,9 +11,8 @@ from collections.abc import Callable
 from typing import IO
 
 from teu_api.errors import InvalidArgument, Unavailable
-from teu_storage.distribution import is_loopback
 
-__all__ = ["download"]
+__all__ = ["download", "is_loopback"]
 
 _TIMEOUT = 30.0
 _CHUNK = 1 << 20
@@ -38,7 +38,7 @@ def download(url: str, write: Callable[[bytes], None]) -> None:
         urllib.request.HTTPDefaultErrorHandler(),
     ):
         opener.add_handler(handler)
-    request = urllib.request.Request(url, headers={"User-Agent": "teu-storage"})
+    request = urllib.request.Request(url, headers={"User-Agent": "teu"})
     try:
         with opener.open(request, timeout=_TIMEOUT) as response:
             while chunk := response.read(_CHUNK):
@@ -49,12 +49,22 @@ def download(url: str, write: Callable[[bytes], None]) -> None:
         raise Unavailable(f"fetching {url}: {getattr(exc, 'reason', exc)}") from exc
 
 
+def is_loopback(hostname: str) -> bool:
+    """Whether ``hostname`` (no port, no brackets) names this machine: localhost, 127/8 or ::1."""
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_url(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(f"import URL must be http(s)://host/...: {url!r}")
+        raise InvalidArgument(f"URL must be http(s)://host/...: {url!r}")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise InvalidArgument(f"import URL {url!r}: plain HTTP is allowed to loopback hosts only; use https")
+        raise InvalidArgument(f"URL {url!r}: plain HTTP is allowed to loopback hosts only; use https")
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
@@ -63,6 +73,6 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
                          headers: http.client.HTTPMessage, newurl: str) -> urllib.request.Request | None:  # fmt: skip
         if urllib.parse.urlsplit(req.full_url).scheme == "https" and urllib.parse.urlsplit(newurl).scheme != "https":
-            raise InvalidArgument(f"import URL {req.full_url!r} redirects from https to {newurl!r}: refused")
+            raise InvalidArgument(f"URL {req.full_url!r} redirects from https to {newurl!r}: refused")
         _check_url(newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
