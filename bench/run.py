@@ -18,6 +18,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -640,6 +641,115 @@ def s13_cri(b: Bench) -> list[Result]:
     return [start, listing]
 
 
+BUILD_DOCKERFILE = """\
+FROM busybox
+ENV APP=/app
+WORKDIR /app
+COPY data/ ./data/
+RUN ls data | wc -l > count.txt && echo built > built.txt
+CMD ["cat", "/app/count.txt"]
+"""
+
+
+FIDELITY_DOCKERFILE = """\
+FROM busybox AS prep
+RUN mkdir -p /out && echo prepared > /out/prep.txt
+FROM busybox
+ARG REV=7
+ENV APP_HOME=/srv/app REV=$REV
+WORKDIR $APP_HOME
+COPY --from=prep /out/ ./from-prep/
+COPY data/ ./data/
+COPY --chmod=600 data/f0 /etc/secret
+RUN adduser -D -u 1234 app && chown -R app /srv/app
+USER app
+EXPOSE 8080 53/udp
+VOLUME ["/cache"]
+LABEL org.example.title="fidelity" rev=$REV
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --timeout=2s --retries=2 CMD ["true"]
+ENTRYPOINT ["sh", "-c"]
+CMD ["cat from-prep/prep.txt"]
+"""
+CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Labels", "Volumes", "Healthcheck", "StopSignal")
+# What every engine adds to a container's filesystem at create (mount points), not what a build made.
+ENGINE_FILES = {
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+    ".dockerenv",
+    "run/.containerenv",
+    "dev",
+    "proc",
+    "sys",
+    "run",
+    "etc/mtab",
+}
+
+
+def _engine_file(name: str) -> bool:
+    n = name.removeprefix("./").rstrip("/")
+    return not n or n in ENGINE_FILES or n.split("/")[0] in ENGINE_FILES
+
+
+def _entry(m: tarfile.TarInfo) -> tuple[object, ...]:
+    return (m.name.removeprefix("./").rstrip("/"), m.type, m.mode & 0o7777, m.uid, m.gid, m.size if m.isreg() else 0)
+
+
+def _fidelity(b: Bench, ctx: Path) -> str:
+    """Builds FIDELITY_DOCKERFILE with every engine and compares Teu's image with each peer's: the
+    configuration keys a user sees and the file tree (names, types, modes, owners, sizes)."""
+    (ctx / "Dockerfile.fidelity").write_text(FIDELITY_DOCKERFILE)
+    seen: dict[str, tuple[dict[str, object], set[tuple[object, ...]]]] = {}
+    for e in b.engines:
+        subprocess.run(e.cmd("build", "--network", "none", "-f", str(ctx / "Dockerfile.fidelity"), "-t", "fidelity:1", str(ctx)),
+                       env=e.env, check=True, capture_output=True)  # fmt: skip
+        doc = json.loads(
+            subprocess.run(e.cmd("image", "inspect", "fidelity:1"), env=e.env, check=True, capture_output=True).stdout
+        )
+        config = {k: (doc[0].get("Config") or {}).get(k) or None for k in CONFIG_KEYS}
+        subprocess.run(e.cmd("create", "--name", "fidelity", "fidelity:1"), env=e.env, check=True, capture_output=True)
+        out = b.base / f"fidelity-{e.name}.tar"
+        subprocess.run(e.cmd("export", "-o", str(out), "fidelity"), env=e.env, check=True, capture_output=True)
+        subprocess.run(e.cmd("rm", "-f", "fidelity"), env=e.env, check=True, capture_output=True)
+        with tarfile.open(out) as tar:
+            tree = {_entry(m) for m in tar.getmembers() if not _engine_file(m.name)}
+        seen[e.name] = (config, tree)
+    teu_config, teu_tree = seen["teu"]
+    notes = []
+    for peer, (config, tree) in seen.items():
+        if peer == "teu":
+            continue
+        differ = [k for k in CONFIG_KEYS if config[k] != teu_config[k]]
+        only_teu, only_peer = sorted(teu_tree - tree)[:3], sorted(tree - teu_tree)[:3]
+        teu_only, peer_only = len(teu_tree - tree), len(tree - teu_tree)
+        notes.append(
+            f"vs {peer}: config keys differing {differ or 'none'}; files only in teu {teu_only} {only_teu}, "
+            f"only in {peer} {peer_only} {only_peer}"
+        )
+    print("build fidelity: " + "; ".join(notes), file=sys.stderr)
+    return "; ".join(notes)
+
+
+def s14_build(b: Bench) -> list[Result]:
+    """teu build against docker build and podman build: a cold 6-step Dockerfile (--no-cache), then a fully cached rebuild."""
+    ctx = b.base / "buildctx"
+    (ctx / "data").mkdir(parents=True)
+    for i in range(20):
+        (ctx / "data" / f"f{i}").write_bytes(os.urandom(4096))
+    (ctx / "Dockerfile").write_text(BUILD_DOCKERFILE)
+
+    def build(e: Engine, *flags: str) -> float:
+        return timed(e.cmd("build", *flags, "--network", "none", "-t", "benchbuild:1", str(ctx)), e.env)
+
+    cold = b.result("build: cold 6-step Dockerfile (--no-cache)")
+    alternate(cold, {e.name: (lambda e=e: build(e, "--no-cache")) for e in b.engines}, runs=3 if b.quick else 10, warmup=1)
+    cached = b.result("build: the same, fully cached")
+    alternate(cached, {e.name: (lambda e=e: build(e)) for e in b.engines}, runs=5 if b.quick else 20, warmup=1)
+    cold.note = _fidelity(b, ctx)
+    return [cold, cached]
+
+
 def main() -> None:
     """Runs every scenario and reports."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -665,6 +775,7 @@ def main() -> None:
             ("11", s11_docker_api),
             ("12", s12_docker_cli),
             ("13", s13_cri),
+            ("14", s14_build),
         ):
             if wanted and num not in wanted:
                 continue
