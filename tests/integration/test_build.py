@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Engine
-from teu.build import context_tar
 from teu.client import Client, ContainerOptions
 from teu.errors import FailedPrecondition, InvalidArgument, NotFound
-from teu.testing import wait_ready, wait_until
+from teu.testing import build_folder, wait_ready, wait_until
 from teu_api.gateway.v1 import gateway_pb2 as gw
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
@@ -40,18 +39,7 @@ def folder(tmp_path: Path, files: dict[str, str]) -> Path:
 
 def build(client: Client, ctx: Path, **options: object) -> tuple[str, str]:
     """Builds through the SDK: (image id, the whole output)."""
-    tar, _ = context_tar(ctx)
-    out, image = [], ""
-    with tar:
-        for frame in client.build(iter(lambda: tar.read(1 << 20), b""), gw.BuildOptions(**options)):  # type: ignore[arg-type]
-            part = frame.WhichOneof("part")
-            if part == "result":
-                image = frame.result.image_id
-            elif part == "status":
-                out.append(frame.status + "\n")
-            else:
-                out.append(frame.output.decode())
-    return image, "".join(out)
+    return build_folder(client, ctx, gw.BuildOptions(**options))  # type: ignore[arg-type]
 
 
 def run(client: Client, image: str, *cmd: str) -> str:

@@ -17,8 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from teu._images import chunks_of
+from teu.build import context_tar
 from teu.client import Client
 from teu.errors import TeuError
+from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 
 __all__ = ["PrivateEngine", "wait_ready", "wait_until"]
@@ -175,3 +178,17 @@ def cri_tool(name: str) -> str | None:
     tools = os.environ.get("TEU_CRI_TOOLS", "")
     found = shutil.which(name) or (str(Path(tools) / name) if tools else None)
     return found if found and Path(found).exists() else None
+
+
+def build_folder(client: Client, folder: Path, options: gw.BuildOptions | None = None) -> tuple[str, str]:
+    """Builds the context ``folder`` through the SDK: (image id, every progress line and output)."""
+    tar, _ = context_tar(folder)
+    image, out = "", []
+    with tar:
+        for frame in client.build(chunks_of(tar), options):
+            part = frame.WhichOneof("part")
+            if part == "result":
+                image = frame.result.image_id
+            else:
+                out.append(frame.status + "\n" if part == "status" else frame.output.decode(errors="replace"))
+    return image, "".join(out)

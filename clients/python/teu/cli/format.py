@@ -234,6 +234,24 @@ def image_json(i: gw.ImageSummary) -> dict[str, Any]:
             "WorkingDir": c.working_dir,
             "User": c.user,
             "Labels": dict(c.labels),
+            "ExposedPorts": {p: {} for p in c.exposed_ports} or None,
+            "Volumes": {v: {} for v in c.volumes} or None,
+            "StopSignal": c.stop_signal or None,
+            "Healthcheck": healthcheck_json(c.healthcheck),
+            "Shell": list(c.shell) or None,
+            "OnBuild": list(c.on_build) or None,
         },
         "RootFS": {"Type": "layers", "Layers": list(i.layers)},
     }
+
+
+def healthcheck_json(h: types_pb2.HealthConfig) -> dict[str, Any] | None:
+    """A HEALTHCHECK in Docker's shape (durations in nanoseconds, zeros left out); None without one."""
+    if not h.test:
+        return None
+    out: dict[str, Any] = {"Test": list(h.test)}
+    for key, value in (("Interval", h.interval_ns), ("Timeout", h.timeout_ns), ("StartPeriod", h.start_period_ns),
+                       ("StartInterval", h.start_interval_ns), ("Retries", h.retries)):  # fmt: skip
+        if value:
+            out[key] = value
+    return out

@@ -53,6 +53,7 @@ __all__ = ["Builder", "build", "clean_up", "leftovers", "spool"]
 log = structlog.get_logger()
 BUILD_LABEL = "io.teu.build"
 SNAPSHOTS = "snapshots"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHUNK = 1 << 20
 #: Build args every Dockerfile may use without declaring them; kept out of the image's history.
 PROXY_ARGS = frozenset(
@@ -265,6 +266,8 @@ class Builder:
             image = await self._image(base, self.o.pull)
         config = types_pb2.ImageConfig()
         config.CopyFrom(image.config)
+        if not any(e.startswith("PATH=") for e in config.env):
+            config.env.append("PATH=" + DEFAULT_PATH)  # as Docker's builders do for a base without one
         return State(image, config)
 
     async def _scratch(self) -> st.Image:
