@@ -175,7 +175,8 @@ class Builder:
             yield _status(f"[Warning] One or more build-args {unused} were not consumed")
         yield _status(f"Successfully built {_short(image.id)}")
         for tag in self.o.tags:
-            await call("storage", self.b.storage.TagImage(st.TagImageRequest(source=image.id, target=tag)))
+            if _full_ref(tag) not in image.repo_tags:  # a cached image may carry it already
+                await call("storage", self.b.storage.TagImage(st.TagImageRequest(source=image.id, target=tag)))
             yield _status(f"Successfully tagged {tag}")
         yield gw.BuildResponse(result=gw.BuildResult(image_id=image.id, tags=list(self.o.tags)))
 
@@ -493,7 +494,7 @@ class Builder:
             if chown:
                 snap = await stack.enter_async_context(self._snapshot(state.image.id))
                 owner = await self._owner(snap, chown, owner)
-            tar_path, digest = await self._write(plan, owner, stack)
+            digest = await self._digest(plan, owner)
             key = self._key(state, ins.original, chown, digest)
             cached = await self._cached(key)
             if cached is not None:
@@ -503,7 +504,7 @@ class Builder:
             snap = snap or await stack.enter_async_context(self._snapshot(state.image.id))
             if plan.maybe_dir and await self._is_dir(snap, plan.maybe_dir):
                 plan = _plan(found, plan.maybe_dir, True)
-                tar_path, _ = await self._write(plan, owner, stack)
+            tar_path = await self._write(plan, owner, stack)
             await self._copy_into(snap, plan.dest_dir, tar_path)
             image = await self._commit(snap, state, ins.original, key)
         yield self._took(state, image)
@@ -615,22 +616,22 @@ class Builder:
         stack.callback(archive.close)
         return archive, ""
 
-    async def _write(self, plan: _Plan, owner: Owner, stack: contextlib.AsyncExitStack) -> tuple[Path, str]:
-        """The tar of what ``plan`` copies, in a file removed with ``stack``; and its content digest."""
+    async def _digest(self, plan: _Plan, owner: Owner) -> str:
+        """The content digest of what ``plan`` copies (the tar written nowhere: a cache hit needs no file)."""
+        return (await asyncio.to_thread(write_copy, _entries(plan), cast(IO[bytes], _Discard()), owner))[0]
+
+    async def _write(self, plan: _Plan, owner: Owner, stack: contextlib.AsyncExitStack) -> Path:
+        """The tar of what ``plan`` copies, in a file removed with ``stack``."""
         fd, name = tempfile.mkstemp(prefix="copy-", suffix=".tar", dir=self.folder)
         path = Path(name)
         stack.callback(path.unlink, missing_ok=True)
 
-        def entries() -> Iterator[Entry]:
-            for where, src, under in plan.items:
-                yield from where.entries(src, under)
-
-        def write() -> str:
+        def write() -> None:
             with os.fdopen(fd, "wb") as out:
-                digest, _ = write_copy(entries(), out, owner)
-            return digest
+                write_copy(_entries(plan), out, owner)
 
-        return path, await asyncio.to_thread(write)
+        await asyncio.to_thread(write)
+        return path
 
     async def _owner(self, snap: str, chown: str, owner: Owner) -> Owner:
         user, _, group = chown.partition(":")
@@ -730,6 +731,23 @@ class _Plan:
     items: list[tuple[Context, str, str]]
     dest_dir: str
     maybe_dir: str
+
+
+def _entries(plan: _Plan) -> Iterator[Entry]:
+    for where, src, under in plan.items:
+        yield from where.entries(src, under)
+
+
+class _Discard:
+    """A sink that keeps nothing (all a tar stream written to it needs is ``write``)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _full_ref(tag: str) -> str:
+    """``tag`` as storage records references (":latest" added when it has no tag)."""
+    return tag if ":" in tag.rsplit("/", 1)[-1] else tag + ":latest"
 
 
 def _plan(found: list[tuple[Context, str]], dest: str, as_dir: bool) -> _Plan:
