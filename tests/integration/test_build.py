@@ -181,6 +181,7 @@ def test_heredocs_onbuild_shell_and_args(client: Client, tmp_path: Path) -> None
         ("FROM busybox\nCOPY a b /x\n", {"a": "a", "b": "b"}, InvalidArgument, "must be a directory"),
         ("FROM busybox\nENV X=$LATER\nARG LATER=1\n", {}, InvalidArgument, "ARG LATER is used before it is defined"),
         ("ARG B\nFROM $B\n", {}, InvalidArgument, "should not be blank"),
+        ("FROM --platform=linux/s390x busybox\n", {}, InvalidArgument, "builds for linux/"),
         ("FROM busybox\nRUN --mount=type=cache,target=/c true\n", {}, Exception, "not supported yet"),
         ("FROM busybox\nRUN echo failing; exit 3\n", {}, FailedPrecondition, "returned a non-zero code: 3"),
     ],

@@ -10,21 +10,29 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from teu_api.dockerignore import Ignore
+
 __all__ = ["context_tar", "dockerfile_tar", "is_archive"]
 
+#: Sent whatever .dockerignore says: the builder reads them (COPY still does not see them if excluded).
+ALWAYS_SENT = frozenset({"Dockerfile", ".dockerignore"})
 
-def context_tar(folder: str | os.PathLike[str], dockerfile: bytes | None = None) -> tuple[BinaryIO, str]:
-    """A temporary file holding ``folder`` as a tar (its symlinks as links; the engine applies its
-    ``.dockerignore``), and with ``dockerfile`` (a Dockerfile from outside it) added under a name of
-    its own, returned second ("" without one)."""
+
+def context_tar(
+    folder: str | os.PathLike[str], dockerfile: bytes | None = None, dockerfile_path: str = ""
+) -> tuple[BinaryIO, str]:
+    """A temporary file holding ``folder`` as a tar (its symlinks as links), without what its
+    ``.dockerignore`` excludes but the Dockerfile (``dockerfile_path`` in it, if not the default);
+    with ``dockerfile`` (a Dockerfile from outside it) added under a name of its own, returned
+    second ("" without one)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise NotADirectoryError(f"unable to prepare context: path {str(folder)!r} not found or not a directory")
     out = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
     name = ""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        root = Path(folder)
-        if not root.is_dir():
-            raise NotADirectoryError(f"unable to prepare context: path {str(folder)!r} not found or not a directory")
-        for path in sorted(root.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
+        for rel in _members(root, ALWAYS_SENT | {dockerfile_path}):
+            tar.add(root / rel, arcname=rel, recursive=False)
         if dockerfile is not None:
             name = f".dockerfile.{secrets.token_hex(10)}"
             info = tarfile.TarInfo(name)
@@ -32,6 +40,28 @@ def context_tar(folder: str | os.PathLike[str], dockerfile: bytes | None = None)
             tar.addfile(info, io.BytesIO(dockerfile))
     out.seek(0)
     return out, name
+
+
+def _members(root: Path, always: frozenset[str]) -> list[str]:
+    """The context's paths, relative and sorted, without what its ``.dockerignore`` excludes (the
+    Dockerfile and .dockerignore themselves always go, as Docker's CLI sends them); an excluded
+    directory is not even walked unless an exception pattern could bring something back."""
+    ignore_file = root / ".dockerignore"
+    ignore = Ignore(ignore_file.read_text(errors="replace") if ignore_file.is_file() else "")
+    found: list[str] = []
+    for top, dirs, files in os.walk(root):
+        base = os.path.relpath(top, root)
+        base = "" if base == "." else base + "/"
+        kept = []
+        for d in sorted(dirs):
+            rel = base + d
+            if not ignore.excludes(rel) or ignore.has_exceptions:
+                kept.append(d)
+                if not ignore.excludes(rel):
+                    found.append(rel)
+        dirs[:] = kept
+        found += [base + f for f in files if base + f in always or not ignore.excludes(base + f)]
+    return sorted(found)
 
 
 def dockerfile_tar(dockerfile: bytes) -> BinaryIO:

@@ -9,8 +9,6 @@ remote contexts are refused as not served.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import AsyncIterator
@@ -24,6 +22,7 @@ from teu_api.types.v1 import types_pb2
 from teu_dockerapi.archive import CHUNK
 from teu_dockerapi.containers import flag
 from teu_dockerapi.gateway import of, stream
+from teu_dockerapi.images import credentials, header_json
 
 routes = web.RouteTableDef()
 _EXIT = re.compile(r"returned a non-zero code: (\d+)")
@@ -44,25 +43,13 @@ def _json_map(request: web.Request, key: str) -> dict[str, str]:
 
 
 def _registry_config(request: web.Request) -> dict[str, types_pb2.RegistryAuth]:
-    """X-Registry-Config: base64url JSON of credentials by registry."""
-    header = request.headers.get("X-Registry-Config", "")
-    if not header:
-        return {}
-    try:
-        doc = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
-    except (binascii.Error, ValueError):
-        raise InvalidArgument("X-Registry-Config is not base64-encoded JSON") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("X-Registry-Config must hold a JSON object")
-    out = {}
-    for registry, creds in doc.items():
-        if isinstance(creds, dict):
-            host = str(registry).removeprefix("https://").removeprefix("http://").split("/")[0]
-            user, password = str(creds.get("username") or ""), str(creds.get("password") or "")
-            out[host] = types_pb2.RegistryAuth(
-                username=user, password=password, identity_token=str(creds.get("identitytoken") or "")
-            )
-    return out
+    """X-Registry-Config: credentials by registry."""
+    doc = header_json(request, "X-Registry-Config") or {}
+    return {
+        str(registry).removeprefix("https://").removeprefix("http://").split("/")[0]: credentials(creds)
+        for registry, creds in doc.items()
+        if isinstance(creds, dict)
+    }
 
 
 def options_of(request: web.Request) -> gw.BuildOptions:

@@ -69,19 +69,30 @@ async def prune(request: web.Request) -> web.Response:
     return web.json_response({"ImagesDeleted": [{"Deleted": i} for i in done.deleted] or None, "SpaceReclaimed": done.reclaimed})
 
 
-def registry_auth(request: web.Request) -> types_pb2.RegistryAuth | None:
-    """X-Registry-Auth: base64url of {"username", "password"} or {"identitytoken"}; None without it."""
-    header = request.headers.get("X-Registry-Auth", "")
+def header_json(request: web.Request, name: str) -> dict[str, Any] | None:
+    """A header holding base64url-encoded JSON of an object (X-Registry-Auth, X-Registry-Config); None without it."""
+    header = request.headers.get(name, "")
     if not header:
         return None
     try:
         doc = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
     except (binascii.Error, ValueError):
-        raise InvalidArgument("X-Registry-Auth is not base64-encoded JSON") from None
+        raise InvalidArgument(f"{name} is not base64-encoded JSON") from None
     if not isinstance(doc, dict):
-        raise InvalidArgument("X-Registry-Auth must hold a JSON object")
+        raise InvalidArgument(f"{name} must hold a JSON object")
+    return doc
+
+
+def credentials(doc: dict[str, Any]) -> types_pb2.RegistryAuth:
+    """Docker's {"username", "password"} or {"identitytoken"} as Teu's credentials."""
     return types_pb2.RegistryAuth(username=str(doc.get("username") or ""), password=str(doc.get("password") or ""),
                                   identity_token=str(doc.get("identitytoken") or ""))  # fmt: skip
+
+
+def registry_auth(request: web.Request) -> types_pb2.RegistryAuth | None:
+    """X-Registry-Auth: the credentials of one registry; None without it."""
+    doc = header_json(request, "X-Registry-Auth")
+    return None if doc is None else credentials(doc)
 
 
 @routes.post("/images/create")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from teu_api.dockerignore import Ignore
 from teu_api.errors import InvalidArgument
 from teu_gateway.build import words
 from teu_gateway.build.dockerfile import parse
-from teu_gateway.build.ignore import Ignore
 
 
 def test_continuations_comments_and_forms() -> None:

@@ -36,7 +36,8 @@ def _context(a: argparse.Namespace) -> tuple[BinaryIO, str]:
         path = os.path.abspath(a.file)
         root = os.path.abspath(a.context)
         if os.path.commonpath([path, root]) == root:
-            return context_tar(a.context)[0], os.path.relpath(path, root)
+            rel = os.path.relpath(path, root)
+            return context_tar(a.context, dockerfile_path=rel)[0], rel
         with open(a.file, "rb") as df:
             given = df.read()
     return context_tar(a.context, given)

@@ -1,1 +1,1 @@
-"""``teu build``: Dockerfiles parsed (dockerfile, words), contexts read (context, ignore), images built (builder)."""
+"""``teu build``: Dockerfiles parsed (dockerfile, words), contexts read (context), images built (builder)."""

@@ -238,6 +238,10 @@ class Builder:
         base = words.word(stage.base, globals_, df.escape)
         if not base:
             raise stage.source.error(f"base name ({stage.base}) should not be blank")
+        if "platform" in stage.source.flags:
+            wanted, host = words.word(stage.source.flags["platform"], globals_, df.escape), globals_["TARGETPLATFORM"]
+            if wanted.split("/")[:2] != host.split("/")[:2]:
+                raise stage.source.error(f"--platform={wanted}: this engine builds for {host} only")
         state = await self._base(base, df)
         yield _status(f" ---> {_short(state.image.id)}")
         if state.config.on_build:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from teu_api.dockerignore import Ignore, glob_regex
 from teu_api.errors import InvalidArgument, NotFound
-from teu_gateway.build.ignore import Ignore, glob_regex
 
 __all__ = ["Context", "Entry", "Owner", "unpack", "write_copy"]
 

@@ -1,4 +1,5 @@
-"""``.dockerignore`` with Docker's rules (moby's patternmatcher).
+"""``.dockerignore`` with Docker's rules (moby's patternmatcher): the clients leave out of a build
+context what it excludes, and the builder hides it from COPY whoever sent the context.
 
 One pattern per line; ``#`` starts a comment line; surrounding whitespace goes; a leading ``!``
 makes an exception; patterns are cleaned as paths and a leading ``/`` dropped. ``*`` matches any
@@ -44,6 +45,11 @@ class Ignore:
 
     def __bool__(self) -> bool:
         return bool(self._patterns)
+
+    @property
+    def has_exceptions(self) -> bool:
+        """Whether a ``!`` pattern may bring back something under an excluded directory."""
+        return any(p.exception for p in self._patterns)
 
     def excludes(self, path: str) -> bool:
         """Whether context path ``path`` (relative, normalized) is left out."""
