@@ -43,7 +43,7 @@ from teu_common.opening import first_message
 from teu_gateway import limits
 from teu_gateway.backends import call, idempotent, retry_unavailable, stream
 from teu_gateway.build import instructions, words
-from teu_gateway.build.context import Context, Entry, Owner, unpack, write_copy
+from teu_gateway.build.context import Context, Entry, Owner, content_digest, unpack, write_copy
 from teu_gateway.build.dockerfile import Dockerfile, Instruction, Stage, parse, parse_instruction
 from teu_gateway.flows import Flows
 from teu_gateway.logflows import outputs
@@ -53,6 +53,7 @@ __all__ = ["Builder", "build", "clean_up", "leftovers", "spool"]
 log = structlog.get_logger()
 BUILD_LABEL = "io.teu.build"
 SNAPSHOTS = "snapshots"
+SMALL_WRITE = 256 << 10  # a write this small is not worth a thread hop
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHUNK = 1 << 20
 #: Build args every Dockerfile may use without declaring them; kept out of the image's history.
@@ -110,15 +111,17 @@ async def clean_up(flows: Flows, folder: Path, files: list[Path], snapshots: lis
 
 
 async def spool(folder: Path, chunks: AsyncIterator[bytes]) -> Path:
-    """Writes the context's tar chunks to a file in ``folder`` (a compressed one unpacked)."""
+    """Writes tar chunks to a file in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, name = tempfile.mkstemp(prefix="context-", suffix=".tar", dir=folder)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
             async for chunk in chunks:
-                await asyncio.to_thread(f.write, chunk)
-        await asyncio.to_thread(unpack, path)
+                if len(chunk) > SMALL_WRITE:
+                    await asyncio.to_thread(f.write, chunk)
+                else:
+                    f.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -622,7 +625,7 @@ class Builder:
 
     async def _digest(self, plan: _Plan, owner: Owner) -> str:
         """The content digest of what ``plan`` copies (the tar written nowhere: a cache hit needs no file)."""
-        return (await asyncio.to_thread(write_copy, _entries(plan), cast(IO[bytes], _Discard()), owner))[0]
+        return await asyncio.to_thread(content_digest, _entries(plan), owner)
 
     async def _write(self, plan: _Plan, owner: Owner, stack: contextlib.AsyncExitStack) -> Path:
         """The tar of what ``plan`` copies, in a file removed with ``stack``."""
@@ -742,13 +745,6 @@ def _entries(plan: _Plan) -> Iterator[Entry]:
         yield from where.entries(src, under)
 
 
-class _Discard:
-    """A sink that keeps nothing (all a tar stream written to it needs is ``write``)."""
-
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-
 def _full_ref(tag: str) -> str:
     """``tag`` as storage records references (":latest" added when it has no tag)."""
     return tag if ":" in tag.rsplit("/", 1)[-1] else tag + ":latest"
@@ -810,7 +806,7 @@ async def build(flows: Flows, folder: Path, requests: AsyncIterator[gw.BuildRequ
     path = await spool(folder, chunks())
     context: Context | None = None
     try:
-        context = await asyncio.to_thread(Context, path)
+        context = await asyncio.to_thread(_indexed, path)
         size = path.stat().st_size
         yield _status(f"Sending build context to Teu  {_human(size)}")
         async for r in Builder(flows, context, options, folder).run():
@@ -819,6 +815,11 @@ async def build(flows: Flows, folder: Path, requests: AsyncIterator[gw.BuildRequ
         if context is not None:
             context.close()
         path.unlink(missing_ok=True)
+
+
+def _indexed(path: Path) -> Context:
+    unpack(path)
+    return Context(path)
 
 
 def _check(o: gw.BuildOptions) -> None:

@@ -7,8 +7,9 @@ root, as Docker's FollowSymlinkInScope), so no source can reach past it; a membe
 leaves it refuses the whole context. ``.dockerignore`` hides what it excludes from every COPY.
 
 :func:`write_copy` writes what a COPY or ADD copies as a new tar, owners and modes as the
-instruction says, and returns the digest of its content (names, types, modes, owners, link targets
-and bytes; not times), the part of a build cache key that changes with the files copied.
+instruction says; :func:`content_digest` is the digest of that content (names, types, modes,
+owners, link targets and bytes; not times), the part of a build cache key that changes with the
+files copied, computed without writing anything.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import IO
 from teu_api.dockerignore import Ignore, glob_regex
 from teu_api.errors import InvalidArgument, NotFound
 
-__all__ = ["Context", "Entry", "Owner", "unpack", "write_copy"]
+__all__ = ["Context", "Entry", "Owner", "content_digest", "unpack", "write_copy"]
 
 MAX_MEMBERS = 1_000_000
 MAX_SYMLINKS = 40
@@ -213,26 +214,37 @@ def _clean(name: str) -> str:
     return cleaned.lstrip("/")
 
 
-def write_copy(entries: Iterator[Entry], out: IO[bytes], owner: Owner) -> tuple[str, int]:
+def write_copy(entries: Iterator[Entry], out: IO[bytes], owner: Owner) -> int:
     """Writes ``entries`` as a tar to ``out``: owned by ``owner`` (else by root for root-owned
-    entries, else as they were), modes as ``owner.mode`` or theirs. Returns the digest of the
-    content and the number of members."""
-    digest = hashlib.sha256()
+    entries, else as they were), modes as ``owner.mode`` or theirs. Returns the number of members."""
     count = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for e in entries:
             info = _header(e, owner)
-            digest.update(f"{info.name}\0{info.type!r}\0{info.mode:o}\0{info.uid}\0{info.gid}\0{info.linkname}\0".encode())
-            if info.isreg():
-                src = e.archive.extractfile(e.info)
-                if src is None:
-                    raise InvalidArgument(f"cannot read {e.info.name} of the build context")
-                hashing = _Hashing(src, digest)
-                tar.addfile(info, hashing)
-            else:
-                tar.addfile(info)
+            tar.addfile(info, _content(e) if info.isreg() else None)
             count += 1
-    return "sha256:" + digest.hexdigest(), count
+    return count
+
+
+def content_digest(entries: Iterator[Entry], owner: Owner) -> str:
+    """The digest of what :func:`write_copy` would write: names, types, modes, owners, link targets
+    and bytes, not times (a build cache key's part that changes with the files copied)."""
+    digest = hashlib.sha256()
+    for e in entries:
+        info = _header(e, owner)
+        digest.update(f"{info.name}\0{info.type!r}\0{info.mode:o}\0{info.uid}\0{info.gid}\0{info.linkname}\0".encode())
+        if info.isreg():
+            src = _content(e)
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def _content(e: Entry) -> IO[bytes]:
+    src = e.archive.extractfile(e.info)
+    if src is None:
+        raise InvalidArgument(f"cannot read {e.info.name} of the build context")
+    return src
 
 
 def _header(e: Entry, owner: Owner) -> tarfile.TarInfo:
@@ -256,16 +268,3 @@ def _header(e: Entry, owner: Owner) -> tarfile.TarInfo:
     if info.issym():
         info.mode = 0o777
     return info
-
-
-class _Hashing:
-    """A reader that feeds what it reads to a digest."""
-
-    def __init__(self, src: IO[bytes], digest: hashlib._Hash) -> None:
-        self._src = src
-        self._digest = digest
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._src.read(size)
-        self._digest.update(data)
-        return data
