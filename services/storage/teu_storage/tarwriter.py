@@ -3,6 +3,9 @@
 TarInfo is built from one lstat per entry (tarfile's gettarinfo also looks up user and group names,
 which costs more than the rest and which Docker's layers do not need). PAX format: long names, big
 ids and xattrs fit. Hard links become link entries within one tar; sockets are skipped as in Docker.
+An entry that needs no PAX record (most of them) gets its header from :func:`ustar_header`, the very
+bytes tarfile writes for it at a fraction of tarfile's cost (half of an export's time went there);
+the others go through tarfile.
 
 The tree may be a running container's upper dir: everything is read through :mod:`teu_storage.safefs`
 (relative to open directories, never through a symlink), files are read only if they are still
@@ -14,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from typing import IO
+from typing import IO, Protocol
 
 from teu_api.errors import FailedPrecondition
 from teu_storage.archive import is_whiteout
@@ -35,6 +38,24 @@ class TreeWriter:
         self._tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - close()
         self._links: dict[tuple[int, int], str] = {}
 
+    def _addfile(self, info: tarfile.TarInfo, data: _Reader | None = None) -> None:
+        """tarfile's addfile, its header written by :func:`ustar_header` when that can."""
+        header = ustar_header(info)
+        if header is None:
+            self._tar.addfile(info, data)
+            return
+        tar, out = self._tar, self._tar.fileobj
+        assert out is not None
+        out.write(header)
+        tar.offset += len(header)
+        if data is not None:
+            _copy(data, out, info.size)
+            blocks, remainder = divmod(info.size, tarfile.BLOCKSIZE)
+            if remainder:
+                out.write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
+                blocks += 1
+            tar.offset += blocks * tarfile.BLOCKSIZE
+
     def add(self, name: str, st: os.stat_result, at: Dir, base: str, own: Dir | None = None) -> None:
         """Adds entry ``base`` of directory ``at`` (described by its lstat ``st``) as member ``name``.
 
@@ -52,7 +73,7 @@ class TreeWriter:
             first = self._links.get(key) if st.st_nlink > 1 else None
             if first is not None:
                 info.type, info.linkname = tarfile.LNKTYPE, first
-                self._tar.addfile(info)
+                self._addfile(info)
                 return
             try:
                 fd, _ = at.open_file(base)
@@ -64,7 +85,7 @@ class TreeWriter:
                 info.size = st.st_size
                 self._xattrs(info, fd)
                 try:
-                    self._tar.addfile(info, _Reader(fd))
+                    self._addfile(info, _Reader(fd))
                 except OSError as exc:
                     if "unexpected end of data" not in str(exc):
                         raise
@@ -92,14 +113,14 @@ class TreeWriter:
                 return  # sockets and unknown types do not belong in an image
         except FileNotFoundError:
             return
-        self._tar.addfile(info)
+        self._addfile(info)
 
     def add_marker(self, name: str, st: os.stat_result) -> None:
         """Adds an empty regular file ``name`` (an OCI whiteout) with the owner and mtime of ``st``."""
         info = tarfile.TarInfo(name)
         info.mode, info.uid, info.gid, info.mtime = 0o600, st.st_uid, st.st_gid, int(st.st_mtime)
         info.uname = info.gname = ""
-        self._tar.addfile(info)
+        self._addfile(info)
 
     def close(self) -> None:
         """Writes the end-of-archive blocks and flushes."""
@@ -121,6 +142,56 @@ class TreeWriter:
             for name, value in found.items():
                 headers[_PAX_XATTR + name] = value.decode("utf-8", "surrogateescape")
             info.pax_headers = headers
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def _copy(src: _Reader, out: _Sink, size: int) -> None:
+    """Exactly ``size`` bytes of ``src`` to ``out`` (OSError as tarfile's if the file is shorter now)."""
+    while size > 0:
+        chunk = src.read(min(size, 1 << 20))
+        if not chunk:
+            raise OSError("unexpected end of data")
+        out.write(chunk)
+        size -= len(chunk)
+
+
+_TYPES = frozenset({tarfile.REGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE,
+                    tarfile.FIFOTYPE})  # fmt: skip
+_DEVICES = (tarfile.CHRTYPE, tarfile.BLKTYPE)
+_MAX7, _MAX11 = 8**7, 8**11
+
+
+def ustar_header(info: tarfile.TarInfo) -> bytes | None:
+    """The 512-byte header tarfile writes in PAX format for ``info`` when it needs no PAX record
+    (ASCII names that fit, no user or group name, numbers within ustar's fields, no PAX headers);
+    None otherwise. Byte for byte what ``info.tobuf(PAX_FORMAT)`` gives then."""
+    if info.pax_headers or info.uname or info.gname or info.type not in _TYPES:
+        return None
+    name = info.name + "/" if info.type == tarfile.DIRTYPE and not info.name.endswith("/") else info.name
+    if not (name.isascii() and info.linkname.isascii()) or len(name) > 100 or len(info.linkname) > 100:
+        return None
+    mtime, size = info.mtime, info.size
+    if not (
+        isinstance(mtime, int) and 0 <= mtime < _MAX11 and 0 <= size < _MAX11 and 0 <= info.uid < _MAX7 and 0 <= info.gid < _MAX7
+    ):
+        return None
+    if not (0 <= info.devmajor < _MAX7 and 0 <= info.devminor < _MAX7):
+        return None
+    head = b"".join((
+        name.encode().ljust(100, b"\0"),
+        b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (info.mode & 0o7777, info.uid, info.gid, size, mtime),
+        b"        ",
+        info.type,
+        info.linkname.encode().ljust(100, b"\0"),
+        b"ustar\x0000",
+        b"\0" * 64,
+        b"%07o\0%07o\0" % (info.devmajor, info.devminor) if info.type in _DEVICES else b"\0" * 16,
+        b"\0" * 167,
+    ))  # fmt: skip
+    return head[:148] + b"%06o\0" % sum(head) + head[155:]
 
 
 class _Reader:
