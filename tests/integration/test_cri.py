@@ -4,8 +4,10 @@ containers, ExecSync, the kubelet's log files, images, and the errors a kubelet 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -222,3 +224,51 @@ def _ready(k: Cri, sid: str) -> bool:
         return k.rt.PodSandboxStatus(cri.PodSandboxStatusRequest(pod_sandbox_id=sid)).status.state == cri.SANDBOX_READY
     except grpc.RpcError:
         return False
+
+
+def test_container_events_follow_a_pod_and_its_container(kubelet: Cri, tmp_path: Path) -> None:
+    """GetContainerEvents (the kubelet's evented PLEG): the pod's and its container's create, start,
+    stop and delete, each with the pod's status and its containers' statuses."""
+    events: queue.Queue[cri.ContainerEventResponse] = queue.Queue()
+    stream = kubelet.rt.GetContainerEvents(cri.GetEventsRequest())
+
+    def read() -> None:
+        try:
+            for e in stream:
+                events.put(e)
+        except grpc.RpcError:
+            pass  # cancelled at the end
+
+    threading.Thread(target=read, daemon=True).start()
+    time.sleep(0.5)  # the stream is open before the pod is made
+    config = pod_config(tmp_path, "evented")
+    sid = kubelet.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    c = cri.ContainerConfig(
+        metadata=cri.ContainerMetadata(name="one"), image=cri.ImageSpec(image="busybox"), command=["sleep", "300"]
+    )
+    cid = kubelet.rt.CreateContainer(cri.CreateContainerRequest(pod_sandbox_id=sid, config=c, sandbox_config=config)).container_id
+    kubelet.rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+    kubelet.rt.StopContainer(cri.StopContainerRequest(container_id=cid, timeout=0))
+    kubelet.rt.RemoveContainer(cri.RemoveContainerRequest(container_id=cid))
+    kubelet.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=sid))
+    kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    seen: list[tuple[str, int]] = []
+    started_with: cri.ContainerEventResponse | None = None
+    deadline = time.monotonic() + 20
+    while (cid, cri.CONTAINER_DELETED_EVENT) not in seen or (sid, cri.CONTAINER_DELETED_EVENT) not in seen:
+        e = events.get(timeout=max(0.1, deadline - time.monotonic()))
+        seen.append((e.container_id, e.container_event_type))
+        if (e.container_id, e.container_event_type) == (cid, cri.CONTAINER_STARTED_EVENT):
+            started_with = e
+    stream.cancel()
+    mine = [kind for who, kind in seen if who == cid]
+    assert mine == [
+        cri.CONTAINER_CREATED_EVENT,
+        cri.CONTAINER_STARTED_EVENT,
+        cri.CONTAINER_STOPPED_EVENT,
+        cri.CONTAINER_DELETED_EVENT,
+    ]
+    assert (sid, cri.CONTAINER_STARTED_EVENT) in seen
+    assert started_with is not None and started_with.pod_sandbox_status.id == sid
+    assert started_with.pod_sandbox_status.metadata.name == "evented" and started_with.created_at > 0
+    assert [s.id for s in started_with.containers_statuses] == [cid]

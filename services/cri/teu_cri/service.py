@@ -1,7 +1,6 @@
 """gRPC adapters: the CRI's RuntimeService and ImageService over pods.py, containers.py, images.py.
 
-The RPCs not built yet answer UNIMPLEMENTED, each saying so: metrics, CheckpointContainer,
-GetContainerEvents.
+The RPCs not built yet answer UNIMPLEMENTED, each saying so: metrics, CheckpointContainer.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from teu_api.k8s.cri.v1 import api_pb2_grpc as cri_grpc
 from teu_common.frontdoor import Gateway, call
 from teu_common.rpctypes import Ctx
 from teu_cri.containers import Containers
+from teu_cri.events import container_events
 from teu_cri.images import Images
 from teu_cri.pods import Pods
 from teu_cri.stats import Stats
@@ -144,8 +144,8 @@ class RuntimeServicer(cri_grpc.RuntimeServiceServicer):
         raise Unimplemented("checkpointing is not supported")
 
     async def GetContainerEvents(self, request: cri.GetEventsRequest, context: Ctx) -> AsyncIterator[cri.ContainerEventResponse]:
-        raise Unimplemented("container events are not served through the CRI yet: use Teu's event stream")
-        yield  # an async generator: a server stream
+        async for event in container_events(self.g, self.pods, self.containers):
+            yield event
 
 
 def _check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
