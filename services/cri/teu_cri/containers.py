@@ -25,6 +25,7 @@ from teu_cri.pods import RUNNING, Pods, inspect_kind, unlink_log
 
 _PROPAGATION = {cri.PROPAGATION_PRIVATE: "rprivate", cri.PROPAGATION_HOST_TO_CONTAINER: "rslave",
                 cri.PROPAGATION_BIDIRECTIONAL: "rshared"}  # fmt: skip
+_CRI_PROPAGATION = {teu: kind for kind, teu in _PROPAGATION.items()}
 #: Most output ExecSync keeps of each stream (the kubelet's probes read a little).
 MAX_EXEC_OUTPUT = 16 << 20
 #: Teu's rotation size for the logs a kubelet rotates itself (Teu's largest: its rotation never comes first).
@@ -237,7 +238,15 @@ class Containers:
         reason = ""
         if state == cri.CONTAINER_EXITED:
             reason = "OOMKilled" if d.oom_killed else ("Completed" if s.exit_code == 0 else "Error")
-        mounts = [cri.Mount(container_path=m.target, host_path=m.source, readonly=m.read_only) for m in d.config.mounts]
+        mounts = [
+            cri.Mount(
+                container_path=m.target,
+                host_path=m.source,
+                readonly=m.read_only,
+                propagation=_CRI_PROPAGATION.get(m.propagation, cri.PROPAGATION_PRIVATE),
+            )
+            for m in d.config.mounts
+        ]
         return cri.ContainerStatus(
             id=s.id, metadata=meta.container_metadata(s.labels), state=state, created_at=s.created_at,
             started_at=s.started_at if state != cri.CONTAINER_CREATED else 0,

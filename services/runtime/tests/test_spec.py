@@ -165,3 +165,15 @@ def test_user_mounts_come_last_parents_first_and_replace_the_engines_at_their_pa
     assert mounts.count(("/dev/shm", "/h/shm")) == 1 and ("/dev/shm", "shm") not in mounts
     assert ("/etc/hosts", "/b/hosts") not in mounts
     assert mounts[-4:] == [("/a", "/h/a"), ("/a/b", "/h/ab"), ("/dev/shm", "/h/shm"), ("/etc/hosts", "/h/hosts")]
+
+
+def test_the_root_propagates_as_its_mounts_need() -> None:
+    """A shared mount needs an rshared root (its mounts reach the host back), a slave one rslave;
+    private mounts leave the runtime's default."""
+
+    def bind(*options: str) -> dict[str, object]:
+        return {"destination": "/m", "type": "bind", "source": "/s", "options": ["rbind", *options]}
+
+    assert spec.rootfs_propagation([bind("rprivate"), bind("rshared"), bind("rslave")]) == "rshared"
+    assert spec.rootfs_propagation([bind("rprivate"), bind("slave")]) == "rslave"
+    assert spec.rootfs_propagation([bind("rprivate"), {"destination": "/proc", "type": "proc"}]) == ""

@@ -207,14 +207,27 @@ def build(
     if remap:
         linux["uidMappings"] = [{"containerID": 0, "hostID": remap.uid, "size": remap.size}]
         linux["gidMappings"] = [{"containerID": 0, "hostID": remap.gid, "size": remap.size}]
+    mounts = _mounts(binds, sec.privileged, usermounts.oci(spec.mounts), spec.shm_size)
+    if propagation := rootfs_propagation(mounts):
+        linux["rootfsPropagation"] = propagation
     return {
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": "rootfs", "readonly": sec.read_only},
         **({"hostname": hostname} if "uts" not in shared.namespaces else {}),
-        "mounts": _mounts(binds, sec.privileged, usermounts.oci(spec.mounts), spec.shm_size),
+        "mounts": mounts,
         "linux": linux,
     }
+
+
+def rootfs_propagation(mounts: list[dict[str, Any]]) -> str:
+    """The propagation the container's root needs for its mounts' (as Docker and containerd set it):
+    rshared when a mount is shared (its mounts reach the host back through it), rslave when one is
+    a slave, else the runtime's default (""); under a private root neither would propagate."""
+    options = {o for m in mounts for o in m.get("options", ())}
+    if options & {"shared", "rshared"}:
+        return "rshared"
+    return "rslave" if options & {"slave", "rslave"} else ""
 
 
 def _process(proc: Any, spec: runtime_pb2.ContainerSpec, user: User, host: Host, env: list[str]) -> dict[str, Any]:
