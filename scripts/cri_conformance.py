@@ -10,10 +10,12 @@ that must pull from a remote registry are skipped. Prints critest's summary; ``-
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -34,8 +36,32 @@ IMAGES = [
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid:latest", [], ["sh"], "1002"),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid-group:latest", [], ["sh"], "1003:1004"),
 ]
+#: What critest runs in its busybox that Debian's busybox-static has no applet for (by name, in e2e's image).
+PGREP = b"""#!/bin/sh
+# pgrep NAME: the pids of the processes called NAME (a stand-in for the e2e image's procps pgrep)
+ps -o pid,comm | while read -r pid comm; do [ "$comm" = "$1" ] && echo "$pid"; done
+exit 0
+"""
 #: Specs that pull from a remote registry: they cannot pass without one.
 SKIP = r"Image Manager|benchmark"
+
+
+def e2e_rootfs(src: Path, out: Path) -> None:
+    """The busybox image as Kubernetes' e2e images have it: applets as hard links to busybox (not
+    symbolic ones: MaskedPaths masks /bin/ls, which must not mask busybox itself), and a pgrep."""
+    with tarfile.open(src) as tar, tarfile.open(out, "w") as new:
+        members = tar.getmembers()
+        busybox = next(m for m in members if m.name.lstrip("./") == "bin/busybox")
+        new.addfile(busybox, tar.extractfile(busybox))
+        for m in members:
+            if m is busybox:
+                continue
+            if m.issym() and m.linkname == "/bin/busybox":
+                m.type, m.linkname = tarfile.LNKTYPE, busybox.name
+            new.addfile(m, tar.extractfile(m) if m.isreg() else None)
+        pgrep = tarfile.TarInfo("./bin/pgrep")
+        pgrep.size, pgrep.mode = len(PGREP), 0o755
+        new.addfile(pgrep, io.BytesIO(PGREP))
 
 
 def main() -> int:
@@ -54,8 +80,9 @@ def main() -> int:
         wrap = ["nsenter", f"--net=/run/netns/{netns}"]  # not ip netns exec: its own /sys would hide the cgroups
         with PrivateEngine(base, wrap=wrap, env={"TEU_DEFAULT_NETWORK": "bridge"}) as eng:
             with Client(eng.target) as c:
+                e2e_rootfs(IMAGE_TAR, base / "e2e.tar")
                 for name, entrypoint, cmd, user in IMAGES:
-                    with IMAGE_TAR.open("rb") as f:
+                    with (base / "e2e.tar").open("rb") as f:
                         c.import_image(f, name, types_pb2.ImageConfig(entrypoint=entrypoint, cmd=cmd, user=user))
             sock = f"unix://{eng.run_dir}/cri.sock"
             argv = [*wrap, critest, f"--runtime-endpoint={sock}", f"--image-endpoint={sock}",

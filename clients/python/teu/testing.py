@@ -161,9 +161,10 @@ def residents(folder: Path) -> dict[int, Path]:
 
 
 #: The CRI service's default sandbox image (containerd's), which tests and benchmarks make offline from
-#: a busybox rootfs tar: it sleeps until SIGTERM, then exits 0, as the real pause does.
+#: a busybox rootfs tar: it waits until SIGTERM, then exits 0, as the real pause does. No process of
+#: it is called ``sleep``: a pod's containers may see its processes (critest looks for a ``sleep``).
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
-PAUSE_ENTRYPOINT = ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+PAUSE_ENTRYPOINT = ["sh", "-c", "trap 'exit 0' TERM; tail -f /dev/null & wait"]
 
 
 def import_pause(client: Client, rootfs_tar: Path) -> None:
