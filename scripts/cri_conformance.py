@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from teu.client import Client
-from teu.testing import PAUSE_ENTRYPOINT, PAUSE_IMAGE, PrivateEngine, cri_tool
+from teu.testing import PAUSE_ENTRYPOINT, PAUSE_IMAGE, PrivateEngine, build_folder, cri_tool
+from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,14 @@ PGREP = b"""#!/bin/sh
 ps -o pid,comm | while read -r pid comm; do [ "$comm" = "$1" ] && echo "$pid"; done
 exit 0
 """
+#: cri-tools' images/image-predefined-group, built by Teu (busybox-static has no adduser).
+PREDEFINED_GROUP = (
+    "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest",
+    "FROM registry.k8s.io/e2e-test-images/busybox:1.29-2\n"
+    "RUN echo 'default-user:x:1000:1000::/home/default-user:/bin/sh' >> /etc/passwd && "
+    "echo 'default-user:x:1000:' >> /etc/group && echo 'group-defined-in-image:x:50000:default-user' >> /etc/group\n"
+    "USER 1000\n",
+)
 #: Specs that pull from a remote registry: they cannot pass without one.
 SKIP = r"Image Manager|benchmark"
 
@@ -84,6 +93,9 @@ def main() -> int:
                 for name, entrypoint, cmd, user in IMAGES:
                     with (base / "e2e.tar").open("rb") as f:
                         c.import_image(f, name, types_pb2.ImageConfig(entrypoint=entrypoint, cmd=cmd, user=user))
+                (base / "predefined").mkdir()
+                (base / "predefined" / "Dockerfile").write_text(PREDEFINED_GROUP[1])
+                build_folder(c, base / "predefined", gw.BuildOptions(tags=[PREDEFINED_GROUP[0]], network="none"))
             sock = f"unix://{eng.run_dir}/cri.sock"
             argv = [*wrap, critest, f"--runtime-endpoint={sock}", f"--image-endpoint={sock}",
                     "--runtime-service-timeout=60s", "--image-service-timeout=60s",
