@@ -28,21 +28,37 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE_TAR = ROOT / "build" / "busybox.tar"
 #: A web server on port 80 with a page at / (busybox's httpd).
 WEB = ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www"]
+#: The same, first writing the line Apache httpd logs as it starts (critest looks for it in the log).
+HTTPD = ["sh", "-c", "echo \"AH00094: Command line: 'httpd -D FOREGROUND'\"; " + WEB[2]]
 #: Images critest names that busybox can stand in for: (name, entrypoint, cmd, user).
 IMAGES = [
     (PAUSE_IMAGE, PAUSE_ENTRYPOINT, [], ""),
     ("registry.k8s.io/e2e-test-images/busybox:1.29-2", [], ["sh"], ""),
-    ("registry.k8s.io/e2e-test-images/nginx:1.14-2", [], WEB, ""),
-    ("registry.k8s.io/e2e-test-images/httpd:2.4.39-4", [], WEB, ""),
+    ("registry.k8s.io/e2e-test-images/nginx:1.14-2", [], ["nginx"], ""),
+    ("registry.k8s.io/e2e-test-images/httpd:2.4.39-4", [], HTTPD, ""),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid:latest", [], ["sh"], "1002"),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid-group:latest", [], ["sh"], "1003:1004"),
 ]
-#: What critest runs in its busybox that Debian's busybox-static has no applet for (by name, in e2e's image).
-PGREP = b"""#!/bin/sh
-# pgrep NAME: the pids of the processes called NAME (a stand-in for the e2e image's procps pgrep)
+#: What critest runs in its images that Debian's busybox-static has no applet for, as small scripts.
+TOOLS = {
+    # pgrep NAME: the pids of the processes called NAME
+    "bin/pgrep": b"""#!/bin/sh
 ps -o pid,comm | while read -r pid comm; do [ "$comm" = "$1" ] && echo "$pid"; done
 exit 0
-"""
+""",
+    # ipcs -m: the System V shared memory segments (the kernel's own table, ids included)
+    "bin/ipcs": b"""#!/bin/sh
+cat /proc/sysvipc/shm
+""",
+    # nginx: a web server on port 80 whose process is called nginx and whose pid is in /var/run/nginx.pid
+    "usr/sbin/nginx": b"""#!/bin/sh
+mkdir -p /www /var/run && echo hello > /www/index.html
+echo $$ > /var/run/nginx.pid
+httpd -f -p 80 -h /www &
+trap 'kill $!; exit 0' TERM
+wait
+""",
+}
 #: cri-tools' images/image-predefined-group, built by Teu (busybox-static has no adduser).
 PREDEFINED_GROUP = (
     "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest",
@@ -57,7 +73,7 @@ SKIP = r"Image Manager|benchmark"
 
 def e2e_rootfs(src: Path, out: Path) -> None:
     """The busybox image as Kubernetes' e2e images have it: applets as hard links to busybox (not
-    symbolic ones: MaskedPaths masks /bin/ls, which must not mask busybox itself), and a pgrep."""
+    symbolic ones: MaskedPaths masks /bin/ls, which must not mask busybox itself), and the TOOLS."""
     with tarfile.open(src) as tar, tarfile.open(out, "w") as new:
         members = tar.getmembers()
         busybox = next(m for m in members if m.name.lstrip("./") == "bin/busybox")
@@ -68,9 +84,10 @@ def e2e_rootfs(src: Path, out: Path) -> None:
             if m.issym() and m.linkname == "/bin/busybox":
                 m.type, m.linkname = tarfile.LNKTYPE, busybox.name
             new.addfile(m, tar.extractfile(m) if m.isreg() else None)
-        pgrep = tarfile.TarInfo("./bin/pgrep")
-        pgrep.size, pgrep.mode = len(PGREP), 0o755
-        new.addfile(pgrep, io.BytesIO(PGREP))
+        for name, script in TOOLS.items():
+            tool = tarfile.TarInfo("./" + name)
+            tool.size, tool.mode = len(script), 0o755
+            new.addfile(tool, io.BytesIO(script))
 
 
 def main() -> int:
