@@ -10,6 +10,7 @@ not built yet is reported as n/a, never skipped silently. Timings never fail any
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -23,10 +24,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import peers
 from measure import Result, alternate, pids_matching, rss_pss_kib, timed
@@ -494,14 +496,15 @@ def s10_observability(b: Bench) -> list[Result]:
     return [one, cli, scrape, quiet, busy]
 
 
-def s11_docker_api(b: Bench) -> Result:
-    """docker-py's `containers.run("busybox", "true", remove=True)` against Teu's Docker API and podman's
-    API service (`podman system service`), each on its own unix socket."""
+@contextlib.contextmanager
+def _docker_py_peers(b: Bench) -> Iterator[tuple[dict[str, tuple[Any, str]], dict[str, str]]]:
+    """docker-py clients of the peers, with the image name each knows busybox by: podman's API
+    service (``podman system service``, started here on its own socket) and dockerd; and the peers
+    that could not be reached, with why."""
     import docker  # docker-py: a test dependency (requirements-dev.txt)
 
-    r = b.result("docker-py containers.run true, remove=True (Docker API)")
-    teu = docker.DockerClient(base_url=f"unix://{b.engine.run_dir}/docker.sock", version="auto", timeout=30)
-    clients = {"teu": (teu, "busybox")}
+    clients: dict[str, tuple[Any, str]] = {}
+    missing: dict[str, str] = {}
     service = None
     if b.podman is not None:
         sock = b.base / "podman" / "api.sock"
@@ -514,29 +517,96 @@ def s11_docker_api(b: Bench) -> Result:
         clients["podman"] = (docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=30), "localhost/busybox")
     if b.docker is not None and "docker" not in b.missing:
         clients["docker"] = (docker.DockerClient(base_url=b.docker.sock, version="auto", timeout=30), "busybox")
-
-    def one(who: str) -> float:
+    else:
+        missing["docker"] = "no dockerd measured here"
+    for who in list(clients):  # a peer that cannot run a container once is n/a, the others go on
         client, image = clients[who]
-        t0 = time.perf_counter()
-        client.containers.run(image, "true", remove=True)
-        return time.perf_counter() - t0
-
+        try:
+            client.containers.run(image, "true", remove=True)
+        except docker.errors.DockerException as exc:
+            missing[who] = f"failed: {str(exc)[:160]}"
+            clients.pop(who)[0].close()
     try:
-        for who in list(clients):  # a contender that cannot run it once is n/a, the others go on
-            try:
-                one(who)
-            except docker.errors.DockerException as exc:
-                r.na[who] = f"failed: {str(exc)[:160]}"
-                clients.pop(who)[0].close()
-        alternate(r, {who: (lambda who=who: one(who)) for who in clients}, runs=8 if b.quick else 20, warmup=3)
+        yield clients, missing
     finally:
         for client, _ in clients.values():
             client.close()
         if service is not None:
             service.terminate()
             service.wait(timeout=30)
-    r.na.setdefault("docker", "no dockerd measured here")
+
+
+def s11_docker_api(b: Bench) -> Result:
+    """docker-py's `containers.run("busybox", "true", remove=True)` against Teu's Docker API and podman's
+    API service (`podman system service`), each on its own unix socket."""
+    import docker
+
+    r = b.result("docker-py containers.run true, remove=True (Docker API)")
+    teu = docker.DockerClient(base_url=f"unix://{b.engine.run_dir}/docker.sock", version="auto", timeout=30)
+    with _docker_py_peers(b) as (peers, missing):
+        clients = {"teu": (teu, "busybox"), **peers}
+        r.na.update(missing)
+
+        def one(who: str) -> float:
+            client, image = clients[who]
+            t0 = time.perf_counter()
+            client.containers.run(image, "true", remove=True)
+            return time.perf_counter() - t0
+
+        try:
+            alternate(r, {who: (lambda who=who: one(who)) for who in clients}, runs=8 if b.quick else 20, warmup=3)
+        finally:
+            teu.close()
     return r
+
+
+def s15_api_path(b: Bench) -> list[Result]:
+    """The API path from one long-lived process: Teu's SDK (gRPC) against docker-py -> dockerd and
+    docker-py -> podman's API service: run --rm true, inspect a container, list 20 containers."""
+    n = 20
+    run, inspect, listing = (
+        b.result("API path: run --rm true"),
+        b.result("API path: inspect"),
+        b.result(f"API path: list {n} containers"),
+    )
+    with Client(b.engine.target) as teu, _docker_py_peers(b) as (peers, missing):
+        for r in (run, inspect, listing):
+            r.na.update(missing)
+        teu_ids = [teu.create(ContainerOptions(image="busybox", cmd=["true"], name=f"api{i}")).id for i in range(n)]
+        peer_made = {
+            who: [c.containers.create(image, "true", name=f"api{i}") for i in range(n)] for who, (c, image) in peers.items()
+        }
+        ops: dict[str, tuple[Callable[[], object], ...]] = {
+            "teu": (
+                lambda: teu.run(ContainerOptions(image="busybox", cmd=["true"], remove=True)),
+                lambda: teu.inspect("api0"),
+                lambda: teu.list(all=True),
+            )
+        }
+        for who, (c, image) in peers.items():
+            ops[who] = (
+                lambda c=c, image=image: c.containers.run(image, "true", remove=True),
+                lambda c=c: c.containers.get("api0"),
+                lambda c=c: c.containers.list(all=True, sparse=True),
+            )
+
+        def timed_op(fn: Callable[[], object]) -> float:
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+
+        try:
+            for i, r in enumerate((run, inspect, listing)):
+                alternate(
+                    r, {who: (lambda f=fns[i]: timed_op(f)) for who, fns in ops.items()}, runs=8 if b.quick else 20, warmup=2
+                )
+        finally:
+            for cid in teu_ids:
+                teu.remove(cid, force=True)
+            for made in peer_made.values():
+                for c in made:
+                    c.remove(force=True)
+    return [run, inspect, listing]
 
 
 def s12_docker_cli(b: Bench) -> Result:
@@ -782,6 +852,7 @@ def main() -> None:
             ("12", s12_docker_cli),
             ("13", s13_cri),
             ("14", s14_build),
+            ("15", s15_api_path),
         ):
             if wanted and num not in wanted:
                 continue
