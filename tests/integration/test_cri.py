@@ -3,6 +3,7 @@ containers, ExecSync, the kubelet's log files, images, and the errors a kubelet 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -272,3 +273,35 @@ def test_container_events_follow_a_pod_and_its_container(kubelet: Cri, tmp_path:
     assert started_with is not None and started_with.pod_sandbox_status.id == sid
     assert started_with.pod_sandbox_status.metadata.name == "evented" and started_with.created_at > 0
     assert [s.id for s in started_with.containers_statuses] == [cid]
+
+
+def test_a_pods_containers_go_under_the_kubelets_cgroup_parent(kubelet: Cri, tmp_path: Path) -> None:
+    """The kubelet's pod cgroup (LinuxPodSandboxConfig.cgroup_parent, its cgroupfs driver): the infra
+    container and the pod's containers get their cgroups under it."""
+    parent = f"/teu-cri-{uuid.uuid4().hex[:8]}/pod{uuid.uuid4().hex[:8]}"
+    config = pod_config(tmp_path, "grouped")
+    config.linux.cgroup_parent = parent
+    sid = kubelet.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    try:
+        c = cri.ContainerConfig(
+            metadata=cri.ContainerMetadata(name="one"), image=cri.ImageSpec(image="busybox"), command=["sleep", "300"]
+        )
+        cid = kubelet.rt.CreateContainer(
+            cri.CreateContainerRequest(pod_sandbox_id=sid, config=c, sandbox_config=config)
+        ).container_id
+        kubelet.rt.StartContainer(cri.StartContainerRequest(container_id=cid))
+        seen = kubelet.rt.ExecSync(cri.ExecSyncRequest(container_id=cid, cmd=["cat", "/proc/self/cgroup"])).stdout.decode()
+        memory = next(
+            line.split(":", 2)[2]
+            for line in seen.splitlines()
+            if "memory" in line.split(":")[1].split(",") or line.startswith("0::")
+        )
+        assert memory == f"{parent}/{cid}"
+    finally:
+        kubelet.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=sid))
+        kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))
+        top = parent.split("/")[1]
+        for root in [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").iterdir()]:
+            for d in (root / parent.lstrip("/"), root / top):
+                with contextlib.suppress(OSError):
+                    d.rmdir()

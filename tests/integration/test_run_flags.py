@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,50 @@ def test_an_exec_gets_the_containers_added_groups(client: Client) -> None:
         assert {"1234", "5678"} <= set(client.exec_run(cid, ["id", "-G"], user="nobody").stdout.decode().split())
     finally:
         client.remove(cid, force=True)
+
+
+def _memory_cgroup(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(",") or controllers == "":
+            return path
+    raise AssertionError("no memory cgroup")
+
+
+def _remove_cgroup_tree(top: str) -> None:
+    """rmdir of ``top`` (absolute, from the root) in every hierarchy, deepest first (what runc leaves)."""
+    roots = [Path("/sys/fs/cgroup"), *(p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir())]
+    for root in roots:
+        here = root / top.lstrip("/")
+        if not here.is_dir():
+            continue
+        for d in sorted((p for p in [here, *here.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts)):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+def test_cgroup_parent_absolute_relative_and_refused(engine: Engine, client: Client) -> None:
+    """--cgroup-parent: an absolute path puts the container's cgroup under it from the root of every
+    hierarchy, a relative one under the engine's own parent; a path that climbs is refused."""
+    top = f"/teu-test-{uuid.uuid4().hex[:8]}"
+    try:
+        cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sleep", "60"], cgroup_parent=f"{top}/pod1"))
+        try:
+            pid = client.inspect(cid).pid
+            assert _memory_cgroup(pid) == f"{top}/pod1/{cid}"
+        finally:
+            client.remove(cid, force=True)
+    finally:
+        _remove_cgroup_tree(top)
+    r = teu(engine, "run", "-d", "--cgroup-parent", "sub", "busybox", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    try:
+        shown = teu(engine, "inspect", "-f", "{{.HostConfig.CgroupParent}}", cid).stdout.strip()
+        assert shown == "sub" and _memory_cgroup(client.inspect(cid).pid).endswith(f"/{engine.cgroup_parent}/sub/{cid}")
+    finally:
+        client.remove(cid, force=True)
+    with pytest.raises(InvalidArgument, match="invalid cgroup parent"):
+        client.run(ContainerOptions(image="busybox", cmd=["true"], cgroup_parent="../escape"))

@@ -150,6 +150,8 @@ class ContainerOptions:
     shm_size: int = 0
     group_add: list[str] = field(default_factory=list)
     oom_score_adj: int = 0
+    #: --cgroup-parent: an absolute cgroup path, or one relative to the engine's parent.
+    cgroup_parent: str = ""
     sysctls: dict[str, str] = field(default_factory=dict)
     memory_swap: int = 0
     memory_reservation: int = 0
@@ -217,6 +219,7 @@ class ContainerOptions:
             shm_size=self.shm_size,
             group_add=self.group_add,
             oom_score_adj=self.oom_score_adj,
+            cgroup_parent=self.cgroup_parent,
             sysctls=self.sysctls,
             publish_all=self.publish_all,
             expose=self.expose,

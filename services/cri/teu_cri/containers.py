@@ -131,6 +131,7 @@ def container_config(sandbox: gw.ContainerDetails, config: cri.ContainerConfig, 
         ipc="host" if sandbox.config.ipc == "host" else f"container:{sid}",
         pid=_namespace(ns.pid, sid, ns.target_id, "PID"),
         userns="host",
+        cgroup_parent=sandbox.config.cgroup_parent,  # the pod's, as containerd puts them
         mounts=mounts,
         privileged=sc.privileged,
         read_only=sc.readonly_rootfs,

@@ -69,6 +69,7 @@ def infra_config(config: cri.PodSandboxConfig, image: str) -> gw.ContainerConfig
         dns_search=list(dns.searches),
         dns_options=list(dns.options),
         sysctls=dict(config.linux.sysctls),
+        cgroup_parent=config.linux.cgroup_parent,  # the kubelet's pod cgroup (its cgroupfs driver)
         stop_timeout=INFRA_STOP_TIMEOUT,
     )
 

@@ -127,6 +127,7 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
         sysctls=_map(host, "Sysctls"),
         shm_size=_int(host, "ShmSize"),
         oom_score_adj=_int(host, "OomScoreAdj"),
+        cgroup_parent=str(host.get("CgroupParent") or ""),
         ipc=host.get("IpcMode") or "",
         pid=host.get("PidMode") or "",
         uts=host.get("UTSMode") or "",

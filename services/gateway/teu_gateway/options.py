@@ -176,6 +176,7 @@ def container_spec(
     spec.shm_size = resources.check_shm_size(config.shm_size)
     spec.sysctls.update(resources.check_sysctls(config.sysctls, config.network))
     spec.oom_score_adj = resources.check_oom_score_adj(config.oom_score_adj)
+    spec.cgroup_parent = config.cgroup_parent  # checked by the runtime, which makes the cgroups
     spec.group_add.extend(config.group_add)
     spec.extra_hosts.extend(netopts.extra_hosts(config.extra_hosts))
     check_joined_network(config)

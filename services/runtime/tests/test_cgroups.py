@@ -56,3 +56,30 @@ def test_parent_from_env_defaults_to_teu(monkeypatch: pytest.MonkeyPatch) -> Non
     assert cgroups.parent_from_env() == "teu"
     monkeypatch.setenv("TEU_CGROUP_PARENT", "teu-a1/b")
     assert cgroups.parent_from_env() == "teu-a1/b"
+
+
+CID = "c" * 64
+
+
+def test_a_containers_own_parent(tmp_path: Path) -> None:
+    """--cgroup-parent: an absolute one from each hierarchy's root, a relative one under the engine's."""
+    (tmp_path / "mountinfo").write_text(MOUNTINFO)
+    (tmp_path / "cgroup").write_text(CGROUP)
+    assert cgroups.container_path("teu", "/kubepods/pod1", CID) == f"/kubepods/pod1/{CID}"
+    assert cgroups.container_path("teu", "pods/one", CID) == f"teu/pods/one/{CID}"
+    assert cgroups.container_path("teu", "", CID) == f"teu/{CID}"
+    assert cgroups.container_dirs(CID, "teu", "/kubepods/pod1", tmp_path)[1] == Path(f"/sys/fs/cgroup/memory/kubepods/pod1/{CID}")
+    assert cgroups.container_dirs(CID, "teu", "pods", tmp_path)[1] == Path(f"/sys/fs/cgroup/memory/ci/job1/teu/pods/{CID}")
+    assert cgroups.container_dirs(CID, "teu", "", tmp_path)[3] == Path(f"/sys/fs/cgroup/unified/svc/teu/{CID}")
+
+
+@pytest.mark.parametrize("value", ["/", "../x", "/a/../b", "a//b/./c", "a b", "/" + "x" * 300])
+def test_a_containers_parent_must_be_plain_names(value: str) -> None:
+    with pytest.raises(InvalidArgument, match="invalid cgroup parent"):
+        cgroups.check_container_parent(value)
+
+
+def test_a_containers_parent_is_kept_tidy() -> None:
+    assert cgroups.check_container_parent("/kubepods/burstable/pod1/") == "/kubepods/burstable/pod1"
+    assert cgroups.check_container_parent("kubepods-besteffort.slice") == "kubepods-besteffort.slice"
+    assert cgroups.check_container_parent("") == ""

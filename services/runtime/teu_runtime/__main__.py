@@ -96,7 +96,7 @@ async def build(cfg: Config) -> Lifecycle:
     def on_kill(kill: oomwatch.Kill) -> Awaitable[None]:
         return manager.oom_killed(kill, (KMSG_MARK, f"{boot}:{kill.seq}"))
 
-    manager.background(oomwatch.watch(after, on_kill, time.time_ns, cgroup_parent))
+    manager.background(oomwatch.watch(after, on_kill, time.time_ns))
     REGISTRY.register(ContainerCollector(store, asyncio.get_running_loop()))
     servicer = RuntimeServicer(manager, info)
     return Lifecycle(

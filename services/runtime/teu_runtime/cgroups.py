@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass
@@ -63,9 +64,41 @@ def parent_from_env() -> str:
     return value
 
 
-def parent_dirs(proc: Path = Path("/proc/self"), parent: str = PARENT) -> list[Path]:
+_NAME = re.compile(r"[A-Za-z0-9_.:@+-]{1,255}")
+MAX_PARENT = 1024
+
+
+def check_container_parent(value: str) -> str:
+    """A container's own --cgroup-parent, checked: "" (the engine's parent), an absolute path from the
+    root of every hierarchy, or a relative one under the engine's parent, of plain names either way.
+    Returns it without a trailing slash; INVALID_ARGUMENT for anything else."""
+    if not value:
+        return ""
+    names = value.strip("/").split("/")
+    if len(value) > MAX_PARENT or value.strip("/") == "" or any(n in (".", "..") or not _NAME.fullmatch(n) for n in names):
+        raise InvalidArgument(f"invalid cgroup parent {value[:80]!r}: want a path of plain names, absolute or relative")
+    return ("/" if value.startswith("/") else "") + "/".join(names)
+
+
+def container_path(engine_parent: str, own: str, cid: str) -> str:
+    """The OCI cgroupsPath of container ``cid``: under its own parent ``own`` when absolute, under the
+    engine's parent otherwise (``own`` relative to it, or nothing)."""
+    if own.startswith("/"):
+        return f"{own}/{cid}"
+    return f"{engine_parent}/{own}/{cid}" if own else f"{engine_parent}/{cid}"
+
+
+def container_dirs(cid: str, engine_parent: str, own: str = "", proc: Path = Path("/proc/self")) -> list[Path]:
+    """Where the OCI runtime makes container ``cid``'s cgroups, in every mounted hierarchy."""
+    if own.startswith("/"):
+        return [d / cid for d in parent_dirs(proc, own.lstrip("/"), absolute=True)]
+    return [d / cid for d in parent_dirs(proc, f"{engine_parent}/{own}" if own else engine_parent)]
+
+
+def parent_dirs(proc: Path = Path("/proc/self"), parent: str = PARENT, absolute: bool = False) -> list[Path]:
     """The directories the OCI runtime makes containers' cgroups in: ``parent`` under this process's
-    cgroup in every mounted hierarchy (a relative cgroupsPath is resolved that way)."""
+    cgroup in every mounted hierarchy (a relative cgroupsPath is resolved that way), or under the
+    hierarchy's root with ``absolute``."""
     mounts: dict[str, list[tuple[str, Path]]] = {}  # hierarchy key -> (mount root, mount point)
     for line in (proc / "mountinfo").read_text().splitlines():
         fields, _, tail = line.partition(" - ")
@@ -83,18 +116,18 @@ def parent_dirs(proc: Path = Path("/proc/self"), parent: str = PARENT) -> list[P
         _, controllers, own = line.split(":", 2)
         for root, point in mounts.get(",".join(sorted(controllers.split(","))) if controllers else "", []):
             if own == root or own.startswith(root.rstrip("/") + "/"):
-                dirs.append(point / own[len(root.rstrip("/")) :].lstrip("/") / parent)
+                dirs.append(point / parent if absolute else point / own[len(root.rstrip("/")) :].lstrip("/") / parent)
                 break
     return dirs
 
 
-def remove_leftovers(cid: str, parent: str = PARENT, timeout: float = 2.0) -> list[Path]:
+def remove_leftovers(cid: str, parent: str = PARENT, own: str = "", timeout: float = 2.0) -> list[Path]:
     """Removes the cgroups of container ``cid`` that its OCI runtime left: a create cut short (the
     runtime service died during it, and its state was undone before the OCI runtime had recorded the
     cgroups) leaves them behind where ``<runtime> delete`` cannot see them. Processes still in them
     are killed first (thawed if frozen). Call only once the OCI runtime holds no state for ``cid``.
     Returns the directories that could not be removed within ``timeout`` seconds."""
-    left = [d / cid for d in parent_dirs(parent=parent) if (d / cid).is_dir()]
+    left = [d for d in container_dirs(cid, parent, own) if d.is_dir()]
     deadline = time.monotonic() + timeout
     while left:
         left = [d for d in left if not _remove_tree(d)]

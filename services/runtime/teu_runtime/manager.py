@@ -122,6 +122,7 @@ class Manager:
         names.check_id(cid)
         name = names.check_name(name) if name else self._free_name()
         _check_spec(cspec)
+        cspec.cgroup_parent = cgroups.check_container_parent(cspec.cgroup_parent)
         restarts.check(cspec.restart_policy, cspec.auto_remove)
         if self._wants_init(cspec) and not self.settings.init_path:
             raise FailedPrecondition("--init needs the static tini (Debian's tini package), which is not installed")
@@ -247,7 +248,8 @@ class Manager:
         devices = await asyncio.to_thread(confine.gather_devices, c.spec.security)
         init = self.settings.init_path if self._wants_init(c.spec) else ""
         probed = self.settings.busybox if c.spec.healthcheck.test else ""
-        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=f"{self.settings.cgroup_parent}/{c.id}",
+        cgroups_path = cgroups.container_path(self.settings.cgroup_parent, c.spec.cgroup_parent, c.id)
+        doc = spec.build(c.id, c.spec, user, self.settings.host, binds, cgroups_path=cgroups_path,
                          shared=shared, devices=devices, remap=remap, init=init, prober=probed)  # fmt: skip
         bundle.config.write_text(json.dumps(doc))
         return await conmon.launch(self._monitor(c, bundle, c.spec.process))
@@ -320,7 +322,8 @@ class Manager:
         if self.oci.knows(cid):
             await self.oci.delete(cid, force=True)
         try:
-            left = await asyncio.to_thread(cgroups.remove_leftovers, cid, self.settings.cgroup_parent)
+            own = self.store.get(cid).spec.cgroup_parent
+            left = await asyncio.to_thread(cgroups.remove_leftovers, cid, self.settings.cgroup_parent, own)
         except OSError as exc:
             raise Internal(f"cannot remove the cgroups of container {cid[:12]}: {exc}") from exc
         if left:

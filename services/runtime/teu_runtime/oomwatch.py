@@ -32,12 +32,14 @@ from typing import Final
 import structlog
 
 from teu_api.types.v1 import types_pb2
-from teu_runtime import cgroups
 
 log = structlog.get_logger()
 KMSG: Final = Path("/dev/kmsg")
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
 _USAGE: Final = re.compile(r"memory: usage (\d+)kB, limit (\d+)kB")
+#: A container's cgroup, under the engine's parent or its own (--cgroup-parent): its id ends the path
+#: (a kill of another engine's container is dropped by the runtime, which does not know the id).
+_TASK: Final = re.compile(r"/([0-9a-f]{64})$")
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,7 @@ class Kill:
 class Parser:
     """Turns kmsg records into kills, one record at a time (the usage line comes before the kill's)."""
 
-    parent: str = cgroups.PARENT  # the containers' cgroup parent
     usage: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        self._task = re.compile(rf"/{re.escape(self.parent)}/([0-9a-f]{{64}})$")
 
     def feed(self, seq: int, text: str, now_ns: int) -> Kill | None:
         """The kill that record ``text`` completes, if it is an oom-kill line of a Teu container."""
@@ -68,7 +66,7 @@ class Parser:
                 self.usage = (int(m[1]) * 1024, int(m[2]) * 1024)
         elif text.startswith("oom-kill:"):
             fields = dict(part.partition("=")[::2] for part in text[len("oom-kill:") :].split(","))
-            found = self._task.search(fields.get("task_memcg", ""))
+            found = _TASK.search(fields.get("task_memcg", ""))
             usage, self.usage = self.usage, None
             if found is None:
                 return None
@@ -105,9 +103,9 @@ def boot_id() -> str:
         return ""
 
 
-async def watch(after: int, on_kill: Callable[[Kill], Awaitable[None]], clock: Callable[[], int], parent: str) -> None:
+async def watch(after: int, on_kill: Callable[[Kill], Awaitable[None]], clock: Callable[[], int]) -> None:
     """Reads /dev/kmsg for ever (from its oldest record, skipping those up to ``after``) and hands each
-    kill of a process in a cgroup under ``parent`` to ``on_kill``. Returns at once, logging why, if kmsg cannot be read."""
+    kill of a process in a container's cgroup to ``on_kill``. Returns at once, logging why, if kmsg cannot be read."""
     try:
         fd = os.open(KMSG, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -116,7 +114,7 @@ async def watch(after: int, on_kill: Callable[[Kill], Awaitable[None]], clock: C
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     loop.add_reader(fd, readable.set)
-    parser = Parser(parent)
+    parser = Parser()
     try:
         while True:
             try:

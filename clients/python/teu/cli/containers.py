@@ -72,6 +72,9 @@ def container_flags(p: argparse.ArgumentParser) -> None:
         "--oom-score-adj", type=parse.integer(-1000, 1000), default=0, help="tune the OOM killer's preference (-1000 to 1000)"
     )
     p.add_argument("--oom-kill-disable", action="store_true", help="disable the OOM killer (with a memory limit)")
+    p.add_argument(
+        "--cgroup-parent", default="", help="the cgroup the container's goes under (absolute, or relative to the engine's)"
+    )
     p.add_argument("--sysctl", action="append", default=[], help="namespaced kernel parameter: KEY=VALUE")
     p.add_argument("--memory-swap", default="0", help="memory plus swap (-1: unlimited swap)")
     p.add_argument("--memory-reservation", default="0", help="soft memory limit")
@@ -157,6 +160,7 @@ def options(a: argparse.Namespace) -> ContainerOptions:
         group_add=a.group_add,
         oom_score_adj=a.oom_score_adj,
         oom_kill_disable=a.oom_kill_disable,
+        cgroup_parent=a.cgroup_parent,
         sysctls=parse.labels(a.sysctl),
         memory_swap=parse.memory(a.memory_swap),
         memory_reservation=parse.memory(a.memory_reservation),

@@ -175,6 +175,7 @@ def host_config(cfg: gw.ContainerConfig) -> dict[str, Any]:
         "PidMode": cfg.pid,
         "UTSMode": cfg.uts,
         "OomScoreAdj": cfg.oom_score_adj,
+        "CgroupParent": cfg.cgroup_parent,
         "Privileged": cfg.privileged,
         "ReadonlyRootfs": cfg.read_only,
         "SecurityOpt": list(cfg.security_opt) or None,

@@ -2387,6 +2387,7 @@ class ContainerConfig(_message.Message):
     HEALTH_ON_FAILURE_FIELD_NUMBER: _builtins.int
     MASKED_PATHS_FIELD_NUMBER: _builtins.int
     READONLY_PATHS_FIELD_NUMBER: _builtins.int
+    CGROUP_PARENT_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Image reference: name[:tag], id, or id prefix."""
     name: _builtins.str
@@ -2436,6 +2437,10 @@ class ContainerConfig(_message.Message):
     health_on_failure: _builtins.str
     """--health-on-failure: "" or "none", or "restart": an unhealthy container is killed, and its
     restart policy decides whether it comes back.
+    """
+    cgroup_parent: _builtins.str
+    """--cgroup-parent: the cgroup the container's goes under, an absolute path from the root of every
+    hierarchy or a relative one under the engine's own; empty: the engine's.
     """
     @_builtins.property
     def cmd(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -2599,10 +2604,11 @@ class ContainerConfig(_message.Message):
         health_on_failure: _builtins.str = ...,
         masked_paths: _types_pb2.StringList | None = ...,
         readonly_paths: _types_pb2.StringList | None = ...,
+        cgroup_parent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "entrypoint", b"entrypoint", "healthcheck", b"healthcheck", "init", b"init", "masked_paths", b"masked_paths", "readonly_paths", b"readonly_paths", "resources", b"resources", "restart", b"restart"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cmd", b"cmd", "devices", b"devices", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "health_on_failure", b"health_on_failure", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_opts", b"log_opts", "masked_paths", b"masked_paths", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "pid", b"pid", "platform", b"platform", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "readonly_paths", b"readonly_paths", "resources", b"resources", "restart", b"restart", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "uts", b"uts", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "cap_add", b"cap_add", "cap_drop", b"cap_drop", "cgroup_parent", b"cgroup_parent", "cmd", b"cmd", "devices", b"devices", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "entrypoint", b"entrypoint", "env", b"env", "expose", b"expose", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "health_on_failure", b"health_on_failure", "healthcheck", b"healthcheck", "hostname", b"hostname", "image", b"image", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_opts", b"log_opts", "masked_paths", b"masked_paths", "mounts", b"mounts", "name", b"name", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "open_stdin", b"open_stdin", "pid", b"pid", "platform", b"platform", "ports", b"ports", "privileged", b"privileged", "publish_all", b"publish_all", "read_only", b"read_only", "readonly_paths", b"readonly_paths", "resources", b"resources", "restart", b"restart", "security_opt", b"security_opt", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "tty", b"tty", "ulimits", b"ulimits", "user", b"user", "userns", b"userns", "uts", b"uts", "volumes_from", b"volumes_from", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__init: _TypeAlias = _typing.Literal["init"]  # noqa: Y015
     _WhichOneofArgType__init: _TypeAlias = _typing.Literal["_init", b"_init"]  # noqa: Y015

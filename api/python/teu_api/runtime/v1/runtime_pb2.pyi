@@ -738,6 +738,7 @@ class ContainerSpec(_message.Message):
     HEALTHCHECK_FIELD_NUMBER: _builtins.int
     HEALTH_ON_FAILURE_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
+    CGROUP_PARENT_FIELD_NUMBER: _builtins.int
     EXTENSIONS_FIELD_NUMBER: _builtins.int
     image_ref: _builtins.str
     """Image reference as the user gave it (for display)."""
@@ -776,6 +777,11 @@ class ContainerSpec(_message.Message):
     """Run a small init (tini) as PID 1; unset follows the engine's default."""
     health_on_failure: _builtins.str
     """"restart": kill the container when it turns unhealthy (its restart policy decides the rest)."""
+    cgroup_parent: _builtins.str
+    """Docker's --cgroup-parent: the container's cgroup goes under this path in every hierarchy, from
+    the root for an absolute path (a kubelet's "/kubepods/burstable/pod<uid>"), under the engine's
+    own parent for a relative one; empty: the engine's parent.
+    """
     @_builtins.property
     def process(self) -> _types_pb2.Process:
         """The process to run."""
@@ -885,11 +891,12 @@ class ContainerSpec(_message.Message):
         healthcheck: _types_pb2.HealthConfig | None = ...,
         health_on_failure: _builtins.str = ...,
         endpoints: _abc.Iterable[Global___NetworkEndpoint] | None = ...,
+        cgroup_parent: _builtins.str = ...,
         extensions: _abc.Mapping[_builtins.str, _builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "healthcheck", b"healthcheck", "init", b"init", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "endpoints", b"endpoints", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "health_on_failure", b"health_on_failure", "healthcheck", b"healthcheck", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_init", b"_init", "auto_remove", b"auto_remove", "cgroup_parent", b"cgroup_parent", "dns", b"dns", "dns_options", b"dns_options", "dns_search", b"dns_search", "endpoints", b"endpoints", "extensions", b"extensions", "extra_hosts", b"extra_hosts", "group_add", b"group_add", "health_on_failure", b"health_on_failure", "healthcheck", b"healthcheck", "hostname", b"hostname", "image_id", b"image_id", "image_ref", b"image_ref", "init", b"init", "ipc", b"ipc", "labels", b"labels", "log_path", b"log_path", "log_size_max", b"log_size_max", "mounts", b"mounts", "network", b"network", "network_aliases", b"network_aliases", "oom_score_adj", b"oom_score_adj", "pid", b"pid", "ports", b"ports", "process", b"process", "resources", b"resources", "restart_policy", b"restart_policy", "security", b"security", "shm_size", b"shm_size", "stop_signal", b"stop_signal", "stop_timeout", b"stop_timeout", "sysctls", b"sysctls", "uts", b"uts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__init: _TypeAlias = _typing.Literal["init"]  # noqa: Y015
     _WhichOneofArgType__init: _TypeAlias = _typing.Literal["_init", b"_init"]  # noqa: Y015
