@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ import pytest
 
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
-from teu.errors import FailedPrecondition
+from teu.errors import FailedPrecondition, NotFound
 from teu_api.types.v1 import types_pb2
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
@@ -184,3 +185,29 @@ def test_run_pulls_a_missing_image_as_its_pull_policy_says(engine: Engine, clien
         assert _teu(engine.env(), "run", "--rm", "--platform", arch, ref, "true").returncode == 0
     finally:
         client.remove_image(ref, force=True)
+
+
+def test_build_pulls_its_from_image_with_the_stored_credentials(
+    engine: Engine, client: Client, auth_registry: str, tmp_path: Path
+) -> None:
+    """`teu build` pulls a FROM image it lacks from a registry on this machine, with `teu login`'s credentials."""
+    env = {**engine.env(), "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "DOCKER_CONFIG": str(tmp_path / "docker")}
+    ref = f"{auth_registry}/teu/base:1"
+    client.tag("busybox", ref)
+    assert _teu(env, "login", "-u", USER, "--password-stdin", auth_registry, stdin=PASSWORD + "\n").returncode == 0
+    assert _teu(env, "push", ref).returncode == 0
+    client.remove_image(ref)
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {ref}\nRUN echo built-on-pulled > /mark\n")
+    built = _teu(env, "build", "-t", "from-registry:1", str(tmp_path / "ctx"))
+    try:
+        assert built.returncode == 0, built.stderr + built.stdout
+        assert (
+            client.run(ContainerOptions(image="from-registry:1", cmd=["cat", "/mark"], remove=True)).stdout
+            == b"built-on-pulled\n"
+        )
+    finally:
+        _teu(env, "logout", auth_registry)
+        for image in ("from-registry:1", ref):
+            with contextlib.suppress(NotFound):
+                client.remove_image(image)

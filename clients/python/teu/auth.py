@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import os
 import sys
@@ -42,6 +43,7 @@ __all__ = [
     "registry_of",
     "remove",
     "save",
+    "stored",
 ]
 
 HUB_KEY = "https://index.docker.io/v1/"
@@ -115,6 +117,26 @@ def lookup(server: str, *, warn: TextIO | None = None) -> types_pb2.RegistryAuth
     if found is None:
         _warn_helpers(docker, key, docker_path, out)
     return found
+
+
+def stored() -> dict[str, types_pb2.RegistryAuth]:
+    """Every registry's credentials in either file (ours first), by the host an image names it by
+    (``docker.io`` for Docker Hub): what a build may need to pull its FROM images."""
+    names: list[str] = []
+    for path in (auth_path(), docker_config_path()):
+        try:
+            auths = _load(path).get("auths")
+        except InvalidArgument:
+            continue
+        if isinstance(auths, dict):
+            names += [n for n in auths if isinstance(n, str)]
+    out: dict[str, types_pb2.RegistryAuth] = {}
+    for name in names:
+        key = registry_key(name)
+        host = "docker.io" if key == HUB_KEY else key
+        if host not in out and (creds := lookup(name, warn=io.StringIO())) is not None:
+            out[host] = creds
+    return out
 
 
 def _load(path: Path) -> dict[str, Any]:

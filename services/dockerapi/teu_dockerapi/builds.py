@@ -69,6 +69,7 @@ def options_of(request: web.Request) -> gw.BuildOptions:
         pull=flag(request, "pull"),
         labels=_json_map(request, "labels"),
         network="" if network == "default" else network,
+        insecure=True,  # registries on this machine over plain HTTP, as dockerd treats them
         auth=_registry_config(request),
     )
 

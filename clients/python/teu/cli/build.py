@@ -58,7 +58,6 @@ def _build_args(values: list[str]) -> dict[str, str]:
 def cmd_build(c: Client, a: argparse.Namespace) -> int:
     """Builds, showing each step and its output; -q prints only the image id."""
     context, dockerfile = _context(a)
-    registries = {auth.registry_of(ref) for ref in a.tag}
     options = gw.BuildOptions(
         tags=a.tag,
         dockerfile=dockerfile,
@@ -68,8 +67,8 @@ def cmd_build(c: Client, a: argparse.Namespace) -> int:
         pull=a.pull,
         labels=parse.labels(a.label),
         network=a.network,
-        insecure=False,
-        auth={r: creds for r in registries if (creds := auth.lookup(r)) is not None},
+        insecure=True,  # to registries on this machine only, as Docker treats them
+        auth=auth.stored(),
     )
     out = sys.stdout.buffer
     image = ""

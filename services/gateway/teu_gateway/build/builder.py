@@ -295,7 +295,9 @@ class Builder:
             except NotFound:
                 pass
         registry = _registry(ref)
-        req = st.PullRequest(ref=ref, insecure=self.o.insecure, auth=self.o.auth.get(registry))
+        host = registry.rpartition(":")[0] if registry.rpartition(":")[2].isdigit() else registry
+        loopback = fetch.is_loopback(host.strip("[]"))
+        req = st.PullRequest(ref=ref, insecure=self.o.insecure and loopback, auth=self.o.auth.get(registry))
         image = None
         async for part in stream("storage", self.b.storage.Pull(req)):
             if part.WhichOneof("part") == "image":
