@@ -107,3 +107,11 @@ def test_states_and_label_selection() -> None:
     labels = infra_config(POD, "p").labels
     assert meta.selected(labels, {"app": "web"}) and not meta.selected(labels, {"app": "db"}) and meta.selected(labels, {})
     assert meta.user_labels({meta.LABELS: "not json"}) == {}
+
+
+def test_a_pods_infra_container_is_unconfined_unless_the_pod_asks() -> None:
+    """The CRI's default seccomp is unconfined, for the sandbox as for its containers."""
+    config = cri.PodSandboxConfig(metadata=cri.PodSandboxMetadata(name="p", uid="u", namespace="n"))
+    assert list(infra_config(config, "pause").security_opt) == ["seccomp=unconfined"]
+    config.linux.security_context.seccomp.profile_type = cri.SecurityProfile.RuntimeDefault
+    assert list(infra_config(config, "pause").security_opt) == []

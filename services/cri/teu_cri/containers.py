@@ -19,7 +19,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
 from teu_common.frontdoor import Gateway, call
-from teu_cri import meta
+from teu_cri import meta, seccomp
 from teu_cri.gatewaystreams import Frames, exec_requests, output_frames
 from teu_cri.pods import RUNNING, Pods, inspect_kind, unlink_log
 
@@ -35,7 +35,6 @@ LOG_FILE_WAIT = 2.0
 #: Seconds an ExecSync past its timeout waits for its killed process's exit.
 KILL_WAIT = 5
 #: Largest seccomp profile file read.
-MAX_PROFILE = 1 << 20
 
 
 def _namespace(mode: cri.NamespaceMode.ValueType, sandbox_id: str, target: str, what: str) -> str:
@@ -59,40 +58,6 @@ def _user(sc: cri.LinuxContainerSecurityContext) -> str:
     return user
 
 
-def _seccomp(sc: cri.LinuxContainerSecurityContext) -> list[str]:
-    """The container's seccomp as a --security-opt: the newer ``seccomp`` field, else the older path.
-    Unset is unconfined, as the CRI's default is; ``localhost/PATH`` is the profile in that file."""
-    if sc.HasField("seccomp"):
-        kind = sc.seccomp.profile_type
-        if kind == cri.SecurityProfile.RuntimeDefault:
-            return []
-        if kind == cri.SecurityProfile.Localhost:
-            return [_profile(sc.seccomp.localhost_ref)]
-        return ["seccomp=unconfined"]
-    path = sc.seccomp_profile_path
-    if path in ("runtime/default", "docker/default"):
-        return []
-    if path in ("", "unconfined"):
-        return ["seccomp=unconfined"]
-    if path.startswith("localhost/"):
-        return [_profile(path.removeprefix("localhost/"))]
-    raise InvalidArgument(f"unknown seccomp profile {path[:200]!r}: want runtime/default, unconfined or localhost/PATH")
-
-
-def _profile(path: str) -> str:
-    """A seccomp profile's text from the node's file (the kubelet's), as Docker's CLI sends one."""
-    if not os.path.isabs(path):
-        raise InvalidArgument(f"the seccomp profile path {path[:200]!r} must be absolute")
-    try:
-        with open(path, "rb") as f:
-            text = f.read(MAX_PROFILE + 1)
-    except OSError as exc:
-        raise InvalidArgument(f"seccomp profile {path[:200]}: {exc.strerror}") from None
-    if len(text) > MAX_PROFILE or not text.lstrip().startswith(b"{"):
-        raise InvalidArgument(f"seccomp profile {path[:200]} is not a JSON profile of at most {MAX_PROFILE} bytes")
-    return text.decode(errors="replace")
-
-
 def _resources(r: cri.LinuxContainerResources) -> types_pb2.Resources:
     return types_pb2.Resources(memory_bytes=r.memory_limit_in_bytes, cpu_shares=r.cpu_shares, cpu_period=r.cpu_period,
                                cpu_quota=r.cpu_quota, cpuset_cpus=r.cpuset_cpus,
@@ -110,7 +75,7 @@ def container_config(sandbox: gw.ContainerDetails, config: cri.ContainerConfig, 
     if sc.no_new_privs:
         security.append("no-new-privileges")
     if not sc.privileged:
-        security.extend(_seccomp(sc))
+        security.extend(seccomp.options(sc))
     mounts = []
     for m in config.mounts:
         if not m.container_path or not m.host_path:
