@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 venv=$here/.venv
-dists=(api/python clients/python services/common services/runtime services/storage services/logs services/gateway services/engine services/dockerapi services/cri)
+dists=(api/python clients/python services/common services/runtime services/storage services/logs services/gateway services/engine services/dockerapi services/cri services/web)
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 stamp=$venv/.requirements
 if ! cmp -s <(cd "$here" && cat requirements*.txt "${dists[@]/%//pyproject.toml}") "$stamp" 2>/dev/null; then

@@ -49,8 +49,9 @@ def wait_ready(client: Client, timeout: float = 30.0) -> None:
             time.sleep(0.05)
 
 
-#: What a private engine starts with unless the environment says otherwise: no bridge by default, no DNS relaying.
-QUIET = {"TEU_DEFAULT_NETWORK": "none", "TEU_DNS_UPSTREAM": "none"}
+#: What a private engine starts with unless the environment says otherwise: no bridge by default, no DNS
+#: relaying, its web page on a free loopback port (engines side by side).
+QUIET = {"TEU_DEFAULT_NETWORK": "none", "TEU_DNS_UPSTREAM": "none", "TEU_WEB_LISTEN": "127.0.0.1:0"}
 
 
 class PrivateEngine:

@@ -8,7 +8,18 @@ from typing import TypeVar
 
 import grpc
 
-from teu_api.errors import TeuError, Unavailable, from_status
+from teu_api.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    TeuError,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    from_status,
+)
 from teu_api.gateway.v1 import gateway_pb2_grpc as g
 from teu_common.channels import MESSAGE_SIZES
 from teu_common.config import Config
@@ -55,3 +66,20 @@ async def stream(responses: AsyncIterable[T]) -> AsyncIterator[T]:
             yield item
     except grpc.aio.AioRpcError as exc:
         raise _error(exc) from None
+
+
+_HTTP_STATUS: dict[type[TeuError], int] = {
+    NotFound: 404,
+    AlreadyExists: 409,
+    FailedPrecondition: 409,
+    InvalidArgument: 400,
+    Unauthenticated: 401,
+    PermissionDenied: 403,
+    Unavailable: 503,
+    Unimplemented: 501,
+}
+
+
+def status_of(exc: TeuError) -> int:
+    """The HTTP status an HTTP front door answers ``exc`` with (Docker's codes; 500 for anything unforeseen)."""
+    return next((code for kind, code in _HTTP_STATUS.items() if isinstance(exc, kind)), 500)

@@ -4,31 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from teu_api.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    TeuError,
-    Unavailable,
-    Unimplemented,
-)
+from teu_common.frontdoor import status_of
 
-_STATUS: dict[type[TeuError], int] = {
-    NotFound: 404,
-    AlreadyExists: 409,
-    FailedPrecondition: 409,
-    InvalidArgument: 400,
-    PermissionDenied: 403,
-    Unavailable: 503,
-    Unimplemented: 501,
-}
-
-
-def status_of(exc: TeuError) -> int:
-    """Docker's HTTP status for ``exc`` (500 for anything unforeseen)."""
-    return next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 500)
+__all__ = ["response", "status_of"]
 
 
 def response(status: int, message: str) -> web.Response:

@@ -1,5 +1,6 @@
 """``teu-engine``: starts the four services (and the front doors: the Docker API unless
-``TEU_DOCKER_API=0``, the Kubernetes CRI unless ``TEU_CRI=0``), restarts any that dies, stops them on SIGTERM.
+``TEU_DOCKER_API=0``, the Kubernetes CRI unless ``TEU_CRI=0``, the web page unless ``TEU_WEB=0``), restarts
+any that dies, stops them on SIGTERM.
 
 Containers do not depend on it or on any service: each has its own conmon. Stopping the engine
 stops the services only. ``--tls-listen`` (with ``--tls-ca/--tls-cert/--tls-key``, or ``TEU_TLS_*``)
@@ -27,7 +28,7 @@ from teu_common.config import SERVICES, Config, TlsListen
 #: the longest wait stays well within how long the gateway's calls wait for a back end (10 s).
 RESTART_BACKOFF = (0.2, 0.5, 1.0, 2.0)
 #: The front doors (clients of the gateway's public API) and the setting that turns each off ("0").
-FRONT_DOORS = {"dockerapi": "TEU_DOCKER_API", "cri": "TEU_CRI"}
+FRONT_DOORS = {"dockerapi": "TEU_DOCKER_API", "cri": "TEU_CRI", "web": "TEU_WEB"}
 
 
 @dataclass

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from teu.cli import format as fmt
 from teu.cli import parse, template
 from teu.cli.common import add_format, each, inspect_all, verb
 from teu.client import Client
+from teu.errors import FailedPrecondition, PermissionDenied
 
 
 def cmd_info(c: Client, a: argparse.Namespace) -> int:
@@ -20,6 +23,23 @@ def cmd_info(c: Client, a: argparse.Namespace) -> int:
     print(f" Root: {i.storage_root}\nCgroup Version: {i.cgroup_version}\nOCI Runtime: {i.oci_runtime}")
     print(f" Version: {i.oci_runtime_version}\n Why: {i.oci_runtime_reason}\nConmon: {i.conmon_version}")
     print("Security Options:" + "".join(f"\n {o}" for o in i.security_options))
+    return 0
+
+
+def cmd_web(c: Client, a: argparse.Namespace) -> int:
+    """Prints the address of the engine's web page (with its token when it is served beyond loopback)."""
+    run = Path(os.environ.get("TEU_RUN", "/run/teu"))
+    try:
+        url = (run / "web.url").read_text().strip()
+    except FileNotFoundError:
+        raise FailedPrecondition("the engine serves no web page (it starts with the engine unless TEU_WEB=0)") from None
+    try:
+        url += "?token=" + (run / "web.token").read_text().strip()
+    except FileNotFoundError:
+        pass  # served on loopback: no token
+    except PermissionError:
+        raise PermissionDenied("the web page's token is root's: run teu web as root") from None
+    print(url)
     return 0
 
 
@@ -119,6 +139,7 @@ def register(sub: Any) -> None:
     """Adds info, version, system and network commands."""
     sub.add_parser("info", help="engine-wide information").set_defaults(func=cmd_info)
     sub.add_parser("version", help="versions").set_defaults(func=cmd_version)
+    sub.add_parser("web", help="the address of the engine's web page").set_defaults(func=cmd_web)
     p = sub.add_parser("events", help="stream what happens to containers, images, networks and volumes")
     p.add_argument("--since", default="", help="first the events since a time (RFC 3339, Unix seconds) or a duration ago (10m)")
     p.add_argument("--until", default="", help="stop at this time (a past one: after the recorded events)")
