@@ -67,9 +67,10 @@ $(NODE_DEPS): clients/node/package-lock.json
 	@cd clients/node && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Test-only host packages: docker-registry (pull/push on 127.0.0.1), podman and skopeo (image interchange).
+# Test-only host packages: docker-registry (pull/push on 127.0.0.1), podman and skopeo (image interchange),
+# chromium and its driver (the web page, end to end).
 test-deps:
-	@scripts/install-deps.sh docker-registry podman skopeo prometheus docker.io docker-compose
+	@scripts/install-deps.sh docker-registry podman skopeo prometheus docker.io docker-compose chromium chromium-driver
 
 test: deps test-deps venv $(IMAGE_TAR) $(NODE_DEPS) check-protos
 	$(VENV)/bin/buf lint protos

@@ -1,0 +1,96 @@
+"""The web page end to end in a real headless Chromium (Debian's, through chromedriver and Selenium):
+it lists a running container, stops it, and shows a log line written after it opened. A screenshot of
+each page is kept (tests/artifacts/web)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Engine
+from teu.client import Client, ContainerOptions
+from teu.testing import wait_until
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test dependency (requirements-dev.txt)")
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+ARTIFACTS = REPO / "tests" / "artifacts" / "web"
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture()
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("chromium and chromedriver are not installed (make test installs them: chromium chromium-driver)")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'profile'}",
+                "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-default-apps", "--disable-extensions", "--no-pings", "--disable-domain-reliability",
+                # the browser reaches this machine only: no name resolves, and anything but loopback goes to a closed port
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    driver.implicitly_wait(0)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_page_lists_stops_and_follows_logs(engine: Engine, client: Client, browser: webdriver.Chrome) -> None:
+    url = (engine.run_dir / "web.url").read_text().strip()
+    name = f"page-{uuid.uuid4().hex[:8]}"
+    script = "trap 'exit 0' TERM; echo first-line; while [ ! -f /tmp/go ]; do sleep 0.2; done; echo after-open; sleep 300 & wait"
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", script], name=name))
+    try:
+        browser.get(url)
+        row = f"#containers tr[data-name='{name}']"
+        wait_until(
+            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} td.state-running"),
+            timeout=20,
+            what="the running container listed",
+        )
+        browser.save_screenshot(str(ARTIFACTS / "containers.png"))
+
+        browser.find_element(By.CSS_SELECTOR, f"{row} a").click()
+        wait_until(lambda: "first-line" in browser.find_element(By.ID, "logs").text, timeout=20, what="the log so far")
+        client.exec_run(cid, ["touch", "/tmp/go"])  # the container writes a line only now
+        wait_until(lambda: "after-open" in browser.find_element(By.ID, "logs").text, timeout=20, what="the new line, live")
+        browser.save_screenshot(str(ARTIFACTS / "container.png"))
+
+        browser.get(url)
+        wait_until(
+            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} button[data-action='stop']"),
+            timeout=20,
+            what="the stop button",
+        )
+        browser.find_element(By.CSS_SELECTOR, f"{row} button[data-action='stop']").click()
+        wait_until(lambda: client.inspect(cid).summary.state == 3, timeout=30, what="the container stopped")
+        wait_until(
+            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} td.state-exited"), timeout=20, what="the page showing it"
+        )
+        browser.save_screenshot(str(ARTIFACTS / "stopped.png"))
+
+        browser.get(url + "#/images")
+        wait_until(lambda: "busybox:latest" in browser.find_element(By.ID, "view").text, timeout=20, what="the images page")
+        browser.save_screenshot(str(ARTIFACTS / "images.png"))
+
+        browser.set_window_size(390, 844)  # a phone's width: the table keeps its name, state and actions
+        browser.get(url)
+        wait_until(
+            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} button[data-action='start']"),
+            timeout=20,
+            what="the phone view",
+        )
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        browser.save_screenshot(str(ARTIFACTS / "phone.png"))
+    finally:
+        client.remove(cid, force=True)
