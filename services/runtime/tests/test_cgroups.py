@@ -83,3 +83,14 @@ def test_a_containers_parent_is_kept_tidy() -> None:
     assert cgroups.check_container_parent("/kubepods/burstable/pod1/") == "/kubepods/burstable/pod1"
     assert cgroups.check_container_parent("kubepods-besteffort.slice") == "kubepods-besteffort.slice"
     assert cgroups.check_container_parent("") == ""
+
+
+def test_a_clean_stop_removes_the_folders_under_the_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What relative --cgroup-parent made under the engine's parent goes with it; a busy one stays."""
+    top = tmp_path / "teu"
+    (top / "sub" / "deeper").mkdir(parents=True)
+    (top / "busy").mkdir()
+    (top / "busy" / "cgroup.procs").write_text("1\n")  # rmdir refuses it, as the kernel refuses a used cgroup
+    monkeypatch.setattr(cgroups, "parent_dirs", lambda parent: [top])
+    cgroups.remove_parents()
+    assert not (top / "sub").exists() and (top / "busy").exists()

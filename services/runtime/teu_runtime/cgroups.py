@@ -157,12 +157,14 @@ def _remove_tree(top: Path) -> bool:
 
 
 def remove_parents(parent: str = PARENT) -> None:
-    """Removes the parent directories that hold no container any more (at a clean stop)."""
+    """Removes the parent directories, and the folders made under them (relative --cgroup-parent),
+    that hold no container any more (at a clean stop), deepest first."""
     for d in parent_dirs(parent=parent):
-        try:
-            d.rmdir()
-        except OSError:  # absent, or containers run on in it
-            continue
+        for here, _, _ in os.walk(d, topdown=False):
+            try:
+                os.rmdir(here)
+            except OSError:  # absent, or containers run on in it
+                continue
 
 
 def open_parents(parent: str = PARENT) -> None:
