@@ -1,6 +1,6 @@
 """The web page end to end in a real headless Chromium (Debian's, through chromedriver and Selenium):
-it lists a running container, stops it, and shows a log line written after it opened. A screenshot of
-each page is kept (tests/artifacts/web)."""
+it lists a running container, shows a log line written after it opened, runs `echo` in its terminal,
+and stops it. A screenshot of each page is kept (tests/artifacts/web)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,14 @@ def test_the_page_lists_stops_and_follows_logs(engine: Engine, client: Client, b
         client.exec_run(cid, ["touch", "/tmp/go"])  # the container writes a line only now
         wait_until(lambda: "after-open" in browser.find_element(By.ID, "logs").text, timeout=20, what="the new line, live")
         browser.save_screenshot(str(ARTIFACTS / "container.png"))
+
+        browser.find_element(By.ID, "open-terminal").click()  # a shell on a terminal, drawn by xterm.js
+        screen = "#terminal .xterm-rows"
+        wait_until(lambda: "#" in browser.find_element(By.CSS_SELECTOR, screen).text, timeout=20, what="the shell's prompt")
+        browser.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea").send_keys("echo hi-$((40+2)); tty\n")
+        wait_until(lambda: "hi-42" in browser.find_element(By.CSS_SELECTOR, screen).text, timeout=20, what="the echo's answer")
+        assert "/dev/pts/" in browser.find_element(By.CSS_SELECTOR, screen).text  # a real terminal
+        browser.save_screenshot(str(ARTIFACTS / "terminal.png"))
 
         browser.get(url)
         wait_until(

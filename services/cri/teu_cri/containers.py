@@ -19,8 +19,8 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
 from teu_common.frontdoor import Gateway, call
+from teu_common.gatewaystreams import Frames, exec_requests, output_frames
 from teu_cri import meta, seccomp
-from teu_cri.gatewaystreams import Frames, exec_requests, output_frames
 from teu_cri.pods import RUNNING, Pods, inspect_kind, unlink_log
 
 _PROPAGATION = {cri.PROPAGATION_PRIVATE: "rprivate", cri.PROPAGATION_HOST_TO_CONTAINER: "rslave",

@@ -30,8 +30,8 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
 from teu_common.frontdoor import Gateway
+from teu_common.gatewaystreams import Frames, attach_requests, exec_requests, output_frames
 from teu_cri import spdy
-from teu_cri.gatewaystreams import Frames, attach_requests, exec_requests, output_frames
 
 log = structlog.get_logger()
 

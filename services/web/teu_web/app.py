@@ -7,6 +7,7 @@
     DELETE /api/containers/{id}              remove (force)
     GET  /api/containers/{id}/logs?tail=N    the last lines (all with tail=0)
     GET  /api/containers/{id}/logs/follow    WebSocket: the lines, then each new one as it is written
+    GET  /api/containers/{id}/terminal       WebSocket: a shell (exec sh with a terminal): keys in, screen out
     GET  /api/images                         every image
     GET  /api/events                         WebSocket: the engine's events as they happen
 
@@ -25,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from teu.cli import format as fmt
 from teu_api.errors import InvalidArgument, TeuError, Unauthenticated
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
 from teu_common.frontdoor import Gateway, call, status_of, stream
+from teu_common.gatewaystreams import Frames, exec_requests, output_frames
 
 log = structlog.get_logger()
 STATIC = Path(__file__).parent / "static"
@@ -205,6 +207,62 @@ async def _pump(request: web.Request, messages: AsyncIterator[str]) -> web.WebSo
         await asyncio.gather(sender, closed, return_exceptions=True)
         await ws.close()
     return ws
+
+
+@routes.get("/api/containers/{id}/terminal")
+async def terminal(request: web.Request) -> web.WebSocketResponse:
+    """A shell in the container on a terminal: the page's keys in (``{"data": ...}``) and its size
+    (``{"resize": [cols, rows]}``), the terminal's bytes out, ``{"exit": code}`` last."""
+    size = types_pb2.WindowSize(cols=_dimension(request, "cols", 80), rows=_dimension(request, "rows", 24))
+    start = gw.ExecStart(container=request.match_info["id"], cmd=["sh"], tty=True, stdin=True, size=size)
+    frames: Frames = asyncio.Queue()
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+
+    async def screen() -> None:
+        try:
+            async for frame in output_frames(_g(request).containers.Exec(exec_requests(start, frames))):
+                if frame.HasField("output"):
+                    await ws.send_bytes(frame.output.data)
+                elif frame.HasField("exit"):
+                    await ws.send_str(json.dumps({"exit": frame.exit.exit_code}))
+                    return
+        except TeuError as exc:
+            await ws.send_str(json.dumps({"error": exc.message}))
+
+    async def keys() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+            doc = json.loads(msg.data)
+            if isinstance(doc.get("data"), str):
+                frames.put_nowait(types_pb2.StdinFrame(data=doc["data"].encode()))
+            elif isinstance(doc.get("resize"), list) and len(doc["resize"]) == 2:
+                cols, rows = (max(1, min(int(v), 1000)) for v in doc["resize"])
+                frames.put_nowait(types_pb2.StdinFrame(resize=types_pb2.WindowSize(cols=cols, rows=rows)))
+
+    out, inp = asyncio.ensure_future(screen()), asyncio.ensure_future(keys())
+    try:
+        await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        frames.put_nowait(None)  # the shell's input ends: it exits when the page goes away
+        inp.cancel()
+        await asyncio.gather(inp, return_exceptions=True)
+        try:
+            await asyncio.wait_for(out, 5)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
+        await ws.close()
+    return ws
+
+
+def _dimension(request: web.Request, key: str, default: int) -> int:
+    text = request.query.get(key, "")
+    if not text:
+        return default
+    if not text.isdigit() or not 0 < int(text) <= 1000:
+        raise InvalidArgument(f"{key} must be a number from 1 to 1000")
+    return int(text)
 
 
 @routes.get("/api/images")

@@ -80,16 +80,38 @@ async function containerView(id) {
   const d = await api("GET", `/api/containers/${id}`);
   const logBox = el("pre", { id: "logs" });
   const info = el("pre", { id: "inspect" }, JSON.stringify(d, null, 2));
+  const termBox = el("div", { id: "terminal" });
+  let shell = null;
+  const openShell = el("button", { id: "open-terminal", onclick: () => { shell = shell || terminal(id, termBox); } }, "terminal (sh)");
   view.replaceChildren(
     el("h2", {}, d.Name.replace(/^\//, ""), " ", el("span", { class: "muted" }, d.State.Status)),
     el("div", {}, ...actionsFor({ id: d.Id, state: d.State.Paused ? "paused" : d.State.Status })),
-    el("h3", {}, "Logs"), logBox, el("h3", {}, "Inspect"), info);
+    el("h3", {}, "Logs"), logBox, el("h3", {}, "Terminal"), openShell, termBox, el("h3", {}, "Inspect"), info);
   const ws = socket(`/api/containers/${id}/logs/follow?tail=200`, (line) => {
     if (line.error) { showError(line.error); return; }
     logBox.append(line.text);
     logBox.scrollTop = logBox.scrollHeight;
   });
-  return () => ws.close();
+  return () => { ws.close(); if (shell) shell.close(); };
+}
+
+// A shell in the container: exec sh on a terminal over a WebSocket, drawn by xterm.js (vendored).
+function terminal(id, box) {
+  const term = new Terminal({ cols: 80, rows: 24, cursorBlink: true });
+  term.open(box);
+  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host +
+    `/api/containers/${id}/terminal?cols=${term.cols}&rows=${term.rows}`);
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = (m) => {
+    if (typeof m.data !== "string") { term.write(new Uint8Array(m.data)); return; }
+    const doc = JSON.parse(m.data);
+    if (doc.error) showError(doc.error);
+    if (doc.exit !== undefined) term.write(`\r\n[exited ${doc.exit}]\r\n`);
+  };
+  term.onData((data) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ data })); });
+  term.onResize(({ cols, rows }) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ resize: [cols, rows] })); });
+  term.focus();
+  return ws;
 }
 
 async function imagesView() {

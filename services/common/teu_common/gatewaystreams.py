@@ -1,5 +1,6 @@
-"""The gateway's Exec and Attach streams as the CRI service drives them: requests fed from a queue of
-frames (None ends them), and the output frames of the answer."""
+"""The gateway's Exec and Attach streams as the front doors drive them (the CRI's exec and attach, the
+web page's terminal): requests fed from a queue of frames (None ends them), and the output frames of
+the answer."""
 
 from __future__ import annotations
 
