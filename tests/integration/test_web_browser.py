@@ -16,6 +16,7 @@ from teu.client import Client, ContainerOptions
 from teu.testing import wait_until
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test dependency (requirements-dev.txt)")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -45,6 +46,38 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
+def text(browser: webdriver.Chrome, selector: str) -> str:
+    """The text of the first element ``selector`` finds ("" while there is none: the page redraws as events come)."""
+    try:
+        found = browser.find_elements(By.CSS_SELECTOR, selector)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def seen(browser: webdriver.Chrome, selector: str) -> bool:
+    try:
+        return bool(browser.find_elements(By.CSS_SELECTOR, selector))
+    except StaleElementReferenceException:
+        return False
+
+
+def click(browser: webdriver.Chrome, selector: str, what: str) -> None:
+    """Clicks ``selector`` once it is there (the list is redrawn on each event: an element may go stale)."""
+
+    def once() -> bool:
+        try:
+            found = browser.find_elements(By.CSS_SELECTOR, selector)
+            if found:
+                found[0].click()
+                return True
+        except StaleElementReferenceException:
+            pass
+        return False
+
+    wait_until(once, timeout=20, what=what)
+
+
 def test_the_page_lists_stops_and_follows_logs(engine: Engine, client: Client, browser: webdriver.Chrome) -> None:
     url = (engine.run_dir / "web.url").read_text().strip()
     name = f"page-{uuid.uuid4().hex[:8]}"
@@ -53,51 +86,50 @@ def test_the_page_lists_stops_and_follows_logs(engine: Engine, client: Client, b
     try:
         browser.get(url)
         row = f"#containers tr[data-name='{name}']"
-        wait_until(
-            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} td.state-running"),
-            timeout=20,
-            what="the running container listed",
-        )
+        wait_until(lambda: seen(browser, f"{row} td.state-running"), timeout=20, what="the running container listed")
         browser.save_screenshot(str(ARTIFACTS / "containers.png"))
 
-        browser.find_element(By.CSS_SELECTOR, f"{row} a").click()
-        wait_until(lambda: "first-line" in browser.find_element(By.ID, "logs").text, timeout=20, what="the log so far")
+        click(browser, f"{row} a", "the container's link")
+        wait_until(lambda: "first-line" in text(browser, "#logs"), timeout=20, what="the log so far")
         client.exec_run(cid, ["touch", "/tmp/go"])  # the container writes a line only now
-        wait_until(lambda: "after-open" in browser.find_element(By.ID, "logs").text, timeout=20, what="the new line, live")
+        wait_until(lambda: "after-open" in text(browser, "#logs"), timeout=20, what="the new line, live")
         browser.save_screenshot(str(ARTIFACTS / "container.png"))
 
-        browser.find_element(By.ID, "open-terminal").click()  # a shell on a terminal, drawn by xterm.js
+        click(browser, "#open-terminal", "the terminal's button")  # a shell on a terminal, drawn by xterm.js
         screen = "#terminal .xterm-rows"
-        wait_until(lambda: "#" in browser.find_element(By.CSS_SELECTOR, screen).text, timeout=20, what="the shell's prompt")
+        wait_until(lambda: "#" in text(browser, screen), timeout=20, what="the shell's prompt")
         browser.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea").send_keys("echo hi-$((40+2)); tty\n")
-        wait_until(lambda: "hi-42" in browser.find_element(By.CSS_SELECTOR, screen).text, timeout=20, what="the echo's answer")
-        assert "/dev/pts/" in browser.find_element(By.CSS_SELECTOR, screen).text  # a real terminal
+        wait_until(lambda: "hi-42" in text(browser, screen), timeout=20, what="the echo's answer")
+        assert "/dev/pts/" in text(browser, screen)  # a real terminal
         browser.save_screenshot(str(ARTIFACTS / "terminal.png"))
 
         browser.get(url)
-        wait_until(
-            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} button[data-action='stop']"),
-            timeout=20,
-            what="the stop button",
-        )
-        browser.find_element(By.CSS_SELECTOR, f"{row} button[data-action='stop']").click()
+        click(browser, f"{row} button[data-action='stop']", "the stop button")
         wait_until(lambda: client.inspect(cid).summary.state == 3, timeout=30, what="the container stopped")
-        wait_until(
-            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} td.state-exited"), timeout=20, what="the page showing it"
-        )
+        wait_until(lambda: seen(browser, f"{row} td.state-exited"), timeout=20, what="the page showing it")
         browser.save_screenshot(str(ARTIFACTS / "stopped.png"))
 
+        browser.get(url)  # the run form
+        ran = f"form-{uuid.uuid4().hex[:8]}"
+        click(browser, "details summary", "the run form")
+        fields = (("image", "busybox"), ("name", ran), ("cmd", "sh -c 'echo from-form; sleep 300'"), ("env", "A=1, B=2"))
+        for field, value in fields:
+            browser.find_element(By.CSS_SELECTOR, f"#run-form input[name='{field}']").send_keys(value)
+        click(browser, "#run-form button[type='submit']", "the run button")
+        wait_until(
+            lambda: seen(browser, f"#containers tr[data-name='{ran}'] td.state-running"), timeout=30, what="the form's container"
+        )
+        made = client.inspect(ran)
+        assert list(made.config.cmd) == ["sh", "-c", "echo from-form; sleep 300"] and {"A=1", "B=2"} <= set(made.config.env)
+        client.remove(ran, force=True)
+
         browser.get(url + "#/images")
-        wait_until(lambda: "busybox:latest" in browser.find_element(By.ID, "view").text, timeout=20, what="the images page")
+        wait_until(lambda: "busybox:latest" in text(browser, "#view"), timeout=20, what="the images page")
         browser.save_screenshot(str(ARTIFACTS / "images.png"))
 
         browser.set_window_size(390, 844)  # a phone's width: the table keeps its name, state and actions
         browser.get(url)
-        wait_until(
-            lambda: browser.find_elements(By.CSS_SELECTOR, f"{row} button[data-action='start']"),
-            timeout=20,
-            what="the phone view",
-        )
+        wait_until(lambda: seen(browser, f"{row} button[data-action='start']"), timeout=20, what="the phone view")
         assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
         browser.save_screenshot(str(ARTIFACTS / "phone.png"))
     finally:

@@ -2,6 +2,7 @@
 
     GET  /                                   the page (static/index.html, app.js, style.css)
     GET  /api/containers                     every container, as the page lists them
+    POST /api/containers                     run one in the background: {image, name, cmd, ports, env, volumes}
     GET  /api/containers/{id}                one container's inspect (Docker's shape)
     POST /api/containers/{id}/{action}       start, stop, restart, kill, pause, unpause
     DELETE /api/containers/{id}              remove (force)
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import shlex
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -28,7 +30,9 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from teu import mounts
 from teu.cli import format as fmt
+from teu.cli import parse
 from teu_api.errors import InvalidArgument, TeuError, Unauthenticated
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
@@ -120,6 +124,41 @@ async def containers(request: web.Request) -> web.Response:
     found = await call(_g(request).containers.List(gw.ListRequest(all=True)))
     now = time.time_ns()
     return web.json_response([summary(c, now) for c in found.containers])
+
+
+@routes.post("/api/containers")
+async def run(request: web.Request) -> web.Response:
+    """Runs a container in the background from the page's form; its id. The fields take what the CLI
+    takes: ``cmd`` split as a shell would, ports as ``-p``, env as ``-e``, volumes as ``-v``."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidArgument("the body is not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("image"), str) or not body["image"].strip():
+        raise InvalidArgument("an image is required")
+
+    def strings(key: str) -> list[str]:
+        value = body.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"{key} must be a list of strings")
+        return [v.strip() for v in value if v.strip()]
+
+    try:
+        cmd = shlex.split(str(body.get("cmd") or ""))
+    except ValueError as exc:
+        raise InvalidArgument(f"the command cannot be split: {exc}") from None
+    config = gw.ContainerConfig(
+        image=body["image"].strip(),
+        name=str(body.get("name") or "").strip(),
+        cmd=cmd,
+        env=strings("env"),
+        ports=[p for spec in strings("ports") for p in parse.ports(spec)],
+        mounts=[mounts.volume(spec) for spec in strings("volumes")],
+    )
+    async for frame in stream(_g(request).containers.Run(gw.RunRequest(config=config, detach=True))):
+        if frame.WhichOneof("event") == "created":
+            return web.json_response({"id": frame.created.id, "name": frame.created.name}, status=201)
+    raise InvalidArgument("the run ended without a container")
 
 
 @routes.get("/api/containers/{id}")

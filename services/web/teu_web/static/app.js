@@ -6,11 +6,13 @@ const view = document.getElementById("view");
 const errorBox = document.getElementById("error");
 let closeView = () => {};
 
-async function api(method, path) {
-  const r = await fetch(path, { method, credentials: "same-origin" });
-  const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.message || r.statusText);
-  return body;
+async function api(method, path, body) {
+  const init = { method, credentials: "same-origin" };
+  if (body !== undefined) { init.body = JSON.stringify(body); init.headers = { "Content-Type": "application/json" }; }
+  const r = await fetch(path, init);
+  const answer = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(answer.message || r.statusText);
+  return answer;
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -61,7 +63,7 @@ async function containersView() {
     el("td", { class: "wide" }, c.ports.join(", ")),
     el("td", { class: "wide" }, uptime(c.uptime_s)),
     el("td", {}, ...actionsFor(c))));
-  view.replaceChildren(el("h2", {}, "Containers"), el("table", { id: "containers" },
+  view.replaceChildren(el("h2", {}, "Containers"), runForm(), el("table", { id: "containers" },
     el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", { class: "wide" }, "Image"), el("th", {}, "State"),
       el("th", { class: "wide" }, "Status"), el("th", { class: "wide" }, "Ports"), el("th", { class: "wide" }, "Up"), el("th", {}, ""))),
     el("tbody", {}, ...rows)));
@@ -69,6 +71,27 @@ async function containersView() {
   let pending = null;
   function refresh() { clearTimeout(pending); pending = setTimeout(route, 150); }
   return () => ws.close();
+}
+
+// Run a container in the background: what `teu run -d` takes, in a few fields.
+function runForm() {
+  const field = (name, label, hint) => el("label", {}, label, " ", el("input", { name, placeholder: hint }));
+  const list = (text) => text.split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
+  const form = el("form", { id: "run-form" },
+    field("image", "image", "busybox"), field("name", "name", "(optional)"), field("cmd", "command", "sh -c 'echo hi; sleep 300'"),
+    field("ports", "ports", "8080:80, ..."), field("env", "env", "K=V, ..."), field("volumes", "volumes", "data:/data, ..."),
+    el("button", { type: "submit" }, "run"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    try {
+      await api("POST", "/api/containers", { image: f.get("image"), name: f.get("name"), cmd: f.get("cmd"),
+        ports: list(f.get("ports")), env: list(f.get("env")), volumes: list(f.get("volumes")) });
+      showError(null);
+      await route();
+    } catch (err) { showError(err); }
+  });
+  return el("details", {}, el("summary", {}, "Run a container"), form);
 }
 
 function actionsFor(c) {
