@@ -128,12 +128,8 @@ async def serve(
     perms.service_socket(sock, public=name == "gateway")
     _start_metrics(name, cfg)
     log.info("serving", socket=str(sock), pid=os.getpid())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, tasks.dump)
-    await stop.wait()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, tasks.dump)
+    await until_stopped()
     log.info("stopping")
     await health_servicer.enter_graceful_shutdown()
     await asyncio.gather(server.stop(grace=5), *([tcp.stop(grace=5)] if tcp else []))
@@ -143,6 +139,15 @@ async def serve(
         await lifecycle.on_stop()
     sock.unlink(missing_ok=True)
     log.info("stopped")
+
+
+async def until_stopped() -> None:
+    """Returns once SIGTERM or SIGINT arrives: what every service and front door waits for before it stops."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 def main(name: str, build: Callable[[configmod.Config], Awaitable[Lifecycle]], tls: bool = False) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 
 import structlog
 from aiohttp import web
@@ -16,6 +15,7 @@ from teu_common import config as configmod
 from teu_common import logging as teulogging
 from teu_common import perms
 from teu_common.config import Config, TlsListen
+from teu_common.server import until_stopped
 from teu_dockerapi import app as appmod
 from teu_dockerapi import authz
 from teu_dockerapi.gateway import Gateway
@@ -55,11 +55,7 @@ async def serve(cfg: Config, tls: TlsListen | None = None) -> None:
         host, _, port = tls.address.rpartition(":")
         await web.TCPSite(runner, host.strip("[]"), int(port), ssl_context=authz.server_context(tls), reuse_port=False).start()
         log.info("serving_tls", address=tls.address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     await runner.cleanup()
     await gateway.close()
     sock.unlink(missing_ok=True)

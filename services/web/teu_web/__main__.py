@@ -10,7 +10,6 @@ import asyncio
 import ipaddress
 import os
 import secrets
-import signal
 
 import structlog
 from aiohttp import web
@@ -20,6 +19,7 @@ from teu_common import logging as teulogging
 from teu_common import perms
 from teu_common.config import Config
 from teu_common.frontdoor import Gateway
+from teu_common.server import until_stopped
 from teu_web import app as appmod
 
 log = structlog.get_logger()
@@ -70,11 +70,7 @@ async def serve(cfg: Config) -> None:
     url_path.write_text(url + "\n")
     url_path.chmod(0o644)
     log.info("serving", url=url, token_required=bool(token), pid=os.getpid())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     await runner.cleanup()
     await gateway.close()
     url_path.unlink(missing_ok=True)
