@@ -322,3 +322,10 @@ def test_a_gateway_killed_during_a_build_leaves_no_container(engine: Engine, cli
     wait_until(lambda: not build_containers(client), timeout=60, what="the build's container gone")
     assert not list((engine.root / "gateway" / "build").glob("*.tar"))
     assert not list((engine.root / "gateway" / "build" / "snapshots").iterdir())
+
+
+def test_an_arg_of_several_names_is_one_history_line(client: Client, tmp_path: Path) -> None:
+    ctx = folder(tmp_path, {"Dockerfile": "FROM busybox\nARG A=1 B=2\nLABEL both=$A$B\n"})
+    image, _ = build(client, ctx)
+    assert [h.created_by for h in client.history(image)].count("ARG A=1 B=2") == 1
+    assert client.inspect_image(image).config.labels["both"] == "12"

@@ -56,6 +56,7 @@ SNAPSHOTS = "snapshots"
 SMALL_WRITE = 256 << 10  # a write this small is not worth a thread hop
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHUNK = 1 << 20
+EMPTY_TAR = bytes(2 * tarfile.BLOCKSIZE)  # a tar's end and nothing before it
 #: Build args every Dockerfile may use without declaring them; kept out of the image's history.
 PROXY_ARGS = frozenset(
     {
@@ -196,11 +197,11 @@ class Builder:
 
     def _needed(self, df: Dockerfile, globals_: Mapping[str, str]) -> list[int]:
         """The stages the target needs, in order."""
-        names = {s.name: s.index for s in df.stages if s.name}
         if self.o.target:
-            if self.o.target.lower() not in names:
+            found = df.stage_index(self.o.target, numbers=False)
+            if found is None:
                 raise InvalidArgument(f"target stage {self.o.target} could not be found")
-            target = names[self.o.target.lower()]
+            target = found
         else:
             target = len(df.stages) - 1
         needed: set[int] = set()
@@ -211,13 +212,11 @@ class Builder:
                 continue
             needed.add(i)
             stage = df.stages[i]
-            refs = [words.word(stage.base, globals_, df.escape).lower()]
-            refs += [ins.flags["from"].lower() for ins in stage.instructions if ins.keyword == "COPY" and "from" in ins.flags]
-            for ref in refs:
-                if ref in names and names[ref] < i:
-                    todo.append(names[ref])
-                elif ref.isdigit() and int(ref) < i:
-                    todo.append(int(ref))
+            froms = [df.stage_index(words.word(stage.base, globals_, df.escape), numbers=False)]
+            froms += [
+                df.stage_index(ins.flags["from"]) for ins in stage.instructions if ins.keyword == "COPY" and "from" in ins.flags
+            ]
+            todo += [j for j in froms if j is not None and j < i]
         return sorted(needed)
 
     async def _finish(self, state: State) -> st.Image:
@@ -265,9 +264,9 @@ class Builder:
         return _status(f"Step {self.step}/{self.total} : {ins.original}")
 
     async def _base(self, base: str, df: Dockerfile) -> State:
-        names = {s.name: s.index for s in df.stages if s.name}
-        if base.lower() in names and names[base.lower()] in self.done:
-            return self.done[names[base.lower()]].copy()
+        stage = df.stage_index(base, numbers=False)
+        if stage is not None and stage in self.done:
+            return self.done[stage].copy()
         if base.lower() == "scratch":
             image = await self._scratch()
         else:
@@ -359,7 +358,7 @@ class Builder:
                 state.args[name] = default
             elif name in globals_:
                 state.args[name] = globals_[name]
-            state.pending.append(ins.original)
+        state.pending.append(ins.original)
 
     def _key(self, state: State, *parts: str) -> str:
         h = hashlib.sha256()
@@ -374,6 +373,12 @@ class Builder:
             return (await call("storage", self.b.storage.FindBuildCache(st.FindBuildCacheRequest(key=key)))).image
         except NotFound:
             return None
+
+    async def _hit(self, state: State, key: str) -> list[gw.BuildResponse]:
+        """On a cache hit for ``key``: the state moved to the image it recorded, and the lines that
+        say so; [] on a miss."""
+        found = await self._cached(key)
+        return [] if found is None else [_status(" ---> Using cache"), self._took(state, found)]
 
     def _took(self, state: State, image: st.Image) -> gw.BuildResponse:
         """The state after a layer step made (or found) ``image``."""
@@ -391,10 +396,9 @@ class Builder:
         created_by = f"RUN {line}"
         network = ins.flags.get("network") or self.o.network
         key = self._key(state, created_by, network)
-        found = await self._cached(key)
-        if found is not None:
-            yield _status(" ---> Using cache")
-            yield self._took(state, found)
+        if hit := await self._hit(state, key):
+            for r in hit:
+                yield r
             return
         env = [*state.config.env]
         declared = {e.partition("=")[0] for e in env}
@@ -422,8 +426,7 @@ class Builder:
             if c.exit_code != 0 or c.error:
                 detail = c.error or f"returned a non-zero code: {c.exit_code}"
                 raise FailedPrecondition(f"The command '{' '.join(argv)}' {detail}")
-            req = st.CommitRequest(key=c.id, config=state.config, created_by=created_by, empty_steps=state.pending, build_key=key)
-            image = (await call("storage", self.b.storage.Commit(req))).image
+            image = await self._commit(c.id, state, created_by, key)
         finally:
             await self._discard(c.id)
         yield _status(f"Removing intermediate container {c.id[:12]}")
@@ -457,10 +460,9 @@ class Builder:
         path = instructions.workdir(state.config.working_dir, words.word(ins.text, env, escape))
         state.config.working_dir = path
         key = self._key(state, ins.original)
-        found = await self._cached(key)
-        if found is not None:
-            yield _status(" ---> Using cache")
-            yield self._took(state, found)
+        if hit := await self._hit(state, key):
+            for r in hit:
+                yield r
             return
         async with self._snapshot(state.image.id) as snap:
             if await self._is_dir(snap, path):
@@ -469,7 +471,7 @@ class Builder:
                 )
                 image = (await call("storage", self.b.storage.ConfigureImage(req))).image
             else:
-                await self._copy_into(snap, path, self._empty_tar())
+                await self._copy_into(snap, path)
                 image = await self._commit(snap, state, ins.original, key)
         yield self._took(state, image)
 
@@ -505,10 +507,9 @@ class Builder:
                 owner = await self._owner(snap, chown, owner)
             digest = await self._digest(plan, owner)
             key = self._key(state, ins.original, chown, digest)
-            cached = await self._cached(key)
-            if cached is not None:
-                yield _status(" ---> Using cache")
-                yield self._took(state, cached)
+            if hit := await self._hit(state, key):
+                for r in hit:
+                    yield r
                 return
             snap = snap or await stack.enter_async_context(self._snapshot(state.image.id))
             if plan.maybe_dir and await self._is_dir(snap, plan.maybe_dir):
@@ -539,8 +540,7 @@ class Builder:
         if ins.keyword == "ADD":
             raise ins.error("ADD does not take --from")
         ref = words.word(ref, env, df.escape)
-        names = {s.name: s.index for s in df.stages if s.name}
-        index = names.get(ref.lower(), int(ref) if ref.isdigit() else None)
+        index = df.stage_index(ref)
         if index is not None:
             if index not in self.done:
                 raise ins.error(f"stage {ref} is not built before this one")
@@ -643,19 +643,24 @@ class Builder:
         return path
 
     async def _owner(self, snap: str, chown: str, owner: Owner) -> Owner:
+        """``--chown user[:group]``: numbers as they are, names from the image's /etc/passwd and
+        /etc/group (without a group, the user's own)."""
         user, _, group = chown.partition(":")
-        uid = int(user) if user.isdigit() else await self._lookup(snap, "/etc/passwd", user, 2)
-        gid = int(group) if group.isdigit() else (await self._lookup(snap, "/etc/group", group, 2) if group else None)
-        if gid is None:
-            gid = uid if user.isdigit() else await self._lookup(snap, "/etc/passwd", user, 3)
+        account = None if user.isdigit() else await self._lookup(snap, "/etc/passwd", user, 4)
+        uid = int(user) if account is None else int(account[2])
+        if group:
+            gid = int(group) if group.isdigit() else int((await self._lookup(snap, "/etc/group", group, 3))[2])
+        else:
+            gid = uid if account is None else int(account[3])
         return Owner(uid, gid, owner.mode)
 
-    async def _lookup(self, snap: str, path: str, name: str, column: int) -> int:
+    async def _lookup(self, snap: str, path: str, name: str, numbers: int) -> list[str]:
+        """The line of ``path`` (passwd or group) naming ``name``, its columns 2 to ``numbers``-1 numbers."""
         text = await self._read(snap, path)
         for line in text.splitlines():
             cols = line.split(":")
-            if len(cols) > column and cols[0] == name and cols[column].isdigit():
-                return int(cols[column])
+            if len(cols) >= numbers and cols[0] == name and all(c.isdigit() for c in cols[2:numbers]):
+                return cols
         raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: no {name} in the image's {path}")
 
     async def _read(self, snap: str, path: str) -> str:
@@ -707,27 +712,24 @@ class Builder:
             return False
         return first is not None and first.isdir()
 
-    def _empty_tar(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix="empty-", suffix=".tar", dir=self.folder)
-        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w"):
-            pass
-        return Path(name)
+    async def _copy_into(self, snap: str, dest_dir: str, tar_path: Path | None = None) -> None:
+        """Extracts the tar at ``tar_path`` into ``dest_dir`` of the snapshot, made if missing (without
+        a tar: only made, as WORKDIR does)."""
 
-    async def _copy_into(self, snap: str, dest_dir: str, tar_path: Path) -> None:
         async def chunks() -> AsyncIterator[st.CopyToRequest]:
             yield st.CopyToRequest(header=st.CopyToHeader(key=snap, path=dest_dir or "/", make_parents=True))
+            if tar_path is None:
+                yield st.CopyToRequest(chunk=EMPTY_TAR)
+                return
             with open(tar_path, "rb") as f:
                 while chunk := await asyncio.to_thread(f.read, CHUNK):
                     yield st.CopyToRequest(chunk=chunk)
 
-        try:
-            await call("storage", self.b.storage.CopyTo(chunks()))
-        finally:
-            if tar_path.name.startswith("empty-"):
-                tar_path.unlink(missing_ok=True)
+        await call("storage", self.b.storage.CopyTo(chunks()))
 
-    async def _commit(self, snap: str, state: State, created_by: str, key: str) -> st.Image:
-        req = st.CommitRequest(key=snap, config=state.config, created_by=created_by, empty_steps=state.pending, build_key=key)
+    async def _commit(self, snapshot: str, state: State, created_by: str, key: str) -> st.Image:
+        """Commits ``snapshot`` (a step's container or snapshot) as the step's image, recorded for ``key``."""
+        req = st.CommitRequest(key=snapshot, config=state.config, created_by=created_by, empty_steps=state.pending, build_key=key)
         return (await call("storage", self.b.storage.Commit(req))).image
 
 

@@ -91,6 +91,14 @@ class Dockerfile:
     global_args: list[Instruction]
     stages: list[Stage]
 
+    def stage_index(self, ref: str, numbers: bool = True) -> int | None:
+        """The index of the stage ``ref`` names (its name, any case; with ``numbers`` any number, as
+        ``COPY --from=0`` has it, the caller checking it is a stage before its own); None if it names none."""
+        for stage in self.stages:
+            if stage.name and stage.name == ref.lower():
+                return stage.index
+        return int(ref) if numbers and ref.isdigit() else None
+
 
 def parse(text: str) -> Dockerfile:
     """Parses a Dockerfile; InvalidArgument naming the line for anything Docker would refuse."""
