@@ -1,6 +1,6 @@
 """Entry point: ``python -m teu_dockerapi [--root R] [--run-dir D] [--tls-listen HOST:PORT --tls-ca ...]``:
 serves Docker's Engine API on ``<run-dir>/docker.sock`` (and, given ``--tls-listen``, on TCP to mutual-TLS
-clients, whose roles authz.py enforces) until SIGTERM."""
+clients, whose roles teu_common.httpauthz enforces) until SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import structlog
 from aiohttp import web
 
 from teu_common import config as configmod
+from teu_common import httpauthz as authz
 from teu_common import logging as teulogging
 from teu_common import perms
 from teu_common.config import Config, TlsListen
 from teu_common.server import until_stopped
 from teu_dockerapi import app as appmod
-from teu_dockerapi import authz
 from teu_dockerapi.gateway import Gateway
 
 log = structlog.get_logger()

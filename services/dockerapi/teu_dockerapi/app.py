@@ -9,7 +9,8 @@ import structlog
 from aiohttp import web
 
 from teu_api.errors import TeuError
-from teu_dockerapi import archive, attach, authz, builds, containers, errors, execs, images, resources, stats, system
+from teu_common import httpauthz as authz
+from teu_dockerapi import archive, attach, builds, containers, errors, execs, images, resources, stats, system
 from teu_dockerapi.gateway import GATEWAY, Gateway
 
 log = structlog.get_logger()

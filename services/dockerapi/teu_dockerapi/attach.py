@@ -16,7 +16,8 @@ from aiohttp import web
 
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.types.v1 import types_pb2
-from teu_dockerapi import authz, hijack
+from teu_common import httpauthz as authz
+from teu_dockerapi import hijack
 from teu_dockerapi.containers import details, flag
 from teu_dockerapi.framing import frame
 from teu_dockerapi.gateway import PENDING, of, stream

@@ -20,7 +20,8 @@ from aiohttp import web
 
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound, TeuError
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_dockerapi import authz, hijack, shapes
+from teu_common import httpauthz as authz
+from teu_dockerapi import hijack, shapes
 from teu_dockerapi.containers import details, json_body
 from teu_dockerapi.framing import frame
 from teu_dockerapi.gateway import Gateway, of, stream

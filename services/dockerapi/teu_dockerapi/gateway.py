@@ -8,15 +8,15 @@ from typing import Protocol
 from aiohttp import web
 
 from teu_common import frontdoor
+from teu_common import httpauthz as authz
 from teu_common.config import Config
 from teu_common.frontdoor import call, stream
-from teu_dockerapi import authz
 
 __all__ = ["GATEWAY", "PENDING", "Gateway", "call", "of", "send_tar", "stream"]
 
 
 class Gateway(frontdoor.Gateway):
-    """The gateway's stubs, each call carrying the Docker API client's role (authz.py)."""
+    """The gateway's stubs, each call carrying the Docker API client's role (teu_common.httpauthz)."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg, authz.interceptors())

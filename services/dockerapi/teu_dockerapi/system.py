@@ -13,7 +13,8 @@ from teu.cli.volumes import volume_json
 from teu_api import VERSION
 from teu_api.errors import FailedPrecondition, InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
-from teu_dockerapi import authz, errors, shapes
+from teu_common import httpauthz as authz
+from teu_dockerapi import errors, shapes
 from teu_dockerapi.containers import json_body
 from teu_dockerapi.gateway import call, of
 

@@ -5,7 +5,8 @@ any that dies, stops them on SIGTERM.
 Containers do not depend on it or on any service: each has its own conmon. Stopping the engine
 stops the services only. ``--tls-listen`` (with ``--tls-ca/--tls-cert/--tls-key``, or ``TEU_TLS_*``)
 is handed to the gateway alone: it serves the API on TCP too, mutual TLS only. ``--docker-tls-listen``
-(``TEU_DOCKER_TLS_LISTEN``) does the same for the Docker API service, with the same files and roles.
+(``TEU_DOCKER_TLS_LISTEN``) does the same for the Docker API service, and ``--web-tls-listen``
+(``TEU_WEB_TLS_LISTEN``) for the web page, with the same files and roles.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +66,9 @@ def _say(msg: str) -> None:
     print(f"teu-engine: {msg}", file=sys.stderr, flush=True)
 
 
-def supervise(cfg: Config, tls: TlsListen | None = None, docker_tls: TlsListen | None = None) -> int:
-    """Runs until SIGTERM/SIGINT; returns the exit status. ``tls`` goes to the gateway only,
-    ``docker_tls`` (the Docker API's TCP listener) to the Docker API service."""
+def supervise(cfg: Config, tls: TlsListen | None = None, doors: Mapping[str, TlsListen] | None = None) -> int:
+    """Runs until SIGTERM/SIGINT; returns the exit status. ``tls`` goes to the gateway only, each of
+    ``doors`` (a front door's mutual-TLS listener: the Docker API's, the web page's) to its front door."""
     perms.lock_down()
     perms.state_root(cfg.root)
     logs = perms.private_dir(cfg.root / "engine")
@@ -82,7 +84,7 @@ def supervise(cfg: Config, tls: TlsListen | None = None, docker_tls: TlsListen |
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     names = [*SERVICES, *(name for name, setting in FRONT_DOORS.items() if os.environ.get(setting, "1") != "0")]
-    listeners = {"gateway": tls, "dockerapi": docker_tls}
+    listeners = {"gateway": tls, **(doors or {})}
     children = [Child(name, listener.argv() if (listener := listeners.get(name)) else []) for name in names]
     for child in children:
         _spawn(child, cfg, logs, first=True)
@@ -130,14 +132,18 @@ def main() -> None:
     configmod.add_tls_flags(parser)
     parser.add_argument("--docker-tls-listen", metavar="HOST:PORT",
                         help="serve Docker's API on TCP too, mutual TLS, the --tls-* files ($TEU_DOCKER_TLS_LISTEN)")  # fmt: skip
+    parser.add_argument("--web-tls-listen", metavar="HOST:PORT",
+                        help="serve the web page there too, mutual TLS, the --tls-* files ($TEU_WEB_TLS_LISTEN)")  # fmt: skip
     args = parser.parse_args()
-    docker_address = args.docker_tls_listen or os.environ.get("TEU_DOCKER_TLS_LISTEN")
     try:
         tls = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key)
-        docker_tls = configmod.load_tls(docker_address, args.tls_ca, args.tls_cert, args.tls_key) if docker_address else None
+        wanted = {"dockerapi": args.docker_tls_listen or os.environ.get("TEU_DOCKER_TLS_LISTEN"),
+                  "web": args.web_tls_listen or os.environ.get("TEU_WEB_TLS_LISTEN")}  # fmt: skip
+        doors = {door: listener for door, address in wanted.items() if address
+                 if (listener := configmod.load_tls(address, args.tls_ca, args.tls_cert, args.tls_key))}  # fmt: skip
     except ValueError as exc:
         parser.error(str(exc))
-    sys.exit(supervise(configmod.load(args.root, args.run_dir), tls, docker_tls))
+    sys.exit(supervise(configmod.load(args.root, args.run_dir), tls, doors))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
-"""Entry point: ``python -m teu_web [--root R] [--run-dir D]``: serves the page on TEU_WEB_LISTEN
-(HOST:PORT, default 127.0.0.1:9180; port 0 picks a free one) until SIGTERM. Its address goes to
-``<run-dir>/web.url``; served beyond loopback, a token is made, written to ``<run-dir>/web.token``
-(root's only) and required of every request."""
+"""Entry point: ``python -m teu_web [--root R] [--run-dir D] [--tls-listen HOST:PORT --tls-ca ...]``:
+serves the page on TEU_WEB_LISTEN (HOST:PORT, default 127.0.0.1:9180; port 0 picks a free one) until
+SIGTERM. Its address goes to ``<run-dir>/web.url``; served beyond loopback, a token is made, written to
+``<run-dir>/web.token`` (root's only) and required of every request. Given ``--tls-listen``, the page
+is also served there over mutual TLS (the gateway's client certificates and roles; no token); its
+address goes to ``<run-dir>/web-tls.url``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import secrets
 
@@ -15,36 +16,40 @@ import structlog
 from aiohttp import web
 
 from teu_common import config as configmod
+from teu_common import httpauthz, perms
 from teu_common import logging as teulogging
-from teu_common import perms
-from teu_common.config import Config
+from teu_common.config import Config, TlsListen
 from teu_common.frontdoor import Gateway
 from teu_common.server import until_stopped
 from teu_web import app as appmod
+from teu_web import guard
 
 log = structlog.get_logger()
 DEFAULT_LISTEN = "127.0.0.1:9180"
 
 
-def parse() -> Config:
+def parse() -> tuple[Config, TlsListen | None]:
+    """The flags: ``--root``, ``--run-dir``, and the TLS listener's only when ``--tls-listen`` is given
+    (never from the environment, whose TEU_TLS_LISTEN is the gateway's)."""
     parser = argparse.ArgumentParser(prog="teu-web", description="Teu's web page")
     parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
     parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
+    configmod.add_tls_flags(parser)
     args = parser.parse_args()
-    return configmod.load(args.root, args.run_dir)
-
-
-def loopback(host: str) -> bool:
-    """Whether ``host`` is this machine only (localhost, 127/8, ::1)."""
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        tls = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key) if args.tls_listen else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    return configmod.load(args.root, args.run_dir), tls
 
 
-async def serve(cfg: Config) -> None:
+def url_of(runner: web.AppRunner, index: int, scheme: str) -> str:
+    """The address of the runner's ``index``th site."""
+    host, port = runner.addresses[index][:2]
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+async def serve(cfg: Config, tls: TlsListen | None = None) -> None:
     """Serves the page until SIGTERM or SIGINT."""
     teulogging.configure("web")
     perms.lock_down()
@@ -53,29 +58,34 @@ async def serve(cfg: Config) -> None:
     host = host.strip("[]")
     token_path = cfg.run_dir / "web.token"
     token = ""
-    if not loopback(host):
+    if not guard.loopback(host):
         token = secrets.token_urlsafe(24)
         token_path.write_text(token + "\n")  # under umask 077: root's only
     else:
         token_path.unlink(missing_ok=True)
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg, httpauthz.interceptors())
     runner = web.AppRunner(appmod.build(gateway, token), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, int(port), reuse_port=False)
     await site.start()
-    bound = runner.addresses[0]
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    url = f"http://{shown}:{bound[1]}/"
-    url_path = cfg.run_dir / "web.url"
-    url_path.write_text(url + "\n")
-    url_path.chmod(0o644)
-    log.info("serving", url=url, token_required=bool(token), pid=os.getpid())
+    urls = {cfg.run_dir / "web.url": url_of(runner, 0, "http")}
+    if tls is not None:
+        tls_host, _, tls_port = tls.address.rpartition(":")
+        ctx = httpauthz.server_context(tls)
+        first = len(runner.addresses)  # the plain site's sockets (one per address "localhost" has) come first
+        await web.TCPSite(runner, tls_host.strip("[]"), int(tls_port), ssl_context=ctx, reuse_port=False).start()
+        urls[cfg.run_dir / "web-tls.url"] = url_of(runner, first, "https")
+    for path, url in urls.items():
+        path.write_text(url + "\n")
+        path.chmod(0o644)
+    log.info("serving", urls=list(urls.values()), token_required=bool(token), pid=os.getpid())
     await until_stopped()
     await runner.cleanup()
     await gateway.close()
-    url_path.unlink(missing_ok=True)
+    for path in urls:
+        path.unlink(missing_ok=True)
     log.info("stopped")
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(parse()))
+    asyncio.run(serve(*parse()))

@@ -1,12 +1,13 @@
-"""Who may do what over the Docker API's TCP listener: the gateway's roles, from the same mutual-TLS
-client certificates (``teu_common.authz``: the Subject's CN names the client, its OU the role).
+"""Who may do what through an HTTP front door's TCP listener (the Docker API's, the web page's): the
+gateway's roles, from the same mutual-TLS client certificates (``teu_common.authz``: the Subject's CN
+names the client, its OU the role).
 
-A request that came over TLS runs with its caller in :data:`CALLER`; every call this service then
-makes to the gateway is checked against that caller's role by :class:`Interceptor`, with the
-gateway's own tiers, so a Docker endpoint allows exactly what its gateway methods allow. Requests
-over the unix socket have no caller: they are trusted as the gateway's unix socket is (its mode
-decides who reaches it). Endpoints that take the connection over check their method before they
-answer (:func:`require`), and ``/auth`` (which makes the engine reach out to a registry) needs admin.
+A request that came over TLS runs with its caller in :data:`CALLER` (the :func:`identify` middleware);
+every call the front door then makes to the gateway is checked against that caller's role by the
+:func:`interceptors`, with the gateway's own tiers, so an endpoint allows exactly what its gateway
+methods allow. Requests over a unix socket or loopback have no caller: they are trusted as the
+gateway's unix socket is. Endpoints that take the connection over check their method before they
+answer (:func:`require`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from aiohttp import web
 from teu_common import authz
 from teu_common.config import TlsListen
 
-#: The client of the request being served over TCP; None over the unix socket.
-CALLER: ContextVar[authz.Peer | None] = ContextVar("docker_api_caller", default=None)
+#: The TLS client of the request being served; None when it did not come over TLS.
+CALLER: ContextVar[authz.Peer | None] = ContextVar("front_door_caller", default=None)
 
 
 def server_context(tls: TlsListen) -> ssl.SSLContext:
