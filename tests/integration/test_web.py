@@ -1,5 +1,6 @@
 """The web page's API (services/web) against the real services: what the page lists, its actions,
-its logs (read and followed live), and `teu web`."""
+its logs (read, searched and followed live), a container's changes, processes and usage, images
+(pulled with progress, tagged, removed, with their history), volumes, networks, and `teu web`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import asyncio
 import json
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from typing import Any
 
 import aiohttp
 import pytest
+from test_registry import registry  # noqa: F401 (a fixture)
 
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
@@ -27,8 +30,11 @@ def web_url(engine: Engine) -> str:
     return path.read_text().strip()
 
 
-def http(engine: Engine, method: str, path: str) -> tuple[int, Any]:
-    req = urllib.request.Request(web_url(engine) + path.lstrip("/"), method=method)
+def http(engine: Engine, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(web_url(engine) + path.lstrip("/"), method=method, data=data)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             body = r.read()
@@ -98,3 +104,102 @@ def test_followed_logs_show_a_line_written_after_the_page_opened(engine: Engine,
 def test_actions_need_post(engine: Engine, path: str) -> None:
     status, err = http(engine, "GET", path)
     assert status == 405 and err["message"] == "Method Not Allowed"
+
+
+def messages(engine: Engine, path: str, until: Any, headers: dict[str, str] | None = None) -> list[Any]:
+    """The JSON messages a WebSocket of the page's API sends, until one satisfies ``until`` (30 s at most)."""
+
+    async def read() -> list[Any]:
+        seen: list[Any] = []
+        url = web_url(engine).replace("http://", "ws://") + path.lstrip("/")
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, headers=headers) as ws:
+            async with asyncio.timeout(30):
+                async for msg in ws:
+                    seen.append(json.loads(msg.data))
+                    if until(seen[-1]):
+                        return seen
+        return seen
+
+    return asyncio.run(read())
+
+
+def test_logs_are_searched_with_the_logs_services_grep(engine: Engine, client: Client) -> None:
+    cid = client.run_detached(
+        ContainerOptions(image="busybox", cmd=["sh", "-c", "echo apple; echo banana; echo cherry; sleep 300"])
+    )
+    try:
+        wait_until(lambda: len(http(engine, "GET", f"/api/containers/{cid}/logs")[1]) == 3, what="three lines")
+        status, found = http(engine, "GET", f"/api/containers/{cid}/logs?grep=an%7Cch&tail=0")
+        assert status == 200 and [line["text"] for line in found] == ["banana\n", "cherry\n"]
+        assert [m["text"] for m in messages(engine, f"/api/containers/{cid}/logs/follow?grep=^b", lambda m: True)] == ["banana\n"]
+        status, err = http(engine, "GET", f"/api/containers/{cid}/logs?tail=lots")
+        assert status == 400 and "tail must be a number" in err["message"]
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_a_containers_changes_processes_and_usage(engine: Engine, client: Client) -> None:
+    cid = client.run_detached(ContainerOptions(image="busybox", cmd=["sh", "-c", "echo x > /made-here; rm /bin/true; sleep 300"]))
+    try:
+        wait_until(lambda: any(c["path"] == "/made-here" for c in http(engine, "GET", f"/api/containers/{cid}/diff")[1]))
+        changes = {c["path"]: c["kind"] for c in http(engine, "GET", f"/api/containers/{cid}/diff")[1]}
+        assert changes["/made-here"] == "A" and changes["/bin/true"] == "D"
+        status, top = http(engine, "GET", f"/api/containers/{cid}/top")
+        assert status == 200 and "PID" in top["titles"]
+        command = top["titles"].index("CMD")
+        assert any(row[command].startswith("sleep 300") for row in top["processes"])
+        readings = messages(engine, "/api/stats", lambda m: any(r["id"] == cid for r in m))
+        mine = next(r for r in readings[-1] if r["id"] == cid)
+        assert mine["memory"] > 0 and mine["memory_limit"] >= mine["memory"] and mine["cpu_percent"] >= 0 and mine["pids"] >= 1
+        client.stop(cid, timeout=1)
+        status, err = http(engine, "GET", f"/api/containers/{cid}/top")
+        assert status == 409 and "not running" in err["message"]
+    finally:
+        client.remove(cid, force=True)
+
+
+def test_images_pulled_with_progress_tagged_inspected_and_removed(engine: Engine, client: Client, registry: str) -> None:  # noqa: F811
+    ref = f"{registry}/web/bb:1"
+    client.tag("busybox", ref)
+    list(client.push(ref, insecure=True))
+    client.remove_image(ref)
+    progress = messages(engine, f"/api/images/pull?image={ref}", lambda m: "image" in m or "error" in m)
+    assert "image" in progress[-1] and ref in progress[-1]["tags"], progress[-1]
+    assert any(m.get("digest", "").startswith("sha256:") and m["total"] > 0 for m in progress[:-1])
+    image_id = progress[-1]["image"]
+    status, found = http(engine, "GET", f"/api/images/{urllib.parse.quote(ref, safe='')}")
+    assert status == 200 and found["inspect"]["Id"] == image_id and found["history"], found
+    assert http(engine, "POST", f"/api/images/{image_id}/tag", {"target": "web-tagged:2"})[0] == 201
+    assert client.inspect_image("web-tagged:2").id == image_id
+    status, err = http(engine, "POST", f"/api/images/{image_id}/tag", {"target": "Not A Name"})
+    assert status == 400, err
+    status, done = http(engine, "DELETE", "/api/images/web-tagged:2")
+    assert status == 200 and "web-tagged:2" in done["untagged"][0]
+    assert http(engine, "DELETE", f"/api/images/{urllib.parse.quote(ref, safe='')}")[0] == 200
+    assert http(engine, "GET", "/api/images/no-such-image:0")[0] == 404
+    refused = messages(engine, "/api/images/pull?image=127.0.0.1:1/nothing:here", lambda m: True)
+    assert "error" in refused[0]
+
+
+def test_volumes_and_networks(engine: Engine) -> None:
+    name = f"webvol-{uuid.uuid4().hex[:8]}"
+    assert http(engine, "POST", "/api/volumes", {"name": name}) == (201, {"name": name})
+    assert any(v["name"] == name for v in http(engine, "GET", "/api/volumes")[1])
+    assert http(engine, "POST", "/api/volumes", {"name": name})[0] == 201  # as Docker's: the volume there is the answer
+    assert http(engine, "DELETE", f"/api/volumes/{name}")[0] == 200
+    assert http(engine, "DELETE", f"/api/volumes/{name}")[0] == 404
+    net = f"webnet-{uuid.uuid4().hex[:6]}"
+    status, made = http(engine, "POST", "/api/networks", {"name": net})
+    assert status == 201 and made["name"] == net
+    listed = next(n for n in http(engine, "GET", "/api/networks")[1] if n["name"] == net)
+    assert listed["subnet"] and listed["driver"] == "bridge"
+    assert http(engine, "POST", "/api/networks", {"subnet": "10.1.0.0/24"}) == (400, {"message": "name is required"})
+    assert http(engine, "POST", "/api/networks", ["not", "an", "object"])[0] == 400
+    assert http(engine, "DELETE", f"/api/networks/{net}")[0] == 200
+
+
+def test_another_sites_websocket_is_refused(engine: Engine) -> None:
+    """Any web page the user opens may try a WebSocket to loopback; the browser says whose it is in Origin."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        messages(engine, "/api/events", lambda m: True, headers={"Origin": "http://evil.example"})
+    assert refused.value.status == 403

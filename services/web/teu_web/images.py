@@ -60,7 +60,7 @@ async def pull(request: web.Request) -> web.WebSocketResponse:
     return await pump(request, progress())
 
 
-@routes.get("/api/images/{ref}")
+@routes.get("/api/images/{ref:.+}")
 async def inspect(request: web.Request) -> web.Response:
     ref, images_api = request.match_info["ref"], gateway(request).images
     found = await call(images_api.InspectImage(gw.InspectImageRequest(image=ref)))
@@ -72,14 +72,14 @@ async def inspect(request: web.Request) -> web.Response:
     return web.json_response({"inspect": fmt.image_json(found.image), "history": steps})
 
 
-@routes.post("/api/images/{ref}/tag")
+@routes.post("/api/images/{ref:.+}/tag")
 async def tag(request: web.Request) -> web.Response:
     target = text(await body(request), "target", required=True)
     await call(gateway(request).images.Tag(gw.TagRequest(source=request.match_info["ref"], target=target)))
     return web.json_response({"tagged": target}, status=201)
 
 
-@routes.delete("/api/images/{ref}")
+@routes.delete("/api/images/{ref:.+}")
 async def remove(request: web.Request) -> web.Response:
     force = request.query.get("force", "") in ("1", "true")
     done = await call(gateway(request).images.RemoveImage(gw.RemoveImageRequest(image=request.match_info["ref"], force=force)))
