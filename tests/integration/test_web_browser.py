@@ -87,12 +87,22 @@ def test_the_page_lists_stops_and_follows_logs(engine: Engine, client: Client, b
         browser.get(url)
         row = f"#containers tr[data-name='{name}']"
         wait_until(lambda: seen(browser, f"{row} td.state-running"), timeout=20, what="the running container listed")
+        wait_until(lambda: seen(browser, f"{row} td.cpu svg.spark"), timeout=20, what="its CPU sparkline")
+        points = f"return document.querySelector(\"{row} td.mem polyline\").getAttribute('points').split(' ').length"
+        wait_until(lambda: browser.execute_script(points) >= 3, timeout=20, what="three readings drawn")
+        assert "MiB" in text(browser, f"{row} td.mem") or "KiB" in text(browser, f"{row} td.mem")
         browser.save_screenshot(str(ARTIFACTS / "containers.png"))
 
         click(browser, f"{row} a", "the container's link")
         wait_until(lambda: "first-line" in text(browser, "#logs"), timeout=20, what="the log so far")
         client.exec_run(cid, ["touch", "/tmp/go"])  # the container writes a line only now
         wait_until(lambda: "after-open" in text(browser, "#logs"), timeout=20, what="the new line, live")
+        assert "sleep" in text(browser, "#details") and name not in text(browser, "#error")
+        wait_until(lambda: "sleep" in text(browser, "#processes"), timeout=20, what="its processes")
+        click(browser, "#refresh-diff", "the changes' refresh")
+        wait_until(lambda: "A /tmp/go" in text(browser, "#changes"), timeout=20, what="the file it made, in its changes")
+        browser.find_element(By.CSS_SELECTOR, "#logs-grep").send_keys("after")  # searched by the logs service
+        wait_until(lambda: text(browser, "#logs") == "after-open", timeout=20, what="only the lines found")
         browser.save_screenshot(str(ARTIFACTS / "container.png"))
 
         click(browser, "#open-terminal", "the terminal's button")  # a shell on a terminal, drawn by xterm.js
@@ -134,3 +144,51 @@ def test_the_page_lists_stops_and_follows_logs(engine: Engine, client: Client, b
         browser.save_screenshot(str(ARTIFACTS / "phone.png"))
     finally:
         client.remove(cid, force=True)
+
+
+def test_the_image_volume_network_and_event_pages(engine: Engine, client: Client, browser: webdriver.Chrome) -> None:
+    url = (engine.run_dir / "web.url").read_text().strip()
+    browser.get(url + "#/events")
+    wait_until(lambda: seen(browser, "#events"), timeout=20, what="the events page")
+    volume = f"pagevol-{uuid.uuid4().hex[:8]}"
+    client.create_volume(volume)
+    wait_until(lambda: f"volume create {volume}" in text(browser, "#events"), timeout=20, what="the event, live")
+    browser.save_screenshot(str(ARTIFACTS / "events.png"))
+
+    browser.get(url + "#/volumes")
+    wait_until(lambda: seen(browser, f"#volumes tr[data-name='{volume}']"), timeout=20, what="the volume listed")
+    made = f"pagevol-{uuid.uuid4().hex[:8]}"
+    browser.find_element(By.CSS_SELECTOR, "#volume-form input[name='name']").send_keys(made + "\n")
+    wait_until(lambda: seen(browser, f"#volumes tr[data-name='{made}']"), timeout=20, what="the form's volume")
+    browser.save_screenshot(str(ARTIFACTS / "volumes.png"))
+    click(browser, f"#volumes tr[data-name='{made}'] button[data-action='remove']", "its remove button")
+    wait_until(lambda: not seen(browser, f"#volumes tr[data-name='{made}']"), timeout=20, what="the volume gone")
+    assert made not in [v.name for v in client.list_volumes()]
+    client.remove_volume(volume)
+
+    browser.get(url + "#/networks")
+    net = f"pn-{uuid.uuid4().hex[:6]}"
+    wait_until(lambda: seen(browser, "#network-form"), timeout=20, what="the networks page")
+    browser.find_element(By.CSS_SELECTOR, "#network-form input[name='name']").send_keys(net + "\n")
+    wait_until(lambda: seen(browser, f"#networks tr[data-name='{net}']"), timeout=20, what="the form's network")
+    browser.save_screenshot(str(ARTIFACTS / "networks.png"))
+    click(browser, f"#networks tr[data-name='{net}'] button[data-action='remove']", "its remove button")
+    wait_until(lambda: not seen(browser, f"#networks tr[data-name='{net}']"), timeout=20, what="the network gone")
+
+    image_id = client.inspect_image("busybox").id
+    browser.get(url + "#/images")
+    click(browser, f"#images tr[data-id='{image_id}'] a", "the image's link")
+    wait_until(lambda: "busybox:latest" in text(browser, "#image-details"), timeout=20, what="the image's page")
+    assert seen(browser, "#history tbody tr")
+    browser.find_element(By.CSS_SELECTOR, "#tag-form input[name='target']").send_keys("page-tag:1\n")
+    wait_until(lambda: "page-tag:1" in text(browser, "#image-details"), timeout=20, what="the new tag shown")
+    assert client.inspect_image("page-tag:1").id == image_id
+    browser.save_screenshot(str(ARTIFACTS / "image.png"))
+    client.remove_image("page-tag:1")
+
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    browser.get(url)
+    wait_until(lambda: seen(browser, "#containers"), timeout=20, what="the page in a dark theme")
+    background = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)", background
+    browser.save_screenshot(str(ARTIFACTS / "dark.png"))

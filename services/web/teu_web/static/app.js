@@ -88,7 +88,9 @@ const POINTS = 40;
 
 function sparkline(values, max) {
   const top = Math.max(max, ...values, 1e-9);
-  const points = values.map((v, i) => `${(i * 60) / (POINTS - 1)},${16 - (v / top) * 15}`).join(" ");
+  const step = 60 / (POINTS - 1);
+  const shown = values.length === 1 ? [values[0], values[0]] : values; // one reading: a short flat line
+  const points = shown.map((v, i) => `${(60 - (shown.length - 1 - i) * step).toFixed(1)},${(15.5 - (v / top) * 15).toFixed(1)}`).join(" ");
   return el("svg", { class: "spark", viewBox: "0 0 60 16", width: "60", height: "16", "aria-hidden": "true" },
     el("polyline", { points, fill: "none", stroke: "currentColor", "stroke-width": "1.2" }));
 }
@@ -124,6 +126,7 @@ async function containersView() {
       drawUsage(row);
       return row;
     }));
+    if (!found.length) body.replaceChildren(el("tr", {}, el("td", { colspan: "9", class: "muted" }, "No container yet: run one with the form above, or teu run.")));
   }
   await draw();
   view.replaceChildren(el("h2", {}, "Containers"), runForm(), el("table", { id: "containers" },
@@ -325,7 +328,7 @@ function eventsView() {
   const box = el("pre", { id: "events" });
   view.replaceChildren(el("h2", {}, "Events"), box);
   const ws = socket("/api/events", (e) => {
-    box.append(`${new Date(e.time / 1e6).toISOString()} ${e.type} ${e.action} ${e.name || e.id.slice(0, 12)}\n`);
+    box.append(`${new Date(e.time / 1e6).toISOString()} ${e.type} ${e.action} ${e.name || (/^(sha256:)?[0-9a-f]{64}$/.test(e.id) ? shortId(e.id) : e.id)}\n`);
   });
   redraw = () => route();
   return () => ws.close();
