@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,9 +78,10 @@ def free_port() -> int:
 class TlsEngine:
     """A private engine whose gateway also listens on 127.0.0.1 with mutual TLS."""
 
-    def __init__(self, engine: PrivateEngine, certs: Path, port: int, docker_port: int) -> None:
+    def __init__(self, engine: PrivateEngine, certs: Path, port: int, docker_port: int, web_port: int) -> None:
         self.engine, self.certs, self.target = engine, certs, f"tcp://127.0.0.1:{port}"
         self.docker_url = f"https://127.0.0.1:{docker_port}"
+        self.web_url = f"https://127.0.0.1:{web_port}"
 
     def client(self, name: str) -> Client:
         """An SDK client over TCP holding the certificate of role ``name``."""
@@ -93,10 +97,11 @@ class TlsEngine:
 def tls_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEngine]:
     """An engine with the TLS listener configured through TEU_TLS_*, busybox imported, certs from make-certs.sh."""
     certs = make_certs(tmp_path_factory.mktemp("certs"))
-    port, docker_port = free_port(), free_port()
+    port, docker_port, web_port = free_port(), free_port(), free_port()
     env = {
         "TEU_TLS_LISTEN": f"127.0.0.1:{port}",
         "TEU_DOCKER_TLS_LISTEN": f"127.0.0.1:{docker_port}",
+        "TEU_WEB_TLS_LISTEN": f"127.0.0.1:{web_port}",
         "TEU_TLS_CA": str(certs / "ca.pem"),
         "TEU_TLS_CERT": str(certs / "server.pem"),
         "TEU_TLS_KEY": str(certs / "server.key"),
@@ -104,7 +109,7 @@ def tls_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEngine]:
     with PrivateEngine(tmp_path_factory.mktemp("tls-engine"), env=env) as eng:
         with Client(eng.target) as c, IMAGE_TAR.open("rb") as f:
             c.import_image(f, "busybox", types_pb2.ImageConfig(cmd=["sh"]))
-        tls = TlsEngine(eng, certs, port, docker_port)
+        tls = TlsEngine(eng, certs, port, docker_port, web_port)
         with tls.client("viewer") as viewer:  # the gateway binds TCP just after its socket
             wait_until(lambda: _answers(viewer))
         yield tls
@@ -300,3 +305,39 @@ def _docker_answers(client: Any) -> bool:
         return bool(client.ping())
     except Exception:  # the listener comes up just after the unix socket
         return False
+
+
+def web_call(tls_engine: TlsEngine, name: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """A request to the web page's mutual-TLS listener holding role ``name``'s certificate (None: none)."""
+    ctx = ssl.create_default_context(cafile=str(tls_engine.certs / "ca.pem"))
+    if name:
+        cfg = role(tls_engine.certs, name)
+        ctx.load_cert_chain(str(cfg.cert), str(cfg.key))
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        tls_engine.web_url + path, method=method, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            return r.status, json.loads(r.read()) if r.headers.get_content_type() == "application/json" else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_web_page_over_tcp_needs_a_certificate_and_follows_roles(tls_engine: TlsEngine, running: str) -> None:
+    """The web page's TLS listener: no client certificate, no answer; a viewer watches but cannot stop;
+    an operator stops but cannot run; an admin runs. No token is asked: the certificate says who asks."""
+    wait_until((tls_engine.engine.run_dir / "web-tls.url").exists, timeout=30, what="the page's TLS address")
+    assert (tls_engine.engine.run_dir / "web-tls.url").read_text().strip() == tls_engine.web_url + "/"
+    with pytest.raises(OSError):  # the handshake fails (TLS 1.2) or the first read does (1.3)
+        web_call(tls_engine, None, "GET", "/api/containers")
+    status, listed = web_call(tls_engine, "viewer", "GET", "/api/containers")
+    assert status == 200 and running in [c["id"] for c in listed]
+    status, err = web_call(tls_engine, "viewer", "POST", f"/api/containers/{running}/stop")
+    assert status == 403 and "operator role" in err["message"]
+    assert web_call(tls_engine, "operator", "POST", f"/api/containers/{running}/stop")[0] == 200
+    status, err = web_call(tls_engine, "operator", "POST", "/api/containers", {"image": "busybox", "cmd": "true"})
+    assert status == 403 and "admin role" in err["message"]
+    status, made = web_call(tls_engine, "admin", "POST", "/api/containers", {"image": "busybox", "cmd": "sleep 300"})
+    assert status == 201
+    assert web_call(tls_engine, "admin", "DELETE", f"/api/containers/{made['id']}")[0] == 200
