@@ -68,9 +68,9 @@ $(NODE_DEPS): clients/node/package-lock.json
 	@touch $@
 
 # Test-only host packages: docker-registry (pull/push on 127.0.0.1), podman and skopeo (image interchange),
-# chromium and its driver (the web page, end to end).
+# chromium and its driver, firefox-esr (the web page, end to end).
 test-deps:
-	@scripts/install-deps.sh docker-registry podman skopeo prometheus docker.io docker-compose chromium chromium-driver
+	@scripts/install-deps.sh docker-registry podman skopeo prometheus docker.io docker-compose chromium chromium-driver firefox-esr
 
 test: deps test-deps venv $(IMAGE_TAR) $(NODE_DEPS) check-protos
 	$(VENV)/bin/buf lint protos

@@ -111,6 +111,13 @@ def test_the_page_lists_stops_and_follows_logs(engine: Engine, client: Client, b
         browser.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea").send_keys("echo hi-$((40+2)); tty\n")
         wait_until(lambda: "hi-42" in text(browser, screen), timeout=20, what="the echo's answer")
         assert "/dev/pts/" in text(browser, screen)  # a real terminal
+        browser.set_window_size(700, 900)  # the terminal follows the window: the shell is told its new size
+        cols = browser.execute_script("return Math.floor(document.getElementById('terminal').clientWidth / 9)")
+        size = "return document.getElementById('terminal').dataset.size"
+        wait_until(lambda: browser.execute_script(size) == f"24x{cols}", timeout=20, what="the terminal redrawn")
+        browser.find_element(By.CSS_SELECTOR, "#terminal .xterm-helper-textarea").send_keys("clear; stty size\n")
+        wait_until(lambda: f"24 {cols}" in text(browser, screen), timeout=20, what=f"the new size (24 {cols}) in the shell")
+        browser.set_window_size(1200, 900)
         browser.save_screenshot(str(ARTIFACTS / "terminal.png"))
 
         browser.get(url)

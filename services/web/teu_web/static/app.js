@@ -230,7 +230,8 @@ async function containerView(id) {
 
 // A shell in the container: exec sh on a terminal over a WebSocket, drawn by xterm.js (vendored).
 function terminal(id, box) {
-  const term = new Terminal({ cols: Math.max(20, Math.min(120, Math.floor(box.clientWidth / 9))), rows: 24, cursorBlink: true });
+  const fit = () => Math.max(20, Math.min(200, Math.floor(box.clientWidth / 9))); // columns the box holds
+  const term = new Terminal({ cols: fit(), rows: 24, cursorBlink: true });
   term.open(box);
   box.scrollIntoView({ block: "nearest" }); // xterm.js draws only while it is in view
   const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host +
@@ -243,7 +244,14 @@ function terminal(id, box) {
     if (doc.exit !== undefined) term.write(`\r\n[exited ${doc.exit}]\r\n`);
   };
   term.onData((data) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ data })); });
-  term.onResize(({ cols, rows }) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ resize: [cols, rows] })); });
+  term.onResize(({ cols, rows }) => {
+    box.dataset.size = `${rows}x${cols}`;
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ resize: [cols, rows] }));
+  });
+  let sizing = null;
+  const resized = () => { clearTimeout(sizing); sizing = setTimeout(() => { if (fit() !== term.cols) term.resize(fit(), term.rows); }, 100); };
+  window.addEventListener("resize", resized); // the shell learns its new size (SIGWINCH) through the resize message
+  ws.addEventListener("close", () => window.removeEventListener("resize", resized));
   term.focus();
   return ws;
 }
