@@ -19,3 +19,24 @@ def test_the_context_leaves_out_what_dockerignore_excludes(tmp_path: Path) -> No
     with tar, tarfile.open(fileobj=tar) as t:
         names = sorted(t.getnames())
     assert names == [".dockerignore", "app.py", "build/keep.txt", "docker/Dockerfile.dev"]
+
+
+def test_the_context_keeps_files_modes_links_and_long_names(tmp_path: Path) -> None:
+    """What COPY reads back: contents, modes, folders, symlinks; a long or non-ASCII name (a PAX record),
+    and a Dockerfile from outside the folder under a name of its own."""
+    long = "d/" + "n" * 120
+    (tmp_path / "d").mkdir()
+    (tmp_path / long).write_bytes(b"x" * 1000)
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "run.sh").chmod(0o750)
+    (tmp_path / "naïve.txt").write_text("é")
+    (tmp_path / "link").symlink_to("run.sh")
+    tar, name = context_tar(tmp_path, dockerfile=b"FROM scratch\n")
+    with tar, tarfile.open(fileobj=tar) as t:
+        members = {m.name: m for m in t.getmembers()}
+        assert set(members) == {"d", long, "run.sh", "naïve.txt", "link", name}
+        assert members["d"].isdir() and members["link"].issym() and members["link"].linkname == "run.sh"
+        assert members["run.sh"].mode == 0o750 and members["run.sh"].mtime == int((tmp_path / "run.sh").stat().st_mtime)
+        assert t.extractfile(long).read() == b"x" * 1000  # type: ignore[union-attr]
+        assert t.extractfile("naïve.txt").read() == "é".encode()  # type: ignore[union-attr]
+        assert name.startswith(".dockerfile.") and t.extractfile(name).read() == b"FROM scratch\n"  # type: ignore[union-attr]

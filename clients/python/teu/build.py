@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from teu_api.dockerignore import Ignore
+from teu_api.tarheader import ustar_header
 
 __all__ = ["context_tar", "dockerfile_tar", "is_archive"]
 
@@ -30,16 +32,51 @@ def context_tar(
         raise NotADirectoryError(f"unable to prepare context: path {str(folder)!r} not found or not a directory")
     out = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it
     name = ""
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for rel in _members(root, ALWAYS_SENT | {dockerfile_path}):
-            tar.add(root / rel, arcname=rel, recursive=False)
-        if dockerfile is not None:
-            name = f".dockerfile.{secrets.token_hex(10)}"
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(dockerfile), 0o644
-            tar.addfile(info, io.BytesIO(dockerfile))
+    for rel in _members(root, ALWAYS_SENT | {dockerfile_path}):
+        _add(out, os.path.join(root, rel), rel)
+    if dockerfile is not None:
+        name = f".dockerfile.{secrets.token_hex(10)}"
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(dockerfile), 0o644
+        out.write(_header(info) + dockerfile + b"\0" * (-len(dockerfile) % tarfile.BLOCKSIZE))
+    out.write(b"\0" * 1024)  # the end of the archive
     out.seek(0)
     return out, name
+
+
+_KINDS = {stat.S_IFREG: tarfile.REGTYPE, stat.S_IFDIR: tarfile.DIRTYPE, stat.S_IFLNK: tarfile.SYMTYPE}
+
+
+def _add(out: BinaryIO, path: str, rel: str) -> None:
+    """One file of the context (a regular file, a folder or a symlink; not sockets, fifos or devices,
+    which a build cannot copy). Its owner's names are not looked up, nor its mtime's fraction kept:
+    the builder uses neither, and each costs more than the rest of the entry (a PAX record apiece)."""
+    st = os.lstat(path)
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+    if kind is None:
+        return
+    info = tarfile.TarInfo(rel)
+    info.type, info.mode, info.uid, info.gid, info.mtime = kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
+    if kind == tarfile.SYMTYPE:
+        info.linkname = os.readlink(path)
+    if kind != tarfile.REGTYPE:
+        out.write(_header(info))
+        return
+    with open(path, "rb") as f:
+        info.size = st.st_size
+        out.write(_header(info))
+        left = st.st_size
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                raise OSError(f"{path} got shorter while it was read")
+            out.write(chunk)
+            left -= len(chunk)
+    out.write(b"\0" * (-st.st_size % tarfile.BLOCKSIZE))
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    return ustar_header(info) or info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def _members(root: Path, always: frozenset[str]) -> list[str]:

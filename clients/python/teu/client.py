@@ -96,7 +96,7 @@ class TlsConfig:
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 
-def _open_channel(target: str, tls: TlsConfig | None) -> grpc.Channel:
+def open_channel(target: str, tls: TlsConfig | None = None) -> grpc.Channel:
     """A channel to ``target``: plain on a unix socket (its file mode is its access control),
     mutual TLS on anything else (``tcp://HOST:PORT`` or a gRPC target), never plaintext over TCP."""
     if target.startswith(("unix:", "unix-abstract:")):
@@ -268,7 +268,7 @@ class Client(ImagesMixin):
         """``target``: ``unix:PATH`` or ``tcp://HOST:PORT`` (default :func:`default_target`); ``tls``:
         the client certificate for a tcp:// target (default from the environment, see
         :meth:`TlsConfig.resolve`); ``channel`` replaces both (tests)."""
-        self._channel = channel or _open_channel(target or default_target(), tls)
+        self._channel = channel or open_channel(target or default_target(), tls)
         self.containers = gateway_pb2_grpc.ContainersServiceStub(self._channel)
         self.images = gateway_pb2_grpc.ImagesServiceStub(self._channel)
         self.system = gateway_pb2_grpc.SystemServiceStub(self._channel)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
 
 from teu.cli import build, containers, images, interactive, login, system, volumes
+from teu.cli.warm import WarmClient
 from teu.client import Client, TlsConfig
 from teu.errors import TeuError
 
@@ -29,8 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     return root
 
 
-def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> None:
-    """Runs one command and exits (``parser``: one built already, as the resident client holds)."""
+def main(
+    argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None, warm: WarmClient | None = None
+) -> None:
+    """Runs one command and exits (``parser``: one built already, as the resident client holds;
+    ``warm``: a connection its spare made, used if it is to this command's gateway)."""
     parser = parser or build_parser()
     args = parser.parse_args(argv)
     if args.verb == "exec" and not args.command:
@@ -38,7 +43,8 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     try:
         flags = (args.tls_ca, args.tls_cert, args.tls_key)
         tls = TlsConfig.resolve(*flags) if any(flags) else None
-        with Client(args.host, tls=tls) as client:
+        taken = warm.take(args.host, tls) if warm else None
+        with contextlib.nullcontext(taken) if taken else Client(args.host, tls=tls) as client:  # see WarmClient on closing
             code = args.func(client, args)
     except TeuError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)

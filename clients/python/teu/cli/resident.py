@@ -29,6 +29,8 @@ import grpc
 
 from teu.cli import launch
 from teu.cli import main as cli
+from teu.cli.warm import WarmClient
+from teu.client import default_target
 
 #: Seconds without a command after which the resident leaves.
 IDLE = 600.0
@@ -42,6 +44,7 @@ class Resident:
         self.parser = cli.build_parser()  # once: a fraction of a command's time otherwise
         self.waiting: dict[int, socket.socket] = {}  # child pid -> its launcher's connection
         self.spare: tuple[int, socket.socket] | None = None
+        self.target = default_target()  # the gateway the spare connects to: the last command's
 
     def run(self, wake: int) -> None:
         """Serves until IDLE seconds pass with no command and none running, or a stale launcher comes."""
@@ -68,7 +71,7 @@ class Resident:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _spare(theirs, self.parser)
+            _spare(theirs, self.parser, self.target)
         theirs.close()
         self.spare = (pid, ours)
 
@@ -105,6 +108,7 @@ class Resident:
                 conn.close()
                 return uid != os.getuid()  # another user is refused; other code means this resident is stale
             pid = self._hand_over(msg, fds)
+            self.target = _target_of(msg)
             self.waiting[pid] = conn
             conn.send(f"pid {pid}".encode())
         except OSError:
@@ -168,8 +172,17 @@ def serve(path: str) -> None:
             os.unlink(path)
 
 
-def _spare(sock: socket.socket, parser: argparse.ArgumentParser) -> None:
-    """A child waiting for its command: gRPC started first; never returns."""
+def _target_of(msg: bytes) -> str:
+    """The gateway a command's environment names (its -H flag aside: the command may still differ)."""
+    env = {k: v for k, _, v in (p.partition(b"=") for p in msg.split(b"\0") if p.startswith((b"TEU_HOST=", b"TEU_RUN=")))}
+    if host := env.get(b"TEU_HOST"):
+        return os.fsdecode(host)
+    return f"unix:{os.fsdecode(env.get(b'TEU_RUN') or b'/run/teu')}/gateway.sock"
+
+
+def _spare(sock: socket.socket, parser: argparse.ArgumentParser, target: str) -> None:
+    """A child waiting for its command: gRPC started first, and a connection to ``target`` (a unix
+    socket's) begun; never returns."""
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -177,6 +190,7 @@ def _spare(sock: socket.socket, parser: argparse.ArgumentParser) -> None:
         os.closerange(3, keep)
         os.closerange(keep + 1, 1 << 16)
         grpc.insecure_channel("unix:/nonexistent").close()  # gRPC's core and threads, before the command
+        warm = WarmClient(target) if target.startswith("unix:") else None
         msg, ancdata, _, _ = sock.recvmsg(launch.MAX_REQUEST + 1, socket.CMSG_SPACE(3 * 4))
         fds = [fd for level, kind, data in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
                for fd in array.array("i", data[: len(data) - len(data) % 4])]  # fmt: skip
@@ -185,10 +199,10 @@ def _spare(sock: socket.socket, parser: argparse.ArgumentParser) -> None:
         sock.close()
     except BaseException:
         os._exit(0)
-    _run(msg.split(b"\0"), fds, parser)
+    _run(msg.split(b"\0"), fds, parser, warm)
 
 
-def _run(parts: list[bytes], fds: list[int], parser: argparse.ArgumentParser) -> None:
+def _run(parts: list[bytes], fds: list[int], parser: argparse.ArgumentParser, warm: WarmClient | None = None) -> None:
     """Becomes the command: the launcher's files, arguments, environment and folder; never returns."""
     try:
         signal.set_wakeup_fd(-1)
@@ -208,7 +222,7 @@ def _run(parts: list[bytes], fds: list[int], parser: argparse.ArgumentParser) ->
         os.environ.update(env)
         sys.argv = argv
         _reopen_std()
-        cli.main(argv[1:], parser)
+        cli.main(argv[1:], parser, warm)
     except SystemExit as exc:  # argparse's errors and --help
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code is not None and not isinstance(exc.code, int):

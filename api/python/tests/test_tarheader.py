@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from teu_storage.tarwriter import ustar_header
+from teu_api.tarheader import ustar_header
 
 
 def _info(name: str, type_: bytes = tarfile.REGTYPE, **attrs: object) -> tarfile.TarInfo:
