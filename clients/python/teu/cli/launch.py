@@ -9,17 +9,17 @@ process receives (Ctrl-C in a cooked terminal, SIGTERM, window changes) go on to
 keeps every command in this process.
 """
 
-from __future__ import annotations
-
-# the C modules under signal, socket and struct: their Python wrappers import enum, a few ms each
+# the C modules under signal and socket: their Python wrappers import enum, a few ms each (and no
+# `from __future__`: a module to load, for annotations that evaluate as they are)
 import _signal  # type: ignore[import-not-found]  # (no stubs: the module under signal)
 import _socket
-import _struct
 import os
 import sys
 
 #: Signals handed on to the command while it runs.
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGWINCH, _signal.SIGUSR1, _signal.SIGUSR2)
+#: The launcher's stdin, stdout and stderr, as SCM_RIGHTS carries them (three C ints).
+STDIO = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
 #: Largest request (argv and environment) sent in one packet; a larger one runs here.
 MAX_REQUEST = 128 << 10
 
@@ -69,9 +69,10 @@ def _contract_dirs() -> list[str]:
 
 def socket_path(ident: str) -> str:
     """The resident's socket for this interpreter and code (one resident per user and install)."""
-    import zlib  # small, and only here
-
-    return os.path.join(runtime_dir(), f"{zlib.crc32(ident.encode()):08x}.sock")
+    h = 0x811C9DC5  # FNV-1a: in a few µs, where zlib's crc32 is a library to load first
+    for byte in ident.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return os.path.join(runtime_dir(), f"{h:08x}.sock")
 
 
 def main() -> None:
@@ -109,7 +110,7 @@ def _through_resident(path: str, ident: str) -> int | None:
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
         conn.connect(path)
-        conn.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _struct.pack("3i", 0, 1, 2))])
+        conn.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, STDIO)])
         reply = conn.recv(64)
     except OSError:
         conn.close()
