@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from teu_api.errors import InvalidArgument
+from teu_api.errors import Internal, InvalidArgument
 from teu_storage import archive, tarsplit
 
 
@@ -236,8 +236,10 @@ def test_tar_split_rebuilds_the_exact_bytes(tmp_path: Path, tars: Any, fmt: int)
     split = tmp_path / "split.gz"
     tarsplit.write(src, stats.segments, split)
     assert tarsplit.tar_size(split) == len(data)
-    reader = tarsplit.SplitReader(split, dest, "sha256:" + hashlib.sha256(data).hexdigest())
-    assert reader.readall() == data
+    assert b"".join(tarsplit.rebuilt(split, dest, "sha256:" + hashlib.sha256(data).hexdigest())) == data
+    (dest / "d" / "a").write_bytes(b"changed")  # a file of the layer edited: the rebuilt bytes are refused
+    with pytest.raises(Internal, match="corrupt"):
+        b"".join(tarsplit.rebuilt(split, dest, "sha256:" + hashlib.sha256(data).hexdigest()))
 
 
 def test_gzip_bomb_is_refused_without_inflating_it_in_memory() -> None:

@@ -22,18 +22,18 @@ OCI layout written (uncompressed layers, so layer digest = diff id)::
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import posixpath
 import re
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, Protocol
 
-from teu_api.errors import InvalidArgument
+from teu_api.errors import Internal, InvalidArgument
+from teu_api.tarheader import ustar_header
 from teu_storage import archive, imagespec, ocispec, refs
 from teu_storage.ocispec import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 
@@ -58,12 +58,12 @@ _CHUNK = 1 << 20
 
 
 class LayerSource(Protocol):
-    """A layer's tar bytes: ``size`` of them, read(), then finish() verifies what was read."""
+    """A layer's tar bytes: ``size`` of them, from chunks(), then finish() verifies what was read."""
 
     size: int
 
-    def read(self, n: int = -1) -> bytes:
-        """The next bytes."""
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes, in pieces of any size."""
 
     def finish(self) -> None:
         """Raises if the bytes read were not the layer's."""
@@ -80,23 +80,52 @@ class SaveItem:
     mtime: int
 
 
+class _TarOut:
+    """A tar written straight to ``out``: headers from teu_api.tarheader (tarfile's own bytes, PAX
+    records where needed), each member's data as its chunks come (tarfile's copy would read them
+    through a file object, in pieces, a layer's thousands of headers one read each). The archive is
+    byte for byte what tarfile writes in PAX format: a saved image's digest does not change."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._offset = 0
+
+    def add(self, name: str, size: int, mtime: int, chunks: Iterable[bytes]) -> None:
+        """A regular file ``name`` of ``size`` bytes (Internal if ``chunks`` hold another number)."""
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = size, 0o644, mtime
+        header = ustar_header(info) or info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        self._out.write(header)
+        written = 0
+        for chunk in chunks:
+            self._out.write(chunk)
+            written += len(chunk)
+        if written != size:
+            raise Internal(f"{name}: {written} bytes where {size} were recorded")
+        pad = -size % tarfile.BLOCKSIZE
+        self._out.write(b"\0" * pad)
+        self._offset += len(header) + size + pad
+
+    def close(self) -> None:
+        """The end of the archive: two empty blocks, then up to a whole record, as tarfile ends one."""
+        end = 2 * tarfile.BLOCKSIZE
+        end += -(self._offset + end) % tarfile.RECORDSIZE
+        self._out.write(b"\0" * end)
+
+
 def write_archive(items: Sequence[SaveItem], fmt: str, open_layer: Callable[[str], LayerSource], out: IO[bytes]) -> None:
     """Writes ``items`` as one archive of format ``fmt`` (see FORMATS) to ``out``."""
-    tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed at the end
+    tar = _TarOut(out)
     mtime = max((i.mtime for i in items), default=0)
     written: set[str] = set()
     written_sizes: dict[str, int] = {}
 
     def add_bytes(name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(data), 0o644, mtime
-        tar.addfile(info, io.BytesIO(data))
+        tar.add(name, len(data), mtime, (data,))
 
     def add_layer(name: str, diff_id: str) -> int:
         source = open_layer(diff_id)
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = source.size, 0o644, mtime
-        tar.addfile(info, cast(IO[bytes], source))
+        tar.add(name, source.size, mtime, source.chunks())
         source.finish()
         return source.size
 

@@ -32,7 +32,7 @@ from teu_storage import archive, tarsplit, tarwriter
 from teu_storage.imagearchive import LayerSource
 from teu_storage.layers import LayerDirs
 from teu_storage.metadata import Blob, Store
-from teu_storage.threadio import HashingFile
+from teu_storage.threadio import CHUNK, HashingFile
 
 __all__ = ["LayerStore"]
 
@@ -169,9 +169,10 @@ class _FileSource:
         self._file = open(path, "rb")  # noqa: SIM115 - closed by finish()
         path.unlink()  # the open file keeps the data; nothing to clean up after a crash
 
-    def read(self, n: int = -1) -> bytes:
-        """The next bytes."""
-        return self._file.read(n)
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes."""
+        while chunk := self._file.read(CHUNK):
+            yield chunk
 
     def finish(self) -> None:
         """Closes the file (its digest was checked when it was made)."""
@@ -179,27 +180,19 @@ class _FileSource:
 
 
 class _SplitSource:
-    """A layer tar rebuilt from its tar-split; finish() checks the digest."""
+    """A layer tar rebuilt from its tar-split; its digest is checked as its last chunk goes."""
 
     def __init__(self, split: Path, layer_dir: Path, diff_id: str) -> None:
         self.size = tarsplit.tar_size(split)
-        self._reader = tarsplit.SplitReader(split, layer_dir, diff_id)
+        self._split, self._layer_dir, self._diff_id = split, layer_dir, diff_id
+        self._done = False
 
-    def read(self, n: int = -1) -> bytes:
-        """The next ``n`` bytes (fewer only at the end): tarfile's copy loop wants full reads."""
-        if n < 0:
-            return self._reader.readall()
-        parts = []
-        while n > 0:
-            chunk = self._reader.read(n)
-            if not chunk:
-                break
-            parts.append(chunk)
-            n -= len(chunk)
-        return b"".join(parts)
+    def chunks(self) -> Iterator[bytes]:
+        """The rebuilt bytes; Internal after the last if they are not the layer's."""
+        yield from tarsplit.rebuilt(self._split, self._layer_dir, self._diff_id)
+        self._done = True
 
     def finish(self) -> None:
-        """Raises Internal if the rebuilt bytes are not the layer's."""
-        if self._reader.read(1):
-            raise Internal("layer tar is longer than recorded")
-        self._reader.close()
+        """Internal unless every chunk was read (and so checked)."""
+        if not self._done:
+            raise Internal(f"layer {self._diff_id} was not read to its end")

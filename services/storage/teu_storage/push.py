@@ -34,7 +34,7 @@ from teu_storage.images import Images
 from teu_storage.layerstore import LayerStore
 from teu_storage.metadata import Blob, Image
 from teu_storage.ocispec import OCI_CONFIG, OCI_LAYER, OCI_LAYER_GZIP, OCI_MANIFEST
-from teu_storage.remote import CHUNK, Aborted, Emit, Meter, Progress, Remote, connect, parse_remote, run_all
+from teu_storage.remote import Aborted, Emit, Meter, Progress, Remote, connect, parse_remote, run_all
 from teu_storage.threadio import HashingFile
 
 __all__ = ["Pusher"]
@@ -177,7 +177,7 @@ class _Push:
                 with gzip.GzipFile(
                     filename="", mode="wb", fileobj=cast(IO[bytes], counted), compresslevel=_GZIP_LEVEL, mtime=0
                 ) as gz:
-                    while chunk := source.read(CHUNK):
+                    for chunk in source.chunks():
                         if abort.is_set():
                             raise Aborted()
                         gz.write(chunk)

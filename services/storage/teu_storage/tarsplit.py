@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import struct
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 from teu_api.errors import Internal
 from teu_storage.archive import Segment
 
-__all__ = ["SplitReader", "tar_size", "write"]
+__all__ = ["rebuilt", "tar_size", "write"]
 
 _MAGIC = b"TEUSPLIT1\n"
 _U64 = struct.Struct(">Q")
@@ -63,36 +62,14 @@ def tar_size(split: Path) -> int:
     return int(_U64.unpack(head[len(_MAGIC) :])[0])
 
 
-class SplitReader(io.RawIOBase):
-    """A readable stream of the rebuilt tar; raises Internal at the end if its digest is not ``diff_id``."""
-
-    def __init__(self, split: Path, layer_dir: Path, diff_id: str) -> None:
-        self._chunks = _rebuild(split, layer_dir)
-        self._buf = b""
-        self._hash = hashlib.sha256()
-        self._diff_id = diff_id
-        self._done = False
-
-    def readable(self) -> bool:
-        """Always true."""
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        """Fills ``buffer`` with the next bytes of the tar."""
-        while not self._buf and not self._done:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                self._done = True
-                digest = "sha256:" + self._hash.hexdigest()
-                if digest != self._diff_id:
-                    raise Internal(f"layer {self._diff_id} is corrupt: its files rebuild to {digest}")
-            else:
-                self._hash.update(chunk)
-                self._buf = chunk
-        n = min(len(buffer), len(self._buf))
-        buffer[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
+def rebuilt(split: Path, layer_dir: Path, diff_id: str) -> Iterator[bytes]:
+    """The rebuilt tar's bytes, in pieces; Internal at the end if their digest is not ``diff_id``."""
+    h = hashlib.sha256()
+    for chunk in _rebuild(split, layer_dir):
+        h.update(chunk)
+        yield chunk
+    if "sha256:" + h.hexdigest() != diff_id:
+        raise Internal(f"layer {diff_id} is corrupt: its files rebuild to sha256:{h.hexdigest()}")
 
 
 def _rebuild(split: Path, layer_dir: Path) -> Iterator[bytes]:
