@@ -13,6 +13,7 @@ import argparse
 import io
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -38,6 +39,7 @@ IMAGES = [
     ("registry.k8s.io/e2e-test-images/httpd:2.4.39-4", [], HTTPD, ""),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid:latest", [], ["sh"], "1002"),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid-group:latest", [], ["sh"], "1003:1004"),
+    ("registry.k8s.io/e2e-test-images/nonewprivs:1.3", ["/bin/euid"], [], ""),
 ]
 #: What critest runs in its images that Debian's busybox-static has no applet for, as small scripts.
 TOOLS = {
@@ -59,6 +61,33 @@ trap 'kill $!; exit 0' TERM
 wait
 """,
 }
+#: The nonewprivs image's program: prints "Effective uid: N" (N its geteuid()); installed setuid root, it
+#: says 0 unless no_new_privs kept the bit from working. x86-64 machine code, as GNU as assembles:
+#:     mov eax, 107; syscall                  # geteuid
+#:     lea rsi, [rsp-1]; mov byte ptr [rsi], 10; mov ecx, 10
+#: 1:  xor edx, edx; div rcx; add dl, 48; dec rsi; mov [rsi], dl; test rax, rax; jnz 1b   # digits, last first
+#:     lea rdi, [rip+msg]; mov ecx, 15
+#: 2:  dec rsi; mov al, [rdi+rcx-1]; mov [rsi], al; dec ecx; jnz 2b                     # the prefix before them
+#:     mov rdx, rsp; sub rdx, rsi; mov edi, 1; mov eax, 1; syscall                      # write(1, rsi, rdx)
+#:     mov eax, 60; xor edi, edi; syscall                                                # exit(0)
+#: msg: .ascii "Effective uid: "
+EUID_CODE = bytes.fromhex(
+    "b86b0000000f05488d7424ffc6060ab90a00000031d248f7f180c23048ffce88164885c075ee488d3d2d000000b90f000000"
+    "48ffce8a440fff8806ffc975f34889e24829f2bf01000000b8010000000f05b83c00000031ff0f05456666656374697665207569643a20"
+)
+
+
+def static_elf(code: bytes, base: int = 0x400000) -> bytes:
+    """A static x86-64 executable of one loadable segment: ``code`` (position-independent), entered at its start."""
+    size = 64 + 56 + len(code)
+    # the ELF header (64-bit, little-endian, an x86-64 executable entered past both headers), then one segment
+    header = struct.pack(
+        "<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 2, 0x3E, 1, base + 120, 64, 0, 0, 64, 56, 1, 64, 0, 0
+    )
+    segment = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)  # PT_LOAD, read and execute
+    return header + segment + code
+
+
 #: cri-tools' images/image-predefined-group, built by Teu (busybox-static has no adduser).
 PREDEFINED_GROUP = (
     "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest",
@@ -84,9 +113,9 @@ def e2e_rootfs(src: Path, out: Path) -> None:
             if m.issym() and m.linkname == "/bin/busybox":
                 m.type, m.linkname = tarfile.LNKTYPE, busybox.name
             new.addfile(m, tar.extractfile(m) if m.isreg() else None)
-        for name, script in TOOLS.items():
+        for name, script, mode in [*((n, b, 0o755) for n, b in TOOLS.items()), ("bin/euid", static_elf(EUID_CODE), 0o4755)]:
             tool = tarfile.TarInfo("./" + name)
-            tool.size, tool.mode = len(script), 0o755
+            tool.size, tool.mode = len(script), mode
             new.addfile(tool, io.BytesIO(script))
 
 
