@@ -31,15 +31,19 @@ IMAGE_TAR = ROOT / "build" / "busybox.tar"
 WEB = ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www"]
 #: The same, first writing the line Apache httpd logs as it starts (critest looks for it in the log).
 HTTPD = ["sh", "-c", "echo \"AH00094: Command line: 'httpd -D FOREGROUND'\"; " + WEB[2]]
+#: nginx under a process whose command line says "master process", as nginx rewrites its own (critest reads
+#: /proc/1/cmdline for it): the stand-in's $0.
+NGINX = ["sh", "-c", "trap 'kill $!; exit 0' TERM; nginx & wait", "nginx: master process"]
 #: Images critest names that busybox can stand in for: (name, entrypoint, cmd, user).
 IMAGES = [
     (PAUSE_IMAGE, PAUSE_ENTRYPOINT, [], ""),
     ("registry.k8s.io/e2e-test-images/busybox:1.29-2", [], ["sh"], ""),
-    ("registry.k8s.io/e2e-test-images/nginx:1.14-2", [], ["nginx"], ""),
+    ("registry.k8s.io/e2e-test-images/nginx:1.14-2", [], NGINX, ""),
     ("registry.k8s.io/e2e-test-images/httpd:2.4.39-4", [], HTTPD, ""),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid:latest", [], ["sh"], "1002"),
     ("gcr.io/k8s-staging-cri-tools/test-image-user-uid-group:latest", [], ["sh"], "1003:1004"),
     ("registry.k8s.io/e2e-test-images/nonewprivs:1.3", ["/bin/euid"], [], ""),
+    ("gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64:latest", [], [*WEB[:2], WEB[2].replace("-p 80", "-p 12003")], ""),
 ]
 #: What critest runs in its images that Debian's busybox-static has no applet for, as small scripts.
 TOOLS = {
