@@ -275,12 +275,17 @@ def test_container_events_follow_a_pod_and_its_container(kubelet: Cri, tmp_path:
     assert [s.id for s in started_with.containers_statuses] == [cid]
 
 
-def test_a_pods_containers_go_under_the_kubelets_cgroup_parent(kubelet: Cri, tmp_path: Path) -> None:
-    """The kubelet's pod cgroup (LinuxPodSandboxConfig.cgroup_parent, its cgroupfs driver): the infra
-    container and the pod's containers get their cgroups under it."""
-    parent = f"/teu-cri-{uuid.uuid4().hex[:8]}/pod{uuid.uuid4().hex[:8]}"
+@pytest.mark.parametrize("driver", ["cgroupfs", "systemd"])
+def test_a_pods_containers_go_under_the_kubelets_cgroup_parent(kubelet: Cri, tmp_path: Path, driver: str) -> None:
+    """The kubelet's pod cgroup (LinuxPodSandboxConfig.cgroup_parent): the infra container and the pod's
+    containers get their cgroups under it, a path with the cgroupfs driver, a slice's with the systemd one."""
+    top, pod = f"teucri{uuid.uuid4().hex[:8]}", f"pod{uuid.uuid4().hex[:8]}"
+    if driver == "cgroupfs":
+        given = parent = f"/{top}/{pod}"
+    else:
+        given, parent = f"{top}-{pod}.slice", f"/{top}.slice/{top}-{pod}.slice"
     config = pod_config(tmp_path, "grouped")
-    config.linux.cgroup_parent = parent
+    config.linux.cgroup_parent = given
     sid = kubelet.rt.RunPodSandbox(cri.RunPodSandboxRequest(config=config)).pod_sandbox_id
     try:
         c = cri.ContainerConfig(
@@ -300,8 +305,7 @@ def test_a_pods_containers_go_under_the_kubelets_cgroup_parent(kubelet: Cri, tmp
     finally:
         kubelet.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=sid))
         kubelet.rt.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=sid))
-        top = parent.split("/")[1]
         for root in [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").iterdir()]:
-            for d in (root / parent.lstrip("/"), root / top):
+            for d in (root / parent.lstrip("/"), root / parent.split("/")[1]):
                 with contextlib.suppress(OSError):
                     d.rmdir()

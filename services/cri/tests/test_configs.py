@@ -10,7 +10,7 @@ from teu_api.errors import InvalidArgument
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
-from teu_cri import meta
+from teu_cri import cgroups, meta
 from teu_cri.containers import container_config
 from teu_cri.pods import infra_config
 
@@ -115,3 +115,23 @@ def test_a_pods_infra_container_is_unconfined_unless_the_pod_asks() -> None:
     assert list(infra_config(config, "pause").security_opt) == ["seccomp=unconfined"]
     config.linux.security_context.seccomp.profile_type = cri.SecurityProfile.RuntimeDefault
     assert list(infra_config(config, "pause").security_opt) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "path"),
+    [
+        ("/kubepods/besteffort/pod1234", "/kubepods/besteffort/pod1234"),  # the cgroupfs driver's: as it is
+        ("kubepods-besteffort-pod1234.slice", "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice"),
+        ("kubepods.slice", "/kubepods.slice"),
+        ("-.slice", "/"),
+        ("", ""),
+    ],
+)
+def test_the_pods_cgroup_as_either_kubelet_driver_names_it(given: str, path: str) -> None:
+    assert cgroups.pod_parent(given) == path
+
+
+@pytest.mark.parametrize("bad", ["kubepods--pod.slice", "-kubepods.slice", ".slice"])
+def test_a_slice_name_systemd_would_refuse_is_refused(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="invalid systemd slice"):
+        cgroups.pod_parent(bad)

@@ -21,7 +21,7 @@ from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.k8s.cri.v1 import api_pb2 as cri
 from teu_api.types.v1 import types_pb2
 from teu_common.frontdoor import Gateway, call
-from teu_cri import meta, seccomp
+from teu_cri import cgroups, meta, seccomp
 
 log = structlog.get_logger()
 
@@ -70,7 +70,7 @@ def infra_config(config: cri.PodSandboxConfig, image: str) -> gw.ContainerConfig
         dns_options=list(dns.options),
         sysctls=dict(config.linux.sysctls),
         security_opt=seccomp.options(config.linux.security_context),  # unset: unconfined, as the CRI says
-        cgroup_parent=config.linux.cgroup_parent,  # the kubelet's pod cgroup (its cgroupfs driver)
+        cgroup_parent=cgroups.pod_parent(config.linux.cgroup_parent),  # the kubelet's pod cgroup (either driver's)
         stop_timeout=INFRA_STOP_TIMEOUT,
     )
 
