@@ -1012,7 +1012,9 @@ class Container(_message.Message):
 
     @_builtins.property
     def last_rootfs(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Mount]:
-        """The root filesystem mounts of its last start, which a restart of its own uses again."""
+        """The root filesystem mounts of its last start, which a restart of its own uses again (GetContainer
+        only: ListContainers leaves them out).
+        """
 
     @_builtins.property
     def health(self) -> _types_pb2.Health:
