@@ -51,10 +51,12 @@ class AutoRemover:
                 self.watch(c.id)
 
     async def _remove_when_stopped(self, cid: str) -> None:
+        tried = False  # a removal was sent: the runtime may have deleted the record and died before answering
         try:
             while True:
                 try:
                     await self._wait(cid)
+                    tried = True
                     await self._remove(cid)
                     return
                 except FailedPrecondition:
@@ -62,8 +64,19 @@ class AutoRemover:
                 except Unavailable:
                     await asyncio.sleep(RETRY_DELAY)  # a back end restarts: the wait and removal are repeated
         except NotFound:
-            pass
+            if tried:  # the record went with a removal whose answer was lost: its snapshot and log go now
+                await self._finish_lost_removal(cid)
         except TeuError as exc:
             log.warning("auto_remove_failed", container=cid[:12], error=exc.message)
         finally:
             self._tasks.pop(cid, None)
+
+    async def _finish_lost_removal(self, cid: str) -> None:
+        """The removal repeated for a record the runtime no longer has: the remover then releases what
+        the other services hold of ``cid`` and says NotFound."""
+        try:
+            await self._remove(cid)
+        except NotFound:
+            pass
+        except TeuError as exc:
+            log.warning("auto_remove_failed", container=cid[:12], error=exc.message)
