@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
@@ -31,10 +32,12 @@ def test_the_context_keeps_files_modes_links_and_long_names(tmp_path: Path) -> N
     (tmp_path / "run.sh").chmod(0o750)
     (tmp_path / "naïve.txt").write_text("é")
     (tmp_path / "link").symlink_to("run.sh")
+    os.mkfifo(tmp_path / "pipe")
     tar, name = context_tar(tmp_path, dockerfile=b"FROM scratch\n")
     with tar, tarfile.open(fileobj=tar) as t:
         members = {m.name: m for m in t.getmembers()}
-        assert set(members) == {"d", long, "run.sh", "naïve.txt", "link", name}
+        assert set(members) == {"d", long, "run.sh", "naïve.txt", "link", "pipe", name}
+        assert members["pipe"].isfifo()
         assert members["d"].isdir() and members["link"].issym() and members["link"].linkname == "run.sh"
         assert members["run.sh"].mode == 0o750 and members["run.sh"].mtime == int((tmp_path / "run.sh").stat().st_mtime)
         assert t.extractfile(long).read() == b"x" * 1000  # type: ignore[union-attr]

@@ -44,13 +44,20 @@ def context_tar(
     return out, name
 
 
-_KINDS = {stat.S_IFREG: tarfile.REGTYPE, stat.S_IFDIR: tarfile.DIRTYPE, stat.S_IFLNK: tarfile.SYMTYPE}
+_KINDS = {
+    stat.S_IFREG: tarfile.REGTYPE,
+    stat.S_IFDIR: tarfile.DIRTYPE,
+    stat.S_IFLNK: tarfile.SYMTYPE,
+    stat.S_IFIFO: tarfile.FIFOTYPE,
+    stat.S_IFCHR: tarfile.CHRTYPE,  # sent as tarfile sent them: the builder says it copies no device
+    stat.S_IFBLK: tarfile.BLKTYPE,
+}
 
 
 def _add(out: BinaryIO, path: str, rel: str) -> None:
-    """One file of the context (a regular file, a folder or a symlink; not sockets, fifos or devices,
-    which a build cannot copy). Its owner's names are not looked up, nor its mtime's fraction kept:
-    the builder uses neither, and each costs more than the rest of the entry (a PAX record apiece)."""
+    """One file of the context, as tarfile would add it but for sockets (skipped, as tarfile skips them).
+    Its owner's names are not looked up, nor its mtime's fraction kept: the builder uses neither, and
+    each costs more than the rest of the entry (a PAX record apiece)."""
     st = os.lstat(path)
     kind = _KINDS.get(stat.S_IFMT(st.st_mode))
     if kind is None:
@@ -59,6 +66,8 @@ def _add(out: BinaryIO, path: str, rel: str) -> None:
     info.type, info.mode, info.uid, info.gid, info.mtime = kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
     if kind == tarfile.SYMTYPE:
         info.linkname = os.readlink(path)
+    elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     if kind != tarfile.REGTYPE:
         out.write(_header(info))
         return
