@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +21,7 @@ from test_registry import registry  # noqa: F401 (a fixture)
 
 from conftest import REPO, Engine
 from teu.client import Client, ContainerOptions
-from teu.testing import wait_until
+from teu.testing import PrivateEngine, wait_until
 
 TEU = str(REPO / ".venv" / "bin" / "teu")
 
@@ -49,6 +51,18 @@ def test_teu_web_prints_the_pages_address(engine: Engine) -> None:
     assert r.returncode == 0 and r.stdout.strip() == web_url(engine) and r.stdout.startswith("http://127.0.0.1:")
     status, page = http(engine, "GET", "/")
     assert status == 200 and "<title>Teu</title>" in page
+
+
+def test_the_engine_serves_the_page_where_its_flag_says(tmp_path: Path) -> None:
+    """``teu-engine --web-listen HOST:PORT`` (the engine's setting TEU_WEB_LISTEN as a flag)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with PrivateEngine(tmp_path / "flagged", args=["--web-listen", f"127.0.0.1:{port}"]) as eng:
+        url = web_url(eng)
+        assert url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url, timeout=30) as r:
+            assert r.status == 200 and b"<title>Teu</title>" in r.read()
 
 
 def test_the_api_lists_acts_and_reads_logs(engine: Engine, client: Client) -> None:

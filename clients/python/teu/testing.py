@@ -63,14 +63,18 @@ class PrivateEngine:
     started itself.
     """
 
-    def __init__(self, base: Path, wrap: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, base: Path, wrap: Sequence[str] = (), env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    ) -> None:
         """``wrap`` prefixes the engine's command (e.g. ``nsenter --net=/run/netns/X`` to run it in a
-        network namespace of the caller's); ``env`` adds variables (e.g. TEU_DEFAULT_NETWORK=bridge)."""
+        network namespace of the caller's); ``env`` adds variables (e.g. TEU_DEFAULT_NETWORK=bridge);
+        ``args`` are ``teu-engine``'s own flags (e.g. ``--web-listen``)."""
         self.root = base / "lib"
         self.run_dir = base / "run"
         self.log_path = base / "engine.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.wrap = list(wrap)
+        self.args = list(args)
         #: Its containers' cgroups go under a parent of its own, apart from those of other engines.
         self.cgroup_parent = f"teu-{secrets.token_hex(4)}"
         self.extra_env = {"TEU_CGROUP_PARENT": self.cgroup_parent, **(env or {})}
@@ -89,7 +93,17 @@ class PrivateEngine:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*self.wrap, sys.executable, "-m", "teu_engine", "--root", str(self.root), "--run-dir", str(self.run_dir)],
+                [
+                    *self.wrap,
+                    sys.executable,
+                    "-m",
+                    "teu_engine",
+                    "--root",
+                    str(self.root),
+                    "--run-dir",
+                    str(self.run_dir),
+                    *self.args,
+                ],
                 env={**QUIET, **os.environ, "TEU_METRICS_PORT_BASE": "0", **self.extra_env},
                 stdout=log,
                 stderr=log,

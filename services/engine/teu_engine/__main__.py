@@ -132,6 +132,8 @@ def main() -> None:
     configmod.add_tls_flags(parser)
     parser.add_argument("--docker-tls-listen", metavar="HOST:PORT",
                         help="serve Docker's API on TCP too, mutual TLS, the --tls-* files ($TEU_DOCKER_TLS_LISTEN)")  # fmt: skip
+    parser.add_argument("--web-listen", metavar="HOST:PORT",
+                        help="the web page's address, loopback or (with a token) not ($TEU_WEB_LISTEN)")  # fmt: skip
     parser.add_argument("--web-tls-listen", metavar="HOST:PORT",
                         help="serve the web page there too, mutual TLS, the --tls-* files ($TEU_WEB_TLS_LISTEN)")  # fmt: skip
     args = parser.parse_args()
@@ -143,6 +145,8 @@ def main() -> None:
                  if (listener := configmod.load_tls(address, args.tls_ca, args.tls_cert, args.tls_key))}  # fmt: skip
     except ValueError as exc:
         parser.error(str(exc))
+    if args.web_listen:
+        os.environ["TEU_WEB_LISTEN"] = args.web_listen  # the web page's service reads it, as it reads the variable
     sys.exit(supervise(configmod.load(args.root, args.run_dir), tls, doors))
 
 
