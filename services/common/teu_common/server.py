@@ -49,9 +49,11 @@ class Lifecycle:
     background: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-def parse_args(name: str, tls: bool = False) -> tuple[configmod.Config, configmod.TlsListen | None]:
+def parse_args(name: str, tls: bool = False, tls_from_env: bool = True) -> tuple[configmod.Config, configmod.TlsListen | None]:
     """Reads ``--root`` and ``--run-dir`` for service ``name``; with ``tls``, also the ``--tls-*``
-    flags of its optional mutual-TLS listener (None when it has none)."""
+    flags of its optional mutual-TLS listener (None when it has none). A front door passes
+    ``tls_from_env=False``: its listener comes from ``--tls-listen`` only, never from TEU_TLS_LISTEN,
+    which is the gateway's (the supervisor hands each front door its own address as that flag)."""
     parser = argparse.ArgumentParser(prog=f"teu-{name}", description=f"Teu {name} service")
     parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
     parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
@@ -59,7 +61,7 @@ def parse_args(name: str, tls: bool = False) -> tuple[configmod.Config, configmo
         configmod.add_tls_flags(parser)
     args = parser.parse_args()
     listener = None
-    if tls:
+    if tls and (tls_from_env or args.tls_listen):
         try:
             listener = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key)
         except ValueError as exc:

@@ -4,38 +4,21 @@ clients, whose roles teu_common.httpauthz enforces) until SIGTERM."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 
 import structlog
 from aiohttp import web
 
-from teu_common import config as configmod
 from teu_common import httpauthz as authz
 from teu_common import logging as teulogging
 from teu_common import perms
 from teu_common.config import Config, TlsListen
-from teu_common.server import until_stopped
+from teu_common.server import parse_args, until_stopped
 from teu_dockerapi import app as appmod
 from teu_dockerapi.gateway import Gateway
 
 log = structlog.get_logger()
-
-
-def parse() -> tuple[Config, TlsListen | None]:
-    """The flags: ``--root``, ``--run-dir``, and the TCP listener's only when ``--tls-listen`` is given
-    (never from the environment, whose TEU_TLS_LISTEN is the gateway's)."""
-    parser = argparse.ArgumentParser(prog="teu-dockerapi", description="Teu's Docker Engine API")
-    parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
-    parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
-    configmod.add_tls_flags(parser)
-    args = parser.parse_args()
-    try:
-        tls = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key) if args.tls_listen else None
-    except ValueError as exc:
-        parser.error(str(exc))
-    return configmod.load(args.root, args.run_dir), tls
 
 
 async def serve(cfg: Config, tls: TlsListen | None = None) -> None:
@@ -63,4 +46,4 @@ async def serve(cfg: Config, tls: TlsListen | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(*parse()))
+    asyncio.run(serve(*parse_args("dockerapi", tls=True, tls_from_env=False)))

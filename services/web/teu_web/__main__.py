@@ -7,7 +7,6 @@ address goes to ``<run-dir>/web-tls.url``."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import secrets
@@ -15,32 +14,16 @@ import secrets
 import structlog
 from aiohttp import web
 
-from teu_common import config as configmod
 from teu_common import httpauthz, perms
 from teu_common import logging as teulogging
 from teu_common.config import Config, TlsListen
 from teu_common.frontdoor import Gateway
-from teu_common.server import until_stopped
+from teu_common.server import parse_args, until_stopped
 from teu_web import app as appmod
 from teu_web import guard
 
 log = structlog.get_logger()
 DEFAULT_LISTEN = "127.0.0.1:9180"
-
-
-def parse() -> tuple[Config, TlsListen | None]:
-    """The flags: ``--root``, ``--run-dir``, and the TLS listener's only when ``--tls-listen`` is given
-    (never from the environment, whose TEU_TLS_LISTEN is the gateway's)."""
-    parser = argparse.ArgumentParser(prog="teu-web", description="Teu's web page")
-    parser.add_argument("--root", help="state root (default $TEU_ROOT or /var/lib/teu)")
-    parser.add_argument("--run-dir", help="socket dir (default $TEU_RUN or /run/teu)")
-    configmod.add_tls_flags(parser)
-    args = parser.parse_args()
-    try:
-        tls = configmod.load_tls(args.tls_listen, args.tls_ca, args.tls_cert, args.tls_key) if args.tls_listen else None
-    except ValueError as exc:
-        parser.error(str(exc))
-    return configmod.load(args.root, args.run_dir), tls
 
 
 def url_of(runner: web.AppRunner, index: int, scheme: str) -> str:
@@ -88,4 +71,4 @@ async def serve(cfg: Config, tls: TlsListen | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(*parse()))
+    asyncio.run(serve(*parse_args("web", tls=True, tls_from_env=False)))
