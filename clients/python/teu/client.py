@@ -21,7 +21,7 @@ from __future__ import annotations
 import builtins
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,12 +52,13 @@ _MESSAGE_SIZES = [
 RESUME_PATIENCE = 30.0
 
 
-def default_target() -> str:
+def default_target(env: Mapping[str, str] | None = None) -> str:
     """The gateway address: $TEU_HOST (``unix:PATH`` or ``tcp://HOST:PORT``), else the gateway
-    socket in $TEU_RUN (default /run/teu)."""
-    if host := os.environ.get("TEU_HOST"):
+    socket in $TEU_RUN (default /run/teu); in ``env`` if given, else this process's environment."""
+    env = os.environ if env is None else env
+    if host := env.get("TEU_HOST"):
         return host
-    return f"unix:{os.environ.get('TEU_RUN', '/run/teu')}/gateway.sock"
+    return f"unix:{env.get('TEU_RUN', '/run/teu')}/gateway.sock"
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ class Resident:
                 conn.close()
                 return uid != os.getuid()  # another user is refused; other code means this resident is stale
             pid = self._hand_over(msg, fds)
-            self.target = _target_of(msg)
+            with contextlib.suppress(ValueError, IndexError):  # a malformed request fails in its child, not here
+                self.target = default_target(_environment(msg.split(b"\0")))  # its -H aside: the command may differ
             self.waiting[pid] = conn
             conn.send(f"pid {pid}".encode())
         except OSError:
@@ -172,12 +173,9 @@ def serve(path: str) -> None:
             os.unlink(path)
 
 
-def _target_of(msg: bytes) -> str:
-    """The gateway a command's environment names (its -H flag aside: the command may still differ)."""
-    env = {k: v for k, _, v in (p.partition(b"=") for p in msg.split(b"\0") if p.startswith((b"TEU_HOST=", b"TEU_RUN=")))}
-    if host := env.get(b"TEU_HOST"):
-        return os.fsdecode(host)
-    return f"unix:{os.fsdecode(env.get(b'TEU_RUN') or b'/run/teu')}/gateway.sock"
+def _environment(parts: list[bytes]) -> dict[str, str]:
+    """A request's environment: what follows its identity, folder, umask, argument count and arguments."""
+    return dict(os.fsdecode(p).partition("=")[::2] for p in parts[4 + int(parts[3]) :])
 
 
 def _spare(sock: socket.socket, parser: argparse.ArgumentParser, target: str) -> None:
@@ -215,7 +213,7 @@ def _run(parts: list[bytes], fds: list[int], parser: argparse.ArgumentParser, wa
             os.close(fd)
         cwd, umask, argc = os.fsdecode(parts[1]), int(parts[2]), int(parts[3])
         argv = [os.fsdecode(a) for a in parts[4 : 4 + argc]]
-        env = dict(os.fsdecode(p).partition("=")[::2] for p in parts[4 + argc :])
+        env = _environment(parts)
         os.chdir(cwd)
         os.umask(umask)
         os.environ.clear()
