@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from teu_api.tarheader import ustar_header
+from teu_api.tarheader import pax_header, ustar_header
 
 
 def _info(name: str, type_: bytes = tarfile.REGTYPE, **attrs: object) -> tarfile.TarInfo:
@@ -52,3 +52,10 @@ def test_the_header_is_tarfiles(info: tarfile.TarInfo) -> None:
 )
 def test_what_needs_pax_records_is_left_to_tarfile(info: tarfile.TarInfo) -> None:
     assert ustar_header(info) is None
+
+
+@pytest.mark.parametrize(
+    "info", [_info("etc/passwd", mode=0o644, size=12, mtime=1), _info("naïve"), _info("x" * 101), _info("a", mtime=1.5)]
+)
+def test_pax_header_is_tarfiles_with_or_without_a_pax_record(info: tarfile.TarInfo) -> None:
+    assert pax_header(info) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tarfile
 
-__all__ = ["ustar_header"]
+__all__ = ["pax_header", "ustar_header"]
 
 _TYPES = frozenset({tarfile.REGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE,
                     tarfile.FIFOTYPE})  # fmt: skip
@@ -42,3 +42,9 @@ def ustar_header(info: tarfile.TarInfo) -> bytes | None:
         b"\0" * 167,
     ))  # fmt: skip
     return head[:148] + b"%06o\0" % sum(head) + head[155:]
+
+
+def pax_header(info: tarfile.TarInfo) -> bytes:
+    """The header tarfile writes for ``info`` in PAX format (its PAX record first, if it needs one):
+    from :func:`ustar_header` when it can, else from tarfile."""
+    return ustar_header(info) or info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from teu_api.dockerignore import Ignore
-from teu_api.tarheader import ustar_header
+from teu_api.tarheader import pax_header
 
 __all__ = ["context_tar", "dockerfile_tar", "is_archive"]
 
@@ -38,7 +38,7 @@ def context_tar(
         name = f".dockerfile.{secrets.token_hex(10)}"
         info = tarfile.TarInfo(name)
         info.size, info.mode = len(dockerfile), 0o644
-        out.write(_header(info) + dockerfile + b"\0" * (-len(dockerfile) % tarfile.BLOCKSIZE))
+        out.write(pax_header(info) + dockerfile + b"\0" * (-len(dockerfile) % tarfile.BLOCKSIZE))
     out.write(b"\0" * 1024)  # the end of the archive
     out.seek(0)
     return out, name
@@ -69,11 +69,11 @@ def _add(out: BinaryIO, path: str, rel: str) -> None:
     elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     if kind != tarfile.REGTYPE:
-        out.write(_header(info))
+        out.write(pax_header(info))
         return
     with open(path, "rb") as f:
         info.size = st.st_size
-        out.write(_header(info))
+        out.write(pax_header(info))
         left = st.st_size
         while left > 0:
             chunk = f.read(min(left, 1 << 20))
@@ -82,10 +82,6 @@ def _add(out: BinaryIO, path: str, rel: str) -> None:
             out.write(chunk)
             left -= len(chunk)
     out.write(b"\0" * (-st.st_size % tarfile.BLOCKSIZE))
-
-
-def _header(info: tarfile.TarInfo) -> bytes:
-    return ustar_header(info) or info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def _members(root: Path, always: frozenset[str]) -> list[str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from teu_api.errors import Internal, InvalidArgument
-from teu_api.tarheader import ustar_header
+from teu_api.tarheader import pax_header
 from teu_storage import archive, imagespec, ocispec, refs
 from teu_storage.ocispec import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 
@@ -94,7 +94,7 @@ class _TarOut:
         """A regular file ``name`` of ``size`` bytes (Internal if ``chunks`` hold another number)."""
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = size, 0o644, mtime
-        header = ustar_header(info) or info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        header = pax_header(info)
         self._out.write(header)
         written = 0
         for chunk in chunks:
