@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 import pytest
 
@@ -9,12 +11,13 @@ from teu.cli.warm import WarmClient
 
 
 @pytest.fixture()
-def warm(monkeypatch: pytest.MonkeyPatch) -> WarmClient:
+def warm(monkeypatch: pytest.MonkeyPatch) -> Iterator[WarmClient]:
     monkeypatch.delenv("TEU_HOST", raising=False)
     monkeypatch.setenv("TEU_RUN", "/nonexistent-teu-run")
     w = WarmClient("unix:/nonexistent-teu-run/gateway.sock")
     w.channel.unsubscribe(w._seen)  # the states below are the test's, not the (failing) connection's
-    return w
+    yield w
+    w.channel.close()  # a command's process ends instead; here gRPC's poller must not outlive the channel
 
 
 def test_a_connected_channel_goes_to_a_command_of_its_gateway(warm: WarmClient) -> None:
