@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
+
 import pytest
 
 from teu_api.errors import FailedPrecondition, InvalidArgument
@@ -73,6 +77,18 @@ def test_seccomp_section() -> None:
     assert confine.seccomp_section(t.Security(), confine.DEFAULT_CAPS)["defaultAction"] == "SCMP_ACT_ERRNO"  # type: ignore[index]
     assert confine.seccomp_section(t.Security(privileged=True), HELD) is None
     assert confine.seccomp_section(t.Security(seccomp="unconfined"), HELD) is None
+    x32 = frozenset({"SCMP_ARCH_X32"})
+    assert "SCMP_ARCH_X32" not in confine.seccomp_section(t.Security(), confine.DEFAULT_CAPS, x32)["architectures"]  # type: ignore[index]
+
+
+def test_unserved_abis_are_asked_of_the_kernel() -> None:
+    """x32 is the one sub-architecture probed, on x86_64 only; the answer is the kernel's."""
+    assert confine.unserved_abis("aarch64") == frozenset()
+    if platform.machine() == "x86_64":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        runs_x32 = libc.syscall(ctypes.c_long(confine.X32_SYSCALL_BIT | 39)) == os.getpid()  # x32's getpid
+        assert confine.unserved_abis() == (frozenset() if runs_x32 else {"SCMP_ARCH_X32"})
 
 
 def test_remapping_follows_dockers_rules() -> None:

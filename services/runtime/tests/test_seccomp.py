@@ -158,6 +158,16 @@ def test_single_name_rule_and_args() -> None:
     assert expected == to_oci(doc, (), "x86_64")
 
 
+def test_sub_architectures_the_kernel_does_not_run_are_left_out() -> None:
+    """``unserved`` drops those of archMap's sub-architectures; plain ``architectures`` stay as written."""
+    assert to_oci(default_profile(), DOCKER_CAPS, "x86_64", (6, 8), unserved={"SCMP_ARCH_X32"})["architectures"] == [
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_X86",
+    ]
+    doc = profile(architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"])
+    assert to_oci(doc, (), "x86_64", unserved={"SCMP_ARCH_X32"})["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"]
+
+
 def test_plain_architectures_pass_through() -> None:
     """A profile with ``architectures`` instead of ``archMap`` keeps them as written."""
     doc = profile(architectures=["SCMP_ARCH_X86_64"])

@@ -45,7 +45,7 @@ async def build(cfg: Config) -> Lifecycle:
     runtime_root.mkdir(parents=True, exist_ok=True)
     runtime = ociruntime.CliRuntime(choice.name, choice.path, runtime_root)
     host = Host(limits=confine.host_limits(), held_caps=confine.held_capabilities(), cgroup_v2=layout.version == 2,
-                swap_limit=cgroups.swap_limit(layout))  # fmt: skip
+                swap_limit=cgroups.swap_limit(layout), unserved_abis=confine.unserved_abis())  # fmt: skip
     store = Store(state / "runtime.db", Retention.from_env())
     # The engine-wide default network: Docker's, "bridge" (a bridge, NAT rules and IPv4 forwarding in
     # the namespace this service runs in, made with the first container that uses it).

@@ -1,5 +1,6 @@
 """How a container is confined: capabilities, seccomp, devices, rlimits, masked paths. Pure, except
-:func:`gather_devices` and :func:`probe_host`, which read the host.
+:func:`gather_devices`, :func:`held_capabilities`, :func:`host_limits` and :func:`unserved_abis`,
+which read the host.
 
 Docker's defaults are the floor: its capability set, its default seccomp profile, no devices beyond
 the runtime's standard ones, /proc and /sys paths masked or read-only. ``--privileged`` lifts all of
@@ -37,6 +38,7 @@ __all__ = [
     "remapping",
     "rlimits",
     "seccomp_section",
+    "unserved_abis",
 ]
 
 ALL = "ALL"
@@ -129,21 +131,47 @@ def capabilities(sec: types_pb2.Security, held: Sequence[str]) -> list[str]:
     return caps
 
 
-def seccomp_section(sec: types_pb2.Security, caps: Sequence[str]) -> dict[str, Any] | None:
+def seccomp_section(
+    sec: types_pb2.Security, caps: Sequence[str], unserved: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
     """The OCI ``linux.seccomp`` object: Docker's default profile unless the container is privileged
-    or asked for ``unconfined`` or a profile of its own. None means no filter."""
+    or asked for ``unconfined`` or a profile of its own. None means no filter. ``unserved``: the
+    sub-architectures the kernel does not run (:func:`unserved_abis`), which no filter is built for."""
     if sec.privileged or sec.seccomp == "unconfined":
         return None
     if not sec.seccomp:
-        return _default_filter(tuple(sorted(caps)))
-    return seccomp.to_oci(seccomp.load_profile(sec.seccomp), caps)
+        return _default_filter(tuple(sorted(caps)), unserved)
+    return seccomp.to_oci(seccomp.load_profile(sec.seccomp), caps, unserved=unserved)
 
 
 @functools.lru_cache(maxsize=64)
-def _default_filter(caps: tuple[str, ...]) -> dict[str, Any]:
+def _default_filter(caps: tuple[str, ...], unserved: frozenset[str]) -> dict[str, Any]:
     """The default profile for ``caps``, converted once per capability set (1.6 ms each time saved
     on every start; the result is only ever serialised, never changed)."""
-    return seccomp.to_oci(seccomp.default_profile(), caps)
+    return seccomp.to_oci(seccomp.default_profile(), caps, unserved=unserved)
+
+
+X32_SYSCALL_BIT = 0x40000000
+_GETPID = 39  # x86_64's number, which x32 shares
+
+
+def unserved_abis(machine: str = seccomp.NATIVE_ARCH) -> frozenset[str]:
+    """The sub-architectures of Docker's profile the running kernel refuses: x32 on an x86_64 kernel
+    built or booted without it (most distributions' default). Asked of the kernel itself: a child
+    process makes x32's getpid, which such a kernel answers ENOSYS; the child, not this process,
+    since a filter this service may run under could kill a caller of a foreign ABI."""
+    if machine != "x86_64":
+        return frozenset()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only makes the call and leaves
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        served = libc.syscall(ctypes.c_long(X32_SYSCALL_BIT | _GETPID)) == os.getpid()
+        os._exit(0 if served else 1)
+    _, status = os.waitpid(pid, 0)
+    return frozenset() if os.waitstatus_to_exitcode(status) == 0 else frozenset({"SCMP_ARCH_X32"})
 
 
 def rlimits(sec: types_pb2.Security, limits: Mapping[str, int]) -> list[dict[str, Any]]:

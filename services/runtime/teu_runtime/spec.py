@@ -38,13 +38,15 @@ class User:
 @dataclass(frozen=True)
 class Host:
     """Facts about the host that bound the spec: the engine's hard rlimits (by Docker's ulimit
-    name), the capabilities it can hand on, whether cgroups are v2 (a private cgroup namespace), and
-    whether swap is accounted (else a swap limit is left out, as Docker does with a warning)."""
+    name), the capabilities it can hand on, whether cgroups are v2 (a private cgroup namespace),
+    whether swap is accounted (else a swap limit is left out, as Docker does with a warning), and the
+    sub-architectures the kernel does not run (no seccomp filter is built for them)."""
 
     limits: Mapping[str, int]
     held_caps: tuple[str, ...] = confine.KNOWN_CAPS
     cgroup_v2: bool = False
     swap_limit: bool = True
+    unserved_abis: frozenset[str] = frozenset()
 
 
 def hostname_of(cid: str, spec: runtime_pb2.ContainerSpec) -> str:
@@ -200,7 +202,7 @@ def build(
     process = _process(proc, spec, user, host, environment(list(proc.env), user, hostname, proc.terminal))
     if init:
         process["args"] = [INIT_PATH, "--", *process["args"]]
-    if (filters := confine.seccomp_section(sec, process["capabilities"]["bounding"])) is not None:
+    if (filters := confine.seccomp_section(sec, process["capabilities"]["bounding"], host.unserved_abis)) is not None:
         linux["seccomp"] = filters
     if spec.sysctls:
         linux["sysctl"] = dict(spec.sysctls)
