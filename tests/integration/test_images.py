@@ -70,6 +70,28 @@ def test_cp_both_ways(engine: Engine, client: Client, changed: str, tmp_path: Pa
     assert client.copy_from(changed, "/tmp/in.txt") == {"in.txt": b"hello"}
 
 
+def test_cp_into_a_container_names_the_copy_as_docker_does(engine: Engine, client: Client, changed: str,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """A destination that does not exist names the copy (a file or a directory); a file there is
+    replaced by a file; a directory onto a file, a missing parent and a trailing "/" on a file are
+    refused, and the stat of a path tells what it is."""
+    (tmp_path / "in.txt").write_text("hello")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "y").write_text("y")
+    for src, dst in (("in.txt", "/renamed"), ("dir", "/tmp/d2"), ("in.txt", "/new")):
+        assert teu(engine, "cp", str(tmp_path / src), f"{changed}:{dst}").returncode == 0, (src, dst)
+    assert client.copy_from(changed, "/renamed") == {"renamed": b"hello"}
+    assert client.copy_from(changed, "/tmp/d2") == {"d2/y": b"y"}
+    assert client.copy_from(changed, "/new") == {"new": b"hello"}
+    assert (client.stat_path(changed, "/tmp/d2").isdir(), client.stat_path(changed, "/new").size) == (True, 5)
+    refused = {dst: teu(engine, "cp", str(tmp_path / src), f"{changed}:{dst}") for src, dst in
+               (("dir", "/new"), ("in.txt", "/no/such/x"), ("in.txt", "/new/"), ("in.txt", "/nodir/"))}  # fmt: skip
+    assert {dst: r.returncode for dst, r in refused.items()} == dict.fromkeys(refused, 1)
+    assert b"not a directory" in refused["/new/"].stderr
+    with pytest.raises(NotFound):
+        client.stat_path(changed, "/no/such/file")
+
+
 def test_cp_missing_path_is_not_found(client: Client, changed: str) -> None:
     """Copying a path that does not exist is NOT_FOUND."""
     with pytest.raises(NotFound):

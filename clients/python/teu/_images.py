@@ -11,11 +11,13 @@ from typing import BinaryIO
 from teu._rpc import stream, unary
 from teu.changes import changes as parse_changes
 from teu.changes import fields
+from teu.errors import NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
 from teu_api.types.v1 import types_pb2
 
 CHUNK = 1 << 20
+STAT_BYTES = 8 * tarfile.BLOCKSIZE  # enough for a path's header and a PAX header before it
 
 
 def chunks_of(source: BinaryIO) -> Iterator[bytes]:
@@ -50,6 +52,25 @@ class ImagesMixin:
         """A path of a container as tar chunks."""
         for part in stream(self.containers.CopyFrom(gw.CopyFromRequest(container=container, path=path))):
             yield part.chunk
+
+    def stat_path(self, container: str, path: str) -> tarfile.TarInfo:
+        """What a container's ``path`` is (its name, kind, size, mode, mtime, link target), as
+        Docker's HEAD of /containers/{id}/archive tells: the first entry of CopyFrom's tar, whose
+        contents are not read. NotFound when there is nothing at ``path``."""
+        call = self.containers.CopyFrom(gw.CopyFromRequest(container=container, path=path))
+        head = b""
+        try:
+            for part in stream(call):
+                head += part.chunk
+                if len(head) >= STAT_BYTES:
+                    break
+        finally:
+            call.cancel()
+        with tarfile.open(fileobj=io.BytesIO(head), mode="r|") as tf:
+            first = tf.next()
+        if first is None:
+            raise NotFound(f"nothing at {path} in container {container}")
+        return first
 
     def copy_from(self, container: str, path: str) -> dict[str, bytes]:
         """The regular files under a container's ``path``, by their name in the tar."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import posixpath
 import sys
 import tarfile
 from collections.abc import Callable
@@ -447,9 +448,39 @@ def cmd_cp(c: Client, a: argparse.Namespace) -> int:
         return 0
     if ":" in dst:
         container, _, path = dst.partition(":")
-        c.copy_to(container, path.rstrip("/") or "/", [_pack(src)])
+        _copy_in(c, container, path, src)
         return 0
     raise InvalidArgument("one side of cp must be CONTAINER:PATH")
+
+
+def _copy_in(c: Client, container: str, path: str, src: str) -> None:
+    """``docker cp``'s rules for the destination: an existing directory (a symlink to one too)
+    receives SRC under its own name; else PATH names the copy, in a directory that must exist (a
+    file there is replaced, by a file only); a PATH that ends in "/" must be a directory."""
+    kind = _kind(c, container, path)
+    if kind == "dir":
+        c.copy_to(container, path.rstrip("/") or "/", [_pack(src)])
+        return
+    if path.endswith("/"):
+        if kind is None:
+            raise NotFound(f"destination directory {path} does not exist in container {container}")
+        raise InvalidArgument(f"destination {path} is not a directory")
+    if kind is not None and os.path.isdir(src):
+        raise InvalidArgument(f"cannot copy a directory onto the file {path}")
+    parent, name = posixpath.split(path)
+    c.copy_to(container, parent or "/", [_pack(src, name)])
+
+
+def _kind(c: Client, container: str, path: str) -> str | None:
+    """What a container's ``path`` is: "dir", "file" (anything else) or None (nothing there); a
+    symlink is followed once, as docker's client does."""
+    try:
+        info = c.stat_path(container, path)
+        if info.issym():
+            info = c.stat_path(container, posixpath.join(posixpath.dirname(path.rstrip("/")), info.linkname))
+    except NotFound:
+        return None
+    return "dir" if info.isdir() else "file"
 
 
 def _extract(data: bytes, dst: str) -> None:
@@ -473,11 +504,11 @@ def _extract(data: bytes, dst: str) -> None:
         tf.extractall(dst if os.path.isdir(dst) else os.path.dirname(dst) or ".", filter="data")
 
 
-def _pack(src: str) -> bytes:
-    """``src`` (a file or directory) as a tar with its base name at the top."""
+def _pack(src: str, name: str = "") -> bytes:
+    """``src`` (a file or directory) as a tar with ``name`` (by default its base name) at the top."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
-        tf.add(src, arcname=os.path.basename(os.path.normpath(src)))
+        tf.add(src, arcname=name or os.path.basename(os.path.normpath(src)))
     return buf.getvalue()
 
 
