@@ -278,6 +278,35 @@ def test_run_i_streams_apart_and_eof(engine: Engine) -> None:
     assert (p.returncode, p.stdout, p.stderr) == (4, b"in\n", b"done\n")
 
 
+def test_start_ai_streams_and_exits_with_the_containers_code(engine: Engine, client: Client) -> None:
+    """`start -ai` of a created `-i` container: stdin in, stdout and stderr apart, its exit code;
+    `start -a` of two containers is refused."""
+    name = unique("sa")
+    assert teu(engine, "create", "-i", "--name", name, "busybox", "sh", "-c", "cat; echo err >&2; exit 3").returncode == 0
+    try:
+        p = teu(engine, "start", "-ai", name, input=b"in\n")
+        assert (p.returncode, p.stdout, p.stderr) == (3, b"in\n", b"err\n")
+        refused = teu(engine, "start", "-a", name, name)
+        assert refused.returncode == 1 and b"multiple containers" in refused.stderr
+    finally:
+        client.remove(name, force=True)
+
+
+def test_start_ai_of_a_tty_container(engine: Engine, client: Client, terminals: list[Terminal]) -> None:
+    """`start -ai` of a `create -it` shell: a prompt in raw mode, its exit code, the terminal restored."""
+    name = unique("sat")
+    assert teu(engine, "create", "-it", "--name", name, "busybox", "sh").returncode == 0
+    try:
+        t = term(terminals, engine, "start", "-ai", name)
+        t.expect(PROMPT)
+        assert t.is_raw()
+        t.type(b"exit 6\r")
+        assert t.wait() == 6
+        assert t.restored()
+    finally:
+        client.remove(name, force=True)
+
+
 def test_exec_exit_code(engine: Engine, worker: str) -> None:
     """`teu exec w sh -c 'exit 7'` exits 7."""
     assert teu(engine, "exec", worker, "sh", "-c", "exit 7").returncode == 7

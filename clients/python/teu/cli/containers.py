@@ -412,6 +412,15 @@ def cmd_logs(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_start(c: Client, a: argparse.Namespace) -> int:
+    """Starts containers; with -a/-i one, attached, until it exits (its exit code), as docker's."""
+    if not (a.attach or a.interactive):
+        return each(a.names, c.start, lambda n, _r: n)
+    if len(a.names) > 1:
+        raise InvalidArgument("you cannot start and attach multiple containers at once")
+    return interactive.start_attached(c, a, a.names[0])
+
+
 def cmd_diff(c: Client, a: argparse.Namespace) -> int:
     """Prints a container's filesystem changes, one ``A|C|D path`` per line."""
     for change in c.diff(a.container):
@@ -538,7 +547,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("create", help="create a new container")
     container_flags(p)
     p.set_defaults(func=cmd_create, engine_error=ENGINE_ERROR)
-    verb(sub, "start", "start stopped containers").set_defaults(func=lambda c, a: each(a.names, c.start, lambda n, _r: n))
+    p = verb(sub, "start", "start stopped containers")
+    p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr and forward signals")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach the container's stdin")
+    interactive.add_attach_flags(p, sig_proxy=False)
+    p.set_defaults(func=cmd_start)
     timeout = lambda p: p.add_argument("-t", "--time", type=parse.integer(-1, parse.INT32_MAX), default=None)  # noqa: E731
     p = verb(sub, "stop", "stop running containers", timeout)
     p.add_argument("-s", "--signal", default="", help="signal to send first (default: the container's stop signal)")

@@ -213,6 +213,17 @@ def run_attached(c: Client, a: argparse.Namespace, options: ContainerOptions, cr
         return pump(session, tty=options.tty, stdin=options.interactive, close_on_eof=True, keys=keys)
 
 
+def start_attached(c: Client, a: argparse.Namespace, container: str) -> int:
+    """``start -a``/``-i``: attach (stdin too with -i, if the container keeps it open), start,
+    stream until it exits; signals are proxied without a TTY, as docker's start does."""
+    keys = detach_keys(a.detach_keys)
+    d = c.inspect(container)
+    tty, stdin = d.config.tty, a.interactive and d.config.open_stdin
+    session = c.attach(d.summary.id, stdin=stdin, start=True, size=_size(tty))
+    with SignalProxy(c, d.summary.id) if not tty else nullcontext():
+        return pump(session, tty=tty, stdin=stdin, close_on_eof=True, keys=keys)
+
+
 def cmd_attach(c: Client, a: argparse.Namespace) -> int:
     """Attaches the terminal to a running container's stdio."""
     keys = detach_keys(a.detach_keys)
