@@ -160,6 +160,8 @@ def s2_many_detached(b: Bench) -> list[Result]:
     start, remove = b.result(f"{n} x run -d sleep, 10 parallel"), b.result(f"rm -f of {n}")
     mon, mon_pss = b.result("monitor RSS per container", "MiB"), b.result("monitor PSS per container", "MiB")
     daemons = b.result("engine daemons RSS at rest", "MiB")
+    daemons_pss = b.result("engine daemons PSS at rest (shared pages counted once)", "MiB")
+    floor = b.result("4 x (python3 + import grpc) RSS: the four services' floor", "MiB")
     for round_ in range(1 if b.quick else 3):
         for e in b.engines:
             names = [f"b{round_}-{e.name}-{i}" for i in range(n)]
@@ -174,14 +176,25 @@ def s2_many_detached(b: Bench) -> list[Result]:
                 if e.name == "teu":
                     services = [b.engine.service_pid(s) for s in ("gateway", "runtime", "storage", "logs")]
                     daemons.samples["teu"] = [sum(rss_pss_kib(p)[0] for p in services) / 1024]
+                    daemons_pss.samples["teu"] = [sum(rss_pss_kib(p)[1] for p in services) / 1024]
+                    floor.samples["teu"] = [4 * _grpc_floor_kib() / 1024]
                 elif e.name == "docker" and b.docker and b.docker.proc:
                     pids = [b.docker.proc.pid, *pids_matching(b"containerd", str(b.base / "docker").encode())]
                     daemons.samples["docker"] = [sum(rss_pss_kib(p)[0] for p in set(pids) if p not in _monitors(b, e)) / 1024]
+                    daemons_pss.samples["docker"] = [sum(rss_pss_kib(p)[1] for p in set(pids) if p not in _monitors(b, e)) / 1024]
                 else:
-                    daemons.na[e.name] = "no daemon"
+                    daemons.na[e.name] = daemons_pss.na[e.name] = "no daemon"
             remove.samples.setdefault(e.name, []).append(_parallel([e.cmd("rm", "-f", nm) for nm in names], e.env))
     mon.note = mon_pss.note = f"{n} idle containers"
-    return [start, remove, mon, mon_pss, daemons]
+    floor.na = {e.name: "a Teu reference line" for e in b.engines if e.name != "teu"}
+    return [start, remove, mon, mon_pss, daemons, daemons_pss, floor]
+
+
+def _grpc_floor_kib() -> int:
+    """RSS of a bare interpreter that imported grpc: what each Python gRPC service holds before any
+    code of its own (the shared libraries' pages count in every process's RSS, once in PSS)."""
+    code = "import grpc, re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
 def _verify(out: Path, lines: int) -> None:
