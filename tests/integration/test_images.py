@@ -92,6 +92,23 @@ def test_cp_into_a_container_names_the_copy_as_docker_does(engine: Engine, clien
         client.stat_path(changed, "/no/such/file")
 
 
+def test_inspect_finds_an_image_volume_or_network_by_name(engine: Engine, client: Client) -> None:
+    """`inspect NAME` is the container so named, else the image, network or volume, as docker's;
+    `--type` keeps to one kind; a name nothing has is an error naming it."""
+    volume = client.create_volume("insp-vol").name
+    try:
+        out = teu(engine, "inspect", "-f", "{{.Os}}/{{.Architecture}} {{.Id}}", "busybox")
+        assert out.returncode == 0 and out.stdout.decode() == f"linux/amd64 {client.inspect_image('busybox').id}\n"
+        assert teu(engine, "inspect", "-f", "{{.Name}} {{.Driver}}", volume).stdout == b"insp-vol local\n"
+        assert teu(engine, "inspect", "-f", "{{.Name}}", "bridge").stdout == b"bridge\n"
+        typed = teu(engine, "inspect", "--type", "container", "busybox")
+        assert typed.returncode == 1 and b"No such container: busybox" in typed.stderr
+        missing = teu(engine, "inspect", "no-such-thing")
+        assert missing.returncode == 1 and b"No such object: no-such-thing" in missing.stderr
+    finally:
+        client.remove_volume(volume)
+
+
 def test_cp_missing_path_is_not_found(client: Client, changed: str) -> None:
     """Copying a path that does not exist is NOT_FOUND."""
     with pytest.raises(NotFound):

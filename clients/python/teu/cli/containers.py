@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 from teu import mounts
 from teu.cli import format as fmt
-from teu.cli import images, interactive, parse, template
+from teu.cli import images, interactive, parse, system, template, volumes
 from teu.cli.common import ENGINE_ERROR, add_format, each, inspect_all, verb
 from teu.client import Client, ContainerOptions
 from teu.errors import InvalidArgument, NotFound
@@ -421,6 +421,31 @@ def cmd_start(c: Client, a: argparse.Namespace) -> int:
     return interactive.start_attached(c, a, a.names[0])
 
 
+INSPECT_KINDS = ("container", "image", "network", "volume")
+
+
+def cmd_inspect(c: Client, a: argparse.Namespace) -> int:
+    """Details of each NAME as docker's inspect gives them: of the container so named, else of the
+    image, network or volume (in that order), or of the one kind ``--type`` names."""
+    kinds: dict[str, tuple[Callable[[str], Any], Callable[[Any], dict[str, Any]]]] = {
+        "container": (c.inspect, fmt.inspect_json),
+        "image": (c.inspect_image, fmt.image_json),
+        "network": (c.inspect_network, system.network_json),
+        "volume": (c.inspect_volume, volumes.volume_json),
+    }
+
+    def get(name: str) -> dict[str, Any]:
+        for kind in [a.type] if a.type else INSPECT_KINDS:
+            find, shape = kinds[kind]
+            try:
+                return shape(find(name))
+            except NotFound:
+                continue
+        raise NotFound(f"No such {a.type or 'object'}: {name}")
+
+    return inspect_all(a.names, get, lambda found: found, a.format)
+
+
 def cmd_diff(c: Client, a: argparse.Namespace) -> int:
     """Prints a container's filesystem changes, one ``A|C|D path`` per line."""
     for change in c.diff(a.container):
@@ -602,8 +627,9 @@ def register(sub: Any) -> None:
     p.add_argument("container")
     p.add_argument("port", nargs="?", help="PRIVATE_PORT[/PROTO]")
     p.set_defaults(func=cmd_port)
-    p = verb(sub, "inspect", "show details of containers as JSON", add_format)
-    p.set_defaults(func=lambda c, a: inspect_all(a.names, c.inspect, fmt.inspect_json, a.format))
+    p = verb(sub, "inspect", "show details of containers (or images, networks, volumes) as JSON", add_format, metavar="NAME")
+    p.add_argument("--type", choices=INSPECT_KINDS, help="only this kind of object (default: the first kind that has NAME)")
+    p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="show all containers (default: running)")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")

@@ -223,10 +223,17 @@ def network_settings(n: types_pb2.NetworkAttachment, connected: Iterable[types_p
 def image_json(i: gw.ImageSummary) -> dict[str, Any]:
     """An image as ``docker image inspect`` shapes it."""
     c = i.config
+    os_, _, arch = i.platform.partition("/")
+    arch, _, variant = arch.partition("/")
     return {
         "Id": i.id,
         "RepoTags": list(i.repo_tags),
+        "Parent": i.parent,
+        "Comment": i.comment,
         "Created": rfc3339(i.created_at),
+        "Architecture": arch,
+        **({"Variant": variant} if variant else {}),
+        "Os": os_,
         "Size": i.size,
         "Config": {
             "Entrypoint": list(c.entrypoint) or None,
