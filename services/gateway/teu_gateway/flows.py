@@ -89,12 +89,18 @@ class Flows:
     async def _create_recorded(
         self, cid: str, config: gw.ContainerConfig, spec: rt.ContainerSpec, image_id: str, attached: Attached
     ) -> rt.Container:
-        """Snapshot, new volumes filled from it, log, then the runtime's record; on failure the
-        snapshot and log go again."""
-        await self._prepare_snapshot(cid, image_id)
+        """Snapshot and log (side by side: two services), new volumes filled from the snapshot, then
+        the runtime's record; on failure the snapshot and log go again."""
         try:
+            snapshot, logged = await asyncio.gather(
+                self._prepare_snapshot(cid, image_id), self._prepare_log(cid, config), return_exceptions=True
+            )
+            if isinstance(snapshot, BaseException):
+                raise snapshot
+            if isinstance(logged, BaseException):
+                raise logged
+            spec.log_path, spec.log_size_max = logged
             await self.volumes.fill(cid, attached)
-            spec.log_path, spec.log_size_max = await self._prepare_log(cid, config)
             req = rt.CreateContainerRequest(id=cid, name=config.name, spec=spec)
             try:
                 return (await call("runtime", self.b.runtime.CreateContainer(req))).container

@@ -483,8 +483,9 @@ class Manager:
             await self._release_network(cid)
             self._event(cid).set()
             log.info("container_exited", container=cid[:12], exit_code=c.exit_code, oom=c.oom_killed)
-            await self.oci.delete(cid, force=True)
-            await asyncio.to_thread(bundle.unmount_all)
+            # side by side: the runtime's delete leaves the root filesystem alone, and the unmount is
+            # lazy (a process the delete has yet to kill, in a shared PID namespace, keeps its view)
+            await asyncio.gather(self.oci.delete(cid, force=True), asyncio.to_thread(bundle.unmount_all))
         self._plan_restart(c)
 
     async def _oom_told(self, c: Container) -> bool:
