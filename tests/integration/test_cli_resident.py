@@ -53,6 +53,10 @@ def named(engine: Engine) -> str:
         ("run", "--memory", "bogus", "busybox", "true"),
         ("--help",),
         ("network", "ls", "--format", "{{.Name}}"),
+        ("container", "ls", "-a", "--filter", "label=resident=yes", "--format", "{{.Names}}"),
+        ("container", "inspect", "-f", "{{.State.Status}}", "NAMED"),
+        ("info", "--format", "{{.DefaultRuntime}} {{.CgroupVersion}}"),
+        ("version", "--format", "{{.Server.Version}}"),
     ],
 )
 def test_the_same_answers_through_the_resident(engine: Engine, named: str, args: tuple[str, ...]) -> None:

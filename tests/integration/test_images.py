@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import json
 import subprocess
 import tarfile
 import threading
@@ -107,6 +108,17 @@ def test_inspect_finds_an_image_volume_or_network_by_name(engine: Engine, client
         assert missing.returncode == 1 and b"No such object: no-such-thing" in missing.stderr
     finally:
         client.remove_volume(volume)
+
+
+def test_info_and_version_take_a_format(engine: Engine, client: Client) -> None:
+    """`info --format` and `version --format` evaluate docker's field names; json gives them all."""
+    info = client.info()
+    assert (
+        teu(engine, "info", "--format", "{{.Images}} {{.DefaultRuntime}}").stdout.decode()
+        == f"{info.images} {info.oci_runtime}\n"
+    )
+    assert teu(engine, "version", "--format", "{{.Server.Version}}").stdout.decode() == client.version().version + "\n"
+    assert json.loads(teu(engine, "system", "info", "--format", "json").stdout)["Containers"] == client.info().containers
 
 
 def test_cp_missing_path_is_not_found(client: Client, changed: str) -> None:

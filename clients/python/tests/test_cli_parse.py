@@ -6,7 +6,7 @@ import pytest
 
 from teu.cli import format as fmt
 from teu.cli import parse
-from teu.cli.main import build_parser
+from teu.cli.main import build_parser, docker_spellings
 from teu.errors import InvalidArgument
 
 
@@ -126,3 +126,21 @@ def test_healthcheck_instructions_and_durations() -> None:
     for bad in ("--bogus=1 CMD true", "RUN true", "--interval=soon CMD true"):
         with pytest.raises(parse.InvalidArgument):
             healthcheck(bad)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["container", "ls", "-a"], ["ps", "-a"]),
+        (["container", "list"], ["ps"]),
+        (["-H", "unix:/x", "container", "rm", "-f", "c"], ["-H", "unix:/x", "rm", "-f", "c"]),
+        (["--host=unix:/x", "container", "inspect", "c"], ["--host=unix:/x", "inspect", "--type", "container", "c"]),
+        (["container", "prune", "-f"], ["container", "prune", "-f"]),
+        (["run", "busybox", "container", "ls"], ["run", "busybox", "container", "ls"]),
+        (["container"], ["container"]),
+    ],
+)
+def test_dockers_container_spellings(argv: list[str], expected: list[str]) -> None:
+    """`container VERB` is `VERB`, `container ls` is `ps`, `container inspect` keeps to containers;
+    engine options before it stay, and words after a verb are never rewritten."""
+    assert docker_spellings(argv) == expected

@@ -607,7 +607,7 @@ def register(sub: Any) -> None:
     p.add_argument("container")
     p.add_argument("ps_args", nargs=argparse.REMAINDER, help="ps options (default -ef)")
     p.set_defaults(func=cmd_top)
-    p = sub.add_parser("container", help="manage containers")
+    p = sub.add_parser("container", help="manage containers (also: container ls|inspect|VERB as teu ps|inspect|VERB)")
     csub = p.add_subparsers(dest="container_verb", required=True, metavar="COMMAND")
     cp = csub.add_parser("prune", help="remove every container that is not running")
     cp.add_argument("--filter", action="append", default=[], help="until=TIME|DURATION, label=K[=V], label!=K[=V]")

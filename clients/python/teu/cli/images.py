@@ -210,5 +210,6 @@ def register(sub: Any) -> None:
     _list_flags(isub.add_parser("ls", help="list images"))
     ip = isub.add_parser("prune", help="remove unused images")
     ip.add_argument("-a", "--all", action="store_true", help="all unused images, not only untagged ones")
+    ip.add_argument("-f", "--force", action="store_true", help="do not ask (Teu never asks)")
     ip.set_defaults(func=cmd_image_prune)
     _image_commands(isub, "rm")

@@ -37,7 +37,7 @@ def main(
     """Runs one command and exits (``parser``: one built already, as the resident client holds;
     ``warm``: a connection its spare made, used if it is to this command's gateway)."""
     parser = parser or build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(docker_spellings(list(sys.argv[1:] if argv is None else argv)))
     if args.verb == "exec" and not args.command:
         parser.error("exec needs a container and a command")
     try:
@@ -57,6 +57,33 @@ def main(
     except BrokenPipeError:
         code = 141
     exit_now(code)
+
+
+# docker's `container VERB`, the same as `VERB`
+CONTAINER_VERBS = frozenset({
+    "attach", "commit", "cp", "create", "diff", "exec", "export", "kill", "logs", "pause", "port", "rename", "restart",
+    "rm", "run", "start", "stats", "stop", "top", "unpause", "update", "wait",
+})  # fmt: skip
+_VALUED = frozenset({"-H", "--host", "--tls-ca", "--tls-cert", "--tls-key"})
+
+
+def docker_spellings(argv: list[str]) -> list[str]:
+    """``container VERB ...`` as ``VERB ...``, ``container ls|list|ps`` as ``ps``, ``container inspect``
+    as ``inspect --type container`` (docker's management-command spellings; ``container prune`` is
+    its own); the engine options before them stay."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in _VALUED else 1
+    if i + 1 >= len(argv) or argv[i] != "container":
+        return argv
+    verb, rest = argv[i + 1], argv[i + 2 :]
+    if verb in CONTAINER_VERBS:
+        return [*argv[:i], verb, *rest]
+    if verb in ("ls", "list", "ps"):
+        return [*argv[:i], "ps", *rest]
+    if verb == "inspect":
+        return [*argv[:i], "inspect", "--type", "container", *rest]
+    return argv
 
 
 def exit_now(code: int) -> None:

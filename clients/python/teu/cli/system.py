@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from teu.errors import FailedPrecondition, PermissionDenied
 
 
 def cmd_info(c: Client, a: argparse.Namespace) -> int:
-    """Prints engine-wide information."""
+    """Prints engine-wide information (``--format``: json, or a Go template over docker's field names)."""
     i = c.info()
+    if a.format:
+        return _formatted(a.format, info_json(i))
     print(f"Containers: {i.containers}\n Running: {i.containers_running}\n Created: {i.containers_created}")
     print(f" Exited: {i.containers_exited}\nImages: {i.images}\nStorage Driver: {i.storage_driver}")
     print(f" Root: {i.storage_root}\nCgroup Version: {i.cgroup_version}\nOCI Runtime: {i.oci_runtime}")
@@ -43,10 +46,31 @@ def cmd_web(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def _formatted(form: str, data: dict[str, Any]) -> int:
+    print(json.dumps(data) if form.strip() == "json" else template.render(form, data))
+    return 0
+
+
+def info_json(i: Any) -> dict[str, Any]:
+    """``teu info``'s facts under the names of docker info's template fields."""
+    return {
+        "Containers": i.containers, "ContainersRunning": i.containers_running, "ContainersStopped": i.containers_exited,
+        "ContainersCreated": i.containers_created, "Images": i.images, "Driver": i.storage_driver,
+        "DockerRootDir": i.storage_root, "CgroupVersion": str(i.cgroup_version), "DefaultRuntime": i.oci_runtime,
+        "OCIRuntimeVersion": i.oci_runtime_version, "ConmonVersion": i.conmon_version,
+        "SecurityOptions": list(i.security_options), "OSType": "linux", "Architecture": platform.machine(),
+        "KernelVersion": platform.release(), "NCPU": os.cpu_count() or 1,
+    }  # fmt: skip
+
+
 def cmd_version(c: Client, a: argparse.Namespace) -> int:
-    """Prints versions."""
+    """Prints versions (``--format``: json, or a Go template such as '{{.Server.Version}}')."""
     from teu_api import VERSION
 
+    if a.format:
+        v = c.version()
+        server = {"Version": v.version, "APIVersion": v.api_version, "OCIRuntimeVersion": v.oci_runtime_version}
+        return _formatted(a.format, {"Client": {"Version": VERSION}, "Server": server})
     print(f"Client:\n Version: {VERSION}")
     v = c.version()
     print(f"Server:\n Version: {v.version}\n API version: {v.api_version}\n OCI runtime: {v.oci_runtime_version}")
@@ -137,8 +161,13 @@ def cmd_network_prune(c: Client, a: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Adds info, version, system and network commands."""
-    sub.add_parser("info", help="engine-wide information").set_defaults(func=cmd_info)
-    sub.add_parser("version", help="versions").set_defaults(func=cmd_version)
+    info_format = "json, or a Go template over docker info's fields, such as '{{.Images}}'"
+    p = sub.add_parser("info", help="engine-wide information")
+    p.add_argument("-f", "--format", default="", help=info_format)
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("version", help="versions")
+    p.add_argument("-f", "--format", default="", help="json, or a Go template such as '{{.Server.Version}}'")
+    p.set_defaults(func=cmd_version)
     sub.add_parser("web", help="the address of the engine's web page").set_defaults(func=cmd_web)
     p = sub.add_parser("events", help="stream what happens to containers, images, networks and volumes")
     p.add_argument("--since", default="", help="first the events since a time (RFC 3339, Unix seconds) or a duration ago (10m)")
@@ -151,7 +180,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("system", help="manage the engine")
     ssub = p.add_subparsers(dest="system_verb", required=True, metavar="COMMAND")
     ssub.add_parser("df", help="disk usage").set_defaults(func=cmd_df)
-    ssub.add_parser("info", help="engine-wide information").set_defaults(func=cmd_info)
+    sp = ssub.add_parser("info", help="engine-wide information")
+    sp.add_argument("-f", "--format", default="", help=info_format)
+    sp.set_defaults(func=cmd_info)
     sp = ssub.add_parser("prune", help="remove stopped containers and unused images")
     sp.add_argument("-a", "--all", action="store_true", help="also unused tagged images")
     sp.add_argument("-f", "--force", action="store_true", help="do not ask (Teu never asks)")
