@@ -41,6 +41,7 @@ from teu_runtime import (
     events,
     execs,
     health,
+    initsignal,
     mounts,
     names,
     oomwatch,
@@ -686,8 +687,9 @@ class Manager:
         (before the die event the signal may cause: the exit's record waits for it, see _finish)."""
         async with self._signalling(c.id):
             try:
-                await self.oci.kill(c.id, sig)
-            except FailedPrecondition:
+                if not initsignal.send(c.pid, c.id, sig):
+                    await self.oci.kill(c.id, sig)
+            except (FailedPrecondition, ProcessLookupError):
                 return
             self.store.record(events.container(c, "kill", signal=str(sig)))
 

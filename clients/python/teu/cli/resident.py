@@ -17,6 +17,7 @@ import argparse
 import array
 import contextlib
 import fcntl
+import gc
 import io
 import os
 import select
@@ -42,6 +43,9 @@ class Resident:
     def __init__(self, listener: socket.socket, ident: str) -> None:
         self.listener, self.ident = listener, ident
         self.parser = cli.build_parser()  # once: a fraction of a command's time otherwise
+        # Everything imported and built so far is shared with the children copy-on-write: out of the
+        # collector's sight, which would otherwise touch (and so copy) every object in each child.
+        gc.freeze()
         self.waiting: dict[int, socket.socket] = {}  # child pid -> its launcher's connection
         self.spare: tuple[int, socket.socket] | None = None
         self.target = default_target()  # the gateway the spare connects to: the last command's
