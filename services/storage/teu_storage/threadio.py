@@ -11,7 +11,7 @@ from teu_api.errors import Cancelled
 
 __all__ = ["CHUNK", "ChunkSink", "HashingFile", "events_from_thread", "stream_from_thread"]
 
-CHUNK = 1 << 20  # well under the 16 MiB message limit, big enough to keep per-message cost low
+CHUNK = 1 << 18  # 256 KiB: measured best (a busybox save 6.9 ms against 11.4 with 1 MiB; 167 MB as fast)
 _IN_FLIGHT = 8  # chunks buffered between the thread and the client: bounded memory
 T = TypeVar("T")
 
