@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +45,9 @@ class Exit:
     exit_code: int
     oom_killed: bool
     error: str
+
+
+FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class Flows:
@@ -208,9 +212,18 @@ class Flows:
         return list(resp.mounts)
 
     async def inspect(self, ref: str) -> gw.ContainerDetails:
-        """Everything about a container, its root filesystem mounts as storage has them now."""
-        c = await self.find(ref)
-        return convert.details(c, await self.rootfs(c.id))
+        """Everything about a container, its root filesystem mounts as storage has them now. A full
+        id (what the API's clients pass) is asked of the runtime and storage side by side; the mounts
+        are asked again if the id named something else (a container whose name looks like an id)."""
+        if not FULL_ID.fullmatch(ref):
+            c = await self.find(ref)
+            return convert.details(c, await self.rootfs(c.id))
+        found, mounts = await asyncio.gather(self.find(ref), self.rootfs(ref), return_exceptions=True)
+        if isinstance(found, BaseException):
+            raise found
+        if isinstance(mounts, BaseException) or found.id != ref:
+            mounts = await self.rootfs(found.id)
+        return convert.details(found, mounts)
 
     async def read_logs(self, request: gw.LogsRequest) -> AsyncIterator[gw.LogsResponse]:
         """The Logs stream of the containers named, each read once however often it is named, at most
