@@ -99,14 +99,25 @@ async def inspect(request: web.Request) -> web.Response:
 
 @routes.post("/containers/{id}/start")
 async def start(request: web.Request) -> web.Response:
+    """Starts the container (304 if it runs), or, when an attach waits for this start (the docker
+    CLI's run), lets that attach start it. The container is looked up only when its name was given
+    while attaches wait, or when the start is refused (is it running?)."""
     g, ref = of(request), request.match_info["id"]
+    pending = request.app[PENDING]
+    attached = pending.get(ref)
+    if attached is None and pending and not shapes.FULL_ID.fullmatch(ref):
+        attached = pending.get((await details(g, ref)).summary.id)
+    if attached is None:
+        try:
+            await call(g.containers.Start(gw.StartRequest(container=ref)))
+        except FailedPrecondition:
+            if (await details(g, ref)).summary.state == shapes.RUNNING_STATE:
+                return web.Response(status=304)
+            raise
+        return web.Response(status=204)
     d = await details(g, ref)
     if d.summary.state == shapes.RUNNING_STATE:
         return web.Response(status=304)
-    attached = request.app[PENDING].get(d.summary.id)
-    if attached is None:
-        await call(g.containers.Start(gw.StartRequest(container=ref)))
-        return web.Response(status=204)
     attached.set()  # an attach waits for this start: it starts the container, seeing every byte
     for _ in range(200):
         try:
