@@ -57,6 +57,7 @@ def named(engine: Engine) -> str:
         ("container", "inspect", "-f", "{{.State.Status}}", "NAMED"),
         ("info", "--format", "{{.DefaultRuntime}} {{.CgroupVersion}}"),
         ("version", "--format", "{{.Server.Version}}"),
+        ("search", "busybox"),
     ],
 )
 def test_the_same_answers_through_the_resident(engine: Engine, named: str, args: tuple[str, ...]) -> None:

@@ -14,7 +14,7 @@ from teu.cli import parse, template
 from teu.cli.common import add_format, each, inspect_all, verb
 from teu.cli.progress import CountingReader, Meter
 from teu.client import Client
-from teu.errors import FailedPrecondition, NotFound
+from teu.errors import FailedPrecondition, NotFound, Unimplemented
 from teu_api.gateway.v1 import gateway_pb2 as gw
 
 IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
@@ -193,10 +193,18 @@ def _list_flags(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_images)
 
 
+def cmd_search(c: Client, a: argparse.Namespace) -> int:
+    """docker search: not served (Teu keeps no index of a registry's images), said clearly."""
+    raise Unimplemented("searching a registry is not served: Teu pulls only the names it is given (teu pull REGISTRY/NAME:TAG)")
+
+
 def register(sub: Any) -> None:
     """Adds the image commands."""
     p = sub.add_parser("images", help="list images")
     _list_flags(p)
+    p = sub.add_parser("search", help="not served: Teu pulls only the names it is given")
+    p.add_argument("term")
+    p.set_defaults(func=cmd_search)
     p = sub.add_parser("import", help="import a tarball (file, - for stdin, or http(s) URL) as an image")
     p.add_argument("-c", "--change", action="append", default=[], help="Dockerfile instruction (CMD, ENV...)")
     p.add_argument("file", help="tar file, - for stdin, or an http(s) URL")
