@@ -172,6 +172,36 @@ def test_volume_and_network_commands(docker: Docker) -> None:
     assert "no such volume" in docker("volume", "rm", vol, check=False).stderr.lower()
 
 
+def test_anonymous_volumes_and_the_prunes(docker: Docker) -> None:
+    """`-v /path` (Config.Volumes) is an anonymous volume that `rm -v` removes; network, volume and
+    builder prune answer as docker's, each kept to what its label filter names (this client speaks API
+    1.41, whose volume prune takes named volumes too)."""
+    c, tag = name("anon"), name("prune")
+    docker("run", "--name", c, "-v", "/anon", "-v", "/tmp:/bound", "busybox", "sh", "-c", "echo x > /anon/f")
+    try:
+        shown = docker("inspect", "-f", "{{range .Mounts}}{{.Type}}:{{.Destination}} {{end}}", c).stdout.split()
+        assert sorted(shown) == ["bind:/bound", "volume:/anon"]
+        volume = docker("inspect", "-f", '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}}{{end}}{{end}}', c).stdout.strip()
+        assert volume in docker("volume", "ls", "-q").stdout.split()
+    finally:
+        docker("rm", "-v", c)
+    assert volume not in docker("volume", "ls", "-q").stdout.split()
+    net, other, vol = name("pnet"), name("pother"), name("pvol")
+    docker("network", "create", "--label", f"t={tag}", net)
+    docker("network", "create", other)
+    docker("volume", "create", "--label", f"t={tag}", vol)
+    try:
+        assert net in docker("network", "prune", "-f", "--filter", f"label=t={tag}").stdout
+        assert other in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert net not in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert vol in docker("volume", "prune", "-f", "--filter", f"label=t={tag}").stdout  # API 1.41: named ones too
+        assert "Total reclaimed space" in docker("builder", "prune", "-f").stdout
+    finally:
+        docker("network", "rm", other)
+        docker("network", "rm", net, check=False)
+        docker("volume", "rm", vol, check=False)
+
+
 def test_stats_and_events(docker: Docker) -> None:
     n = name("st")
     docker("run", "-d", "--name", n, "busybox", "sleep", "300")

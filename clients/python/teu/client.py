@@ -550,9 +550,10 @@ class Client(ImagesMixin):
         """Disconnects a container from a network it was connected to (now, and for its next starts)."""
         unary(self.networks.DisconnectNetwork, gw.DisconnectNetworkRequest(network=network, container=container, force=force))
 
-    def prune_networks(self) -> builtins.list[str]:
-        """Removes the user networks no container is on; returns their names."""
-        return list(unary(self.networks.PruneNetworks, gw.PruneNetworksRequest()).deleted)
+    def prune_networks(self, filters: Sequence[str] = ()) -> builtins.list[str]:
+        """Removes the user networks no container is on (matching every filter: until=, label=,
+        label!=); returns their names."""
+        return list(unary(self.networks.PruneNetworks, gw.PruneNetworksRequest(filters=list(filters))).deleted)
 
     def inspect_network(self, network: str) -> types_pb2.Network:
         """One network."""

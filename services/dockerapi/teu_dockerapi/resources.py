@@ -34,6 +34,18 @@ async def create_volume(request: web.Request) -> web.Response:
     return web.json_response(volume_json(made.volume), status=201)
 
 
+@routes.post("/volumes/prune")
+async def prune_volumes(request: web.Request) -> web.Response:
+    """Unused volumes matching the label filters: anonymous ones, and named ones too with the filter
+    all=true (API 1.42's rule) or for a client of an older API (where prune took every unused volume)."""
+    filters = filters_of(request)
+    version = request.match_info.get("version")
+    older = version is not None and tuple(int(p) for p in version.split(".")) < (1, 42)
+    req = gw.PruneVolumesRequest(all="all=true" in filters or older, filters=[f for f in filters if not f.startswith("all=")])
+    done = await call(of(request).volumes.PruneVolumes(req))
+    return web.json_response({"VolumesDeleted": list(done.deleted) or None, "SpaceReclaimed": done.reclaimed})
+
+
 @routes.get("/volumes/{name}")
 async def volume(request: web.Request) -> web.Response:
     found = await call(of(request).volumes.InspectVolume(gw.InspectVolumeRequest(name=request.match_info["name"])))
@@ -62,6 +74,20 @@ async def create_network(request: web.Request) -> web.Response:
                                   labels=body.get("Labels") or {})  # fmt: skip
     made = await call(of(request).networks.CreateNetwork(req))
     return web.json_response({"Id": made.network.id, "Warning": ""}, status=201)
+
+
+@routes.post("/networks/prune")
+async def prune_networks(request: web.Request) -> web.Response:
+    """The user networks no container is on, matching the filters (until, label, label!)."""
+    done = await call(of(request).networks.PruneNetworks(gw.PruneNetworksRequest(filters=filters_of(request))))
+    return web.json_response({"NetworksDeleted": list(done.deleted) or None})
+
+
+@routes.post("/build/prune")
+async def prune_build_cache(request: web.Request) -> web.Response:
+    """Nothing to delete: Teu's build cache is the intermediate images of its builds (the classic
+    builder's), which go with the images (image prune), as with dockerd's classic builder."""
+    return web.json_response({"CachesDeleted": None, "SpaceReclaimed": 0})
 
 
 @routes.get("/networks/{id}")

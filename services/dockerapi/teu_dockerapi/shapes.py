@@ -68,6 +68,17 @@ def _ports(bindings: Any) -> list[types_pb2.PortMapping]:
     return out
 
 
+def _mounts(body: Mapping[str, Any], host: Mapping[str, Any]) -> list[gw.MountSpec]:
+    """HostConfig's Binds and Mounts, then an anonymous volume for each path of Config's Volumes
+    that neither mounts (what the docker CLI sends for ``-v /path``, compose for ``- /path``)."""
+    explicit = [*(mounts.volume(b) for b in strings(host, "Binds")), *(_mount(m) for m in host.get("Mounts") or [])]
+    wanted = body.get("Volumes") or {}
+    if not isinstance(wanted, dict) or not all(isinstance(p, str) for p in wanted):
+        raise InvalidArgument("Volumes must be an object whose keys are paths")
+    taken = {m.target.rstrip("/") or "/" for m in explicit}
+    return explicit + [gw.MountSpec(type="volume", target=p) for p in wanted if (p.rstrip("/") or "/") not in taken]
+
+
 def _mount(m: Any) -> gw.MountSpec:
     """One of HostConfig.Mounts (Type, Source, Target, ReadOnly, BindOptions, VolumeOptions, TmpfsOptions)."""
     if not isinstance(m, dict):
@@ -135,7 +146,7 @@ def create_config(body: Any, name: str) -> gw.ContainerConfig:
         uts=host.get("UTSMode") or "",
         log_opts=_map(log_config, "Config"),
         restart=restart_policy(host),
-        mounts=[*(mounts.volume(b) for b in strings(host, "Binds")), *(_mount(m) for m in host.get("Mounts") or [])],
+        mounts=_mounts(body, host),
         resources=resources(host),
     )
     if body.get("Entrypoint") is not None:

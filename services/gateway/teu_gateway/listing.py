@@ -231,6 +231,13 @@ def select_networks(networks: Sequence[types_pb2.Network], filters: Sequence[str
 
 def prunable(containers: Sequence[rt.Container], filters: Sequence[str], now_ns: int) -> list[rt.Container]:
     """``container prune``: those not running, created before every until=, with every label= and none of label!=."""
+    kept = prune_filter(filters, now_ns)
+    return [c for c in containers if c.state != types_pb2.CONTAINER_STATE_RUNNING and kept(c.created_at, c.spec.labels)]
+
+
+def prune_filter(filters: Sequence[str], now_ns: int) -> Callable[[int, Mapping[str, str]], bool]:
+    """Docker's prune filters as a test of (creation time, labels): made before every until=, with every
+    label= and none of label!=; InvalidArgument for any other filter."""
     untils, has, lacks = [], [], []
     for f in filters:
         key, eq, value = f.partition("=")
@@ -242,8 +249,12 @@ def prunable(containers: Sequence[rt.Container], filters: Sequence[str], now_ns:
             lacks.append(value)
         else:
             raise InvalidArgument(f"invalid filter {shown(f)}: prune takes until=, label= and label!=")
-    return [
-        c for c in containers
-        if c.state != types_pb2.CONTAINER_STATE_RUNNING and all(c.created_at < u for u in untils)
-        and all(_label(c, v) for v in has) and not any(_label(c, v) for v in lacks)
-    ]  # fmt: skip
+
+    def kept(created: int, labels: Mapping[str, str]) -> bool:
+        return (
+            all(created < u for u in untils)
+            and all(_labelled(labels, v) for v in has)
+            and not any(_labelled(labels, v) for v in lacks)
+        )
+
+    return kept

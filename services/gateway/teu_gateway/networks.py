@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from teu_api.errors import FailedPrecondition, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
@@ -41,10 +43,11 @@ class NetworksServicer(gateway_pb2_grpc.NetworksServiceServicer):
         return gw.RemoveNetworkResponse(network=resp.network)
 
     async def PruneNetworks(self, request: gw.PruneNetworksRequest, context: Ctx) -> gw.PruneNetworksResponse:
+        kept = listing.prune_filter(list(request.filters), time.time_ns())
         resp: rt.ListNetworksResponse = await call("runtime", self.rt.ListNetworks(rt.ListNetworksRequest()))
         deleted = []
         for n in resp.networks:
-            if n.name == listing.DEFAULT_NETWORK or n.containers:
+            if n.name == listing.DEFAULT_NETWORK or n.containers or not kept(n.created_at, n.labels):
                 continue
             try:
                 await call("runtime", self.rt.RemoveNetwork(rt.RemoveNetworkRequest(ref=n.id)))

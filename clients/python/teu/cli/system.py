@@ -153,7 +153,7 @@ def cmd_network_ls(c: Client, a: argparse.Namespace) -> int:
 
 def cmd_network_prune(c: Client, a: argparse.Namespace) -> int:
     """Removes unused user networks."""
-    deleted = c.prune_networks()
+    deleted = c.prune_networks(a.filter)
     if deleted:
         print("Deleted Networks:\n" + "\n".join(deleted))
     return 0
@@ -216,6 +216,7 @@ def register(sub: Any) -> None:
     np.add_argument("container")
     np.set_defaults(func=lambda c, a: c.disconnect_network(a.network, a.container, a.force) or 0)
     np = nsub.add_parser("prune", help="remove the user networks no container is on")
+    np.add_argument("--filter", action="append", default=[], help="until=TIME|DURATION, label=K[=V], label!=K[=V]")
     np.add_argument("-f", "--force", action="store_true", help="do not ask (Teu never asks)")
     np.set_defaults(func=cmd_network_prune)
     np = verb(nsub, "inspect", "show details of networks as JSON", add_format, metavar="NETWORK")

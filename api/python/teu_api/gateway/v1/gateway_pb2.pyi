@@ -388,12 +388,21 @@ class PruneNetworksRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    FILTERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Docker's prune filters, all of which a network must match: until=TIME|DURATION (made before),
+        label=KEY[=VALUE], label!=KEY[=VALUE].
+        """
+
     def __init__(
         self,
+        *,
+        filters: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
