@@ -10,6 +10,7 @@ adjust it with Docker's semantics.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import resource
@@ -162,12 +163,10 @@ def unserved_abis(machine: str = seccomp.NATIVE_ARCH) -> frozenset[str]:
     since a filter this service may run under could kill a caller of a foreign ABI."""
     if machine != "x86_64":
         return frozenset()
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child takes no lock another thread may hold
+    libc.syscall.restype = ctypes.c_long
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child only makes the call and leaves
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.syscall.restype = ctypes.c_long
         served = libc.syscall(ctypes.c_long(X32_SYSCALL_BIT | _GETPID)) == os.getpid()
         os._exit(0 if served else 1)
     _, status = os.waitpid(pid, 0)
