@@ -175,7 +175,8 @@ def test_volume_and_network_commands(docker: Docker) -> None:
 def test_anonymous_volumes_and_the_prunes(docker: Docker) -> None:
     """`-v /path` (Config.Volumes) is an anonymous volume that `rm -v` removes; network, volume and
     builder prune answer as docker's, each kept to what its label filter names (this client speaks API
-    1.41, whose volume prune takes named volumes too); an image prune filter Teu cannot apply is refused."""
+    1.41, whose volume prune takes named volumes too); image prune by label takes only the labelled
+    image, and an unknown filter is refused."""
     c, tag = name("anon"), name("prune")
     docker("run", "--name", c, "-v", "/anon", "-v", "/tmp:/bound", "busybox", "sh", "-c", "echo x > /anon/f")
     try:
@@ -196,8 +197,15 @@ def test_anonymous_volumes_and_the_prunes(docker: Docker) -> None:
         assert net not in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
         assert vol in docker("volume", "prune", "-f", "--filter", f"label=t={tag}").stdout  # API 1.41: named ones too
         assert "Total reclaimed space" in docker("builder", "prune", "-f").stdout
-        refused = docker("image", "prune", "-af", "--filter", f"label=t={tag}", check=False)  # never widened
-        assert refused.returncode != 0 and "only the dangling filter" in refused.stderr
+        img = f"{tag}:1"
+        docker("create", "--name", c, "busybox", "true")
+        docker("commit", "--change", f"LABEL t={tag}", c, img)
+        docker("rm", c)
+        made = docker("image", "inspect", "-f", "{{.Id}}", img).stdout.strip()
+        assert made in docker("image", "prune", "-af", "--filter", f"label=t={tag}").stdout
+        assert docker("image", "inspect", "-f", "{{.Id}}", "busybox").returncode == 0  # unlabelled: kept
+        refused = docker("image", "prune", "-af", "--filter", "nosuch=1", check=False)
+        assert refused.returncode != 0 and "prune takes" in refused.stderr
     finally:
         docker("network", "rm", other)
         docker("network", "rm", net, check=False)

@@ -139,9 +139,10 @@ class ImagesMixin:
 
         yield from stream(self.images.Build(parts()))
 
-    def prune_images(self, all: bool = False) -> gw.PruneImagesResponse:
-        """Removes unused images."""
-        return unary(self.images.PruneImages, gw.PruneImagesRequest(all=all))
+    def prune_images(self, all: bool = False, filters: Sequence[str] = ()) -> gw.PruneImagesResponse:
+        """Removes unused images (untagged ones, or all with ``all``) matching every filter: until=,
+        label=, label!=."""
+        return unary(self.images.PruneImages, gw.PruneImagesRequest(all=all, filters=list(filters)))
 
     def import_image(self, source: BinaryIO | None, ref: str = "", config: types_pb2.ImageConfig | None = None,
                      url: str = "") -> gw.ImageSummary:  # fmt: skip

@@ -64,13 +64,12 @@ async def history(request: web.Request) -> web.Response:
 
 @routes.post("/images/prune")
 async def prune(request: web.Request) -> web.Response:
-    """Unused images: dangling ones, every unused one with dangling=false. Other filters (until,
-    label) are refused, never ignored: ignored, they would widen what is deleted."""
+    """Unused images: dangling ones, every unused one with dangling=false; of those, the ones the
+    until, label and label! filters choose (any other filter is refused, never ignored)."""
     filters = filters_of(request)
-    if other := [f for f in filters if not f.startswith("dangling=")]:
-        raise InvalidArgument(f"image prune takes only the dangling filter here, not {other[0][:100]!r}")
-    dangling = [f.partition("=")[2] for f in filters]
-    done = await call(of(request).images.PruneImages(gw.PruneImagesRequest(all=dangling == ["false"])))
+    dangling = [f.partition("=")[2] for f in filters if f.startswith("dangling=")]
+    rest = [f for f in filters if not f.startswith("dangling=")]
+    done = await call(of(request).images.PruneImages(gw.PruneImagesRequest(all=dangling == ["false"], filters=rest)))
     return web.json_response({"ImagesDeleted": [{"Deleted": i} for i in done.deleted] or None, "SpaceReclaimed": done.reclaimed})
 
 

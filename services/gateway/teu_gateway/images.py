@@ -96,5 +96,5 @@ class ImagesServicer(gateway_pb2_grpc.ImagesServiceServicer):
                 yield gw.PushResponse(progress=convert.progress(part.progress))
 
     async def PruneImages(self, request: gw.PruneImagesRequest, context: Ctx) -> gw.PruneImagesResponse:
-        resp = await call("storage", self.st.Prune(st.PruneRequest(all=request.all)))
+        resp = await call("storage", self.st.Prune(st.PruneRequest(all=request.all, filters=list(request.filters))))
         return gw.PruneImagesResponse(deleted=list(resp.deleted), reclaimed=resp.reclaimed)

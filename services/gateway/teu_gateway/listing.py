@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
-from teu_api import times
 from teu_api.errors import InvalidArgument, NotFound
+from teu_api.prunefilter import labelled, prune_filter
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
 from teu_api.types.v1 import types_pb2
@@ -47,13 +47,7 @@ def parse(filters: Sequence[str]) -> dict[str, list[str]]:
 
 
 def _label(c: rt.Container, want: str) -> bool:
-    return _labelled(c.spec.labels, want)
-
-
-def _labelled(labels: Mapping[str, str], want: str) -> bool:
-    """Whether ``labels`` has ``want``: "key" (any value) or "key=value"."""
-    key, eq, value = want.partition("=")
-    return key in labels and (not eq or labels[key] == value)
+    return labelled(c.spec.labels, want)
 
 
 def _port(spec: str) -> tuple[int, str]:
@@ -233,28 +227,3 @@ def prunable(containers: Sequence[rt.Container], filters: Sequence[str], now_ns:
     """``container prune``: those not running, created before every until=, with every label= and none of label!=."""
     kept = prune_filter(filters, now_ns)
     return [c for c in containers if c.state != types_pb2.CONTAINER_STATE_RUNNING and kept(c.created_at, c.spec.labels)]
-
-
-def prune_filter(filters: Sequence[str], now_ns: int) -> Callable[[int, Mapping[str, str]], bool]:
-    """Docker's prune filters as a test of (creation time, labels): made before every until=, with every
-    label= and none of label!=; InvalidArgument for any other filter."""
-    untils, has, lacks = [], [], []
-    for f in filters:
-        key, eq, value = f.partition("=")
-        if key == "until" and eq:
-            untils.append(times.time_ns(value, now_ns))
-        elif key == "label" and eq:
-            has.append(value)
-        elif key == "label!" and eq:
-            lacks.append(value)
-        else:
-            raise InvalidArgument(f"invalid filter {shown(f)}: prune takes until=, label= and label!=")
-
-    def kept(created: int, labels: Mapping[str, str]) -> bool:
-        return (
-            all(created < u for u in untils)
-            and all(_labelled(labels, v) for v in has)
-            and not any(_labelled(labels, v) for v in lacks)
-        )
-
-    return kept

@@ -7,6 +7,7 @@ import time
 from teu_api.errors import FailedPrecondition, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
 from teu_api.gateway.v1 import gateway_pb2_grpc
+from teu_api.prunefilter import prune_filter
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_common.rpctypes import Ctx
 from teu_gateway import limits, listing, netopts
@@ -43,7 +44,7 @@ class NetworksServicer(gateway_pb2_grpc.NetworksServiceServicer):
         return gw.RemoveNetworkResponse(network=resp.network)
 
     async def PruneNetworks(self, request: gw.PruneNetworksRequest, context: Ctx) -> gw.PruneNetworksResponse:
-        kept = listing.prune_filter(list(request.filters), time.time_ns())
+        kept = prune_filter(list(request.filters), time.time_ns())
         resp: rt.ListNetworksResponse = await call("runtime", self.rt.ListNetworks(rt.ListNetworksRequest()))
         deleted = []
         for n in resp.networks:

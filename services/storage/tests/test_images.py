@@ -72,6 +72,18 @@ def test_prune_keeps_used_tagged_and_parents(storage: Storage, tars: Any, kit: A
     assert storage.layers.dirs.on_disk() == set()
 
 
+def test_prune_filters_choose_among_the_unused(storage: Storage, tars: Any, kit: Any) -> None:
+    """label= and label!= pick by the image's labels, until= by its creation; what no filter picks
+    stays; an unknown filter is refused before anything goes."""
+    temp = kit.import_tar(storage, tars.busybox(), "temp", ImageConfig(labels={"ttl": "short"}))
+    kept = kit.import_tar(storage, tars.busybox(), "kept", ImageConfig(labels={"ttl": "long"}))
+    with pytest.raises(InvalidArgument, match="prune takes"):
+        storage.prune(everything=True, filters=["dangling=true"])
+    assert storage.prune(everything=True, filters=["until=1h"]) == ([], 0)  # both made just now
+    assert storage.prune(everything=True, filters=["label=ttl=short", "label!=keep"])[0] == [temp.id]
+    assert {i.id for i in storage.list_images()} == {kept.id}
+
+
 def test_history_follows_parents(storage: Storage, tars: Any, kit: Any) -> None:
     """Each step carries the id of the stored image that made it, newest first; missing ones are empty."""
     base = kit.import_tar(storage, tars.busybox(), "base")

@@ -9,12 +9,14 @@ reference, FailedPrecondition for an image a snapshot still needs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
 import structlog
 
+from teu_api import prunefilter
 from teu_api.errors import Internal, InvalidArgument, NotFound
 from teu_storage import imagearchive, imagespec, refs
 from teu_storage.gc import Collector
@@ -110,12 +112,15 @@ class Images:
         log.info("image_removed", image_id=image.id, untagged=untagged, deleted=deleted)
         return untagged, [image.id] if deleted else []
 
-    def prune(self, everything: bool) -> tuple[list[str], int]:
-        """Deletes unused images (untagged ones, or all with ``everything``) and then unreachable layers.
+    def prune(self, everything: bool, filters: Sequence[str] = ()) -> tuple[list[str], int]:
+        """Deletes unused images (untagged ones, or all with ``everything``; of those, the ones matching
+        every Docker prune filter: until=, label=, label!=) and then unreachable layers.
 
         Returns (image ids deleted, bytes reclaimed).
         """
-        deleted = self._store.prune(everything)
+        kept = prunefilter.prune_filter(filters, time.time_ns())  # refuses a filter it does not know first
+        chosen = (lambda created, config: kept(created, imagespec.parse_config(config).labels)) if filters else None
+        deleted = self._store.prune(everything, chosen)
         reclaimed = self._gc.collect()
         log.info("images_pruned", deleted=len(deleted), reclaimed=reclaimed)
         return deleted, reclaimed

@@ -251,17 +251,20 @@ class Store:
                 db.execute("DELETE FROM images WHERE id = ?", (image_id,))
             return untag, deleted
 
-    def prune(self, everything: bool) -> list[str]:
-        """Deletes images no snapshot uses: untagged ones (all of them with ``everything``).
+    def prune(self, everything: bool, chosen: Callable[[int, bytes], bool] | None = None) -> list[str]:
+        """Deletes images no snapshot uses: untagged ones (all of them with ``everything``), and of
+        those only the ones ``chosen(created_at, config)`` picks when it is given.
 
         Parents of images that stay are kept, so their history keeps its ids. Returns deleted ids.
         """
         with self._tx() as db:
             rows = db.execute(
                 "SELECT i.id, i.parent, EXISTS (SELECT 1 FROM tags t WHERE t.image_id = i.id), "
-                "EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id) FROM images i"
+                "EXISTS (SELECT 1 FROM snapshots s WHERE s.image_id = i.id), i.created_at, i.config FROM images i"
             ).fetchall()
             keep = {str(r[0]) for r in rows if r[3] or (r[2] and not everything)}
+            if chosen is not None:
+                keep |= {str(r[0]) for r in rows if str(r[0]) not in keep and not chosen(int(r[4]), bytes(r[5]))}
             parents = {str(r[0]): str(r[1]) for r in rows}
             for image_id in list(keep):
                 parent = parents.get(image_id, "")

@@ -197,7 +197,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 yield storage_pb2.PushResponse(progress=_progress_to_proto(event))
 
     async def Prune(self, request: storage_pb2.PruneRequest, context: Ctx) -> storage_pb2.PruneResponse:
-        deleted, reclaimed = await asyncio.to_thread(self._storage.prune, request.all)
+        deleted, reclaimed = await asyncio.to_thread(self._storage.prune, request.all, list(request.filters))
         return storage_pb2.PruneResponse(deleted=deleted, reclaimed=reclaimed)
 
     async def CreateVolume(self, request: storage_pb2.CreateVolumeRequest, context: Ctx) -> storage_pb2.CreateVolumeResponse:

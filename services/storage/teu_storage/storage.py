@@ -161,9 +161,9 @@ class Storage:
         self.store.record(*told, *(Event("image", "delete", i, {"name": i}) for i in deleted))
         return untagged, deleted
 
-    def prune(self, everything: bool) -> tuple[list[str], int]:
+    def prune(self, everything: bool, filters: Sequence[str] = ()) -> tuple[list[str], int]:
         """See :meth:`Images.prune`."""
-        deleted, reclaimed = self.images.prune(everything)
+        deleted, reclaimed = self.images.prune(everything, filters)
         self.store.record(*(Event("image", "delete", i, {"name": i}) for i in deleted))
         return deleted, reclaimed
 

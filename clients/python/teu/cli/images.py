@@ -151,7 +151,7 @@ def cmd_rmi(c: Client, a: argparse.Namespace) -> int:
 
 def cmd_image_prune(c: Client, a: argparse.Namespace) -> int:
     """Removes unused images."""
-    r = c.prune_images(all=a.all)
+    r = c.prune_images(all=a.all, filters=a.filter)
     for d in r.deleted:
         print(f"Deleted: {d}")
     print(f"Total reclaimed space: {fmt.size(r.reclaimed)}")
@@ -218,6 +218,7 @@ def register(sub: Any) -> None:
     _list_flags(isub.add_parser("ls", help="list images"))
     ip = isub.add_parser("prune", help="remove unused images")
     ip.add_argument("-a", "--all", action="store_true", help="all unused images, not only untagged ones")
+    ip.add_argument("--filter", action="append", default=[], help="until=TIME|DURATION, label=K[=V], label!=K[=V]")
     ip.add_argument("-f", "--force", action="store_true", help="do not ask (Teu never asks)")
     ip.set_defaults(func=cmd_image_prune)
     _image_commands(isub, "rm")
