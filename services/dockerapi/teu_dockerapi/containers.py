@@ -13,6 +13,7 @@ from teu import changes as teu_changes
 from teu.cli import format as fmt
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
 from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.ids import is_full_id
 from teu_dockerapi import shapes
 from teu_dockerapi.framing import frame
 from teu_dockerapi.gateway import PENDING, Gateway, call, of, send_tar, stream
@@ -105,7 +106,7 @@ async def start(request: web.Request) -> web.Response:
     g, ref = of(request), request.match_info["id"]
     pending = request.app[PENDING]
     attached = pending.get(ref)
-    if attached is None and pending and not shapes.FULL_ID.fullmatch(ref):
+    if attached is None and pending and not is_full_id(ref):
         attached = pending.get((await details(g, ref)).summary.id)
     if attached is None:
         try:

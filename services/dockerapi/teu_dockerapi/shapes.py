@@ -6,7 +6,6 @@ Docker's JSON looks like.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +18,6 @@ from teu_api.types.v1 import types_pb2
 STATES = {types_pb2.CONTAINER_STATE_CREATED: "created", types_pb2.CONTAINER_STATE_RUNNING: "running",
           types_pb2.CONTAINER_STATE_EXITED: "exited"}  # fmt: skip
 RUNNING_STATE, CREATED_STATE = types_pb2.CONTAINER_STATE_RUNNING, types_pb2.CONTAINER_STATE_CREATED
-FULL_ID = re.compile(r"[0-9a-f]{64}")  # a container's id in full, as Docker's clients pass it
 
 
 def strings(body: Mapping[str, Any], key: str) -> list[str]:

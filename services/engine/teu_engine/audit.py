@@ -12,12 +12,13 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 
-from teu_runtime import cgroups, names
+from teu_api.ids import is_full_id
+from teu_runtime import cgroups
 
 
 def container_of(text: str) -> str:
     """The first full container id among the path components of ``text``, or ""."""
-    return next((part for part in text.replace(":", "/").split("/") if names.is_id(part)), "")
+    return next((part for part in text.replace(":", "/").split("/") if is_full_id(part)), "")
 
 
 def leftovers(
@@ -36,10 +37,10 @@ def leftovers(
         "mounts": [p for p in _mount_points() if p.startswith(f"{root}/") and gone(container_of(p))],
         "runtime states": [str(p) for p in _dirs(run_dir / "runc") + _dirs(run_dir / "crun") if gone(p.name)],
         "init processes": [pid for pid, cid in _runtime_inits() if cid in ours and gone(cid)],
-        "cgroups": [str(d) for d in cgroup_dirs if names.is_id(d.name) and gone(d.name)],
+        "cgroups": [str(d) for d in cgroup_dirs if is_full_id(d.name) and gone(d.name)],
         "bundles": [str(p) for p in _dirs(root / "runtime" / "containers") if gone(p.name)],
         "snapshots": [str(p) for p in _dirs(root / "storage" / "snapshots") if gone(p.name)],
-        "logs": [str(p) for p in _dirs(root / "logs") if names.is_id(p.name) and gone(p.name)],
+        "logs": [str(p) for p in _dirs(root / "logs") if is_full_id(p.name) and gone(p.name)],
     }
     return {kind: items for kind, items in found.items() if items}
 

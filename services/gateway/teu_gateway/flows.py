@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +19,7 @@ import structlog
 
 from teu_api.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TeuError, Unavailable
 from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_api.ids import is_full_id
 from teu_api.logs.v1 import logs_pb2 as lg
 from teu_api.runtime.v1 import runtime_pb2 as rt
 from teu_api.storage.v1 import storage_pb2 as st
@@ -45,9 +45,6 @@ class Exit:
     exit_code: int
     oom_killed: bool
     error: str
-
-
-FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class Flows:
@@ -215,7 +212,7 @@ class Flows:
         """Everything about a container, its root filesystem mounts as storage has them now. A full
         id (what the API's clients pass) is asked of the runtime and storage side by side; the mounts
         are asked again if the id named something else (a container whose name looks like an id)."""
-        if not FULL_ID.fullmatch(ref):
+        if not is_full_id(ref):
             c = await self.find(ref)
             return convert.details(c, await self.rootfs(c.id))
         found, mounts = await asyncio.gather(self.find(ref), self.rootfs(ref), return_exceptions=True)

@@ -19,6 +19,7 @@ from typing import Final
 import structlog
 
 from teu_api.errors import FailedPrecondition, InvalidArgument, NotFound
+from teu_api.ids import is_full_id
 from teu_logs.inotify import Inotify
 from teu_logs.k8sfile import STDERR, STDOUT
 from teu_logs.reader import Batch, ReadOptions, read_log
@@ -28,7 +29,6 @@ from teu_logs.segments import LOG_NAME, STATE_NAME, LogConfig, LogDir
 
 log = structlog.get_logger()
 
-_ID: Final = re.compile(r"[0-9a-f]{64}")
 DEFAULT_MAX_SIZE: Final = 20 * 1024 * 1024
 DEFAULT_MAX_FILES: Final = 5
 #: How often the background task looks at every configured log even if inotify reported nothing.
@@ -80,12 +80,12 @@ class LogStore:
         except FileNotFoundError:
             return
         for entry in entries:
-            if _ID.fullmatch(entry.name) and os.path.exists(os.path.join(entry.path, STATE_NAME)):
+            if is_full_id(entry.name) and os.path.exists(os.path.join(entry.path, STATE_NAME)):
                 self._dirs[entry.name] = LogDir(Path(entry.path))
 
     def _check_id(self, container_id: str) -> Path:
         """The log directory of ``container_id``; InvalidArgument unless it is 64 lowercase hex digits."""
-        if not _ID.fullmatch(container_id):
+        if not is_full_id(container_id):
             raise InvalidArgument(f"invalid container id {container_id!r}: want 64 lowercase hex digits")
         return self.root / container_id
 
@@ -174,7 +174,7 @@ class LogStore:
         except FileNotFoundError:
             return {}
         for entry in entries:
-            if not _ID.fullmatch(entry.name) or not entry.is_dir():
+            if not is_full_id(entry.name) or not entry.is_dir():
                 continue
             d = self._dirs.get(entry.name) or LogDir(Path(entry.path))
             try:
@@ -200,7 +200,7 @@ class LogStore:
         except FileNotFoundError:
             return 0, 0
         for entry in entries:
-            if not _ID.fullmatch(entry.name) or not entry.is_dir():
+            if not is_full_id(entry.name) or not entry.is_dir():
                 continue
             count += 1
             try:

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from teu_api.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, TeuError
+from teu_api.ids import is_full_id
 from teu_api.runtime.v1 import runtime_pb2
 from teu_api.types.v1 import types_pb2
 from teu_common import perms
@@ -859,7 +860,7 @@ class Manager:
         except FileNotFoundError:
             return
         for entry in entries:
-            if entry.is_dir() and names.is_id(entry.name) and entry.name not in known and not self.oci.knows(entry.name):
+            if entry.is_dir() and is_full_id(entry.name) and entry.name not in known and not self.oci.knows(entry.name):
                 bundle = self.bundle(entry.name)
                 if not await asyncio.to_thread(mounts.is_mounted, bundle.rootfs):
                     log.warning("orphan_bundle_removed", container=entry.name[:12])

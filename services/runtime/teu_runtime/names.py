@@ -7,8 +7,8 @@ import re
 from collections.abc import Collection
 
 from teu_api.errors import InvalidArgument
+from teu_api.ids import is_full_id
 
-_ID = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}")
 _TRIES = 64
 _ADJECTIVES = [
@@ -65,14 +65,9 @@ _NOUNS = [
 ]
 
 
-def is_id(text: str) -> bool:
-    """Whether ``text`` is a full container id (64 lowercase hex characters)."""
-    return _ID.fullmatch(text) is not None
-
-
 def check_id(cid: str) -> str:
     """Returns ``cid`` if it is 64 lowercase hex characters; InvalidArgument otherwise."""
-    if not is_id(cid):
+    if not is_full_id(cid):
         raise InvalidArgument(f"invalid container id {cid!r}: want 64 lowercase hex characters")
     return cid
 
