@@ -18,21 +18,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 16 << 20  # a create body is a few KiB; an upload endpoint streams instead
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
-
-
 @web.middleware
 async def docker_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Teu's errors and aiohttp's own (no such path, wrong method, body too large) as Docker's JSON;
     a versioned path's version checked against what is served."""
     wanted = request.match_info.get("version")
     if wanted is not None:
-        if _version_tuple(wanted) > _version_tuple(system.API_VERSION):
+        if system.version_tuple(wanted) > system.version_tuple(system.API_VERSION):
             return errors.response(
                 400, f"client version {wanted} is too new. Maximum supported API version is {system.API_VERSION}"
             )
-        if _version_tuple(wanted) < _version_tuple(system.MIN_API_VERSION):
+        if system.version_tuple(wanted) < system.version_tuple(system.MIN_API_VERSION):
             return errors.response(
                 400, f"client version {wanted} is too old. Minimum supported API version is {system.MIN_API_VERSION}, "
                 "please upgrade your client to a newer version",

@@ -12,6 +12,7 @@ from teu.cli.system import event_json, network_json
 from teu.cli.volumes import volume_json
 from teu_api.errors import FailedPrecondition
 from teu_api.gateway.v1 import gateway_pb2 as gw
+from teu_dockerapi import system
 from teu_dockerapi.containers import details, filters_of, flag, json_body
 from teu_dockerapi.gateway import call, of, stream
 from teu_dockerapi.shapes import RUNNING_STATE as RUNNING
@@ -40,7 +41,7 @@ async def prune_volumes(request: web.Request) -> web.Response:
     all=true (API 1.42's rule) or for a client of an older API (where prune took every unused volume)."""
     filters = filters_of(request)
     version = request.match_info.get("version")
-    older = version is not None and tuple(int(p) for p in version.split(".")) < (1, 42)
+    older = version is not None and system.version_tuple(version) < (1, 42)
     req = gw.PruneVolumesRequest(all="all=true" in filters or older, filters=[f for f in filters if not f.startswith("all=")])
     done = await call(of(request).volumes.PruneVolumes(req))
     return web.json_response({"VolumesDeleted": list(done.deleted) or None, "SpaceReclaimed": done.reclaimed})

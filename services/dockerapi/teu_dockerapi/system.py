@@ -9,6 +9,7 @@ import socket
 
 from aiohttp import web
 
+from teu.cli.system import docker_info
 from teu.cli.volumes import volume_json
 from teu_api import VERSION
 from teu_api.errors import FailedPrecondition, InvalidArgument
@@ -21,6 +22,12 @@ from teu_dockerapi.gateway import call, of
 #: The newest API version whose endpoints are served, and the oldest client accepted.
 API_VERSION, MIN_API_VERSION = "1.43", "1.24"
 HEADERS = {"Api-Version": API_VERSION, "Docker-Experimental": "false", "Ostype": "linux", "Server": f"Teu/{VERSION}"}
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """An API version ("1.41") as numbers, for comparing."""
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
 
 routes = web.RouteTableDef()
 
@@ -53,14 +60,10 @@ async def version(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     i = await call(of(request).system.Info(gw.InfoRequest()))
     return web.json_response({
-        "ID": socket.gethostname(), "Name": socket.gethostname(), "Containers": i.containers,
-        "ContainersRunning": i.containers_running, "ContainersPaused": 0, "ContainersStopped": i.containers_exited,
-        "Images": i.images, "Driver": i.storage_driver, "DockerRootDir": i.storage_root, "ServerVersion": VERSION,
-        "OperatingSystem": "Teu", "OSType": "linux", "Architecture": platform.machine(), "KernelVersion": platform.release(),
-        "NCPU": os.cpu_count() or 1, "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-        "CgroupVersion": str(i.cgroup_version), "CgroupDriver": "cgroupfs", "DefaultRuntime": i.oci_runtime,
-        "Runtimes": {i.oci_runtime: {"path": i.oci_runtime}}, "SecurityOptions": list(i.security_options),
-        "LoggingDriver": "k8s-file", "Labels": [], "Warnings": [],
+        **docker_info(i), "ID": socket.gethostname(), "Name": socket.gethostname(), "ContainersPaused": 0,
+        "ServerVersion": VERSION, "OperatingSystem": "Teu",
+        "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "CgroupDriver": "cgroupfs",
+        "Runtimes": {i.oci_runtime: {"path": i.oci_runtime}}, "LoggingDriver": "k8s-file", "Labels": [], "Warnings": [],
     })  # fmt: skip
 
 

@@ -51,16 +51,20 @@ def _formatted(form: str, data: dict[str, Any]) -> int:
     return 0
 
 
-def info_json(i: Any) -> dict[str, Any]:
-    """``teu info``'s facts under the names of docker info's template fields."""
+def docker_info(i: Any) -> dict[str, Any]:
+    """The engine's facts that docker info has, under its field names (also the Docker API's /info)."""
     return {
         "Containers": i.containers, "ContainersRunning": i.containers_running, "ContainersStopped": i.containers_exited,
-        "ContainersCreated": i.containers_created, "Images": i.images, "Driver": i.storage_driver,
-        "DockerRootDir": i.storage_root, "CgroupVersion": str(i.cgroup_version), "DefaultRuntime": i.oci_runtime,
-        "OCIRuntimeVersion": i.oci_runtime_version, "ConmonVersion": i.conmon_version,
-        "SecurityOptions": list(i.security_options), "OSType": "linux", "Architecture": platform.machine(),
-        "KernelVersion": platform.release(), "NCPU": os.cpu_count() or 1,
+        "Images": i.images, "Driver": i.storage_driver, "DockerRootDir": i.storage_root,
+        "CgroupVersion": str(i.cgroup_version), "DefaultRuntime": i.oci_runtime, "SecurityOptions": list(i.security_options),
+        "OSType": "linux", "Architecture": platform.machine(), "KernelVersion": platform.release(), "NCPU": os.cpu_count() or 1,
     }  # fmt: skip
+
+
+def info_json(i: Any) -> dict[str, Any]:
+    """``teu info``'s facts under the names of docker info's template fields, and Teu's own."""
+    return {**docker_info(i), "ContainersCreated": i.containers_created, "OCIRuntimeVersion": i.oci_runtime_version,
+            "ConmonVersion": i.conmon_version}  # fmt: skip
 
 
 def cmd_version(c: Client, a: argparse.Namespace) -> int:
